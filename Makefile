@@ -1,0 +1,17 @@
+.PHONY: setup demo test bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/reindex demo
+
+test: setup
+	@bash scripts/test.sh $(PYTEST_ARGS)
+
+bench: setup
+	.venv/bin/python -m pip install -q -e ".[bench]"
+	HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run.py
+
+clean:
+	rm -rf .venv .reindex build *.egg-info

@@ -1,0 +1,416 @@
+"""`reindex`: a thin click layer over reindexer.commands.
+
+Parses options, calls one library function, prints the result: a table for
+people on stdout, or JSON with --json. Progress and logs go to stderr. Every
+ReindexError becomes one line on stderr and its documented exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from reindexer import commands
+from reindexer.embedding import ModelSettings
+from reindexer.errors import EXIT_UNEXPECTED, EXIT_USAGE, ReindexError, UsageError
+from reindexer.workspace import Workspace
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class Ctx:
+    def __init__(self, store: str | None, state: str | None, as_json: bool, yes: bool):
+        self.store_opt, self.state_opt = store, state
+        self.as_json, self.yes = as_json, yes
+        self._ws: Workspace | None = None
+
+    @property
+    def ws(self) -> Workspace:
+        if self._ws is None:
+            self._ws = Workspace.open(store=self.store_opt, state=self.state_opt)
+        return self._ws
+
+    def close(self) -> None:
+        if self._ws is not None:
+            self._ws.close()
+
+    def confirm(self, question: str) -> bool:
+        if self.yes:
+            return True
+        if sys.stdin.isatty():
+            return click.confirm(question, default=False, err=True)
+        raise UsageError("no terminal to confirm on", hint="pass --yes")
+
+    def require_confirmable(self, what: str) -> None:
+        """Fail before any work when a destructive step could not be confirmed at the end."""
+        if not self.yes and not sys.stdin.isatty():
+            raise UsageError(f"{what} needs confirmation and there is no terminal to ask", hint="pass --yes")
+
+    def emit(self, data: Any, human: Callable[[Any], None]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(_plain(data), indent=2, default=str))
+        else:
+            human(data)
+
+
+def _plain(data: Any) -> Any:
+    if hasattr(data, "to_dict"):
+        return data.to_dict()
+    if is_dataclass(data):
+        return asdict(data)
+    if isinstance(data, list):
+        return [_plain(x) for x in data]
+    if hasattr(data, "model_dump"):
+        return data.model_dump(mode="json")
+    return data
+
+
+def run_command(fn: Callable) -> Callable:
+    """Map the error tree to exit codes and close the workspace, for every command."""
+
+    @functools.wraps(fn)
+    @click.pass_obj
+    def wrapper(ctx: Ctx, *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(ctx, *args, **kwargs)
+        except ReindexError as exc:
+            err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+            if exc.hint:
+                err.print(f"[bold]hint:[/] {exc.hint}", markup=True, highlight=False)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted; re-run the same command to resume")
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except Exception as exc:  # the last line of defence: one clear line, no traceback by default
+            if os.environ.get("REINDEX_DEBUG"):
+                raise
+            err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False)
+            err.print("set REINDEX_DEBUG=1 for a traceback")
+            sys.exit(EXIT_UNEXPECTED)
+        finally:
+            ctx.close()
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", envvar="REINDEX_STORE", help="Vector store URL (default qdrant+local:.reindex/qdrant).")
+@click.option("--state", envvar="REINDEX_STATE", help="State store SQLAlchemy URL (default sqlite:///.reindex/state.db).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@click.option("-y", "--yes", is_flag=True, help="Confirm destructive steps (cut-over, rollback, gc) without asking.")
+@click.option("-v", "--verbose", count=True, help="Log more to stderr.")
+@click.version_option(package_name="reindexer")
+@click.pass_context
+def cli(click_ctx: click.Context, store: str | None, state: str | None, as_json: bool, yes: bool, verbose: int) -> None:
+    """Ship a new embedding model to live Qdrant and Milvus collections with no downtime."""
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    click_ctx.obj = Ctx(store, state, as_json, yes)
+
+
+def model_settings_options(fn: Callable) -> Callable:
+    for option in reversed(
+        [
+            click.option("--truncate-dim", type=click.IntRange(min=1), help="Matryoshka: keep the first N dimensions."),
+            click.option("--normalize/--no-normalize", default=False, help="L2-normalise vectors."),
+            click.option("--max-seq-length", type=click.IntRange(min=1), help="Truncate inputs to N tokens."),
+            click.option("--query-prompt", help="Prefix for queries, e.g. 'query: '."),
+            click.option("--document-prompt", help="Prefix for documents, e.g. 'passage: '."),
+            click.option("--trust-remote-code", is_flag=True, help="Allow the model folder's own Python code."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _settings(kw: dict[str, Any]) -> ModelSettings:
+    return ModelSettings(
+        normalize=kw.pop("normalize"),
+        truncate_dim=kw.pop("truncate_dim"),
+        max_seq_length=kw.pop("max_seq_length"),
+        query_prompt=kw.pop("query_prompt"),
+        document_prompt=kw.pop("document_prompt"),
+        trust_remote_code=kw.pop("trust_remote_code"),
+    )
+
+
+# -- model ----------------------------------------------------------------------
+@cli.group()
+def model() -> None:
+    """Register and list model versions."""
+
+
+@model.command("register")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="A readable name (default: the folder's name).")
+@model_settings_options
+@click.option("--base-model", help="Training fact: the model this one was fine-tuned from.")
+@click.option("--train-data", help="Training fact: the data it was trained on.")
+@click.option("--run-id", help="Training fact: the training run's id.")
+@run_command
+def model_register(ctx: Ctx, path: Path, name: str | None, base_model, train_data, run_id, **kw: Any) -> None:
+    """Fingerprint and register the sentence-transformers model at PATH."""
+    mv = commands.model_register(ctx.ws, str(path), name=name, settings=_settings(kw),
+                                 base_model=base_model, train_data=train_data, run_id=run_id)
+    ctx.emit(mv, lambda m: out.print(f"registered {m.label}  dim={m.dim}  similarity={m.similarity}  path={m.path}"))
+
+
+@model.command("list")
+@run_command
+def model_list(ctx: Ctx) -> None:
+    """List registered model versions."""
+    models = commands.model_list(ctx.ws)
+
+    def show(rows: list) -> None:
+        t = Table("model", "dim", "similarity", "max seq", "settings", "path")
+        for m in rows:
+            settings = {k: v for k, v in (m.settings or {}).items() if v not in (None, False)}
+            t.add_row(m.label, str(m.dim), m.similarity, str(m.max_seq_length), json.dumps(settings), m.path)
+        out.print(t)
+
+    ctx.emit(models, show)
+
+
+# -- plan / apply ---------------------------------------------------------------
+@cli.command("plan")
+@click.argument("collection")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), help="Model folder (registered automatically).")
+@click.option("--model-ref", help="A registered model: name, name@fingerprint or fingerprint prefix.")
+@click.option("--name", "model_name", help="Name to register the model under.")
+@model_settings_options
+@click.option("--source", "source_text", help="payload (default), jsonl:PATH, parquet:PATH or sql:URL.")
+@click.option("--query", help="SQL query for an sql: source.")
+@click.option("--text-field", help="Field (dotted path) holding the text (default: text).")
+@click.option("--id-field", help="Field holding the document id, for file and SQL sources (default: id).")
+@click.option("--metric", type=click.Choice(["cosine", "dot", "euclid"]), help="Distance of the new index.")
+@click.option("--hnsw-m", type=click.IntRange(min=2), help="HNSW M of the new index.")
+@click.option("--hnsw-ef-construct", type=click.IntRange(min=4), help="HNSW ef_construct of the new index.")
+@click.option("--quantization", type=click.Choice(["none", "scalar"]), help="Vector quantisation of the new index.")
+@click.option("--gate", help="Promotion gate, e.g. 'ndcg@10 >= -0.005 and not significantly worse at p < 0.05'.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the plan JSON here.")
+@run_command
+def plan_cmd(ctx: Ctx, collection: str, model_path, model_ref, model_name, source_text, query, text_field,
+             id_field, metric, hnsw_m, hnsw_ef_construct, quantization, gate, output, **kw: Any) -> None:
+    """Compute what putting a model behind COLLECTION takes, as a reviewable plan."""
+    from reindexer.sources.spec import parse_source
+
+    settings = _settings(kw)
+    if model_path and model_ref:
+        raise UsageError("pass either --model or --model-ref, not both")
+    source = None
+    if source_text or text_field or id_field or query:
+        options = {k: v for k, v in (("text_field", text_field), ("id_field", id_field), ("query", query)) if v}
+        source = parse_source(source_text or "payload", base_dir=Path.cwd(), **options)
+    index_params = None
+    if hnsw_m or hnsw_ef_construct or quantization:
+        index_params = {k: v for k, v in (("hnsw_m", hnsw_m), ("hnsw_ef_construct", hnsw_ef_construct),
+                                          ("quantization", quantization)) if v is not None}
+    p = commands.plan(ctx.ws, collection, model_path=str(model_path) if model_path else None, model_ref=model_ref,
+                      settings=settings, model_name=model_name, source=source, metric=metric,
+                      index_params=index_params, gate=gate or ctx.ws.config.gate)
+    if output:
+        output.write_text(p.to_json() + "\n")
+    ctx.emit(json.loads(p.to_json()), lambda _: _print_plan(p, output))
+
+
+def _print_plan(p, output: Path | None) -> None:
+    out.print(f"[bold]plan {p.id[:12]}[/] for [bold]{p.collection}[/]: {p.mode} ({p.reason})")
+    if p.from_version:
+        out.print(f"  from  {p.from_version['physical']}  {p.from_version['model']}  dim {p.from_version['dim']}  "
+                  f"{p.from_version['count']} points")
+    out.print(f"  to    {p.to_version['physical']}  {p.to_version['model']}  dim {p.to_version['dim']}  "
+              f"metric {p.to_version['metric']}")
+    c = p.counts
+    out.print(f"  source {p.source.get('kind')}: {c['source_docs']} documents; embed {c['to_embed']}, "
+              f"copy {c['to_copy']}, delete {c['to_delete']}")
+    if p.dimension_change:
+        out.print("  dimension changes: a full rebuild into a new collection")
+    if p.estimate.get("seconds"):
+        out.print(f"  estimate: {p.estimate['seconds']:.0f} s at {p.estimate['docs_per_second']:.0f} docs/s on "
+                  f"{p.estimate['device']}, about {p.estimate['storage_bytes'] / 1e6:.1f} MB")
+    if p.gate:
+        out.print(f"  gate: {p.gate}")
+    if output:
+        out.print(f"  written to {output}; run `reindex apply {output}`")
+
+
+@cli.command("apply")
+@click.argument("plan_file", required=False, type=click.Path(path_type=Path))
+@click.option("--resume", "resume_collection", metavar="COLLECTION", help="Resume the interrupted apply of COLLECTION.")
+@click.option("--cutover/--no-cutover", default=True, help="Cut over when the shadow is verified (default) or leave it built.")
+@click.option("--no-delete", is_flag=True, help="Keep documents that vanished from the source during the build.")
+@run_command
+def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, cutover: bool, no_delete: bool) -> None:
+    """Build, verify and cut over a plan. Re-running it after a crash resumes."""
+    from reindexer.planner import load_plan_file
+
+    if bool(plan_file) == bool(resume_collection):
+        raise UsageError("pass a plan file, or --resume COLLECTION")
+    if cutover:
+        ctx.require_confirmable("apply cuts over at the end (or pass --no-cutover)")
+    p = load_plan_file(plan_file) if plan_file else commands.latest_unfinished_plan(ctx.ws, resume_collection)
+    result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete)
+
+    def show(r) -> None:
+        if r.message:
+            out.print(r.message)
+        if r.stats:
+            s = r.stats
+            out.print(f"built {r.physical}: {s['embedded']} embedded, {s['copied']} copied, "
+                      f"{s['deleted']} deleted, {s['unchanged']} unchanged")
+        if r.verification:
+            v = r.verification
+            cos = v["sample_min_cosine"]
+            out.print(f"verified: {v['store_count']} points = ledger {v['ledger_count']}"
+                      + (f", sample of {v['sample_size']} re-embedded (min cosine {cos:.4f})" if cos else ""))
+        if r.cut_over:
+            out.print(f"[bold green]cut over:[/] {r.collection} -> {r.live}")
+        elif r.physical and not r.message:
+            out.print(f"shadow {r.physical} is built; `reindex cutover {r.collection}` promotes it")
+
+    ctx.emit(result, show)
+
+
+@cli.command("cutover")
+@click.argument("collection")
+@click.option("--to", "to", metavar="VERSION", help="Version number (3, v3) or physical name; default: newest built.")
+@run_command
+def cutover_cmd(ctx: Ctx, collection: str, to: str | None) -> None:
+    """Point COLLECTION's alias at a built version, atomically."""
+    ctx.require_confirmable("cutover")
+    r = commands.cutover(ctx.ws, collection, to=to, confirm=ctx.confirm)
+    ctx.emit(r, lambda r: out.print(f"{r['collection']} -> {r['live']}" + ("" if r["changed"] else " (unchanged)")))
+
+
+@cli.command("rollback")
+@click.argument("collection")
+@click.option("--no-catch-up", is_flag=True, help="Skip re-embedding documents changed since the cut-over.")
+@run_command
+def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
+    """Point COLLECTION back at the version that was live before."""
+    ctx.require_confirmable("rollback")
+    r = commands.rollback(ctx.ws, collection, confirm=ctx.confirm, catch_up=not no_catch_up)
+    ctx.emit(r, lambda r: out.print(
+        f"rolled back {r['collection']}: {r.get('from')} -> {r['live']}"
+        + (f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)" if r.get("changed") else " (unchanged)")))
+
+
+@cli.command("status")
+@click.argument("collection", required=False)
+@run_command
+def status_cmd(ctx: Ctx, collection: str | None) -> None:
+    """Live version, model, counts and shadows of each logical collection."""
+    rows = commands.status(ctx.ws, collection)
+
+    def show(rows: list) -> None:
+        t = Table("collection", "live", "model", "dim", "points", "shadows", "retired")
+        for r in rows:
+            if not r["managed"]:
+                t.add_row(r["collection"], str(r["live"]), "[dim]unmanaged: `reindex adopt`[/]", "", "", "", "")
+                continue
+            live = r["live"] or {}
+            t.add_row(
+                r["collection"],
+                live.get("physical", "-"),
+                live.get("model", "-"),
+                str(live.get("dim", "")),
+                str(live.get("count", "")),
+                ", ".join(f"{s['physical']} ({s['status']}, {s['model']})" for s in r["shadows"]) or "-",
+                ", ".join(s["physical"] for s in r["retired"]) or "-",
+            )
+        out.print(t)
+
+    ctx.emit(rows, show)
+
+
+@cli.command("history")
+@click.argument("collection")
+@click.option("--limit", default=50, show_default=True)
+@run_command
+def history_cmd(ctx: Ctx, collection: str, limit: int) -> None:
+    """Versions of COLLECTION and the audit log of what was done to it."""
+    h = commands.history(ctx.ws, collection, limit)
+
+    def show(h: dict) -> None:
+        t = Table("version", "physical", "status", "model", "dim", "points", "live since")
+        for v in h["versions"]:
+            t.add_row(f"v{v['version']}", v["physical"], v["status"], v["model"], str(v["dim"]),
+                      str(v["count"] or ""), v["live_since"] or "")
+        out.print(t)
+        e = Table("at", "action", "result", "who", "details")
+        for ev in h["events"]:
+            e.add_row(ev["at"], ev["action"], ev["result"], f"{ev['user']}@{ev['host']}",
+                      json.dumps(ev["detail"], default=str)[:100])
+        out.print(e)
+
+    ctx.emit(h, show)
+
+
+@cli.command("gc")
+@click.argument("collection")
+@click.option("--keep", type=int, default=None, help="Retired versions to keep (default from config, 2).")
+@run_command
+def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
+    """Drop retired versions of COLLECTION beyond the newest KEEP."""
+    ctx.require_confirmable("gc")
+    keep = ctx.ws.config.keep if keep is None else keep
+    r = commands.gc(ctx.ws, collection, keep, confirm=ctx.confirm)
+    ctx.emit(r, lambda r: out.print(f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}"))
+
+
+@cli.command("adopt")
+@click.argument("collection")
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="The model that made it.")
+@click.option("--name", help="Name to register the model under.")
+@model_settings_options
+@click.option("--text-field", default="text", show_default=True, help="Payload path of the text.")
+@click.option("--sample", default=32, show_default=True, help="Points to re-embed and compare.")
+@click.option("--min-cosine", default=0.99, show_default=True, help="Agreement needed for each sampled point.")
+@run_command
+def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sample, min_cosine, **kw: Any) -> None:
+    """Tag a collection made outside reindexer with the model that made it."""
+    r = commands.adopt(ctx.ws, collection, str(model_path), settings=_settings(kw), text_field=text_field,
+                       sample=sample, min_cosine=min_cosine, name=name)
+    ctx.emit(r, lambda r: out.print(
+        f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}: "
+        f"{r['sample']} sampled vectors agree (min cosine {r['min_cosine']}), {r['points_tagged']} points tagged"))
+
+
+@cli.command("demo")
+@click.option("--keep", "keep_dir", type=click.Path(path_type=Path), help="Work in this folder and keep it.")
+@run_command
+def demo_cmd(ctx: Ctx, keep_dir: Path | None) -> None:
+    """Run the whole flow offline on the embedded default, printing each step."""
+    from reindexer.demo import run_demo
+
+    run_demo(keep_dir=keep_dir, console=out)
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="reindex", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

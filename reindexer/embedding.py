@@ -1,0 +1,246 @@
+"""Model versions: fingerprint, validation, loading, device choice and batched encoding.
+
+A model version is a sentence-transformers folder *plus* the settings that change
+its vectors. The fingerprint is sha256 over both, so the same folder with the same
+settings always gets the same fingerprint, and any change to the weights,
+tokenizer, config or settings gets a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reindexer.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+# Files that describe a model without changing its vectors.
+_IGNORED_SUFFIXES = (".md", ".txt.bak")
+_IGNORED_DIRS = ("checkpoint-", "runs", "eval", "__pycache__")
+_SIMILARITY_TO_METRIC = {"cosine": "cosine", "dot": "dot", "dot_product": "dot", "euclidean": "euclid"}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Settings that change the vectors a model folder produces."""
+
+    normalize: bool = False  # applied on top of the folder's own modules
+    truncate_dim: int | None = None  # Matryoshka truncation
+    max_seq_length: int | None = None
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    trust_remote_code: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ModelSettings:
+        data = dict(data or {})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class ModelInfo:
+    fingerprint: str
+    name: str
+    path: str
+    dim: int
+    similarity: str
+    max_seq_length: int | None
+    settings: ModelSettings = field(default_factory=ModelSettings)
+
+    @property
+    def short(self) -> str:
+        return self.fingerprint[:12]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.short}"
+
+
+def check_model_folder(path: str | os.PathLike) -> Path:
+    """The folder, resolved, if it holds a sentence-transformers model; else a UsageError."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UsageError(f"model path {p} does not exist")
+    if not p.is_dir():
+        raise UsageError(f"model path {p} is not a folder", hint="pass the folder that model.save() wrote")
+    if not (p / "modules.json").is_file():
+        raise UsageError(
+            f"{p} is not a sentence-transformers model (no modules.json)",
+            hint="save the model with SentenceTransformer.save(PATH), or point at the folder that has modules.json",
+        )
+    return p.resolve()
+
+
+def _model_files(root: Path) -> list[Path]:
+    files = []
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root)
+        if not f.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if any(part.startswith(_IGNORED_DIRS) for part in rel.parts[:-1]):
+            continue
+        if f.name.endswith(_IGNORED_SUFFIXES):
+            continue
+        files.append(f)
+    return files
+
+
+def fingerprint(path: str | os.PathLike, settings: ModelSettings | None = None) -> str:
+    """sha256 over the model's files (names and bytes) and its vector-changing settings."""
+    root = check_model_folder(path)
+    h = hashlib.sha256()
+    for f in _model_files(root):
+        h.update(str(f.relative_to(root).as_posix()).encode())
+        h.update(b"\x00")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\x00")
+    h.update(json.dumps((settings or ModelSettings()).to_dict(), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def default_name(path: Path) -> str:
+    """A readable name for a model folder: its own name, or its parent's for generic ones."""
+    generic = {"model", "models", "final", "output", "best", "latest"}
+    name = path.name
+    if name.lower() in generic and path.parent.name:
+        name = path.parent.name
+    return name
+
+
+def pick_device(requested: str | None = None) -> str:
+    """CUDA, then MPS, then CPU, unless REINDEX_DEVICE or the caller names one."""
+    requested = requested or os.environ.get("REINDEX_DEVICE")
+    if requested:
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+_LOADED: dict[tuple[str, str], Any] = {}
+
+
+def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, device: str | None = None):
+    """Load (once per process) a SentenceTransformer with the given settings, from local files only."""
+    root = check_model_folder(path)
+    device = pick_device(device)
+    key = (f"{root}|{json.dumps(settings.to_dict(), sort_keys=True)}", device)
+    if key in _LOADED:
+        return _LOADED[key]
+    from sentence_transformers import SentenceTransformer
+
+    started = time.perf_counter()
+    try:
+        model = SentenceTransformer(
+            str(root),
+            device=device,
+            truncate_dim=settings.truncate_dim,
+            trust_remote_code=settings.trust_remote_code,
+            local_files_only=True,
+        )
+    except Exception as exc:  # a broken folder fails in many library-specific ways
+        raise UsageError(
+            f"cannot load {root} as a sentence-transformers model: {type(exc).__name__}: {exc}",
+            hint="check that the folder is complete (weights, config, tokenizer)",
+        ) from None
+    if settings.max_seq_length:
+        model.max_seq_length = settings.max_seq_length
+    log.info("loaded %s on %s in %.1fs", root, device, time.perf_counter() - started)
+    _LOADED[key] = model
+    return model
+
+
+def model_dimension(model) -> int | None:
+    # sentence-transformers 5.x renamed get_sentence_embedding_dimension.
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return getter()
+
+
+def inspect_model(
+    path: str | os.PathLike, settings: ModelSettings | None = None, name: str | None = None
+) -> ModelInfo:
+    """Fingerprint and load a model folder to learn its dimension and similarity."""
+    settings = settings or ModelSettings()
+    root = check_model_folder(path)
+    fp = fingerprint(root, settings)
+    model = load_sentence_transformer(root, settings)
+    dim = model_dimension(model)
+    if dim is None:
+        dim = int(model.encode(["dimension probe"], convert_to_numpy=True).shape[1])
+    similarity = getattr(model, "similarity_fn_name", None) or "cosine"
+    metric = _SIMILARITY_TO_METRIC.get(str(similarity), "cosine")
+    if settings.normalize:
+        metric = "cosine"
+    return ModelInfo(
+        fingerprint=fp,
+        name=name or default_name(root),
+        path=str(root),
+        dim=int(dim),
+        similarity=metric,
+        max_seq_length=model.max_seq_length,
+        settings=settings,
+    )
+
+
+class Embedder:
+    """Encodes documents and queries with one model version."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        settings: ModelSettings | None = None,
+        device: str | None = None,
+        batch_size: int | None = None,
+    ):
+        self.settings = settings or ModelSettings()
+        self.device = pick_device(device)
+        self.model = load_sentence_transformer(path, self.settings, self.device)
+        self.batch_size = batch_size or (256 if self.device == "cuda" else 64)
+
+    def _encode(self, texts: Sequence[str], prompt: str | None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, model_dimension(self.model) or 0), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            prompt=prompt,
+            convert_to_numpy=True,
+            normalize_embeddings=self.settings.normalize,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.settings.document_prompt)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.settings.query_prompt)
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two equally shaped matrices."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    return (a * b).sum(axis=1) / np.maximum(na * nb, 1e-12)

@@ -1,0 +1,373 @@
+"""The streaming pipeline that carries plans out: build, catch up, copy, verify, cut over.
+
+A full build is a sync into an empty index version: stream the source, skip
+what the ledger already holds with the same content hash, embed the rest in
+batches, upsert, and record each batch in the ledger in one transaction. The
+ledger is therefore also the checkpoint: after a crash, running the same
+command again skips everything already written and ends in the same state.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY, CollectionSpec, Point, VectorStore
+from reindexer.embedding import Embedder, cosine_rows
+from reindexer.errors import ConflictError, NotFoundError, VerificationError
+from reindexer.model_registry import embedder_for
+from reindexer.progress import progress
+from reindexer.sources.base import Document, Source, get_path
+from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, Run
+from reindexer.state.models import iso, utcnow
+from reindexer.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+VERIFY_SAMPLE = 16
+VERIFY_MIN_COSINE = 0.99
+MAX_CATCHUP_PASSES = 3
+
+
+@dataclass
+class SyncStats:
+    seen: int = 0
+    embedded: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    copied: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.embedded + self.deleted + self.copied
+
+    def add(self, other: SyncStats) -> None:
+        self.seen = other.seen
+        self.embedded += other.embedded
+        self.unchanged = other.unchanged
+        self.deleted += other.deleted
+        self.copied += other.copied
+
+
+@dataclass
+class VerifyReport:
+    store_count: int
+    ledger_count: int
+    source_count: int | None
+    missing_in_store: list[str] = field(default_factory=list)
+    extra_in_store: list[str] = field(default_factory=list)
+    missing_from_source: list[str] = field(default_factory=list)
+    not_in_ledger_source: list[str] = field(default_factory=list)
+    wrong_model: list[str] = field(default_factory=list)
+    sample_size: int = 0
+    sample_min_cosine: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.store_count == self.ledger_count
+            and not self.missing_in_store
+            and not self.extra_in_store
+            and not self.missing_from_source
+            and not self.not_in_ledger_source
+            and not self.wrong_model
+            and (self.sample_min_cosine is None or self.sample_min_cosine >= VERIFY_MIN_COSINE)
+        )
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.store_count != self.ledger_count:
+            out.append(f"store holds {self.store_count} points, ledger {self.ledger_count}")
+        for label, ids in (
+            ("in the ledger but not the store", self.missing_in_store),
+            ("in the store but not the ledger", self.extra_in_store),
+            ("in the index but gone from the source", self.missing_from_source),
+            ("in the source but not the index", self.not_in_ledger_source),
+            ("tagged with another model", self.wrong_model),
+        ):
+            if ids:
+                out.append(f"{len(ids)} ids {label} (e.g. {', '.join(sorted(ids)[:5])})")
+        if self.sample_min_cosine is not None and self.sample_min_cosine < VERIFY_MIN_COSINE:
+            out.append(f"re-embedded sample disagrees with stored vectors (min cosine {self.sample_min_cosine:.4f})")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "store_count": self.store_count,
+            "ledger_count": self.ledger_count,
+            "source_count": self.source_count,
+            "problems": self.problems(),
+            "sample_size": self.sample_size,
+            "sample_min_cosine": self.sample_min_cosine,
+        }
+
+
+def version_metadata(lc: LogicalCollection, version: IndexVersion, model: ModelVersion) -> dict[str, str]:
+    return {
+        "reindex.logical": lc.name,
+        "reindex.version": str(version.version),
+        "reindex.model": model.label,
+        "reindex.fingerprint": model.fingerprint,
+        "reindex.model_path": model.path,
+        "reindex.dim": str(model.dim),
+        "reindex.metric": version.metric,
+        "reindex.text_field": lc.text_field,
+        "reindex.created": iso(version.created_at),
+    }
+
+
+def create_physical(
+    ws: Workspace, lc: LogicalCollection, version: IndexVersion, model: ModelVersion, like: str | None
+) -> None:
+    """Create the version's collection, with the payload indexes of ``like`` (the live version)."""
+    store = ws.store
+    if store.collection_exists(version.physical_name):
+        return  # resuming an interrupted build
+    payload_indexes = store.describe(like).payload_indexes if like else {}
+    store.create_collection(
+        CollectionSpec(
+            name=version.physical_name,
+            dim=model.dim,
+            metric=version.metric,
+            metadata=version_metadata(lc, version, model),
+            payload_indexes=dict(payload_indexes),
+            index_params=dict(version.index_params or {}),
+        )
+    )
+
+
+def _points(docs: list[Document], vectors: np.ndarray, model_short: str) -> list[Point]:
+    return [
+        Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: model_short})
+        for d, v in zip(docs, vectors)
+    ]
+
+
+def start_run(ws: Workspace, version: IndexVersion, kind: str, plan_id: str | None = None) -> Run:
+    return ws.state.save(Run(index_version_id=version.id, kind=kind, plan_id=plan_id))
+
+
+def finish_run(ws: Workspace, run: Run, error: str | None = None) -> None:
+    with ws.state.session() as s:
+        row = s.get(Run, run.id)
+        row.status = "failed" if error else "succeeded"
+        row.error = error
+        row.finished_at = utcnow()
+        s.add(row)
+        s.commit()
+
+
+def sync_into(
+    ws: Workspace,
+    version: IndexVersion,
+    model: ModelVersion,
+    source: Source,
+    embedder: Embedder | None = None,
+    delete_missing: bool = True,
+    run: Run | None = None,
+    lease: object | None = None,
+    label: str = "embedding",
+    total: int | None = None,
+) -> SyncStats:
+    """Make ``version`` hold exactly the source's documents, embedding only what the ledger lacks.
+
+    Embedding of batch i+1 overlaps the store write of batch i (one writer thread),
+    which keeps a GPU busy while the database ingests.
+    """
+    state, store = ws.state, ws.store
+    embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+    ledger = state.ledger(version.id)
+    stats = SyncStats()
+    seen: set[str] = set()
+    pending: list[Document] = []
+    batch_size = ws.batch_size
+
+    def write(docs: list[Document], vectors: np.ndarray) -> None:
+        store.upsert(version.physical_name, _points(docs, vectors, model.short))
+        state.record_batch(
+            version.id,
+            model.fingerprint,
+            [(d.doc_id, d.content_hash) for d in docs],
+            run_id=run.id if run else None,
+            checkpoint={"last_doc_id": docs[-1].doc_id},
+            embedded=len(docs),
+        )
+        if lease is not None:
+            ws.renew(lease)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reindex-writer") as writer, progress(
+        label, total
+    ) as advance:
+        in_flight: Future | None = None
+
+        def flush() -> None:
+            nonlocal in_flight, pending
+            if not pending:
+                return
+            docs, pending = pending, []
+            vectors = embedder.embed_documents([d.text for d in docs])
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = writer.submit(write, docs, vectors)
+            stats.embedded += len(docs)
+
+        for doc in source:
+            if doc.doc_id in seen:
+                continue
+            seen.add(doc.doc_id)
+            stats.seen += 1
+            if ledger.get(doc.doc_id) == doc.content_hash:
+                stats.unchanged += 1
+                advance(1)
+                continue
+            pending.append(doc)
+            if len(pending) >= batch_size:
+                n = len(pending)
+                flush()
+                advance(n)
+        n = len(pending)
+        flush()
+        advance(n)
+        if in_flight is not None:
+            in_flight.result()
+
+    if delete_missing:
+        gone = sorted(set(ledger) - seen)
+        for i in range(0, len(gone), batch_size):
+            chunk = gone[i : i + batch_size]
+            store.delete(version.physical_name, chunk)
+            state.record_batch(version.id, model.fingerprint, [], deleted=chunk, run_id=run.id if run else None)
+            stats.deleted += len(chunk)
+    return stats
+
+
+def copy_into(
+    ws: Workspace, src: IndexVersion, dst: IndexVersion, model: ModelVersion, run: Run | None = None
+) -> SyncStats:
+    """Copy vectors and payloads from ``src`` to ``dst`` (same model): nothing is re-embedded."""
+    store = ws.store
+    stats = SyncStats()
+    src_ledger = ws.state.ledger(src.id)
+    done = ws.state.ledger(dst.id)
+    total = store.count(src.physical_name)
+    from reindexer.sources.base import content_hash
+
+    with progress("copying", total) as advance:
+        for page in store.scroll(src.physical_name, batch_size=ws.batch_size, with_vectors=True):
+            todo = [p for p in page if p.doc_id not in done]
+            if todo:
+                for p in todo:
+                    p.payload[MODEL_KEY] = model.short
+                store.upsert(dst.physical_name, todo)
+                rows = []
+                for p in todo:
+                    h = src_ledger.get(p.doc_id)
+                    if h is None:
+                        # A point the ledger never saw (written by an application): hash what it holds.
+                        payload = {k: v for k, v in p.payload.items() if k not in (MODEL_KEY, DOC_ID_KEY)}
+                        h = content_hash(str(payload.get("text", "")), payload)
+                    rows.append((p.doc_id, h))
+                ws.state.record_batch(dst.id, model.fingerprint, rows, run_id=run.id if run else None, copied=len(todo))
+                stats.copied += len(todo)
+            stats.seen += len(page)
+            advance(len(page))
+    return stats
+
+
+def store_ids_and_tags(store: VectorStore, physical: str, batch_size: int) -> tuple[set[str], dict[str, Any]]:
+    ids: set[str] = set()
+    tags: dict[str, Any] = {}
+    for page in store.scroll(physical, batch_size=batch_size, with_vectors=False):
+        for p in page:
+            ids.add(p.doc_id)
+            tags[p.doc_id] = p.payload.get(MODEL_KEY)
+    return ids, tags
+
+
+def verify_version(
+    ws: Workspace,
+    lc: LogicalCollection,
+    version: IndexVersion,
+    model: ModelVersion,
+    source_ids: set[str] | None = None,
+    sample: int = VERIFY_SAMPLE,
+    embedder: Embedder | None = None,
+    seed: int = 0,
+) -> VerifyReport:
+    """Compare store, ledger and (optionally) source ids; re-embed a sample and compare vectors."""
+    store = ws.store
+    ledger = ws.state.ledger(version.id)
+    ids, tags = store_ids_and_tags(store, version.physical_name, ws.batch_size)
+    report = VerifyReport(
+        store_count=store.count(version.physical_name),
+        ledger_count=len(ledger),
+        source_count=len(source_ids) if source_ids is not None else None,
+        missing_in_store=sorted(set(ledger) - ids),
+        extra_in_store=sorted(ids - set(ledger)),
+        wrong_model=sorted(d for d, tag in tags.items() if tag != model.short),
+    )
+    if source_ids is not None:
+        report.missing_from_source = sorted(ids - source_ids)
+        report.not_in_ledger_source = sorted(source_ids - ids)
+    if sample and ids:
+        chosen = random.Random(seed).sample(sorted(ids), min(sample, len(ids)))
+        points = [p for p in store.retrieve(version.physical_name, chosen, with_vectors=True)]
+        texts, stored = [], []
+        for p in points:
+            try:
+                text = get_path(p.payload, lc.text_field)
+            except KeyError:
+                continue
+            if isinstance(text, str) and text.strip():
+                texts.append(text)
+                stored.append(p.vector)
+        if texts:
+            embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+            fresh = embedder.embed_documents(texts)
+            report.sample_size = len(texts)
+            report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())
+    return report
+
+
+def require_verified(report: VerifyReport, what: str) -> None:
+    if not report.ok:
+        raise VerificationError(
+            f"verification of {what} failed: " + "; ".join(report.problems()),
+            hint="the shadow is left in place for inspection; `reindex verify --fix` repairs it",
+        )
+
+
+def swap_alias(
+    ws: Workspace,
+    lc: LogicalCollection,
+    target: IndexVersion,
+    current: IndexVersion | None,
+    set_previous: bool = True,
+) -> IndexVersion:
+    """Point the logical name at ``target`` in one atomic step and record who is live."""
+    store = ws.store
+    name = lc.name
+    if store.collection_exists(name):
+        raise ConflictError(
+            f"{name!r} is a physical collection, so no alias can take its name",
+            hint=f"`reindex migrate {name}` moves it behind an alias first (a copy, no re-embedding)",
+        )
+    if not store.collection_exists(target.physical_name):
+        raise NotFoundError(f"index version v{target.version} ({target.physical_name}) is not in the store")
+    store.set_alias(name, target.physical_name)
+    now = utcnow()
+    if current is not None and current.id != target.id:
+        ws.state.set_status(current, "retired", retired_at=now)
+    fields: dict[str, Any] = {"live_since": now, "retired_at": None, "point_count": store.count(target.physical_name)}
+    if set_previous and current is not None and current.id != target.id:
+        fields["previous_id"] = current.id
+    return ws.state.set_status(target, "live", **fields)
+
+
+ConfirmFn = Callable[[str], bool]

@@ -1,0 +1,318 @@
+"""What must change to put a model version behind a logical collection, as a Plan.
+
+A plan is data: JSON that a person can read, review and apply later. Its
+``inputs_fingerprint`` covers what the plan was computed from (the live
+version and its model, the target model's files and settings, the source, the
+index settings); ``apply`` recomputes it and refuses a plan whose inputs
+drifted. Document edits made after planning are not drift: apply catches them up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reindexer.adapters.base import CollectionSpec
+from reindexer.embedding import ModelSettings
+from reindexer.errors import ConflictError, NotFoundError, UsageError
+from reindexer.model_registry import embedder_for, register_model
+from reindexer.sources.spec import SourceSpec, open_source
+from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
+from reindexer.state.models import iso, utcnow
+from reindexer.workspace import Workspace
+
+PLAN_SCHEMA = "reindexer.plan/v1"
+MODES = ("full", "copy", "noop")
+_ESTIMATE_SAMPLE = 64
+
+
+@dataclass
+class Plan:
+    id: str
+    state_store_id: str
+    created_at: str
+    collection: str
+    store: str
+    mode: str  # full | copy | noop
+    reason: str
+    from_version: dict[str, Any] | None
+    to_version: dict[str, Any]
+    source: dict[str, Any]
+    counts: dict[str, int]
+    dimension_change: bool
+    estimate: dict[str, Any]
+    gate: str | None
+    inputs_fingerprint: str
+    schema: str = PLAN_SCHEMA
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str = "plan") -> Plan:
+        if not isinstance(data, dict) or data.get("schema") != PLAN_SCHEMA:
+            raise UsageError(
+                f"{origin} is not a reindexer plan (expected schema {PLAN_SCHEMA!r})",
+                hint="make one with `reindex plan COLLECTION --model PATH -o plan.json`",
+            )
+        missing = [name for name in cls.__dataclass_fields__ if name not in data]
+        if missing:
+            raise UsageError(f"{origin} is missing {', '.join(sorted(missing))}", hint="make a new plan")
+        try:
+            return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        except TypeError as exc:
+            raise UsageError(f"{origin} is malformed: {exc}") from None
+
+
+def load_plan_file(path: str | Path) -> Plan:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read plan file {p}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"plan file {p} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            hint="make a new plan with `reindex plan`",
+        ) from None
+    return Plan.from_dict(data, origin=f"plan file {p}")
+
+
+def physical_name(collection: str, version: int) -> str:
+    return f"{collection}__v{version}"
+
+
+def live_version(ws: Workspace, lc: LogicalCollection | None, collection: str) -> IndexVersion | None:
+    """The index version the logical name resolves to in the store right now."""
+    physical = ws.store.resolve(collection)
+    if physical is None:
+        return None
+    if lc is None:
+        raise ConflictError(
+            f"collection {collection!r} exists in {ws.store_url} but reindexer does not manage it",
+            hint=f"tag it first with `reindex adopt {collection} --model PATH`",
+        )
+    found = ws.state.version_by_physical(lc.id, physical)
+    if found is None:
+        raise ConflictError(
+            f"{collection!r} points at {physical!r}, which the state store does not know",
+            hint=f"`reindex adopt {collection} --model PATH` tags it",
+        )
+    return found
+
+
+def _version_summary(v: IndexVersion, model: ModelVersion, count: int | None = None) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "physical": v.physical_name,
+        "model": model.label,
+        "model_fingerprint": model.fingerprint,
+        "dim": v.dim,
+        "metric": v.metric,
+        "index_params": v.index_params or {},
+        "count": count if count is not None else v.point_count,
+    }
+
+
+def inputs_of(
+    ws: Workspace,
+    collection: str,
+    live: IndexVersion | None,
+    model: ModelVersion,
+    source: SourceSpec,
+    metric: str,
+    index_params: dict[str, Any],
+) -> dict[str, Any]:
+    """What a plan depends on; its hash is the plan's inputs fingerprint."""
+    return {
+        "state_store_id": ws.state.store_id,
+        "store": ws.store_url,
+        "collection": collection,
+        "live_physical": live.physical_name if live else None,
+        "live_model": live.model_fingerprint if live else None,
+        "model": model.fingerprint,
+        "source": source.to_dict(),
+        "metric": metric,
+        "index_params": index_params,
+    }
+
+
+def hash_inputs(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def make_plan(
+    ws: Workspace,
+    collection: str,
+    model_path: str | None = None,
+    model_ref: str | None = None,
+    settings: ModelSettings | None = None,
+    model_name: str | None = None,
+    source: SourceSpec | None = None,
+    metric: str | None = None,
+    index_params: dict[str, Any] | None = None,
+    gate: str | None = None,
+    estimate: bool = True,
+) -> Plan:
+    state = ws.state
+    lc = state.get_collection(ws.store_url, collection)
+    live = live_version(ws, lc, collection)
+    if model_path:
+        model = register_model(state, model_path, name=model_name, settings=settings)
+    elif model_ref:
+        model = state.find_model(model_ref)
+    elif live is not None:
+        model = state.get_model(live.model_fingerprint)
+    else:
+        raise UsageError("a new collection needs a model", hint="pass --model PATH")
+
+    text_field = (source.text_field if source else None) or (lc.text_field if lc else "text")
+    if source is None:
+        if live is None:
+            raise NotFoundError(
+                f"unknown collection {collection!r} in {ws.store_url}",
+                hint="check the name (`reindex status` lists collections), or pass --source jsonl:FILE to create it",
+            )
+        source = SourceSpec(kind="payload", text_field=text_field)
+
+    live_model = state.get_model(live.model_fingerprint) if live else None
+    metric = metric or (live.metric if live and live_model and live_model.dim == model.dim else model.similarity)
+    index_params = dict(index_params if index_params is not None else (live.index_params if live else {}))
+    CollectionSpec(name=collection, dim=model.dim, metric=metric)  # validates the metric early
+
+    if live is None:
+        mode, reason = "full", "new collection"
+    elif live.model_fingerprint != model.fingerprint:
+        mode = "full"
+        reason = f"model changes from {live_model.label} to {model.label}"
+        if live.dim != model.dim:
+            reason += f" (dimension {live.dim} -> {model.dim})"
+    elif metric != live.metric or index_params != (live.index_params or {}):
+        mode, reason = "copy", "same model, new index settings: vectors are copied, not re-embedded"
+    else:
+        mode, reason = "noop", f"{collection} already serves {model.label} with these settings"
+
+    live_count = ws.store.count(live.physical_name) if live else None
+    src = open_source(source, store=ws.store, collection=live.physical_name if live else None)
+    try:
+        docs = 0
+        sample: list[str] = []
+        payload_bytes = 0
+        for doc in src:
+            docs += 1
+            if len(sample) < _ESTIMATE_SAMPLE:
+                sample.append(doc.text)
+                payload_bytes += len(json.dumps(doc.payload, default=str))
+    finally:
+        src.close()
+    if docs == 0 and mode != "copy":
+        raise UsageError(
+            f"the source {source.describe()} has no documents: nothing to index",
+            hint="check the source path or query; an empty corpus would leave an empty index behind the alias",
+        )
+
+    counts = {"source_docs": docs, "to_embed": 0, "to_copy": 0, "to_delete": 0}
+    if mode == "full":
+        counts["to_embed"] = docs
+    elif mode == "copy":
+        counts["to_copy"] = live_count or 0
+
+    est: dict[str, Any] = {"seconds": 0.0}
+    if estimate and mode == "full" and sample:
+        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+        started = time.perf_counter()
+        embedder.embed_documents(sample)
+        rate = len(sample) / max(time.perf_counter() - started, 1e-6)
+        per_doc = model.dim * 4 + payload_bytes / max(len(sample), 1)
+        est = {
+            "seconds": round(docs / rate * 1.15, 1),  # 15% for store writes and the ledger
+            "docs_per_second": round(rate, 1),
+            "device": embedder.device,
+            "storage_bytes": int(docs * per_doc),
+        }
+    elif mode == "copy":
+        est = {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
+
+    lc = state.ensure_collection(ws.store_url, collection, text_field=text_field)
+    number = state.next_version_number(lc.id)
+    while ws.store.collection_exists(physical_name(collection, number)):
+        number += 1
+    to_version = {
+        "version": number,
+        "physical": physical_name(collection, number),
+        "model": model.label,
+        "model_fingerprint": model.fingerprint,
+        "model_path": model.path,
+        "dim": model.dim,
+        "metric": metric,
+        "index_params": index_params,
+    }
+    if mode == "noop":
+        to_version = _version_summary(live, model, live_count)
+    inputs = inputs_of(ws, collection, live, model, source, metric, index_params)
+    plan = Plan(
+        id=uuid.uuid4().hex,
+        state_store_id=state.store_id,
+        created_at=iso(utcnow()),
+        collection=collection,
+        store=ws.store_url,
+        mode=mode,
+        reason=reason,
+        from_version=_version_summary(live, live_model, live_count) if live else None,
+        to_version=to_version,
+        source=source.to_dict(),
+        counts=counts,
+        dimension_change=bool(live and live.dim != model.dim),
+        estimate=est,
+        gate=gate,
+        inputs_fingerprint=hash_inputs(inputs),
+        inputs=inputs,
+    )
+    state.save(
+        PlanRecord(id=plan.id, collection_id=lc.id, inputs_fingerprint=plan.inputs_fingerprint, body=json.loads(plan.to_json()))
+    )
+    state.audit("plan", collection, plan_fingerprint=plan.inputs_fingerprint, plan_id=plan.id, mode=mode, reason=reason)
+    return plan
+
+
+def check_plan(ws: Workspace, plan: Plan) -> tuple[LogicalCollection, IndexVersion | None, ModelVersion]:
+    """Refuse a plan from another state store, an edited plan, or one whose inputs drifted."""
+    state = ws.state
+    if plan.state_store_id != state.store_id:
+        raise UsageError(
+            f"plan {plan.id[:12]} was made against another state store",
+            hint=f"make a new plan against this one ({ws.config.state_url})",
+        )
+    with state.session() as s:
+        record = s.get(PlanRecord, plan.id)
+    if record is None:
+        raise UsageError(f"plan {plan.id[:12]} is not recorded in this state store", hint="make a new plan")
+    if record.body != json.loads(plan.to_json()):
+        raise UsageError(f"plan {plan.id[:12]} was edited after it was made", hint="make a new plan instead of editing one")
+    if plan.store != ws.store_url:
+        raise UsageError(
+            f"plan {plan.id[:12]} is for store {plan.store}, not {ws.store_url}", hint="pass --store to match"
+        )
+    lc = state.get_collection(ws.store_url, plan.collection)
+    live = live_version(ws, lc, plan.collection)
+    model = state.get_model(plan.to_version["model_fingerprint"])
+    if model is None:
+        raise UsageError(f"plan {plan.id[:12]} names a model this state store has not registered")
+    source = SourceSpec.from_dict(plan.source)
+    now = inputs_of(ws, plan.collection, live, model, source, plan.to_version["metric"], plan.to_version["index_params"])
+    if hash_inputs(now) != plan.inputs_fingerprint:
+        changed = sorted(k for k in now if now[k] != plan.inputs.get(k))
+        raise ConflictError(
+            f"plan {plan.id[:12]} is out of date: {', '.join(changed) or 'inputs'} changed since it was made",
+            hint=f"make a new plan with `reindex plan {plan.collection} ...`",
+        )
+    embedder_for(model)  # refuses a model whose files changed since registration
+    return lc, live, model

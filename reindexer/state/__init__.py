@@ -1,0 +1,13 @@
+"""The state store: model versions, collections, index versions, plans, runs, ledger, audit, leases."""
+
+from reindexer.state.models import (  # noqa: F401
+    AuditEvent,
+    IndexVersion,
+    Lease,
+    LedgerEntry,
+    LogicalCollection,
+    ModelVersion,
+    PlanRecord,
+    Run,
+)
+from reindexer.state.store import DEFAULT_STATE_URL, StateStore, redact_db_url  # noqa: F401

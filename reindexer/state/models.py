@@ -1,0 +1,156 @@
+"""State tables. Times are UTC; JSON columns hold plain dicts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """UTC ISO-8601 with a Z, whatever the database gave back (SQLite drops the zone)."""
+    if dt is None:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.isoformat(timespec="seconds") + "Z"
+
+
+def aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+class Meta(SQLModel, table=True):
+    __tablename__ = "reindex_meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "reindex_model_version"
+    fingerprint: str = Field(primary_key=True)
+    name: str = Field(index=True)
+    path: str
+    dim: int
+    similarity: str  # cosine | dot | euclid
+    max_seq_length: Optional[int] = None
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # Training facts, filled by post-training hooks.
+    base_model: Optional[str] = None
+    train_data: Optional[str] = None
+    run_id: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def short(self) -> str:
+        return self.fingerprint[:12]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.short}"
+
+
+class LogicalCollection(SQLModel, table=True):
+    __tablename__ = "reindex_collection"
+    __table_args__ = (UniqueConstraint("store_url", "name"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    store_url: str
+    name: str = Field(index=True)
+    text_field: str = "text"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class IndexVersion(SQLModel, table=True):
+    """One physical collection behind a logical one; holds vectors of exactly one model."""
+
+    __tablename__ = "reindex_index_version"
+    __table_args__ = (UniqueConstraint("collection_id", "version"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    collection_id: int = Field(foreign_key="reindex_collection.id", index=True)
+    version: int
+    physical_name: str
+    model_fingerprint: str = Field(foreign_key="reindex_model_version.fingerprint")
+    dim: int
+    metric: str
+    index_params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # planned, building, built, verified, evaluated, live, retired, dropped, failed
+    status: str = "planned"
+    plan_id: Optional[str] = None
+    # The version that was live when this one was cut over: rollback returns to it.
+    previous_id: Optional[int] = None
+    point_count: Optional[int] = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    live_since: Optional[datetime] = None
+    retired_at: Optional[datetime] = None
+
+
+class PlanRecord(SQLModel, table=True):
+    __tablename__ = "reindex_plan"
+    id: str = Field(primary_key=True)
+    collection_id: int = Field(foreign_key="reindex_collection.id", index=True)
+    inputs_fingerprint: str
+    body: dict[str, Any] = Field(sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    """One execution of a plan (or a sync), checkpointed batch by batch."""
+
+    __tablename__ = "reindex_run"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    plan_id: Optional[str] = Field(default=None, index=True)
+    index_version_id: int = Field(foreign_key="reindex_index_version.id", index=True)
+    kind: str  # build | sync | catchup | copy
+    status: str = "running"  # running | succeeded | failed
+    embedded: int = 0
+    deleted: int = 0
+    copied: int = 0
+    batches: int = 0
+    checkpoint: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    error: Optional[str] = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: Optional[datetime] = None
+
+
+class LedgerEntry(SQLModel, table=True):
+    """doc_id -> content hash embedded into one index version, by one model version."""
+
+    __tablename__ = "reindex_ledger"
+    index_version_id: int = Field(foreign_key="reindex_index_version.id", primary_key=True)
+    doc_id: str = Field(primary_key=True)
+    content_hash: str
+    model_fingerprint: str
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "reindex_audit"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    user: str
+    host: str
+    action: str  # plan, apply, cutover, rollback, gc, adopt, sync, migrate, gate-forced
+    collection: Optional[str] = Field(default=None, index=True)
+    plan_fingerprint: Optional[str] = None
+    result: str = "ok"  # ok | failed | refused
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Lease(SQLModel, table=True):
+    """Who may change a logical collection right now."""
+
+    __tablename__ = "reindex_lease"
+    resource: str = Field(primary_key=True)
+    holder: str
+    token: str
+    acquired_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime

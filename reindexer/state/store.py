@@ -1,0 +1,402 @@
+"""The state store: sqlmodel over SQLite by default, any SQLAlchemy URL for teams."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, event, func
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from reindexer.errors import LeaseHeldError, NotFoundError, ReindexError, UsageError
+from reindexer.state.models import (
+    SCHEMA_VERSION,
+    AuditEvent,
+    IndexVersion,
+    Lease,
+    LedgerEntry,
+    LogicalCollection,
+    Meta,
+    ModelVersion,
+    aware,
+    utcnow,
+)
+
+DEFAULT_STATE_URL = "sqlite:///.reindex/state.db"
+
+
+def redact_db_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def actor() -> tuple[str, str]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = os.environ.get("USER", "unknown")
+    return user, socket.gethostname()
+
+
+class StateStore:
+    def __init__(self, url: str = DEFAULT_STATE_URL, base_dir: Path | None = None):
+        self.url = _absolute_sqlite(url, base_dir)
+        self.engine = _make_engine(self.url)
+        self._init_schema()
+
+    # -- setup -------------------------------------------------------------
+    def _init_schema(self) -> None:
+        try:
+            SQLModel.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise ReindexError(
+                f"cannot open the state store {redact_db_url(self.url)}: {exc.orig}",
+                hint="check --state / REINDEX_STATE",
+            ) from None
+        with Session(self.engine) as s:
+            version = s.get(Meta, "schema_version")
+            if version is None:
+                s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                s.add(Meta(key="store_id", value=uuid.uuid4().hex))
+                s.commit()
+            elif int(version.value) > SCHEMA_VERSION:
+                raise UsageError(
+                    f"state store schema v{version.value} is newer than this reindexer (v{SCHEMA_VERSION})",
+                    hint="upgrade reindexer",
+                )
+            # Migrations from older schema versions go here, one function per step.
+
+    @property
+    def store_id(self) -> str:
+        with Session(self.engine) as s:
+            return s.get(Meta, "store_id").value
+
+    @property
+    def schema_version(self) -> int:
+        with Session(self.engine) as s:
+            return int(s.get(Meta, "schema_version").value)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- models ------------------------------------------------------------
+    def get_model(self, fingerprint: str) -> ModelVersion | None:
+        with self.session() as s:
+            return s.get(ModelVersion, fingerprint)
+
+    def find_model(self, ref: str) -> ModelVersion:
+        """A model by full or short fingerprint, ``name@short`` label, or name (newest)."""
+        with self.session() as s:
+            fp = ref.split("@", 1)[1] if "@" in ref else ref
+            rows = s.exec(select(ModelVersion).where(ModelVersion.fingerprint.startswith(fp))).all()
+            if len(rows) == 1:
+                return rows[0]
+            rows = s.exec(
+                select(ModelVersion).where(ModelVersion.name == ref).order_by(ModelVersion.created_at.desc())
+            ).all()
+            if rows:
+                return rows[0]
+        raise NotFoundError(f"no registered model version {ref!r}", hint="see `reindex model list`")
+
+    def save_model(self, model: ModelVersion) -> ModelVersion:
+        with self.session() as s:
+            existing = s.get(ModelVersion, model.fingerprint)
+            if existing is not None:
+                return existing
+            s.add(model)
+            s.commit()
+            return model
+
+    def list_models(self) -> list[ModelVersion]:
+        with self.session() as s:
+            return list(s.exec(select(ModelVersion).order_by(ModelVersion.created_at)).all())
+
+    # -- collections and versions -----------------------------------------
+    def get_collection(self, store_url: str, name: str) -> LogicalCollection | None:
+        with self.session() as s:
+            return s.exec(
+                select(LogicalCollection).where(
+                    LogicalCollection.store_url == store_url, LogicalCollection.name == name
+                )
+            ).first()
+
+    def ensure_collection(self, store_url: str, name: str, text_field: str = "text") -> LogicalCollection:
+        found = self.get_collection(store_url, name)
+        if found is not None:
+            return found
+        with self.session() as s:
+            row = LogicalCollection(store_url=store_url, name=name, text_field=text_field)
+            s.add(row)
+            s.commit()
+            return row
+
+    def list_collections(self, store_url: str) -> list[LogicalCollection]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(LogicalCollection)
+                    .where(LogicalCollection.store_url == store_url)
+                    .order_by(LogicalCollection.name)
+                ).all()
+            )
+
+    def versions(self, collection_id: int) -> list[IndexVersion]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(IndexVersion)
+                    .where(IndexVersion.collection_id == collection_id)
+                    .order_by(IndexVersion.version)
+                ).all()
+            )
+
+    def get_version(self, version_id: int) -> IndexVersion:
+        with self.session() as s:
+            row = s.get(IndexVersion, version_id)
+        if row is None:
+            raise NotFoundError(f"no index version with id {version_id}")
+        return row
+
+    def version_by_physical(self, collection_id: int, physical: str) -> IndexVersion | None:
+        with self.session() as s:
+            return s.exec(
+                select(IndexVersion).where(
+                    IndexVersion.collection_id == collection_id, IndexVersion.physical_name == physical
+                )
+            ).first()
+
+    def next_version_number(self, collection_id: int) -> int:
+        with self.session() as s:
+            top = s.exec(
+                select(func.max(IndexVersion.version)).where(IndexVersion.collection_id == collection_id)
+            ).one()
+        return (top or 0) + 1
+
+    def save(self, row: Any) -> Any:
+        with self.session() as s:
+            if isinstance(row, IndexVersion):
+                row.updated_at = utcnow()
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def set_status(self, version: IndexVersion, status: str, **fields: Any) -> IndexVersion:
+        with self.session() as s:
+            row = s.get(IndexVersion, version.id)
+            row.status = status
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+        return row
+
+    # -- ledger ------------------------------------------------------------
+    def ledger(self, version_id: int) -> dict[str, str]:
+        """doc_id -> content hash for one index version."""
+        with self.session() as s:
+            rows = s.exec(
+                select(LedgerEntry.doc_id, LedgerEntry.content_hash).where(
+                    LedgerEntry.index_version_id == version_id
+                )
+            ).all()
+        return {doc_id: h for doc_id, h in rows}
+
+    def ledger_count(self, version_id: int) -> int:
+        with self.session() as s:
+            return s.exec(
+                select(func.count()).select_from(LedgerEntry).where(LedgerEntry.index_version_id == version_id)
+            ).one()
+
+    def record_batch(
+        self,
+        version_id: int,
+        model_fingerprint: str,
+        upserted: Iterable[tuple[str, str]],
+        deleted: Iterable[str] = (),
+        run_id: int | None = None,
+        checkpoint: dict[str, Any] | None = None,
+        embedded: int = 0,
+        copied: int = 0,
+    ) -> None:
+        """Ledger rows for one written batch and the run's checkpoint, in one transaction."""
+        upserted = list(upserted)
+        deleted = list(deleted)
+        now = utcnow()
+        with self.session() as s:
+            if upserted:
+                ids = [d for d, _ in upserted]
+                for chunk in _chunks(ids, 500):
+                    s.exec(
+                        delete(LedgerEntry).where(
+                            LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk)
+                        )
+                    )
+                s.bulk_insert_mappings(
+                    LedgerEntry,
+                    [
+                        dict(
+                            index_version_id=version_id,
+                            doc_id=d,
+                            content_hash=h,
+                            model_fingerprint=model_fingerprint,
+                            updated_at=now,
+                        )
+                        for d, h in upserted
+                    ],
+                )
+            for chunk in _chunks(deleted, 500):
+                s.exec(
+                    delete(LedgerEntry).where(
+                        LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk)
+                    )
+                )
+            if run_id is not None:
+                from reindexer.state.models import Run
+
+                run = s.get(Run, run_id)
+                run.batches += 1
+                run.embedded += embedded
+                run.copied += copied
+                run.deleted += len(deleted)
+                if checkpoint is not None:
+                    run.checkpoint = checkpoint
+                s.add(run)
+            s.commit()
+
+    def drop_ledger(self, version_id: int) -> None:
+        with self.session() as s:
+            s.exec(delete(LedgerEntry).where(LedgerEntry.index_version_id == version_id))
+            s.commit()
+
+    # -- audit -------------------------------------------------------------
+    def audit(
+        self,
+        action: str,
+        collection: str | None,
+        result: str = "ok",
+        plan_fingerprint: str | None = None,
+        **detail: Any,
+    ) -> None:
+        user, host = actor()
+        with self.session() as s:
+            s.add(
+                AuditEvent(
+                    user=user,
+                    host=host,
+                    action=action,
+                    collection=collection,
+                    plan_fingerprint=plan_fingerprint,
+                    result=result,
+                    detail=detail,
+                )
+            )
+            s.commit()
+
+    def history(self, collection: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        with self.session() as s:
+            q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+            if collection is not None:
+                q = q.where(AuditEvent.collection == collection)
+            return list(s.exec(q).all())
+
+    # -- leases ------------------------------------------------------------
+    def acquire_lease(self, resource: str, ttl: timedelta, holder: str | None = None) -> Lease:
+        """Take the lease on ``resource`` or raise ``LeaseHeldError``; expired leases are taken over."""
+        user, host = actor()
+        holder = holder or f"{user}@{host} pid {os.getpid()}"
+        now = utcnow()
+        token = uuid.uuid4().hex
+        with self.session() as s:
+            current = s.get(Lease, resource, with_for_update=True)
+            if current is not None and aware(current.expires_at) > now:
+                raise LeaseHeldError(
+                    f"{resource} is locked by {current.holder} since {current.acquired_at:%Y-%m-%d %H:%M:%S} UTC",
+                    hint="wait for it to finish (or pass --wait); a stale lease expires at "
+                    f"{current.expires_at:%H:%M:%S} UTC",
+                )
+            if current is not None:
+                s.delete(current)
+                s.flush()
+            lease = Lease(resource=resource, holder=holder, token=token, acquired_at=now, expires_at=now + ttl)
+            s.add(lease)
+            try:
+                s.commit()
+            except Exception as exc:  # a concurrent acquirer inserted first
+                s.rollback()
+                raise LeaseHeldError(f"{resource} was just locked by another process") from exc
+            return lease
+
+    def renew_lease(self, lease: Lease, ttl: timedelta) -> None:
+        with self.session() as s:
+            row = s.get(Lease, lease.resource)
+            if row is None or row.token != lease.token:
+                raise LeaseHeldError(f"lost the lease on {lease.resource}")
+            row.expires_at = utcnow() + ttl
+            s.add(row)
+            s.commit()
+
+    def release_lease(self, lease: Lease) -> None:
+        with self.session() as s:
+            row = s.get(Lease, lease.resource)
+            if row is not None and row.token == lease.token:
+                s.delete(row)
+                s.commit()
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _absolute_sqlite(url: str, base_dir: Path | None) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(
+            f"not a database URL: {url!r}",
+            hint="use sqlite:///path/state.db or postgresql+psycopg://user@host/db",
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database).expanduser()
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return parsed.set(database=str(path)).render_as_string(hide_password=False)
+    return url
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_conn, _record):  # WAL lets readers run beside a writer
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ModuleNotFoundError) as exc:
+        raise UsageError(f"cannot use state URL {redact_db_url(url)}: {exc}") from None

@@ -1,0 +1,66 @@
+"""What every command works in: the effective config, the state store and a vector store."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Iterator
+
+from reindexer.adapters import VectorStore, open_store, parse_store_url
+from reindexer.config import Config, load_config
+from reindexer.state import StateStore
+
+LEASE_TTL = timedelta(minutes=10)
+
+
+class Workspace:
+    def __init__(self, config: Config, state: StateStore | None = None):
+        self.config = config
+        self.location = parse_store_url(config.store_url, config.base_dir)
+        self.store_url = self.location.url
+        self.state = state or StateStore(config.state_url, config.base_dir)
+        self._store: VectorStore | None = None
+
+    @classmethod
+    def open(
+        cls, store: str | None = None, state: str | None = None, cwd: Path | None = None
+    ) -> Workspace:
+        return cls(load_config(store_url=store, state_url=state, cwd=cwd))
+
+    @property
+    def store(self) -> VectorStore:
+        if self._store is None:
+            self._store = open_store(self.config.store_url, self.config.base_dir)
+        return self._store
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    @contextmanager
+    def lease(self, collection: str) -> Iterator[object]:
+        """Hold the collection's lease for the duration; renew it with ``renew(lease)``."""
+        lease = self.state.acquire_lease(self.lease_name(collection), LEASE_TTL)
+        try:
+            yield lease
+        finally:
+            self.state.release_lease(lease)
+
+    def renew(self, lease) -> None:
+        self.state.renew_lease(lease, LEASE_TTL)
+
+    def lease_name(self, collection: str) -> str:
+        return f"{self.store_url}#{collection}"
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self.state.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
