@@ -252,17 +252,28 @@ def _print_plan(p, output: Path | None) -> None:
 @click.option("--resume", "resume_collection", metavar="COLLECTION", help="Resume the interrupted apply of COLLECTION.")
 @click.option("--cutover/--no-cutover", default=True, help="Cut over when the shadow is verified (default) or leave it built.")
 @click.option("--no-delete", is_flag=True, help="Keep documents that vanished from the source during the build.")
+@click.option("--gate", help="Promotion gate (overrides the plan's), e.g. 'ndcg@10 >= 0 and not significantly worse at p < 0.05'.")
+@click.option("--queries", type=click.Path(path_type=Path), help="Judged queries (BEIR queries.jsonl) for the gate.")
+@click.option("--qrels", type=click.Path(path_type=Path), help="Relevance judgements (BEIR TSV or TREC) for the gate.")
+@click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's evaluation.")
+@click.option("--force", is_flag=True, help="Cut over even when the gate refuses (recorded in the audit log).")
 @run_command
-def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, cutover: bool, no_delete: bool) -> None:
-    """Build, verify and cut over a plan. Re-running it after a crash resumes."""
+def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, cutover: bool, no_delete: bool,
+              gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool) -> None:
+    """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
+    from reindexer.ab import Judgements
     from reindexer.planner import load_plan_file
 
     if bool(plan_file) == bool(resume_collection):
         raise UsageError("pass a plan file, or --resume COLLECTION")
+    if bool(queries) != bool(qrels):
+        raise UsageError("--queries and --qrels go together")
     if cutover:
         ctx.require_confirmable("apply cuts over at the end (or pass --no-cutover)")
+    judgements = Judgements.load(queries, qrels) if queries else None
     p = load_plan_file(plan_file) if plan_file else commands.latest_unfinished_plan(ctx.ws, resume_collection)
-    result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete)
+    result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
+                            judgements=judgements, gate=gate, force=force, k=k)
 
     def show(r) -> None:
         if r.message:
@@ -276,6 +287,14 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
             cos = v["sample_min_cosine"]
             out.print(f"verified: {v['store_count']} points = ledger {v['ledger_count']}"
                       + (f", sample of {v['sample_size']} re-embedded (min cosine {cos:.4f})" if cos else ""))
+        if r.evaluation:
+            for version, means in r.evaluation["versions"].items():
+                out.print(f"  {version}: " + "  ".join(f"{m} {x:.4f}" for m, x in means.items()))
+        if r.gate:
+            verdict = "forced past a refusal" if r.gate["forced"] else ("passed" if r.gate["passed"] else "refused")
+            out.print(f"gate {verdict}: {r.gate['gate']}")
+            for reason in r.gate["reasons"]:
+                out.print(f"  {reason}")
         if r.cut_over:
             out.print(f"[bold green]cut over:[/] {r.collection} -> {r.live}")
         elif r.physical and not r.message:
@@ -387,6 +406,59 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sam
     ctx.emit(r, lambda r: out.print(
         f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}: "
         f"{r['sample']} sampled vectors agree (min cosine {r['min_cosine']}), {r['points_tagged']} points tagged"))
+
+
+@cli.command("eval")
+@click.argument("collection")
+@click.option("--queries", type=click.Path(path_type=Path), help="BEIR queries.jsonl (_id, text).")
+@click.option("--qrels", type=click.Path(path_type=Path), help="Qrels: BEIR TSV (query-id corpus-id score) or TREC.")
+@click.option("--log", "log", type=click.Path(path_type=Path), help="Label-free: a query log (lines or JSONL) instead.")
+@click.option("--versions", help="live,shadow (default) or versions such as v3,v4,v5; the first is the baseline.")
+@click.option("-k", "k", default=10, show_default=True, help="Headline cut-off.")
+@click.option("--gate", help="Judge each candidate with this gate.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
+@click.option("--report-json", type=click.Path(path_type=Path), help="Write the JSON report (schema reindexer.evaluation/v1).")
+@click.option("--report-md", type=click.Path(path_type=Path), help="Write a Markdown report.")
+@click.option("--report-html", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
+@run_command
+def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, versions, k, gate, seed, report_json, report_md,
+             report_html) -> None:
+    """A/B(/n) retrieval quality of index versions, each searched with its own model."""
+    from reindexer.evaluation import report
+
+    if log:
+        if queries or qrels or gate:
+            raise UsageError("--log compares without labels; it takes no --queries, --qrels or --gate")
+        result = commands.compare_versions(ctx.ws, collection, str(log), versions, k)
+        if report_json:
+            report_json.write_text(report.unlabelled_to_json(result))
+        if report_md:
+            report_md.write_text(report.unlabelled_to_markdown(result))
+        ctx.emit(report.unlabelled_to_dict(result), lambda _: out.print(report.unlabelled_to_markdown(result)))
+        return
+    if not (queries and qrels):
+        raise UsageError("pass --queries and --qrels (judged), or --log (label-free)")
+    result, gate_obj, decisions = commands.evaluate_versions(ctx.ws, collection, str(queries), str(qrels),
+                                                             versions, k, gate, seed)
+    if report_json:
+        report_json.write_text(report.to_json(result, gate_obj))
+    if report_md:
+        report_md.write_text(report.to_markdown(result, gate_obj))
+    if report_html:
+        report_html.write_text(report.to_html(result, gate_obj, title=f"{collection}: retrieval evaluation"))
+
+    def show(_: Any) -> None:
+        out.print(report.rich_table(result))
+        for candidate, decision in (decisions or {}).items():
+            out.print(f"gate for {candidate}: {'[green]passed[/]' if decision.passed else '[red]refused[/]'}")
+            for reason in decision.reasons:
+                out.print(f"  {reason}")
+
+    ctx.emit(report.to_dict(result, gate_obj), show)
+    if decisions and not all(d.passed for d in decisions.values()):
+        from reindexer.errors import EXIT_GATE_REFUSED
+
+        sys.exit(EXIT_GATE_REFUSED)
 
 
 @cli.command("demo")

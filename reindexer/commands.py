@@ -14,7 +14,7 @@ import numpy as np
 
 from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY
 from reindexer.embedding import ModelSettings, cosine_rows
-from reindexer.errors import ConflictError, NotFoundError, UsageError, VerificationError
+from reindexer.errors import ConflictError, GateRefusedError, NotFoundError, UsageError, VerificationError
 from reindexer.executor import (
     MAX_CATCHUP_PASSES,
     SyncStats,
@@ -30,7 +30,7 @@ from reindexer.executor import (
 )
 from reindexer.model_registry import embedder_for, register_model
 from reindexer.planner import Plan, check_plan, live_version, make_plan, physical_name
-from reindexer.sources.base import content_hash, get_path
+from reindexer.sources.base import content_hash, extract_text
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, utcnow
@@ -75,6 +75,8 @@ class ApplyResult:
     cut_over: bool = False
     live: str | None = None
     message: str = ""
+    evaluation: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -104,12 +106,31 @@ def apply(
     cutover: bool = True,
     confirm: ConfirmFn = _always,
     delete_missing: bool = True,
+    judgements: Any = None,
+    gate: str | None = None,
+    force: bool = False,
+    k: int = 10,
 ) -> ApplyResult:
-    """Build the plan's shadow version, catch it up, verify it and (optionally) cut over."""
+    """Build the plan's shadow version, catch it up, verify it, gate it and (optionally) cut over.
+
+    With a gate (here or in the plan) and a live version to compare with, the
+    shadow is evaluated against the live version on ``judgements`` before the
+    cut-over; a failed gate raises GateRefusedError and leaves the shadow built,
+    unless ``force``, which is recorded in the audit log.
+    """
+    from reindexer.evaluation import Gate
+
     result = ApplyResult(plan.id, plan.collection, plan.mode, None, None)
     if plan.mode == "noop":
         result.message = plan.reason
         return result
+    gate_text = gate or plan.gate
+    gate_obj = Gate.parse(gate_text) if gate_text else None
+    if gate_obj is not None and plan.from_version is not None and judgements is None:
+        raise UsageError(
+            f"the gate {gate_text!r} needs judged queries to compare v{plan.from_version['version']} with the shadow",
+            hint="pass --queries FILE --qrels FILE (BEIR layout), or drop the gate",
+        )
     with ws.lease(plan.collection) as lease:
         version = _version_for_plan(ws, plan)
         if version is not None and version.status not in ("building", "built"):
@@ -147,8 +168,10 @@ def apply(
             version = ws.state.set_status(version, "verified")
         ws.state.audit("apply", lc.name, plan_fingerprint=plan.inputs_fingerprint, plan_id=plan.id,
                        version=version.version, stats=result.stats)
+        current = live_version(ws, lc, lc.name)
+        if gate_obj is not None and current is not None and current.id != version.id:
+            version = _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result)
         if cutover:
-            current = live_version(ws, lc, lc.name)
             if confirm(f"Point {lc.name} at v{version.version} ({model.label})?"):
                 swap_alias(ws, lc, version, current)
                 ws.state.audit("cutover", lc.name, plan_fingerprint=plan.inputs_fingerprint,
@@ -158,6 +181,52 @@ def apply(
             else:
                 result.message = "cut-over declined; the shadow stays built"
     return result
+
+
+def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result) -> IndexVersion:
+    from reindexer import ab
+
+    evaluation = ab.run_evaluation(ws, lc, [current, version], judgements, k=k, gate=gate_obj)
+    decision = gate_obj.evaluate(evaluation.comparisons[ab.label(version)])
+    result.evaluation = ab.summary(evaluation, k)
+    result.gate = {"gate": str(gate_obj), "passed": decision.passed, "forced": False, "reasons": decision.reasons}
+    if decision.passed:
+        ws.state.audit("gate", lc.name, "passed", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
+        return ws.state.set_status(version, "evaluated")
+    if force:
+        result.gate["forced"] = True
+        ws.state.audit("gate-forced", lc.name, "forced", plan.inputs_fingerprint, gate=str(gate_obj),
+                       reasons=decision.reasons)
+        return version
+    ws.state.audit("gate", lc.name, "refused", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
+    raise GateRefusedError(
+        f"the gate refused promoting v{version.version}: " + "; ".join(r for r in decision.reasons if "FAIL" in r),
+        hint=f"v{version.version} stays built for inspection (`reindex eval {lc.name}`); --force overrides, and is audited",
+    )
+
+
+def evaluate_versions(
+    ws: Workspace, collection: str, queries: str, qrels: str, versions: str | None = None, k: int = 10,
+    gate: str | None = None, seed: int = 0,
+):
+    """Run judged queries against several versions; returns (result, gate, decisions by candidate)."""
+    from reindexer import ab
+    from reindexer.evaluation import Gate
+
+    lc = _collection(ws, collection)
+    chosen = ab.resolve_versions(ws, lc, versions)
+    gate_obj = Gate.parse(gate) if gate else None
+    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed)
+    decisions = gate_obj.evaluate_all(result) if gate_obj else None
+    return result, gate_obj, decisions
+
+
+def compare_versions(ws: Workspace, collection: str, log: str, versions: str | None = None, k: int = 10):
+    """Label-free comparison from a query log: overlap@k and rank-biased overlap."""
+    from reindexer import ab
+
+    lc = _collection(ws, collection)
+    return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions), log, k=k)
 
 
 def _resume_context(ws: Workspace, plan: Plan, version: IndexVersion):
@@ -183,7 +252,7 @@ def _build(
     total = SyncStats()
     try:
         if plan.mode == "copy":
-            total.add(copy_into(ws, live, version, model, run))
+            total.add(copy_into(ws, live, version, model, run, text_field=lc.text_field))
         embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
         seen: set[str] = set()
         for attempt in range(MAX_CATCHUP_PASSES + 1):
@@ -445,11 +514,8 @@ def adopt(
         points = store.retrieve(physical, chosen, with_vectors=True)
         texts, vectors, missing = [], [], []
         for p in points:
-            try:
-                text = get_path(p.payload, text_field)
-            except KeyError:
-                text = None
-            if not isinstance(text, str) or not text.strip():
+            text = extract_text(p.payload, text_field)
+            if text is None:
                 missing.append(p.doc_id)
                 continue
             texts.append(text)
@@ -499,11 +565,9 @@ def _tag_points(ws: Workspace, physical: str, version: IndexVersion, model: Mode
         rows = []
         for p in page:
             payload = {k: v for k, v in p.payload.items() if k not in (MODEL_KEY, DOC_ID_KEY)}
-            try:
-                text = get_path(payload, text_field)
-            except KeyError:
-                text = ""
-            rows.append((p.doc_id, content_hash(str(text), payload)))
+            text = extract_text(payload, text_field)
+            if text is not None:  # the same hash PayloadSource computes, so the first sync skips it
+                rows.append((p.doc_id, content_hash(text, payload)))
             p.payload[MODEL_KEY] = model.short
         ws.store.upsert(physical, page)
         ws.state.record_batch(version.id, model.fingerprint, rows)

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from reindexer import commands
 from reindexer.config import Config
-from reindexer.demo_corpus import build_demo_corpus, write_demo_files
+from reindexer.demo_corpus import DEMO_FINETUNE, build_demo_corpus, write_demo_files
 from reindexer.errors import UsageError
 from reindexer.finetune import finetune
 from reindexer.query import search
@@ -88,7 +88,8 @@ def run_demo(keep_dir: Path | None = None, console: Console | None = None, train
 
             step("v2: fine-tune the model on the demo's training pairs (a real, short training run)")
             t0 = time.perf_counter()
-            tuned = finetune(base, corpus.train_pairs, work / "models" / "minilm-tuned", max_steps=train_steps)
+            tuned = finetune(base, corpus.train_pairs, work / "models" / "minilm-tuned", max_steps=train_steps,
+                             **DEMO_FINETUNE)
             console.print(f"fine-tuned in {time.perf_counter() - t0:.1f}s -> {tuned}")
 
             step("plan the re-index: the live collection's own payload is the source")

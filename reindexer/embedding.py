@@ -140,6 +140,16 @@ def pick_device(requested: str | None = None) -> str:
 _LOADED: dict[tuple[str, str], Any] = {}
 
 
+def _quiet_library_progress() -> None:
+    """transformers draws its own weight-loading bars on stderr; ours are the only ones wanted."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, device: str | None = None):
     """Load (once per process) a SentenceTransformer with the given settings, from local files only."""
     root = check_model_folder(path)
@@ -149,6 +159,7 @@ def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, 
         return _LOADED[key]
     from sentence_transformers import SentenceTransformer
 
+    _quiet_library_progress()
     started = time.perf_counter()
     try:
         model = SentenceTransformer(

@@ -22,7 +22,7 @@ from reindexer.embedding import Embedder, cosine_rows
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
 from reindexer.model_registry import embedder_for
 from reindexer.progress import progress
-from reindexer.sources.base import Document, Source, get_path
+from reindexer.sources.base import Document, Source, extract_text
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, Run
 from reindexer.state.models import iso, utcnow
 from reindexer.workspace import Workspace
@@ -47,9 +47,11 @@ class SyncStats:
         return self.embedded + self.deleted + self.copied
 
     def add(self, other: SyncStats) -> None:
+        """Fold a later pass into this one: work adds up; ``unchanged`` stays the first pass's."""
+        first = self.seen == 0
         self.seen = other.seen
         self.embedded += other.embedded
-        self.unchanged = other.unchanged
+        self.unchanged = other.unchanged if first else self.unchanged
         self.deleted += other.deleted
         self.copied += other.copied
 
@@ -248,7 +250,12 @@ def sync_into(
 
 
 def copy_into(
-    ws: Workspace, src: IndexVersion, dst: IndexVersion, model: ModelVersion, run: Run | None = None
+    ws: Workspace,
+    src: IndexVersion,
+    dst: IndexVersion,
+    model: ModelVersion,
+    run: Run | None = None,
+    text_field: str = "text",
 ) -> SyncStats:
     """Copy vectors and payloads from ``src`` to ``dst`` (same model): nothing is re-embedded."""
     store = ws.store
@@ -271,7 +278,7 @@ def copy_into(
                     if h is None:
                         # A point the ledger never saw (written by an application): hash what it holds.
                         payload = {k: v for k, v in p.payload.items() if k not in (MODEL_KEY, DOC_ID_KEY)}
-                        h = content_hash(str(payload.get("text", "")), payload)
+                        h = content_hash(extract_text(payload, text_field) or "", payload)
                     rows.append((p.doc_id, h))
                 ws.state.record_batch(dst.id, model.fingerprint, rows, run_id=run.id if run else None, copied=len(todo))
                 stats.copied += len(todo)
@@ -320,11 +327,8 @@ def verify_version(
         points = [p for p in store.retrieve(version.physical_name, chosen, with_vectors=True)]
         texts, stored = [], []
         for p in points:
-            try:
-                text = get_path(p.payload, lc.text_field)
-            except KeyError:
-                continue
-            if isinstance(text, str) and text.strip():
+            text = extract_text(p.payload, lc.text_field)
+            if text is not None:
                 texts.append(text)
                 stored.append(p.vector)
         if texts:

@@ -19,7 +19,7 @@ from typing import Any
 
 from reindexer.adapters.base import CollectionSpec
 from reindexer.embedding import ModelSettings
-from reindexer.errors import ConflictError, NotFoundError, UsageError
+from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
 from reindexer.model_registry import embedder_for, register_model
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
@@ -165,6 +165,11 @@ def make_plan(
     state = ws.state
     lc = state.get_collection(ws.store_url, collection)
     live = live_version(ws, lc, collection)
+    if source is None and live is None:
+        raise NotFoundError(
+            f"unknown collection {collection!r} in {ws.store_url}",
+            hint="check the name (`reindex status` lists collections), or pass --source jsonl:FILE to create it",
+        )
     if model_path:
         model = register_model(state, model_path, name=model_name, settings=settings)
     elif model_ref:
@@ -176,11 +181,6 @@ def make_plan(
 
     text_field = (source.text_field if source else None) or (lc.text_field if lc else "text")
     if source is None:
-        if live is None:
-            raise NotFoundError(
-                f"unknown collection {collection!r} in {ws.store_url}",
-                hint="check the name (`reindex status` lists collections), or pass --source jsonl:FILE to create it",
-            )
         source = SourceSpec(kind="payload", text_field=text_field)
 
     live_model = state.get_model(live.model_fingerprint) if live else None
@@ -201,18 +201,15 @@ def make_plan(
         mode, reason = "noop", f"{collection} already serves {model.label} with these settings"
 
     live_count = ws.store.count(live.physical_name) if live else None
-    src = open_source(source, store=ws.store, collection=live.physical_name if live else None)
-    try:
-        docs = 0
+    with open_source(source, store=ws.store, collection=live.physical_name if live else None) as src:
+        docs = src.scan().count  # one full pass: every bad record reported at once, before any work
         sample: list[str] = []
         payload_bytes = 0
         for doc in src:
-            docs += 1
-            if len(sample) < _ESTIMATE_SAMPLE:
-                sample.append(doc.text)
-                payload_bytes += len(json.dumps(doc.payload, default=str))
-    finally:
-        src.close()
+            sample.append(doc.text)
+            payload_bytes += len(json.dumps(doc.payload, default=str))
+            if len(sample) >= _ESTIMATE_SAMPLE:
+                break
     if docs == 0 and mode != "copy":
         raise UsageError(
             f"the source {source.describe()} has no documents: nothing to index",
@@ -228,6 +225,7 @@ def make_plan(
     est: dict[str, Any] = {"seconds": 0.0}
     if estimate and mode == "full" and sample:
         embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+        embedder.embed_documents(sample[:8])  # warm-up: the first call pays for lazy initialisation
         started = time.perf_counter()
         embedder.embed_documents(sample)
         rate = len(sample) / max(time.perf_counter() - started, 1e-6)
@@ -310,7 +308,7 @@ def check_plan(ws: Workspace, plan: Plan) -> tuple[LogicalCollection, IndexVersi
     now = inputs_of(ws, plan.collection, live, model, source, plan.to_version["metric"], plan.to_version["index_params"])
     if hash_inputs(now) != plan.inputs_fingerprint:
         changed = sorted(k for k in now if now[k] != plan.inputs.get(k))
-        raise ConflictError(
+        raise DriftError(
             f"plan {plan.id[:12]} is out of date: {', '.join(changed) or 'inputs'} changed since it was made",
             hint=f"make a new plan with `reindex plan {plan.collection} ...`",
         )

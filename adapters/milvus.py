@@ -1,0 +1,950 @@
+"""Milvus behind the ``VectorStore`` interface: Milvus Lite (embedded) and server.
+
+Schema
+    Collections the tool creates have a VARCHAR primary key ``id`` (max 512
+    bytes) holding the document id, a FLOAT_VECTOR field ``vector`` and dynamic
+    fields, so any payload (nested JSON included) round-trips. A payload key that
+    collides with a schema field (``id``, ``vector``) is stored as
+    ``reindex_escaped:<key>`` and handed back under its own name. For
+    collections made outside the tool the primary key and the single float
+    vector field are read from ``describe_collection``; every other field is
+    payload.
+
+Collection metadata
+    Collection properties. The payload index spec and the index settings are
+    kept there too, as JSON under ``reindex.payload_indexes`` and
+    ``reindex.index_params``. Milvus (2.3 to 2.4) cannot index dynamic fields,
+    so payload indexes are recorded, not built (``capabilities.payload_indexes``
+    is False).
+
+Index settings
+    HNSW with ``hnsw_m`` / ``hnsw_ef_construct`` (defaults 16 / 100, as
+    Qdrant's). ``quantization: scalar`` asks for HNSW_SQ (SQ8); servers older
+    than 2.5 do not have it and get IVF_SQ8 instead. ``shards`` is the number of
+    shards (Milvus Lite ignores it).
+
+Consistency
+    Reads use ``Strong`` consistency, so they see every write acknowledged
+    before them (``scroll``: the collection's default level, Strong for the
+    collections the tool makes).
+
+Scores
+    cosine: cosine similarity; dot: inner product (both higher is better);
+    euclid: Euclidean distance, lower is better (Milvus reports the squared
+    distance; the adapter takes its square root so both backends agree). Hits
+    come best first.
+
+After a server restart collections must be loaded again: a read that fails
+with "collection not loaded" loads the collection and is tried once more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reindexer.adapters.base import (
+    DOC_ID_KEY,
+    Capabilities,
+    CollectionInfo,
+    CollectionSpec,
+    Hit,
+    Point,
+    VectorStore,
+)
+from reindexer.adapters.qdrant import (
+    META_INDEX_PARAMS,
+    META_PAYLOAD_INDEXES,
+    check_metadata,
+    split_metadata,
+    validate_spec,
+)
+from reindexer.adapters.registry import redact_url
+from reindexer.errors import (
+    BackendError,
+    ConflictError,
+    NotFoundError,
+    ReindexError,
+    StoreLockedError,
+    TransientBackendError,
+    UsageError,
+)
+from reindexer.retry import call_with_retries
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+PK_FIELD = "id"
+VECTOR_FIELD = "vector"
+PK_MAX_LENGTH = 512
+ESCAPED_PREFIX = "reindex_escaped:"
+DEFAULT_HNSW_M = 16
+DEFAULT_HNSW_EF_CONSTRUCT = 100
+#: ids per ``pk in [...]`` expression and rows per upsert request
+CHUNK = 1000
+
+_METRIC_TO_MILVUS = {"cosine": "COSINE", "dot": "IP", "euclid": "L2"}
+_METRIC_FROM_MILVUS = {"COSINE": "cosine", "IP": "dot", "L2": "euclid"}
+
+_SCALAR_KINDS = {
+    "VARCHAR": "keyword",
+    "INT8": "integer",
+    "INT16": "integer",
+    "INT32": "integer",
+    "INT64": "integer",
+    "FLOAT": "float",
+    "DOUBLE": "float",
+    "BOOL": "bool",
+}
+
+# Milvus Lite runs in-process, one server per .db path; count our stores per path
+# so the last one to close releases the path (and its lock) for other processes.
+_LITE_USERS: dict[str, int] = {}
+_LITE_GUARD = threading.Lock()
+
+
+def _quiet_client_logs() -> None:
+    # pymilvus logs a full traceback at ERROR for every failed call, expected ones
+    # included (a probe for a missing collection); the adapter maps and raises
+    # every error itself. REINDEX_BACKEND_DEBUG=1 keeps the client's own logs.
+    if os.environ.get("REINDEX_BACKEND_DEBUG"):
+        return
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class _Schema:
+    collection: str  # the physical collection behind the name it was read for
+    pk: str
+    pk_is_str: bool
+    pk_max_length: int
+    vector: str
+    dim: int
+    fields: tuple[str, ...]  # other schema fields: payload
+    dynamic: bool
+    metric: str  # Milvus metric type: COSINE, IP, L2
+    index_type: str
+    index_params: dict[str, Any]
+    num_shards: int
+
+
+def lit(value: Any) -> str:
+    """A Milvus expression literal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UsageError(f"cannot compare with {value!r}")
+        return repr(value)
+    if isinstance(value, str):
+        # JSON escapes (\" \\ \n \uXXXX) are the C escapes Milvus' grammar accepts.
+        return json.dumps(value, ensure_ascii=False)
+    raise UsageError(f"where: values must be strings, numbers or booleans, not {type(value).__name__}")
+
+
+class MilvusStore(VectorStore):
+    backend = "milvus"
+
+    def __init__(
+        self,
+        uri: str,
+        token: str | None = None,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ):
+        from pymilvus import MilvusClient  # noqa: F401 - fail early if missing
+
+        _quiet_client_logs()
+        self._lite = uri.endswith(".db")
+        self._uri = uri
+        self._token = token or ""
+        self._secrets = [token] if token else []
+        self._timeout = float(timeout or os.environ.get("REINDEX_STORE_TIMEOUT", "60"))
+        self._connect_timeout = float(connect_timeout or os.environ.get("REINDEX_CONNECT_TIMEOUT", "5"))
+        self._schemas: dict[str, _Schema] = {}
+        self._client: Any = None
+        self._lite_path: str | None = None
+        self.capabilities = Capabilities(
+            atomic_alias_swap=True,
+            collection_metadata=True,
+            payload_indexes=False,
+            embedded=self._lite,
+        )
+        if self._lite:
+            path = os.path.abspath(os.path.expanduser(uri))
+            self.location = f"milvus+lite:{path}"
+            self._uri = path
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendError(f"cannot create the folder for {self.location}: {exc.strerror}") from None
+            self._client = self._connect_lite(path)
+        else:
+            self.location = redact_url(uri)
+            self._client = call_with_retries(self._connect_server, f"connect to {self.location}")
+
+    # -- connecting ----------------------------------------------------------
+    def _new_client(self) -> Any:
+        from pymilvus import MilvusClient
+
+        return MilvusClient(
+            uri=self._uri,
+            token=self._token,
+            timeout=self._connect_timeout,
+            # Our own channel, closed by close(); shared ones live until exit.
+            dedicated=True,
+        )
+
+    def _connect_server(self) -> Any:
+        try:
+            return self._new_client()
+        except Exception as exc:  # noqa: BLE001 - mapped at the boundary
+            raise self._map(exc, "connect") from None
+
+    def _connect_lite(self, path: str) -> Any:
+        with _LITE_GUARD:
+            try:
+                client = self._new_client()
+            except Exception as exc:  # noqa: BLE001
+                if _lite_lock_held(path):
+                    raise StoreLockedError(
+                        f"the Milvus Lite store {path} is held by another process",
+                        hint="stop the other process (an application holds the embedded store) "
+                        "or run a Milvus server and use milvus://HOST:PORT",
+                    ) from None
+                raise BackendError(
+                    f"cannot open the Milvus Lite store {path}: {self._redact(str(exc))}"
+                ) from None
+            _LITE_USERS[path] = _LITE_USERS.get(path, 0) + 1
+            self._lite_path = path
+            return client
+
+    # -- plumbing ------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _map(self, exc: BaseException, what: str) -> ReindexError:
+        import grpc
+        from pymilvus.exceptions import MilvusException
+
+        where = f"{what} on {self.location}"
+        if isinstance(exc, MilvusException):
+            code = exc.code
+            message = self._redact(str(getattr(exc, "message", "") or exc))
+            lowered = message.lower()
+            if isinstance(code, grpc.StatusCode):
+                if code in _TRANSIENT_GRPC:
+                    return TransientBackendError(f"{where}: {code.name}: {message}")
+                return BackendError(f"{where}: {code.name}: {message}")
+            if _is_not_loaded(exc):
+                return TransientBackendError(f"{where}: {message}")
+            if code in (100, 1600) or "not found" in lowered or "does not exist" in lowered or (
+                "can't find" in lowered
+            ):
+                return NotFoundError(f"{where}: {message}")
+            if code == 1601 or "already exist" in lowered or "conflict" in lowered or (
+                "duplicate collection" in lowered
+            ):
+                return ConflictError(f"{where}: {message}")
+            if code in (2, 8) or any(s in lowered for s in _TRANSIENT_WORDS):
+                return TransientBackendError(f"{where}: {message}")
+            return BackendError(f"{where}: {message}")
+        if isinstance(exc, grpc.RpcError):
+            code = exc.code() if callable(getattr(exc, "code", None)) else None
+            details = self._redact(str(exc.details() if callable(getattr(exc, "details", None)) else exc))
+            if code in _TRANSIENT_GRPC:
+                return TransientBackendError(f"{where}: {code.name}: {details}")
+            return BackendError(f"{where}: {getattr(code, 'name', 'gRPC error')}: {details}")
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return TransientBackendError(f"{where}: {type(exc).__name__}: {self._redact(str(exc))}")
+        return BackendError(f"{where}: {type(exc).__name__}: {self._redact(str(exc))}")
+
+    def _call(
+        self,
+        fn: Callable[[], T],
+        what: str,
+        *,
+        load: str | None = None,
+        missing_is_transient: bool = False,
+    ) -> T:
+        """Run one client call with the error mapping and bounded retries.
+
+        ``load``: the collection to load and retry once on "collection not
+        loaded" (after a server restart). ``missing_is_transient``: right after
+        create_collection a fresh server may briefly not find the collection.
+        """
+        if self._client is None:
+            raise BackendError(f"{what}: the store {self.location} is closed")
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except ReindexError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped at the boundary
+                if load is not None and _is_not_loaded(exc):
+                    log.info("%s: collection %r not loaded; loading it", self.location, load)
+                    try:
+                        self._client.load_collection(load, timeout=self._timeout)
+                        return fn()
+                    except Exception as exc2:  # noqa: BLE001
+                        raise self._map(exc2, what) from exc2
+                err = self._map(exc, what)
+                if missing_is_transient and isinstance(err, NotFoundError):
+                    raise TransientBackendError(err.message) from exc
+                raise err from exc
+
+        return call_with_retries(attempt, f"{what} on {self.location}")
+
+    def _schema(self, name: str, refresh: bool = False) -> _Schema:
+        if not refresh and name in self._schemas:
+            return self._schemas[name]
+        desc = self._call(
+            lambda: self._client.describe_collection(name, timeout=self._timeout), f"describe {name!r}"
+        )
+        schema = self._parse_schema(name, desc)
+        self._schemas[name] = schema
+        return schema
+
+    def _parse_schema(self, name: str, desc: dict[str, Any]) -> _Schema:
+        from pymilvus import DataType
+
+        physical = desc.get("collection_name") or name
+        pk = pk_is_str = None
+        pk_max = PK_MAX_LENGTH
+        vectors: list[tuple[str, int]] = []
+        fields: list[str] = []
+        for f in desc.get("fields", []):
+            ftype = f.get("type")
+            params = f.get("params") or {}
+            if f.get("is_primary"):
+                pk = f["name"]
+                pk_is_str = ftype == DataType.VARCHAR
+                pk_max = int(params.get("max_length", PK_MAX_LENGTH) or PK_MAX_LENGTH)
+            elif ftype == DataType.FLOAT_VECTOR:
+                vectors.append((f["name"], int(params.get("dim", 0))))
+            elif f.get("is_dynamic") or f.get("name") == "$meta":
+                continue
+            else:
+                fields.append(f["name"])
+        if pk is None:
+            raise BackendError(f"collection {name!r} has no primary key")
+        if len(vectors) != 1:
+            raise BackendError(
+                f"collection {name!r} has {len(vectors)} float vector fields; "
+                "reindexer handles collections with exactly one"
+            )
+        vector, dim = vectors[0]
+        metric, index_type, index_params = self._vector_index(physical, vector)
+        return _Schema(
+            collection=physical,
+            pk=pk,
+            pk_is_str=bool(pk_is_str),
+            pk_max_length=pk_max,
+            vector=vector,
+            dim=dim,
+            fields=tuple(fields),
+            dynamic=bool(desc.get("enable_dynamic_field")),
+            metric=metric,
+            index_type=index_type,
+            index_params=index_params,
+            num_shards=int(desc.get("num_shards") or 1),
+        )
+
+    def _vector_index(self, collection: str, vector: str) -> tuple[str, str, dict[str, Any]]:
+        names = self._call(
+            lambda: self._client.list_indexes(collection, field_name=vector, timeout=self._timeout),
+            f"list indexes of {collection!r}",
+        )
+        for index_name in names or []:
+            info = self._call(
+                lambda n=index_name: self._client.describe_index(collection, n, timeout=self._timeout),
+                f"describe index of {collection!r}",
+            )
+            if info and info.get("field_name", vector) == vector:
+                return str(info.get("metric_type", "")).upper(), str(info.get("index_type", "")), info
+        raise BackendError(
+            f"collection {collection!r} has no index on its vector field {vector!r}",
+            hint="Milvus needs a vector index before a collection can be loaded and searched",
+        )
+
+    def _forget(self) -> None:
+        self._schemas.clear()
+
+    def _output_fields(self, s: _Schema, with_vectors: bool) -> list[str]:
+        out = [s.pk, *s.fields]
+        if s.dynamic:
+            out.append("$meta")
+        if with_vectors:
+            out.append(s.vector)
+        return out
+
+    def _pk_value(self, s: _Schema, doc_id: str) -> str | int | None:
+        """The primary key for a document id; None when no row can have it."""
+        if s.pk_is_str:
+            return doc_id
+        try:
+            return int(doc_id)
+        except (TypeError, ValueError):
+            return None
+
+    def _to_row(self, s: _Schema, p: Point) -> dict[str, Any]:
+        if not isinstance(p.doc_id, str) or not p.doc_id:
+            raise UsageError(f"document ids must be non-empty strings, not {p.doc_id!r}")
+        if p.vector is None:
+            raise UsageError(f"point {p.doc_id!r} has no vector")
+        row: dict[str, Any] = {}
+        for key, value in p.payload.items():
+            if key == DOC_ID_KEY:
+                continue
+            if key in (s.pk, s.vector) or key.startswith(ESCAPED_PREFIX) or key == "$meta":
+                if not s.dynamic:
+                    raise UsageError(f"payload key {key!r} collides with a field of {s.collection!r}")
+                row[ESCAPED_PREFIX + key] = value
+            elif key in s.fields or s.dynamic:
+                row[key] = value
+            else:
+                raise UsageError(
+                    f"collection {s.collection!r} has no field {key!r} and no dynamic fields"
+                )
+        pk = self._pk_value(s, p.doc_id)
+        if pk is None:
+            raise UsageError(f"collection {s.collection!r} has an integer primary key; {p.doc_id!r} is not one")
+        if s.pk_is_str and len(p.doc_id.encode("utf-8")) > s.pk_max_length:
+            raise UsageError(
+                f"document id {p.doc_id[:40]!r}... is longer than {s.pk_max_length} bytes, "
+                f"the primary key limit of {s.collection!r}"
+            )
+        row[s.pk] = pk
+        row[s.vector] = [float(x) for x in p.vector]
+        return row
+
+    def _to_payload(self, s: _Schema, row: dict[str, Any]) -> tuple[str, list[float] | None, dict[str, Any]]:
+        row = dict(row)
+        pk = row.pop(s.pk, None)
+        if pk is None:
+            pk = row.pop("id", None)
+        vector = row.pop(s.vector, None)
+        payload: dict[str, Any] = {}
+        meta = row.pop("$meta", None)
+        if isinstance(meta, dict):
+            row = {**meta, **row}
+        for key, value in row.items():
+            if key.startswith(ESCAPED_PREFIX):
+                key = key[len(ESCAPED_PREFIX) :]
+            payload[key] = value
+        payload.pop(DOC_ID_KEY, None)
+        vec = [float(x) for x in vector] if vector is not None else None
+        return str(pk), vec, payload
+
+    def _pk_expr(self, s: _Schema, doc_ids: Sequence[str]) -> str | None:
+        values = [v for v in (self._pk_value(s, d) for d in doc_ids) if v is not None]
+        if not values:
+            return None
+        return f"{s.pk} in [{', '.join(lit(v) for v in values)}]"
+
+    def _where_expr(self, s: _Schema, where: dict[str, Any] | None) -> str:
+        if not where:
+            return ""
+        parts = []
+        for key, value in where.items():
+            head, *rest = key.split(".")
+            if head in s.fields:
+                ref = head
+            elif not s.dynamic:
+                raise UsageError(f"where: collection {s.collection!r} has no field {head!r}")
+            elif head in (s.pk, s.vector) or head.startswith(ESCAPED_PREFIX) or head == "$meta":
+                ref = f"$meta[{lit(ESCAPED_PREFIX + head)}]"
+            else:
+                ref = f"$meta[{lit(head)}]"
+            ref += "".join(f"[{lit(part)}]" for part in rest)
+            parts.append(f"{ref} == {lit(value)}")
+        return " and ".join(parts)
+
+    # -- collections ---------------------------------------------------------
+    def list_collections(self) -> list[str]:
+        names = self._call(lambda: self._client.list_collections(timeout=self._timeout), "list collections")
+        return sorted(names)
+
+    def collection_exists(self, name: str) -> bool:
+        return name in self.list_collections()
+
+    def create_collection(self, spec: CollectionSpec) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        validate_spec(spec)
+        if spec.name in self.list_collections():
+            raise ConflictError(f"collection {spec.name!r} already exists on {self.location}")
+        if self._alias_target(spec.name) is not None:
+            raise ConflictError(
+                f"{spec.name!r} is an alias on {self.location}; a collection cannot take its name"
+            )
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
+        schema.add_field(PK_FIELD, DataType.VARCHAR, is_primary=True, max_length=PK_MAX_LENGTH)
+        schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=spec.dim)
+        properties = dict(spec.metadata)
+        properties[META_PAYLOAD_INDEXES] = json.dumps(spec.payload_indexes, sort_keys=True)
+        properties[META_INDEX_PARAMS] = json.dumps(spec.index_params, sort_keys=True)
+        extra: dict[str, Any] = {}
+        if "shards" in spec.index_params:
+            extra["num_shards"] = spec.index_params["shards"]
+        self._forget()
+        self._call(
+            lambda: self._client.create_collection(
+                spec.name,
+                schema=schema,
+                consistency_level="Strong",
+                properties=properties,
+                timeout=self._timeout,
+                **extra,
+            ),
+            f"create collection {spec.name!r}",
+        )
+        try:
+            self._create_vector_index(spec)
+            self._call(
+                lambda: self._client.load_collection(spec.name, timeout=self._timeout),
+                f"load {spec.name!r}",
+                missing_is_transient=True,
+            )
+        except BaseException:
+            try:
+                self._client.drop_collection(spec.name, timeout=self._timeout)
+            except Exception:  # noqa: BLE001 - best effort; the first error matters
+                log.warning("could not drop half-created collection %r", spec.name)
+            raise
+
+    def _create_vector_index(self, spec: CollectionSpec) -> None:
+        from pymilvus import MilvusClient
+
+        m = spec.index_params.get("hnsw_m", DEFAULT_HNSW_M)
+        efc = spec.index_params.get("hnsw_ef_construct", DEFAULT_HNSW_EF_CONSTRUCT)
+        if spec.index_params.get("quantization") == "scalar":
+            candidates = [
+                ("HNSW_SQ", {"M": m, "efConstruction": efc, "sq_type": "SQ8"}),
+                ("IVF_SQ8", {"nlist": 128}),  # servers before 2.5 have no HNSW_SQ
+            ]
+        else:
+            candidates = [("HNSW", {"M": m, "efConstruction": efc})]
+        for i, (index_type, params) in enumerate(candidates):
+            index_params = MilvusClient.prepare_index_params()
+            index_params.add_index(
+                field_name=VECTOR_FIELD,
+                index_type=index_type,
+                metric_type=_METRIC_TO_MILVUS[spec.metric],
+                params=params,
+            )
+            try:
+                self._call(
+                    # sync=False: the collection is empty, so nothing waits on the
+                    # build; pymilvus would otherwise poll it every 0.5 s.
+                    lambda ip=index_params: self._client.create_index(
+                        spec.name, ip, timeout=self._timeout, sync=False
+                    ),
+                    f"create index on {spec.name!r}",
+                    missing_is_transient=True,
+                )
+                return
+            except BackendError as exc:
+                if i + 1 < len(candidates) and "index type" in str(exc).lower():
+                    continue
+                raise
+
+    def drop_collection(self, name: str) -> None:
+        if name not in self.list_collections():
+            hint = "it is an alias; use drop_alias" if self._alias_target(name) else None
+            raise NotFoundError(f"no collection {name!r} on {self.location}", hint=hint)
+        pointing = sorted(a for a, c in self.list_aliases().items() if c == name)
+        if pointing:
+            # Milvus 2.3 and Lite would drop the aliases with the collection.
+            raise ConflictError(
+                f"collection {name!r} is still the target of alias(es) {', '.join(pointing)}",
+                hint="repoint or drop the alias first",
+            )
+        self._forget()
+        self._call(
+            lambda: self._client.drop_collection(name, timeout=self._timeout), f"drop collection {name!r}"
+        )
+
+    def describe(self, name: str) -> CollectionInfo:
+        desc = self._call(
+            lambda: self._client.describe_collection(name, timeout=self._timeout), f"describe {name!r}"
+        )
+        s = self._parse_schema(name, desc)
+        self._schemas[name] = s
+        metadata, indexes, index_params = split_metadata(desc.get("properties") or {})
+        if indexes is None:
+            indexes = self._scalar_indexes(s, desc)
+        if index_params is None:
+            index_params = _derived_index_params(s)
+        return CollectionInfo(
+            name=name,
+            dim=s.dim,
+            metric=_METRIC_FROM_MILVUS.get(s.metric, s.metric.lower()),
+            metadata=metadata,
+            payload_indexes=indexes,
+            index_params=index_params,
+        )
+
+    def _scalar_indexes(self, s: _Schema, desc: dict[str, Any]) -> dict[str, str]:
+        """Scalar-field indexes of a collection made outside the tool."""
+        types = {f["name"]: getattr(f.get("type"), "name", str(f.get("type"))) for f in desc.get("fields", [])}
+        out: dict[str, str] = {}
+        names = self._call(
+            lambda: self._client.list_indexes(s.collection, timeout=self._timeout),
+            f"list indexes of {s.collection!r}",
+        )
+        for index_name in names or []:
+            info = self._call(
+                lambda n=index_name: self._client.describe_index(s.collection, n, timeout=self._timeout),
+                f"describe index of {s.collection!r}",
+            )
+            field_name = (info or {}).get("field_name")
+            if field_name and field_name != s.vector and field_name in types:
+                out[field_name] = _SCALAR_KINDS.get(types[field_name], types[field_name].lower())
+        return out
+
+    def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
+        check_metadata(metadata)
+        if not metadata:
+            self._schema(name, refresh=True)
+            return
+        physical = self._schema(name, refresh=True).collection
+        self._call(
+            lambda: self._client.alter_collection_properties(physical, metadata, timeout=self._timeout),
+            f"set metadata of {physical!r}",
+        )
+
+    # -- points --------------------------------------------------------------
+    def upsert(self, name: str, points: Sequence[Point]) -> None:
+        if not points:
+            return
+        s = self._schema(name)
+        # One row per document id, the last one winning, as in Qdrant: a
+        # server upsert with a repeated key in one request would keep both.
+        rows = list({p.doc_id: self._to_row(s, p) for p in points}.values())
+        # Milvus Lite's upsert is a partial update: it merges the new row onto the
+        # old one, so payload keys dropped by the caller would survive. Its insert
+        # replaces a row with the same key whole, which is what upsert means here.
+        write = self._client.insert if self._lite else self._client.upsert
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            self._call(
+                lambda c=chunk: write(name, c, timeout=self._timeout),
+                f"upsert {len(chunk)} points into {name!r}",
+            )
+
+    def delete(self, name: str, doc_ids: Sequence[str]) -> None:
+        s = self._schema(name)
+        unique = list(dict.fromkeys(doc_ids))
+        for start in range(0, len(unique), CHUNK):
+            expr = self._pk_expr(s, unique[start : start + CHUNK])
+            if expr is None:
+                continue
+            # The result is not used: Milvus Lite echoes the requested ids,
+            # the server counts rows; neither says which ids existed.
+            self._call(
+                lambda e=expr: self._client.delete(name, filter=e, timeout=self._timeout),
+                f"delete from {name!r}",
+                load=s.collection,
+            )
+
+    def count(self, name: str) -> int:
+        s = self._schema(name)
+        res = self._call(
+            lambda: self._client.query(
+                name,
+                filter="",
+                output_fields=["count(*)"],
+                consistency_level="Strong",
+                timeout=self._timeout,
+            ),
+            f"count {name!r}",
+            load=s.collection,
+        )
+        return int(res[0]["count(*)"]) if res else 0
+
+    def scroll(
+        self, name: str, batch_size: int = 256, with_vectors: bool = False
+    ) -> Iterator[list[Point]]:
+        """Pages in primary-key order: each request asks for keys above the last one.
+
+        Requests carry Milvus' ``iterator`` flag, which makes the server (and
+        Milvus Lite) return the smallest keys first; they are read at the
+        collection's default consistency level (Strong for collections the tool
+        made). Requests fetch at least 1,024 rows, so a small ``batch_size``
+        does not multiply the round trips. pymilvus' query_iterator is not used:
+        it pastes string keys into its expression unescaped, so a document id
+        with a quote or a newline breaks it.
+        """
+        if batch_size <= 0:
+            raise UsageError("batch_size must be positive")
+        s = self._schema(name)
+        fields = self._output_fields(s, with_vectors)
+        fetch = min(max(batch_size, 1024), 16384)
+        last: str | int | None = None
+        buffer: list[Point] = []
+        while True:
+            if last is None:
+                # Every key; -2**63 itself does not parse as a literal.
+                expr = f'{s.pk} != ""' if s.pk_is_str else f"({s.pk} >= {1 - 2**63} or {s.pk} < {1 - 2**63})"
+            else:
+                expr = f"{s.pk} > {lit(last)}"
+            rows = self._call(
+                lambda e=expr: self._client.query(
+                    name,
+                    filter=e,
+                    output_fields=fields,
+                    limit=fetch,
+                    iterator="True",
+                    timeout=self._timeout,
+                ),
+                f"scroll {name!r}",
+                load=s.collection,
+            )
+            if not rows:
+                break
+            last = max(r[s.pk] for r in rows)
+            for row in rows:
+                doc_id, vec, payload = self._to_payload(s, row)
+                buffer.append(Point(doc_id=doc_id, vector=vec if with_vectors else None, payload=payload))
+            while len(buffer) >= batch_size:
+                yield buffer[:batch_size]
+                buffer = buffer[batch_size:]
+            if len(rows) < fetch:
+                break
+        if buffer:
+            yield buffer
+
+    def retrieve(
+        self, name: str, doc_ids: Sequence[str], with_vectors: bool = False
+    ) -> list[Point]:
+        s = self._schema(name)
+        fields = self._output_fields(s, with_vectors)
+        unique = list(dict.fromkeys(doc_ids))
+        out: list[Point] = []
+        for start in range(0, len(unique), CHUNK):
+            expr = self._pk_expr(s, unique[start : start + CHUNK])
+            if expr is None:
+                continue
+            rows = self._call(
+                lambda e=expr: self._client.query(
+                    name,
+                    filter=e,
+                    output_fields=fields,
+                    consistency_level="Strong",
+                    timeout=self._timeout,
+                ),
+                f"retrieve from {name!r}",
+                load=s.collection,
+            )
+            for row in rows:
+                doc_id, vec, payload = self._to_payload(s, row)
+                out.append(Point(doc_id=doc_id, vector=vec if with_vectors else None, payload=payload))
+        return out
+
+    def search(
+        self,
+        name: str,
+        vector: Sequence[float],
+        k: int,
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        if k <= 0:
+            return []
+        s = self._schema(name)
+        expr = self._where_expr(s, where)
+        params: dict[str, Any] = {"metric_type": s.metric}
+        if s.index_type.startswith("HNSW"):
+            params["params"] = {"ef": max(k, 64)}
+        elif s.index_type.startswith("IVF"):
+            params["params"] = {"nprobe": 32}
+        fields = self._output_fields(s, with_vectors=False)
+        res = self._call(
+            lambda: self._client.search(
+                name,
+                data=[[float(x) for x in vector]],
+                filter=expr,
+                limit=k,
+                output_fields=fields,
+                search_params=params,
+                anns_field=s.vector,
+                consistency_level="Strong",
+                timeout=self._timeout,
+            ),
+            f"search {name!r}",
+            load=s.collection,
+        )
+        hits = []
+        for h in res[0] if res else []:
+            entity = dict(h.get("entity") or {})
+            entity.setdefault(s.pk, h.get("id"))
+            doc_id, _, payload = self._to_payload(s, entity)
+            distance = float(h.get("distance", 0.0))
+            score = math.sqrt(max(distance, 0.0)) if s.metric == "L2" else distance
+            hits.append(Hit(doc_id=doc_id, score=score, payload=payload))
+        return hits
+
+    # -- aliases -------------------------------------------------------------
+    def _alias_target(self, alias: str) -> str | None:
+        try:
+            info = self._call(
+                lambda: self._client.describe_alias(alias, timeout=self._timeout), f"describe alias {alias!r}"
+            )
+        except NotFoundError:
+            return None
+        return (info or {}).get("collection_name")
+
+    def list_aliases(self) -> dict[str, str]:
+        res = self._call(lambda: self._client.list_aliases(timeout=self._timeout), "list aliases")
+        out = {}
+        for alias in res.get("aliases", []) if isinstance(res, dict) else res:
+            target = self._alias_target(alias)
+            if target is not None:
+                out[alias] = target
+        return out
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        collections = self.list_collections()
+        if alias in collections:
+            raise ConflictError(
+                f"{alias!r} is a collection on {self.location}; an alias cannot take its name",
+                hint="migrate the collection to a versioned name first (an explicit, separate step)",
+            )
+        if collection not in collections:
+            raise NotFoundError(f"no collection {collection!r} on {self.location}")
+        current = self._alias_target(alias)
+        if current == collection:
+            return
+        self._forget()
+        if current is None:
+            self._call(
+                lambda: self._client.create_alias(collection, alias, timeout=self._timeout),
+                f"create alias {alias!r} -> {collection!r}",
+            )
+        else:
+            # alter_alias repoints in one step: readers see the old or the new target.
+            self._call(
+                lambda: self._client.alter_alias(collection, alias, timeout=self._timeout),
+                f"repoint alias {alias!r} -> {collection!r}",
+            )
+
+    def drop_alias(self, alias: str) -> None:
+        if self._alias_target(alias) is None:
+            return
+        self._forget()
+        self._call(lambda: self._client.drop_alias(alias, timeout=self._timeout), f"drop alias {alias!r}")
+
+    # -- lifecycle -----------------------------------------------------------
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing must not fail
+                log.debug("closing the Milvus client failed", exc_info=True)
+        path, self._lite_path = self._lite_path, None
+        if path is not None:
+            with _LITE_GUARD:
+                left = _LITE_USERS.get(path, 1) - 1
+                if left > 0:
+                    _LITE_USERS[path] = left
+                    return
+                _LITE_USERS.pop(path, None)
+                try:
+                    from milvus_lite.server_manager import server_manager_instance
+
+                    server_manager_instance.release_server(path)
+                except Exception:  # noqa: BLE001
+                    log.debug("releasing Milvus Lite for %s failed", path, exc_info=True)
+
+    def __repr__(self) -> str:
+        return f"MilvusStore({self.location!r})"
+
+
+# -- helpers ---------------------------------------------------------------
+_TRANSIENT_WORDS = (
+    "fail connecting",
+    "server unavailable",
+    "service unavailable",
+    "not ready",
+    "not healthy",
+    "unhealthy",
+    "rate limit",
+    "deadline exceeded",
+    "retry timeout",
+    "connection refused",
+    "stopping",
+)
+
+
+def _grpc_transient() -> frozenset:
+    import grpc
+
+    return frozenset(
+        {
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.ABORTED,
+        }
+    )
+
+
+_TRANSIENT_GRPC = _grpc_transient()
+
+
+def _is_not_loaded(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None)
+    text = str(getattr(exc, "message", "") or exc).lower()
+    return code == 101 or "not loaded" in text or "state 'released'" in text or "call load()" in text
+
+
+def _lite_lock_held(path: str) -> bool:
+    """True when another process holds Milvus Lite's LOCK file in ``path``."""
+    lock_file = os.path.join(path, "LOCK")
+    if not os.path.exists(lock_file):
+        return False
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        return False
+    try:
+        fd = os.open(lock_file, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _derived_index_params(s: _Schema) -> dict[str, Any]:
+    """Index settings read from the index, for collections made outside the tool."""
+    out: dict[str, Any] = {}
+    params = s.index_params
+    if s.index_type.startswith("HNSW"):
+        if "M" in params:
+            out["hnsw_m"] = int(params["M"])
+        if "efConstruction" in params:
+            out["hnsw_ef_construct"] = int(params["efConstruction"])
+    out["quantization"] = "scalar" if "SQ" in s.index_type else "none"
+    out["shards"] = s.num_shards
+    return out

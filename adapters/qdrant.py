@@ -1,0 +1,678 @@
+"""Qdrant behind the ``VectorStore`` interface: local mode (embedded) and server.
+
+Point ids
+    Qdrant accepts only unsigned integers and UUIDs. The point id is derived
+    from the document id, deterministically: a canonical decimal string
+    (``"42"``, not ``"042"``) becomes that integer, a canonical UUID string
+    becomes that UUID, anything else becomes ``uuid5(DOC_ID_NAMESPACE, doc_id)``.
+    The document id itself is always kept in the payload under ``DOC_ID_KEY``;
+    reads take it from there, or from ``str(point.id)`` for points written
+    outside the tool. ``DOC_ID_KEY`` is removed from the payload handed back;
+    everything else (``MODEL_KEY`` included) is returned as stored.
+
+Collection metadata
+    Qdrant's own collection ``metadata`` (qdrant-client >= 1.16). The payload
+    index spec and the index settings are kept there too, as JSON under
+    ``reindex.payload_indexes`` and ``reindex.index_params``, because local
+    mode shows neither.
+
+Scores
+    cosine: cosine similarity; dot: inner product (both higher is better);
+    euclid: Euclidean distance (lower is better). Hits come best first.
+
+Vectors
+    With the cosine metric Qdrant normalises vectors on write, so a vector read
+    back is the unit vector of the one written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reindexer.adapters.base import (
+    DOC_ID_KEY,
+    PAYLOAD_INDEX_TYPES,
+    Capabilities,
+    CollectionInfo,
+    CollectionSpec,
+    Hit,
+    Point,
+    VectorStore,
+)
+from reindexer.errors import (
+    BackendError,
+    ConflictError,
+    NotFoundError,
+    ReindexError,
+    StoreLockedError,
+    TransientBackendError,
+    UsageError,
+)
+from reindexer.retry import call_with_retries
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: Fixed namespace for uuid5 point ids; changing it would orphan every point.
+DOC_ID_NAMESPACE = uuid.UUID("5b0f3d9e-8c1a-5f7e-9a43-7d2c1e6b4a10")
+
+META_PAYLOAD_INDEXES = "reindex.payload_indexes"
+META_INDEX_PARAMS = "reindex.index_params"
+INTERNAL_META_KEYS = frozenset({META_PAYLOAD_INDEXES, META_INDEX_PARAMS})
+INDEX_PARAM_KEYS = frozenset({"hnsw_m", "hnsw_ef_construct", "quantization", "shards"})
+
+_UINT64_MAX = 2**64 - 1
+_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def point_id_for(doc_id: str) -> int | str:
+    """The Qdrant point id for a document id (see the module docstring)."""
+    if not isinstance(doc_id, str) or not doc_id:
+        raise UsageError(f"document ids must be non-empty strings, not {doc_id!r}")
+    if doc_id.isascii() and doc_id.isdigit():
+        value = int(doc_id)
+        if str(value) == doc_id and value <= _UINT64_MAX:
+            return value
+    try:
+        parsed = uuid.UUID(doc_id)
+    except ValueError:
+        pass
+    else:
+        if str(parsed) == doc_id:
+            return doc_id
+    return str(uuid.uuid5(DOC_ID_NAMESPACE, doc_id))
+
+
+def validate_spec(spec: CollectionSpec) -> None:
+    """Checks shared by both adapters: metadata strings, index types, index settings."""
+    check_metadata(spec.metadata)
+    for field_name, kind in spec.payload_indexes.items():
+        if kind not in PAYLOAD_INDEX_TYPES:
+            raise UsageError(
+                f"payload index {field_name!r}: type must be one of {PAYLOAD_INDEX_TYPES}, not {kind!r}"
+            )
+    unknown = set(spec.index_params) - INDEX_PARAM_KEYS
+    if unknown:
+        raise UsageError(
+            f"unknown index settings: {', '.join(sorted(unknown))}",
+            hint=f"use {', '.join(sorted(INDEX_PARAM_KEYS))}",
+        )
+    quant = spec.index_params.get("quantization", "none")
+    if quant not in ("none", "scalar"):
+        raise UsageError(f"quantization must be 'none' or 'scalar', not {quant!r}")
+    for key in ("hnsw_m", "hnsw_ef_construct", "shards"):
+        if key in spec.index_params:
+            value = spec.index_params[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise UsageError(f"{key} must be a positive integer, not {value!r}")
+
+
+def check_metadata(metadata: dict[str, str]) -> None:
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise UsageError(f"collection metadata must map strings to strings: {key!r}: {value!r}")
+
+
+def _meta_str(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def split_metadata(raw: dict[str, Any] | None) -> tuple[dict[str, str], dict | None, dict | None]:
+    """(user metadata, payload index spec or None, index params or None)."""
+    metadata = {str(k): _meta_str(v) for k, v in (raw or {}).items()}
+    indexes = params = None
+    if META_PAYLOAD_INDEXES in metadata:
+        try:
+            indexes = json.loads(metadata[META_PAYLOAD_INDEXES])
+        except ValueError:
+            indexes = None
+    if META_INDEX_PARAMS in metadata:
+        try:
+            params = json.loads(metadata[META_INDEX_PARAMS])
+        except ValueError:
+            params = None
+    return {k: v for k, v in metadata.items() if k not in INTERNAL_META_KEYS}, indexes, params
+
+
+class QdrantStore(VectorStore):
+    backend = "qdrant"
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: int | None = None,
+    ):
+        if (path is None) == (url is None):
+            raise ValueError("QdrantStore needs exactly one of path= or url=")
+        from qdrant_client import QdrantClient
+
+        self._local = path is not None
+        self._secrets = [api_key] if api_key else []
+        self._vector_names: dict[str, str | None] = {}
+        self._client = None
+        self.capabilities = Capabilities(
+            atomic_alias_swap=True,
+            collection_metadata=True,
+            # Local mode accepts payload indexes but ignores them (and warns).
+            payload_indexes=not self._local,
+            embedded=self._local,
+        )
+        if self._local:
+            folder = Path(path).expanduser()
+            self.location = f"qdrant+local:{folder}"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._client = QdrantClient(path=str(folder))
+            except RuntimeError as exc:
+                if "already accessed" in str(exc):
+                    raise StoreLockedError(
+                        f"the Qdrant local store in {folder} is held by another process",
+                        hint="stop the other process (an application holds the embedded store) "
+                        "or run a Qdrant server and use qdrant://HOST:PORT",
+                    ) from None
+                raise BackendError(f"cannot open the Qdrant local store in {folder}: {exc}") from None
+            except OSError as exc:
+                raise BackendError(
+                    f"cannot open the Qdrant local store in {folder}: {exc.strerror or exc}"
+                ) from None
+            self._tune_local_storage()
+        else:
+            self.location = url
+            with warnings.catch_warnings():
+                # "Api key is used with an insecure connection": the operator's choice.
+                warnings.simplefilter("ignore", UserWarning)
+                self._client = QdrantClient(
+                    url=url, api_key=api_key, timeout=timeout, check_compatibility=False
+                )
+            try:
+                self._call(lambda: self._client.get_collections(), "connect")
+            except BaseException:
+                self.close()
+                raise
+
+    # -- plumbing ------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _map(self, exc: BaseException, what: str) -> ReindexError:
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+        where = f"{what} on {self.location}"
+        if isinstance(exc, UnexpectedResponse):
+            detail = self._redact(_response_detail(exc))
+            status = exc.status_code
+            if status == 404 or "not found" in detail.lower() or "doesn't exist" in detail.lower():
+                return NotFoundError(f"{where}: {detail}")
+            if status == 409 or "already exists" in detail.lower():
+                return ConflictError(f"{where}: {detail}")
+            if status in _TRANSIENT_STATUS:
+                return TransientBackendError(f"{where}: HTTP {status}: {detail}")
+            return BackendError(f"{where}: HTTP {status}: {detail}")
+        if isinstance(exc, ResponseHandlingException):
+            return TransientBackendError(f"{where}: {self._redact(str(exc.source or exc))}")
+        text = self._redact(str(exc))
+        lowered = text.lower()
+        if isinstance(exc, ValueError):  # local mode reports problems as ValueError
+            if "not found" in lowered:
+                return NotFoundError(f"{where}: {text}")
+            if "already exists" in lowered:
+                return ConflictError(f"{where}: {text}")
+            return BackendError(f"{where}: {text}")
+        try:
+            import httpx
+
+            if isinstance(exc, (httpx.TransportError, httpx.TimeoutException)):
+                return TransientBackendError(f"{where}: {type(exc).__name__}: {text}")
+        except ImportError:  # pragma: no cover
+            pass
+        try:
+            import grpc
+
+            if isinstance(exc, grpc.RpcError) and exc.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            ):
+                return TransientBackendError(f"{where}: {exc.code().name}: {text}")
+        except ImportError:  # pragma: no cover
+            pass
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return TransientBackendError(f"{where}: {type(exc).__name__}: {text}")
+        return BackendError(f"{where}: {type(exc).__name__}: {text}")
+
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        if self._client is None:
+            raise BackendError(f"{what}: the store {self.location} is closed")
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except ReindexError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped at the boundary
+                raise self._map(exc, what) from exc
+
+        return call_with_retries(attempt, f"{what} on {self.location}")
+
+    def _tune_local_storage(self) -> None:
+        """Let local mode's SQLite files commit without an fsync per point.
+
+        Local mode writes every point in its own transaction; with SQLite's
+        defaults each one waits for the disk (about 80 points a second here).
+        Write-ahead logging with ``synchronous=NORMAL`` keeps every committed
+        point through a crash of the process (a power cut may lose the last
+        few) and makes a 256-point upsert about a hundred times faster. Reaches
+        into qdrant-client internals, so any surprise leaves the defaults.
+        """
+        try:
+            collections = self._client._client.collections  # QdrantLocal
+            for collection in collections.values():
+                conn = getattr(getattr(collection, "storage", None), "storage", None)
+                if conn is not None:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+        except Exception:  # noqa: BLE001 - an optimisation only
+            log.debug("could not tune Qdrant local storage", exc_info=True)
+
+    def _vector_name(self, name: str) -> str | None:
+        """'' or None for the unnamed vector, else the single named vector's name."""
+        if name not in self._vector_names:
+            info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
+            self._vector_names[name] = _vector_params(info, name)[0]
+        return self._vector_names[name]
+
+    def _forget(self, *names: str) -> None:
+        if names:
+            for n in names:
+                self._vector_names.pop(n, None)
+        else:
+            self._vector_names.clear()
+
+    def _to_point(self, record: Any, with_vectors: bool, vector_name: str | None) -> Point:
+        payload = dict(record.payload or {})
+        doc_id = payload.pop(DOC_ID_KEY, None)
+        if not isinstance(doc_id, str):
+            doc_id = str(record.id)
+        vector = None
+        if with_vectors:
+            vector = _extract_vector(record.vector, vector_name)
+        return Point(doc_id=doc_id, vector=vector, payload=payload)
+
+    # -- collections ---------------------------------------------------------
+    def list_collections(self) -> list[str]:
+        resp = self._call(lambda: self._client.get_collections(), "list collections")
+        return sorted(c.name for c in resp.collections)
+
+    def collection_exists(self, name: str) -> bool:
+        return name in self.list_collections()
+
+    def create_collection(self, spec: CollectionSpec) -> None:
+        from qdrant_client import models
+
+        validate_spec(spec)
+        if spec.name in self.list_collections():
+            raise ConflictError(f"collection {spec.name!r} already exists on {self.location}")
+        if spec.name in self.list_aliases():
+            raise ConflictError(
+                f"{spec.name!r} is an alias on {self.location}; a collection cannot take its name"
+            )
+        params = spec.index_params
+        hnsw = None
+        if "hnsw_m" in params or "hnsw_ef_construct" in params:
+            hnsw = models.HnswConfigDiff(m=params.get("hnsw_m"), ef_construct=params.get("hnsw_ef_construct"))
+        quantization = None
+        if params.get("quantization") == "scalar":
+            quantization = models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            )
+        metadata = dict(spec.metadata)
+        metadata[META_PAYLOAD_INDEXES] = json.dumps(spec.payload_indexes, sort_keys=True)
+        metadata[META_INDEX_PARAMS] = json.dumps(params, sort_keys=True)
+        self._forget(spec.name)
+        self._call(
+            lambda: self._client.create_collection(
+                spec.name,
+                vectors_config=models.VectorParams(size=spec.dim, distance=_distance(spec.metric)),
+                hnsw_config=hnsw,
+                quantization_config=quantization,
+                shard_number=params.get("shards"),
+                metadata=metadata,
+            ),
+            f"create collection {spec.name!r}",
+        )
+        if self._local:
+            self._tune_local_storage()
+        else:
+            kinds = {
+                "keyword": models.PayloadSchemaType.KEYWORD,
+                "integer": models.PayloadSchemaType.INTEGER,
+                "float": models.PayloadSchemaType.FLOAT,
+                "bool": models.PayloadSchemaType.BOOL,
+                "text": models.PayloadSchemaType.TEXT,
+            }
+            for field_name, kind in spec.payload_indexes.items():
+                self._call(
+                    lambda f=field_name, k=kind: self._client.create_payload_index(
+                        spec.name, f, field_schema=kinds[k], wait=True
+                    ),
+                    f"create payload index {field_name!r} on {spec.name!r}",
+                )
+
+    def drop_collection(self, name: str) -> None:
+        if name not in self.list_collections():
+            hint = "it is an alias; use drop_alias" if name in self.list_aliases() else None
+            raise NotFoundError(f"no collection {name!r} on {self.location}", hint=hint)
+        pointing = sorted(a for a, c in self.list_aliases().items() if c == name)
+        if pointing:
+            raise ConflictError(
+                f"collection {name!r} is still the target of alias(es) {', '.join(pointing)}",
+                hint="repoint or drop the alias first",
+            )
+        self._forget()
+        self._call(lambda: self._client.delete_collection(name), f"drop collection {name!r}")
+
+    def describe(self, name: str) -> CollectionInfo:
+        info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
+        vector_name, params = _vector_params(info, name)
+        self._vector_names[name] = vector_name
+        metadata, indexes, index_params = split_metadata(info.config.metadata)
+        if indexes is None:
+            indexes = {
+                field_name: _schema_kind(schema) for field_name, schema in (info.payload_schema or {}).items()
+            }
+        if index_params is None:
+            index_params = _derived_index_params(info, params)
+        distance = params.distance.value if hasattr(params.distance, "value") else str(params.distance)
+        return CollectionInfo(
+            name=name,
+            dim=params.size,
+            metric=_METRICS_BACK.get(distance.lower(), distance.lower()),
+            metadata=metadata,
+            payload_indexes=indexes,
+            index_params=index_params,
+        )
+
+    def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
+        check_metadata(metadata)
+        target = self.resolve(name)
+        if target is None:
+            raise NotFoundError(f"no collection or alias {name!r} on {self.location}")
+        info = self._call(lambda: self._client.get_collection(target), f"describe {target!r}")
+        merged = {str(k): _meta_str(v) for k, v in (info.config.metadata or {}).items()}
+        merged.update(metadata)
+        self._call(
+            lambda: self._client.update_collection(target, metadata=merged),
+            f"set metadata of {target!r}",
+        )
+
+    # -- points --------------------------------------------------------------
+    def upsert(self, name: str, points: Sequence[Point]) -> None:
+        from qdrant_client import models
+
+        if not points:
+            return
+        vector_name = self._vector_name(name)
+        structs = []
+        for p in points:
+            if p.vector is None:
+                raise UsageError(f"point {p.doc_id!r} has no vector")
+            vector: Any = [float(x) for x in p.vector]
+            if vector_name:
+                vector = {vector_name: vector}
+            payload = dict(p.payload)
+            payload[DOC_ID_KEY] = p.doc_id
+            structs.append(models.PointStruct(id=point_id_for(p.doc_id), vector=vector, payload=payload))
+        self._call(
+            lambda: self._client.upsert(name, points=structs, wait=True),
+            f"upsert {len(structs)} points into {name!r}",
+        )
+
+    def delete(self, name: str, doc_ids: Sequence[str]) -> None:
+        from qdrant_client import models
+
+        if not doc_ids:
+            # Still say so when the collection is missing.
+            self._vector_name(name)
+            return
+        ids = list(dict.fromkeys(point_id_for(d) for d in doc_ids))
+        self._call(
+            lambda: self._client.delete(name, points_selector=models.PointIdsList(points=ids), wait=True),
+            f"delete {len(ids)} points from {name!r}",
+        )
+
+    def count(self, name: str) -> int:
+        result = self._call(lambda: self._client.count(name, exact=True), f"count {name!r}")
+        return int(result.count)
+
+    def scroll(
+        self, name: str, batch_size: int = 256, with_vectors: bool = False
+    ) -> Iterator[list[Point]]:
+        if batch_size <= 0:
+            raise UsageError("batch_size must be positive")
+        vector_name = self._vector_name(name) if with_vectors else None
+        offset = None
+        while True:
+            records, offset = self._call(
+                lambda o=offset: self._client.scroll(
+                    name, limit=batch_size, offset=o, with_payload=True, with_vectors=with_vectors
+                ),
+                f"scroll {name!r}",
+            )
+            if records:
+                yield [self._to_point(r, with_vectors, vector_name) for r in records]
+            if offset is None:
+                return
+
+    def retrieve(
+        self, name: str, doc_ids: Sequence[str], with_vectors: bool = False
+    ) -> list[Point]:
+        vector_name = self._vector_name(name) if with_vectors else None
+        unique = list(dict.fromkeys(doc_ids))
+        out: list[Point] = []
+        for start in range(0, len(unique), 1024):
+            ids = [point_id_for(d) for d in unique[start : start + 1024]]
+            records = self._call(
+                lambda ids=ids: self._client.retrieve(
+                    name, ids=ids, with_payload=True, with_vectors=with_vectors
+                ),
+                f"retrieve from {name!r}",
+            )
+            out.extend(self._to_point(r, with_vectors, vector_name) for r in records)
+        if not unique:
+            self._vector_name(name)  # a missing collection is still an error
+        return out
+
+    def search(
+        self,
+        name: str,
+        vector: Sequence[float],
+        k: int,
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        if k <= 0:
+            return []
+        vector_name = self._vector_name(name)
+        query_filter = _filter(where)
+        resp = self._call(
+            lambda: self._client.query_points(
+                name,
+                query=[float(x) for x in vector],
+                using=vector_name or None,
+                limit=k,
+                query_filter=query_filter,
+                with_payload=True,
+            ),
+            f"search {name!r}",
+        )
+        hits = []
+        for sp in resp.points:
+            payload = dict(sp.payload or {})
+            doc_id = payload.pop(DOC_ID_KEY, None)
+            if not isinstance(doc_id, str):
+                doc_id = str(sp.id)
+            hits.append(Hit(doc_id=doc_id, score=float(sp.score), payload=payload))
+        return hits
+
+    # -- aliases -------------------------------------------------------------
+    def list_aliases(self) -> dict[str, str]:
+        resp = self._call(lambda: self._client.get_aliases(), "list aliases")
+        return {a.alias_name: a.collection_name for a in resp.aliases}
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        from qdrant_client import models
+
+        collections = self.list_collections()
+        if alias in collections:
+            raise ConflictError(
+                f"{alias!r} is a collection on {self.location}; an alias cannot take its name",
+                hint="migrate the collection to a versioned name first (an explicit, separate step)",
+            )
+        if collection not in collections:
+            raise NotFoundError(f"no collection {collection!r} on {self.location}")
+        current = self.list_aliases().get(alias)
+        if current == collection:
+            return
+        ops: list[Any] = []
+        if current is not None:
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        ops.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+            )
+        )
+        self._forget(alias)
+        # One request: Qdrant applies the delete and the create atomically.
+        self._call(lambda: self._client.update_collection_aliases(ops), f"set alias {alias!r} -> {collection!r}")
+
+    def drop_alias(self, alias: str) -> None:
+        from qdrant_client import models
+
+        if alias not in self.list_aliases():
+            return
+        self._forget(alias)
+        self._call(
+            lambda: self._client.update_collection_aliases(
+                [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))]
+            ),
+            f"drop alias {alias!r}",
+        )
+
+    # -- lifecycle -----------------------------------------------------------
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing must not fail
+                log.debug("closing the Qdrant client failed", exc_info=True)
+
+    def __repr__(self) -> str:
+        return f"QdrantStore({self.location!r})"
+
+
+# -- helpers ---------------------------------------------------------------
+def _distance(metric: str) -> Any:
+    from qdrant_client import models
+
+    return {
+        "cosine": models.Distance.COSINE,
+        "dot": models.Distance.DOT,
+        "euclid": models.Distance.EUCLID,
+    }[metric]
+
+
+_METRICS_BACK = {"cosine": "cosine", "dot": "dot", "euclid": "euclid", "manhattan": "manhattan"}
+
+
+def _response_detail(exc: Any) -> str:
+    content = exc.content
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(content)
+        detail = parsed.get("status", {}).get("error") or content
+    except (ValueError, AttributeError):
+        detail = content or exc.reason_phrase
+    return str(detail)[:500]
+
+
+def _vector_params(info: Any, name: str) -> tuple[str | None, Any]:
+    vectors = info.config.params.vectors
+    if isinstance(vectors, dict):
+        if len(vectors) != 1:
+            raise BackendError(
+                f"collection {name!r} has {len(vectors)} named dense vectors; "
+                "reindexer handles collections with exactly one"
+            )
+        (vname, params), = vectors.items()
+        return (vname or None), params
+    if vectors is None:
+        raise BackendError(f"collection {name!r} has no dense vector")
+    return None, vectors
+
+
+def _extract_vector(raw: Any, vector_name: str | None) -> list[float] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        if vector_name is not None and vector_name in raw:
+            raw = raw[vector_name]
+        elif "" in raw:
+            raw = raw[""]
+        elif len(raw) == 1:
+            raw = next(iter(raw.values()))
+        else:
+            return None
+    return [float(x) for x in raw]
+
+
+def _schema_kind(schema: Any) -> str:
+    kind = getattr(schema, "data_type", schema)
+    kind = getattr(kind, "value", kind)
+    return str(kind)
+
+
+def _derived_index_params(info: Any, vector_params: Any) -> dict[str, Any]:
+    """Index settings read from the collection, for collections made outside the tool."""
+    out: dict[str, Any] = {}
+    hnsw = getattr(vector_params, "hnsw_config", None) or info.config.hnsw_config
+    if hnsw is not None:
+        if getattr(hnsw, "m", None) is not None:
+            out["hnsw_m"] = hnsw.m
+        if getattr(hnsw, "ef_construct", None) is not None:
+            out["hnsw_ef_construct"] = hnsw.ef_construct
+    quant = getattr(vector_params, "quantization_config", None) or info.config.quantization_config
+    if quant is not None:
+        out["quantization"] = "scalar" if hasattr(quant, "scalar") else type(quant).__name__.lower()
+    shards = getattr(info.config.params, "shard_number", None)
+    if shards:
+        out["shards"] = shards
+    return out
+
+
+def _filter(where: dict[str, Any] | None) -> Any:
+    if not where:
+        return None
+    from qdrant_client import models
+
+    must = []
+    for key, value in where.items():
+        if isinstance(value, bool) or isinstance(value, (int, str)):
+            must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+        elif isinstance(value, float):
+            must.append(models.FieldCondition(key=key, range=models.Range(gte=value, lte=value)))
+        else:
+            raise UsageError(
+                f"where: {key!r} must equal a string, number or boolean, not {type(value).__name__}"
+            )
+    return models.Filter(must=must)

@@ -1,0 +1,137 @@
+"""A/B(/n) evaluation of index versions of one logical collection, and the promotion gate.
+
+Each version is searched through the adapter with queries encoded by that
+version's own model; the evaluation library does the scoring and statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reindexer.errors import NotFoundError, UsageError
+from reindexer.evaluation import (
+    EvaluationResult,
+    Gate,
+    GateDecision,
+    check_doc_ids,
+    compare_unlabelled,
+    evaluate,
+    load_qrels,
+    load_queries,
+    load_query_log,
+)
+from reindexer.evaluation.runner import UnlabelledResult
+from reindexer.model_registry import embedder_for
+from reindexer.state import IndexVersion, LogicalCollection
+from reindexer.workspace import Workspace
+
+SEARCHABLE = ("live", "retired", "built", "verified", "evaluated")
+
+
+@dataclass
+class Judgements:
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    source: str
+
+    @classmethod
+    def load(cls, queries_path: str | Path, qrels_path: str | Path) -> Judgements:
+        return cls(load_queries(queries_path), load_qrels(qrels_path), f"{queries_path} + {qrels_path}")
+
+
+def label(v: IndexVersion) -> str:
+    return f"v{v.version}"
+
+
+def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None) -> list[IndexVersion]:
+    """``live,shadow`` (default), or version numbers / physical names; the first is the baseline."""
+    from reindexer.commands import find_version
+
+    versions = ws.state.versions(lc.id)
+    physical = ws.store.resolve(lc.name)
+    out: list[IndexVersion] = []
+    for ref in (spec or "live,shadow").split(","):
+        ref = ref.strip()
+        if ref == "live":
+            found = next((v for v in versions if v.physical_name == physical), None)
+            if found is None:
+                raise NotFoundError(f"{lc.name} has no live version")
+        elif ref == "shadow":
+            shadows = [v for v in versions if v.status in ("built", "verified", "evaluated")]
+            if not shadows:
+                raise NotFoundError(f"{lc.name} has no built shadow version",
+                                    hint="build one with `reindex apply PLAN --no-cutover`, or name versions: --versions v1,v2")
+            found = shadows[-1]
+        else:
+            found = find_version(ws, lc, ref)
+        if found.status not in SEARCHABLE or not ws.store.collection_exists(found.physical_name):
+            raise UsageError(f"v{found.version} of {lc.name} cannot be searched (status {found.status})")
+        if found.id not in {v.id for v in out}:
+            out.append(found)
+    if len(out) < 2:
+        raise UsageError("an evaluation compares at least two different versions", hint="--versions v1,v2")
+    return out
+
+
+def searcher_for(ws: Workspace, version: IndexVersion):
+    model = ws.state.get_model(version.model_fingerprint)
+    encoder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+    store = ws.store
+
+    def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+        vectors = encoder.embed_queries(texts)
+        return [[(h.doc_id, h.score) for h in store.search(version.physical_name, v.tolist(), k)] for v in vectors]
+
+    return search
+
+
+def run_evaluation(
+    ws: Workspace,
+    lc: LogicalCollection,
+    versions: list[IndexVersion],
+    judgements: Judgements,
+    k: int = 10,
+    gate: Gate | None = None,
+    seed: int = 0,
+) -> EvaluationResult:
+    known = set(ws.state.ledger(versions[0].id))
+    check = check_doc_ids(judgements.qrels, known)
+    if known and check.judged and check.unknown == check.judged:
+        raise UsageError(
+            f"none of the {check.judged} judged document ids exist in {lc.name} (e.g. {', '.join(check.examples)})",
+            hint="qrels must name the collection's document ids",
+        )
+    ks = sorted({k, *(gate.ks if gate else [])})
+    searchers = {label(v): searcher_for(ws, v) for v in versions}
+    result = evaluate(searchers, judgements.queries, judgements.qrels, k=max(ks), ks=_with_defaults(ks),
+                      baseline=label(versions[0]), seed=seed)
+    ws.state.audit("eval", lc.name, versions=[label(v) for v in versions], queries=len(result.query_ids),
+                   means={v: {m: float(x) for m, x in result.means[v].items() if m.endswith(f"@{k}")}
+                          for v in result.versions})
+    return result
+
+
+def _with_defaults(ks: list[int]) -> list[int]:
+    top = max(ks)
+    return sorted({*ks, *(c for c in (1, 3, 5, 10, 20, 50, 100) if c <= top)})
+
+
+def run_unlabelled(ws: Workspace, versions: list[IndexVersion], log_path: str | Path, k: int = 10) -> UnlabelledResult:
+    queries = load_query_log(log_path)
+    searchers = {label(v): searcher_for(ws, v) for v in versions}
+    return compare_unlabelled(searchers, queries, k=k, baseline=label(versions[0]))
+
+
+def gate_decision(gate: Gate, result: EvaluationResult, candidate: str) -> GateDecision:
+    return gate.evaluate(result.comparisons[candidate])
+
+
+def summary(result: EvaluationResult, k: int = 10) -> dict[str, Any]:
+    """The headline numbers, for logs and the apply result."""
+    out: dict[str, Any] = {"queries": len(result.query_ids), "versions": {}}
+    for v in result.versions:
+        out["versions"][v] = {m: round(float(x), 4) for m, x in result.means[v].items()
+                              if m in (f"ndcg@{k}", f"recall@{k}", f"mrr@{k}", f"map@{k}")}
+    return out

@@ -1,0 +1,310 @@
+"""The promotion gate: a small expression over a candidate-vs-baseline comparison.
+
+Every number is an allowed *delta*, candidate minus baseline, never an
+absolute score: a gate should survive a change of query set, absolute
+scores do not.
+
+Grammar (keywords and metric names are case-insensitive)::
+
+    gate         := clause ("and" clause)*
+    clause       := threshold | significance
+    threshold    := METRIC OP NUMBER
+    significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUMBER
+                  | [METRIC] "significantly" "better" "at" "p" ("<" | "<=") NUMBER
+    METRIC       := NAME "@" K     ndcg, recall, precision (p), mrr, map, hit_rate (success, hit)
+    OP           := ">=" | ">" | "<=" | "<" | "=="
+    NUMBER       := a decimal such as 0, -0.005, .01, 1e-3
+
+Meaning:
+
+- ``ndcg@10 >= -0.005``: the mean nDCG@10 may drop by at most 0.005.
+- ``not significantly worse at p < 0.05``: no metric named in the gate has
+  delta < 0 with a paired randomisation p-value < 0.05.
+- ``significantly better at p < 0.05``: every metric named in the gate has
+  delta > 0 with p < 0.05.
+- With a metric in front (``recall@10 significantly better at p < 0.05``)
+  a significance clause applies to that metric only.
+- All clauses must hold.
+
+Examples: ``ndcg@10 >= -0.005 and not significantly worse at p < 0.05``,
+``recall@10 > 0``, ``mrr@10 >= 0.01 and map@10 >= 0``.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reindexer.errors import UsageError
+from reindexer.evaluation.metrics import parse_metric
+from reindexer.evaluation.significance import PairedTest
+
+GRAMMAR = """gate         := clause ("and" clause)*
+clause       := threshold | significance
+threshold    := METRIC OP NUMBER
+significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUMBER
+              | [METRIC] "significantly" "better" "at" "p" ("<" | "<=") NUMBER
+METRIC       := ndcg@K | recall@K | precision@K | mrr@K | map@K | hit_rate@K
+OP           := ">=" | ">" | "<=" | "<" | "=="
+NUMBER       := the allowed delta (candidate - baseline), e.g. -0.005
+example: ndcg@10 >= -0.005 and not significantly worse at p < 0.05"""
+
+_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<metric>[A-Za-z_]+@\d+)
+  | (?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<op>>=|<=|==|>|<)
+  | (?P<word>[A-Za-z_]+)
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # metric, number, op, word, end
+    text: str
+    column: int  # 1-based
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            _fail(text, pos + 1, f"unexpected character {text[pos]!r}")
+        if m.lastgroup != "space":
+            tokens.append(_Token(m.lastgroup, m.group(), pos + 1))
+        pos = m.end()
+    tokens.append(_Token("end", "", len(text) + 1))
+    return tokens
+
+
+def _fail(text: str, column: int, what: str) -> Any:
+    pointer = " " * (column - 1) + "^"
+    raise UsageError(f"invalid gate at column {column}: {what}\n  {text}\n  {pointer}", hint=f"grammar:\n{GRAMMAR}")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    op: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Significance:
+    better: bool
+    """True: 'significantly better'; False: 'not significantly worse'."""
+    alpha: float
+    inclusive: bool
+    """``p <= alpha`` rather than ``p < alpha``."""
+    metric: str | None = None
+    """None: every metric named in the gate's thresholds."""
+
+    def __str__(self) -> str:
+        words = "significantly better" if self.better else "not significantly worse"
+        prefix = f"{self.metric} " if self.metric else ""
+        return f"{prefix}{words} at p {'<=' if self.inclusive else '<'} {self.alpha:g}"
+
+    def significant(self, p_value: float) -> bool:
+        return p_value <= self.alpha if self.inclusive else p_value < self.alpha
+
+
+Clause = Threshold | Significance
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    """One line per clause: 'PASS ...' or 'FAIL ...' with the measured value and the threshold."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"passed": self.passed, "reasons": list(self.reasons)}
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    @property
+    def tok(self) -> _Token:
+        return self.tokens[self.i]
+
+    def _found(self) -> str:
+        return "the end of the gate" if self.tok.kind == "end" else repr(self.tok.text)
+
+    def fail(self, expected: str) -> Any:
+        return _fail(self.text, self.tok.column, f"expected {expected}, found {self._found()}")
+
+    def word(self, *choices: str) -> str:
+        if self.tok.kind == "word" and self.tok.text.lower() in choices:
+            self.i += 1
+            return self.tokens[self.i - 1].text.lower()
+        return self.fail(" or ".join(repr(c) for c in choices))
+
+    def number(self, what: str) -> float:
+        if self.tok.kind != "number":
+            self.fail(what)
+        self.i += 1
+        return float(self.tokens[self.i - 1].text)
+
+    def metric(self) -> str:
+        tok = self.tok
+        try:
+            family, k = parse_metric(tok.text)
+        except ValueError:
+            known = "ndcg, recall, precision, mrr, map, hit_rate, each @k"
+            return _fail(self.text, tok.column, f"unknown metric {tok.text!r} (known: {known})")
+        self.i += 1
+        return f"{family}@{k}"
+
+    def parse(self) -> list[Clause]:
+        if self.tok.kind == "end":
+            self.fail("a clause such as 'ndcg@10 >= 0'")
+        clauses = [self.clause()]
+        while self.tok.kind != "end":
+            self.word("and")
+            clauses.append(self.clause())
+        return clauses
+
+    def clause(self) -> Clause:
+        metric = None
+        if self.tok.kind == "metric":
+            metric = self.metric()
+            if self.tok.kind == "op":
+                op = self.tok.text
+                self.i += 1
+                return Threshold(metric, op, self.number("a number (the allowed delta, e.g. -0.005)"))
+            if self.tok.kind != "word":
+                self.fail("a comparison operator (>=, >, <=, <, ==) or 'not significantly worse'")
+        elif self.tok.kind != "word":
+            self.fail("a metric such as 'ndcg@10' or 'not significantly worse'")
+        return self.significance(metric)
+
+    def significance(self, metric: str | None) -> Significance:
+        negated = self.word("not", "significantly") == "not"
+        if negated:
+            self.word("significantly")
+            self.word("worse")
+        else:
+            self.word("better")
+        self.word("at")
+        self.word("p")
+        if self.tok.kind != "op" or self.tok.text not in ("<", "<="):
+            self.fail("'<' or '<=' after 'p'")
+        inclusive = self.tok.text == "<="
+        self.i += 1
+        column = self.tok.column
+        alpha = self.number("a significance level such as 0.05")
+        if not 0 < alpha <= 1:
+            _fail(self.text, column, f"the significance level must be in (0, 1], got {alpha:g}")
+        return Significance(better=not negated, alpha=alpha, inclusive=inclusive, metric=metric)
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.4f}"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A parsed gate; ``Gate.parse(text)`` builds one, ``evaluate`` applies it."""
+
+    text: str
+    clauses: tuple[Clause, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Gate:
+        clauses = _Parser(text).parse()
+        named = [c.metric for c in clauses if isinstance(c, Threshold)]
+        for c in clauses:
+            if isinstance(c, Significance) and c.metric is None and not named:
+                raise UsageError(
+                    f"invalid gate: '{c}' applies to the metrics named in the gate, but it names none",
+                    hint="put the metric in front ('ndcg@10 not significantly worse at p < 0.05') "
+                    "or add a threshold clause ('ndcg@10 >= -0.005 and ...')",
+                )
+        return cls(text.strip(), tuple(clauses))
+
+    @property
+    def metrics(self) -> list[str]:
+        """Every metric the gate reads, in order of first mention (canonical names)."""
+        out: list[str] = []
+        for c in self.clauses:
+            if c.metric is not None and c.metric not in out:
+                out.append(c.metric)
+        return out
+
+    @property
+    def ks(self) -> list[int]:
+        """The cut-offs the evaluation must compute for this gate."""
+        return sorted({parse_metric(m)[1] for m in self.metrics})
+
+    def __str__(self) -> str:
+        return " and ".join(str(c) for c in self.clauses)
+
+    def evaluate(self, comparison: Any) -> GateDecision:
+        """Apply the gate to one candidate's comparison.
+
+        ``comparison`` is a ``runner.Comparison`` or any mapping of metric
+        name to ``PairedTest``.
+        """
+        tests: Mapping[str, PairedTest] = getattr(comparison, "tests", comparison)
+        missing = [m for m in self.metrics if m not in tests]
+        if missing:
+            raise UsageError(
+                f"the gate needs {', '.join(missing)}, which the evaluation did not compute "
+                f"(it has {', '.join(tests) or 'no metrics'})",
+                hint="evaluate with those cut-offs (ks) included",
+            )
+        threshold_metrics = [c.metric for c in self.clauses if isinstance(c, Threshold)]
+        passed, reasons = True, []
+        for clause in self.clauses:
+            if isinstance(clause, Threshold):
+                ok, detail = self._threshold(clause, tests[clause.metric])
+            else:
+                names = [clause.metric] if clause.metric else list(dict.fromkeys(threshold_metrics))
+                ok, detail = self._significance(clause, {m: tests[m] for m in names})
+            passed &= ok
+            reasons.append(f"{'PASS' if ok else 'FAIL'} {clause}: {detail}")
+        return GateDecision(passed, reasons)
+
+    def evaluate_all(self, result: Any) -> dict[str, GateDecision]:
+        """One decision per candidate of a ``runner.EvaluationResult``."""
+        return {name: self.evaluate(c) for name, c in result.comparisons.items()}
+
+    @staticmethod
+    def _threshold(clause: Threshold, test: PairedTest) -> tuple[bool, str]:
+        ok = _OPS[clause.op](test.delta, clause.value)
+        detail = (
+            f"delta {_signed(test.delta)} {'meets' if ok else 'misses'} {clause.op} {clause.value:g} "
+            f"(baseline {test.baseline_mean:.4f} -> candidate {test.candidate_mean:.4f})"
+        )
+        return ok, detail
+
+    @staticmethod
+    def _significance(clause: Significance, tests: Mapping[str, PairedTest]) -> tuple[bool, str]:
+        parts, ok = [], True
+        for name, t in tests.items():
+            significant = clause.significant(t.p_value)
+            if clause.better:
+                holds = t.delta > 0 and significant
+                verdict = "significantly better" if holds else "not significantly better"
+            else:
+                holds = not (t.delta < 0 and significant)
+                verdict = "not significantly worse" if holds else "significantly worse"
+            ok &= holds
+            parts.append(f"{name} delta {_signed(t.delta)}, p = {t.p_value:.4g} ({verdict})")
+        return ok, "; ".join(parts)

@@ -1,0 +1,371 @@
+"""Reports of an evaluation: JSON for CI, Markdown for pull requests, one HTML file for people.
+
+The JSON schema is versioned (``"schema": "reindexer.evaluation/v1"``) and
+its keys are always present (``null`` when not applicable), so CI scripts can
+rely on them; a change of meaning gets a new schema version, not a silent edit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from reindexer.evaluation.gate import Gate, GateDecision
+from reindexer.evaluation.runner import Comparison, EvaluationResult, UnlabelledResult
+from reindexer.evaluation.svg import histogram, interval_plot
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+SCHEMA = "reindexer.evaluation/v1"
+UNLABELLED_SCHEMA = "reindexer.evaluation.unlabelled/v1"
+
+METHODS = {
+    "delta": "mean of per-query (candidate - baseline)",
+    "interval": "percentile bootstrap over queries",
+    "p_value": "paired randomisation (sign-flip) test, two-sided",
+}
+
+
+def _number(x: float) -> float | None:
+    """JSON has no NaN or infinity; an undefined number is null."""
+    return x if math.isfinite(x) else None
+
+
+def _decisions(result: EvaluationResult, gate: Gate | None) -> dict[str, GateDecision] | None:
+    return gate.evaluate_all(result) if gate is not None else None
+
+
+# --- JSON -------------------------------------------------------------------
+
+
+def to_dict(result: EvaluationResult, gate: Gate | None = None, *, per_query: bool = False) -> dict[str, Any]:
+    """The JSON report as plain Python data (see the module docstring for the stability promise)."""
+    decisions = _decisions(result, gate)
+    return {
+        "schema": SCHEMA,
+        "versions": list(result.versions),
+        "baseline": result.baseline,
+        "k": result.k,
+        "ks": list(result.ks),
+        "metric_names": list(result.metrics),
+        "num_queries": len(result.query_ids),
+        "skipped": result.skipped.as_dict(),
+        "significance": {
+            "confidence": result.confidence,
+            "resamples": result.resamples,
+            "seed": result.seed,
+            "methods": dict(METHODS),
+        },
+        "metrics": {v: {m: _number(x) for m, x in result.means[v].items()} for v in result.versions},
+        "comparisons": {name: _comparison_dict(c) for name, c in result.comparisons.items()},
+        "gate": None
+        if gate is None
+        else {
+            "expression": gate.text,
+            "passed": all(d.passed for d in decisions.values()),
+            "decisions": {name: d.as_dict() for name, d in decisions.items()},
+        },
+        "per_query": None
+        if not per_query
+        else {
+            "query_ids": list(result.query_ids),
+            "values": {
+                v: {m: [_number(float(x)) for x in values] for m, values in result.per_query[v].items()}
+                for v in result.versions
+            },
+        },
+    }
+
+
+def _comparison_dict(c: Comparison) -> dict[str, Any]:
+    return {
+        "baseline": c.baseline,
+        "candidate": c.candidate,
+        "metrics": {
+            name: {
+                "baseline": _number(t.baseline_mean),
+                "candidate": _number(t.candidate_mean),
+                "delta": _number(t.delta),
+                "ci_low": _number(t.ci_low),
+                "ci_high": _number(t.ci_high),
+                "p_value": _number(t.p_value),
+                "p_method": t.p_method,
+                "wins": t.wins,
+                "losses": t.losses,
+                "ties": t.ties,
+            }
+            for name, t in c.tests.items()
+        },
+        "worst_regressions": [r.as_dict() for r in c.worst_regressions],
+    }
+
+
+def to_json(result: EvaluationResult, gate: Gate | None = None, *, per_query: bool = False, indent: int = 2) -> str:
+    return json.dumps(to_dict(result, gate, per_query=per_query), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def unlabelled_to_dict(result: UnlabelledResult) -> dict[str, Any]:
+    return {
+        "schema": UNLABELLED_SCHEMA,
+        "versions": list(result.versions),
+        "baseline": result.baseline,
+        "k": result.k,
+        "rbo_p": result.p,
+        "num_queries": len(result.query_ids),
+        "definitions": {
+            "overlap": "|top-k(baseline) ∩ top-k(candidate)| / k (not Jaccard)",
+            "rbo": "extrapolated rank-biased overlap, RBO_ext (Webber, Moffat & Zobel 2010)",
+        },
+        "comparisons": {
+            name: {
+                "baseline": c.baseline,
+                "candidate": c.candidate,
+                "mean_overlap": c.mean_overlap,
+                "mean_rbo": c.mean_rbo,
+                "unchanged": c.unchanged,
+                "most_changed": [q.as_dict() for q in c.most_changed],
+            }
+            for name, c in result.comparisons.items()
+        },
+    }
+
+
+def unlabelled_to_json(result: UnlabelledResult, *, indent: int = 2) -> str:
+    return json.dumps(unlabelled_to_dict(result), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+# --- shared table content ---------------------------------------------------
+
+
+def _f(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def _d(x: float) -> str:
+    return f"{x:+.4f}"
+
+
+def _p(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _means_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
+    header = ["metric"] + [f"{v} (baseline)" if v == result.baseline else v for v in result.versions]
+    rows = []
+    for m in result.metrics:
+        row = [m, _f(result.means[result.baseline][m])]
+        for v in result.candidates:
+            row.append(f"{_f(result.means[v][m])} ({_d(result.comparisons[v].tests[m].delta)})")
+        rows.append(row)
+    return header, rows
+
+
+def _comparison_rows(result: EvaluationResult, c: Comparison) -> tuple[list[str], list[list[str]]]:
+    level = f"{round(result.confidence * 100):d}% CI"
+    header = ["metric", c.baseline, c.candidate, "delta", level, "p", "wins / losses / ties"]
+    rows = [
+        [
+            m,
+            _f(t.baseline_mean),
+            _f(t.candidate_mean),
+            _d(t.delta),
+            f"[{_d(t.ci_low)}, {_d(t.ci_high)}]",
+            _p(t.p_value),
+            f"{t.wins} / {t.losses} / {t.ties}",
+        ]
+        for m, t in c.tests.items()
+    ]
+    return header, rows
+
+
+def _regression_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    header = ["query id", "query", c.baseline, c.candidate, "delta", "relevant docs missed"]
+    rows = [
+        [
+            r.query_id,
+            r.query_text,
+            _f(r.baseline_value),
+            _f(r.candidate_value),
+            _d(r.delta),
+            ", ".join(r.missed_relevant) or "-",
+        ]
+        for r in c.worst_regressions
+    ]
+    return header, rows
+
+
+def _skipped_line(result: EvaluationResult) -> str:
+    s = result.skipped
+    return (
+        f"{len(result.query_ids)} queries evaluated; skipped {s.queries_without_relevant} without a relevant "
+        f"judgement; ignored qrels of {s.qrels_unknown_queries} unknown query ids "
+        f"({s.qrels_unknown_judgements} judgements)."
+    )
+
+
+# --- Markdown ---------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: Sequence[int] = ()) -> list[str]:
+    # numbers right-aligned, the first column and free text left-aligned
+    align = ["---" if i == 0 or i in text_columns else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _md_gate(gate: Gate, decisions: dict[str, GateDecision]) -> list[str]:
+    lines = ["## Gate", "", f"`{gate.text}`", ""]
+    for name, d in decisions.items():
+        lines.append(f"- **{_md_cell(name)}: {'PASS' if d.passed else 'FAIL'}**")
+        lines += [f"  - {_md_cell(r)}" for r in d.reasons]
+    return lines + [""]
+
+
+def to_markdown(result: EvaluationResult, gate: Gate | None = None) -> str:
+    decisions = _decisions(result, gate)
+    lines = ["# Retrieval evaluation", "", _skipped_line(result), ""]
+    if gate is not None:
+        lines += _md_gate(gate, decisions)
+    lines += ["## Mean metrics", "", *_md_table(*_means_rows(result)), ""]
+    for c in result.comparisons.values():
+        lines += [f"## {c.candidate} vs {c.baseline}", "", *_md_table(*_comparison_rows(result, c)), ""]
+        lines += [f"### Worst regressions ({result.headline_metric})", ""]
+        if c.worst_regressions:
+            lines += [*_md_table(*_regression_rows(c), text_columns=(1, 5)), ""]
+        else:
+            lines += ["No query got worse.", ""]
+    lines.append(
+        f"Deltas are candidate minus baseline; intervals are {METHODS['interval']} "
+        f"({result.resamples} resamples, seed {result.seed}); p-values are from a {METHODS['p_value']}."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def unlabelled_to_markdown(result: UnlabelledResult) -> str:
+    lines = [
+        "# Label-free comparison",
+        "",
+        f"{len(result.query_ids)} queries; overlap@{result.k} is |A ∩ B| / {result.k}; "
+        f"RBO is RBO_ext with p = {result.p}.",
+        "",
+    ]
+    rows = [[c.candidate, _f(c.mean_overlap), _f(c.mean_rbo)] for c in result.comparisons.values()]
+    lines += _md_table(["candidate", f"overlap@{result.k}", "RBO"], rows) + [""]
+    for c in result.comparisons.values():
+        lines += [f"## Most changed: {c.candidate} vs {c.baseline}", ""]
+        changed = [
+            [q.query_id, q.query_text, _f(q.overlap), _f(q.rbo), ", ".join(q.dropped) or "-", ", ".join(q.added) or "-"]
+            for q in c.most_changed
+        ]
+        header = ["query id", "query", "overlap", "RBO", "dropped", "added"]
+        lines += _md_table(header, changed, text_columns=(1, 4, 5)) if changed else ["No query changed."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- HTML -------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+td.text { text-align: left; max-width: 420px; }
+.pass { color: #1e8449; } .fail { color: #c0392b; }
+.charts { display: flex; flex-wrap: wrap; gap: 1em; }
+"""
+
+
+def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: Sequence[int] = ()) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="text">{escape(c)}</td>' if i in text_columns else f"<td>{escape(c)}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_gate(gate: Gate, decisions: dict[str, GateDecision]) -> str:
+    parts = [f"<h2>Gate</h2><p><code>{escape(gate.text)}</code></p><ul>"]
+    for name, d in decisions.items():
+        cls, word = ("pass", "PASS") if d.passed else ("fail", "FAIL")
+        reasons = "".join(f"<li>{escape(r)}</li>" for r in d.reasons)
+        parts.append(f'<li><strong class="{cls}">{escape(name)}: {word}</strong><ul>{reasons}</ul></li>')
+    return "".join(parts) + "</ul>"
+
+
+def to_html(result: EvaluationResult, gate: Gate | None = None, *, title: str = "Retrieval evaluation") -> str:
+    """One self-contained HTML file: inline CSS and SVG, no scripts, no external references."""
+    decisions = _decisions(result, gate)
+    body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(_skipped_line(result))}</p>"]
+    if gate is not None:
+        body.append(_html_gate(gate, decisions))
+    body += ["<h2>Mean metrics</h2>", _html_table(*_means_rows(result))]
+    headline = result.headline_metric
+    for c in result.comparisons.values():
+        rows = [(m, t.delta, t.ci_low, t.ci_high) for m, t in c.tests.items()]
+        level = f"{round(result.confidence * 100):d}%"
+        body += [
+            f"<h2>{escape(c.candidate)} vs {escape(c.baseline)}</h2>",
+            '<div class="charts">',
+            interval_plot(rows, title=f"{c.candidate} - {c.baseline}: delta and {level} interval"),
+            histogram(result.deltas(c.candidate, headline), title=f"{c.candidate}: per-query {headline} delta"),
+            "</div>",
+            _html_table(*_comparison_rows(result, c)),
+            f"<h3>Worst regressions ({escape(headline)})</h3>",
+            _html_table(*_regression_rows(c), text_columns=(1, 5))
+            if c.worst_regressions
+            else "<p>No query got worse.</p>",
+        ]
+    body.append(
+        f"<p><small>Deltas are candidate minus baseline; intervals are {escape(METHODS['interval'])} "
+        f"({result.resamples} resamples, seed {result.seed}); p-values are from a {escape(METHODS['p_value'])}."
+        "</small></p>"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+# --- terminal ---------------------------------------------------------------
+
+
+def rich_table(result: EvaluationResult, candidate: str | None = None) -> Table:
+    """A rich Table of one candidate against the baseline (the first candidate by default)."""
+    from rich.table import Table  # imported here: only terminal output needs rich
+
+    name = candidate or (result.candidates[0] if result.candidates else None)
+    if name is None:
+        header, rows = _means_rows(result)
+        table = Table(title="Retrieval evaluation")
+    else:
+        c = result.comparisons[name]
+        header, rows = _comparison_rows(result, c)
+        table = Table(title=f"{c.candidate} vs {c.baseline} ({len(result.query_ids)} queries)")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in rows:
+        style = None
+        if name is not None:
+            t = result.comparisons[name].tests[row[0]]
+            significant = t.ci_low > 0 or t.ci_high < 0
+            style = ("green" if t.delta > 0 else "red") if significant else None
+        table.add_row(*row, style=style)
+    return table

@@ -1,0 +1,394 @@
+"""Where document text comes from.
+
+A source yields ``Document(doc_id, text, payload)``. The payload is every field
+the application keeps beside the text, copied untouched into the new index.
+``content_hash`` is what the ledger compares: the same text and payload under
+the same model version is never embedded twice.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+import decimal
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from reindexer.adapters.base import RESERVED_PAYLOAD_KEYS
+from reindexer.errors import UsageError
+
+
+@dataclass
+class Document:
+    doc_id: str
+    text: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    # Optional watermark value (ISO-8601 string or number) for incremental sources.
+    updated_at: Any = None
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.text, self.payload)
+
+
+def content_hash(text: str, payload: dict[str, Any]) -> str:
+    """sha256 over the text and the canonical JSON of the payload.
+
+    The payload counts because it is written into the index with the vector: a
+    changed payload field must reach the store even when the text did not change.
+    """
+    h = hashlib.sha256()
+    h.update(text.encode("utf-8"))
+    h.update(b"\x00")
+    h.update(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+    return h.hexdigest()
+
+
+def get_path(obj: dict[str, Any], path: str) -> Any:
+    """``obj['a']['b']`` for ``path='a.b'``; a key that itself contains dots wins."""
+    if path in obj:
+        return obj[path]
+    cur: Any = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise KeyError(path)
+        cur = cur[part]
+    return cur
+
+
+class Source(abc.ABC):
+    """A finite stream of documents; iterate it again to read it again."""
+
+    #: Short, secret-free description for plans, logs and state, e.g. "jsonl:/data/docs.jsonl".
+    description: str
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[Document]:
+        ...
+
+    def close(self) -> None:
+        """Release files, connections or store handles."""
+
+    # Added with the sources: context-manager support and a full-pass scan.
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def scan(self) -> ScanResult:
+        """One full pass: every doc id with its content hash (see ``ScanResult``).
+
+        The default reads every document; ``RecordSource`` overrides it to
+        collect *all* bad records into one error instead of stopping at the first.
+        """
+        hashes: dict[str, str] = {}
+        result = ScanResult(hashes)
+        for doc in self:
+            hashes[doc.doc_id] = doc.content_hash
+            result._see(doc.updated_at)
+        return result
+
+
+# ---------------------------------------------------------------------------
+# Shared machinery of the built-in sources (payload, jsonl, parquet, sql).
+# ---------------------------------------------------------------------------
+
+#: Where every source points users whose text is not where they said.
+TEXT_FIELD_HINT = "pass --text-field with the payload path that holds the text, e.g. page_content"
+
+# LlamaIndex keeps each node as a JSON string under this payload key.
+NODE_CONTENT_KEY = "_node_content"
+
+_EXAMPLES = 5  # ids quoted in an error message
+
+
+@dataclass
+class ScanResult:
+    """What a full pass over a source saw.
+
+    ``hashes`` maps every current doc id to its content hash: diffing it against
+    a ledger gives the new, changed, unchanged *and deleted* documents (only when
+    the pass was not limited by ``since``). ``max_updated_at`` is the largest
+    ``Document.updated_at`` seen, the next watermark for a ``since`` pass; it is
+    None when the source has no updated field or the pass found no rows (keep
+    the previous watermark then).
+    """
+
+    hashes: dict[str, str]
+    max_updated_at: Any = None
+
+    @property
+    def count(self) -> int:
+        return len(self.hashes)
+
+    def _see(self, updated_at: Any) -> None:
+        if updated_at is None:
+            return
+        try:
+            if self.max_updated_at is None or updated_at > self.max_updated_at:
+                self.max_updated_at = updated_at
+        except TypeError:
+            raise UsageError(
+                f"updated-field values of different types cannot be compared: "
+                f"{self.max_updated_at!r} and {updated_at!r}"
+            ) from None
+
+
+def resolve_path(obj: Any, path: str) -> Any:
+    """Like ``get_path``, but a JSON string holding an object is descended into.
+
+    ``metadata.title`` reads ``obj["metadata"]["title"]``; when
+    ``obj["metadata"]`` is the *string* ``'{"title": ...}'`` it is parsed first.
+    A string has no keys, so this never changes what an ordinary path means.
+    Raises ``KeyError`` when the path does not exist.
+    """
+    if isinstance(obj, dict) and path in obj:
+        return obj[path]
+    cur: Any = obj
+    for part in path.split("."):
+        if isinstance(cur, str):
+            cur = _json_object(cur)
+        if not isinstance(cur, dict) or part not in cur:
+            raise KeyError(path)
+        cur = cur[part]
+    return cur
+
+
+def _json_object(value: str) -> dict[str, Any] | None:
+    s = value.lstrip()
+    if not s.startswith("{"):
+        return None
+    try:
+        obj = json.loads(s)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def extract_text(record: dict[str, Any], text_field: str) -> str | None:
+    """The text under ``text_field``, or None when it is missing, not a string or blank.
+
+    ``text_field`` is a dotted path (``page_content``, ``metadata.body``); a key
+    that itself contains dots wins, and JSON strings holding an object are
+    descended into (``_node_content.text``).
+
+    LlamaIndex: when the path's last part is ``_node_content`` the value is the
+    node serialised as JSON, and the text is its ``"text"`` member (or, for
+    newer node classes, ``"text_resource"."text"``). So ``--text-field
+    _node_content`` reads LlamaIndex collections; the ``_node_content`` payload
+    field itself is still copied untouched. Other fields are never parsed as
+    JSON when they are the final value, so a document whose text happens to be
+    JSON is embedded as it is; and a ``_node_content`` that is not a JSON object
+    with text counts as no text (it is not a LlamaIndex node).
+    """
+    try:
+        value = resolve_path(record, text_field)
+    except KeyError:
+        return None
+    if text_field.rsplit(".", 1)[-1] == NODE_CONTENT_KEY:
+        node = _json_object(value) if isinstance(value, str) else value
+        value = None
+        if isinstance(node, dict):
+            value = node.get("text")
+            if not (isinstance(value, str) and value.strip()):
+                resource = node.get("text_resource")
+                value = resource.get("text") if isinstance(resource, dict) else None
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def normalize_doc_id(value: Any) -> str | None:
+    """A document id as a string; None when the value cannot be one.
+
+    Strings (non-empty) and integers are accepted, UUIDs become their string
+    form. Floats and booleans are refused: ``1.0`` and ``"1"`` must not be
+    silently taken for one another.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` made storable as a JSON payload.
+
+    Files and databases hand back types JSON has no word for: datetimes, dates
+    and times become ISO-8601 strings, ``Decimal`` an int or float, UUIDs
+    strings, tuples lists; dicts and lists are converted recursively. Bytes
+    raise ``TypeError`` (the caller names the field).
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError("bytes")
+    raise TypeError(type(value).__name__)
+
+
+class RecordSource(Source):
+    """A source whose rows are dicts: the id, text and updated-at value are read by name.
+
+    Subclasses implement ``_records()``, yielding ``(where, doc_id, record)``:
+    ``where`` names the row for messages ("line 12", "row 5", "point #3"),
+    ``doc_id`` is the id when the row carries it outside the record (the payload
+    source, whose ids come from the store) or None to read it from ``id_field``.
+
+    The document's payload is the record minus the id field (when it is a
+    top-level key) and minus the tool's own payload keys; the text field stays
+    in the payload, so applications that read it keep working after a cut-over.
+
+    Iteration stops at the first bad row with a ``UsageError``; ``scan()`` reads
+    everything and reports all rows without text in one message.
+    """
+
+    #: plural noun for messages: "lines", "rows", "points"
+    unit = "rows"
+    #: convert payload values with ``jsonable`` (files and SQL); the payload
+    #: source copies what the store holds untouched.
+    convert_payload = True
+
+    def __init__(
+        self,
+        *,
+        text_field: str = "text",
+        id_field: str | None = "id",
+        updated_field: str | None = None,
+    ) -> None:
+        if not text_field:
+            raise ValueError("text_field must not be empty")
+        self.text_field = text_field
+        self.id_field = id_field
+        self.updated_field = updated_field
+
+    @abc.abstractmethod
+    def _records(self) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+        ...
+
+    # -- the shared pipeline ------------------------------------------------
+    def __iter__(self) -> Iterator[Document]:
+        seen: set[str] = set()
+        for where, doc_id, record in self._records():
+            doc_id = self._doc_id(where, doc_id, record, seen)
+            text = extract_text(record, self.text_field)
+            if text is None:
+                raise UsageError(
+                    f"{self.description}: {where} (id {doc_id!r}) has no text under "
+                    f"{self.text_field!r}",
+                    hint=TEXT_FIELD_HINT,
+                )
+            yield self._document(where, doc_id, text, record)
+
+    def scan(self) -> ScanResult:
+        hashes: dict[str, str] = {}
+        result = ScanResult(hashes)
+        missing: list[str] = []
+        total = 0
+        for where, doc_id, record in self._records():
+            total += 1
+            doc_id = self._doc_id(where, doc_id, record, hashes)
+            text = extract_text(record, self.text_field)
+            if text is None:
+                missing.append(doc_id)
+                hashes[doc_id] = ""  # keeps duplicate detection exact
+                continue
+            doc = self._document(where, doc_id, text, record)
+            hashes[doc_id] = doc.content_hash
+            result._see(doc.updated_at)
+        if missing:
+            examples = ", ".join(repr(i) for i in missing[:_EXAMPLES])
+            more = ", ..." if len(missing) > _EXAMPLES else ""
+            raise UsageError(
+                f"{self.description}: {len(missing)} of {total} {self.unit} have no text "
+                f"under {self.text_field!r} (e.g. ids {examples}{more})",
+                hint=TEXT_FIELD_HINT,
+            )
+        return result
+
+    def validate(self) -> int:
+        """Full pass that raises on any bad row; returns the number of documents."""
+        return self.scan().count
+
+    # -- helpers ------------------------------------------------------------
+    def _doc_id(self, where: str, doc_id: str | None, record: dict[str, Any], seen: Any) -> str:
+        if doc_id is None:
+            assert self.id_field is not None
+            try:
+                raw = resolve_path(record, self.id_field)
+            except KeyError:
+                raise UsageError(
+                    f"{self.description}: {where} has no id field {self.id_field!r}",
+                    hint="pass --id-field with the field that holds the document id",
+                ) from None
+            doc_id = normalize_doc_id(raw)
+            if doc_id is None:
+                raise UsageError(
+                    f"{self.description}: {where} has an unusable id {raw!r} under "
+                    f"{self.id_field!r}: ids must be non-empty strings or integers"
+                )
+        if doc_id in seen:
+            raise UsageError(
+                f"{self.description}: duplicate id {doc_id!r} at {where}",
+                hint="every document needs its own id; deduplicate the source",
+            )
+        if isinstance(seen, set):
+            seen.add(doc_id)
+        return doc_id
+
+    def _document(self, where: str, doc_id: str, text: str, record: dict[str, Any]) -> Document:
+        payload = {
+            k: v
+            for k, v in record.items()
+            if k not in RESERVED_PAYLOAD_KEYS and not (k == self.id_field and self.id_field is not None)
+        }
+        updated_at = None
+        if self.updated_field:
+            try:
+                updated_at = resolve_path(record, self.updated_field)
+            except KeyError:
+                raise UsageError(
+                    f"{self.description}: {where} has no updated field {self.updated_field!r}"
+                ) from None
+        if self.convert_payload:
+            try:
+                payload = {k: jsonable(v) for k, v in payload.items()}
+                updated_at = jsonable(updated_at)
+            except TypeError as exc:
+                bad = _first_unjsonable(payload)
+                raise UsageError(
+                    f"{self.description}: {where} has a {exc} value under {bad!r}, which a "
+                    f"payload cannot store",
+                    hint="cast or drop that field (in SQL, select it as text)",
+                ) from None
+        return Document(doc_id, text, payload, updated_at)
+
+
+def _first_unjsonable(payload: dict[str, Any]) -> str:
+    for k, v in payload.items():
+        try:
+            jsonable(v)
+        except TypeError:
+            return k
+    return "?"

@@ -1,0 +1,111 @@
+"""The command line: thin over the library, JSON on stdout, documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from reindexer.cli import cli
+
+
+@pytest.fixture
+def env(tmp_path, embedded_store_url, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    values = {
+        "REINDEX_STORE": embedded_store_url,
+        "REINDEX_STATE": f"sqlite:///{tmp_path}/state.db",
+        "REINDEX_BATCH_SIZE": "32",
+        "REINDEX_PROGRESS": "0",
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return values
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def reindex(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed console script, as an operator or a cron job runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "reindexer.cli", *args],
+        capture_output=True, text=True, env={**os.environ, **(env_extra or {})}, timeout=300,
+    )
+
+
+def test_plan_apply_status_rollback_history_as_json(env, minilm_path, small_corpus_file, tmp_path):
+    r = invoke("--json", "plan", "docs", "--model", str(minilm_path), "--source", f"jsonl:{small_corpus_file}",
+               "-o", str(tmp_path / "p1.json"))
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    assert plan["mode"] == "full" and plan["counts"]["source_docs"] == 60
+    assert json.loads((tmp_path / "p1.json").read_text())["id"] == plan["id"]
+
+    r = invoke("--json", "--yes", "apply", str(tmp_path / "p1.json"))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["live"] == "docs__v1"
+
+    r = invoke("--json", "plan", "docs", "--model", str(minilm_path), "--truncate-dim", "128", "-o", str(tmp_path / "p2.json"))
+    assert r.exit_code == 0, r.output
+    r = invoke("--json", "apply", str(tmp_path / "p2.json"), "--no-cutover")
+    assert r.exit_code == 0, r.output
+
+    r = invoke("--json", "status", "docs")
+    [row] = json.loads(r.stdout)
+    assert row["live"]["physical"] == "docs__v1" and row["shadows"][0]["physical"] == "docs__v2"
+
+    assert invoke("--yes", "cutover", "docs").exit_code == 0
+    r = invoke("--json", "--yes", "rollback", "docs")
+    assert r.exit_code == 0 and json.loads(r.stdout)["live"] == "docs__v1"
+
+    r = invoke("--json", "history", "docs")
+    assert [v["status"] for v in json.loads(r.stdout)["versions"]] == ["live", "retired"]
+    r = invoke("--json", "model", "list")
+    assert len(json.loads(r.stdout)) == 2
+    r = invoke("status")
+    assert "docs__v1" in r.output
+
+
+def test_destructive_steps_refuse_without_yes_off_a_terminal(env, minilm_path, small_corpus_file, tmp_path):
+    invoke("plan", "docs", "--model", str(minilm_path), "--source", f"jsonl:{small_corpus_file}",
+           "-o", str(tmp_path / "p.json"))
+    r = reindex("apply", str(tmp_path / "p.json"))
+    assert r.returncode == 2 and "--yes" in r.stderr
+    assert not os.path.exists(tmp_path / ".reindex")  # nothing was built
+
+
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (["plan", "nope", "--model", "{model}"], 3, "unknown collection"),
+        (["plan", "docs", "--model", "{tmp}", "--source", "jsonl:{corpus}"], 2, "not a sentence-transformers model"),
+        (["apply", "{tmp}/missing.json", "--no-cutover"], 2, "cannot read plan file"),
+        (["--yes", "rollback", "nope"], 3, "unknown collection"),
+        (["--yes", "cutover", "nope"], 3, "unknown collection"),
+        (["plan", "docs", "--model", "{model}", "--source", "jsonl:{tmp}/none.jsonl"], 2, ""),
+    ],
+)
+def test_errors_map_to_exit_codes(env, minilm_path, small_corpus_file, tmp_path, args, code, text):
+    fill = {"model": str(minilm_path), "tmp": str(tmp_path), "corpus": str(small_corpus_file)}
+    r = reindex(*[a.format(**fill) for a in args])
+    assert r.returncode == code, r.stderr
+    assert r.stderr.startswith("error:") and text in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unreachable_backend_exits_5_after_bounded_retries(tmp_path):
+    r = reindex("--store", "milvus://127.0.0.1:9", "--state", f"sqlite:///{tmp_path}/s.db", "status",
+                env_extra={"REINDEX_RETRY_ATTEMPTS": "2", "REINDEX_RETRY_INITIAL": "0.05"})
+    assert r.returncode == 5, r.stderr
+    assert "unavailable" in r.stderr
+
+
+def test_credentials_in_store_url_are_refused_and_not_echoed(tmp_path):
+    r = reindex("--store", "qdrant://admin:s3cret@127.0.0.1:6333", "--state", f"sqlite:///{tmp_path}/s.db", "status")
+    assert r.returncode == 2 and "s3cret" not in r.stderr + r.stdout
