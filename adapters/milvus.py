@@ -5,7 +5,9 @@ Schema
     bytes) holding the document id, a FLOAT_VECTOR field ``vector`` and dynamic
     fields, so any payload (nested JSON included) round-trips. A payload key that
     collides with a schema field (``id``, ``vector``) is stored as
-    ``reindex_escaped:<key>`` and handed back under its own name. For
+    ``reindex_escaped:<key>`` and handed back under its own name. Collection
+    and alias names follow the server's rule (letters, digits, underscores;
+    not starting with a digit), on Milvus Lite too. For
     collections made outside the tool the primary key and the single float
     vector field are read from ``describe_collection``; every other field is
     payload.
@@ -44,6 +46,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -89,6 +92,10 @@ DEFAULT_HNSW_M = 16
 DEFAULT_HNSW_EF_CONSTRUCT = 100
 #: ids per ``pk in [...]`` expression and rows per upsert request
 CHUNK = 1000
+
+# Milvus servers accept only these names for collections and aliases (Milvus
+# Lite is laxer); the adapter holds both to the server's rule.
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 
 _METRIC_TO_MILVUS = {"cosine": "COSINE", "dot": "IP", "euclid": "L2"}
 _METRIC_FROM_MILVUS = {"COSINE": "cosine", "IP": "dot", "L2": "euclid"}
@@ -311,6 +318,8 @@ class MilvusStore(VectorStore):
     def _schema(self, name: str, refresh: bool = False) -> _Schema:
         if not refresh and name in self._schemas:
             return self._schemas[name]
+        if not valid_name(name):
+            raise NotFoundError(f"no collection or alias {name!r} on {self.location}")
         desc = self._call(
             lambda: self._client.describe_collection(name, timeout=self._timeout), f"describe {name!r}"
         )
@@ -485,6 +494,7 @@ class MilvusStore(VectorStore):
         from pymilvus import DataType, MilvusClient
 
         validate_spec(spec)
+        check_name(spec.name, "collection")
         if spec.name in self.list_collections():
             raise ConflictError(f"collection {spec.name!r} already exists on {self.location}")
         if self._alias_target(spec.name) is not None:
@@ -579,6 +589,8 @@ class MilvusStore(VectorStore):
         )
 
     def describe(self, name: str) -> CollectionInfo:
+        if not valid_name(name):
+            raise NotFoundError(f"no collection or alias {name!r} on {self.location}")
         desc = self._call(
             lambda: self._client.describe_collection(name, timeout=self._timeout), f"describe {name!r}"
         )
@@ -799,6 +811,8 @@ class MilvusStore(VectorStore):
 
     # -- aliases -------------------------------------------------------------
     def _alias_target(self, alias: str) -> str | None:
+        if not valid_name(alias):
+            return None
         try:
             info = self._call(
                 lambda: self._client.describe_alias(alias, timeout=self._timeout), f"describe alias {alias!r}"
@@ -817,6 +831,7 @@ class MilvusStore(VectorStore):
         return out
 
     def set_alias(self, alias: str, collection: str) -> None:
+        check_name(alias, "alias")
         collections = self.list_collections()
         if alias in collections:
             raise ConflictError(
@@ -904,6 +919,19 @@ def _grpc_transient() -> frozenset:
 
 
 _TRANSIENT_GRPC = _grpc_transient()
+
+
+def valid_name(name: str) -> bool:
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
+
+
+def check_name(name: str, what: str) -> None:
+    if not valid_name(name):
+        raise UsageError(
+            f"{name!r} is not a valid Milvus {what} name",
+            hint="Milvus names start with a letter or underscore and contain only letters, "
+            "digits and underscores (at most 255)",
+        )
 
 
 def _is_not_loaded(exc: BaseException) -> bool:

@@ -211,12 +211,13 @@ class QdrantStore(VectorStore):
         if isinstance(exc, UnexpectedResponse):
             detail = self._redact(_response_detail(exc))
             status = exc.status_code
-            if status == 404 or "not found" in detail.lower() or "doesn't exist" in detail.lower():
-                return NotFoundError(f"{where}: {detail}")
-            if status == 409 or "already exists" in detail.lower():
-                return ConflictError(f"{where}: {detail}")
+            lowered = detail.lower()
             if status in _TRANSIENT_STATUS:
                 return TransientBackendError(f"{where}: HTTP {status}: {detail}")
+            if status == 404 or "not found" in lowered or "doesn't exist" in lowered:
+                return NotFoundError(f"{where}: {detail}")
+            if status == 409 or "already exists" in lowered:
+                return ConflictError(f"{where}: {detail}")
             return BackendError(f"{where}: HTTP {status}: {detail}")
         if isinstance(exc, ResponseHandlingException):
             return TransientBackendError(f"{where}: {self._redact(str(exc.source or exc))}")

@@ -1,3 +1,10 @@
 """reindexer: put a new embedding model into production on live vector databases."""
 
 __version__ = "0.1.0"
+
+
+def deploy(*args, **kwargs):
+    """Put a newly trained model behind a collection; see ``reindexer.hooks.deploy``."""
+    from reindexer.hooks import deploy as _deploy
+
+    return _deploy(*args, **kwargs)

@@ -80,9 +80,13 @@ def searcher_for(ws: Workspace, version: IndexVersion):
     encoder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
     store = ws.store
 
+    # Adapters report euclid as a distance (lower is better); the metrics rank by score, higher first.
+    sign = -1.0 if version.metric == "euclid" else 1.0
+
     def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
         vectors = encoder.embed_queries(texts)
-        return [[(h.doc_id, h.score) for h in store.search(version.physical_name, v.tolist(), k)] for v in vectors]
+        return [[(h.doc_id, sign * h.score) for h in store.search(version.physical_name, v.tolist(), k)]
+                for v in vectors]
 
     return search
 

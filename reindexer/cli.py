@@ -147,6 +147,42 @@ def _settings(kw: dict[str, Any]) -> ModelSettings:
     )
 
 
+def source_options(fn: Callable) -> Callable:
+    for option in reversed(
+        [
+            click.option("--source", "source_text", help="payload (default), jsonl:PATH, parquet:PATH or sql:URL."),
+            click.option("--query", help="SQL query for an sql: source."),
+            click.option("--text-field", help="Field (dotted path) holding the text (default: text)."),
+            click.option("--id-field", help="Field holding the document id, for file and SQL sources (default: id)."),
+            click.option("--updated-field", help="Field holding an updated-at value, for --since."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _configured_source(ctx: Ctx, collection: str):
+    """The collection's source from reindex.toml ([collections.NAME] source / text_field), if any."""
+    from reindexer.sources.spec import parse_source
+
+    conf = ctx.ws.config.collection(collection)
+    if not conf.get("source") and not conf.get("text_field"):
+        return None
+    options = {k: conf[k] for k in ("text_field", "id_field", "query", "updated_field") if conf.get(k)}
+    return parse_source(conf.get("source", "payload"), base_dir=ctx.ws.config.base_dir, **options)
+
+
+def _source(kw: dict[str, Any]):
+    """A SourceSpec from the shared source options, or None when none was given."""
+    from reindexer.sources.spec import parse_source
+
+    text = kw.pop("source_text")
+    options = {k: kw.pop(k) for k in ("query", "text_field", "id_field", "updated_field")}
+    if text is None and not any(options.values()):
+        return None
+    return parse_source(text or "payload", base_dir=Path.cwd(), **{k: v for k, v in options.items() if v})
+
+
 # -- model ----------------------------------------------------------------------
 @cli.group()
 def model() -> None:
@@ -191,10 +227,7 @@ def model_list(ctx: Ctx) -> None:
 @click.option("--model-ref", help="A registered model: name, name@fingerprint or fingerprint prefix.")
 @click.option("--name", "model_name", help="Name to register the model under.")
 @model_settings_options
-@click.option("--source", "source_text", help="payload (default), jsonl:PATH, parquet:PATH or sql:URL.")
-@click.option("--query", help="SQL query for an sql: source.")
-@click.option("--text-field", help="Field (dotted path) holding the text (default: text).")
-@click.option("--id-field", help="Field holding the document id, for file and SQL sources (default: id).")
+@source_options
 @click.option("--metric", type=click.Choice(["cosine", "dot", "euclid"]), help="Distance of the new index.")
 @click.option("--hnsw-m", type=click.IntRange(min=2), help="HNSW M of the new index.")
 @click.option("--hnsw-ef-construct", type=click.IntRange(min=4), help="HNSW ef_construct of the new index.")
@@ -202,18 +235,13 @@ def model_list(ctx: Ctx) -> None:
 @click.option("--gate", help="Promotion gate, e.g. 'ndcg@10 >= -0.005 and not significantly worse at p < 0.05'.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the plan JSON here.")
 @run_command
-def plan_cmd(ctx: Ctx, collection: str, model_path, model_ref, model_name, source_text, query, text_field,
-             id_field, metric, hnsw_m, hnsw_ef_construct, quantization, gate, output, **kw: Any) -> None:
+def plan_cmd(ctx: Ctx, collection: str, model_path, model_ref, model_name, metric, hnsw_m, hnsw_ef_construct,
+             quantization, gate, output, **kw: Any) -> None:
     """Compute what putting a model behind COLLECTION takes, as a reviewable plan."""
-    from reindexer.sources.spec import parse_source
-
     settings = _settings(kw)
+    source = _source(kw) or _configured_source(ctx, collection)
     if model_path and model_ref:
         raise UsageError("pass either --model or --model-ref, not both")
-    source = None
-    if source_text or text_field or id_field or query:
-        options = {k: v for k, v in (("text_field", text_field), ("id_field", id_field), ("query", query)) if v}
-        source = parse_source(source_text or "payload", base_dir=Path.cwd(), **options)
     index_params = None
     if hnsw_m or hnsw_ef_construct or quantization:
         index_params = {k: v for k, v in (("hnsw_m", hnsw_m), ("hnsw_ef_construct", hnsw_ef_construct),
@@ -270,8 +298,12 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
         raise UsageError("--queries and --qrels go together")
     if cutover:
         ctx.require_confirmable("apply cuts over at the end (or pass --no-cutover)")
-    judgements = Judgements.load(queries, qrels) if queries else None
     p = load_plan_file(plan_file) if plan_file else commands.latest_unfinished_plan(ctx.ws, resume_collection)
+    conf = ctx.ws.config.collection(p.collection)
+    if not queries and conf.get("queries") and conf.get("qrels"):
+        queries, qrels = (ctx.ws.config.base_dir / conf["queries"], ctx.ws.config.base_dir / conf["qrels"])
+    judgements = Judgements.load(queries, qrels) if queries else None
+    gate = gate or conf.get("gate") or (ctx.ws.config.gate if p.gate is None else None)
     result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
                             judgements=judgements, gate=gate, force=force, k=k)
 
@@ -325,6 +357,73 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
     ctx.emit(r, lambda r: out.print(
         f"rolled back {r['collection']}: {r.get('from')} -> {r['live']}"
         + (f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)" if r.get("changed") else " (unchanged)")))
+
+
+@cli.command("sync")
+@click.argument("collection")
+@source_options
+@click.option("--since", help="Only rows updated after this value, or 'last' for the stored watermark (SQL sources).")
+@click.option("--no-delete", is_flag=True, help="Keep documents that are gone from the source.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, help="Seconds to wait for a held lease (default: fail at once).")
+@run_command
+def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait: float, **kw: Any) -> None:
+    """Embed only new and changed documents into COLLECTION (and its built shadows); delete removed ones."""
+    from reindexer.sync import sync
+
+    r = sync(ctx.ws, collection, source=_source(kw) or _configured_source(ctx, collection), delete_missing=not no_delete,
+             since=_since_value(since), wait=wait)
+
+    def show(r) -> None:
+        for version, s in r.versions.items():
+            out.print(f"{r.collection} {version}: {s['embedded']} embedded, {s['deleted']} deleted, "
+                      f"{s['unchanged']} unchanged (source {r.source})")
+        if r.watermark is not None:
+            out.print(f"watermark now {r.watermark}")
+
+    ctx.emit(r, show)
+
+
+def _since_value(since: str | None) -> Any:
+    if since is None or since == "last":
+        return since
+    try:
+        return int(since)
+    except ValueError:
+        try:
+            return float(since)
+        except ValueError:
+            return since
+
+
+@cli.command("verify")
+@click.argument("collection")
+@click.option("--version", "version_ref", help="Version to check (default: live).")
+@click.option("--fix", is_flag=True, help="Repair: re-embed missing or mis-tagged points, delete strays.")
+@source_options
+@run_command
+def verify_cmd(ctx: Ctx, collection: str, version_ref: str | None, fix: bool, **kw: Any) -> None:
+    """Reconcile ledger, store and source: missing, extra and mis-tagged points, counts."""
+    from reindexer.errors import EXIT_VERIFICATION_FAILED
+    from reindexer.sync import verify
+
+    r = verify(ctx.ws, collection, version_ref, fix=fix, source=_source(kw))
+
+    def show(r) -> None:
+        before = r.before
+        out.print(f"{r.collection} v{r.version}: {before['store_count']} points, ledger {before['ledger_count']}"
+                  + (f", source {before['source_count']}" if before["source_count"] is not None else ""))
+        for problem in before["problems"]:
+            out.print(f"  [red]problem:[/] {problem}")
+        if r.after is not None:
+            out.print("repaired" if r.fixed else "[red]still broken after repair:[/]")
+            for problem in r.after["problems"]:
+                out.print(f"  {problem}")
+        elif before["ok"]:
+            out.print("[green]consistent[/]")
+
+    ctx.emit(r, show)
+    if not r.ok:
+        sys.exit(EXIT_VERIFICATION_FAILED)
 
 
 @cli.command("status")
@@ -459,6 +558,35 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, versions, k, gate, 
         from reindexer.errors import EXIT_GATE_REFUSED
 
         sys.exit(EXIT_GATE_REFUSED)
+
+
+@cli.command("init")
+@click.option("--force", is_flag=True, help="Overwrite an existing reindex.toml.")
+def init_cmd(force: bool) -> None:
+    """Write a commented starter reindex.toml in the current folder."""
+    from reindexer.config import write_starter
+
+    try:
+        path = write_starter(Path.cwd(), force=force)
+    except ReindexError as exc:
+        err.print(f"error: {exc}")
+        sys.exit(exc.exit_code)
+    out.print(f"wrote {path}")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the effective configuration."""
+
+
+@config_group.command("show")
+@run_command
+def config_show(ctx: Ctx) -> None:
+    """Print the effective configuration, with secrets masked."""
+    from reindexer.config import effective, load_config
+
+    data = effective(load_config(store_url=ctx.store_opt, state_url=ctx.state_opt))
+    ctx.emit(data, lambda d: out.print_json(data=d))
 
 
 @cli.command("demo")

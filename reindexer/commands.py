@@ -176,6 +176,8 @@ def apply(
                 swap_alias(ws, lc, version, current)
                 ws.state.audit("cutover", lc.name, plan_fingerprint=plan.inputs_fingerprint,
                                to=version.physical_name, previous=current.physical_name if current else None)
+                _notify(ws, "cutover", lc.name, to=version.physical_name, model=model.label,
+                        previous=current.physical_name if current else None, gate=result.gate)
                 result.cut_over = True
                 result.live = version.physical_name
             else:
@@ -199,10 +201,19 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
                        reasons=decision.reasons)
         return version
     ws.state.audit("gate", lc.name, "refused", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
-    raise GateRefusedError(
+    _notify(ws, "gate-refused", lc.name, version=version.physical_name, reasons=decision.reasons)
+    refusal = GateRefusedError(
         f"the gate refused promoting v{version.version}: " + "; ".join(r for r in decision.reasons if "FAIL" in r),
         hint=f"v{version.version} stays built for inspection (`reindex eval {lc.name}`); --force overrides, and is audited",
     )
+    refusal.result = result  # the evaluation, for callers such as reindexer.deploy
+    raise refusal
+
+
+def _notify(ws: Workspace, event: str, collection: str, **detail: Any) -> None:
+    from reindexer.notify import notify, webhook_url
+
+    notify(webhook_url(ws.config, collection), event, collection, **detail)
 
 
 def evaluate_versions(
@@ -340,6 +351,7 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
         swap_alias(ws, lc, target, current)
         ws.state.audit("cutover", collection, to=target.physical_name,
                        previous=current.physical_name if current else None)
+        _notify(ws, "cutover", collection, to=target.physical_name, previous=current.physical_name if current else None)
         return {"collection": collection, "live": target.physical_name, "changed": True,
                 "previous": current.physical_name if current else None}
 
@@ -377,6 +389,7 @@ def rollback(
         swap_alias(ws, lc, previous, current, set_previous=False)
         ws.state.audit("rollback", collection, to=previous.physical_name, previous=current.physical_name,
                        re_embedded=stats.embedded, deleted=stats.deleted)
+        _notify(ws, "rollback", collection, to=previous.physical_name, previous=current.physical_name)
         return {"collection": collection, "live": previous.physical_name, "changed": True,
                 "from": current.physical_name, "re_embedded": stats.embedded, "deleted": stats.deleted}
 

@@ -29,6 +29,7 @@ class Config:
     device: str | None = None
     keep: int = 2
     gate: str | None = None
+    webhook: str | None = None
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
 
@@ -75,7 +76,65 @@ def load_config(
     cfg.device = os.environ.get("REINDEX_DEVICE") or defaults.get("device") or None
     cfg.keep = int(os.environ.get("REINDEX_KEEP") or defaults.get("keep") or cfg.keep)
     cfg.gate = os.environ.get("REINDEX_GATE") or defaults.get("gate") or None
+    cfg.webhook = os.environ.get("REINDEX_WEBHOOK_URL") or defaults.get("webhook") or None
     cfg.collections = dict(data.get("collections", {}))
     if cfg.batch_size <= 0:
         raise UsageError("batch_size must be positive")
     return cfg
+
+
+STARTER = """\
+# reindex.toml: settings for `reindex`. Command-line options override REINDEX_* environment
+# variables, which override this file. Paths are relative to this file's folder.
+# Secrets never go here: set QDRANT_API_KEY or MILVUS_TOKEN (or QDRANT_API_KEY_FILE /
+# MILVUS_TOKEN_FILE naming a file), and put database passwords in ${VAR} placeholders.
+
+[store]
+# qdrant+local:PATH | qdrant://HOST:6333 | qdrant+https://HOST:6333
+# milvus+lite:PATH.db | milvus://HOST:19530 | milvus+https://HOST:19530
+url = "qdrant+local:.reindex/qdrant"
+
+[state]
+# SQLite by default; a PostgreSQL URL shares state (and leases) across a team:
+# url = "postgresql+psycopg://reindex@db.internal/reindex"
+url = "sqlite:///.reindex/state.db"
+
+[defaults]
+batch_size = 256          # documents per embed-and-upsert batch
+# device = "cuda"         # default: cuda, then mps, then cpu
+keep = 2                  # retired versions `reindex gc` keeps
+# gate = "ndcg@10 >= -0.005 and not significantly worse at p < 0.05"
+
+# [collections.docs]
+# text_field = "text"                      # payload path of the text, e.g. page_content
+# source = "jsonl:data/docs.jsonl"         # default source for plan and sync (default: the payload)
+# queries = "eval/queries.jsonl"           # judged queries for the gate (BEIR layout)
+# qrels = "eval/qrels.tsv"
+# gate = "ndcg@10 >= 0 and not significantly worse at p < 0.05"
+# webhook = "https://hooks.example.internal/reindex"   # called on cut-over, rollback, gate refusal
+"""
+
+SECRET_ENV = ("QDRANT_API_KEY", "QDRANT_API_KEY_FILE", "MILVUS_TOKEN", "MILVUS_TOKEN_FILE", "REINDEX_WEBHOOK_TOKEN")
+
+
+def write_starter(folder: Path, force: bool = False) -> Path:
+    target = folder / CONFIG_NAME
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists", hint="edit it, or pass --force to overwrite it")
+    target.write_text(STARTER)
+    return target
+
+
+def effective(cfg: Config) -> dict[str, Any]:
+    """The effective configuration, safe to print: passwords redacted, secrets only as set/unset."""
+    from reindexer.state.store import redact_db_url
+
+    return {
+        "config_file": str(cfg.path) if cfg.path else None,
+        "base_dir": str(cfg.base_dir),
+        "store": {"url": cfg.store_url},
+        "state": {"url": redact_db_url(cfg.state_url)},
+        "defaults": {"batch_size": cfg.batch_size, "device": cfg.device, "keep": cfg.keep, "gate": cfg.gate},
+        "collections": cfg.collections,
+        "secrets": {name: ("set" if os.environ.get(name) else "unset") for name in SECRET_ENV},
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Iterator
 
 from reindexer.adapters import VectorStore, open_store, parse_store_url
 from reindexer.config import Config, load_config
+from reindexer.errors import LeaseHeldError
 from reindexer.state import StateStore
 
 LEASE_TTL = timedelta(minutes=10)
@@ -39,9 +41,21 @@ class Workspace:
         return self.config.batch_size
 
     @contextmanager
-    def lease(self, collection: str) -> Iterator[object]:
-        """Hold the collection's lease for the duration; renew it with ``renew(lease)``."""
-        lease = self.state.acquire_lease(self.lease_name(collection), LEASE_TTL)
+    def lease(self, collection: str, wait: float = 0) -> Iterator[object]:
+        """Hold the collection's lease for the duration; renew it with ``renew(lease)``.
+
+        With ``wait`` > 0, a held lease is retried every couple of seconds for up to
+        that many seconds before LeaseHeldError (exit 4) is raised.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                lease = self.state.acquire_lease(self.lease_name(collection), LEASE_TTL)
+                break
+            except LeaseHeldError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(2.0, max(deadline - time.monotonic(), 0.05)))
         try:
             yield lease
         finally:

@@ -334,8 +334,11 @@ class StateStore:
                     f"{current.expires_at:%H:%M:%S} UTC",
                 )
             if current is not None:
-                s.delete(current)
-                s.flush()
+                # Take over an expired lease only if nobody else just did: delete by its old token.
+                taken = s.exec(delete(Lease).where(Lease.resource == resource, Lease.token == current.token))
+                if taken.rowcount != 1:
+                    s.rollback()
+                    raise LeaseHeldError(f"{resource} was just locked by another process")
             lease = Lease(resource=resource, holder=holder, token=token, acquired_at=now, expires_at=now + ttl)
             s.add(lease)
             try:

@@ -101,7 +101,7 @@ def _bind_reusable(port: int) -> socket.socket | None:
 
 
 # Shorter internal intervals than the defaults, for a test server only: a load
-# completes in about 1 s instead of 3 s and a Strong read waits about 50 ms, not 200.
+# completes in about 1 s instead of 3 s and a Strong read waits about 50 ms, not 200;
 _FAST_QUERYCOORD = (
     "\nqueryCoord:\n"
     "  checkChannelInterval: 100\n"
@@ -113,6 +113,9 @@ _FAST_EXTRA = {
     "proxy.timeTickInterval": 50,
     "queryCoord.checkInterval": 200,
     "queryCoord.distPullInterval": 100,
+    # A restarted server waits for the killed one's sessions to expire before it
+    # serves loaded collections again: 10 s instead of 30.
+    "common.session.ttl": 10,
 }
 
 

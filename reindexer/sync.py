@@ -1,0 +1,225 @@
+"""Incremental work on a managed collection: scheduled sync, reconcile and repair.
+
+``sync`` diffs the source against each target version's ledger and embeds only
+new and changed documents, with that version's own model: the live version and
+every built shadow, so a shadow waiting for its evaluation or cut-over never
+falls behind. A shadow still *building* belongs to its apply, whose catch-up
+passes re-read the source until nothing changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reindexer.errors import NotFoundError, UsageError
+from reindexer.executor import SyncStats, VerifyReport, finish_run, start_run, sync_into, verify_version
+from reindexer.planner import live_version
+from reindexer.sources.spec import SourceSpec, open_source
+from reindexer.state import IndexVersion, LogicalCollection, PlanRecord
+from reindexer.state.models import Meta
+from reindexer.workspace import Workspace
+
+SYNC_TARGET_STATUSES = ("built", "verified", "evaluated")
+
+
+@dataclass
+class SyncResult:
+    collection: str
+    source: str
+    since: Any = None
+    watermark: Any = None
+    versions: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def default_source(ws: Workspace, lc: LogicalCollection, version: IndexVersion) -> SourceSpec:
+    """The source the version was built from (its plan's), else the live payload."""
+    if version.plan_id:
+        with ws.state.session() as s:
+            record = s.get(PlanRecord, version.plan_id)
+        if record is not None:
+            return SourceSpec.from_dict(record.body["source"])
+    return SourceSpec(kind="payload", text_field=lc.text_field)
+
+
+def _watermark_key(ws: Workspace, collection: str, spec: SourceSpec) -> str:
+    return f"watermark:{ws.store_url}#{collection}#{spec.kind}:{spec.location}"
+
+
+def get_watermark(ws: Workspace, collection: str, spec: SourceSpec) -> Any:
+    with ws.state.session() as s:
+        row = s.get(Meta, _watermark_key(ws, collection, spec))
+    return None if row is None else _number_or_text(row.value)
+
+
+def _number_or_text(value: str) -> Any:
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+
+def set_watermark(ws: Workspace, collection: str, spec: SourceSpec, value: Any) -> None:
+    with ws.state.session() as s:
+        key = _watermark_key(ws, collection, spec)
+        row = s.get(Meta, key) or Meta(key=key, value="")
+        row.value = str(value)
+        s.add(row)
+        s.commit()
+
+
+def _open(ws: Workspace, spec: SourceSpec, live: IndexVersion):
+    if spec.kind == "payload":
+        return open_source(spec, store=ws.store, collection=live.physical_name)
+    return open_source(spec)
+
+
+def sync(
+    ws: Workspace,
+    collection: str,
+    source: SourceSpec | None = None,
+    delete_missing: bool = True,
+    since: Any = None,
+    wait: float = 0,
+) -> SyncResult:
+    """Embed new and changed documents into the live version and its built shadows; drop deleted ones.
+
+    ``since="last"`` reads only rows updated after the stored watermark (SQL
+    sources with an updated field); such a pass cannot see deletions, so it
+    deletes nothing.
+    """
+    from reindexer.commands import _collection
+
+    lc = _collection(ws, collection)
+    with ws.lease(collection, wait=wait) as lease:
+        live = live_version(ws, lc, collection)
+        if live is None:
+            raise NotFoundError(f"{collection} has no live version to sync", hint="build one with plan and apply")
+        spec = source or default_source(ws, lc, live)
+        if since == "last":
+            since = get_watermark(ws, collection, spec)
+        if since is not None:
+            spec = spec.with_since(since)
+            delete_missing = False
+        result = SyncResult(collection, spec.describe(), since=since)
+        targets = [live] + [v for v in ws.state.versions(lc.id) if v.status in SYNC_TARGET_STATUSES]
+        watermark = None
+        for version in targets:
+            model = ws.state.get_model(version.model_fingerprint)
+            run = start_run(ws, version, "sync")
+            source_obj = _Watermarked(_open(ws, spec, live))
+            try:
+                stats = sync_into(ws, version, model, source_obj, delete_missing=delete_missing, run=run,
+                                  lease=lease, label=f"sync v{version.version}")
+                finish_run(ws, run)
+            except BaseException as exc:
+                finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
+                raise
+            finally:
+                source_obj.close()
+            if source_obj.max_updated_at is not None:
+                watermark = source_obj.max_updated_at
+            result.versions[f"v{version.version}"] = _stats(stats)
+            ws.state.set_status(version, version.status, point_count=ws.store.count(version.physical_name))
+        if spec.updated_field and watermark is not None:
+            set_watermark(ws, collection, spec, watermark)
+            result.watermark = watermark
+        ws.state.audit("sync", collection, source=result.source, versions=result.versions, since=since)
+        return result
+
+
+class _Watermarked:
+    """Passes documents through and remembers the largest ``updated_at`` seen."""
+
+    def __init__(self, source):
+        self.source = source
+        self.max_updated_at = None
+
+    def __iter__(self):
+        for doc in self.source:
+            if doc.updated_at is not None and (self.max_updated_at is None or doc.updated_at > self.max_updated_at):
+                self.max_updated_at = doc.updated_at
+            yield doc
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def _stats(stats: SyncStats) -> dict[str, int]:
+    return {"seen": stats.seen, "embedded": stats.embedded, "unchanged": stats.unchanged, "deleted": stats.deleted}
+
+
+@dataclass
+class VerifyResult:
+    collection: str
+    version: int
+    before: dict[str, Any]
+    after: dict[str, Any] | None = None
+    fixed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return (self.after or self.before)["ok"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "ok": self.ok}
+
+
+def verify(
+    ws: Workspace,
+    collection: str,
+    version_ref: str | None = None,
+    fix: bool = False,
+    source: SourceSpec | None = None,
+) -> VerifyResult:
+    """Reconcile ledger, store and source ids and model tags; with ``fix``, repair the version.
+
+    Repair: forget ledger rows whose points are missing or carry another model,
+    delete stray points the source no longer has, then sync from the source,
+    which re-embeds exactly what was forgotten or never recorded.
+    """
+    from reindexer.commands import _collection, find_version
+
+    lc = _collection(ws, collection)
+    with ws.lease(collection) as lease:
+        live = live_version(ws, lc, collection)
+        version = find_version(ws, lc, version_ref) if version_ref else live
+        if version is None:
+            raise NotFoundError(f"{collection} has no live version to verify")
+        model = ws.state.get_model(version.model_fingerprint)
+        spec = source or default_source(ws, lc, version)
+        if spec.kind == "payload" and version.id == (live.id if live else None):
+            source_ids = None  # the live payload is the store itself: nothing independent to compare
+        else:
+            with _open(ws, spec, live or version) as src:
+                source_ids = set(src.scan().hashes)
+        report: VerifyReport = verify_version(ws, lc, version, model, source_ids)
+        result = VerifyResult(collection, version.version, report.to_dict())
+        if fix and not report.ok:
+            if spec.kind == "payload" and version.id == (live.id if live else None) and report.missing_in_store:
+                raise UsageError(
+                    "points missing from the live collection cannot be rebuilt from its own payload",
+                    hint="pass --source with the original documents (jsonl:, parquet:, sql:)",
+                )
+            forget = set(report.missing_in_store) | set(report.wrong_model)
+            if forget:
+                ws.state.record_batch(version.id, model.fingerprint, [], deleted=sorted(forget))
+            strays = [d for d in report.extra_in_store if source_ids is not None and d not in source_ids]
+            if strays:
+                ws.store.delete(version.physical_name, strays)
+            with _open(ws, spec, live or version) as src:
+                sync_into(ws, version, model, src, delete_missing=True, lease=lease, label="repairing")
+            after = verify_version(ws, lc, version, model, source_ids)
+            result.after, result.fixed = after.to_dict(), after.ok
+            ws.state.audit("verify-fix", collection, "ok" if after.ok else "failed", version=version.version,
+                           problems_before=report.problems(), problems_after=after.problems())
+        else:
+            ws.state.audit("verify", collection, "ok" if report.ok else "failed", version=version.version,
+                           problems=report.problems())
+        return result

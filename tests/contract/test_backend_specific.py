@@ -1,0 +1,238 @@
+"""Behaviour that only some backends need checked: locks, unreachable servers,
+restarts, point ids, collections made outside the tool."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from reindexer.adapters import CollectionSpec, Point, open_store
+from reindexer.adapters.base import DOC_ID_KEY
+from reindexer.errors import BackendUnavailableError, StoreLockedError
+
+SECRET = "sekrit-token-do-not-print-4242"
+
+
+def unit(i: int, dim: int = 4) -> list[float]:
+    v = [0.0] * dim
+    v[i % dim] = 1.0
+    return v
+
+
+# -- embedded stores held by another process ---------------------------------
+def test_qdrant_local_second_opener_is_store_locked(tmp_path: Path) -> None:
+    url = f"qdrant+local:{tmp_path / 'q'}"
+    with open_store(url):
+        with pytest.raises(StoreLockedError) as err:
+            open_store(url)
+    message = str(err.value)
+    assert str(tmp_path / "q") in message
+    assert "stop the other process" in message and "server" in message
+    assert err.value.exit_code == 4
+    # released on close: a new opener succeeds
+    with open_store(url) as s:
+        assert s.list_collections() == []
+
+
+def test_milvus_lite_held_elsewhere_is_store_locked(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    db.mkdir()
+    # Milvus Lite takes an flock on <db>/LOCK; hold it as another process would.
+    fd = os.open(db / "LOCK", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StoreLockedError) as err:
+            open_store(f"milvus+lite:{db}")
+        assert str(db) in str(err.value)
+        assert "stop the other process" in str(err.value)
+    finally:
+        os.close(fd)
+    with open_store(f"milvus+lite:{db}") as s:
+        assert s.list_collections() == []
+
+
+def test_milvus_lite_releases_its_lock_on_close(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    with open_store(f"milvus+lite:{db}") as s:
+        s.create_collection(CollectionSpec("c", dim=4))
+    fd = os.open(db / "LOCK", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # would raise if still held
+    finally:
+        os.close(fd)
+
+
+# -- unreachable servers -------------------------------------------------------
+@pytest.mark.parametrize("url", ["qdrant://127.0.0.1:9", "milvus://127.0.0.1:9"])
+def test_unreachable_server_fails_fast(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QDRANT_API_KEY", SECRET)
+    monkeypatch.setenv("MILVUS_TOKEN", SECRET)
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError) as err:
+        open_store(url)
+    assert time.monotonic() - started < 10
+    assert err.value.exit_code == 5
+    text = f"{err.value} {err.value!r} {err.value.hint}"
+    assert SECRET not in text
+    assert "127.0.0.1:9" in text
+
+
+# -- Qdrant point ids --------------------------------------------------------------
+def test_qdrant_point_ids() -> None:
+    from reindexer.adapters.qdrant import DOC_ID_NAMESPACE, point_id_for
+
+    assert point_id_for("42") == 42
+    assert point_id_for("0") == 0
+    assert point_id_for("042") == str(uuid.uuid5(DOC_ID_NAMESPACE, "042"))  # not 42: "042" != "42"
+    assert point_id_for(str(2**64)) == str(uuid.uuid5(DOC_ID_NAMESPACE, str(2**64)))
+    u = "0b7e2c5e-7d0f-4f0e-9a53-3a3c8d1e2f10"
+    assert point_id_for(u) == u
+    assert point_id_for(u.upper()) == str(uuid.uuid5(DOC_ID_NAMESPACE, u.upper()))
+    assert point_id_for("a/b c") == str(uuid.uuid5(DOC_ID_NAMESPACE, "a/b c"))
+    assert point_id_for("a/b c") == point_id_for("a/b c")
+
+
+def test_qdrant_collection_made_outside_the_tool(tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient, models
+
+    folder = tmp_path / "q"
+    client = QdrantClient(path=str(folder))
+    client.create_collection("legacy", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+    client.upsert(
+        "legacy",
+        [
+            models.PointStruct(id=7, vector=unit(0), payload={"page_content": "seven", "metadata": {"a": 1}}),
+            models.PointStruct(id=str(uuid.UUID(int=9)), vector=unit(1), payload={"page_content": "nine"}),
+        ],
+    )
+    client.close()
+    with open_store(f"qdrant+local:{folder}") as s:
+        info = s.describe("legacy")
+        assert (info.dim, info.metric, info.metadata) == (4, "cosine", {})
+        points = {p.doc_id: p for page in s.scroll("legacy") for p in page}
+        assert set(points) == {"7", str(uuid.UUID(int=9))}
+        assert points["7"].payload == {"page_content": "seven", "metadata": {"a": 1}}
+        # a doc id read from a point id maps back to the same point
+        assert [p.doc_id for p in s.retrieve("legacy", ["7"])] == ["7"]
+        assert s.search("legacy", unit(1), k=1)[0].doc_id == str(uuid.UUID(int=9))
+        s.upsert("legacy", [Point("7", unit(2), {"page_content": "seven again"})])
+        assert s.count("legacy") == 2
+        raw = s._client.retrieve("legacy", [7], with_payload=True)
+        assert raw[0].payload[DOC_ID_KEY] == "7"
+
+
+def test_qdrant_named_vector_collection(tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient, models
+
+    folder = tmp_path / "q"
+    client = QdrantClient(path=str(folder))
+    client.create_collection(
+        "named", vectors_config={"dense": models.VectorParams(size=4, distance=models.Distance.DOT)}
+    )
+    client.close()
+    with open_store(f"qdrant+local:{folder}") as s:
+        assert s.describe("named").metric == "dot"
+        s.upsert("named", [Point("a", unit(0), {}), Point("b", unit(1), {})])
+        assert [h.doc_id for h in s.search("named", unit(1), k=1)] == ["b"]
+        (a,) = s.retrieve("named", ["a"], with_vectors=True)
+        assert a.vector == pytest.approx(unit(0))
+
+
+# -- Milvus --------------------------------------------------------------------------
+@pytest.fixture(params=["milvus-lite", pytest.param("milvus-server", marks=pytest.mark.server)])
+def milvus_url(request: pytest.FixtureRequest, tmp_path: Path):
+    from tests.plugins.stores import _url_for
+
+    yield from _url_for(request, request.param, tmp_path)
+
+
+def test_milvus_loads_a_released_collection(milvus_url: str) -> None:
+    with open_store(milvus_url) as s:
+        s.create_collection(CollectionSpec("c", dim=4))
+        s.upsert("c", [Point(str(i), unit(i), {"i": i}) for i in range(10)])
+        s._client.release_collection("c")
+        assert s.count("c") == 10
+        assert len([p for page in s.scroll("c", batch_size=3) for p in page]) == 10
+        assert s.search("c", unit(1), k=1)[0].doc_id in {"1", "5", "9"}
+
+
+def test_milvus_collection_made_outside_the_tool(milvus_url: str) -> None:
+    from pymilvus import DataType, MilvusClient
+
+    with open_store(milvus_url) as s:
+        client = s._client
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("pk", DataType.INT64, is_primary=True)
+        schema.add_field("text", DataType.VARCHAR, max_length=200)
+        schema.add_field("emb", DataType.FLOAT_VECTOR, dim=4)
+        index = MilvusClient.prepare_index_params()
+        index.add_index(field_name="emb", index_type="HNSW", metric_type="L2", params={"M": 8, "efConstruction": 32})
+        client.create_collection("legacy", schema=schema, index_params=index, consistency_level="Strong")
+        client.insert("legacy", [{"pk": i, "text": f"t{i}", "emb": unit(i)} for i in range(6)])
+
+        info = s.describe("legacy")
+        assert (info.dim, info.metric, info.metadata) == (4, "euclid", {})
+        assert info.index_params.get("hnsw_m", 8) == 8  # Milvus Lite does not report index params
+        assert s.count("legacy") == 6
+        points = {p.doc_id: p for page in s.scroll("legacy", batch_size=4) for p in page}
+        assert set(points) == {str(i) for i in range(6)}
+        assert points["3"].payload == {"text": "t3"}
+        hits = s.search("legacy", unit(2), k=2, where={"text": "t2"})
+        assert [(h.doc_id, h.payload) for h in hits] == [("2", {"text": "t2"})]
+        assert hits[0].score == pytest.approx(0.0, abs=1e-5)
+        s.upsert("legacy", [Point("2", unit(3), {"text": "two"})])
+        assert s.retrieve("legacy", ["2", "not-an-int"])[0].payload == {"text": "two"}
+        s.delete("legacy", ["0", "not-an-int"])
+        assert s.count("legacy") == 5
+
+
+def test_milvus_names_follow_the_server_rule(milvus_url: str) -> None:
+    from reindexer.errors import NotFoundError, UsageError
+
+    with open_store(milvus_url) as s:
+        with pytest.raises(UsageError):
+            s.create_collection(CollectionSpec("my-docs", dim=4))
+        with pytest.raises(UsageError):
+            s.create_collection(CollectionSpec("1docs", dim=4))
+        with pytest.raises(NotFoundError):
+            s.describe("my-docs")
+        with pytest.raises(NotFoundError):
+            s.count("my-docs")
+        with pytest.raises(UsageError):
+            s.set_alias("docs-live", "whatever")
+        s.drop_alias("docs-live")
+        assert s.get_alias("docs-live") is None
+
+
+@pytest.mark.server
+def test_milvus_server_restart(milvus_server) -> None:
+    if not milvus_server.can_restart:
+        pytest.skip("REINDEX_TEST_MILVUS_URI names an external server; it is not restarted")
+    url = milvus_server.url
+    from tests.plugins.stores import _drop_new
+
+    _drop_new(url, None)
+    try:
+        with open_store(url) as s:
+            s.create_collection(CollectionSpec("restart__v1", dim=4, metric="cosine"))
+            s.upsert("restart__v1", [Point(f"d{i}", unit(i), {"i": i}) for i in range(50)])
+            s.set_alias("restart", "restart__v1")
+            assert s.count("restart") == 50
+
+            milvus_server.restart()
+
+            # the same adapter: reconnects, and loads the collection again if the
+            # server reports it not loaded
+            assert s.count("restart__v1") == 50
+            assert s.search("restart", unit(1), k=1)[0].doc_id in {f"d{i}" for i in range(1, 50, 4)}
+        with open_store(url) as s2:  # and a new one
+            assert s2.count("restart") == 50
+            assert s2.list_aliases() == {"restart": "restart__v1"}
+            assert s2.describe("restart").metric == "cosine"
+    finally:
+        _drop_new(url, None)
