@@ -39,6 +39,7 @@ from reindexer.workspace import Workspace
 ConfirmFn = Callable[[str], bool]
 SHADOW_STATUSES = ("building", "built", "verified", "evaluated")
 CUTOVER_READY = ("built", "verified", "evaluated", "retired")
+RESUMABLE = ("building", "built", "verified", "evaluated")
 
 
 def _always(_: str) -> bool:
@@ -90,10 +91,18 @@ def _version_for_plan(ws: Workspace, plan: Plan) -> IndexVersion | None:
 
 
 def latest_unfinished_plan(ws: Workspace, collection: str) -> Plan:
-    """The plan of the newest version of ``collection`` whose build never finished."""
+    """The plan of the newest version of ``collection`` that an apply left short of live.
+
+    A crash can stop an apply anywhere from the first batch to the alias swap, so
+    a version still building, built (not yet verified), verified or evaluated
+    counts, if no newer version has been live. Resuming it does what re-running
+    its plan file does.
+    """
     lc = _collection(ws, collection)
     for v in reversed(ws.state.versions(lc.id)):
-        if v.status == "building" and v.plan_id:
+        if v.status in ("live", "retired", "dropped"):
+            break
+        if v.status in RESUMABLE and v.plan_id:
             with ws.state.session() as s:
                 record = s.get(PlanRecord, v.plan_id)
             return Plan.from_dict(record.body)
@@ -155,7 +164,9 @@ def apply(
                 )
             )
         result.version, result.physical = version.version, version.physical_name
-        if version.status == "building":
+        if version.status in ("building", "built"):
+            # "built" is a run that stopped before verifying (killed, or verification failed):
+            # build again, which only catches up, and verify before anything can cut over.
             stats, source_ids = _build(ws, lc, live, version, model, plan, lease, delete_missing)
             result.stats = stats.__dict__
             ws.state.set_status(version, "built", point_count=ws.store.count(version.physical_name))

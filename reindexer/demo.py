@@ -18,15 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from reindexer import commands
+from reindexer.ab import Judgements
+from reindexer.evaluation import report
 from reindexer.config import Config
 from reindexer.demo_corpus import DEMO_FINETUNE, build_demo_corpus, write_demo_files
-from reindexer.errors import UsageError
+from reindexer.errors import GateRefusedError, UsageError
 from reindexer.finetune import finetune
 from reindexer.query import search
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 
 COLLECTION = "docs"
+GATE = "ndcg@10 >= 0 and not significantly worse at p < 0.05"
 
 
 def base_model_path() -> Path:
@@ -98,12 +101,29 @@ def run_demo(keep_dir: Path | None = None, console: Console | None = None, train
             console.print(f"plan {p2.id[:12]}: {p2.mode} ({p2.reason}); {p2.counts['to_embed']} to embed; "
                           f"from {p2.from_version['physical']} to {p2.to_version['physical']}")
 
-            step("apply: build and verify the shadow while v1 keeps serving")
-            r2 = commands.apply(ws, p2, cutover=False)
+            step("apply: build, verify and gate the shadow while v1 keeps serving")
+            judgements = Judgements.load(files["queries"], files["qrels"])
+            r2 = commands.apply(ws, p2, cutover=False, judgements=judgements, gate=GATE)
             v = r2.verification
             console.print(f"shadow {r2.physical}: {r2.stats['embedded']} embedded; verified {v['store_count']} points, "
                           f"sample min cosine {v['sample_min_cosine']:.4f}")
             _show_status(ws, console)
+
+            step(f"A/B: v1 against v2 on {len(corpus.queries)} held-out queries, each with its own model")
+            result, gate, decisions = commands.evaluate_versions(
+                ws, COLLECTION, str(files["queries"]), str(files["qrels"]), versions="live,shadow", gate=GATE)
+            console.print(report.rich_table(result))
+            decision = decisions["v2"]
+            console.print(f"gate [bold]{GATE}[/]: " + ("[bold green]passed[/]" if decision.passed else "[bold red]refused[/]"))
+            for reason in decision.reasons:
+                console.print(f"   {reason}")
+            (work / "report.html").write_text(report.to_html(result, gate, title="demo: v1 vs v2"))
+            console.print(f"reports: {work / 'report.html'}")
+            means = {v: float(result.means[v]["ndcg@10"]) for v in result.versions}
+            summary["ndcg@10"] = means
+            summary["gate_passed"] = decision.passed
+            if not decision.passed:
+                raise GateRefusedError("the demo's fine-tuned model did not pass its gate", hint="see the A/B table")
 
             step("cut over: one atomic alias swap")
             commands.cutover(ws, COLLECTION)
@@ -121,8 +141,8 @@ def run_demo(keep_dir: Path | None = None, console: Console | None = None, train
             step("cut over to v2 again")
             commands.cutover(ws, COLLECTION, to="v2")
             _show_status(ws, console)
-            summary = {"rollback_same_answers": same, "seconds": round(time.perf_counter() - started, 1),
-                       "live": ws.store.resolve(COLLECTION)}
+            summary.update(rollback_same_answers=same, seconds=round(time.perf_counter() - started, 1),
+                           live=ws.store.resolve(COLLECTION))
     console.rule(f"[bold green]demo finished in {summary['seconds']}s[/]")
     return summary
 

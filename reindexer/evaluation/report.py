@@ -275,10 +275,10 @@ def unlabelled_to_markdown(result: UnlabelledResult) -> str:
 # --- HTML -------------------------------------------------------------------
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, th.text { text-align: left; }
 td.text { text-align: left; max-width: 420px; }
 .pass { color: #1e8449; } .fail { color: #c0392b; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; }
@@ -286,7 +286,10 @@ td.text { text-align: left; max-width: 420px; }
 
 
 def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: Sequence[int] = ()) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    head = "".join(
+        f'<th class="text">{escape(h)}</th>' if i in text_columns else f"<th>{escape(h)}</th>"
+        for i, h in enumerate(header)
+    )
     body = "".join(
         "<tr>"
         + "".join(
@@ -317,12 +320,13 @@ def to_html(result: EvaluationResult, gate: Gate | None = None, *, title: str = 
     body += ["<h2>Mean metrics</h2>", _html_table(*_means_rows(result))]
     headline = result.headline_metric
     for c in result.comparisons.values():
-        rows = [(m, t.delta, t.ci_low, t.ci_high) for m, t in c.tests.items()]
+        # the chart shows the headline cut-off only (every cut-off is in the table below it)
+        rows = [(m, t.delta, t.ci_low, t.ci_high) for m, t in c.tests.items() if m.endswith(f"@{result.k}")]
         level = f"{round(result.confidence * 100):d}%"
         body += [
             f"<h2>{escape(c.candidate)} vs {escape(c.baseline)}</h2>",
             '<div class="charts">',
-            interval_plot(rows, title=f"{c.candidate} - {c.baseline}: delta and {level} interval"),
+            interval_plot(rows, title=f"{c.candidate} - {c.baseline} at k={result.k}: delta and {level} interval"),
             histogram(result.deltas(c.candidate, headline), title=f"{c.candidate}: per-query {headline} delta"),
             "</div>",
             _html_table(*_comparison_rows(result, c)),

@@ -45,7 +45,7 @@ def interval_plot(rows: Sequence[tuple[str, float, float, float]], *, title: str
     ``rows`` are (label, delta, ci_low, ci_high). Rows whose interval excludes
     zero are coloured (red below, green above).
     """
-    row_h, left, right, top = 22, 120, 560, 34
+    row_h, left, right, top = 22, 120, 520, 34  # 540 wide: two charts fit side by side in 1100 px
     height = top + row_h * len(rows) + 30
     half = _half_range([v for _, d, lo, hi in rows for v in (d, lo, hi)], 1e-3)
     x = _scale(-half, half, left, right)
@@ -89,7 +89,7 @@ def histogram(values: np.ndarray, *, title: str, bins_per_side: int = 10, tie_to
     edges = np.concatenate([-side[:0:-1], side])  # exactly 0 in the middle
     counts, _ = np.histogram(moved, bins=edges)
 
-    width, height, left, right, top, plot_h = 580, 220, 40, 560, 30, 150
+    width, height, left, right, top, plot_h = 540, 220, 40, 520, 30, 150
     bar_w = (right - left) / (2 * bins_per_side + 1)
     middle = (left + right) / 2
     span = middle - bar_w / 2 - left

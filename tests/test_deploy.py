@@ -1,0 +1,1233 @@
+"""The deployment files in deploy/: they parse, have the structure they promise, hold no literal
+secrets, and every `reindex ...` they run or document exists in the CLI.
+
+The last point is the one that matters over time: `check_invocation` walks an argv through click's
+own description of `reindexer.cli.cli` (subcommands, options, arguments, flags, value types), so a
+renamed option or verb fails this file instead of failing a CronJob at 3 a.m. Invocations are
+collected from Kubernetes container command/args (shell wrappers included), compose `command`,
+Dockerfile ENTRYPOINT/CMD/RUN, systemd Exec* lines, crontab entries, workflow `run` steps, the code
+blocks and `inline code` of deploy/README.md, and command lines quoted in comments.
+
+Fast and offline: no Docker, no cluster, no network. Needs PyYAML (present in the venv as a
+dependency of transformers, huggingface_hub and accelerate).
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import json
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlsplit
+
+import click
+import pytest
+import yaml
+
+from reindexer.cli import cli as REINDEX_CLI
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+
+
+# =================================================================================================
+# The checker: one argv against click's description of the CLI
+# =================================================================================================
+
+
+def _gate_problem(value: str) -> str | None:
+    from reindexer.evaluation import Gate
+
+    try:
+        Gate.parse(value)
+    except Exception as exc:  # UsageError with the grammar in its hint
+        return f"invalid gate {value!r}: {getattr(exc, 'message', exc)}"
+    return None
+
+
+# Extra checks of literal option values, by click parameter name (values with $VARS are skipped).
+VALUE_CHECKS = {"gate": _gate_problem}
+
+
+@dataclass
+class ParsedInvocation:
+    """An argv resolved against a click group: which command, with which options and arguments."""
+
+    argv: list[str]
+    command: tuple[str, ...] = ()  # ("sync",), ("model", "register"), ("config", "show")
+    global_options: dict[str, list[Any]] = field(default_factory=dict)  # param name -> values
+    options: dict[str, list[Any]] = field(default_factory=dict)  # the (sub)command's, by param name
+    arguments: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    eager: bool = False  # --help or --version: click stops there, nothing else is checked
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def value(self, name: str) -> Any:
+        values = self.options.get(name) or self.global_options.get(name)
+        return values[-1] if values else None
+
+
+def _context(command: click.Command, root: click.Group) -> click.Context:
+    """A context like click's own: the root's context_settings (help_option_names ...) inherited."""
+    root_ctx = click.Context(root, info_name="reindex", **root.context_settings)
+    return root_ctx if command is root else click.Context(command, parent=root_ctx, info_name=command.name)
+
+
+def _option_table(command: click.Command, root: click.Group = REINDEX_CLI) -> dict[str, click.Parameter]:
+    ctx = _context(command, root)
+    table: dict[str, click.Parameter] = {}
+    for param in command.get_params(ctx):
+        if isinstance(param, click.Option):
+            for opt in (*param.opts, *param.secondary_opts):
+                table[opt] = param
+    return table
+
+
+def _takes_value(param: click.Parameter) -> bool:
+    return isinstance(param, click.Option) and not param.is_flag and not param.count
+
+
+def _is_dynamic(value: str) -> bool:
+    return "$" in value or "{{" in value
+
+
+def _convert(param: click.Parameter, value: str, problems: list[str], where: str) -> None:
+    if _is_dynamic(value):
+        return
+    try:
+        param.type.convert(value, param, None)
+    except click.BadParameter as exc:
+        problems.append(f"{where}: bad value {value!r} for {param.opts[0]}: {exc.message}")
+        return
+    check = VALUE_CHECKS.get(param.name or "")
+    if check and (problem := check(value)):
+        problems.append(f"{where}: {problem}")
+
+
+def parse_invocation(argv: Sequence[str], root: click.Group = REINDEX_CLI) -> ParsedInvocation:
+    """Resolve ``argv`` (``["reindex", ...]``) against ``root`` the way click would parse it.
+
+    Problems reported: unknown verbs, unknown options, global options placed after the verb (click
+    only accepts them before it), options of a verb placed before it, missing values, bad literal
+    values (choices, numbers, gates), missing or surplus arguments, missing required options, and
+    a group left without its subcommand.
+    """
+    argv = list(argv)
+    inv = ParsedInvocation(argv)
+    root_table = _option_table(root, root)
+    command: click.Command = root
+    table = root_table
+    path: list[str] = []
+    positionals: list[str] = []
+    eager = False
+    i = 1
+    only_positionals = False
+
+    def here() -> str:
+        return "reindex" + "".join(f" {p}" for p in path)
+
+    def record(param: click.Parameter, value: Any) -> None:
+        bucket = inv.global_options if command is root else inv.options
+        bucket.setdefault(param.name, []).append(value)
+        if isinstance(param, click.Option) and param.is_eager and not param.expose_value:  # --help, --version
+            nonlocal eager
+            eager = True
+
+    def unknown(opt: str) -> None:
+        if command is not root and opt in root_table:
+            inv.problems.append(f"{here()}: global option {opt} must come before the verb (reindex {opt} {path[0]} ...)")
+            return
+        if command is root:
+            for sub in root.commands.values():
+                if opt in _option_table(sub, root):
+                    inv.problems.append(f"reindex: {opt} is an option of a verb ({sub.name}), not a global one; "
+                                        "put it after the verb")
+                    return
+        close = difflib.get_close_matches(opt, list(table), n=1)
+        inv.problems.append(f"{here()}: no such option {opt}" + (f" (did you mean {close[0]}?)" if close else ""))
+
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if only_positionals or tok == "-" or not tok.startswith("-"):
+            if isinstance(command, click.Group) and not only_positionals:
+                sub = command.commands.get(tok)
+                if sub is None:
+                    close = difflib.get_close_matches(tok, list(command.commands), n=1)
+                    inv.problems.append(f"{here()}: no such command {tok!r}"
+                                        + (f" (did you mean {close[0]!r}?)" if close else ""))
+                    return inv
+                command, table = sub, _option_table(sub, root)
+                path.append(tok)
+                continue
+            positionals.append(tok)
+            continue
+        if tok == "--":
+            only_positionals = True
+            continue
+        if tok.startswith("--"):
+            name, eq, attached = tok.partition("=")
+            param = table.get(name)
+            if param is None:
+                unknown(name)
+                continue
+            if _takes_value(param):
+                if eq:
+                    value = attached
+                elif i < len(argv):
+                    value = argv[i]
+                    i += 1
+                else:
+                    inv.problems.append(f"{here()}: {name} needs a value")
+                    continue
+                _convert(param, value, inv.problems, here())
+                record(param, value)
+            else:
+                if eq:
+                    inv.problems.append(f"{here()}: {name} is a flag and takes no value")
+                record(param, name not in getattr(param, "secondary_opts", ()))
+            continue
+        # short options, possibly clustered (-yv) or with an attached value (-o/tmp/plan.json)
+        chars = tok[1:]
+        while chars:
+            opt, chars = "-" + chars[0], chars[1:]
+            param = table.get(opt)
+            if param is None:
+                unknown(opt)
+                break
+            if _takes_value(param):
+                if chars:
+                    value, chars = chars, ""
+                elif i < len(argv):
+                    value = argv[i]
+                    i += 1
+                else:
+                    inv.problems.append(f"{here()}: {opt} needs a value")
+                    break
+                _convert(param, value, inv.problems, here())
+                record(param, value)
+            else:
+                record(param, True)
+
+    inv.command = tuple(path)
+    inv.arguments = positionals
+    inv.eager = eager
+    if eager:
+        return inv
+    if isinstance(command, click.Group):
+        subs = ", ".join(sorted(command.commands))
+        inv.problems.append(f"{here()}: no command given (one of: {subs})")
+        return inv
+    params = [p for p in command.params if isinstance(p, click.Argument)]
+    if any(p.nargs == -1 for p in params):
+        most = None
+    else:
+        most = sum(p.nargs for p in params)
+    least = sum(max(p.nargs, 1) if p.nargs != -1 else 1 for p in params if p.required)
+    if most is not None and len(positionals) > most:
+        inv.problems.append(f"{here()}: unexpected argument(s) {positionals[most:]} (takes {most})")
+    if len(positionals) < least:
+        missing = [p.human_readable_name for p in params if p.required][len(positionals):]
+        inv.problems.append(f"{here()}: missing argument {' '.join(missing) or '?'}")
+    for p in command.params:
+        if isinstance(p, click.Option) and p.required and p.name not in inv.options:
+            inv.problems.append(f"{here()}: missing required option {p.opts[0]}")
+    for p, value in zip((p for p in params if p.nargs == 1), positionals):
+        _convert(p, value, inv.problems, here())
+    return inv
+
+
+# Rules the commands enforce in their own code (UsageError, exit 2), not in click's declarations.
+# Mirrored here because a deploy file breaking them fails just the same; keep them few.
+def _apply_rules(inv: ParsedInvocation) -> list[str]:
+    problems = []
+    if bool(inv.arguments) == bool(inv.value("resume_collection")):
+        problems.append("reindex apply: pass a plan file, or --resume COLLECTION")
+    if bool(inv.value("queries")) != bool(inv.value("qrels")):
+        problems.append("reindex apply: --queries and --qrels go together")
+    return problems
+
+
+def _eval_rules(inv: ParsedInvocation) -> list[str]:
+    if inv.value("log"):
+        return [] if not (inv.value("queries") or inv.value("qrels")) else ["reindex eval: --log takes no --queries/--qrels"]
+    if not (inv.value("queries") and inv.value("qrels")):
+        return ["reindex eval: pass --queries and --qrels (judged), or --log (label-free)"]
+    return []
+
+
+def _plan_rules(inv: ParsedInvocation) -> list[str]:
+    if inv.value("model_path") and inv.value("model_ref"):
+        return ["reindex plan: pass either --model or --model-ref, not both"]
+    return []
+
+
+RUNTIME_RULES = {("apply",): _apply_rules, ("eval",): _eval_rules, ("plan",): _plan_rules}
+
+
+def check_invocation(argv: Sequence[str], root: click.Group = REINDEX_CLI) -> list[str]:
+    """Problems of one `reindex ...` argv against the CLI; empty when it would be accepted."""
+    inv = parse_invocation(argv, root)
+    rule = RUNTIME_RULES.get(inv.command)
+    if inv.ok and rule and not inv.eager:
+        return rule(inv)
+    return inv.problems
+
+
+def needs_yes(inv: ParsedInvocation) -> bool:
+    """Would this invocation stop for confirmation (exit 2 without a terminal) unless --yes?"""
+    if inv.command in (("cutover",), ("rollback",), ("gc",)):
+        return True
+    return inv.command == ("apply",) and inv.options.get("cutover", [True])[-1] is not False
+
+
+# =================================================================================================
+# Finding invocations: shell text, then each kind of deploy file
+# =================================================================================================
+
+_REDIRECT = re.compile(r"^\d*(>>?|<<?|&>>?|>&|<&)(.*)$")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_REINDEX_IMAGE = re.compile(r"(^|/)reindexer(:[\w.-]+)?(@sha256:[0-9a-f]+)?$")
+# Compose services built from deploy/Dockerfile* (their entrypoint is `reindex`); filled in below.
+COMPOSE_TOOL_SERVICES: set[str] = set()
+
+
+def split_shell(script: str) -> list[str]:
+    """Split shell text into simple commands at unquoted ; & && | || ( ) $( ` and newlines.
+
+    Handles quotes, backslash escapes and line continuations, drops # comments, keeps >&
+    redirections in one piece. Not a shell: enough for deployment scripts.
+    """
+    out: list[str] = []
+    cur: list[str] = []
+    quote: str | None = None
+    i, n = 0, len(script)
+
+    def flush() -> None:
+        text = "".join(cur).strip()
+        if text:
+            out.append(text)
+        cur.clear()
+
+    while i < n:
+        c = script[i]
+        if quote == "'":
+            cur.append(c)
+            if c == "'":
+                quote = None
+        elif quote == '"':
+            cur.append(c)
+            if c == "\\" and i + 1 < n:
+                cur.append(script[i + 1])
+                i += 1
+            elif c == '"':
+                quote = None
+        elif c == "\\" and i + 1 < n:
+            if script[i + 1] == "\n":
+                cur.append(" ")
+            else:
+                cur.append(c + script[i + 1])
+            i += 1
+        elif c in "'\"":
+            quote = c
+            cur.append(c)
+        elif c == "#" and (not cur or cur[-1] in " \t"):
+            while i < n and script[i] != "\n":
+                i += 1
+            continue
+        elif c in "\n;()`":
+            if c == "(" and cur and cur[-1] == "$":
+                cur.pop()
+            flush()
+        elif c == "|":
+            flush()
+            if i + 1 < n and script[i + 1] == "|":
+                i += 1
+        elif c == "&":
+            prev = cur[-1] if cur else ""
+            nxt = script[i + 1] if i + 1 < n else ""
+            if prev in ("<", ">") or nxt == ">":  # >&2, <&0, &> file: a redirection, not an operator
+                cur.append(c)
+            else:
+                flush()
+                if nxt == "&":
+                    i += 1
+        else:
+            cur.append(c)
+        i += 1
+    flush()
+    return out
+
+
+def _words(command: str) -> list[str]:
+    words = shlex.split(command, posix=True)
+    out: list[str] = []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+            continue
+        m = _REDIRECT.match(w)
+        if m:
+            skip = not m.group(2)  # `> file` (target in the next word) vs `>file`
+            continue
+        out.append(w)
+    return out
+
+
+_DOCKER_VALUE_OPTS = {
+    "-e", "--env", "-v", "--volume", "-w", "--workdir", "-u", "--user", "--name", "-p", "--publish",
+    "--gpus", "--network", "--net", "--env-file", "--mount", "-l", "--label", "--platform", "-m",
+    "--memory", "--cpus", "--shm-size", "--runtime", "--device", "--entrypoint", "-f", "--file",
+    "--project-name", "--profile", "--project-directory", "--pull",
+}
+
+
+def _after_docker_options(words: list[str], start: int) -> tuple[int, bool]:
+    """Index of the first non-option word from ``start``; whether --entrypoint was overridden."""
+    i, entrypoint = start, False
+    while i < len(words) and words[i].startswith("-"):
+        name = words[i].split("=", 1)[0]
+        entrypoint |= name == "--entrypoint"
+        i += 2 if (name in _DOCKER_VALUE_OPTS and "=" not in words[i]) else 1
+    return i, entrypoint
+
+
+def _invocation_in_words(words: list[str]) -> list[str] | None:
+    i = 0
+    while i < len(words) and _ASSIGNMENT.match(words[i]):
+        i += 1
+    words = words[i:]
+    if not words:
+        return None
+    if words[0] in ("docker", "podman", "docker-compose"):
+        rest = words[1:] if words[0] != "docker-compose" else ["compose", *words[1:]]
+        if rest[:1] == ["compose"]:
+            j, _ = _after_docker_options(rest, 1)
+            if rest[j:j + 1] != ["run"]:
+                return None
+            k, entrypoint = _after_docker_options(rest, j + 1)
+            if k < len(rest) and rest[k] in COMPOSE_TOOL_SERVICES and not entrypoint:
+                return ["reindex", *rest[k + 1:]]
+            return None
+        if rest[:1] == ["run"] or rest[:2] == ["container", "run"]:
+            k, entrypoint = _after_docker_options(rest, 1 if rest[0] == "run" else 2)
+            if k < len(rest) and _REINDEX_IMAGE.search(rest[k]) and not entrypoint:
+                return ["reindex", *rest[k + 1:]]
+        return None
+    for j, w in enumerate(words):
+        if w == "reindex" or w.endswith("/bin/reindex"):
+            return ["reindex", *words[j + 1:]]
+    return None
+
+
+def invocations_in_shell(script: str) -> list[list[str]]:
+    """Every `reindex ...` argv in a piece of shell (direct, wrapped, or via docker/compose run)."""
+    found = []
+    for command in split_shell(script):
+        argv = _invocation_in_words(_words(command))
+        if argv is not None:
+            found.append(argv)
+    return found
+
+
+@dataclass
+class Found:
+    where: str
+    argv: list[str]
+    executed: bool  # run by the file (True) or only shown in its comments/docs (False)
+
+
+def _comment_commands(text: str, marker: str = "#") -> Iterator[tuple[int, str]]:
+    """Command lines quoted in comments: `reindex ...` spans, and comment lines that start with a
+    reindex or docker command (continuation lines joined)."""
+    pending: tuple[int, str] | None = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped.startswith(marker):
+            pending = None
+            continue
+        body = stripped.lstrip(marker).strip()
+        for span in re.findall(r"`([^`]+)`", body):
+            yield lineno, span
+        if pending is not None:
+            start, acc = pending
+            acc += " " + body
+            if body.endswith("\\"):
+                pending = (start, acc[:-1])
+            else:
+                pending = None
+                yield start, acc
+            continue
+        if re.match(r"(\$ )?(reindex|/\S*/bin/reindex|docker|podman)\s", body):
+            if body.endswith("\\"):
+                pending = (lineno, body[:-1])
+            else:
+                yield lineno, body
+
+
+def _span_invocations(where: str, text: str) -> Iterator[Found]:
+    for argv in invocations_in_shell(text.removeprefix("$ ")):
+        if len(argv) > 1:  # a bare `reindex` in prose names the tool
+            yield Found(where, argv, executed=False)
+
+
+def _comments(rel: str, text: str) -> Iterator[Found]:
+    for lineno, command in _comment_commands(text):
+        yield from _span_invocations(f"{rel}:{lineno} (comment)", command)
+
+
+def _shell_command(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return shlex.split(value)
+    return [str(v) for v in value or []]
+
+
+def _container_argvs(cmd: list[str], args: list[str], image: str) -> list[list[str]]:
+    if cmd:
+        argv = cmd + args
+        shell = Path(argv[0]).name in ("sh", "bash", "dash", "ash")
+        if shell:
+            for k, word in enumerate(argv[1:], 1):
+                if re.fullmatch(r"-[a-z]*c[a-z]*", word) and k + 1 < len(argv):
+                    return invocations_in_shell(argv[k + 1])
+            return []
+        return [argv] if (argv[0] == "reindex" or argv[0].endswith("/bin/reindex")) else []
+    if args and _REINDEX_IMAGE.search(image.split("@")[0]):
+        return [["reindex", *args]]  # the image's ENTRYPOINT is reindex
+    return []
+
+
+def _k8s_containers(node: Any, trail: str) -> Iterator[tuple[str, dict]]:
+    if isinstance(node, dict):
+        for key in ("initContainers", "containers"):
+            for c in node.get(key) or []:
+                if isinstance(c, dict):
+                    yield f"{trail}/{key}[{c.get('name')}]", c
+        for key, value in node.items():
+            if key not in ("containers", "initContainers"):
+                yield from _k8s_containers(value, trail)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _k8s_containers(item, trail)
+
+
+def _load_yaml_all(path: Path) -> list[Any]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def yaml_invocations(path: Path) -> Iterator[Found]:
+    rel = str(path.relative_to(DEPLOY))
+    docs = _load_yaml_all(path)
+    for doc in docs:
+        if not isinstance(doc, dict):
+            continue
+        if "services" in doc:  # compose
+            for name, svc in (doc["services"] or {}).items():
+                if name not in COMPOSE_TOOL_SERVICES:
+                    continue
+                entry = _shell_command(svc.get("entrypoint")) or ["reindex"]
+                command = _shell_command(svc.get("command"))
+                for n, argv in enumerate(_container_argvs(entry, command, svc.get("image", "")), 1):
+                    yield Found(f"{rel}: services.{name}.command #{n}", argv, True)
+        if "jobs" in doc:  # GitHub Actions
+            for job_name, job in doc["jobs"].items():
+                for k, step in enumerate(job.get("steps") or []):
+                    if "run" in step:
+                        label = step.get("name") or f"step {k}"
+                        for argv in invocations_in_shell(step["run"]):
+                            yield Found(f"{rel}: jobs.{job_name} '{label}'", argv, True)
+        kind = doc.get("kind")
+        if kind:
+            name = (doc.get("metadata") or {}).get("name") or (doc.get("metadata") or {}).get("generateName")
+            for trail, c in _k8s_containers(doc, f"{kind} {name}"):
+                argvs = _container_argvs(_shell_command(c.get("command")), _shell_command(c.get("args")),
+                                         c.get("image", ""))
+                for n, argv in enumerate(argvs, 1):
+                    yield Found(f"{rel}: {trail} #{n}", argv, True)
+    yield from _comments(rel, path.read_text())
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[int, str, str]]:
+    """(line, INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out: list[tuple[int, str, str]] = []
+    buf: list[str] = []
+    start = 0
+    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.rstrip()
+        if not buf and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if buf and line.lstrip().startswith("#"):
+            continue
+        if not buf:
+            start = lineno
+        if line.endswith("\\"):
+            buf.append(line[:-1])
+            continue
+        buf.append(line)
+        text = " ".join(part.strip() for part in buf)
+        buf = []
+        instr, _, args = text.partition(" ")
+        out.append((start, instr.upper(), args.strip()))
+    return out
+
+
+def _exec_form(args: str) -> list[str] | None:
+    if args.startswith("["):
+        return json.loads(args)
+    return None
+
+
+def dockerfile_invocations(path: Path) -> Iterator[Found]:
+    rel = str(path.relative_to(DEPLOY))
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    for lineno, instr, args in dockerfile_instructions(path):
+        if instr == "ENTRYPOINT":
+            entrypoint = _exec_form(args) or ["/bin/sh", "-c", args]
+        elif instr == "CMD":
+            cmd = _exec_form(args) or ["/bin/sh", "-c", args]
+        elif instr == "RUN":
+            form = _exec_form(args)
+            script = shlex.join(form) if form else args
+            for argv in invocations_in_shell(script):
+                yield Found(f"{rel}:{lineno} RUN", argv, True)
+    for argv in _container_argvs(entrypoint, cmd, ""):
+        yield Found(f"{rel}: ENTRYPOINT + CMD", argv, True)
+    yield from _comments(rel, path.read_text())
+
+
+EXEC_KEYS = ("execstart", "execstartpre", "execstartpost", "execstop", "execstoppost", "execreload",
+             "execcondition")
+
+
+def read_unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",),
+                                       comment_prefixes=("#", ";"), inline_comment_prefixes=None)
+    parser.optionxform = str.lower  # systemd keys are case-sensitive, but distinct here
+    parser.read_string(path.read_text(), source=str(path))
+    return parser
+
+
+def systemd_invocations(path: Path) -> Iterator[Found]:
+    rel = str(path.relative_to(DEPLOY))
+    unit = read_unit(path)
+    if unit.has_section("Service"):
+        for key in EXEC_KEYS:
+            value = unit.get("Service", key, fallback=None)
+            if value:
+                for line in value.splitlines():
+                    line = line.strip().lstrip("@-:+!")
+                    for argv in invocations_in_shell(line):
+                        yield Found(f"{rel}: [Service] {key}", argv, True)
+    yield from _comments(rel, path.read_text())
+
+
+CRON_ENTRY = re.compile(r"^\s*(@\w+|(\S+\s+){4}\S+)\s+(?P<command>.+)$")
+
+
+def crontab_entries(path: Path) -> list[tuple[int, str, str]]:
+    """(line, schedule, command) of each entry; environment lines and comments skipped."""
+    out = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#") or _ASSIGNMENT.match(s):
+            continue
+        m = CRON_ENTRY.match(s)
+        assert m, f"{path.name}:{lineno}: not a crontab entry: {s!r}"
+        out.append((lineno, s[: m.start("command")].strip(), m.group("command")))
+    return out
+
+
+def crontab_invocations(path: Path) -> Iterator[Found]:
+    rel = str(path.relative_to(DEPLOY))
+    for lineno, _, command in crontab_entries(path):
+        assert "%" not in command.replace("\\%", ""), f"{rel}:{lineno}: unescaped % means newline in crontab"
+        for argv in invocations_in_shell(command):
+            yield Found(f"{rel}:{lineno}", argv, True)
+    yield from _comments(rel, path.read_text())
+
+
+def markdown_invocations(path: Path) -> Iterator[Found]:
+    """Shell code blocks, and `inline code` in paragraphs (spans may wrap across lines)."""
+    rel = str(path.relative_to(DEPLOY))
+    text = path.read_text()
+    in_block, lang, start, block = False, "", 0, []
+    para: list[str] = []
+    para_start = 0
+
+    def paragraph() -> Iterator[Found]:
+        for span in re.findall(r"`([^`]+)`", " ".join(para)):
+            yield from _span_invocations(f"{rel}:{para_start}", span)
+        para.clear()
+
+    for lineno, line in enumerate(text.splitlines(), 1):
+        fence = re.match(r"^\s*```(\w*)", line)
+        if fence and not in_block:
+            yield from paragraph()
+            in_block, lang, start, block = True, fence.group(1), lineno, []
+            continue
+        if fence and in_block:
+            in_block = False
+            if lang in ("bash", "sh", "shell", "console", ""):
+                script = "\n".join(ln.strip().removeprefix("$ ") for ln in block)
+                for argv in invocations_in_shell(script):
+                    yield Found(f"{rel}:{start} ({lang or 'code'} block)", argv, False)
+            continue
+        if in_block:
+            block.append(line)
+        elif not line.strip() or line.lstrip().startswith(("|", "#")):
+            yield from paragraph()
+            if line.lstrip().startswith("|"):  # a table row is its own paragraph
+                para_start, para[:] = lineno, [line]
+                yield from paragraph()
+        else:
+            if not para:
+                para_start = lineno
+            para.append(line.strip())
+    yield from paragraph()
+
+
+def shell_file_invocations(path: Path) -> Iterator[Found]:
+    rel = str(path.relative_to(DEPLOY))
+    for argv in invocations_in_shell(path.read_text()):
+        yield Found(rel, argv, True)
+    yield from _comments(rel, path.read_text())
+
+
+def comments_only(path: Path) -> Iterator[Found]:
+    yield from _comments(str(path.relative_to(DEPLOY)), path.read_text())
+
+
+def handler_for(path: Path):
+    """How each file under deploy/ is read for invocations; None for an unknown kind of file."""
+    name = path.name
+    if name.endswith(".dockerignore") or name in (".gitignore", ".gitkeep"):
+        return lambda p: iter(())
+    if name.startswith("Dockerfile"):
+        return dockerfile_invocations
+    if path.suffix in (".yaml", ".yml"):
+        return yaml_invocations
+    if path.suffix in (".service", ".timer", ".socket", ".path"):
+        return systemd_invocations
+    if name.startswith("crontab"):
+        return crontab_invocations
+    if path.suffix == ".md":
+        return markdown_invocations
+    if path.suffix == ".sh":
+        return shell_file_invocations
+    if path.suffix == ".toml" or name.startswith("env") or path.suffix == ".env":
+        return comments_only
+    return None
+
+
+def deploy_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def _compose_tool_services() -> set[str]:
+    doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    names = set()
+    for name, svc in doc["services"].items():
+        build = svc.get("build") or {}
+        dockerfile = build.get("dockerfile", "") if isinstance(build, dict) else ""
+        if Path(dockerfile).name.startswith("Dockerfile") or _REINDEX_IMAGE.search(svc.get("image", "")):
+            names.add(name)
+    return names
+
+
+COMPOSE_TOOL_SERVICES.update(_compose_tool_services())
+
+
+def all_invocations() -> list[Found]:
+    found: list[Found] = []
+    for path in deploy_files():
+        handler = handler_for(path)
+        if handler is not None:
+            found.extend(handler(path))
+    return found
+
+
+ALL = all_invocations()
+
+
+# =================================================================================================
+# Tests: the checker itself
+# =================================================================================================
+
+
+@pytest.mark.parametrize("argv", [
+    "reindex --json sync docs --wait 300",
+    "reindex -v --json sync docs --wait=300 --no-delete --source sql:postgresql://db/app --query 'select 1'",
+    "reindex plan docs --model /models/new -o /tmp/plan.json",
+    "reindex plan docs --model-ref minilm -o/tmp/plan.json --metric cosine --quantization scalar",
+    "reindex --yes apply /tmp/plan.json --queries q.jsonl --qrels q.tsv "
+    "--gate 'ndcg@10 >= 0 and not significantly worse at p < 0.05'",
+    "reindex apply --resume docs --no-cutover -k 20",
+    "reindex -yv gc docs --keep 2",
+    "reindex model register /models/x --name minilm --truncate-dim 256 --no-normalize",
+    "reindex config show",
+    "reindex --version",
+    "reindex sync --help",
+    "reindex eval docs --queries q --qrels r --versions live,shadow --report-md r.md --report-html r.html "
+    "--report-json r.json",
+    "reindex status",
+    "reindex apply --help",
+    "reindex eval docs --log queries.txt --versions v3,v4",
+    "reindex plan \"$COLLECTION\" --model \"$MODEL_DIR\" --hnsw-m $M",
+])
+def test_checker_accepts_valid_invocations(argv: str) -> None:
+    assert check_invocation(shlex.split(argv)) == []
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ("reindex sync docs --wiat 300", "no such option --wiat (did you mean --wait?)"),
+    ("reindex sync docs --json", "global option --json must come before the verb"),
+    ("reindex --wait 300 sync docs", "--wait is an option of a verb"),
+    ("reindex synk docs", "no such command 'synk' (did you mean 'sync'?)"),
+    ("reindex sync --wait 300", "missing argument COLLECTION"),
+    ("reindex sync docs extra", "unexpected argument"),
+    ("reindex sync docs --wait", "--wait needs a value"),
+    ("reindex sync docs --wait soon", "bad value 'soon' for --wait"),
+    ("reindex plan docs --metric manhattan", "bad value 'manhattan' for --metric"),
+    ("reindex apply p.json --gate 'ndcg@10 >== 0'", "invalid gate"),
+    ("reindex apply p.json --force=yes", "is a flag and takes no value"),
+    ("reindex adopt docs", "missing required option --model"),
+    ("reindex model", "no command given"),
+    ("reindex config shw", "no such command 'shw'"),
+    ("reindex", "no command given"),
+    ("reindex -x status", "no such option -x"),
+    ("reindex apply", "pass a plan file, or --resume"),
+    ("reindex apply p.json --queries q.jsonl", "--queries and --qrels go together"),
+    ("reindex eval docs --versions live,shadow", "pass --queries and --qrels"),
+    ("reindex plan docs --model /m --model-ref minilm", "either --model or --model-ref"),
+])
+def test_checker_rejects_drift(argv: str, expected: str) -> None:
+    problems = check_invocation(shlex.split(argv))
+    assert any(expected in p for p in problems), problems
+
+
+def _cli_with_renamed_wait() -> click.Group:
+    """A copy of the real CLI in which `sync --wait` was renamed `--wait-seconds`."""
+    real = REINDEX_CLI.commands["sync"]
+    params = [p for p in real.params if p.name != "wait"]
+    params.append(click.Option(["--wait-seconds"], type=click.FloatRange(min=0), default=0))
+    renamed = click.Command("sync", params=params, callback=real.callback)
+    return click.Group(REINDEX_CLI.name, params=REINDEX_CLI.params,
+                       commands={**REINDEX_CLI.commands, "sync": renamed})
+
+
+def test_renaming_an_option_breaks_the_deploy_files() -> None:
+    """The point of this file: rename an option in the CLI and the deploy files using it fail."""
+    fake = _cli_with_renamed_wait()
+    using_wait = [f for f in ALL if f.executed and "--wait" in f.argv and parse_invocation(f.argv).command == ("sync",)]
+    assert len(using_wait) >= 3  # the CronJob, the systemd service, the crontab at least
+    for f in using_wait:
+        assert check_invocation(f.argv) == [], f.where
+        problems = check_invocation(f.argv, fake)
+        assert any("no such option --wait" in p for p in problems), (f.where, problems)
+
+
+def test_renaming_a_verb_breaks_the_deploy_files() -> None:
+    fake = click.Group(REINDEX_CLI.name, params=REINDEX_CLI.params,
+                       commands={("synchronise" if k == "sync" else k): v for k, v in REINDEX_CLI.commands.items()})
+    broken = [f for f in ALL if any("no such command 'sync'" in p for p in check_invocation(f.argv, fake))]
+    assert {f.where.split(":")[0] for f in broken} >= {
+        "kubernetes/cronjob-sync.yaml", "systemd/reindex-sync.service", "cron/crontab.example"}
+
+
+def test_shell_splitting() -> None:
+    script = r"""
+    set -eu  # reindex status docs  <- a comment, not a command
+    FOO=1 reindex --json sync docs \
+        --wait 300 >>/var/log/sync.log 2>&1 || rc=$?
+    cd /work && flock -n /tmp/l /opt/reindex/bin/reindex --yes gc docs --keep 2; echo done
+    out=$(reindex status docs) ; echo "reindex sync is quoted" | tee x
+    docker compose -f deploy/compose.yaml run --rm -e A=1 reindex plan docs --model /models/m
+    docker compose -f deploy/compose.yaml logs reindex
+    docker run --rm -v m:/models ghcr.io/example/reindexer:0.1.0-cpu --json status
+    docker build -t reindexer:0.1.0-cpu -f deploy/Dockerfile .
+    """
+    assert invocations_in_shell(script) == [
+        ["reindex", "--json", "sync", "docs", "--wait", "300"],
+        ["reindex", "--yes", "gc", "docs", "--keep", "2"],
+        ["reindex", "status", "docs"],
+        ["reindex", "plan", "docs", "--model", "/models/m"],
+        ["reindex", "--json", "status"],
+    ]
+
+
+# =================================================================================================
+# Tests: every invocation in deploy/ is valid, and each file runs what it should
+# =================================================================================================
+
+
+def test_every_deploy_file_is_understood() -> None:
+    unknown = [str(p.relative_to(DEPLOY)) for p in deploy_files() if handler_for(p) is None]
+    assert not unknown, f"teach tests/test_deploy.py to read these (or their reindex calls go unchecked): {unknown}"
+
+
+@pytest.mark.parametrize("found", ALL, ids=[f"{f.where} :: {' '.join(f.argv[1:])[:60]}" for f in ALL])
+def test_invocation_matches_the_cli(found: Found) -> None:
+    assert check_invocation(found.argv) == [], f"{found.where}: {shlex.join(found.argv)}"
+
+
+def test_unattended_destructive_steps_pass_yes() -> None:
+    """What the files run has no terminal: cut-over, rollback and gc must carry --yes."""
+    assert needs_yes(parse_invocation(["reindex", "gc", "docs"]))
+    assert not needs_yes(parse_invocation(["reindex", "apply", "p.json", "--no-cutover"]))
+    checked = 0
+    for f in ALL:
+        inv = parse_invocation(f.argv)
+        if f.executed and needs_yes(inv):
+            checked += 1
+            assert inv.global_options.get("yes"), f"{f.where}: {shlex.join(f.argv)} would stop at its confirmation"
+    assert checked >= 3  # the Job's apply, the workflow's apply, the crontab's gc
+
+
+@pytest.mark.parametrize("prefix, least", [
+    ("kubernetes/cronjob-sync.yaml: CronJob", 1),
+    ("kubernetes/job-apply.yaml: Job", 4),
+    ("compose.yaml: services.", 2),
+    ("ci/deploy-model.yml: jobs.", 6),
+    ("systemd/reindex-sync.service: [Service]", 1),
+    ("cron/crontab.example:", 2),
+    ("Dockerfile", 2),
+])
+def test_invocations_are_found_where_expected(prefix: str, least: int) -> None:
+    found = [f for f in ALL if f.where.startswith(prefix) and f.executed]
+    assert len(found) >= least, [f.where for f in ALL]
+
+
+def test_readme_examples_are_checked_too() -> None:
+    documented = [f for f in ALL if f.where.startswith("README.md")]
+    verbs = {parse_invocation(f.argv).command[:1] for f in documented}
+    assert len(documented) >= 10
+    assert {("sync",), ("plan",), ("apply",), ("eval",), ("status",)} <= verbs
+
+
+# =================================================================================================
+# Tests: structure of each file
+# =================================================================================================
+
+
+def _k8s(path: str) -> list[dict]:
+    return _load_yaml_all(DEPLOY / "kubernetes" / path)
+
+
+def _one(docs: list[dict], kind: str) -> dict:
+    matches = [d for d in docs if d.get("kind") == kind]
+    assert len(matches) == 1, f"expected one {kind}"
+    return matches[0]
+
+
+def _pod_of(job_spec: dict) -> dict:
+    return job_spec["template"]["spec"]
+
+
+def _env_names(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_every_yaml_file_parses() -> None:
+    files = [p for p in deploy_files() if p.suffix in (".yaml", ".yml")]
+    assert len(files) >= 6
+    for p in files:
+        assert _load_yaml_all(p), p
+
+
+def embedded_scripts() -> list[tuple[str, str, str]]:
+    """(where, shell, script) for the shell scripts inside YAML files and crontab entries."""
+    out = []
+    for path in deploy_files():
+        rel = str(path.relative_to(DEPLOY))
+        if path.suffix in (".yaml", ".yml"):
+            for doc in _load_yaml_all(path):
+                for job_name, job in (doc.get("jobs") or {}).items() if isinstance(doc, dict) else ():
+                    for k, step in enumerate(job.get("steps") or []):
+                        if "run" in step:
+                            out.append((f"{rel}: jobs.{job_name} step {k}", "bash", step["run"]))
+                for trail, c in _k8s_containers(doc, rel):
+                    argv = _shell_command(c.get("command")) + _shell_command(c.get("args"))
+                    if argv and Path(argv[0]).name in ("sh", "bash") and len(argv) >= 3:
+                        out.append((trail, Path(argv[0]).name, argv[2]))
+        elif path.name.startswith("crontab"):
+            for lineno, _, command in crontab_entries(path):
+                out.append((f"{rel}:{lineno}", "sh", command))
+    return out
+
+
+def test_embedded_shell_scripts_parse() -> None:
+    import shutil
+    import subprocess
+
+    scripts = embedded_scripts()
+    assert len(scripts) >= 5
+    for where, shell, script in scripts:
+        exe = shutil.which(shell)
+        if exe is None:
+            pytest.skip(f"no {shell} here")
+        result = subprocess.run([exe, "-n"], input=script, text=True, capture_output=True, timeout=10)
+        assert result.returncode == 0, f"{where}: {result.stderr}"
+
+
+def test_cronjob_sync() -> None:
+    cron = _one(_k8s("cronjob-sync.yaml"), "CronJob")
+    assert cron["apiVersion"] == "batch/v1"
+    spec = cron["spec"]
+    assert len(spec["schedule"].split()) == 5
+    assert spec["concurrencyPolicy"] == "Forbid"
+    job = spec["jobTemplate"]["spec"]
+    assert isinstance(job["backoffLimit"], int)
+    assert job["activeDeadlineSeconds"] > 300  # longer than the lease wait
+    pod = _pod_of(job)
+    assert pod["restartPolicy"] == "Never"  # needed by podFailurePolicy
+    (container,) = pod["containers"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    argv = _container_argvs(_shell_command(container.get("command")), _shell_command(container.get("args")),
+                            container["image"])
+    assert len(argv) == 1
+    inv = parse_invocation(argv[0])
+    assert inv.ok and inv.command == ("sync",) and inv.arguments == ["docs"]
+    assert inv.global_options.get("as_json") and float(inv.value("wait")) == 300
+    env = _env_names(container)
+    for name in ("QDRANT_API_KEY", "MILVUS_TOKEN", "PGPASSWORD"):
+        assert "secretKeyRef" in env[name]["valueFrom"], name
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/work/reindex.toml"]["subPath"] == "reindex.toml"
+    assert mounts["/models"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/work/reindex.toml"]["name"]]["configMap"]["name"] == "reindex-config"
+    # exit codes a retry cannot fix end the Job at once
+    rules = job["podFailurePolicy"]["rules"]
+    fail_codes = {c for r in rules if r["action"] == "FailJob" for c in r.get("onExitCodes", {}).get("values", [])}
+    assert {2, 3, 7} <= fail_codes and 4 not in fail_codes and 5 not in fail_codes
+
+
+def test_configmap_holds_a_valid_reindex_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reindexer.config import load_config
+
+    cm = _one(_k8s("configmap.yaml"), "ConfigMap")
+    assert cm["metadata"]["name"] == "reindex-config"
+    for text in (cm["data"]["reindex.toml"], (DEPLOY / "reindex.toml").read_text()):
+        data = tomllib.loads(text)
+        assert set(data) <= {"store", "state", "defaults", "collections"}
+        target = tmp_path / "reindex.toml"
+        target.write_text(text)
+        for var in ("REINDEX_STORE", "REINDEX_STATE", "REINDEX_CONFIG", "REINDEX_GATE"):
+            monkeypatch.delenv(var, raising=False)
+        cfg = load_config(config_path=target)
+        assert cfg.store_url == data["store"]["url"] and cfg.state_url.startswith("postgresql+psycopg://")
+        assert urlsplit(cfg.state_url).password is None  # libpq reads PGPASSWORD instead
+
+
+def test_job_apply() -> None:
+    job = _one(_k8s("job-apply.yaml"), "Job")
+    assert job["apiVersion"] == "batch/v1"
+    spec = job["spec"]
+    assert isinstance(spec["backoffLimit"], int) and spec["activeDeadlineSeconds"] > 0
+    pod = _pod_of(spec)
+    (container,) = pod["containers"]
+    argvs = _container_argvs(_shell_command(container["command"]), _shell_command(container["args"]),
+                             container["image"])
+    invs = [parse_invocation(a) for a in argvs]
+    assert all(i.ok for i in invs)
+    by_verb = {i.command: i for i in invs}
+    plan, apply = by_verb[("plan",)], by_verb[("apply",)]
+    assert plan.arguments == ["docs"] and plan.value("model_path") and plan.value("output")
+    assert apply.arguments == [plan.value("output")]  # applies the plan it just wrote
+    assert apply.global_options.get("yes")
+    assert apply.value("queries") == "/eval/queries.jsonl" and apply.value("qrels") == "/eval/qrels.tsv"
+    assert apply.value("gate") == "ndcg@10 >= 0 and not significantly worse at p < 0.05"
+    # the GPU is optional: present only as a comment
+    assert "nvidia.com/gpu" not in json.dumps(container["resources"])
+    assert re.search(r"#\s*nvidia\.com/gpu:\s*1", (DEPLOY / "kubernetes/job-apply.yaml").read_text())
+    env = _env_names(container)
+    assert env["MODEL_DIR"]["value"].startswith("/models/")
+    assert "secretKeyRef" in env["PGPASSWORD"]["valueFrom"]
+
+
+def test_kustomization_lists_existing_files() -> None:
+    kust = yaml.safe_load((DEPLOY / "kubernetes/kustomization.yaml").read_text())
+    for res in kust["resources"]:
+        assert (DEPLOY / "kubernetes" / res).is_file(), res
+    assert "job-apply.yaml" not in kust["resources"]  # created per model, never re-applied
+
+
+def test_compose() -> None:
+    doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = doc["services"]
+    assert {"qdrant", "milvus", "postgres", "reindex"} <= set(services)
+    assert services["qdrant"]["image"].startswith("qdrant/qdrant")
+    assert services["milvus"]["image"].startswith("milvusdb/milvus")
+    assert services["postgres"]["image"].startswith("postgres")
+    tool = services["reindex"]
+    assert tool["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert (DEPLOY / tool["build"]["context"] / tool["build"]["dockerfile"]).is_file()
+    env = tool["environment"]
+    for name in ("REINDEX_STORE", "REINDEX_STATE", "QDRANT_API_KEY", "MILVUS_TOKEN"):
+        assert name in env, name
+    for name in ("QDRANT_API_KEY", "MILVUS_TOKEN", "PGPASSWORD"):
+        assert str(env[name]).startswith("${"), f"{name} must be a ${{VAR}} reference"
+    assert "postgres" in tool["depends_on"]
+    assert any(v.endswith(":/models:ro") for v in tool["volumes"])
+    for name, cfg in doc.get("configs", {}).items():
+        assert (DEPLOY / cfg["file"]).is_file(), name
+    for svc in services.values():
+        for key, value in (svc.get("environment") or {}).items():
+            if re.search(r"PASSWORD|API_KEY|TOKEN|SECRET", key):
+                assert str(value).startswith("${"), f"{key}: literal secret"
+
+
+SECRET_ASSIGNMENT = re.compile(
+    r"""(?ix) (?P<key>[\w.-]*(password|passwd|api[_-]?key|token|secret(?!KeyRef)(?!s\b))[\w.-]*)
+        \s*[:=]\s* (?P<value>"[^"]*"|'[^']*'|[^\s#,]*)""")
+ALLOWED_VALUE = re.compile(r"""^(|\$.*|/.*|\{\}|null|true|false|~|\|)$""")
+
+
+def test_no_literal_secrets() -> None:
+    problems = []
+    for path in deploy_files():
+        rel = str(path.relative_to(DEPLOY))
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            for m in SECRET_ASSIGNMENT.finditer(line):
+                value = m.group("value").strip("\"'")
+                if m.group("key").lower() in ("key", "name") or ALLOWED_VALUE.match(value):
+                    continue
+                problems.append(f"{rel}:{lineno}: {m.group(0)}")
+            if re.search(r"://[^/\s:@$]+:[^@\s/$]+@", line):
+                problems.append(f"{rel}:{lineno}: credentials in a URL")
+            if re.search(r"minioadmin|root:Milvus|\b(sk|ghp|xox[bp])-?[A-Za-z0-9]{20,}", line):
+                problems.append(f"{rel}:{lineno}: a well-known default or token")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_secret_scanner_catches_literals() -> None:
+    for line in ('QDRANT_API_KEY: "3f9a1c"', "PGPASSWORD=hunter2", "  MILVUS_TOKEN: root:Milvus",
+                 "--from-literal=postgres-password=hunter2"):
+        m = SECRET_ASSIGNMENT.search(line)
+        assert m and not ALLOWED_VALUE.match(m.group("value").strip("\"'")), line
+    for line in ("QDRANT_API_KEY: ${QDRANT_API_KEY:?set it}", "QDRANT_API_KEY_FILE=/run/secrets/qdrant",
+                 "PGPASSWORD: ${{ secrets.REINDEX_PGPASSWORD }}", "MILVUS_TOKEN=", "secretKeyRef:"):
+        m = SECRET_ASSIGNMENT.search(line)
+        assert m is None or ALLOWED_VALUE.match(m.group("value").strip("\"'")), line
+
+
+def test_systemd_units() -> None:
+    service = read_unit(DEPLOY / "systemd/reindex-sync.service")
+    timer = read_unit(DEPLOY / "systemd/reindex-sync.timer")
+    s = service["Service"]
+    assert s["type"] == "oneshot"
+    assert s["environmentfile"].lstrip("-") == "/etc/reindex/env"
+    assert s["workingdirectory"] and s["user"] and s["user"] != "root"
+    assert s["nonewprivileges"] == "yes" and s["protectsystem"] in ("strict", "full")
+    (exec_start,) = [f for f in ALL if f.where.startswith("systemd/reindex-sync.service: [Service] execstart")]
+    inv = parse_invocation(exec_start.argv)
+    assert inv.command == ("sync",) and inv.arguments == ["docs"] and float(inv.value("wait")) == 300
+    t = timer["Timer"]
+    assert t["oncalendar"] == "hourly" and t["persistent"] == "true" and t["randomizeddelaysec"]
+    assert t.get("unit", "reindex-sync.service") == "reindex-sync.service"
+    assert (DEPLOY / "systemd" / t.get("unit", "reindex-sync.service")).is_file()
+    assert timer["Install"]["wantedby"] == "timers.target"
+
+
+def test_crontab() -> None:
+    entries = crontab_entries(DEPLOY / "cron/crontab.example")
+    syncs = [e for e in entries if any(parse_invocation(a).command == ("sync",) for a in invocations_in_shell(e[2]))]
+    assert syncs, "crontab.example must call reindex sync"
+    for _, schedule, _ in entries:
+        assert schedule.startswith("@") or len(schedule.split()) == 5
+
+
+def _dockerfile(name: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for _, instr, args in dockerfile_instructions(DEPLOY / name):
+        out.setdefault(instr, []).append(args)
+    return out
+
+
+def _setup_torch_pin() -> str:
+    m = re.search(r"torch==\$\{TORCH_VERSION:-([\d.]+)\}", (ROOT / "scripts/setup.sh").read_text())
+    assert m, "scripts/setup.sh no longer pins torch the way this test reads it"
+    return m.group(1)
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
+def test_dockerfiles(name: str) -> None:
+    d = _dockerfile(name)
+    assert json.loads(d["ENTRYPOINT"][-1]) == ["reindex"]
+    assert d["WORKDIR"][-1] == "/work"
+    user = d["USER"][-1].split(":")[0]
+    assert user not in ("root", "0")
+    env = " ".join(d["ENV"])
+    assert re.search(r"\bHF_HUB_OFFLINE=1\b", env)
+    runs = "\n".join(d["RUN"])
+    pins = re.findall(r"torch==([\w.+]+)", runs)
+    assert pins and set(pins) == {_setup_torch_pin()}, pins
+    torch_at = runs.index("torch==")
+    package_at = runs.index('pip install ".[postgres]"')
+    assert torch_at < package_at  # torch first, so the package's `torch>=` pulls nothing
+    text = (DEPLOY / name).read_text()
+    assert "/models" in text
+    froms = [f.split()[0] for f in d["FROM"]]
+    args = dict(re.findall(r"ARG (\w+)=(\S+)", text))
+    bases = {args.get(f.strip("${}"), f) for f in froms}
+    if name == "Dockerfile":
+        assert bases == {"python:3.11-slim"}
+        assert "--index-url https://download.pytorch.org/whl/cpu" in runs
+    else:
+        assert all(b.startswith(("nvidia/cuda:", "pytorch/pytorch:")) for b in bases), bases
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    for name in ("Dockerfile", "Dockerfile.cuda"):
+        lines = (DEPLOY / f"{name}.dockerignore").read_text().split()
+        assert "*" in lines and "!reindexer/" in lines and "!adapters/" in lines and "!pyproject.toml" in lines
+
+
+def test_workflow() -> None:
+    wf = yaml.safe_load((DEPLOY / "ci/deploy-model.yml").read_text())
+    triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert "workflow_run" in triggers or "workflow_dispatch" in triggers
+    (job,) = wf["jobs"].values()
+    steps = job["steps"]
+    invs = [(k, parse_invocation(a)) for k, s in enumerate(steps) if "run" in s for a in invocations_in_shell(s["run"])]
+    assert all(i.ok for _, i in invs)
+    verbs = {i.command[0]: (k, i) for k, i in invs}
+    _, plan = verbs["plan"]
+    applies = [(k, i) for k, i in invs if i.command == ("apply",)]
+    gated = [(k, i) for k, i in applies if i.global_options.get("yes") and i.value("gate")]
+    assert gated, "the workflow must run `reindex --yes apply ... --gate ...`"
+    eval_step, ev = verbs["eval"]
+    assert ev.value("versions") == "live,shadow"
+    assert ev.value("report_md") and ev.value("report_html") and ev.value("report_json")
+    assert eval_step < gated[0][0]  # the report is made while the shadow still is one
+    assert plan.value("output") in {a.arguments[0] for _, a in applies}
+    uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert uploads and uploads[0].get("if") == "always()"
+    for report in (ev.value("report_md"), ev.value("report_html"), ev.value("report_json")):
+        assert report in uploads[0]["with"]["path"]
+    assert "6" in (DEPLOY / "ci/deploy-model.yml").read_text()  # the gate-refused exit code is explained
+
+
+def test_readme_covers_every_file_and_exit_code() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    for path in deploy_files():
+        rel = str(path.relative_to(DEPLOY))
+        if path.name in (".gitignore", "README.md"):
+            continue
+        assert rel in readme, f"deploy/README.md does not mention {rel}"
+    from reindexer import errors
+
+    for name in ("EXIT_USAGE", "EXIT_NOT_FOUND", "EXIT_CONFLICT", "EXIT_BACKEND_UNAVAILABLE",
+                 "EXIT_GATE_REFUSED", "EXIT_VERIFICATION_FAILED"):
+        code = getattr(errors, name)
+        assert re.search(rf"^\|\s*`?{code}`?\s*\|", readme, re.M), f"exit code {code} missing from the table"
