@@ -589,6 +589,18 @@ def config_show(ctx: Ctx) -> None:
     ctx.emit(data, lambda d: out.print_json(data=d))
 
 
+@cli.command("migrate")
+@click.argument("collection")
+@run_command
+def migrate_cmd(ctx: Ctx, collection: str) -> None:
+    """Move an adopted collection behind an alias of its own name (a copy, no re-embedding)."""
+    ctx.require_confirmable("migrate drops the original collection after copying it")
+    r = commands.migrate(ctx.ws, collection, confirm=ctx.confirm)
+    ctx.emit(r, lambda r: out.print(
+        f"{r['collection']} is now an alias of {r['copied_to']} ({r['copied']} points copied; the name was "
+        f"missing for {r['name_missing_ms']} ms)" if r["migrated"] else f"copied to {r['copied_to']}; not migrated"))
+
+
 @cli.command("demo")
 @click.option("--keep", "keep_dir", type=click.Path(path_type=Path), help="Work in this folder and keep it.")
 @run_command

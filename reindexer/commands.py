@@ -140,6 +140,11 @@ def apply(
             f"the gate {gate_text!r} needs judged queries to compare v{plan.from_version['version']} with the shadow",
             hint="pass --queries FILE --qrels FILE (BEIR layout), or drop the gate",
         )
+    if cutover and ws.store.collection_exists(plan.collection):
+        raise ConflictError(  # found now, not after hours of building
+            f"{plan.collection!r} is a physical collection, so no alias can take its name",
+            hint=f"`reindex migrate {plan.collection}` moves it behind an alias first, or apply with --no-cutover",
+        )
     with ws.lease(plan.collection) as lease:
         version = _version_for_plan(ws, plan)
         if version is not None and version.status not in ("building", "built"):
@@ -597,3 +602,53 @@ def _tag_points(ws: Workspace, physical: str, version: IndexVersion, model: Mode
         ws.state.record_batch(version.id, model.fingerprint, rows)
         tagged += len(page)
     return tagged
+
+
+# -- migrate ------------------------------------------------------------------
+def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dict[str, Any]:
+    """Move a collection that applications query by its real name behind an alias of that name.
+
+    No alias can take the name of an existing collection, so: copy it (vectors,
+    no re-embedding) into ``NAME__vN``, verify the copy, drop the original and
+    create the alias. Between the drop and the alias the name resolves to
+    nothing; the result reports how long that gap lasted.
+    """
+    import time
+
+    lc = _collection(ws, collection)
+    store = ws.store
+    if not store.collection_exists(collection):
+        raise ConflictError(f"{collection} is already an alias (or missing): nothing to migrate")
+    with ws.lease(collection) as lease:
+        source = ws.state.version_by_physical(lc.id, collection)
+        if source is None:
+            raise ConflictError(f"{collection} is not adopted", hint=f"`reindex adopt {collection} --model PATH` first")
+        model = ws.state.get_model(source.model_fingerprint)
+        number = max(ws.state.next_version_number(lc.id), source.version + 1)
+        target = ws.state.save(IndexVersion(
+            collection_id=lc.id, version=number, physical_name=physical_name(collection, number),
+            model_fingerprint=model.fingerprint, dim=source.dim, metric=source.metric,
+            index_params=source.index_params, status="building"))
+        create_physical(ws, lc, target, model, like=collection)
+        run = start_run(ws, target, "copy")
+        stats = copy_into(ws, source, target, model, run, text_field=lc.text_field)
+        # Writes that landed in the original during the copy: copy again until nothing is new.
+        stats.add(copy_into(ws, source, target, model, run, text_field=lc.text_field))
+        finish_run(ws, run)
+        ws.renew(lease)
+        original_ids = {p.doc_id for page in store.scroll(collection, batch_size=ws.batch_size) for p in page}
+        report = verify_version(ws, lc, target, model, original_ids)
+        require_verified(report, f"the copy {target.physical_name}")
+        target = ws.state.set_status(target, "verified", point_count=report.store_count)
+        if not confirm(f"Drop collection {collection} and replace it by an alias to {target.physical_name}?"):
+            return {"collection": collection, "copied_to": target.physical_name, "migrated": False}
+        started = time.perf_counter()
+        store.drop_collection(collection)
+        store.set_alias(collection, target.physical_name)
+        gap_ms = (time.perf_counter() - started) * 1000
+        ws.state.set_status(source, "dropped", retired_at=utcnow())
+        ws.state.drop_ledger(source.id)
+        ws.state.set_status(target, "live", live_since=utcnow())
+        ws.state.audit("migrate", collection, to=target.physical_name, copied=stats.copied, gap_ms=round(gap_ms, 1))
+        return {"collection": collection, "copied_to": target.physical_name, "migrated": True,
+                "copied": stats.copied, "name_missing_ms": round(gap_ms, 1)}

@@ -285,3 +285,28 @@ def test_rollback_without_a_previous_version(ws, minilm_path, small_corpus_file)
         commands.rollback(ws, "docs")
     assert exc.value.exit_code == 3
     assert ws.store.resolve("docs") == "docs__v1"
+
+
+def test_migrate_moves_an_adopted_collection_behind_an_alias(ws, minilm_path, demo_corpus):
+    from reindexer.adapters.base import CollectionSpec
+    from reindexer.embedding import Embedder
+
+    docs = demo_corpus.documents[:30]
+    vectors = Embedder(minilm_path).embed_documents([d["text"] for d in docs])
+    ws.store.create_collection(CollectionSpec(name="kb", dim=384))
+    ws.store.upsert("kb", [Point(d["id"], v.tolist(), {"text": d["text"]}) for d, v in zip(docs, vectors)])
+    commands.adopt(ws, "kb", str(minilm_path))
+    p = commands.plan(ws, "kb", model_path=str(minilm_path), settings=TRUNCATED)
+    with pytest.raises(ConflictError, match="reindex migrate kb"):
+        commands.apply(ws, p)
+    assert ws.store.collection_exists("kb")  # the refusal changed nothing applications see
+    assert [v.physical_name for v in ws.state.versions(1)] == ["kb"]  # refused before building anything
+    r = commands.migrate(ws, "kb")
+    assert r["migrated"] and r["copied"] == 30 and r["copied_to"] == "kb__v2"
+    assert ws.store.resolve("kb") == "kb__v2" and not ws.store.collection_exists("kb")
+    assert r["name_missing_ms"] < 5000
+    print(f"migrate on {ws.store.backend}: the name was missing for {r['name_missing_ms']} ms")
+    with pytest.raises(DriftError):
+        commands.apply(ws, p)  # planned against the old physical collection
+    assert commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), settings=TRUNCATED)).live == "kb__v3"
+    assert commands.rollback(ws, "kb")["live"] == "kb__v2"

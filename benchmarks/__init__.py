@@ -1,0 +1,1 @@
+"""Benchmarks of reindexer: speed targets live here, printed as ratios measured side by side in one run."""

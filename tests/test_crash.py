@@ -1,0 +1,474 @@
+"""Crash safety: kill -9 an apply or a sync at several points, resume, and get the uninterrupted result.
+
+Each backend (Qdrant local, Milvus Lite) gets one world, built once per module:
+a v1 collection of ``N_DOCS`` documents from a JSONL file, a plan for a second
+model version (MiniLM truncated to 256 dimensions) in ``plan.json``, and a copy
+of that pristine workspace (store folder and state database) that every test
+restores before it starts. The reference results come from uninterrupted runs
+of the same plan, and of the same sync, on that same pristine copy.
+
+A test starts ``python -m reindexer.cli`` as a subprocess, watches the state
+database (SQLite in WAL mode, opened read-only) and SIGKILLs the process when it
+reaches a chosen point:
+
+- (a) the shadow's version row exists (status building), its run not yet started;
+- (a') the run started (the shadow collection exists), no batch recorded yet;
+- (b) k batches recorded, in a first run and in a resumed one;
+- (c) the build finished (built or verified), the alias not moved yet;
+- a sync half embedded, and a sync deleting.
+
+It then re-runs the same command, or ``apply --resume docs``, to completion and
+compares the store and the ledger with the reference: the same ids, no
+duplicates, the same payloads and model tags, the same vectors, the same ledger,
+the alias on the same version. Re-runs find the lease, lock files and WAL files
+that the killed process left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from reindexer import commands
+from reindexer.adapters.base import MODEL_KEY
+from reindexer.config import Config
+from reindexer.embedding import ModelSettings
+from reindexer.planner import load_plan_file
+from reindexer.sources.spec import SourceSpec
+from reindexer.sync import sync
+from reindexer.workspace import Workspace
+from tests.plugins.corpus import scaled_documents, write_jsonl
+from tests.plugins.stores import EMBEDDED_KINDS
+
+pytestmark = pytest.mark.slow
+
+N_DOCS = 300
+APPLY_BATCH = 32  # 10 batches for a full build of N_DOCS
+SYNC_BATCH = 4  # small batches, so that a 10% change takes several embed and delete batches
+MAX_ABS_DIFF = 1e-5
+RUN_TIMEOUT = 240  # seconds for one subprocess; far beyond what one takes
+POLL = 0.005
+
+
+# -- the world: a v1 collection, a plan for v2, a pristine copy, reference results ----------
+@dataclass
+class Snapshot:
+    """What a version holds in the store and the ledger, and where the alias points."""
+
+    physical: str
+    ids: list[str]  # as scrolled, so duplicates would show
+    count: int
+    vectors: dict[str, np.ndarray]
+    payloads: dict[str, dict[str, Any]]
+    ledger: dict[str, str]
+    alias: str | None
+    statuses: dict[int, str]
+
+
+@dataclass
+class World:
+    kind: str
+    base: Path
+    ws_dir: Path
+    pristine: Path
+    corpus: Path
+    plan_file: Path
+    store_url: str
+    state_db: Path
+    documents: list[dict]
+    changed_documents: list[dict]
+    v1_model_short: str = ""
+    v2_model_short: str = ""
+    applied: Snapshot | None = None  # uninterrupted apply of plan.json
+    synced: Snapshot | None = None  # uninterrupted sync after the 10% change
+    notes: list[str] = field(default_factory=list)
+
+    def config(self, batch_size: int = APPLY_BATCH) -> Config:
+        return Config(base_dir=self.base, store_url=self.store_url, state_url=f"sqlite:///{self.state_db}",
+                      batch_size=batch_size)
+
+    def workspace(self, batch_size: int = APPLY_BATCH) -> Workspace:
+        return Workspace(self.config(batch_size))
+
+    def restore(self, documents: list[dict] | None = None) -> None:
+        """Put back the pristine workspace (v1 live, nothing else) and the corpus file."""
+        shutil.rmtree(self.ws_dir, ignore_errors=True)
+        shutil.copytree(self.pristine, self.ws_dir)
+        write_jsonl(self.corpus, documents if documents is not None else self.documents)
+
+    def env(self, batch_size: int = APPLY_BATCH) -> dict[str, str]:
+        return {
+            **os.environ,
+            "REINDEX_STORE": self.store_url,
+            "REINDEX_STATE": f"sqlite:///{self.state_db}",
+            "REINDEX_BATCH_SIZE": str(batch_size),
+            "REINDEX_PROGRESS": "0",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+
+
+def changed_corpus(documents: list[dict]) -> list[dict]:
+    """A 10% change: 12 texts edited, 9 documents deleted, 9 new ones."""
+    rng = random.Random(7)
+    picked = rng.sample(range(len(documents)), 21)
+    edited, deleted = set(picked[:12]), set(picked[12:])
+    out = []
+    for i, d in enumerate(documents):
+        if i in deleted:
+            continue
+        d = dict(d)
+        if i in edited:
+            d["text"] = f"{d['text']} Edited after the first build, note {i}."
+        out.append(d)
+    for j in range(9):
+        d = dict(documents[(j * 31) % len(documents)])
+        d["id"] = f"new-{j}"
+        d["text"] = f"A document added later, number {j}. {d['text']}"
+        out.append(d)
+    return out
+
+
+def snapshot(world: World, physical: str) -> Snapshot:
+    with world.workspace() as ws:
+        store = ws.store
+        points = [p for page in store.scroll(physical, batch_size=128, with_vectors=True) for p in page]
+        lc = ws.state.get_collection(ws.store_url, "docs")
+        version = ws.state.version_by_physical(lc.id, physical)
+        return Snapshot(
+            physical=physical,
+            ids=[p.doc_id for p in points],
+            count=store.count(physical),
+            vectors={p.doc_id: np.asarray(p.vector, dtype=np.float64) for p in points},
+            payloads={p.doc_id: dict(p.payload) for p in points},
+            ledger=ws.state.ledger(version.id),
+            alias=store.resolve("docs"),
+            statuses={v.version: v.status for v in ws.state.versions(lc.id)},
+        )
+
+
+@pytest.fixture(scope="module", params=[pytest.param(k, id=k) for k in EMBEDDED_KINDS])
+def world(request, tmp_path_factory, minilm_path, demo_corpus) -> World:
+    kind = request.param
+    base = tmp_path_factory.mktemp(f"crash-{kind}")
+    ws_dir = base / "ws"
+    ws_dir.mkdir()
+    store_url = f"qdrant+local:{ws_dir / 'qdrant'}" if kind == "qdrant-local" else f"milvus+lite:{ws_dir / 'milvus.db'}"
+    documents = scaled_documents(demo_corpus, N_DOCS)
+    w = World(kind=kind, base=base, ws_dir=ws_dir, pristine=base / "pristine", corpus=base / "corpus.jsonl",
+              plan_file=base / "plan.json", store_url=store_url, state_db=ws_dir / "state.db",
+              documents=documents, changed_documents=changed_corpus(documents))
+    write_jsonl(w.corpus, documents)
+    with w.workspace() as ws:
+        p1 = commands.plan(ws, "docs", model_path=str(minilm_path),
+                           source=SourceSpec(kind="jsonl", location=str(w.corpus)))
+        assert commands.apply(ws, p1).live == "docs__v1"
+        p2 = commands.plan(ws, "docs", model_path=str(minilm_path), settings=ModelSettings(truncate_dim=256))
+        assert p2.mode == "full" and p2.dimension_change and p2.counts["to_embed"] == N_DOCS
+        w.plan_file.write_text(p2.to_json() + "\n")
+        w.v1_model_short = p1.to_version["model_fingerprint"][:12]
+        w.v2_model_short = p2.to_version["model_fingerprint"][:12]
+    shutil.copytree(ws_dir, w.pristine)
+
+    # The references: the same plan, and the same sync, run without interruption.
+    with w.workspace() as ws:
+        r = commands.apply(ws, load_plan_file(w.plan_file))
+        assert r.cut_over and r.live == "docs__v2" and r.verification["ok"]
+    w.applied = snapshot(w, "docs__v2")
+    w.restore(w.changed_documents)
+    with w.workspace(SYNC_BATCH) as ws:
+        r = sync(ws, "docs")
+        assert r.versions["v1"]["embedded"] == 21 and r.versions["v1"]["deleted"] == 9
+    w.synced = snapshot(w, "docs__v1")
+    w.restore()
+    yield w
+    if w.notes:
+        print(f"\n[{kind}] " + f"\n[{kind}] ".join(w.notes))
+
+
+# -- running the CLI and killing it ------------------------------------------------------
+@dataclass
+class Outcome:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    killed_at: Any  # what the watcher saw when it killed; None when the process ended by itself
+    seconds: float
+
+    @property
+    def killed(self) -> bool:
+        return self.killed_at is not None
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+    def describe(self) -> str:
+        return (f"`reindex {' '.join(self.args)}` exited {self.returncode} after {self.seconds:.1f}s"
+                f"{f', killed at {self.killed_at}' if self.killed else ''}\nstdout: {self.stdout[-2000:]}\n"
+                f"stderr: {self.stderr[-3000:]}")
+
+
+Watch = Callable[[sqlite3.Connection], Any]
+
+
+def reindex(world: World, *args: str, kill_when: Watch | None = None, batch_size: int = APPLY_BATCH) -> Outcome:
+    """Run the CLI in a subprocess; SIGKILL it as soon as ``kill_when`` returns something truthy."""
+    out_path, err_path = world.base / "stdout.txt", world.base / "stderr.txt"
+    started = time.monotonic()
+    with out_path.open("w") as out, err_path.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "reindexer.cli", *args], cwd=world.base,
+                                env=world.env(batch_size), stdout=out, stderr=err, start_new_session=True)
+        seen = None
+        db = sqlite3.connect(f"file:{world.state_db}?mode=ro", uri=True, timeout=1) if kill_when else None
+        try:
+            while proc.poll() is None:
+                if time.monotonic() - started > RUN_TIMEOUT:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    pytest.fail(f"`reindex {' '.join(args)}` ran past {RUN_TIMEOUT}s")
+                if db is not None:
+                    try:
+                        seen = kill_when(db)
+                    except sqlite3.OperationalError:  # a table not made yet, a busy moment
+                        seen = None
+                    if seen:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        break
+                time.sleep(POLL)
+            proc.wait()
+        finally:
+            if db is not None:
+                db.close()
+    return Outcome(tuple(args), proc.returncode, out_path.read_text(), err_path.read_text(), seen,
+                   time.monotonic() - started)
+
+
+def completed(outcome: Outcome) -> dict[str, Any]:
+    assert outcome.returncode == 0 and not outcome.killed, outcome.describe()
+    return outcome.json()
+
+
+def was_killed(outcome: Outcome) -> Outcome:
+    assert outcome.killed and outcome.returncode == -signal.SIGKILL, (
+        "the watched point never came before the process ended:\n" + outcome.describe()
+    )
+    return outcome
+
+
+# -- what the watcher looks at (the state database, read-only) ---------------------------------
+def max_run_id(world: World) -> int:
+    with sqlite3.connect(f"file:{world.state_db}?mode=ro", uri=True) as db:
+        return db.execute("SELECT COALESCE(MAX(id), 0) FROM reindex_run").fetchone()[0]
+
+
+def _version_row(db: sqlite3.Connection, number: int):
+    return db.execute("SELECT id, status FROM reindex_index_version WHERE version = ?", (number,)).fetchone()
+
+
+def _newest_run(db: sqlite3.Connection, after: int, version_id: int | None = None, kind: str | None = None):
+    sql = "SELECT id, kind, status, batches, embedded, deleted FROM reindex_run WHERE id > ?"
+    params: list[Any] = [after]
+    if version_id is not None:
+        sql += " AND index_version_id = ?"
+        params.append(version_id)
+    if kind is not None:
+        sql += " AND kind = ?"
+        params.append(kind)
+    return db.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
+
+
+def shadow_building_before_any_batch(after: int) -> Watch:
+    """(a) as soon as the v2 row exists, status building, and no batch of this process is recorded."""
+
+    def watch(db):
+        row = _version_row(db, 2)
+        if row is None or row[1] != "building":
+            return None
+        run = _newest_run(db, after, version_id=row[0])
+        if run is not None and run[3] > 0:
+            return None
+        return {"status": "building", "run": "none yet" if run is None else "started", "batches": 0}
+
+    return watch
+
+
+def shadow_run_started_no_batch(after: int) -> Watch:
+    """(a') this process's build run exists (the shadow collection is made), no batch recorded yet."""
+
+    def watch(db):
+        row = _version_row(db, 2)
+        run = _newest_run(db, after, version_id=row[0]) if row else None
+        if run is None or run[3] > 0:
+            return None
+        return {"status": row[1], "run": "started", "batches": 0}
+
+    return watch
+
+
+def shadow_batches_at_least(k: int, after: int) -> Watch:
+    """(b) this process has recorded at least ``k`` batches into v2."""
+
+    def watch(db):
+        row = _version_row(db, 2)
+        run = _newest_run(db, after, version_id=row[0]) if row else None
+        if run is None or run[3] < k:
+            return None
+        ledger = db.execute("SELECT COUNT(*) FROM reindex_ledger WHERE index_version_id = ?", (row[0],)).fetchone()[0]
+        return {"status": row[1], "batches": run[3], "ledger": ledger}
+
+    return watch
+
+
+def shadow_built_not_cut_over(db):
+    """(c) the build is finished (built or verified) and the alias not moved yet."""
+    row = _version_row(db, 2)
+    if row is not None and row[1] in ("built", "verified"):
+        return {"status": row[1]}
+    return None
+
+
+def sync_batches_at_least(k: int, after: int) -> Watch:
+    def watch(db):
+        run = _newest_run(db, after, kind="sync")
+        return {"batches": run[3], "embedded": run[4], "deleted": run[5]} if run and run[3] >= k else None
+
+    return watch
+
+
+def sync_deleting(after: int) -> Watch:
+    def watch(db):
+        run = _newest_run(db, after, kind="sync")
+        return {"batches": run[3], "embedded": run[4], "deleted": run[5]} if run and run[5] > 0 else None
+
+    return watch
+
+
+def ledger_count(world: World, number: int) -> int:
+    with sqlite3.connect(f"file:{world.state_db}?mode=ro", uri=True) as db:
+        row = _version_row(db, number)
+        if row is None:
+            return 0
+        return db.execute("SELECT COUNT(*) FROM reindex_ledger WHERE index_version_id = ?", (row[0],)).fetchone()[0]
+
+
+# -- the comparison --------------------------------------------------------------------------
+def assert_same(actual: Snapshot, expected: Snapshot, model_short: str) -> None:
+    n = len(expected.ids)
+    assert len(actual.ids) == len(set(actual.ids)), "the store holds duplicate ids"
+    assert actual.count == n, f"{actual.physical} counts {actual.count} points, the uninterrupted run {n}"
+    assert set(actual.ids) == set(expected.ids), (
+        f"missing {sorted(set(expected.ids) - set(actual.ids))[:5]}, extra {sorted(set(actual.ids) - set(expected.ids))[:5]}"
+    )
+    assert actual.ledger == expected.ledger, "the ledger differs from the uninterrupted run's"
+    assert set(actual.ledger) == set(actual.ids)
+    assert {p.get(MODEL_KEY) for p in actual.payloads.values()} == {model_short}
+    assert actual.payloads == expected.payloads
+    diff = max(float(np.abs(actual.vectors[d] - expected.vectors[d]).max()) for d in expected.ids)
+    assert diff < MAX_ABS_DIFF, f"vectors differ from the uninterrupted run's by up to {diff:.2e}"
+    assert actual.alias == expected.alias == actual.physical
+    assert actual.statuses == expected.statuses
+
+
+# -- apply ------------------------------------------------------------------------------------
+def test_apply_killed_at_several_points_then_rerun(world: World):
+    """Kill at (a) before any batch, (b) after 2 batches twice (once under --resume); finish with the same command."""
+    world.restore()
+    plan_cmd = ("--json", "--yes", "apply", str(world.plan_file))
+
+    a = was_killed(reindex(world, *plan_cmd, kill_when=shadow_building_before_any_batch(max_run_id(world))))
+    after_a = ledger_count(world, 2)
+    world.notes.append(f"apply killed at (a) {a.killed_at} after {a.seconds:.1f}s; ledger then {after_a}")
+
+    b1 = was_killed(reindex(world, *plan_cmd, kill_when=shadow_batches_at_least(2, max_run_id(world))))
+    after_b1 = ledger_count(world, 2)
+    world.notes.append(f"re-run killed at (b) {b1.killed_at} after {b1.seconds:.1f}s; ledger then {after_b1}")
+    assert 2 * APPLY_BATCH <= after_b1 < N_DOCS
+
+    resume_cmd = ("--json", "--yes", "apply", "--resume", "docs")
+    b2 = was_killed(reindex(world, *resume_cmd, kill_when=shadow_batches_at_least(2, max_run_id(world))))
+    after_b2 = ledger_count(world, 2)
+    world.notes.append(f"--resume killed at (b) {b2.killed_at} after {b2.seconds:.1f}s; ledger then {after_b2}")
+    assert after_b1 + 2 * APPLY_BATCH <= after_b2 < N_DOCS, "the resumed run did not go on from the checkpoint"
+    with world.workspace() as ws:
+        assert ws.store.resolve("docs") == "docs__v1", "the alias moved before the build finished"
+
+    final = reindex(world, *plan_cmd)
+    result = completed(final)
+    world.notes.append(f"final re-run finished in {final.seconds:.1f}s: {result['stats']}")
+    assert result["cut_over"] and result["live"] == "docs__v2"
+    assert result["verification"]["ok"], result["verification"]
+    # only what the checkpoint lacked was embedded again
+    assert result["stats"]["embedded"] == N_DOCS - after_b2
+    assert_same(snapshot(world, "docs__v2"), world.applied, world.v2_model_short)
+
+
+def test_apply_killed_before_first_batch_then_before_cutover_then_resume(world: World):
+    """Kill at (a') the run started, no batch yet; at (c) the shadow built but not live; `apply --resume docs`."""
+    world.restore()
+    plan_cmd = ("--json", "--yes", "apply", str(world.plan_file))
+    a = was_killed(reindex(world, *plan_cmd, kill_when=shadow_run_started_no_batch(max_run_id(world))))
+    world.notes.append(f"apply killed at (a') {a.killed_at} after {a.seconds:.1f}s; "
+                       f"ledger then {ledger_count(world, 2)}")
+    with world.workspace() as ws:
+        assert ws.store.collection_exists("docs__v2") and ws.store.resolve("docs") == "docs__v1"
+
+    c = reindex(world, *plan_cmd, kill_when=shadow_built_not_cut_over)
+    if not c.killed:
+        completed(c)
+        world.notes.append(f"(c) went by too fast to catch: the re-run finished in {c.seconds:.1f}s")
+        pytest.skip("the window between build and cut-over went by before the watcher saw it")
+    world.notes.append(f"re-run killed at (c) {c.killed_at} after {c.seconds:.1f}s")
+    assert ledger_count(world, 2) == N_DOCS
+    with world.workspace() as ws:
+        assert ws.store.resolve("docs") == "docs__v1"
+
+    resumed = reindex(world, "--json", "--yes", "apply", "--resume", "docs")
+    result = completed(resumed)
+    world.notes.append(f"--resume after (c) finished in {resumed.seconds:.1f}s: {result['stats']}")
+    assert result["cut_over"] and result["live"] == "docs__v2"
+    if c.killed_at["status"] == "built":  # the killed run never verified it: the resumed one must
+        assert result["verification"] and result["verification"]["ok"], result
+    assert result["stats"].get("embedded", 0) == 0
+    assert_same(snapshot(world, "docs__v2"), world.applied, world.v2_model_short)
+
+
+# -- sync -------------------------------------------------------------------------------------
+def test_sync_killed_midway_then_rerun(world: World):
+    """A 10% change to the JSONL file; kill the sync mid-embedding, then while deleting; re-run."""
+    world.restore(world.changed_documents)
+    cmd = ("--json", "--yes", "sync", "docs")
+
+    s1 = was_killed(reindex(world, *cmd, kill_when=sync_batches_at_least(2, max_run_id(world)),
+                            batch_size=SYNC_BATCH))
+    world.notes.append(f"sync killed mid-embedding at {s1.killed_at} after {s1.seconds:.1f}s")
+    assert s1.killed_at["deleted"] == 0
+
+    s2 = reindex(world, *cmd, kill_when=sync_deleting(max_run_id(world)), batch_size=SYNC_BATCH)
+    if s2.killed:
+        world.notes.append(f"sync re-run killed after {s2.killed_at['deleted']} of 9 deletions "
+                           f"at {s2.killed_at} after {s2.seconds:.1f}s")
+        assert s2.returncode == -signal.SIGKILL
+        final = reindex(world, *cmd, batch_size=SYNC_BATCH)
+        result = completed(final)
+        world.notes.append(f"second sync re-run finished in {final.seconds:.1f}s: {result['versions']}")
+        assert result["versions"]["v1"]["deleted"] < 9
+    else:
+        result = completed(s2)
+        world.notes.append(f"the deleting phase went by too fast to catch; re-run finished: {result['versions']}")
+    assert result["versions"]["v1"]["embedded"] < 21, "the re-run started over instead of resuming"
+    assert_same(snapshot(world, "docs__v1"), world.synced, world.v1_model_short)
