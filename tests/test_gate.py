@@ -53,7 +53,6 @@ class Lab:
     files: dict[str, Path]
     judgements: Judgements
     timings: dict[str, float] = field(default_factory=dict)
-    stages: dict[str, Any] = field(default_factory=dict)
 
 
 def _events(ws: Workspace, action: str | None = None) -> list[dict[str, Any]]:
@@ -117,7 +116,6 @@ def promoted(lab, tuned_model_path):
     assert p2.to_version["physical"] == "docs__v2" and p2.from_version["physical"] == "docs__v1"
     result = commands.apply(ws, p2, judgements=lab.judgements, gate=GATE)
     lab.timings["v2 build+gate"] = time.perf_counter() - started
-    lab.stages["promoted"] = result
     return result
 
 
@@ -140,7 +138,6 @@ def refused(lab, promoted, minilm_path):
         "v3_count": ws.store.count("docs__v3"),
         "events": _events(ws),
     }
-    lab.stages["refused"] = (p3, exc.value, snapshot)
     return p3, exc.value, snapshot
 
 
@@ -280,7 +277,8 @@ def test_cli_eval_writes_three_reports_and_exits_6_when_the_gate_refuses(lab, re
     files = {ext: tmp_path / f"r.{ext}" for ext in ("json", "md", "html")}
     proc = _reindex(lab, *_eval_args(lab, "v1,v2,v3"), "--report-json", str(files["json"]),
                     "--report-md", str(files["md"]), "--report-html", str(files["html"]))
-    print(f"\nreindex eval docs --versions v1,v2,v3 --gate {GATE!r}: exit {proc.returncode}\n{proc.stdout[-600:]}")
+    verdicts = proc.stdout[proc.stdout.find("gate for v2"):]
+    print(f"\nreindex eval docs --versions v1,v2,v3 --gate {GATE!r}: exit {proc.returncode}\n{verdicts}")
     assert proc.returncode == EXIT_GATE_REFUSED == 6, proc.stderr  # v3 fails, so the run fails
     assert "gate for v2: passed" in proc.stdout and "gate for v3: refused" in proc.stdout
 

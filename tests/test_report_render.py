@@ -1,7 +1,7 @@
 """The HTML report, drawn by a real browser: headless Chromium takes a screenshot and the test reads its pixels.
 
 No model is needed: the evaluation runs on synthetic searchers. The PNG is
-decoded with zlib and struct (no Pillow), enough to check that the page is not
+decoded with zlib, struct and numpy (no Pillow), enough to check that the page is not
 blank and that the inline SVG charts were painted in their colours.
 """
 
@@ -12,7 +12,6 @@ import shutil
 import struct
 import subprocess
 import zlib
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,8 @@ from reindexer.evaluation import Gate, evaluate
 from reindexer.evaluation.report import to_html
 from reindexer.evaluation.svg import BETTER, NEUTRAL, WORSE
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium; REINDEX_TEST_CHROMIUM names another Chromium or Chrome binary
+CHROMIUM = os.environ.get("REINDEX_TEST_CHROMIUM", "/usr/bin/chromium")
 WIDTH, HEIGHT = 1200, 1600
 GATE = "ndcg@10 >= 0 and not significantly worse at p < 0.05"
 CHROMIUM_FLAGS = (
@@ -139,7 +139,8 @@ def solid_rows(pixels: np.ndarray, colour: str, min_run: int = 8, tol: int = 6) 
 @pytest.fixture(scope="module")
 def chromium() -> str:
     if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium to run this test")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium to run this test "
+                    "(or set REINDEX_TEST_CHROMIUM to a Chromium or Chrome binary)")
     return CHROMIUM
 
 
