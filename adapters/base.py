@@ -13,9 +13,12 @@ held by another process.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from reindexer.errors import UsageError
 
 # Payload keys the tool adds to every point it writes. They sit beside the
 # application's own payload, which is copied untouched.
@@ -25,6 +28,13 @@ RESERVED_PAYLOAD_KEYS = frozenset({DOC_ID_KEY, MODEL_KEY})
 
 METRICS = ("cosine", "dot", "euclid")
 PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "text")
+
+# Collection metadata keys where adapters keep what some backends cannot show themselves
+# (Qdrant local ignores payload indexes; index settings read back differently per backend).
+META_PAYLOAD_INDEXES = "reindex.payload_indexes"
+META_INDEX_PARAMS = "reindex.index_params"
+INTERNAL_META_KEYS = frozenset({META_PAYLOAD_INDEXES, META_INDEX_PARAMS})
+INDEX_PARAM_KEYS = frozenset({"hnsw_m", "hnsw_ef_construct", "quantization", "shards"})
 
 
 @dataclass(frozen=True)
@@ -183,3 +193,56 @@ class VectorStore(abc.ABC):
         if target is not None:
             return target
         return name if self.collection_exists(name) else None
+
+
+# -- checks and metadata encoding shared by every adapter ------------------------
+def validate_spec(spec: CollectionSpec) -> None:
+    """Checks shared by both adapters: metadata strings, index types, index settings."""
+    check_metadata(spec.metadata)
+    for field_name, kind in spec.payload_indexes.items():
+        if kind not in PAYLOAD_INDEX_TYPES:
+            raise UsageError(
+                f"payload index {field_name!r}: type must be one of {PAYLOAD_INDEX_TYPES}, not {kind!r}"
+            )
+    unknown = set(spec.index_params) - INDEX_PARAM_KEYS
+    if unknown:
+        raise UsageError(
+            f"unknown index settings: {', '.join(sorted(unknown))}",
+            hint=f"use {', '.join(sorted(INDEX_PARAM_KEYS))}",
+        )
+    quant = spec.index_params.get("quantization", "none")
+    if quant not in ("none", "scalar"):
+        raise UsageError(f"quantization must be 'none' or 'scalar', not {quant!r}")
+    for key in ("hnsw_m", "hnsw_ef_construct", "shards"):
+        if key in spec.index_params:
+            value = spec.index_params[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise UsageError(f"{key} must be a positive integer, not {value!r}")
+
+
+def check_metadata(metadata: dict[str, str]) -> None:
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise UsageError(f"collection metadata must map strings to strings: {key!r}: {value!r}")
+
+
+def meta_str(value: Any) -> str:
+    """Metadata values are strings on every backend; anything else is stored as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def split_metadata(raw: dict[str, Any] | None) -> tuple[dict[str, str], dict | None, dict | None]:
+    """(user metadata, payload index spec or None, index params or None)."""
+    metadata = {str(k): meta_str(v) for k, v in (raw or {}).items()}
+    indexes = params = None
+    if META_PAYLOAD_INDEXES in metadata:
+        try:
+            indexes = json.loads(metadata[META_PAYLOAD_INDEXES])
+        except ValueError:
+            indexes = None
+    if META_INDEX_PARAMS in metadata:
+        try:
+            params = json.loads(metadata[META_INDEX_PARAMS])
+        except ValueError:
+            params = None
+    return {k: v for k, v in metadata.items() if k not in INTERNAL_META_KEYS}, indexes, params

@@ -55,16 +55,14 @@ from typing import Any, TypeVar
 
 from reindexer.adapters.base import (
     DOC_ID_KEY,
+    META_INDEX_PARAMS,
+    META_PAYLOAD_INDEXES,
     Capabilities,
     CollectionInfo,
     CollectionSpec,
     Hit,
     Point,
     VectorStore,
-)
-from reindexer.adapters.qdrant import (
-    META_INDEX_PARAMS,
-    META_PAYLOAD_INDEXES,
     check_metadata,
     split_metadata,
     validate_spec,

@@ -37,13 +37,19 @@ from typing import Any, TypeVar
 
 from reindexer.adapters.base import (
     DOC_ID_KEY,
-    PAYLOAD_INDEX_TYPES,
+    INDEX_PARAM_KEYS,
+    META_INDEX_PARAMS,
+    META_PAYLOAD_INDEXES,
     Capabilities,
     CollectionInfo,
     CollectionSpec,
     Hit,
     Point,
     VectorStore,
+    check_metadata,
+    meta_str,
+    split_metadata,
+    validate_spec,
 )
 from reindexer.errors import (
     BackendError,
@@ -61,11 +67,6 @@ log = logging.getLogger(__name__)
 
 #: Fixed namespace for uuid5 point ids; changing it would orphan every point.
 DOC_ID_NAMESPACE = uuid.UUID("5b0f3d9e-8c1a-5f7e-9a43-7d2c1e6b4a10")
-
-META_PAYLOAD_INDEXES = "reindex.payload_indexes"
-META_INDEX_PARAMS = "reindex.index_params"
-INTERNAL_META_KEYS = frozenset({META_PAYLOAD_INDEXES, META_INDEX_PARAMS})
-INDEX_PARAM_KEYS = frozenset({"hnsw_m", "hnsw_ef_construct", "quantization", "shards"})
 
 _UINT64_MAX = 2**64 - 1
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -87,57 +88,6 @@ def point_id_for(doc_id: str) -> int | str:
         if str(parsed) == doc_id:
             return doc_id
     return str(uuid.uuid5(DOC_ID_NAMESPACE, doc_id))
-
-
-def validate_spec(spec: CollectionSpec) -> None:
-    """Checks shared by both adapters: metadata strings, index types, index settings."""
-    check_metadata(spec.metadata)
-    for field_name, kind in spec.payload_indexes.items():
-        if kind not in PAYLOAD_INDEX_TYPES:
-            raise UsageError(
-                f"payload index {field_name!r}: type must be one of {PAYLOAD_INDEX_TYPES}, not {kind!r}"
-            )
-    unknown = set(spec.index_params) - INDEX_PARAM_KEYS
-    if unknown:
-        raise UsageError(
-            f"unknown index settings: {', '.join(sorted(unknown))}",
-            hint=f"use {', '.join(sorted(INDEX_PARAM_KEYS))}",
-        )
-    quant = spec.index_params.get("quantization", "none")
-    if quant not in ("none", "scalar"):
-        raise UsageError(f"quantization must be 'none' or 'scalar', not {quant!r}")
-    for key in ("hnsw_m", "hnsw_ef_construct", "shards"):
-        if key in spec.index_params:
-            value = spec.index_params[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise UsageError(f"{key} must be a positive integer, not {value!r}")
-
-
-def check_metadata(metadata: dict[str, str]) -> None:
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise UsageError(f"collection metadata must map strings to strings: {key!r}: {value!r}")
-
-
-def _meta_str(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def split_metadata(raw: dict[str, Any] | None) -> tuple[dict[str, str], dict | None, dict | None]:
-    """(user metadata, payload index spec or None, index params or None)."""
-    metadata = {str(k): _meta_str(v) for k, v in (raw or {}).items()}
-    indexes = params = None
-    if META_PAYLOAD_INDEXES in metadata:
-        try:
-            indexes = json.loads(metadata[META_PAYLOAD_INDEXES])
-        except ValueError:
-            indexes = None
-    if META_INDEX_PARAMS in metadata:
-        try:
-            params = json.loads(metadata[META_INDEX_PARAMS])
-        except ValueError:
-            params = None
-    return {k: v for k, v in metadata.items() if k not in INTERNAL_META_KEYS}, indexes, params
 
 
 class QdrantStore(VectorStore):
@@ -409,7 +359,7 @@ class QdrantStore(VectorStore):
         if target is None:
             raise NotFoundError(f"no collection or alias {name!r} on {self.location}")
         info = self._call(lambda: self._client.get_collection(target), f"describe {target!r}")
-        merged = {str(k): _meta_str(v) for k, v in (info.config.metadata or {}).items()}
+        merged = {str(k): meta_str(v) for k, v in (info.config.metadata or {}).items()}
         merged.update(metadata)
         self._call(
             lambda: self._client.update_collection(target, metadata=merged),
