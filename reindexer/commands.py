@@ -140,12 +140,14 @@ def apply(
             f"the gate {gate_text!r} needs judged queries to compare v{plan.from_version['version']} with the shadow",
             hint="pass --queries FILE --qrels FILE (BEIR layout), or drop the gate",
         )
-    if cutover and ws.store.collection_exists(plan.collection):
-        raise ConflictError(  # found now, not after hours of building
-            f"{plan.collection!r} is a physical collection, so no alias can take its name",
-            hint=f"`reindex migrate {plan.collection}` moves it behind an alias first, or apply with --no-cutover",
-        )
+    # The lease comes before the store is touched: a second operator learns who holds the
+    # collection, not merely that an embedded store is open elsewhere.
     with ws.lease(plan.collection) as lease:
+        if cutover and ws.store.collection_exists(plan.collection):
+            raise ConflictError(  # found now, not after hours of building
+                f"{plan.collection!r} is a physical collection, so no alias can take its name",
+                hint=f"`reindex migrate {plan.collection}` moves it behind an alias first, or apply with --no-cutover",
+            )
         version = _version_for_plan(ws, plan)
         if version is not None and version.status not in ("building", "built"):
             result.version, result.physical = version.version, version.physical_name

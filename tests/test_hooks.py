@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 import reindexer
+import reindexer.hooks
 from reindexer import commands
 from reindexer.config import Config
 from reindexer.demo_corpus import DEMO_FINETUNE, write_demo_files
@@ -54,14 +55,14 @@ def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minil
     from sentence_transformers.training_args import BatchSamplers
 
     url, received = webhook
-    monkeypatch.setenv("REINDEX_WEBHOOK_URL", url)
-    monkeypatch.setenv("REINDEX_WEBHOOK_TOKEN", "hook-secret")
     files = write_demo_files(demo_corpus, tmp_path / "data")
     store, state = f"milvus+lite:{tmp_path}/vectors.db", f"sqlite:///{tmp_path}/state.db"
     config = Config(base_dir=tmp_path, store_url=store, state_url=state)
     with Workspace(config) as ws:
         commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path),
                                          source=SourceSpec(kind="jsonl", location=str(files["corpus"]))))
+    monkeypatch.setenv("REINDEX_WEBHOOK_URL", url)
+    monkeypatch.setenv("REINDEX_WEBHOOK_TOKEN", "hook-secret")
 
     model = SentenceTransformer(str(minilm_path), device="cpu")
     pairs = Dataset.from_dict({"anchor": [q for q, _ in demo_corpus.train_pairs],
@@ -93,6 +94,7 @@ def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minil
         assert [e["action"] for e in commands.history(ws, "docs")["events"]][:2] == ["cutover", "gate"]
     assert [e["event"] for e in received] == ["cutover"]
     assert received[0]["to"] == "docs__v2" and received[0]["auth"] == "Bearer hook-secret"
+    assert received[0]["gate"]["passed"] is True
 
 
 def test_deploy_reports_a_refusal_instead_of_raising(tmp_path, minilm_path, demo_corpus):
