@@ -152,6 +152,14 @@ def _points(docs: list[Document], vectors: np.ndarray, model_short: str) -> list
 
 
 def start_run(ws: Workspace, version: IndexVersion, kind: str, plan_id: str | None = None) -> Run:
+    """A new run; earlier runs of the version still marked running were killed (we hold the lease)."""
+    from sqlmodel import select
+
+    with ws.state.session() as s:
+        for stale in s.exec(select(Run).where(Run.index_version_id == version.id, Run.status == "running")).all():
+            stale.status, stale.error = "interrupted", "the process ended without finishing (killed or crashed)"
+            s.add(stale)
+        s.commit()
     return ws.state.save(Run(index_version_id=version.id, kind=kind, plan_id=plan_id))
 
 

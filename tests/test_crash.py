@@ -46,6 +46,7 @@ from reindexer import commands
 from reindexer.adapters.base import MODEL_KEY
 from reindexer.config import Config
 from reindexer.embedding import ModelSettings
+from reindexer.errors import NotFoundError, VerificationError
 from reindexer.planner import load_plan_file
 from reindexer.sources.spec import SourceSpec
 from reindexer.sync import sync
@@ -265,7 +266,7 @@ def completed(outcome: Outcome) -> dict[str, Any]:
 
 def was_killed(outcome: Outcome) -> Outcome:
     assert outcome.killed and outcome.returncode == -signal.SIGKILL, (
-        "the watched point never came before the process ended:\n" + outcome.describe()
+        "the process ended before the watched point came:\n" + outcome.describe()
     )
     return outcome
 
@@ -385,65 +386,58 @@ def assert_same(actual: Snapshot, expected: Snapshot, model_short: str) -> None:
 
 
 # -- apply ------------------------------------------------------------------------------------
-def test_apply_killed_at_several_points_then_rerun(world: World):
-    """Kill at (a) before any batch, (b) after 2 batches twice (once under --resume); finish with the same command."""
+def test_apply_killed_at_each_point_then_finished(world: World):
+    """One apply, killed at (a), (a'), (b) and (c), each time restarted by the other command; then finished.
+
+    The restarts alternate between re-running the same command and `apply --resume docs`;
+    each must go on from the checkpoint the killed process left, and the last one must
+    end where an uninterrupted run of the plan ends.
+    """
     world.restore()
-    plan_cmd = ("--json", "--yes", "apply", str(world.plan_file))
+    same = ("--json", "--yes", "apply", str(world.plan_file))
+    resume = ("--json", "--yes", "apply", "--resume", "docs")
 
-    a = was_killed(reindex(world, *plan_cmd, kill_when=shadow_building_before_any_batch(max_run_id(world))))
-    after_a = ledger_count(world, 2)
-    world.notes.append(f"apply killed at (a) {a.killed_at} after {a.seconds:.1f}s; ledger then {after_a}")
+    a = was_killed(reindex(world, *same, kill_when=shadow_building_before_any_batch(max_run_id(world))))
+    world.notes.append(f"apply killed at (a) {a.killed_at} after {a.seconds:.1f}s; ledger {ledger_count(world, 2)}")
 
-    b1 = was_killed(reindex(world, *plan_cmd, kill_when=shadow_batches_at_least(2, max_run_id(world))))
-    after_b1 = ledger_count(world, 2)
-    world.notes.append(f"re-run killed at (b) {b1.killed_at} after {b1.seconds:.1f}s; ledger then {after_b1}")
-    assert 2 * APPLY_BATCH <= after_b1 < N_DOCS
-
-    resume_cmd = ("--json", "--yes", "apply", "--resume", "docs")
-    b2 = was_killed(reindex(world, *resume_cmd, kill_when=shadow_batches_at_least(2, max_run_id(world))))
-    after_b2 = ledger_count(world, 2)
-    world.notes.append(f"--resume killed at (b) {b2.killed_at} after {b2.seconds:.1f}s; ledger then {after_b2}")
-    assert after_b1 + 2 * APPLY_BATCH <= after_b2 < N_DOCS, "the resumed run did not go on from the checkpoint"
-    with world.workspace() as ws:
-        assert ws.store.resolve("docs") == "docs__v1", "the alias moved before the build finished"
-
-    final = reindex(world, *plan_cmd)
-    result = completed(final)
-    world.notes.append(f"final re-run finished in {final.seconds:.1f}s: {result['stats']}")
-    assert result["cut_over"] and result["live"] == "docs__v2"
-    assert result["verification"]["ok"], result["verification"]
-    # only what the checkpoint lacked was embedded again
-    assert result["stats"]["embedded"] == N_DOCS - after_b2
-    assert_same(snapshot(world, "docs__v2"), world.applied, world.v2_model_short)
-
-
-def test_apply_killed_before_first_batch_then_before_cutover_then_resume(world: World):
-    """Kill at (a') the run started, no batch yet; at (c) the shadow built but not live; `apply --resume docs`."""
-    world.restore()
-    plan_cmd = ("--json", "--yes", "apply", str(world.plan_file))
-    a = was_killed(reindex(world, *plan_cmd, kill_when=shadow_run_started_no_batch(max_run_id(world))))
-    world.notes.append(f"apply killed at (a') {a.killed_at} after {a.seconds:.1f}s; "
-                       f"ledger then {ledger_count(world, 2)}")
+    a2 = was_killed(reindex(world, *resume, kill_when=shadow_run_started_no_batch(max_run_id(world))))
+    world.notes.append(f"--resume killed at (a') {a2.killed_at} after {a2.seconds:.1f}s; "
+                       f"ledger {ledger_count(world, 2)}")
     with world.workspace() as ws:
         assert ws.store.collection_exists("docs__v2") and ws.store.resolve("docs") == "docs__v1"
 
-    c = reindex(world, *plan_cmd, kill_when=shadow_built_not_cut_over)
-    if not c.killed:
-        completed(c)
-        world.notes.append(f"(c) went by too fast to catch: the re-run finished in {c.seconds:.1f}s")
-        pytest.skip("the window between build and cut-over went by before the watcher saw it")
-    world.notes.append(f"re-run killed at (c) {c.killed_at} after {c.seconds:.1f}s")
-    assert ledger_count(world, 2) == N_DOCS
+    b = was_killed(reindex(world, *same, kill_when=shadow_batches_at_least(3, max_run_id(world))))
+    after_b = ledger_count(world, 2)
+    world.notes.append(f"re-run killed at (b) {b.killed_at} after {b.seconds:.1f}s; ledger {after_b}")
+    assert 3 * APPLY_BATCH <= after_b < N_DOCS
     with world.workspace() as ws:
-        assert ws.store.resolve("docs") == "docs__v1"
+        assert ws.store.resolve("docs") == "docs__v1", "the alias moved before the build finished"
 
-    resumed = reindex(world, "--json", "--yes", "apply", "--resume", "docs")
-    result = completed(resumed)
-    world.notes.append(f"--resume after (c) finished in {resumed.seconds:.1f}s: {result['stats']}")
-    assert result["cut_over"] and result["live"] == "docs__v2"
-    if c.killed_at["status"] == "built":  # the killed run never verified it: the resumed one must
-        assert result["verification"] and result["verification"]["ok"], result
-    assert result["stats"].get("embedded", 0) == 0
+    before_c = max_run_id(world)
+    c = reindex(world, *resume, kill_when=shadow_built_not_cut_over)
+    with sqlite3.connect(f"file:{world.state_db}?mode=ro", uri=True) as db:
+        embedded_by_c = db.execute("SELECT COALESCE(SUM(embedded), 0) FROM reindex_run WHERE id > ?",
+                                   (before_c,)).fetchone()[0]
+    # the resumed run embedded only what the checkpoint lacked
+    assert embedded_by_c == N_DOCS - after_b, c.describe()
+    if c.killed:
+        world.notes.append(f"--resume killed at (c) {c.killed_at} after {c.seconds:.1f}s")
+        assert ledger_count(world, 2) == N_DOCS
+        with world.workspace() as ws:
+            assert ws.store.resolve("docs") == "docs__v1", "the alias moved before the cut-over"
+        final = reindex(world, *same)
+        result = completed(final)
+        world.notes.append(f"re-run after (c) finished in {final.seconds:.1f}s: {result['stats']}")
+        assert result["cut_over"] and result["live"] == "docs__v2"
+        if c.killed_at["status"] == "built":  # the killed run never verified the shadow: this one must
+            assert result["verification"] and result["verification"]["ok"], result
+        assert result["stats"].get("embedded", 0) == 0
+    else:  # the window between build and cut-over went by between two looks
+        result = completed(c)
+        world.notes.append(f"(c) went by too fast to catch; --resume finished in {c.seconds:.1f}s: {result['stats']}")
+        assert result["cut_over"] and result["verification"]["ok"]
+        again = completed(reindex(world, *same))
+        assert "already applied" in again["message"]
     assert_same(snapshot(world, "docs__v2"), world.applied, world.v2_model_short)
 
 
@@ -472,3 +466,58 @@ def test_sync_killed_midway_then_rerun(world: World):
         world.notes.append(f"the deleting phase went by too fast to catch; re-run finished: {result['versions']}")
     assert result["versions"]["v1"]["embedded"] < 21, "the re-run started over instead of resuming"
     assert_same(snapshot(world, "docs__v1"), world.synced, world.v1_model_short)
+
+
+# -- in process: a crash between the end of the build and the cut-over -------------------------
+@pytest.fixture
+def small_ws(embedded_store_url, tmp_path, minilm_path, small_corpus_file):
+    """v1 of 60 documents, live."""
+    config = Config(base_dir=tmp_path, store_url=embedded_store_url, state_url=f"sqlite:///{tmp_path}/state.db",
+                    batch_size=APPLY_BATCH)
+    with Workspace(config) as ws:
+        commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path),
+                                         source=SourceSpec(kind="jsonl", location=str(small_corpus_file))))
+        yield ws
+
+
+def _die(*args, **kwargs):
+    raise KeyboardInterrupt  # stands for SIGKILL at this line: nothing after it runs
+
+
+def _statuses(ws) -> list[str]:
+    return [v.status for v in ws.state.versions(ws.state.get_collection(ws.store_url, "docs").id)]
+
+
+def test_a_crash_between_build_and_cutover_resumes_through_verification(small_ws, minilm_path, monkeypatch):
+    """Dead right after 'built', then right before the alias swap: each resume verifies or finishes, never cuts over blind."""
+    from reindexer.sync import verify
+
+    ws = small_ws
+    plan = commands.plan(ws, "docs", model_path=str(minilm_path), settings=ModelSettings(truncate_dim=256))
+    with monkeypatch.context() as m:
+        m.setattr(commands, "verify_version", _die)
+        with pytest.raises(KeyboardInterrupt):
+            commands.apply(ws, plan)
+    assert _statuses(ws) == ["live", "built"]
+    assert commands.latest_unfinished_plan(ws, "docs").id == plan.id
+
+    # The shadow loses a point behind the ledger's back: the resumed apply must verify, see it and stop.
+    victim = sorted(p.doc_id for page in ws.store.scroll("docs__v2") for p in page)[0]
+    ws.store.delete("docs__v2", [victim])
+    with pytest.raises(VerificationError, match="in the ledger but not the store"):
+        commands.apply(ws, commands.latest_unfinished_plan(ws, "docs"))
+    assert ws.store.resolve("docs") == "docs__v1" and _statuses(ws) == ["live", "built"]
+    assert verify(ws, "docs", "v2", fix=True).fixed
+
+    # Repaired; this time the process dies between 'verified' and the alias swap.
+    with monkeypatch.context() as m:
+        m.setattr(commands, "swap_alias", _die)
+        with pytest.raises(KeyboardInterrupt):
+            commands.apply(ws, commands.latest_unfinished_plan(ws, "docs"))
+    assert _statuses(ws) == ["live", "verified"] and ws.store.resolve("docs") == "docs__v1"
+
+    resumed = commands.apply(ws, commands.latest_unfinished_plan(ws, "docs"))
+    assert resumed.cut_over and resumed.live == "docs__v2" and ws.store.resolve("docs") == "docs__v2"
+    assert ws.store.count("docs__v2") == 60 and _statuses(ws) == ["retired", "live"]
+    with pytest.raises(NotFoundError, match="no interrupted apply"):
+        commands.latest_unfinished_plan(ws, "docs")

@@ -111,3 +111,21 @@ def test_state_tables_and_schema_stamp_on_both_engines(state_url):
     assert state.schema_version == 1
     again = StateStore(state_url)
     assert again.store_id == state.store_id
+
+
+def test_a_lease_left_by_a_killed_process_is_taken_over(state_url):
+    state = StateStore(state_url)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    from reindexer.state.store import this_holder
+
+    ghost = this_holder().rsplit(" pid ", 1)[0] + f" pid {dead.pid} ns " + this_holder().rsplit(" ns ", 1)[1]
+    state.acquire_lease("docs", timedelta(minutes=10), holder=ghost)
+    assert state.acquire_lease("docs", timedelta(minutes=10)).holder == this_holder()
+    # a live holder, or one on another host, is never taken over
+    state2 = StateStore(state_url)
+    with pytest.raises(LeaseHeldError):
+        state2.acquire_lease("docs", timedelta(minutes=10))
+    state2.acquire_lease("other", timedelta(minutes=10), holder=f"root@elsewhere pid {dead.pid} ns 1")
+    with pytest.raises(LeaseHeldError):
+        state2.acquire_lease("other", timedelta(minutes=10))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterable, Iterator
@@ -39,6 +40,40 @@ def redact_db_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
+def this_holder() -> str:
+    """Who holds a lease: user, host, pid and pid namespace, so a dead holder can be recognised."""
+    user, host = actor()
+    return f"{user}@{host} pid {os.getpid()} ns {_pid_namespace()}"
+
+
+_HOLDER = re.compile(r"(?P<user>.*)@(?P<host>[^ ]*) pid (?P<pid>\d+) ns (?P<ns>\S+)")
+
+
+def holder_is_gone(holder: str) -> bool:
+    """True only when the holder was a process on this host, in this pid namespace, that no longer runs.
+
+    A killed apply leaves its lease behind; waiting out the TTL would block the
+    re-run that resumes it. Anything we cannot prove dead is treated as alive.
+    """
+    m = _HOLDER.fullmatch(holder)
+    if m is None or m["host"] != socket.gethostname() or m["ns"] != _pid_namespace() or m["ns"] == "-":
+        return False
+    try:
+        os.kill(int(m["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def actor() -> tuple[str, str]:
@@ -321,13 +356,12 @@ class StateStore:
     # -- leases ------------------------------------------------------------
     def acquire_lease(self, resource: str, ttl: timedelta, holder: str | None = None) -> Lease:
         """Take the lease on ``resource`` or raise ``LeaseHeldError``; expired leases are taken over."""
-        user, host = actor()
-        holder = holder or f"{user}@{host} pid {os.getpid()}"
+        holder = holder or this_holder()
         now = utcnow()
         token = uuid.uuid4().hex
         with self.session() as s:
             current = s.get(Lease, resource, with_for_update=True)
-            if current is not None and aware(current.expires_at) > now:
+            if current is not None and aware(current.expires_at) > now and not holder_is_gone(current.holder):
                 raise LeaseHeldError(
                     f"{resource} is locked by {current.holder} since {current.acquired_at:%Y-%m-%d %H:%M:%S} UTC",
                     hint="wait for it to finish (or pass --wait); a stale lease expires at "
