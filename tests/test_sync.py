@@ -22,8 +22,10 @@ TRUNC = ModelSettings(truncate_dim=256)
 
 
 @pytest.fixture
-def ws(embedded_store_url, tmp_path):
-    config = Config(base_dir=tmp_path, store_url=embedded_store_url, state_url=f"sqlite:///{tmp_path}/state.db",
+def ws(tmp_path):
+    # Sync is backend-agnostic above the adapter interface, which the contract suite proves on
+    # every backend; one embedded store keeps this file quick.
+    config = Config(base_dir=tmp_path, store_url=f"qdrant+local:{tmp_path}/q", state_url=f"sqlite:///{tmp_path}/state.db",
                     batch_size=16)
     with Workspace(config) as workspace:
         yield workspace
