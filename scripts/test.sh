@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-PYTEST=(.venv/bin/python -m pytest "$@")
+PYTEST=(.venv/bin/python -m pytest --durations=25 "$@")
 if unshare -n true 2>/dev/null; then
   unshare -n sh -c 'ip link set lo up 2>/dev/null || true; exec "$@"' sh "${PYTEST[@]}"
   rc=$?

@@ -14,10 +14,11 @@ from reindexer.cli import cli
 
 
 @pytest.fixture
-def env(tmp_path, embedded_store_url, monkeypatch):
+def env(tmp_path, monkeypatch):
+    # The CLI is a thin layer over the library, whose flow tests run on every embedded backend.
     monkeypatch.chdir(tmp_path)
     values = {
-        "REINDEX_STORE": embedded_store_url,
+        "REINDEX_STORE": f"qdrant+local:{tmp_path}/q",
         "REINDEX_STATE": f"sqlite:///{tmp_path}/state.db",
         "REINDEX_BATCH_SIZE": "32",
         "REINDEX_PROGRESS": "0",

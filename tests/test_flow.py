@@ -174,39 +174,49 @@ def test_adopt_refuses_a_wrong_or_mixed_model(ws, minilm_path, demo_corpus):
 
 
 # -- bad input: one clear error, a documented exit code, nothing changed --------
+# These checks sit above the adapter interface, so one embedded backend is enough; the
+# flows above run on both.
+@pytest.fixture
+def local_ws(tmp_path):
+    config = Config(base_dir=tmp_path, store_url=f"qdrant+local:{tmp_path}/q", state_url=f"sqlite:///{tmp_path}/state.db",
+                    batch_size=32)
+    with Workspace(config) as workspace:
+        yield workspace
+
+
 def _snapshot(ws):
     return sorted(ws.store.list_collections()), dict(ws.store.list_aliases()), len(ws.state.list_models())
 
 
-def test_unknown_collection(ws, minilm_path):
+def test_unknown_collection(local_ws, minilm_path):
     with pytest.raises(NotFoundError, match="unknown collection 'nope'") as exc:
-        commands.plan(ws, "nope", model_path=str(minilm_path))
+        commands.plan(local_ws, "nope", model_path=str(minilm_path))
     assert exc.value.exit_code == 3
 
 
-def test_not_a_model(ws, small_corpus_file, tmp_path):
+def test_not_a_model(local_ws, small_corpus_file, tmp_path):
     (tmp_path / "notamodel").mkdir()
     with pytest.raises(UsageError, match="not a sentence-transformers model"):
-        commands.plan(ws, "docs", model_path=str(tmp_path / "notamodel"),
+        commands.plan(local_ws, "docs", model_path=str(tmp_path / "notamodel"),
                       source=SourceSpec(kind="jsonl", location=str(small_corpus_file)))
-    assert _snapshot(ws) == ([], {}, 0)
+    assert _snapshot(local_ws) == ([], {}, 0)
 
 
-def test_text_missing_on_some_points(ws, minilm_path, small_corpus_file):
-    _build_v1(ws, minilm_path, small_corpus_file)
-    ws.store.upsert("docs__v1", [Point("no-text", [0.1] * 384, {"title": "orphan"})])
-    before = _snapshot(ws)
+def test_text_missing_on_some_points(local_ws, minilm_path, small_corpus_file):
+    _build_v1(local_ws, minilm_path, small_corpus_file)
+    local_ws.store.upsert("docs__v1", [Point("no-text", [0.1] * 384, {"title": "orphan"})])
+    before = _snapshot(local_ws)
     with pytest.raises(UsageError, match="no text") as exc:
-        commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
+        commands.plan(local_ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
     assert exc.value.exit_code == 2 and "--text-field" in (exc.value.hint or "")
-    assert _snapshot(ws)[:2] == before[:2]
+    assert _snapshot(local_ws)[:2] == before[:2]
 
 
-def test_empty_corpus(ws, minilm_path, tmp_path):
+def test_empty_corpus(local_ws, minilm_path, tmp_path):
     empty = write_jsonl(tmp_path / "empty.jsonl", [])
     with pytest.raises(UsageError, match="no documents"):
-        commands.plan(ws, "docs", model_path=str(minilm_path), source=SourceSpec(kind="jsonl", location=str(empty)))
-    assert _snapshot(ws)[:2] == ([], {})
+        commands.plan(local_ws, "docs", model_path=str(minilm_path), source=SourceSpec(kind="jsonl", location=str(empty)))
+    assert _snapshot(local_ws)[:2] == ([], {})
 
 
 def test_malformed_plan_files(tmp_path):
@@ -222,13 +232,13 @@ def test_malformed_plan_files(tmp_path):
         load_plan_file(bad)
 
 
-def test_plan_from_another_state_store(ws, minilm_path, small_corpus_file, tmp_path):
-    p = commands.plan(ws, "docs", model_path=str(minilm_path),
+def test_plan_from_another_state_store(local_ws, minilm_path, small_corpus_file, tmp_path):
+    p = commands.plan(local_ws, "docs", model_path=str(minilm_path),
                       source=SourceSpec(kind="jsonl", location=str(small_corpus_file)))
-    other = Workspace(Config(base_dir=tmp_path, store_url=ws.config.store_url,
+    other = Workspace(Config(base_dir=tmp_path, store_url=local_ws.config.store_url,
                              state_url=f"sqlite:///{tmp_path}/other.db"), state=None)
-    ws.store.close()
-    ws._store = None
+    local_ws.store.close()
+    local_ws._store = None
     try:
         with pytest.raises(UsageError, match="another state store"):
             commands.apply(other, p)
@@ -237,28 +247,28 @@ def test_plan_from_another_state_store(ws, minilm_path, small_corpus_file, tmp_p
         other.close()
 
 
-def test_edited_plan_is_refused(ws, minilm_path, small_corpus_file):
-    p = commands.plan(ws, "docs", model_path=str(minilm_path),
+def test_edited_plan_is_refused(local_ws, minilm_path, small_corpus_file):
+    p = commands.plan(local_ws, "docs", model_path=str(minilm_path),
                       source=SourceSpec(kind="jsonl", location=str(small_corpus_file)))
     edited = Plan(**{**p.__dict__, "counts": {**p.counts, "to_embed": 1}})
     with pytest.raises(UsageError, match="edited"):
-        commands.apply(ws, edited)
+        commands.apply(local_ws, edited)
 
 
-def test_drifted_plan_is_refused(ws, minilm_path, small_corpus_file):
-    _build_v1(ws, minilm_path, small_corpus_file)
-    stale = commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
-    commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), settings=ModelSettings(truncate_dim=128)))
-    before = _snapshot(ws)
+def test_drifted_plan_is_refused(local_ws, minilm_path, small_corpus_file):
+    _build_v1(local_ws, minilm_path, small_corpus_file)
+    stale = commands.plan(local_ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
+    commands.apply(local_ws, commands.plan(local_ws, "docs", model_path=str(minilm_path), settings=ModelSettings(truncate_dim=128)))
+    before = _snapshot(local_ws)
     with pytest.raises(DriftError, match="live_physical") as exc:
-        commands.apply(ws, stale)
+        commands.apply(local_ws, stale)
     assert exc.value.exit_code == 4
-    assert _snapshot(ws) == before
+    assert _snapshot(local_ws) == before
 
 
-def test_cutover_to_a_version_that_is_not_built(ws, minilm_path, small_corpus_file, monkeypatch):
-    _build_v1(ws, minilm_path, small_corpus_file)
-    p2 = commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
+def test_cutover_to_a_version_that_is_not_built(local_ws, minilm_path, small_corpus_file, monkeypatch):
+    _build_v1(local_ws, minilm_path, small_corpus_file)
+    p2 = commands.plan(local_ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
     import reindexer.commands as cmd
 
     def crash(*args, **kwargs):
@@ -266,25 +276,25 @@ def test_cutover_to_a_version_that_is_not_built(ws, minilm_path, small_corpus_fi
 
     monkeypatch.setattr(cmd, "sync_into", crash)
     with pytest.raises(KeyboardInterrupt):
-        commands.apply(ws, p2)
+        commands.apply(local_ws, p2)
     monkeypatch.undo()
     with pytest.raises(ConflictError, match="not built") as exc:
-        commands.cutover(ws, "docs", to="v2")
+        commands.cutover(local_ws, "docs", to="v2")
     assert exc.value.exit_code == 4
-    assert ws.store.resolve("docs") == "docs__v1"
+    assert local_ws.store.resolve("docs") == "docs__v1"
     with pytest.raises(NotFoundError):
-        commands.cutover(ws, "docs", to="v9")
+        commands.cutover(local_ws, "docs", to="v9")
     # the interrupted apply resumes and finishes
-    resumed = commands.apply(ws, commands.latest_unfinished_plan(ws, "docs"))
+    resumed = commands.apply(local_ws, commands.latest_unfinished_plan(local_ws, "docs"))
     assert resumed.live == "docs__v2"
 
 
-def test_rollback_without_a_previous_version(ws, minilm_path, small_corpus_file):
-    _build_v1(ws, minilm_path, small_corpus_file)
+def test_rollback_without_a_previous_version(local_ws, minilm_path, small_corpus_file):
+    _build_v1(local_ws, minilm_path, small_corpus_file)
     with pytest.raises(NotFoundError, match="no previous version") as exc:
-        commands.rollback(ws, "docs")
+        commands.rollback(local_ws, "docs")
     assert exc.value.exit_code == 3
-    assert ws.store.resolve("docs") == "docs__v1"
+    assert local_ws.store.resolve("docs") == "docs__v1"
 
 
 def test_migrate_moves_an_adopted_collection_behind_an_alias(ws, minilm_path, demo_corpus):
