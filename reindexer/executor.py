@@ -191,7 +191,14 @@ def sync_into(
     which keeps a GPU busy while the database ingests.
     """
     state, store = ws.state, ws.store
-    embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+    # The model loads on the first batch that needs it: a scheduled no-op sync never pays for it.
+    embedder_cache: list[Embedder] = [embedder] if embedder is not None else []
+
+    def encoder() -> Embedder:
+        if not embedder_cache:
+            embedder_cache.append(embedder_for(model, device=ws.config.device, batch_size=ws.batch_size))
+        return embedder_cache[0]
+
     ledger = state.ledger(version.id)
     stats = SyncStats()
     seen: set[str] = set()
@@ -221,7 +228,7 @@ def sync_into(
             if not pending:
                 return
             docs, pending = pending, []
-            vectors = embedder.embed_documents([d.text for d in docs])
+            vectors = encoder().embed_documents([d.text for d in docs])
             if in_flight is not None:
                 in_flight.result()
             in_flight = writer.submit(write, docs, vectors)
