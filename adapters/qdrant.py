@@ -37,7 +37,6 @@ from typing import Any, TypeVar
 
 from reindexer.adapters.base import (
     DOC_ID_KEY,
-    INDEX_PARAM_KEYS,
     META_INDEX_PARAMS,
     META_PAYLOAD_INDEXES,
     Capabilities,

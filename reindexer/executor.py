@@ -13,7 +13,7 @@ import logging
 import random
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -388,5 +388,3 @@ def swap_alias(
         fields["previous_id"] = current.id
     return ws.state.set_status(target, "live", **fields)
 
-
-ConfirmFn = Callable[[str], bool]
