@@ -316,6 +316,10 @@ class MilvusStore(VectorStore):
     def _schema(self, name: str, refresh: bool = False) -> _Schema:
         if not refresh and name in self._schemas:
             return self._schemas[name]
+        return self._describe_raw(name)[0]
+
+    def _describe_raw(self, name: str) -> tuple[_Schema, dict[str, Any]]:
+        """Fetch a collection's description, refresh the cached schema, return both."""
         if not valid_name(name):
             raise NotFoundError(f"no collection or alias {name!r} on {self.location}")
         desc = self._call(
@@ -323,7 +327,7 @@ class MilvusStore(VectorStore):
         )
         schema = self._parse_schema(name, desc)
         self._schemas[name] = schema
-        return schema
+        return schema, desc
 
     def _parse_schema(self, name: str, desc: dict[str, Any]) -> _Schema:
         from pymilvus import DataType
@@ -587,13 +591,7 @@ class MilvusStore(VectorStore):
         )
 
     def describe(self, name: str) -> CollectionInfo:
-        if not valid_name(name):
-            raise NotFoundError(f"no collection or alias {name!r} on {self.location}")
-        desc = self._call(
-            lambda: self._client.describe_collection(name, timeout=self._timeout), f"describe {name!r}"
-        )
-        s = self._parse_schema(name, desc)
-        self._schemas[name] = s
+        s, desc = self._describe_raw(name)
         metadata, indexes, index_params = split_metadata(desc.get("properties") or {})
         if indexes is None:
             indexes = self._scalar_indexes(s, desc)

@@ -98,6 +98,16 @@ def _model_files(root: Path) -> list[Path]:
     return files
 
 
+def files_signature(path: str | os.PathLike) -> tuple:
+    """Names, sizes and modification times of the fingerprinted files: cheap to compare, no hashing."""
+    root = Path(path)
+    out = []
+    for f in _model_files(root):
+        st = f.stat()
+        out.append((f.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def fingerprint(path: str | os.PathLike, settings: ModelSettings | None = None) -> str:
     """sha256 over the model's files (names and bytes) and its vector-changing settings."""
     root = check_model_folder(path)
