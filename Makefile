@@ -1,4 +1,4 @@
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-query clean
 
 setup:
 	@bash scripts/setup.sh
@@ -12,6 +12,9 @@ test: setup
 bench: setup
 	.venv/bin/python -m pip install -q -e ".[bench]"
 	HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run.py
+
+bench-query: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/query.py
 
 clean:
 	rm -rf .venv .reindex build *.egg-info
