@@ -248,3 +248,29 @@ def test_importing_reindexer_imports_no_framework():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_readme_examples_run_as_written(monkeypatch):
+    """The README's framework snippets, run against a stand-in Searcher (no store behind the URLs)."""
+    import re
+    from pathlib import Path
+
+    import reindexer.searcher
+
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = text.split("### LangChain and LlamaIndex", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    made = []
+
+    def fake(collection, store=None, state=None, **options):
+        made.append((collection, store))
+        return FakeSearcher([_hit(f"d{i}", LC_PAYLOAD, 0.9 - i / 10) for i in range(5)],
+                            Info(text_field="page_content"))
+
+    monkeypatch.setattr(reindexer.searcher, "Searcher", fake)
+    for block in blocks:
+        scope: dict = {}
+        exec(compile(block, "README.md", "exec"), scope)
+    assert [c for c, _ in made] == ["docs"] * 3
+    assert len(scope["nodes"]) == 5 and scope["nodes"][0].node.metadata["reindex"]["version"] == "docs__v2"
