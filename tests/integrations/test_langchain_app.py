@@ -108,6 +108,16 @@ def test_langchain_app_changes_one_line(tmp_path, minilm_path, minilm_embeddings
         assert [d.id for d in by_filter] == [after[0][1][0].id]
     finally:
         store.close()
+    # ... or over the QdrantClient the application already holds (an embedded folder has one owner).
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(path=str(folder))
+    try:
+        with ReindexerVectorStore("docs", store=client) as store:
+            assert _answers(store.similarity_search_with_score(queries[0], k=K)) == _answers(before[0])
+        assert client.collection_exists("docs__v2")  # the application's client is still open
+    finally:
+        client.close()
 
     # 4. A model change with a change of dimension, cut over and rolled back under the running
     #    application (one process: an embedded store has one owner, so they share the Workspace).
