@@ -104,8 +104,9 @@ def test_langchain_app_changes_one_line(tmp_path, minilm_path, minilm_embeddings
         assert [d.id for d in as_retriever] == [d.id for d, _ in after[0]]
         plain = ReindexerRetriever(searcher=store.searcher, k=K).invoke(queries[0])
         assert [d.id for d in plain] == [d.id for d, _ in after[0]]
-        by_filter = store.similarity_search(queries[0], k=K, filter={"metadata.article": after[0][1][0].metadata["article"]})
-        assert [d.id for d in by_filter] == [after[0][1][0].id]
+        second = after[0][1][0]
+        by_filter = store.similarity_search(queries[0], k=K, filter={"metadata.article": second.metadata["article"]})
+        assert [d.id for d in by_filter] == [second.id]
     finally:
         store.close()
     # ... or over the QdrantClient the application already holds (an embedded folder has one owner).
