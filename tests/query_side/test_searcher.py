@@ -209,3 +209,29 @@ def test_server_answers_follow_swaps_with_no_failure_and_no_mixing(server_two_ve
         report = swap_under_load(ws, "qs_docs", ask, hit_tags, tags, _queries(demo_corpus))
         assert report.failures == [] and report.mixed == []
         assert report.versions_seen == {"qs_docs__v1", "qs_docs__v2"}
+
+
+def test_verify_finds_and_fix_restores_the_query_side_metadata(two_versions):
+    from reindexer import sync
+
+    ws, _ = two_versions
+    live_is(ws, "docs", "docs__v1")
+    good = ws.store.describe("docs__v1").metadata["reindex.model_settings"]
+    ws.store.set_metadata("docs__v1", {"reindex.model_settings": json.dumps({"truncate_dim": 32})})
+    report = sync.verify(ws, "docs")
+    assert not report.ok and any("reindex.model_settings" in p for p in report.before["problems"])
+    fixed = sync.verify(ws, "docs", fix=True)
+    assert fixed.ok and ws.store.describe("docs__v1").metadata["reindex.model_settings"] == good
+
+
+def test_versions_tagged_before_settings_were_recorded_fall_back_to_the_state(two_versions):
+    from reindexer.encoders import EncoderSpec
+
+    ws, _ = two_versions
+    meta = dict(ws.store.describe("docs__v2").metadata)
+    for key in ("reindex.model_settings", "reindex.model_name"):
+        meta.pop(key)
+    spec = EncoderSpec.from_metadata("docs__v2", meta, 128, "cosine", ws.state)
+    assert spec.settings.truncate_dim == 128
+    with pytest.raises(NotFoundError, match="without its settings"):
+        EncoderSpec.from_metadata("docs__v2", meta, 128, "cosine", None)
