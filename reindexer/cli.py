@@ -106,7 +106,49 @@ def run_command(fn: Callable) -> Callable:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _late_global(name: str) -> Callable:
+    """The callback of a global option given after the verb: it sets what the group option would."""
+
+    def callback(click_ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        obj = click_ctx.find_object(Ctx)
+        if obj is None or value in (None, False, 0):
+            return
+        if name == "verbose":
+            logging.getLogger().setLevel(logging.WARNING - 10 * min(value, 2))
+        elif name == "json":
+            obj.as_json = True
+        elif name == "yes":
+            obj.yes = True
+        else:
+            setattr(obj, f"{name}_opt", value)
+
+    return callback
+
+
+def _late_globals() -> list[click.Option]:
+    return [
+        click.Option(["--store"], hidden=True, expose_value=False, callback=_late_global("store")),
+        click.Option(["--state"], hidden=True, expose_value=False, callback=_late_global("state")),
+        click.Option(["--json"], is_flag=True, hidden=True, expose_value=False, callback=_late_global("json")),
+        click.Option(["-y", "--yes"], is_flag=True, hidden=True, expose_value=False, callback=_late_global("yes")),
+        click.Option(["-v", "--verbose"], count=True, hidden=True, expose_value=False,
+                     callback=_late_global("verbose")),
+    ]
+
+
+class ReindexGroup(click.Group):
+    """A group whose commands also accept the global options after the verb (`reindex status --json`)."""
+
+    group_class = type  # subgroups (`model`, `config`) are ReindexGroups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not isinstance(cmd, click.Group):
+            taken = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+            cmd.params.extend(o for o in _late_globals() if not taken.intersection(o.opts))
+        super().add_command(cmd, name)
+
+
+@click.group(cls=ReindexGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", envvar="REINDEX_STORE", help="Vector store URL (default qdrant+local:.reindex/qdrant).")
 @click.option("--state", envvar="REINDEX_STATE", help="State store SQLAlchemy URL (default sqlite:///.reindex/state.db).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
@@ -115,7 +157,10 @@ def run_command(fn: Callable) -> Callable:
 @click.version_option(package_name="reindexer")
 @click.pass_context
 def cli(click_ctx: click.Context, store: str | None, state: str | None, as_json: bool, yes: bool, verbose: int) -> None:
-    """Ship a new embedding model to live Qdrant and Milvus collections with no downtime."""
+    """Ship a new embedding model to live Qdrant and Milvus collections with no downtime.
+
+    The options above are accepted after the verb too: `reindex status --json`.
+    """
     logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     click_ctx.obj = Ctx(store, state, as_json, yes)
