@@ -23,7 +23,8 @@ from reindexer.evaluation import (
     load_query_log,
 )
 from reindexer.evaluation.runner import UnlabelledResult
-from reindexer.model_registry import embedder_for
+from reindexer.encoders import EncoderSpec, load_encoder
+from reindexer.searcher import search_version
 from reindexer.state import IndexVersion, LogicalCollection
 from reindexer.workspace import Workspace
 
@@ -76,17 +77,18 @@ def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None) -> 
 
 
 def searcher_for(ws: Workspace, version: IndexVersion):
-    model = ws.state.get_model(version.model_fingerprint)
-    encoder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+    """Rank with the encoder the query side rebuilds from the version's metadata, by the same path."""
     store = ws.store
+    info = store.describe(version.physical_name)
+    spec = EncoderSpec.from_metadata(version.physical_name, info.metadata, info.dim, info.metric, ws.state)
+    encoder = load_encoder(spec, device=ws.config.device, batch_size=ws.batch_size)
 
     # Adapters report euclid as a distance (lower is better); the metrics rank by score, higher first.
     sign = -1.0 if version.metric == "euclid" else 1.0
 
     def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
-        vectors = encoder.embed_queries(texts)
-        return [[(h.doc_id, sign * h.score) for h in store.search(version.physical_name, v.tolist(), k)]
-                for v in vectors]
+        return [[(h.doc_id, sign * h.score) for h in hits]
+                for hits in search_version(store, version.physical_name, encoder, texts, k)]
 
     return search
 

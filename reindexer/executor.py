@@ -19,6 +19,7 @@ import numpy as np
 
 from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY, CollectionSpec, Point, VectorStore
 from reindexer.embedding import Embedder, cosine_rows
+from reindexer.encoders import model_metadata
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
 from reindexer.model_registry import embedder_for
 from reindexer.progress import progress
@@ -111,13 +112,11 @@ class VerifyReport:
 
 
 def version_metadata(lc: LogicalCollection, version: IndexVersion, model: ModelVersion) -> dict[str, str]:
+    # The model keys are what the query side rebuilds its encoder from (reindexer.encoders).
     return {
         "reindex.logical": lc.name,
         "reindex.version": str(version.version),
-        "reindex.model": model.label,
-        "reindex.fingerprint": model.fingerprint,
-        "reindex.model_path": model.path,
-        "reindex.dim": str(model.dim),
+        **model_metadata(model),
         "reindex.metric": version.metric,
         "reindex.text_field": lc.text_field,
         "reindex.created": iso(version.created_at),
