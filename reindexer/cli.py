@@ -614,12 +614,14 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
 @click.option("--max-k", type=click.IntRange(min=1), default=100, show_default=True, help="Largest k a request may ask for.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=65536, show_default=True,
               help="Largest request body; larger ones get 413.")
+@click.option("--preload", "preload", multiple=True, metavar="COLLECTION",
+              help="Load COLLECTION's live model at start (repeatable); /readyz waits for it.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log each request to stderr.")
 @run_command
 def serve_cmd(ctx: Ctx, host: str, port: int, shadow_sample: float, refresh: float, max_k: int, max_body_bytes: int,
-              log_level: str, access_log: bool) -> None:
+              preload: tuple[str, ...], log_level: str, access_log: bool) -> None:
     """Answer searches over HTTP: POST /collections/NAME/search, with /healthz, /readyz, /metrics.
 
     The bearer token, when wanted, comes from REINDEX_SERVE_TOKEN or the file named by
@@ -636,7 +638,7 @@ def serve_cmd(ctx: Ctx, host: str, port: int, shadow_sample: float, refresh: flo
     sock = serve.listen(host, port)  # first: a taken port fails before the store is opened
     serve.hold_store(ctx.ws)
     app = serve.create_app(ctx.ws, token=token, max_k=max_k, max_body_bytes=max_body_bytes,
-                           shadow_sample=shadow_sample, refresh=refresh)
+                           shadow_sample=shadow_sample, refresh=refresh, preload=preload)
     bound_host, bound_port = sock.getsockname()[:2]
     err.print(f"reindex serve: http://{bound_host}:{bound_port} over {ctx.ws.store_url}; "
               + ("bearer token required" if token else "no token (set REINDEX_SERVE_TOKEN to require one)"),

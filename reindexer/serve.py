@@ -29,6 +29,7 @@ import re
 import threading
 import time
 from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import anyio
@@ -46,7 +47,7 @@ from reindexer.errors import (
     EXIT_CONFLICT,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
-    NotFoundError,
+    BackendUnavailableError,
     ReindexError,
 )
 from reindexer.workspace import Workspace
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "REINDEX_SERVE_TOKEN"  # or REINDEX_SERVE_TOKEN_FILE naming a file
 READY_TIMEOUT = 5.0  # seconds /readyz waits for the store before saying it is not ready
+WARM_RETRY = 5.0  # seconds between tries to load a preloaded collection that failed
 # Metrics label for names that resolve to nothing: clients choose the path, and a
 # label per unknown name would let any client grow the metrics without bound.
 UNKNOWN = "(unknown)"
@@ -85,6 +87,7 @@ class SearchResponse(BaseModel):
 class CollectionInfo(BaseModel):
     collection: str = Field(description="The logical name applications query.")
     version: str = Field(description="The physical collection the name resolves to now.")
+    number: int | None = Field(default=None, description="Its version number (3 for docs__v3).")
     model: str
     fingerprint: str
     dim: int
@@ -262,7 +265,9 @@ class _Searchers:
     def __init__(self, make: Callable[[str], Any]):
         self._make = make
         self._by_name: dict[str, Any] = {}
+        self._making: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def get(self, name: str) -> Any:
         """The Searcher for ``name``; NotFoundError (and nothing kept) for a name that resolves to nothing."""
@@ -270,13 +275,27 @@ class _Searchers:
             searcher = self._by_name.get(name)
             if searcher is not None:
                 return searcher
+            # One maker per name: loading a model takes seconds, and other names must not wait for it.
+            making = self._making.setdefault(name, threading.Lock())
+        with making:
+            with self._lock:
+                searcher = self._by_name.get(name)
+            if searcher is not None:
+                return searcher
             searcher = self._make(name)
             try:
-                searcher.current()  # an unknown name must not leave a Searcher behind
+                searcher.current()  # resolves and loads the live model; an unknown name keeps nothing
             except BaseException:
                 searcher.close()
+                with self._lock:
+                    self._making.pop(name, None)
                 raise
-            self._by_name[name] = searcher
+            with self._lock:
+                if self._closed:  # shutting down meanwhile: do not leak it
+                    searcher.close()
+                    raise BackendUnavailableError("the service is stopping", hint="retry on another replica")
+                self._by_name[name] = searcher
+                self._making.pop(name, None)
             return searcher
 
     def known(self, name: str) -> bool:
@@ -284,12 +303,56 @@ class _Searchers:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             searchers, self._by_name = list(self._by_name.values()), {}
         for searcher in searchers:
             try:
                 searcher.close()
             except Exception:  # noqa: BLE001 - shutting down: close the rest
                 log.exception("closing a Searcher failed")
+
+
+class _Warmer:
+    """Loads the named collections' live models in the background, so first requests are not slow.
+
+    /readyz says not ready until every one is loaded; a failure (the collection does not exist
+    yet, the store is down) is retried every WARM_RETRY seconds and shown by /readyz meanwhile.
+    """
+
+    def __init__(self, names: list[str], searchers: _Searchers):
+        self.pending = list(dict.fromkeys(names))
+        self.problem: str | None = None
+        self._searchers = searchers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reindex-serve-warm", daemon=True)
+
+    def start(self) -> None:
+        if self.pending:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while self.pending and not self._stop.is_set():
+            name = self.pending[0]
+            try:
+                self._searchers.get(name)
+            except Exception as exc:  # noqa: BLE001 - reported by /readyz, retried
+                self.problem = f"cannot load {name!r} yet: {getattr(exc, 'message', exc)}"
+                log.warning("%s; retrying in %g s", self.problem, WARM_RETRY)
+                self._stop.wait(WARM_RETRY)
+                continue
+            self.pending.pop(0)
+            self.problem = None
+
+    def status(self) -> str | None:
+        """None when warm; else what is still loading, or why it cannot."""
+        if not self.pending:
+            return None
+        return self.problem or f"loading the model of {', '.join(map(repr, self.pending))}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)  # a model load in progress cannot be interrupted; it is a daemon thread
 
 
 def create_app(
@@ -300,6 +363,7 @@ def create_app(
     max_body_bytes: int = 65536,
     shadow_sample: float = 0.0,
     refresh: float = 1.0,
+    preload: Sequence[str] = (),
     searcher_factory: Callable[[str], Any] | None = None,
     **searcher_options: Any,
 ) -> FastAPI:
@@ -309,7 +373,8 @@ def create_app(
     commands in the same process may share it) or a callable that makes one when
     the app starts (the app then closes it when it stops). ``token``: when set,
     every request but /healthz, /readyz and /openapi.json needs
-    ``Authorization: Bearer <token>``. ``searcher_options`` (``models_root``,
+    ``Authorization: Bearer <token>``. ``preload``: collections whose live models
+    are loaded at start (/readyz waits for them). ``searcher_options`` (``models_root``,
     ``device``, ``cache_size``, ...) go to each Searcher; ``searcher_factory``
     replaces how one is made (name -> Searcher).
     """
@@ -334,6 +399,7 @@ def create_app(
                         **searcher_options)
 
     searchers = _Searchers(make_searcher)
+    warmer = _Warmer(list(preload), searchers)
     metrics = Metrics()
 
     def label(name: str) -> str:
@@ -343,10 +409,12 @@ def create_app(
     async def lifespan(_: FastAPI):
         if owns_workspace:
             await anyio.to_thread.run_sync(workspace)  # open it now, so a locked store fails the start
+        warmer.start()
         try:
             yield
         finally:
             # uvicorn runs this after the in-flight requests finished (graceful shutdown).
+            await anyio.to_thread.run_sync(warmer.stop)
             searchers.close()
             if owns_workspace and "ws" in holder:
                 holder.pop("ws").close()
@@ -451,7 +519,7 @@ def create_app(
             info = searchers.get(name).current()
         except ReindexError as exc:
             return _tool_error(name, exc, count=False)
-        return CollectionInfo(collection=info.collection, version=info.physical, model=info.model,
+        return CollectionInfo(collection=info.collection, version=info.physical, number=info.version, model=info.model,
                               fingerprint=info.fingerprint, dim=info.dim, metric=info.metric,
                               text_field=info.text_field)
 
@@ -463,20 +531,25 @@ def create_app(
              responses={503: {"model": Readiness}},
              summary="Readiness: the store answers")
     async def readyz():
+        ws = holder.get("ws")
+
+        def not_ready(message: str) -> JSONResponse:
+            body = Readiness(ready=False, store=ws.store_url if ws else "", message=message)
+            return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+
+        if ws is None:
+            return not_ready("starting: the workspace is not open yet")
         try:
-            ws = holder.get("ws")
-            if ws is None:
-                raise NotFoundError("the workspace is not open yet")
             with anyio.fail_after(READY_TIMEOUT):
                 # Abandoned, not killed, on time-out: a store call cannot be interrupted.
                 await anyio.to_thread.run_sync(lambda: ws.store.list_aliases(), abandon_on_cancel=True)
         except TimeoutError:
-            return JSONResponse(Readiness(ready=False, store=_store_url(holder),
-                                          message=f"the store did not answer within {READY_TIMEOUT:g} s").model_dump(exclude_none=True),
-                                status_code=503)
+            return not_ready(f"the store did not answer within {READY_TIMEOUT:g} s")
         except ReindexError as exc:
-            return JSONResponse(Readiness(ready=False, store=_store_url(holder), message=str(exc)).model_dump(exclude_none=True),
-                                status_code=503)
+            return not_ready(str(exc))
+        warming = warmer.status()
+        if warming is not None:
+            return not_ready(warming)
         return Readiness(ready=True, store=ws.store_url)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
@@ -485,11 +558,6 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def _store_url(holder: dict[str, Workspace]) -> str:
-    ws = holder.get("ws")
-    return ws.store_url if ws is not None else ""
 
 
 def token_from_env() -> str | None:

@@ -247,6 +247,36 @@ def test_readiness_says_when_the_store_does_not_answer(tmp_path) -> None:
     ws.close()
 
 
+def test_preloaded_collections_hold_readiness_until_their_models_load(docs_ws) -> None:
+    app = create_app(docs_ws, preload=["docs", "ghost"])
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        deadline = time.monotonic() + 120
+        while True:
+            ready = c.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["ready"] is False
+            if "ghost" in ready.json()["message"] and "cannot load" in ready.json()["message"]:
+                break  # docs is loaded; the missing one is named, and retried
+            assert time.monotonic() < deadline, ready.json()
+            time.sleep(0.2)
+        assert c.post("/collections/docs/search", json={"query": "refund"}).status_code == 200
+    # the warmer stopped with the app (it was waiting to retry the missing collection)
+
+
+def test_an_app_from_a_factory_opens_and_closes_its_workspace(tmp_path) -> None:
+    made = []
+
+    def factory() -> Workspace:
+        made.append(workspace(tmp_path))
+        return made[-1]
+
+    with live_server(create_app(factory)) as url, httpx.Client(base_url=url, timeout=60) as c:
+        assert len(made) == 1 and c.get("/readyz").status_code == 200
+        assert_json_error(c.post("/collections/docs/search", json={"query": "x"}), 404, "not_found")
+    # closed on shutdown: the embedded folder can be opened again in this process
+    with open_store(f"qdrant+local:{tmp_path / 'qdrant'}") as store:
+        assert store.list_collections() == []
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
