@@ -503,6 +503,8 @@ def assert_every_answer_whole(loop: SearchLoop, ws: Workspace) -> None:
         assert tags == {short_fingerprint(answer["model"])}, (answer["version"], tags)
     seen = {a["version"] for a in loop.answers}
     assert seen == {"docs__v1", "docs__v2"}, seen
+    counts = {v: sum(a["version"] == v for a in loop.answers) for v in sorted(seen)}
+    print(f"\n{len(loop.answers)} answers, none failed: {counts}")
 
 
 def _queries(demo_corpus) -> list[str]:
@@ -516,9 +518,13 @@ def test_answers_stay_whole_while_the_alias_swaps_on_an_embedded_store(tmp_path,
     with workspace(tmp_path) as ws:
         build_v1(ws, minilm_path, small_corpus_file)
         build_v2_shadow(ws, minilm_path)
-        with live_server(create_app(ws, refresh=0.1)) as url:
+        # shadow traffic on as well: while v2 is a built shadow, every live query is mirrored to it
+        with live_server(create_app(ws, refresh=0.1, shadow_sample=1.0)) as url:
             loop = swap_back_and_forth(ws, url, _queries(demo_corpus))
         assert_every_answer_whole(loop, ws)
+        # the app's shutdown closed its Searchers, which recorded what they mirrored
+        mirrored = ws.state.traffic(ws.store_url, "docs")
+        assert mirrored and {(r.live, r.shadow) for r in mirrored} == {("docs__v1", "docs__v2")}
 
 
 @pytest.fixture
