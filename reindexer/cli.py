@@ -324,6 +324,11 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
         if r.evaluation:
             for version, means in r.evaluation["versions"].items():
                 out.print(f"  {version}: " + "  ".join(f"{m} {x:.4f}" for m, x in means.items()))
+        if r.traffic:
+            t = r.traffic
+            overlap = next(v for key, v in t.items() if key.startswith("overlap@"))
+            out.print(f"  traffic: {t['queries']} mirrored queries, overlap@{t['k']} mean {overlap['mean']}, "
+                      f"rbo mean {t['rbo']['mean']}, p95 latency {t['latency_ratio']['p95']}x live")
         if r.gate:
             verdict = "forced past a refusal" if r.gate["forced"] else ("passed" if r.gate["passed"] else "refused")
             out.print(f"gate {verdict}: {r.gate['gate']}")
@@ -514,6 +519,9 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sam
 @click.option("--queries", type=click.Path(path_type=Path), help="BEIR queries.jsonl (_id, text).")
 @click.option("--qrels", type=click.Path(path_type=Path), help="Qrels: BEIR TSV (query-id corpus-id score) or TREC.")
 @click.option("--log", "log", type=click.Path(path_type=Path), help="Label-free: a query log (lines or JSONL) instead.")
+@click.option("--from-traffic", is_flag=True, help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.")
+@click.option("--since", "since", help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d).")
+@click.option("--shadow", "shadow", help="With --from-traffic: the shadow version (default: the newest mirrored).")
 @click.option("--versions", help="live,shadow (default) or versions such as v3,v4,v5; the first is the baseline.")
 @click.option("-k", "k", default=10, show_default=True, help="Headline cut-off.")
 @click.option("--gate", help="Judge each candidate with this gate.")
@@ -522,11 +530,28 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sam
 @click.option("--report-md", type=click.Path(path_type=Path), help="Write a Markdown report.")
 @click.option("--report-html", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
 @run_command
-def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, versions, k, gate, seed, report_json, report_md,
-             report_html) -> None:
+def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since, shadow, versions, k, gate, seed,
+             report_json, report_md, report_html) -> None:
     """A/B(/n) retrieval quality of index versions, each searched with its own model."""
     from reindexer.evaluation import report
 
+    if (since or shadow) and not from_traffic:
+        raise UsageError("--since and --shadow go with --from-traffic")
+    if from_traffic:
+        if queries or qrels or log or versions:
+            raise UsageError("--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions")
+        summary, gate_obj, decision = commands.traffic_report(ctx.ws, collection, since, shadow, gate)
+        data = summary.to_dict()
+        if decision is not None:
+            data["gate"] = {"gate": str(gate_obj), **decision.as_dict()}
+        if report_json:
+            report_json.write_text(json.dumps(data, indent=2))
+        ctx.emit(data, lambda _: _print_traffic(summary, gate_obj, decision))
+        if decision is not None and not decision.passed:
+            from reindexer.errors import EXIT_GATE_REFUSED
+
+            sys.exit(EXIT_GATE_REFUSED)
+        return
     if log:
         if queries or qrels or gate:
             raise UsageError("--log compares without labels; it takes no --queries, --qrels or --gate")
@@ -560,6 +585,38 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, versions, k, gate, 
         from reindexer.errors import EXIT_GATE_REFUSED
 
         sys.exit(EXIT_GATE_REFUSED)
+
+
+def _print_traffic(summary, gate_obj, decision) -> None:
+    if not summary.queries:
+        out.print(f"no mirrored queries recorded for {summary.collection}; run the Searcher or `reindex serve` "
+                  "with a shadow sample (--shadow-sample 0.1) while a shadow version is built")
+    else:
+        d = summary.to_dict()
+        out.print(f"{summary.collection}: {summary.queries} live queries mirrored from {summary.live} "
+                  f"({summary.live_model}) to {summary.shadow} ({summary.shadow_model}), {d['first']} to {d['last']}")
+        table = Table(title=None, show_edge=False)
+        for col in ("measure", "mean", "min", "p5", "p25", "p50", "p75", "p95"):
+            table.add_column(col, justify="left" if col == "measure" else "right")
+        for name, dist in ((f"overlap@{summary.k}", summary.overlap), ("rbo", summary.rbo)):
+            row = dist.to_dict()
+            table.add_row(name, *(f"{row[c]:.3f}" for c in ("mean", "min", "p5", "p25", "p50", "p75", "p95")))
+        out.print(table)
+        lat = Table(show_edge=False)
+        for col in ("latency (ms)", "p50", "p95", "p99"):
+            lat.add_column(col, justify="left" if col.startswith("latency") else "right")
+        lat.add_row("live", *(f"{summary.live_ms.percentiles[p]:.1f}" for p in (50, 95, 99)))
+        lat.add_row("shadow", *(f"{summary.shadow_ms.percentiles[p]:.1f}" for p in (50, 95, 99)))
+        lat.add_row("shadow / live", *(f"{summary.latency_ratio(p):.2f}x" for p in (50, 95, 99)))
+        out.print(lat)
+        out.print("overlap histogram: " + "  ".join(f"{k}: {n}" for k, n in d["overlap_histogram"].items()))
+        out.print("most changed:")
+        for c in summary.most_changed[:5]:
+            out.print(f"  overlap {c.overlap:.2f}  rbo {c.rbo:.2f}  {c.query}")
+    if decision is not None:
+        out.print(f"gate: {'[green]passed[/]' if decision.passed else '[red]refused[/]'} ({gate_obj})")
+        for reason in decision.reasons:
+            out.print(f"  {reason}")
 
 
 @cli.command("init")
