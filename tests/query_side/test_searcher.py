@@ -11,7 +11,7 @@ import pytest
 from reindexer import Searcher, ab
 from reindexer.adapters.base import MODEL_KEY
 from reindexer.errors import NotFoundError, UsageError
-from tests.query_side.conftest import hit_tags, live_is, swap_under_load
+from tests.plugins.versions import hit_tags, live_is, swap_under_load
 
 
 def _queries(demo_corpus, n=12):
@@ -192,3 +192,20 @@ def test_metadata_alone_rebuilds_the_encoder_on_another_host(tmp_path, minilm_pa
                         lambda self: False if str(self).startswith(meta_path) else (self.exists() and not self.is_dir()))
     with pytest.raises(NotFoundError, match="REINDEX_MODELS"), Searcher("kb", store=url) as searcher:
         searcher.search("printer")
+
+
+@pytest.mark.server
+def test_server_answers_follow_swaps_with_no_failure_and_no_mixing(server_two_versions, demo_corpus):
+    """The same loop against the real Milvus server, with a Searcher in its own store connection,
+    as an application process would have it."""
+    ws, tags = server_two_versions
+    with Searcher("qs_docs", store=ws.config.store_url, refresh=0.2) as searcher:
+        def ask(q):
+            hits = searcher.search(q, k=5)
+            versions = {h.version for h in hits}
+            assert len(versions) == 1
+            return versions.pop(), hit_tags(hits)
+
+        report = swap_under_load(ws, "qs_docs", ask, hit_tags, tags, _queries(demo_corpus))
+        assert report.failures == [] and report.mixed == []
+        assert report.versions_seen == {"qs_docs__v1", "qs_docs__v2"}

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from reindexer import Searcher, commands
 from reindexer.cli import cli
 from reindexer.errors import GateRefusedError
-from tests.query_side.conftest import live_is
+from tests.plugins.versions import live_is
 
 
 def _queries(demo_corpus, n):
