@@ -4,7 +4,7 @@
                                       -> {"version", "model", "hits": [{"id", "score", "payload"}]}
     GET  /collections/{name}          the live version and its model
     GET  /healthz                     the process answers (no token)
-    GET  /readyz                      the store answers (no token)
+    GET  /readyz                      the store answers, preloaded models are loaded (no token)
     GET  /metrics                     Prometheus text format
     GET  /openapi.json                the schema of all of the above
 
@@ -17,8 +17,8 @@ cut-overs and rollbacks are followed without a restart.
 
 Every error is a JSON object ``{"error", "message", "field"?, "hint"?}``, never a
 traceback: the tool's error tree maps onto statuses by exit code, request
-validation onto 400 (malformed JSON) and 422 (a field), auth onto 401, a body
-over the limit onto 413.
+validation onto 400 (malformed JSON), 415 (not sent as JSON) and 422 (a field),
+auth onto 401, a body over the limit onto 413.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time,
@@ -28,8 +28,8 @@ import logging
 import re
 import threading
 import time
-from contextlib import asynccontextmanager
 from collections.abc import Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Callable
 
 import anyio
@@ -483,7 +483,11 @@ def create_app(
     SearchRequest = _search_request_model(max_k)
     collection_name = Path(description="The logical collection (an alias), e.g. docs.")
 
-    def search(name: str = collection_name, body: SearchRequest = ..., _: None = Depends(authorised)):  # type: ignore[valid-type]
+    def search(
+        name: str = collection_name,
+        body: SearchRequest = ...,  # type: ignore[valid-type]
+        _: None = Depends(authorised),
+    ):
         started = time.perf_counter()
         try:
             searcher = searchers.get(name)

@@ -31,18 +31,16 @@ from reindexer import commands  # noqa: E402
 from reindexer.adapters import open_store  # noqa: E402
 from reindexer.adapters.base import MODEL_KEY  # noqa: E402
 from reindexer.config import Config  # noqa: E402
-from reindexer.embedding import ModelSettings  # noqa: E402
 from reindexer.errors import StoreLockedError  # noqa: E402
 from reindexer.serve import create_app  # noqa: E402
 from reindexer.sources.spec import SourceSpec  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 from tests.plugins.corpus import write_jsonl  # noqa: E402
 from tests.plugins.stores import _url_for  # noqa: E402
+from tests.plugins.versions import build_two_versions  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 REINDEX = [sys.executable, "-m", "reindexer.cli"]
 TOKEN = "serve-test-token-6e1f"
-TRUNCATED_128 = ModelSettings(truncate_dim=128)
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -75,11 +73,6 @@ def workspace(tmp: Path, store_url: str | None = None) -> Workspace:
 def build_v1(ws: Workspace, model: Path, corpus: Path) -> None:
     commands.apply(ws, commands.plan(ws, "docs", model_path=str(model),
                                      source=SourceSpec(kind="jsonl", location=str(corpus))))
-
-
-def build_v2_shadow(ws: Workspace, model: Path) -> None:
-    """A real second model version: the same weights truncated to 128 dimensions, left built."""
-    commands.apply(ws, commands.plan(ws, "docs", model_path=str(model), settings=TRUNCATED_128), cutover=False)
 
 
 def short_fingerprint(label: str) -> str:
@@ -516,8 +509,7 @@ def test_answers_stay_whole_while_the_alias_swaps_on_an_embedded_store(tmp_path,
                                                                         demo_corpus) -> None:
     # Embedded: one process per folder, so the app and the admin commands share one workspace.
     with workspace(tmp_path) as ws:
-        build_v1(ws, minilm_path, small_corpus_file)
-        build_v2_shadow(ws, minilm_path)
+        build_two_versions(ws, minilm_path, small_corpus_file)  # v1 live (384 dims), v2 built (128)
         # shadow traffic on as well: while v2 is a built shadow, every live query is mirrored to it
         with live_server(create_app(ws, refresh=0.1, shadow_sample=1.0)) as url:
             loop = swap_back_and_forth(ws, url, _queries(demo_corpus))
@@ -539,8 +531,7 @@ def test_answers_stay_whole_while_the_alias_swaps_on_the_milvus_server(milvus_se
                                                                         small_corpus_file, demo_corpus) -> None:
     # A server: the service and the admin commands are separate clients, as in production.
     with workspace(tmp_path, milvus_server_url) as admin, workspace(tmp_path, milvus_server_url) as served:
-        build_v1(admin, minilm_path, small_corpus_file)
-        build_v2_shadow(admin, minilm_path)
+        build_two_versions(admin, minilm_path, small_corpus_file)
         with live_server(create_app(served, refresh=0.1)) as url:
             loop = swap_back_and_forth(admin, url, _queries(demo_corpus))
         assert_every_answer_whole(loop, admin)
