@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reindexer import commands
@@ -85,9 +86,10 @@ def run_command(fn: Callable) -> Callable:
         try:
             fn(ctx, *args, **kwargs)
         except ReindexError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+            # escaped: messages quote user input and hints such as pip install "reindexer[serve]"
+            err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
             if exc.hint:
-                err.print(f"[bold]hint:[/] {exc.hint}", markup=True, highlight=False)
+                err.print(f"[bold]hint:[/] {escape(exc.hint)}", markup=True, highlight=False)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted; re-run the same command to resume")
@@ -701,6 +703,53 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
     ctx.emit(r, lambda r: out.print(
         f"{r['collection']} is now an alias of {r['copied_to']} ({r['copied']} points copied; the name was "
         f"missing for {r['name_missing_ms']} ms)" if r["migrated"] else f"copied to {r['copied_to']}; not migrated"))
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 only where something in front guards it (a pod, a proxy).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@click.option("--shadow-sample", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of live queries mirrored to the shadow version, off the answering path.")
+@click.option("--refresh", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds between re-resolutions of each alias (0: every request).")
+@click.option("--max-k", type=click.IntRange(min=1), default=100, show_default=True, help="Largest k a request may ask for.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=65536, show_default=True,
+              help="Largest request body; larger ones get 413.")
+@click.option("--preload", "preload", multiple=True, metavar="COLLECTION",
+              help="Load COLLECTION's live model at start (repeatable); /readyz waits for it.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True)
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log each request to stderr.")
+@run_command
+def serve_cmd(ctx: Ctx, host: str, port: int, shadow_sample: float, refresh: float, max_k: int, max_body_bytes: int,
+              preload: tuple[str, ...], log_level: str, access_log: bool) -> None:
+    """Answer searches over HTTP: POST /collections/NAME/search, with /healthz, /readyz, /metrics.
+
+    The bearer token, when wanted, comes from REINDEX_SERVE_TOKEN or the file named by
+    REINDEX_SERVE_TOKEN_FILE, never from an option (options show in process lists).
+    """
+    try:
+        from reindexer import serve
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("fastapi", "starlette", "uvicorn", "prometheus_client"):
+            raise
+        raise UsageError(f"reindex serve needs the serve extra ({exc.name} is not installed)",
+                         hint='pip install "reindexer[serve]"') from None
+    token = serve.token_from_env()
+    sock = serve.listen(host, port)  # first: a taken port fails before the store is opened
+    serve.hold_store(ctx.ws)
+    app = serve.create_app(ctx.ws, token=token, max_k=max_k, max_body_bytes=max_body_bytes,
+                           shadow_sample=shadow_sample, refresh=refresh, preload=preload)
+    bound_host, bound_port = sock.getsockname()[:2]
+    err.print(f"reindex serve: http://{bound_host}:{bound_port} over {ctx.ws.store_url}; "
+              + ("bearer token required" if token else "no token (set REINDEX_SERVE_TOKEN to require one)"),
+              highlight=False)
+    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[bold yellow]warning:[/] listening on {host} without a token: anyone who reaches it can search",
+                  markup=True, highlight=False)
+    serve.run_server(app, sock, log_level=log_level, access_log=access_log)
+    err.print("reindex serve: stopped", highlight=False)
 
 
 @cli.command("demo")
