@@ -232,9 +232,11 @@ class MilvusStore(VectorStore):
             except Exception as exc:  # noqa: BLE001
                 if _lite_lock_held(path):
                     raise StoreLockedError(
-                        f"the Milvus Lite store {path} is held by another process",
-                        hint="stop the other process (an application holds the embedded store) "
-                        "or run a Milvus server and use milvus://HOST:PORT",
+                        f"the Milvus Lite store {path} is held by another process: a running "
+                        "`reindex serve`, an application, or another reindex command",
+                        hint="embedded stores allow one process per data folder: stop the other process, "
+                        "or run a Milvus server and use milvus://HOST:PORT, which serve, applications "
+                        "and the admin commands can share",
                     ) from None
                 raise BackendError(
                     f"cannot open the Milvus Lite store {path}: {self._redact(str(exc))}"

@@ -130,9 +130,11 @@ class QdrantStore(VectorStore):
             except RuntimeError as exc:
                 if "already accessed" in str(exc):
                     raise StoreLockedError(
-                        f"the Qdrant local store in {folder} is held by another process",
-                        hint="stop the other process (an application holds the embedded store) "
-                        "or run a Qdrant server and use qdrant://HOST:PORT",
+                        f"the Qdrant local store in {folder} is held by another process: a running "
+                        "`reindex serve`, an application, or another reindex command",
+                        hint="embedded stores allow one process per data folder: stop the other process, "
+                        "or run a Qdrant server and use qdrant://HOST:PORT, which serve, applications "
+                        "and the admin commands can share",
                     ) from None
                 raise BackendError(f"cannot open the Qdrant local store in {folder}: {exc}") from None
             except OSError as exc:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reindexer import commands
@@ -85,9 +86,10 @@ def run_command(fn: Callable) -> Callable:
         try:
             fn(ctx, *args, **kwargs)
         except ReindexError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+            # escaped: messages quote user input and hints such as pip install "reindexer[serve]"
+            err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
             if exc.hint:
-                err.print(f"[bold]hint:[/] {exc.hint}", markup=True, highlight=False)
+                err.print(f"[bold]hint:[/] {escape(exc.hint)}", markup=True, highlight=False)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted; re-run the same command to resume")
@@ -106,7 +108,49 @@ def run_command(fn: Callable) -> Callable:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _late_global(name: str) -> Callable:
+    """The callback of a global option given after the verb: it sets what the group option would."""
+
+    def callback(click_ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        obj = click_ctx.find_object(Ctx)
+        if obj is None or value in (None, False, 0):
+            return
+        if name == "verbose":
+            logging.getLogger().setLevel(logging.WARNING - 10 * min(value, 2))
+        elif name == "json":
+            obj.as_json = True
+        elif name == "yes":
+            obj.yes = True
+        else:
+            setattr(obj, f"{name}_opt", value)
+
+    return callback
+
+
+def _late_globals() -> list[click.Option]:
+    return [
+        click.Option(["--store"], hidden=True, expose_value=False, callback=_late_global("store")),
+        click.Option(["--state"], hidden=True, expose_value=False, callback=_late_global("state")),
+        click.Option(["--json"], is_flag=True, hidden=True, expose_value=False, callback=_late_global("json")),
+        click.Option(["-y", "--yes"], is_flag=True, hidden=True, expose_value=False, callback=_late_global("yes")),
+        click.Option(["-v", "--verbose"], count=True, hidden=True, expose_value=False,
+                     callback=_late_global("verbose")),
+    ]
+
+
+class ReindexGroup(click.Group):
+    """A group whose commands also accept the global options after the verb (`reindex status --json`)."""
+
+    group_class = type  # subgroups (`model`, `config`) are ReindexGroups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not isinstance(cmd, click.Group):
+            taken = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+            cmd.params.extend(o for o in _late_globals() if not taken.intersection(o.opts))
+        super().add_command(cmd, name)
+
+
+@click.group(cls=ReindexGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", envvar="REINDEX_STORE", help="Vector store URL (default qdrant+local:.reindex/qdrant).")
 @click.option("--state", envvar="REINDEX_STATE", help="State store SQLAlchemy URL (default sqlite:///.reindex/state.db).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
@@ -115,7 +159,10 @@ def run_command(fn: Callable) -> Callable:
 @click.version_option(package_name="reindexer")
 @click.pass_context
 def cli(click_ctx: click.Context, store: str | None, state: str | None, as_json: bool, yes: bool, verbose: int) -> None:
-    """Ship a new embedding model to live Qdrant and Milvus collections with no downtime."""
+    """Ship a new embedding model to live Qdrant and Milvus collections with no downtime.
+
+    The options above are accepted after the verb too: `reindex status --json`.
+    """
     logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     click_ctx.obj = Ctx(store, state, as_json, yes)
@@ -322,6 +369,11 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
         if r.evaluation:
             for version, means in r.evaluation["versions"].items():
                 out.print(f"  {version}: " + "  ".join(f"{m} {x:.4f}" for m, x in means.items()))
+        if r.traffic:
+            t = r.traffic
+            overlap = next(v for key, v in t.items() if key.startswith("overlap@"))
+            out.print(f"  traffic: {t['queries']} mirrored queries, overlap@{t['k']} mean {overlap['mean']}, "
+                      f"rbo mean {t['rbo']['mean']}, p95 latency {t['latency_ratio']['p95']}x live")
         if r.gate:
             verdict = "forced past a refusal" if r.gate["forced"] else ("passed" if r.gate["passed"] else "refused")
             out.print(f"gate {verdict}: {r.gate['gate']}")
@@ -512,6 +564,9 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sam
 @click.option("--queries", type=click.Path(path_type=Path), help="BEIR queries.jsonl (_id, text).")
 @click.option("--qrels", type=click.Path(path_type=Path), help="Qrels: BEIR TSV (query-id corpus-id score) or TREC.")
 @click.option("--log", "log", type=click.Path(path_type=Path), help="Label-free: a query log (lines or JSONL) instead.")
+@click.option("--from-traffic", is_flag=True, help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.")
+@click.option("--since", "since", help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d).")
+@click.option("--shadow", "shadow", help="With --from-traffic: the shadow version (default: the newest mirrored).")
 @click.option("--versions", help="live,shadow (default) or versions such as v3,v4,v5; the first is the baseline.")
 @click.option("-k", "k", default=10, show_default=True, help="Headline cut-off.")
 @click.option("--gate", help="Judge each candidate with this gate.")
@@ -520,11 +575,28 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sam
 @click.option("--report-md", type=click.Path(path_type=Path), help="Write a Markdown report.")
 @click.option("--report-html", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
 @run_command
-def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, versions, k, gate, seed, report_json, report_md,
-             report_html) -> None:
+def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since, shadow, versions, k, gate, seed,
+             report_json, report_md, report_html) -> None:
     """A/B(/n) retrieval quality of index versions, each searched with its own model."""
     from reindexer.evaluation import report
 
+    if (since or shadow) and not from_traffic:
+        raise UsageError("--since and --shadow go with --from-traffic")
+    if from_traffic:
+        if queries or qrels or log or versions:
+            raise UsageError("--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions")
+        summary, gate_obj, decision = commands.traffic_report(ctx.ws, collection, since, shadow, gate)
+        data = summary.to_dict()
+        if decision is not None:
+            data["gate"] = {"gate": str(gate_obj), **decision.as_dict()}
+        if report_json:
+            report_json.write_text(json.dumps(data, indent=2))
+        ctx.emit(data, lambda _: _print_traffic(summary, gate_obj, decision))
+        if decision is not None and not decision.passed:
+            from reindexer.errors import EXIT_GATE_REFUSED
+
+            sys.exit(EXIT_GATE_REFUSED)
+        return
     if log:
         if queries or qrels or gate:
             raise UsageError("--log compares without labels; it takes no --queries, --qrels or --gate")
@@ -558,6 +630,38 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, versions, k, gate, 
         from reindexer.errors import EXIT_GATE_REFUSED
 
         sys.exit(EXIT_GATE_REFUSED)
+
+
+def _print_traffic(summary, gate_obj, decision) -> None:
+    if not summary.queries:
+        out.print(f"no mirrored queries recorded for {summary.collection}; run the Searcher or `reindex serve` "
+                  "with a shadow sample (--shadow-sample 0.1) while a shadow version is built")
+    else:
+        d = summary.to_dict()
+        out.print(f"{summary.collection}: {summary.queries} live queries mirrored from {summary.live} "
+                  f"({summary.live_model}) to {summary.shadow} ({summary.shadow_model}), {d['first']} to {d['last']}")
+        table = Table(title=None, show_edge=False)
+        for col in ("measure", "mean", "min", "p5", "p25", "p50", "p75", "p95"):
+            table.add_column(col, justify="left" if col == "measure" else "right")
+        for name, dist in ((f"overlap@{summary.k}", summary.overlap), ("rbo", summary.rbo)):
+            row = dist.to_dict()
+            table.add_row(name, *(f"{row[c]:.3f}" for c in ("mean", "min", "p5", "p25", "p50", "p75", "p95")))
+        out.print(table)
+        lat = Table(show_edge=False)
+        for col in ("latency (ms)", "p50", "p95", "p99"):
+            lat.add_column(col, justify="left" if col.startswith("latency") else "right")
+        lat.add_row("live", *(f"{summary.live_ms.percentiles[p]:.1f}" for p in (50, 95, 99)))
+        lat.add_row("shadow", *(f"{summary.shadow_ms.percentiles[p]:.1f}" for p in (50, 95, 99)))
+        lat.add_row("shadow / live", *(f"{summary.latency_ratio(p):.2f}x" for p in (50, 95, 99)))
+        out.print(lat)
+        out.print("overlap histogram: " + "  ".join(f"{k}: {n}" for k, n in d["overlap_histogram"].items()))
+        out.print("most changed:")
+        for c in summary.most_changed[:5]:
+            out.print(f"  overlap {c.overlap:.2f}  rbo {c.rbo:.2f}  {c.query}")
+    if decision is not None:
+        out.print(f"gate: {'[green]passed[/]' if decision.passed else '[red]refused[/]'} ({gate_obj})")
+        for reason in decision.reasons:
+            out.print(f"  {reason}")
 
 
 @cli.command("init")
@@ -599,6 +703,53 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
     ctx.emit(r, lambda r: out.print(
         f"{r['collection']} is now an alias of {r['copied_to']} ({r['copied']} points copied; the name was "
         f"missing for {r['name_missing_ms']} ms)" if r["migrated"] else f"copied to {r['copied_to']}; not migrated"))
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 only where something in front guards it (a pod, a proxy).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@click.option("--shadow-sample", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of live queries mirrored to the shadow version, off the answering path.")
+@click.option("--refresh", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds between re-resolutions of each alias (0: every request).")
+@click.option("--max-k", type=click.IntRange(min=1), default=100, show_default=True, help="Largest k a request may ask for.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=65536, show_default=True,
+              help="Largest request body; larger ones get 413.")
+@click.option("--preload", "preload", multiple=True, metavar="COLLECTION",
+              help="Load COLLECTION's live model at start (repeatable); /readyz waits for it.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True)
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log each request to stderr.")
+@run_command
+def serve_cmd(ctx: Ctx, host: str, port: int, shadow_sample: float, refresh: float, max_k: int, max_body_bytes: int,
+              preload: tuple[str, ...], log_level: str, access_log: bool) -> None:
+    """Answer searches over HTTP: POST /collections/NAME/search, with /healthz, /readyz, /metrics.
+
+    The bearer token, when wanted, comes from REINDEX_SERVE_TOKEN or the file named by
+    REINDEX_SERVE_TOKEN_FILE, never from an option (options show in process lists).
+    """
+    try:
+        from reindexer import serve
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("fastapi", "starlette", "uvicorn", "prometheus_client"):
+            raise
+        raise UsageError(f"reindex serve needs the serve extra ({exc.name} is not installed)",
+                         hint='pip install "reindexer[serve]"') from None
+    token = serve.token_from_env()
+    sock = serve.listen(host, port)  # first: a taken port fails before the store is opened
+    serve.hold_store(ctx.ws)
+    app = serve.create_app(ctx.ws, token=token, max_k=max_k, max_body_bytes=max_body_bytes,
+                           shadow_sample=shadow_sample, refresh=refresh, preload=preload)
+    bound_host, bound_port = sock.getsockname()[:2]
+    err.print(f"reindex serve: http://{bound_host}:{bound_port} over {ctx.ws.store_url}; "
+              + ("bearer token required" if token else "no token (set REINDEX_SERVE_TOKEN to require one)"),
+              highlight=False)
+    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[bold yellow]warning:[/] listening on {host} without a token: anyone who reaches it can search",
+                  markup=True, highlight=False)
+    serve.run_server(app, sock, log_level=log_level, access_log=access_log)
+    err.print("reindex serve: stopped", highlight=False)
 
 
 @cli.command("demo")

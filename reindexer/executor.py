@@ -67,6 +67,8 @@ class VerifyReport:
     missing_from_source: list[str] = field(default_factory=list)
     not_in_ledger_source: list[str] = field(default_factory=list)
     wrong_model: list[str] = field(default_factory=list)
+    # Query-side keys the collection's metadata lacks or has wrong (versions tagged by older releases).
+    stale_metadata: list[str] = field(default_factory=list)
     sample_size: int = 0
     sample_min_cosine: float | None = None
 
@@ -79,6 +81,7 @@ class VerifyReport:
             and not self.missing_from_source
             and not self.not_in_ledger_source
             and not self.wrong_model
+            and not self.stale_metadata
             and (self.sample_min_cosine is None or self.sample_min_cosine >= VERIFY_MIN_COSINE)
         )
 
@@ -95,6 +98,9 @@ class VerifyReport:
         ):
             if ids:
                 out.append(f"{len(ids)} ids {label} (e.g. {', '.join(sorted(ids)[:5])})")
+        if self.stale_metadata:
+            out.append(f"collection metadata lacks or misstates {', '.join(self.stale_metadata)}, which the query "
+                       "side rebuilds its encoder from")
         if self.sample_min_cosine is not None and self.sample_min_cosine < VERIFY_MIN_COSINE:
             out.append(f"re-embedded sample disagrees with stored vectors (min cosine {self.sample_min_cosine:.4f})")
         return out
@@ -332,6 +338,7 @@ def verify_version(
         missing_in_store=sorted(set(ledger) - ids),
         extra_in_store=sorted(ids - set(ledger)),
         wrong_model=sorted(d for d, tag in tags.items() if tag != model.short),
+        stale_metadata=stale_metadata(store, lc, version, model),
     )
     if source_ids is not None:
         report.missing_from_source = sorted(ids - source_ids)
@@ -351,6 +358,13 @@ def verify_version(
             report.sample_size = len(texts)
             report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())
     return report
+
+
+def stale_metadata(store: VectorStore, lc: LogicalCollection, version: IndexVersion, model: ModelVersion) -> list[str]:
+    """The query-side metadata keys (reindexer.encoders) that the version's collection lacks or misstates."""
+    have = store.describe(version.physical_name).metadata
+    want = model_metadata(model)
+    return sorted(k for k, v in want.items() if have.get(k) != v and k != "reindex.model_path")
 
 
 def require_verified(report: VerifyReport, what: str) -> None:

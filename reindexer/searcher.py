@@ -108,18 +108,27 @@ class Searcher:
         state: Any = None,
         *,
         workspace: Any = None,
-        refresh: float = 1.0,
+        refresh: float | None = None,
         models_root: str | Path | None = None,
         device: str | None = None,
         cache_size: int = 3,
-        shadow_sample: float = 0.0,
-        record_query_text: bool = False,
+        shadow_sample: float | None = None,
+        record_query_text: bool | None = None,
         shadow_queue: int = 1000,
         preload_shadow: bool = True,
         cwd: Path | None = None,
     ):
         if not isinstance(collection, str) or not collection:
             raise UsageError("Searcher needs a collection name")
+        self._config = workspace.config if workspace is not None else (
+            None if isinstance(store, VectorStore) or _is_client(store) else _load_config(store, cwd))
+        # What the caller leaves unset comes from [query] in reindex.toml and REINDEX_* (when there is one).
+        conf = self._config
+        refresh = _default(refresh, conf, "query_refresh", 1.0)
+        shadow_sample = _default(shadow_sample, conf, "shadow_sample", 0.0)
+        record_query_text = _default(record_query_text, conf, "record_query_text", False)
+        models_root = _default(models_root, conf, "models_root", None)
+        device = _default(device, conf, "device", None)
         if refresh < 0:
             raise UsageError(f"refresh must be 0 or more seconds, not {refresh}")
         if cache_size < 2:
@@ -133,8 +142,6 @@ class Searcher:
         self.cache_size = cache_size
         self.preload_shadow = preload_shadow
         self._closers: list[Any] = []
-        self._config = None if (workspace is not None or isinstance(store, (VectorStore,)) or _is_client(store)) \
-            else _load_config(store, cwd)
         self.store, self.store_url = self._open_store(store, workspace, cwd)
         self._state_arg, self._workspace = state, workspace
         self._state: Any = None
@@ -169,9 +176,14 @@ class Searcher:
             wrapped = _wrap_client(store)
             return wrapped, _store_url_of(wrapped)
         url = self._config.store_url
+        location = parse_store_url(url, self._config.base_dir)
+        if location.embedded and not Path(location.target).exists():
+            # A query never creates a store: a mistyped path would otherwise answer "unknown collection".
+            raise NotFoundError(f"no store at {location.url}",
+                                hint="point REINDEX_STORE, reindex.toml's [store] url or store= at the store")
         opened = open_store(url, self._config.base_dir)
         self._closers.append(opened)
-        return opened, parse_store_url(url, self._config.base_dir).url
+        return opened, location.url
 
     def _require_state(self) -> Any:
         """The state store, opened on first need; never created by a Searcher that only reads."""
@@ -368,6 +380,12 @@ class Searcher:
         self, query: str | Sequence[str], k: int = 10, filter: dict[str, Any] | None = None
     ) -> list[SearchHit] | list[list[SearchHit]]:
         """Top-k hits for a query (a list of hits) or for a list of queries (a list of such lists)."""
+        return self.search_with_version(query, k, filter)[1]
+
+    def search_with_version(
+        self, query: str | Sequence[str], k: int = 10, filter: dict[str, Any] | None = None
+    ) -> tuple[VersionInfo, list[SearchHit] | list[list[SearchHit]]]:
+        """(the version that answered, its hits): says who answered even when nothing matched."""
         single = isinstance(query, str)
         queries = [query] if single else list(query)
         _check_request(queries, k, filter)
@@ -379,7 +397,11 @@ class Searcher:
                 for answer in answers]
         if self.mirror is not None:
             self.mirror.offer(queries, k, filter, spec, hits, elapsed_ms)
-        return hits[0] if single else hits
+        return VersionInfo.of(self.collection, spec), (hits[0] if single else hits)
+
+    def version_info(self, physical: str) -> VersionInfo:
+        """What a version of this collection is (text field, metric, model): fixed for its lifetime."""
+        return VersionInfo.of(self.collection, self._spec(physical))
 
     def _search_pinned(self, queries: list[str], k: int, where: dict[str, Any] | None):
         for attempt in range(2):
@@ -456,6 +478,12 @@ def _check_request(queries: list[str], k: Any, where: Any) -> None:
         raise UsageError(f"k must be a positive integer, not {k!r}")
     if where is not None and not isinstance(where, dict):
         raise UsageError("filter must be a mapping of payload field to value")
+
+
+def _default(given: Any, config: Any, attr: str, fallback: Any) -> Any:
+    if given is not None:
+        return given
+    return getattr(config, attr) if config is not None else fallback
 
 
 def _load_config(store: Any, cwd: Path | None):

@@ -11,7 +11,7 @@ import pytest
 from reindexer import Searcher, ab
 from reindexer.adapters.base import MODEL_KEY
 from reindexer.errors import NotFoundError, UsageError
-from tests.query_side.conftest import hit_tags, live_is, swap_under_load
+from tests.plugins.versions import hit_tags, live_is, swap_under_load
 
 
 def _queries(demo_corpus, n=12):
@@ -192,3 +192,54 @@ def test_metadata_alone_rebuilds_the_encoder_on_another_host(tmp_path, minilm_pa
                         lambda self: False if str(self).startswith(meta_path) else (self.exists() and not self.is_dir()))
     with pytest.raises(NotFoundError, match="REINDEX_MODELS"), Searcher("kb", store=url) as searcher:
         searcher.search("printer")
+
+
+@pytest.mark.server
+def test_server_answers_follow_swaps_with_no_failure_and_no_mixing(server_two_versions, demo_corpus):
+    """The same loop against the real Milvus server, with a Searcher in its own store connection,
+    as an application process would have it."""
+    ws, tags = server_two_versions
+    with Searcher("qs_docs", store=ws.config.store_url, refresh=0.2) as searcher:
+        def ask(q):
+            hits = searcher.search(q, k=5)
+            versions = {h.version for h in hits}
+            assert len(versions) == 1
+            return versions.pop(), hit_tags(hits)
+
+        report = swap_under_load(ws, "qs_docs", ask, hit_tags, tags, _queries(demo_corpus))
+        assert report.failures == [] and report.mixed == []
+        assert report.versions_seen == {"qs_docs__v1", "qs_docs__v2"}
+
+
+def test_verify_finds_and_fix_restores_the_query_side_metadata(two_versions):
+    from reindexer import sync
+
+    ws, _ = two_versions
+    live_is(ws, "docs", "docs__v1")
+    good = ws.store.describe("docs__v1").metadata["reindex.model_settings"]
+    ws.store.set_metadata("docs__v1", {"reindex.model_settings": json.dumps({"truncate_dim": 32})})
+    report = sync.verify(ws, "docs")
+    assert not report.ok and any("reindex.model_settings" in p for p in report.before["problems"])
+    fixed = sync.verify(ws, "docs", fix=True)
+    assert fixed.ok and ws.store.describe("docs__v1").metadata["reindex.model_settings"] == good
+
+
+def test_versions_tagged_before_settings_were_recorded_fall_back_to_the_state(two_versions):
+    from reindexer.encoders import EncoderSpec
+
+    ws, _ = two_versions
+    meta = dict(ws.store.describe("docs__v2").metadata)
+    for key in ("reindex.model_settings", "reindex.model_name"):
+        meta.pop(key)
+    spec = EncoderSpec.from_metadata("docs__v2", meta, 128, "cosine", ws.state)
+    assert spec.settings.truncate_dim == 128
+    with pytest.raises(NotFoundError, match="without its settings"):
+        EncoderSpec.from_metadata("docs__v2", meta, 128, "cosine", None)
+
+
+def test_a_missing_embedded_store_is_not_created(tmp_path):
+    with pytest.raises(NotFoundError, match="no store at"):
+        Searcher("docs", store=f"qdrant+local:{tmp_path / 'nothing'}")
+    with pytest.raises(NotFoundError, match="no store at"):
+        Searcher("docs", store=f"milvus+lite:{tmp_path / 'nothing.db'}")
+    assert list(tmp_path.iterdir()) == []
