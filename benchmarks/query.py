@@ -864,6 +864,24 @@ class ServeProcess:
         return self.proc.returncode
 
 
+def _server_latency(client, base: str) -> tuple[float, float] | None:
+    """(seconds, answers) summed over the server's reindex_search_latency_seconds histogram; None if absent."""
+    try:
+        text = client.get(f"{base}/metrics").text
+    except Exception:  # noqa: BLE001 - the metric is information, not a target
+        return None
+    total = count = 0.0
+    seen = False
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith("reindex_search_latency_seconds_sum"):
+            total += float(value)
+            seen = True
+        elif name.startswith("reindex_search_latency_seconds_count"):
+            count += float(value)
+    return (total, count) if seen else None
+
+
 def bench_serve(folder: Path, store_url: str, state_url: str, queries: list[str], concurrency: list[int],
                 seconds: float, rounds: int, torch_threads: int = 0) -> dict[str, Any]:
     """Closed-loop httpx clients against ``reindex serve``; each level in ``rounds`` interleaved blocks."""
@@ -897,16 +915,27 @@ def bench_serve(folder: Path, store_url: str, state_url: str, queries: list[str]
             resp.json()
 
         blocks: dict[int, list[dict[str, Any]]] = {c: [] for c in concurrency}
-        for r in range(rounds):
-            order = concurrency if r % 2 == 0 else list(reversed(concurrency))
-            for c in order:
-                blocks[c].append(closed_loop(call, queries, seconds, clients=c, seed=r))
+        base = server.base
+        server_side: dict[int, list[float]] = {c: [0.0, 0.0] for c in concurrency}  # seconds, answers
+        with httpx.Client(timeout=30) as scraper:
+            for r in range(rounds):
+                order = concurrency if r % 2 == 0 else list(reversed(concurrency))
+                for c in order:
+                    before = _server_latency(scraper, base)
+                    blocks[c].append(closed_loop(call, queries, seconds, clients=c, seed=r))
+                    after = _server_latency(scraper, base)
+                    if before is not None and after is not None:
+                        server_side[c][0] += after[0] - before[0]
+                        server_side[c][1] += after[1] - before[1]
         levels = {}
         for c, bs in blocks.items():
             lat = [x for b in bs for x in b["latencies_ms"]]
             wall = sum(b["seconds"] for b in bs)
             levels[str(c)] = {"clients": c, "requests": len(lat), "errors": sum(b["errors"] for b in bs),
                               "throughput_rps": len(lat) / wall if wall else 0.0, "ms": summary(lat),
+                              # inside the server: the Searcher call, encode-lock waits included
+                              "server_mean_ms": (round(server_side[c][0] / server_side[c][1] * 1000, 3)
+                                                 if server_side[c][1] else None),
                               "block_rps": [round(b["throughput_rps"], 2) for b in bs]}
         return {"status": "measured", "command": " ".join(server.cmd), "ready_s": round(ready_s, 2),
                 "first_search_s": round(first_s, 3), "block_seconds": seconds, "rounds": rounds,
@@ -1129,10 +1158,14 @@ def render(report: dict[str, Any]) -> str:
     if sv.get("status") == "measured":
         lines += [f"4. reindex serve on loopback, closed-loop httpx clients, {sv['rounds']} rounds x "
                   f"{sv['block_seconds']} s per level (ready in {sv['ready_s']} s)",
-                  f"   {'clients':>7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"]
+                  f"   {'clients':>7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} "
+                  f"{'in server':>10} {'errors':>7}"]
         for lv in sv["levels"].values():
             lines.append(f"   {lv['clients']:>7} {lv['requests']:>9} {lv['throughput_rps']:>8.1f} "
-                         f"{_f(lv['ms']['p50'], '8.3f')} {_f(lv['ms']['p99'], '8.3f')} {lv['errors']:>7}")
+                         f"{_f(lv['ms']['p50'], '8.3f')} {_f(lv['ms']['p99'], '8.3f')} {_f(lv['ms']['mean'], '8.3f')} "
+                         f"{_f(lv.get('server_mean_ms'), '10.3f')} {lv['errors']:>7}")
+        lines.append("   (in server: mean time inside the search handler, from its /metrics histogram: the Searcher "
+                     "call, waits for the model's encode lock included)")
     else:
         lines.append(f"4. reindex serve: {sv.get('status')}")
     lines.append("")
