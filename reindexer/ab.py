@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import NotFoundError, UsageError
 from reindexer.evaluation import (
     EvaluationResult,
@@ -23,7 +24,6 @@ from reindexer.evaluation import (
     load_query_log,
 )
 from reindexer.evaluation.runner import UnlabelledResult
-from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.searcher import search_version
 from reindexer.state import IndexVersion, LogicalCollection
 from reindexer.workspace import Workspace
@@ -62,8 +62,10 @@ def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None) -> 
         elif ref == "shadow":
             shadows = [v for v in versions if v.status in ("built", "verified", "evaluated")]
             if not shadows:
-                raise NotFoundError(f"{lc.name} has no built shadow version",
-                                    hint="build one with `reindex apply PLAN --no-cutover`, or name versions: --versions v1,v2")
+                raise NotFoundError(
+                    f"{lc.name} has no built shadow version",
+                    hint="build one with `reindex apply PLAN --no-cutover`, or name versions: --versions v1,v2",
+                )
             found = shadows[-1]
         else:
             found = find_version(ws, lc, ref)

@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from rich.console import Console
@@ -325,9 +326,12 @@ def _print_plan(p, output: Path | None) -> None:
 @cli.command("apply")
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
 @click.option("--resume", "resume_collection", metavar="COLLECTION", help="Resume the interrupted apply of COLLECTION.")
-@click.option("--cutover/--no-cutover", default=True, help="Cut over when the shadow is verified (default) or leave it built.")
+@click.option("--cutover/--no-cutover", default=True,
+              help="Cut over when the shadow is verified (default) or leave it built.")
 @click.option("--no-delete", is_flag=True, help="Keep documents that vanished from the source during the build.")
-@click.option("--gate", help="Promotion gate (overrides the plan's), e.g. 'ndcg@10 >= 0 and not significantly worse at p < 0.05'.")
+@click.option("--gate",
+              help="Promotion gate (overrides the plan's), "
+              "e.g. 'ndcg@10 >= 0 and not significantly worse at p < 0.05'.")
 @click.option("--queries", type=click.Path(path_type=Path), help="Judged queries (BEIR queries.jsonl) for the gate.")
 @click.option("--qrels", type=click.Path(path_type=Path), help="Relevance judgements (BEIR TSV or TREC) for the gate.")
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's evaluation.")
@@ -416,14 +420,15 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
 @source_options
 @click.option("--since", help="Only rows updated after this value, or 'last' for the stored watermark (SQL sources).")
 @click.option("--no-delete", is_flag=True, help="Keep documents that are gone from the source.")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, help="Seconds to wait for a held lease (default: fail at once).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0,
+              help="Seconds to wait for a held lease (default: fail at once).")
 @run_command
 def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait: float, **kw: Any) -> None:
     """Embed only new and changed documents into COLLECTION (and its built shadows); delete removed ones."""
     from reindexer.sync import sync
 
-    r = sync(ctx.ws, collection, source=_source(kw) or _configured_source(ctx, collection), delete_missing=not no_delete,
-             since=_since_value(since), wait=wait)
+    r = sync(ctx.ws, collection, source=_source(kw) or _configured_source(ctx, collection),
+             delete_missing=not no_delete, since=_since_value(since), wait=wait)
 
     def show(r) -> None:
         for version, s in r.versions.items():
@@ -538,7 +543,8 @@ def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
     ctx.require_confirmable("gc")
     keep = ctx.ws.config.keep if keep is None else keep
     r = commands.gc(ctx.ws, collection, keep, confirm=ctx.confirm)
-    ctx.emit(r, lambda r: out.print(f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}"))
+    ctx.emit(r, lambda r: out.print(
+        f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}"))
 
 
 @cli.command("adopt")
@@ -564,14 +570,17 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sam
 @click.option("--queries", type=click.Path(path_type=Path), help="BEIR queries.jsonl (_id, text).")
 @click.option("--qrels", type=click.Path(path_type=Path), help="Qrels: BEIR TSV (query-id corpus-id score) or TREC.")
 @click.option("--log", "log", type=click.Path(path_type=Path), help="Label-free: a query log (lines or JSONL) instead.")
-@click.option("--from-traffic", is_flag=True, help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.")
-@click.option("--since", "since", help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d).")
+@click.option("--from-traffic", is_flag=True,
+              help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.")
+@click.option("--since", "since",
+              help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d).")
 @click.option("--shadow", "shadow", help="With --from-traffic: the shadow version (default: the newest mirrored).")
 @click.option("--versions", help="live,shadow (default) or versions such as v3,v4,v5; the first is the baseline.")
 @click.option("-k", "k", default=10, show_default=True, help="Headline cut-off.")
 @click.option("--gate", help="Judge each candidate with this gate.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
-@click.option("--report-json", type=click.Path(path_type=Path), help="Write the JSON report (schema reindexer.evaluation/v1).")
+@click.option("--report-json", type=click.Path(path_type=Path),
+              help="Write the JSON report (schema reindexer.evaluation/v1).")
 @click.option("--report-md", type=click.Path(path_type=Path), help="Write a Markdown report.")
 @click.option("--report-html", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
 @run_command
@@ -584,7 +593,8 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since
         raise UsageError("--since and --shadow go with --from-traffic")
     if from_traffic:
         if queries or qrels or log or versions:
-            raise UsageError("--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions")
+            raise UsageError(
+                "--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions")
         summary, gate_obj, decision = commands.traffic_report(ctx.ws, collection, since, shadow, gate)
         data = summary.to_dict()
         if decision is not None:
@@ -713,7 +723,8 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
               help="Share of live queries mirrored to the shadow version, off the answering path.")
 @click.option("--refresh", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Seconds between re-resolutions of each alias (0: every request).")
-@click.option("--max-k", type=click.IntRange(min=1), default=100, show_default=True, help="Largest k a request may ask for.")
+@click.option("--max-k", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Largest k a request may ask for.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=65536, show_default=True,
               help="Largest request body; larger ones get 413.")
 @click.option("--preload", "preload", multiple=True, metavar="COLLECTION",

@@ -7,8 +7,9 @@ dataclasses with ``to_dict``), so Python callers get the same behaviour as the C
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -229,7 +230,8 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
     _notify(ws, "gate-refused", lc.name, version=version.physical_name, reasons=decision.reasons)
     refusal = GateRefusedError(
         f"the gate refused promoting v{version.version}: " + "; ".join(r for r in decision.reasons if "FAIL" in r),
-        hint=f"v{version.version} stays built for inspection (`reindex eval {lc.name}`); --force overrides, and is audited",
+        hint=f"v{version.version} stays built for inspection (`reindex eval {lc.name}`); "
+        "--force overrides, and is audited",
     )
     refusal.result = result  # the evaluation, for callers such as reindexer.deploy
     raise refusal

@@ -152,7 +152,7 @@ def create_physical(
 def _points(docs: list[Document], vectors: np.ndarray, model_short: str) -> list[Point]:
     return [
         Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: model_short})
-        for d, v in zip(docs, vectors)
+        for d, v in zip(docs, vectors, strict=True)
     ]
 
 

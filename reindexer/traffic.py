@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -101,7 +102,7 @@ class TrafficSummary:
             f"overlap@{self.k}": self.overlap.to_dict(),
             "rbo": self.rbo.to_dict(),
             "overlap_histogram": {f"{lo:.1f}-{hi:.1f}": n
-                                  for lo, hi, n in zip(HISTOGRAM_EDGES, HISTOGRAM_EDGES[1:], self.histogram)},
+                                  for (lo, hi), n in zip(pairwise(HISTOGRAM_EDGES), self.histogram, strict=True)},
             "live_ms": self.live_ms.to_dict(),
             "shadow_ms": self.shadow_ms.to_dict(),
             "latency_ratio": {f"p{p}": _round(self.latency_ratio(p)) if self.queries else None

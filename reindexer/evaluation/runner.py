@@ -150,7 +150,7 @@ def _ranked_ids(
     """{query id: ranked doc ids} for every query, scores dropped once the order is fixed."""
     query_ids = list(queries)
     ranked = search_all(name, searcher, [queries[q] for q in query_ids], depth, batch_size)
-    return {qid: [doc for doc, _ in hits] for qid, hits in zip(query_ids, ranked)}
+    return {qid: [doc for doc, _ in hits] for qid, hits in zip(query_ids, ranked, strict=True)}
 
 
 def _regressions(

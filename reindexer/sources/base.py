@@ -70,7 +70,7 @@ class Source(abc.ABC):
     def __iter__(self) -> Iterator[Document]:
         ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: sources holding nothing keep it
         """Release files, connections or store handles."""
 
     # Added with the sources: context-manager support and a full-pass scan.

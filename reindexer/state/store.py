@@ -80,7 +80,7 @@ def holder_is_gone(holder: str) -> bool:
 def actor() -> tuple[str, str]:
     try:
         user = getpass.getuser()
-    except Exception:  # no passwd entry in some containers
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
         user = os.environ.get("USER", "unknown")
     return user, socket.gethostname()
 
