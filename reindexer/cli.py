@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,7 +26,30 @@ from reindexer.embedding import ModelSettings
 from reindexer.errors import EXIT_UNEXPECTED, EXIT_USAGE, ReindexError, UsageError
 from reindexer.workspace import Workspace
 
-out = Console(soft_wrap=True)
+#: Width of tables written where no terminal reads them (a log, a pipe, CI): wide enough that no
+#: cell is cut to fit 80 columns; tables are only as wide as their content.
+LOG_WIDTH = 4096
+
+
+class OutputConsole(Console):
+    """stdout: a terminal's width on a terminal; elsewhere ``LOG_WIDTH``, so nothing is truncated.
+
+    COLUMNS, when set, still wins, as it does for rich.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and not self.is_terminal and not os.environ.get("COLUMNS"):
+            return ConsoleDimensions(LOG_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+out = OutputConsole(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -63,6 +86,29 @@ class Ctx:
             click.echo(json.dumps(_plain(data), indent=2, default=str))
         else:
             human(data)
+
+
+def key_values(detail: Any) -> str:
+    """An audit detail as readable ``key=value`` text: nested objects as ``a.b=1``, lists joined by commas."""
+    if not isinstance(detail, dict):
+        return "" if detail is None else str(detail)
+    parts: list[str] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (list, tuple)):
+            items = [json.dumps(x, default=str) if isinstance(x, (dict, list)) else str(x) for x in value]
+            parts.append(f"{prefix}={','.join(items) or '[]'}")
+        elif value is None or value == {}:
+            return
+        else:
+            text = str(value)
+            parts.append(f"{prefix}={json.dumps(text) if (' ' in text or not text) else text}")
+
+    walk("", detail)
+    return " ".join(parts)
 
 
 def _plain(data: Any) -> Any:
@@ -199,7 +245,11 @@ def source_options(fn: Callable) -> Callable:
         [
             click.option("--source", "source_text", help="payload (default), jsonl:PATH, parquet:PATH or sql:URL."),
             click.option("--query", help="SQL query for an sql: source."),
-            click.option("--text-field", help="Field (dotted path) holding the text (default: text)."),
+            click.option("--text-field", multiple=True,
+                         help="Field (dotted path) holding the text (default: text); repeat it to embed several "
+                              "fields together, joined by a blank line."),
+            click.option("--text", "text_template", metavar="TEMPLATE",
+                         help="Text template over payload paths, e.g. '{title}. {text}' (missing fields render empty)."),
             click.option("--id-field", help="Field holding the document id, for file and SQL sources (default: id)."),
             click.option("--updated-field", help="Field holding an updated-at value, for --since."),
         ]
@@ -224,10 +274,29 @@ def _source(kw: dict[str, Any]):
     from reindexer.sources.spec import parse_source
 
     text = kw.pop("source_text")
-    options = {k: kw.pop(k) for k in ("query", "text_field", "id_field", "updated_field")}
+    options = {k: kw.pop(k) for k in ("query", "id_field", "updated_field")}
+    options["text_field"] = _text_field(kw.pop("text_field", ()), kw.pop("text_template", None))
     if text is None and not any(options.values()):
         return None
     return parse_source(text or "payload", base_dir=Path.cwd(), **{k: v for k, v in options.items() if v})
+
+
+def _text_field(fields: tuple[str, ...] | str | None, template: str | None) -> str | None:
+    """One text field from repeated --text-field and --text: a path, or a template over paths."""
+    from reindexer.sources.base import fields_template, is_template
+
+    if isinstance(fields, str):
+        fields = (fields,)
+    fields = tuple(f for f in (fields or ()) if f)
+    if template is not None:
+        if fields:
+            raise UsageError("pass --text TEMPLATE or --text-field, not both",
+                             hint="a template names its fields itself: --text '{title}. {text}'")
+        if not is_template(template):
+            raise UsageError(f"--text {template!r} has no {{field}} placeholder",
+                             hint="e.g. --text '{title}. {text}'; a single field is --text-field FIELD")
+        return template
+    return fields_template(fields) if fields else None
 
 
 # -- model ----------------------------------------------------------------------
@@ -258,13 +327,27 @@ def model_list(ctx: Ctx) -> None:
     models = commands.model_list(ctx.ws)
 
     def show(rows: list) -> None:
-        t = Table("model", "dim", "similarity", "max seq", "settings", "path")
+        t = Table("model", "dim", "similarity", "max seq", "settings", "training", "path")
         for m in rows:
             settings = {k: v for k, v in (m.settings or {}).items() if v not in (None, False)}
-            t.add_row(m.label, str(m.dim), m.similarity, str(m.max_seq_length), json.dumps(settings), m.path)
+            t.add_row(m.label, str(m.dim), m.similarity, str(m.max_seq_length), escape(key_values(settings)),
+                      escape(_training_facts(m)) or "-", m.path)
         out.print(t)
 
     ctx.emit(models, show)
+
+
+def _training_facts(m: Any) -> str:
+    """The training facts a model version was registered with (base model, data, run id), as key=value."""
+    facts = {}
+    for key in ("base_model", "train_data", "run_id"):
+        value = getattr(m, key, None)
+        if value:
+            facts[key] = value
+    extra = getattr(m, "training", None)
+    if isinstance(extra, dict):
+        facts.update({k: v for k, v in extra.items() if v not in (None, "", {}) and k not in facts})
+    return key_values(facts)
 
 
 # -- plan / apply ---------------------------------------------------------------
@@ -523,8 +606,10 @@ def history_cmd(ctx: Ctx, collection: str, limit: int) -> None:
         e = Table("at", "action", "result", "who", "details")
         for ev in h["events"]:
             e.add_row(ev["at"], ev["action"], ev["result"], f"{ev['user']}@{ev['host']}",
-                      json.dumps(ev["detail"], default=str)[:100])
+                      escape(key_values(ev["detail"])))
         out.print(e)
+        if h["events"]:
+            out.print("[dim]full details: reindex history --json[/]")
 
     ctx.emit(h, show)
 
@@ -546,12 +631,15 @@ def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="The model that made it.")
 @click.option("--name", help="Name to register the model under.")
 @model_settings_options
-@click.option("--text-field", default="text", show_default=True, help="Payload path of the text.")
+@click.option("--text-field", multiple=True, help="Payload path of the text (default: text); repeatable.")
+@click.option("--text", "text_template", metavar="TEMPLATE", help="Text template over payload paths, e.g. '{title}. {text}'.")
 @click.option("--sample", default=32, show_default=True, help="Points to re-embed and compare.")
 @click.option("--min-cosine", default=0.99, show_default=True, help="Agreement needed for each sampled point.")
 @run_command
-def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sample, min_cosine, **kw: Any) -> None:
+def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, text_template, sample, min_cosine,
+              **kw: Any) -> None:
     """Tag a collection made outside reindexer with the model that made it."""
+    text_field = _text_field(text_field, text_template) or "text"
     r = commands.adopt(ctx.ws, collection, str(model_path), settings=_settings(kw), text_field=text_field,
                        sample=sample, min_cosine=min_cosine, name=name)
     ctx.emit(r, lambda r: out.print(
@@ -567,16 +655,21 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sam
 @click.option("--from-traffic", is_flag=True, help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.")
 @click.option("--since", "since", help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d).")
 @click.option("--shadow", "shadow", help="With --from-traffic: the shadow version (default: the newest mirrored).")
-@click.option("--versions", help="live,shadow (default) or versions such as v3,v4,v5; the first is the baseline.")
-@click.option("-k", "k", default=10, show_default=True, help="Headline cut-off.")
+@click.option("--versions", help="live,shadow (default; the live version alone when there is no shadow), one version "
+                                 "(v1: absolute metrics, the baseline) or several (v3,v4,v5); the first is the baseline.")
+@click.option("-k", "k", default=10, show_default=True, help="Headline cut-off: nDCG@K heads the report and ranks "
+                                                              "the worst queries.")
+@click.option("--at", "at", metavar="K1,K2,...", help="Cut-offs to report, e.g. 1,3,5,10,100 (default: 1, 3, 5 ... up to -k).")
+@click.option("--depth", type=click.IntRange(min=1), help="Results each query asks for (default: the largest cut-off).")
+@click.option("--per-query", is_flag=True, help="Put per-query values in the JSON (always for a single version).")
 @click.option("--gate", help="Judge each candidate with this gate.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
 @click.option("--report-json", type=click.Path(path_type=Path), help="Write the JSON report (schema reindexer.evaluation/v1).")
 @click.option("--report-md", type=click.Path(path_type=Path), help="Write a Markdown report.")
 @click.option("--report-html", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
 @run_command
-def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since, shadow, versions, k, gate, seed,
-             report_json, report_md, report_html) -> None:
+def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since, shadow, versions, k, at, depth,
+             per_query, gate, seed, report_json, report_md, report_html) -> None:
     """A/B(/n) retrieval quality of index versions, each searched with its own model."""
     from reindexer.evaluation import report
 
@@ -610,26 +703,52 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since
     if not (queries and qrels):
         raise UsageError("pass --queries and --qrels (judged), or --log (label-free)")
     result, gate_obj, decisions = commands.evaluate_versions(ctx.ws, collection, str(queries), str(qrels),
-                                                             versions, k, gate, seed)
+                                                             versions, k, gate, seed, at=_cutoffs(at), depth=depth)
+    per_query = True if per_query else None
     if report_json:
-        report_json.write_text(report.to_json(result, gate_obj))
+        report_json.write_text(report.to_json(result, gate_obj, per_query=per_query))
     if report_md:
         report_md.write_text(report.to_markdown(result, gate_obj))
     if report_html:
         report_html.write_text(report.to_html(result, gate_obj, title=f"{collection}: retrieval evaluation"))
 
     def show(_: Any) -> None:
+        out.print(report.skipped_line(result), highlight=False)
+        out.print(report.headline_line(result), highlight=False)
+        if not result.candidates:
+            out.print(report.rich_table(result))
+            worst = result.worst_queries.get(result.baseline, [])
+            if worst:
+                out.print(f"worst queries of {result.baseline} by {result.headline_metric}:", highlight=False)
+            for row in report._worst_rows(result, result.baseline)[1][:5]:
+                out.print(f"  {row[0]}  {row[2]}  {row[1]!r}  relevant: {row[3]}", highlight=False)
+            if report_json is None:
+                out.print("per-query values: --report-json FILE (or --json)", style="dim", highlight=False)
+            return
         out.print(report.rich_table(result))
         for candidate, decision in (decisions or {}).items():
             out.print(f"gate for {candidate}: {'[green]passed[/]' if decision.passed else '[red]refused[/]'}")
             for reason in decision.reasons:
                 out.print(f"  {reason}")
 
-    ctx.emit(report.to_dict(result, gate_obj), show)
+    ctx.emit(report.to_dict(result, gate_obj, per_query=per_query), show)
     if decisions and not all(d.passed for d in decisions.values()):
         from reindexer.errors import EXIT_GATE_REFUSED
 
         sys.exit(EXIT_GATE_REFUSED)
+
+
+def _cutoffs(text: str | None) -> list[int] | None:
+    """``--at 1,3,5,10,100`` as a sorted list of distinct cut-offs."""
+    if not text:
+        return None
+    try:
+        values = sorted({int(x) for x in text.replace(" ", "").split(",") if x})
+    except ValueError:
+        raise UsageError(f"--at {text!r}: cut-offs are whole numbers separated by commas, e.g. 1,3,5,10,100") from None
+    if not values or values[0] < 1:
+        raise UsageError(f"--at {text!r}: cut-offs must be at least 1")
+    return values
 
 
 def _print_traffic(summary, gate_obj, decision) -> None:
@@ -759,7 +878,8 @@ def demo_cmd(ctx: Ctx, keep_dir: Path | None) -> None:
     """Run the whole flow offline on the embedded default, printing each step."""
     from reindexer.demo import run_demo
 
-    run_demo(keep_dir=keep_dir, console=out)
+    # the demo's rules span the console: a log gets 100 columns, not LOG_WIDTH
+    run_demo(keep_dir=keep_dir, console=out if out.is_terminal else Console(soft_wrap=True, width=100))
 
 
 def main() -> None:

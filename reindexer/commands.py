@@ -243,16 +243,19 @@ def _notify(ws: Workspace, event: str, collection: str, **detail: Any) -> None:
 
 def evaluate_versions(
     ws: Workspace, collection: str, queries: str, qrels: str, versions: str | None = None, k: int = 10,
-    gate: str | None = None, seed: int = 0,
+    gate: str | None = None, seed: int = 0, at: list[int] | None = None, depth: int | None = None,
 ):
-    """Run judged queries against several versions; returns (result, gate, decisions by candidate)."""
+    """Run judged queries against one version (absolute) or several (A/B/n); returns (result, gate,
+    decisions by candidate). ``k`` is the headline cut-off, ``at`` the cut-offs reported, ``depth``
+    how many results each query asks for (default: the largest cut-off)."""
     from reindexer import ab
     from reindexer.evaluation import Gate
 
     lc = _collection(ws, collection)
     chosen = ab.resolve_versions(ws, lc, versions)
     gate_obj = Gate.parse(gate) if gate else None
-    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed)
+    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed,
+                               at=at, depth=depth)
     decisions = None
     if gate_obj is not None:
         by_label = {ab.label(v): v for v in chosen}
@@ -296,7 +299,7 @@ def compare_versions(ws: Workspace, collection: str, log: str, versions: str | N
     from reindexer import ab
 
     lc = _collection(ws, collection)
-    return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions), log, k=k)
+    return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions, minimum=2), log, k=k)
 
 
 def _resume_context(ws: Workspace, plan: Plan, version: IndexVersion):
