@@ -269,8 +269,12 @@ def _configured_source(ctx: Ctx, collection: str):
     return parse_source(conf.get("source", "payload"), base_dir=ctx.ws.config.base_dir, **options)
 
 
-def _source(kw: dict[str, Any]):
-    """A SourceSpec from the shared source options, or None when none was given."""
+def _source(kw: dict[str, Any], ctx: Ctx | None = None, collection: str | None = None):
+    """A SourceSpec from the shared source options, or None when none was given.
+
+    With ``ctx`` and ``collection`` (sync, verify), a source given without a text option reads the
+    text the way the collection records it (its template or path), not the default ``text``.
+    """
     from reindexer.sources.spec import parse_source
 
     text = kw.pop("source_text")
@@ -278,6 +282,10 @@ def _source(kw: dict[str, Any]):
     options["text_field"] = _text_field(kw.pop("text_field", ()), kw.pop("text_template", None))
     if text is None and not any(options.values()):
         return None
+    if options["text_field"] is None and ctx is not None and collection is not None:
+        lc = ctx.ws.state.get_collection(ctx.ws.store_url, collection)
+        if lc is not None and lc.text_field:
+            options["text_field"] = lc.text_field
     return parse_source(text or "payload", base_dir=Path.cwd(), **{k: v for k, v in options.items() if v})
 
 
@@ -415,9 +423,13 @@ def _print_plan(p, output: Path | None) -> None:
 @click.option("--qrels", type=click.Path(path_type=Path), help="Relevance judgements (BEIR TSV or TREC) for the gate.")
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's evaluation.")
 @click.option("--force", is_flag=True, help="Cut over even when the gate refuses (recorded in the audit log).")
+@click.option("--report-json", type=click.Path(path_type=Path), help="Write the gate's evaluation as JSON (as eval does).")
+@click.option("--report-md", type=click.Path(path_type=Path), help="Write the gate's evaluation as Markdown.")
+@click.option("--report-html", type=click.Path(path_type=Path), help="Write the gate's evaluation as one HTML file.")
 @run_command
 def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, cutover: bool, no_delete: bool,
-              gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool) -> None:
+              gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool,
+              report_json: Path | None, report_md: Path | None, report_html: Path | None) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
     from reindexer.ab import Judgements
     from reindexer.planner import load_plan_file
@@ -434,8 +446,31 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
         queries, qrels = (ctx.ws.config.base_dir / conf["queries"], ctx.ws.config.base_dir / conf["qrels"])
     judgements = Judgements.load(queries, qrels) if queries else None
     gate = gate or conf.get("gate") or (ctx.ws.config.gate if p.gate is None else None)
-    result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
-                            judgements=judgements, gate=gate, force=force, k=k)
+    from reindexer.errors import GateRefusedError
+    from reindexer.evaluation import Gate, report
+
+    refusal: GateRefusedError | None = None
+    try:
+        result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
+                                judgements=judgements, gate=gate, force=force, k=k)
+    except GateRefusedError as exc:
+        if getattr(exc, "result", None) is None:
+            raise
+        refusal, result = exc, exc.result  # still say what was built and verified, then exit 6
+    evaluation = getattr(result, "_evaluation", None)
+    gate_obj = Gate.parse(result.gate["gate"]) if (evaluation is not None and result.gate) else None
+    if gate_obj is not None and gate_obj.needs_traffic:
+        gate_obj = None  # the report would judge its traffic clauses without the traffic; the verdict is printed below
+    if evaluation is not None:
+        if report_json:
+            report_json.write_text(report.to_json(evaluation, gate_obj))
+        if report_md:
+            report_md.write_text(report.to_markdown(evaluation, gate_obj))
+        if report_html:
+            report_html.write_text(report.to_html(evaluation, gate_obj, title=f"{p.collection}: gate evaluation"))
+    elif report_json or report_md or report_html:
+        err.print("no judged evaluation ran (no gate with judged clauses, or nothing to compare): no report written",
+                  highlight=False)
 
     def show(r) -> None:
         if r.message:
@@ -449,7 +484,17 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
             cos = v["sample_min_cosine"]
             out.print(f"verified: {v['store_count']} points = ledger {v['ledger_count']}"
                       + (f", sample of {v['sample_size']} re-embedded (min cosine {cos:.4f})" if cos else ""))
-        if r.evaluation:
+        if evaluation is not None:
+            out.print(report.skipped_line(evaluation), highlight=False)
+            out.print(report.headline_line(evaluation), highlight=False)
+            out.print(report.rich_table(evaluation))
+            for c in evaluation.comparisons.values():
+                if c.worst_regressions:
+                    out.print(f"worst regressions of {c.candidate} by {evaluation.headline_metric}:", highlight=False)
+                for reg in c.worst_regressions[:5]:
+                    out.print(f"  {reg.query_id}  {reg.baseline_value:.4f} -> {reg.candidate_value:.4f}  "
+                              f"{reg.query_text!r}  missed: {', '.join(reg.missed_relevant) or '-'}", highlight=False)
+        elif r.evaluation:
             for version, means in r.evaluation["versions"].items():
                 out.print(f"  {version}: " + "  ".join(f"{m} {x:.4f}" for m, x in means.items()))
         if r.traffic:
@@ -467,7 +512,12 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
         elif r.physical and not r.message:
             out.print(f"shadow {r.physical} is built; `reindex cutover {r.collection}` promotes it")
 
-    ctx.emit(result, show)
+    data = result.to_dict()
+    if evaluation is not None:
+        data["report"] = report.to_dict(evaluation, gate_obj)
+    ctx.emit(data, lambda _: show(result))
+    if refusal is not None:
+        raise refusal
 
 
 @cli.command("cutover")
@@ -505,7 +555,7 @@ def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait
     """Embed only new and changed documents into COLLECTION (and its built shadows); delete removed ones."""
     from reindexer.sync import sync
 
-    r = sync(ctx.ws, collection, source=_source(kw) or _configured_source(ctx, collection), delete_missing=not no_delete,
+    r = sync(ctx.ws, collection, source=_source(kw, ctx, collection) or _configured_source(ctx, collection), delete_missing=not no_delete,
              since=_since_value(since), wait=wait)
 
     def show(r) -> None:
@@ -541,7 +591,7 @@ def verify_cmd(ctx: Ctx, collection: str, version_ref: str | None, fix: bool, **
     from reindexer.errors import EXIT_VERIFICATION_FAILED
     from reindexer.sync import verify
 
-    r = verify(ctx.ws, collection, version_ref, fix=fix, source=_source(kw))
+    r = verify(ctx.ws, collection, version_ref, fix=fix, source=_source(kw, ctx, collection))
 
     def show(r) -> None:
         before = r.before

@@ -81,7 +81,8 @@ class ApplyResult:
     gate: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        # private attributes (the gate's full EvaluationResult, ``_evaluation``) are not JSON
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 def _version_for_plan(ws: Workspace, plan: Plan) -> IndexVersion | None:
@@ -212,6 +213,7 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
         evaluation = ab.run_evaluation(ws, lc, [current, version], judgements, k=k, gate=gate_obj)
         comparison = evaluation.comparisons[ab.label(version)]
         result.evaluation = ab.summary(evaluation, k)
+        result._evaluation = evaluation  # the whole comparison, for the CLI's tables and reports
     if gate_obj.needs_traffic:
         traffic = _traffic_against(ws, lc, version, current)
         result.traffic = traffic.to_dict()

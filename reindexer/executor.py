@@ -224,7 +224,7 @@ def sync_into(
             ws.renew(lease)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reindex-writer") as writer, progress(
-        label, total
+        f"{label} {version.physical_name}", total
     ) as advance:
         in_flight: Future | None = None
 
@@ -285,7 +285,7 @@ def copy_into(
     total = store.count(src.physical_name)
     from reindexer.sources.base import content_hash
 
-    with progress("copying", total) as advance:
+    with progress(f"copying {src.physical_name} into {dst.physical_name}", total) as advance:
         for page in store.scroll(src.physical_name, batch_size=ws.batch_size, with_vectors=True):
             todo = [p for p in page if p.doc_id not in done]
             if todo:

@@ -67,7 +67,7 @@ def test_title_and_text_are_embedded_together(beir, minilm_path):
     plan = json.loads((folder / "p1.json").read_text())
     assert plan["source"]["text_field"] == TEMPLATE  # in the plan's inputs, so its fingerprint
     # progress as log lines on stderr (not a terminal): documents done, rate
-    assert "reindex: embedding: " in applied.stderr and "documents/s" in applied.stderr
+    assert f"reindex: embedding {NAME}__v1: " in applied.stderr and "documents/s" in applied.stderr
 
     from reindexer.workspace import Workspace
 
@@ -79,6 +79,15 @@ def test_title_and_text_are_embedded_together(beir, minilm_path):
     # verify re-embeds a sample from the rendered template: it agrees
     r = invoke("verify", NAME)
     assert r.exit_code == 0 and "consistent" in r.stdout, r.output
+    # a sync from the file, given without a text option, reads the text as the collection records it:
+    # only the document whose title changed is embedded again
+    lines = (folder / "corpus.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["title"] += " quickly"
+    (folder / "corpus.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    r = invoke("--json", "sync", NAME, "--source", "jsonl:corpus.jsonl", "--id-field", "_id")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["versions"]["v1"]["embedded"] == 1
 
 
 def test_one_version_is_evaluated_with_intervals_and_worst_queries(beir):
@@ -124,3 +133,28 @@ def test_tables_are_not_truncated_off_a_terminal(beir):
     assert any(e["detail"].get("stats", {}).get("embedded") == 60 for e in json.loads(r.stdout)["events"])
     r = invoke("model", "list")
     assert "base_model=nreimers/MiniLM-L6-H384-uncased" in r.stdout and 'train_data="1B sentence pairs"' in r.stdout
+
+
+def test_a_refused_apply_shows_the_comparison_and_what_was_built(beir, minilm_path):
+    folder, _ = beir
+    # v2 re-embeds the live payload through the collection's template (a 32-dimension cut of the model)
+    r = invoke("plan", NAME, "--model", str(minilm_path), "--name", "minilm32", "--truncate-dim", "32",
+               "-o", "p2.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((folder / "p2.json").read_text())["source"]["text_field"] == TEMPLATE
+    r = invoke("--yes", "apply", "p2.json", "--gate", "ndcg@10 >= 0.5", "--queries", "queries.jsonl",
+               "--qrels", "qrels.tsv", "--report-md", "gate.md", "--report-json", "gate.json")
+    assert r.exit_code == 6, r.output
+    out = r.stdout
+    assert f"built {NAME}__v2: 60 embedded" in out and "verified: 60 points" in out
+    assert "wins / losses / ties" in out and "95% CI" in out and "headline ndcg@10" in out
+    assert "gate refused: ndcg@10 >= 0.5" in out and "the gate refused" in r.stderr
+    data = json.loads((folder / "gate.json").read_text())
+    assert data["versions"] == ["v1", "v2"] and data["gate"]["passed"] is False
+    assert "## v2 vs v1" in (folder / "gate.md").read_text()
+    with open(folder / "p2.json") as f:  # the plan's text template reached the new version's metadata
+        assert json.load(f)["to_version"]["physical"] == f"{NAME}__v2"
+    from reindexer.workspace import Workspace
+
+    with Workspace.open() as ws:
+        assert ws.store.describe(f"{NAME}__v2").metadata["reindex.text_field"] == TEMPLATE
