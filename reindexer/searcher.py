@@ -176,9 +176,14 @@ class Searcher:
             wrapped = _wrap_client(store)
             return wrapped, _store_url_of(wrapped)
         url = self._config.store_url
+        location = parse_store_url(url, self._config.base_dir)
+        if location.embedded and not Path(location.target).exists():
+            # A query never creates a store: a mistyped path would otherwise answer "unknown collection".
+            raise NotFoundError(f"no store at {location.url}",
+                                hint="point REINDEX_STORE, reindex.toml's [store] url or store= at the store")
         opened = open_store(url, self._config.base_dir)
         self._closers.append(opened)
-        return opened, parse_store_url(url, self._config.base_dir).url
+        return opened, location.url
 
     def _require_state(self) -> Any:
         """The state store, opened on first need; never created by a Searcher that only reads."""
@@ -375,6 +380,12 @@ class Searcher:
         self, query: str | Sequence[str], k: int = 10, filter: dict[str, Any] | None = None
     ) -> list[SearchHit] | list[list[SearchHit]]:
         """Top-k hits for a query (a list of hits) or for a list of queries (a list of such lists)."""
+        return self.search_with_version(query, k, filter)[1]
+
+    def search_with_version(
+        self, query: str | Sequence[str], k: int = 10, filter: dict[str, Any] | None = None
+    ) -> tuple[VersionInfo, list[SearchHit] | list[list[SearchHit]]]:
+        """(the version that answered, its hits): says who answered even when nothing matched."""
         single = isinstance(query, str)
         queries = [query] if single else list(query)
         _check_request(queries, k, filter)
@@ -386,7 +397,11 @@ class Searcher:
                 for answer in answers]
         if self.mirror is not None:
             self.mirror.offer(queries, k, filter, spec, hits, elapsed_ms)
-        return hits[0] if single else hits
+        return VersionInfo.of(self.collection, spec), (hits[0] if single else hits)
+
+    def version_info(self, physical: str) -> VersionInfo:
+        """What a version of this collection is (text field, metric, model): fixed for its lifetime."""
+        return VersionInfo.of(self.collection, self._spec(physical))
 
     def _search_pinned(self, queries: list[str], k: int, where: dict[str, Any] | None):
         for attempt in range(2):

@@ -491,12 +491,8 @@ def create_app(
         started = time.perf_counter()
         try:
             searcher = searchers.get(name)
-            hits = searcher.search(body.query, k=body.k, filter=body.filter)
-            if hits:
-                version, model = hits[0].version, hits[0].model
-            else:  # nothing matched (an empty collection, a filter): say who answered anyway
-                info = searcher.current()
-                version, model = info.physical, info.model
+            info, hits = searcher.search_with_version(body.query, k=body.k, filter=body.filter)
+            version, model = info.physical, info.model  # named even when nothing matched
         except ReindexError as exc:
             return _tool_error(name, exc, count=True)
         except Exception as exc:  # noqa: BLE001 - counted and logged here, answered without a traceback

@@ -21,7 +21,6 @@ REINDEX_KEY = "reindex"
 #: Where LangChain's own stores (langchain-qdrant, langchain-milvus' JSON layout) keep metadata.
 LANGCHAIN_METADATA_KEY = "metadata"
 
-_INFO_CACHE = 16  # physical versions whose facts are remembered
 
 
 def make_searcher(
@@ -93,27 +92,10 @@ class Answers:
         self.owned = owned
         self.text_field = text_field
         self.metadata_key = metadata_key
-        self._infos: dict[str, Any] = {}
-
-    # -- versions ---------------------------------------------------------------
-    def version_info(self, physical: str) -> Any:
-        """The VersionInfo of ``physical``, the version that answered.
-
-        A physical collection's facts (text field, metric) never change, so they
-        are remembered; an unknown version is looked up through ``current()``,
-        which is that version unless the alias moved since the answer.
-        """
-        info = self._infos.get(physical)
-        if info is None:
-            now = self.searcher.current()
-            if len(self._infos) >= _INFO_CACHE:
-                self._infos.clear()
-            self._infos[now.physical] = now
-            info = self._infos.get(physical, now)
-        return info
 
     def text_field_of(self, physical: str) -> str:
-        return self.text_field or self.version_info(physical).text_field or "text"
+        # A version's text field never changes; the Searcher keeps each version's facts.
+        return self.text_field or self.searcher.version_info(physical).text_field or "text"
 
     # -- answers ------------------------------------------------------------------
     def search(self, query: str, k: int, filter: dict[str, Any] | None = None) -> list[Answer]:

@@ -199,7 +199,7 @@ class ReindexerVectorStore(VectorStore):
         _no_extra(kwargs, "similarity_search_with_relevance_scores")
         out = []
         for a in self._answers.search(query, k, filter):
-            metric = self._answers.version_info(a.info["version"]).metric
+            metric = self._answers.searcher.version_info(a.info["version"]).metric
             out.append((_document(a), _relevance(metric, a.score)))
         return out
 

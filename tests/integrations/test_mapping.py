@@ -54,6 +54,9 @@ class FakeSearcher:
     def current(self):
         return self.info
 
+    def version_info(self, physical):
+        return self.info
+
     def close(self):
         self.closed = True
 

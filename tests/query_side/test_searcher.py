@@ -235,3 +235,11 @@ def test_versions_tagged_before_settings_were_recorded_fall_back_to_the_state(tw
     assert spec.settings.truncate_dim == 128
     with pytest.raises(NotFoundError, match="without its settings"):
         EncoderSpec.from_metadata("docs__v2", meta, 128, "cosine", None)
+
+
+def test_a_missing_embedded_store_is_not_created(tmp_path):
+    with pytest.raises(NotFoundError, match="no store at"):
+        Searcher("docs", store=f"qdrant+local:{tmp_path / 'nothing'}")
+    with pytest.raises(NotFoundError, match="no store at"):
+        Searcher("docs", store=f"milvus+lite:{tmp_path / 'nothing.db'}")
+    assert list(tmp_path.iterdir()) == []
