@@ -82,7 +82,8 @@ class ApplyResult:
     gate: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        # private attributes (the gate's full EvaluationResult, ``_evaluation``) are not JSON
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 def _version_for_plan(ws: Workspace, plan: Plan) -> IndexVersion | None:
@@ -213,6 +214,7 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
         evaluation = ab.run_evaluation(ws, lc, [current, version], judgements, k=k, gate=gate_obj)
         comparison = evaluation.comparisons[ab.label(version)]
         result.evaluation = ab.summary(evaluation, k)
+        result._evaluation = evaluation  # the whole comparison, for the CLI's tables and reports
     if gate_obj.needs_traffic:
         traffic = _traffic_against(ws, lc, version, current)
         result.traffic = traffic.to_dict()
@@ -245,16 +247,19 @@ def _notify(ws: Workspace, event: str, collection: str, **detail: Any) -> None:
 
 def evaluate_versions(
     ws: Workspace, collection: str, queries: str, qrels: str, versions: str | None = None, k: int = 10,
-    gate: str | None = None, seed: int = 0,
+    gate: str | None = None, seed: int = 0, at: list[int] | None = None, depth: int | None = None,
 ):
-    """Run judged queries against several versions; returns (result, gate, decisions by candidate)."""
+    """Run judged queries against one version (absolute) or several (A/B/n); returns (result, gate,
+    decisions by candidate). ``k`` is the headline cut-off, ``at`` the cut-offs reported, ``depth``
+    how many results each query asks for (default: the largest cut-off)."""
     from reindexer import ab
     from reindexer.evaluation import Gate
 
     lc = _collection(ws, collection)
     chosen = ab.resolve_versions(ws, lc, versions)
     gate_obj = Gate.parse(gate) if gate else None
-    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed)
+    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed,
+                               at=at, depth=depth)
     decisions = None
     if gate_obj is not None:
         by_label = {ab.label(v): v for v in chosen}
@@ -298,7 +303,7 @@ def compare_versions(ws: Workspace, collection: str, log: str, versions: str | N
     from reindexer import ab
 
     lc = _collection(ws, collection)
-    return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions), log, k=k)
+    return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions, minimum=2), log, k=k)
 
 
 def _resume_context(ws: Workspace, plan: Plan, version: IndexVersion):

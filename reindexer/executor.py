@@ -117,14 +117,33 @@ class VerifyReport:
         }
 
 
-def version_metadata(lc: LogicalCollection, version: IndexVersion, model: ModelVersion) -> dict[str, str]:
+def version_text_field(ws: Workspace, lc: LogicalCollection, version: IndexVersion) -> str:
+    """How ``version``'s text is read: its plan's text field or template, else the collection's.
+
+    A plan may name another template than the collection's first one; the version it builds
+    records, verifies and re-embeds by its own.
+    """
+    if version.plan_id:
+        from reindexer.state.models import PlanRecord
+
+        with ws.state.session() as s:
+            record = s.get(PlanRecord, version.plan_id)
+        text_field = ((record.body or {}).get("source") or {}).get("text_field") if record is not None else None
+        if text_field:
+            return text_field
+    return lc.text_field
+
+
+def version_metadata(
+    lc: LogicalCollection, version: IndexVersion, model: ModelVersion, text_field: str | None = None
+) -> dict[str, str]:
     # The model keys are what the query side rebuilds its encoder from (reindexer.encoders).
     return {
         "reindex.logical": lc.name,
         "reindex.version": str(version.version),
         **model_metadata(model),
         "reindex.metric": version.metric,
-        "reindex.text_field": lc.text_field,
+        "reindex.text_field": text_field or lc.text_field,
         "reindex.created": iso(version.created_at),
     }
 
@@ -142,7 +161,7 @@ def create_physical(
             name=version.physical_name,
             dim=model.dim,
             metric=version.metric,
-            metadata=version_metadata(lc, version, model),
+            metadata=version_metadata(lc, version, model, version_text_field(ws, lc, version)),
             payload_indexes=dict(payload_indexes),
             index_params=dict(version.index_params or {}),
         )
@@ -224,7 +243,7 @@ def sync_into(
             ws.renew(lease)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reindex-writer") as writer, progress(
-        label, total
+        f"{label} {version.physical_name}", total
     ) as advance:
         in_flight: Future | None = None
 
@@ -285,7 +304,7 @@ def copy_into(
     total = store.count(src.physical_name)
     from reindexer.sources.base import content_hash
 
-    with progress("copying", total) as advance:
+    with progress(f"copying {src.physical_name} into {dst.physical_name}", total) as advance:
         for page in store.scroll(src.physical_name, batch_size=ws.batch_size, with_vectors=True):
             todo = [p for p in page if p.doc_id not in done]
             if todo:
@@ -347,8 +366,9 @@ def verify_version(
         chosen = random.Random(seed).sample(sorted(ids), min(sample, len(ids)))
         points = [p for p in store.retrieve(version.physical_name, chosen, with_vectors=True)]
         texts, stored = [], []
+        text_field = version_text_field(ws, lc, version)
         for p in points:
-            text = extract_text(p.payload, lc.text_field)
+            text = extract_text(p.payload, text_field)
             if text is not None:
                 texts.append(text)
                 stored.append(p.vector)

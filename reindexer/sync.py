@@ -21,6 +21,7 @@ from reindexer.executor import (
     sync_into,
     verify_version,
     version_metadata,
+    version_text_field,
 )
 from reindexer.planner import live_version
 from reindexer.sources.spec import SourceSpec, open_source
@@ -216,7 +217,8 @@ def verify(
                     hint="pass --source with the original documents (jsonl:, parquet:, sql:)",
                 )
             if report.stale_metadata:
-                ws.store.set_metadata(version.physical_name, version_metadata(lc, version, model))
+                ws.store.set_metadata(version.physical_name,
+                                      version_metadata(lc, version, model, version_text_field(ws, lc, version)))
             forget = set(report.missing_in_store) | set(report.wrong_model)
             if forget:
                 ws.state.record_batch(version.id, model.fingerprint, [], deleted=sorted(forget))
