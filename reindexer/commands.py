@@ -164,7 +164,8 @@ def apply(
         version = _version_for_plan(ws, plan)
         if version is not None and version.status not in ("building", "built"):
             result.version, result.physical = version.version, version.physical_name
-            if version.status == "live" and rec.completed("cutover") is not None:
+            done = rec.completed("cutover")
+            if version.status == "live" and done is not None and done.version == version.version:
                 result.cut_over, result.live = True, version.physical_name
                 result.message = f"completed the interrupted cut-over to v{version.version}"
                 return result
