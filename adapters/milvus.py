@@ -162,15 +162,21 @@ class MilvusStore(VectorStore):
 
     def __init__(
         self,
-        uri: str,
+        uri: str = "",
         token: str | None = None,
         timeout: float | None = None,
         connect_timeout: float | None = None,
+        client: Any = None,
     ):
         from pymilvus import MilvusClient  # noqa: F401 - fail early if missing
 
         _quiet_client_logs()
+        lite_path = _lite_path_of(client) if client is not None else None
+        if client is not None:
+            uri = lite_path or getattr(getattr(client, "_config", None), "uri", "") or uri
         self._lite = uri.endswith(".db")
+        # A client handed in belongs to the application that opened it: close() leaves it open.
+        self._owns_client = client is None
         self._uri = uri
         self._token = token or ""
         self._secrets = [token] if token else []
@@ -185,7 +191,10 @@ class MilvusStore(VectorStore):
             payload_indexes=False,
             embedded=self._lite,
         )
-        if self._lite:
+        if client is not None:
+            self._client = client
+            self.location = f"milvus+lite:{lite_path}" if lite_path else redact_url(uri)
+        elif self._lite:
             path = os.path.abspath(os.path.expanduser(uri))
             self.location = f"milvus+lite:{path}"
             self._uri = path
@@ -223,9 +232,11 @@ class MilvusStore(VectorStore):
             except Exception as exc:  # noqa: BLE001
                 if _lite_lock_held(path):
                     raise StoreLockedError(
-                        f"the Milvus Lite store {path} is held by another process",
-                        hint="stop the other process (an application holds the embedded store) "
-                        "or run a Milvus server and use milvus://HOST:PORT",
+                        f"the Milvus Lite store {path} is held by another process: a running "
+                        "`reindex serve`, an application, or another reindex command",
+                        hint="embedded stores allow one process per data folder: stop the other process, "
+                        "or run a Milvus server and use milvus://HOST:PORT, which serve, applications "
+                        "and the admin commands can share",
                     ) from None
                 raise BackendError(
                     f"cannot open the Milvus Lite store {path}: {self._redact(str(exc))}"
@@ -817,6 +828,10 @@ class MilvusStore(VectorStore):
             return None
         return (info or {}).get("collection_name")
 
+    def get_alias(self, alias: str) -> str | None:
+        # One describe instead of list_aliases' describe per alias: the query side asks this often.
+        return self._alias_target(alias)
+
     def list_aliases(self) -> dict[str, str]:
         res = self._call(lambda: self._client.list_aliases(timeout=self._timeout), "list aliases")
         out = {}
@@ -861,7 +876,7 @@ class MilvusStore(VectorStore):
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._owns_client:
             try:
                 client.close()
             except Exception:  # noqa: BLE001 - closing must not fail
@@ -934,6 +949,23 @@ def _is_not_loaded(exc: BaseException) -> bool:
     code = getattr(exc, "code", None)
     text = str(getattr(exc, "message", "") or exc).lower()
     return code == 101 or "not loaded" in text or "state 'released'" in text or "call load()" in text
+
+
+def _lite_path_of(client: Any) -> str | None:
+    """The .db file behind an application's Milvus Lite client, or None for a server.
+
+    pymilvus rewrites a .db URI to the loopback port of an in-process Lite server;
+    milvus-lite's server manager is the only place that maps the port back.
+    """
+    address = getattr(getattr(client, "_config", None), "address", "") or ""
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:
+        return None
+    for path, entry in dict(getattr(server_manager_instance, "_servers", {})).items():
+        if address.endswith(f":{entry[-1]}"):
+            return path
+    return None
 
 
 def _lite_lock_held(path: str) -> bool:

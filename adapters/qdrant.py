@@ -60,6 +60,7 @@ from reindexer.errors import (
     UsageError,
 )
 from reindexer.retry import call_with_retries
+from reindexer.adapters.registry import redact_url
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -98,15 +99,18 @@ class QdrantStore(VectorStore):
         url: str | None = None,
         api_key: str | None = None,
         timeout: int | None = None,
+        client: Any = None,
     ):
-        if (path is None) == (url is None):
-            raise ValueError("QdrantStore needs exactly one of path= or url=")
+        if sum(x is not None for x in (path, url, client)) != 1:
+            raise ValueError("QdrantStore needs exactly one of path=, url= or client=")
         from qdrant_client import QdrantClient
 
-        self._local = path is not None
+        self._local = path is not None or _is_local_client(client)
         self._secrets = [api_key] if api_key else []
         self._vector_names: dict[str, str | None] = {}
         self._client = None
+        # A client handed in belongs to the application that opened it: close() leaves it open.
+        self._owns_client = client is None
         self.capabilities = Capabilities(
             atomic_alias_swap=True,
             collection_metadata=True,
@@ -114,7 +118,10 @@ class QdrantStore(VectorStore):
             payload_indexes=not self._local,
             embedded=self._local,
         )
-        if self._local:
+        if client is not None:
+            self._client = client
+            self.location = _client_location(client)
+        elif self._local:
             folder = Path(path).expanduser()
             self.location = f"qdrant+local:{folder}"
             try:
@@ -123,9 +130,11 @@ class QdrantStore(VectorStore):
             except RuntimeError as exc:
                 if "already accessed" in str(exc):
                     raise StoreLockedError(
-                        f"the Qdrant local store in {folder} is held by another process",
-                        hint="stop the other process (an application holds the embedded store) "
-                        "or run a Qdrant server and use qdrant://HOST:PORT",
+                        f"the Qdrant local store in {folder} is held by another process: a running "
+                        "`reindex serve`, an application, or another reindex command",
+                        hint="embedded stores allow one process per data folder: stop the other process, "
+                        "or run a Qdrant server and use qdrant://HOST:PORT, which serve, applications "
+                        "and the admin commands can share",
                     ) from None
                 raise BackendError(f"cannot open the Qdrant local store in {folder}: {exc}") from None
             except OSError as exc:
@@ -520,7 +529,7 @@ class QdrantStore(VectorStore):
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._owns_client:
             try:
                 client.close()
             except Exception:  # noqa: BLE001 - closing must not fail
@@ -531,6 +540,24 @@ class QdrantStore(VectorStore):
 
 
 # -- helpers ---------------------------------------------------------------
+def _is_local_client(client: Any) -> bool:
+    if client is None:
+        return False
+    from qdrant_client.local.qdrant_local import QdrantLocal
+
+    return isinstance(getattr(client, "_client", None), QdrantLocal)
+
+
+def _client_location(client: Any) -> str:
+    """Where an application's own client points, without credentials."""
+    inner = getattr(client, "_client", None)
+    folder = getattr(inner, "location", None)
+    if _is_local_client(client):
+        return f"qdrant+local:{folder}"
+    rest = getattr(inner, "rest_uri", None) or "a Qdrant server"
+    return redact_url(str(rest))
+
+
 def _distance(metric: str) -> Any:
     from qdrant_client import models
 

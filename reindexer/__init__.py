@@ -8,3 +8,12 @@ def deploy(*args, **kwargs):
     from reindexer.hooks import deploy as _deploy
 
     return _deploy(*args, **kwargs)
+
+
+def __getattr__(name: str):
+    # `from reindexer import Searcher` without importing the store clients for every `import reindexer`.
+    if name in ("Searcher", "SearchHit", "VersionInfo"):
+        from reindexer import searcher
+
+        return getattr(searcher, name)
+    raise AttributeError(f"module 'reindexer' has no attribute {name!r}")

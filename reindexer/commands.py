@@ -87,11 +87,13 @@ class ApplyResult:
     live: str | None = None
     message: str = ""
     evaluation: dict[str, Any] | None = None
+    traffic: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
     repairs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        # private attributes (the gate's full EvaluationResult, ``_evaluation``) are not JSON
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 def _version_for_plan(ws: Workspace, plan: Plan) -> IndexVersion | None:
@@ -146,7 +148,7 @@ def apply(
         return result
     gate_text = gate or plan.gate
     gate_obj = Gate.parse(gate_text) if gate_text else None
-    if gate_obj is not None and plan.from_version is not None and judgements is None:
+    if gate_obj is not None and gate_obj.needs_judgements and plan.from_version is not None and judgements is None:
         raise UsageError(
             f"the gate {gate_text!r} needs judged queries to compare v{plan.from_version['version']} with the shadow",
             hint="pass --queries FILE --qrels FILE (BEIR layout), or drop the gate",
@@ -266,9 +268,16 @@ def _refuse_if_live_moved(ws: Workspace, plan: Plan, version: IndexVersion) -> N
 def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result) -> IndexVersion:
     from reindexer import ab
 
-    evaluation = ab.run_evaluation(ws, lc, [current, version], judgements, k=k, gate=gate_obj)
-    decision = gate_obj.evaluate(evaluation.comparisons[ab.label(version)])
-    result.evaluation = ab.summary(evaluation, k)
+    comparison = traffic = None
+    if gate_obj.needs_judgements:
+        evaluation = ab.run_evaluation(ws, lc, [current, version], judgements, k=k, gate=gate_obj)
+        comparison = evaluation.comparisons[ab.label(version)]
+        result.evaluation = ab.summary(evaluation, k)
+        result._evaluation = evaluation  # the whole comparison, for the CLI's tables and reports
+    if gate_obj.needs_traffic:
+        traffic = _traffic_against(ws, lc, version, current)
+        result.traffic = traffic.to_dict()
+    decision = gate_obj.evaluate(comparison, traffic)
     result.gate = {"gate": str(gate_obj), "passed": decision.passed, "forced": False, "reasons": decision.reasons}
     if decision.passed:
         ws.state.audit("gate", lc.name, "passed", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
@@ -296,9 +305,11 @@ def _notify(ws: Workspace, event: str, collection: str, **detail: Any) -> None:
 
 def evaluate_versions(
     ws: Workspace, collection: str, queries: str, qrels: str, versions: str | None = None, k: int = 10,
-    gate: str | None = None, seed: int = 0,
+    gate: str | None = None, seed: int = 0, at: list[int] | None = None, depth: int | None = None,
 ):
-    """Run judged queries against several versions; returns (result, gate, decisions by candidate)."""
+    """Run judged queries against one version (absolute) or several (A/B/n); returns (result, gate,
+    decisions by candidate). ``k`` is the headline cut-off, ``at`` the cut-offs reported, ``depth``
+    how many results each query asks for (default: the largest cut-off)."""
     from reindexer import ab
     from reindexer.evaluation import Gate
 
@@ -306,9 +317,44 @@ def evaluate_versions(
     reconcile_readonly(ws, lc, "eval")
     chosen = ab.resolve_versions(ws, lc, versions)
     gate_obj = Gate.parse(gate) if gate else None
-    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed)
-    decisions = gate_obj.evaluate_all(result) if gate_obj else None
+    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed,
+                               at=at, depth=depth)
+    decisions = None
+    if gate_obj is not None:
+        by_label = {ab.label(v): v for v in chosen}
+        decisions = {name: gate_obj.evaluate(c, _traffic_against(ws, lc, by_label[name], chosen[0])
+                                             if gate_obj.needs_traffic else None)
+                     for name, c in result.comparisons.items()}
     return result, gate_obj, decisions
+
+
+def traffic_report(ws: Workspace, collection: str, since: str | None = None, shadow: str | None = None,
+                   gate: str | None = None):
+    """What shadow traffic says about the newest mirrored shadow: (TrafficSummary, gate, decision or None)."""
+    from reindexer.evaluation import Gate
+    from reindexer.traffic import parse_since, summarize
+
+    lc = _collection(ws, collection)
+    gate_obj = Gate.parse(gate) if gate else None
+    if gate_obj is not None and gate_obj.needs_judgements:
+        raise UsageError(f"the gate {gate_obj} has judged clauses; --from-traffic takes only traffic clauses",
+                         hint="evaluate judged clauses with --queries and --qrels")
+    physical = find_version(ws, lc, shadow).physical_name if shadow else None
+    summary = summarize(lc.name, ws.state.traffic(ws.store_url, lc.name, since=parse_since(since), shadow=physical))
+    decision = gate_obj.evaluate(traffic=summary) if gate_obj is not None else None
+    ws.state.audit("eval-traffic", lc.name, queries=summary.queries, shadow=summary.shadow,
+                   gate=str(gate_obj) if gate_obj else None, passed=decision.passed if decision else None)
+    return summary, gate_obj, decision
+
+
+def _traffic_against(ws: Workspace, lc: LogicalCollection, shadow: IndexVersion, live: IndexVersion | None):
+    """Mirrored traffic of ``shadow`` against ``live`` (every record of the shadow when live is None)."""
+    from reindexer.traffic import summarize
+
+    records = ws.state.traffic(ws.store_url, lc.name, shadow=shadow.physical_name)
+    if live is not None:
+        records = [r for r in records if r.live == live.physical_name]
+    return summarize(lc.name, records)
 
 
 def compare_versions(ws: Workspace, collection: str, log: str, versions: str | None = None, k: int = 10):
@@ -317,7 +363,7 @@ def compare_versions(ws: Workspace, collection: str, log: str, versions: str | N
 
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "eval")
-    return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions), log, k=k)
+    return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions, minimum=2), log, k=k)
 
 
 def _resume_context(ws: Workspace, plan: Plan, version: IndexVersion):

@@ -32,6 +32,11 @@ class Config:
     webhook: str | None = None
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    # The query side ([query]): the Searcher and `reindex serve`.
+    query_refresh: float = 1.0
+    shadow_sample: float = 0.0
+    record_query_text: bool = False
+    models_root: str | None = None
 
     def collection(self, name: str) -> dict[str, Any]:
         return self.collections.get(name, {})
@@ -78,9 +83,30 @@ def load_config(
     cfg.gate = os.environ.get("REINDEX_GATE") or defaults.get("gate") or None
     cfg.webhook = os.environ.get("REINDEX_WEBHOOK_URL") or defaults.get("webhook") or None
     cfg.collections = dict(data.get("collections", {}))
+    query = data.get("query", {})
+    cfg.query_refresh = _number("refresh", os.environ.get("REINDEX_QUERY_REFRESH"), query.get("refresh"), 1.0)
+    cfg.shadow_sample = _number("shadow_sample", os.environ.get("REINDEX_SHADOW_SAMPLE"), query.get("shadow_sample"), 0.0)
+    if not 0.0 <= cfg.shadow_sample <= 1.0:
+        raise UsageError(f"shadow_sample must be between 0 and 1, not {cfg.shadow_sample}")
+    text_flag = os.environ.get("REINDEX_RECORD_QUERY_TEXT")
+    cfg.record_query_text = (text_flag.lower() in ("1", "true", "yes", "on")) if text_flag else \
+        bool(query.get("record_query_text", False))
+    root = os.environ.get("REINDEX_MODELS") or query.get("models_root")
+    cfg.models_root = str((base_dir / root) if root and "=" not in root and not Path(root).is_absolute() else root) \
+        if root else None
     if cfg.batch_size <= 0:
         raise UsageError("batch_size must be positive")
     return cfg
+
+
+def _number(name: str, env: str | None, conf: Any, default: float) -> float:
+    raw = env if env not in (None, "") else conf
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number, not {raw!r}") from None
 
 
 STARTER = """\
@@ -104,6 +130,13 @@ batch_size = 256          # documents per embed-and-upsert batch
 # device = "cuda"         # default: cuda, then mps, then cpu
 keep = 2                  # retired versions `reindex gc` keeps
 # gate = "ndcg@10 >= -0.005 and not significantly worse at p < 0.05"
+
+[query]
+# The query side: reindexer.Searcher, `reindex serve` and the framework retrievers.
+refresh = 1.0             # seconds between re-reads of the alias (0: every query)
+shadow_sample = 0.0       # share of live queries mirrored to the newest built shadow (0.1 = 10%)
+record_query_text = false # shadow traffic stores a hash of each query unless this is true
+# models_root = "/mnt/models"   # where model folders are on this host (or "/old/prefix=/mnt/models")
 
 # [collections.docs]
 # text_field = "text"                      # payload path of the text, e.g. page_content
@@ -135,6 +168,8 @@ def effective(cfg: Config) -> dict[str, Any]:
         "store": {"url": cfg.store_url},
         "state": {"url": redact_db_url(cfg.state_url)},
         "defaults": {"batch_size": cfg.batch_size, "device": cfg.device, "keep": cfg.keep, "gate": cfg.gate},
+        "query": {"refresh": cfg.query_refresh, "shadow_sample": cfg.shadow_sample,
+                  "record_query_text": cfg.record_query_text, "models_root": cfg.models_root},
         "collections": cfg.collections,
         "secrets": {name: ("set" if os.environ.get(name) else "unset") for name in SECRET_ENV},
     }

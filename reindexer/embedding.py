@@ -8,11 +8,14 @@ tokenizer, config or settings gets a new one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,6 +126,27 @@ def fingerprint(path: str | os.PathLike, settings: ModelSettings | None = None) 
     return h.hexdigest()
 
 
+_MATCHED: set[tuple[str, str, tuple]] = set()
+_MATCHED_LOCK = threading.Lock()
+
+
+def fingerprint_matches(path: str | os.PathLike, settings: ModelSettings, expected: str) -> bool:
+    """Whether the folder with ``settings`` still hashes to ``expected``.
+
+    Hashing a large model's weights takes seconds, so a folder is hashed once per
+    process and again only when its files' names, sizes or modification times change.
+    """
+    key = (expected, str(path), files_signature(path))
+    with _MATCHED_LOCK:
+        if key in _MATCHED:
+            return True
+    if fingerprint(path, settings) != expected:
+        return False
+    with _MATCHED_LOCK:
+        _MATCHED.add(key)
+    return True
+
+
 def default_name(path: Path) -> str:
     """A readable name for a model folder: its own name, or its parent's for generic ones."""
     generic = {"model", "models", "final", "output", "best", "latest"}
@@ -147,7 +171,12 @@ def pick_device(requested: str | None = None) -> str:
     return "cpu"
 
 
-_LOADED: dict[tuple[str, str], Any] = {}
+# Loaded models, least recently used first. Bounded, because a long-running query
+# service meets a new model version at every cut-over; what a Searcher still holds
+# stays alive through its own reference.
+_LOADED: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_LOADED_LOCK = threading.Lock()
+MODEL_CACHE_SIZE = int(os.environ.get("REINDEX_MODEL_CACHE", "4"))
 
 
 def _quiet_library_progress() -> None:
@@ -165,8 +194,10 @@ def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, 
     root = check_model_folder(path)
     device = pick_device(device)
     key = (f"{root}|{json.dumps(settings.to_dict(), sort_keys=True)}", device)
-    if key in _LOADED:
-        return _LOADED[key]
+    with _LOADED_LOCK:
+        if key in _LOADED:
+            _LOADED.move_to_end(key)
+            return _LOADED[key]
     from sentence_transformers import SentenceTransformer
 
     _quiet_library_progress()
@@ -187,7 +218,12 @@ def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, 
     if settings.max_seq_length:
         model.max_seq_length = settings.max_seq_length
     log.info("loaded %s on %s in %.1fs", root, device, time.perf_counter() - started)
-    _LOADED[key] = model
+    # Tokenizers refuse concurrent calls ("Already borrowed"): one encode at a time per model.
+    model.__dict__["_reindex_encode_lock"] = threading.Lock()
+    with _LOADED_LOCK:
+        _LOADED[key] = model
+        while len(_LOADED) > max(MODEL_CACHE_SIZE, 1):
+            _LOADED.popitem(last=False)
     return model
 
 
@@ -223,6 +259,9 @@ def inspect_model(
     )
 
 
+_NO_LOCK = contextlib.nullcontext()
+
+
 class Embedder:
     """Encodes documents and queries with one model version."""
 
@@ -241,14 +280,15 @@ class Embedder:
     def _encode(self, texts: Sequence[str], prompt: str | None) -> np.ndarray:
         if not texts:
             return np.zeros((0, model_dimension(self.model) or 0), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            prompt=prompt,
-            convert_to_numpy=True,
-            normalize_embeddings=self.settings.normalize,
-            show_progress_bar=False,
-        )
+        with self.model.__dict__.get("_reindex_encode_lock") or _NO_LOCK:
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                prompt=prompt,
+                convert_to_numpy=True,
+                normalize_embeddings=self.settings.normalize,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:

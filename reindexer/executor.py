@@ -19,6 +19,7 @@ import numpy as np
 
 from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY, CollectionSpec, Point, VectorStore
 from reindexer.embedding import Embedder, cosine_rows
+from reindexer.encoders import model_metadata
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
 from reindexer.model_registry import embedder_for
 from reindexer.killpoints import kill_point
@@ -68,6 +69,8 @@ class VerifyReport:
     missing_from_source: list[str] = field(default_factory=list)
     not_in_ledger_source: list[str] = field(default_factory=list)
     wrong_model: list[str] = field(default_factory=list)
+    # Query-side keys the collection's metadata lacks or has wrong (versions tagged by older releases).
+    stale_metadata: list[str] = field(default_factory=list)
     sample_size: int = 0
     sample_min_cosine: float | None = None
 
@@ -80,6 +83,7 @@ class VerifyReport:
             and not self.missing_from_source
             and not self.not_in_ledger_source
             and not self.wrong_model
+            and not self.stale_metadata
             and (self.sample_min_cosine is None or self.sample_min_cosine >= VERIFY_MIN_COSINE)
         )
 
@@ -96,6 +100,9 @@ class VerifyReport:
         ):
             if ids:
                 out.append(f"{len(ids)} ids {label} (e.g. {', '.join(sorted(ids)[:5])})")
+        if self.stale_metadata:
+            out.append(f"collection metadata lacks or misstates {', '.join(self.stale_metadata)}, which the query "
+                       "side rebuilds its encoder from")
         if self.sample_min_cosine is not None and self.sample_min_cosine < VERIFY_MIN_COSINE:
             out.append(f"re-embedded sample disagrees with stored vectors (min cosine {self.sample_min_cosine:.4f})")
         return out
@@ -112,16 +119,33 @@ class VerifyReport:
         }
 
 
-def version_metadata(lc: LogicalCollection, version: IndexVersion, model: ModelVersion) -> dict[str, str]:
+def version_text_field(ws: Workspace, lc: LogicalCollection, version: IndexVersion) -> str:
+    """How ``version``'s text is read: its plan's text field or template, else the collection's.
+
+    A plan may name another template than the collection's first one; the version it builds
+    records, verifies and re-embeds by its own.
+    """
+    if version.plan_id:
+        from reindexer.state.models import PlanRecord
+
+        with ws.state.session() as s:
+            record = s.get(PlanRecord, version.plan_id)
+        text_field = ((record.body or {}).get("source") or {}).get("text_field") if record is not None else None
+        if text_field:
+            return text_field
+    return lc.text_field
+
+
+def version_metadata(
+    lc: LogicalCollection, version: IndexVersion, model: ModelVersion, text_field: str | None = None
+) -> dict[str, str]:
+    # The model keys are what the query side rebuilds its encoder from (reindexer.encoders).
     return {
         "reindex.logical": lc.name,
         "reindex.version": str(version.version),
-        "reindex.model": model.label,
-        "reindex.fingerprint": model.fingerprint,
-        "reindex.model_path": model.path,
-        "reindex.dim": str(model.dim),
+        **model_metadata(model),
         "reindex.metric": version.metric,
-        "reindex.text_field": lc.text_field,
+        "reindex.text_field": text_field or lc.text_field,
         "reindex.created": iso(version.created_at),
     }
 
@@ -139,7 +163,7 @@ def create_physical(
             name=version.physical_name,
             dim=model.dim,
             metric=version.metric,
-            metadata=version_metadata(lc, version, model),
+            metadata=version_metadata(lc, version, model, version_text_field(ws, lc, version)),
             payload_indexes=dict(payload_indexes),
             index_params=dict(version.index_params or {}),
         )
@@ -221,7 +245,7 @@ def sync_into(
             ws.renew(lease)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reindex-writer") as writer, progress(
-        label, total
+        f"{label} {version.physical_name}", total
     ) as advance:
         in_flight: Future | None = None
 
@@ -282,7 +306,7 @@ def copy_into(
     total = store.count(src.physical_name)
     from reindexer.sources.base import content_hash
 
-    with progress("copying", total) as advance:
+    with progress(f"copying {src.physical_name} into {dst.physical_name}", total) as advance:
         for page in store.scroll(src.physical_name, batch_size=ws.batch_size, with_vectors=True):
             todo = [p for p in page if p.doc_id not in done]
             if todo:
@@ -335,6 +359,7 @@ def verify_version(
         missing_in_store=sorted(set(ledger) - ids),
         extra_in_store=sorted(ids - set(ledger)),
         wrong_model=sorted(d for d, tag in tags.items() if tag != model.short),
+        stale_metadata=stale_metadata(store, lc, version, model),
     )
     if source_ids is not None:
         report.missing_from_source = sorted(ids - source_ids)
@@ -343,8 +368,9 @@ def verify_version(
         chosen = random.Random(seed).sample(sorted(ids), min(sample, len(ids)))
         points = [p for p in store.retrieve(version.physical_name, chosen, with_vectors=True)]
         texts, stored = [], []
+        text_field = version_text_field(ws, lc, version)
         for p in points:
-            text = extract_text(p.payload, lc.text_field)
+            text = extract_text(p.payload, text_field)
             if text is not None:
                 texts.append(text)
                 stored.append(p.vector)
@@ -354,6 +380,13 @@ def verify_version(
             report.sample_size = len(texts)
             report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())
     return report
+
+
+def stale_metadata(store: VectorStore, lc: LogicalCollection, version: IndexVersion, model: ModelVersion) -> list[str]:
+    """The query-side metadata keys (reindexer.encoders) that the version's collection lacks or misstates."""
+    have = store.describe(version.physical_name).metadata
+    want = model_metadata(model)
+    return sorted(k for k, v in want.items() if have.get(k) != v and k != "reindex.model_path")
 
 
 def require_verified(report: VerifyReport, what: str) -> None:

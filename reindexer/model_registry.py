@@ -8,8 +8,8 @@ from reindexer.embedding import (
     Embedder,
     ModelSettings,
     check_model_folder,
-    files_signature,
     fingerprint,
+    fingerprint_matches,
     inspect_model,
 )
 from reindexer.errors import UsageError
@@ -53,32 +53,22 @@ def register_model(
     )
 
 
-# (fingerprint, file signature) pairs already checked in this process: an apply asks for the
-# same model's embedder several times, and hashing a large model's weights takes seconds.
-_VERIFIED: set[tuple[str, tuple]] = set()
-
-
-def _unchanged_since_registration(model: ModelVersion, settings: ModelSettings) -> bool:
-    key = (model.fingerprint, files_signature(model.path))
-    if key in _VERIFIED:
-        return True
-    if fingerprint(model.path, settings) != model.fingerprint:
-        return False
-    _VERIFIED.add(key)
-    return True
-
-
 def embedder_for(model: ModelVersion, device: str | None = None, batch_size: int | None = None) -> Embedder:
     """An embedder for a registered model version, refusing one whose files changed since."""
+    require_unchanged(model)
+    return Embedder(model.path, ModelSettings.from_dict(model.settings), device=device, batch_size=batch_size)
+
+
+def require_unchanged(model: ModelVersion) -> None:
+    """Refuse a registered model whose folder is gone or whose files changed, without loading its weights."""
     settings = ModelSettings.from_dict(model.settings)
     if not os.path.isdir(model.path):
         raise UsageError(
             f"model {model.label} was registered from {model.path}, which no longer exists",
             hint="restore the folder or register the model again from its new place",
         )
-    if not _unchanged_since_registration(model, settings):
+    if not fingerprint_matches(model.path, settings, model.fingerprint):
         raise UsageError(
             f"the files of model {model.label} at {model.path} changed since it was registered",
             hint="a retrained model is a new version: save it to a new folder and plan again",
         )
-    return Embedder(model.path, settings, device=device, batch_size=batch_size)

@@ -20,7 +20,7 @@ from typing import Any
 from reindexer.adapters.base import CollectionSpec
 from reindexer.embedding import ModelSettings
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
-from reindexer.model_registry import embedder_for, register_model
+from reindexer.model_registry import embedder_for, register_model, require_unchanged
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, utcnow
@@ -312,5 +312,5 @@ def check_plan(ws: Workspace, plan: Plan) -> tuple[LogicalCollection, IndexVersi
             f"plan {plan.id[:12]} is out of date: {', '.join(changed) or 'inputs'} changed since it was made",
             hint=f"make a new plan with `reindex plan {plan.collection} ...`",
         )
-    embedder_for(model)  # refuses a model whose files changed since registration
+    require_unchanged(model)  # a fingerprint check: the weights load only when a batch needs embedding
     return lc, live, model

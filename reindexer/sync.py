@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reindexer.errors import NotFoundError, UsageError
-from reindexer.executor import SyncStats, VerifyReport, finish_run, start_run, sync_into, verify_version
+from reindexer.executor import (
+    SyncStats,
+    VerifyReport,
+    finish_run,
+    start_run,
+    sync_into,
+    verify_version,
+    version_metadata,
+    version_text_field,
+)
 from reindexer.planner import live_version
 from reindexer.reconcile import reconcile
 from reindexer.sources.spec import SourceSpec, open_source
@@ -211,6 +220,9 @@ def verify(
                     "points missing from the live collection cannot be rebuilt from its own payload",
                     hint="pass --source with the original documents (jsonl:, parquet:, sql:)",
                 )
+            if report.stale_metadata:
+                ws.store.set_metadata(version.physical_name,
+                                      version_metadata(lc, version, model, version_text_field(ws, lc, version)))
             forget = set(report.missing_in_store) | set(report.wrong_model)
             if forget:
                 ws.state.record_batch(version.id, model.fingerprint, [], deleted=sorted(forget))

@@ -110,3 +110,18 @@ def test_unreachable_backend_exits_5_after_bounded_retries(tmp_path):
 def test_credentials_in_store_url_are_refused_and_not_echoed(tmp_path):
     r = reindex("--store", "qdrant://admin:s3cret@127.0.0.1:6333", "--state", f"sqlite:///{tmp_path}/s.db", "status")
     assert r.returncode == 2 and "s3cret" not in r.stderr + r.stdout
+
+
+def test_global_options_are_accepted_after_the_verb(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from reindexer.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    store = f"milvus+lite:{tmp_path / 'late.db'}"
+    after = CliRunner().invoke(cli, ["config", "show", "--json", "--store", store, "-v"])
+    before = CliRunner().invoke(cli, ["--json", "--store", store, "-v", "config", "show"])
+    assert after.exit_code == before.exit_code == 0, after.output
+    assert json.loads(after.output) == json.loads(before.output)
+    assert json.loads(after.output)["store"]["url"] == store
+    assert CliRunner().invoke(cli, ["history", "docs", "--yes", "--state", f"sqlite:///{tmp_path}/s.db"]).exit_code == 3

@@ -775,6 +775,7 @@ ALL = all_invocations()
     "reindex -yv gc docs --keep 2",
     "reindex model register /models/x --name minilm --truncate-dim 256 --no-normalize",
     "reindex config show",
+    "reindex sync docs --json --yes",  # global options after the verb are accepted too
     "reindex --version",
     "reindex sync --help",
     "reindex eval docs --queries q --qrels r --versions live,shadow --report-md r.md --report-html r.html "
@@ -790,7 +791,6 @@ def test_checker_accepts_valid_invocations(argv: str) -> None:
 
 @pytest.mark.parametrize("argv, expected", [
     ("reindex sync docs --wiat 300", "no such option --wiat (did you mean --wait?)"),
-    ("reindex sync docs --json", "global option --json must come before the verb"),
     ("reindex --wait 300 sync docs", "--wait is an option of a verb"),
     ("reindex synk docs", "no such command 'synk' (did you mean 'sync'?)"),
     ("reindex sync --wait 300", "missing argument COLLECTION"),
@@ -1055,6 +1055,57 @@ def test_job_apply() -> None:
     assert "secretKeyRef" in env["PGPASSWORD"]["valueFrom"]
 
 
+def test_serve_deployment_and_service() -> None:
+    docs = _k8s("serve.yaml")
+    deployment, service = _one(docs, "Deployment"), _one(docs, "Service")
+    assert deployment["apiVersion"] == "apps/v1"
+    pod = deployment["spec"]["template"]["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (container,) = pod["containers"]
+    (argv,) = _container_argvs(_shell_command(container.get("command")), _shell_command(container.get("args")),
+                               container["image"])
+    inv = parse_invocation(argv)
+    assert inv.ok and inv.command == ("serve",)
+    assert inv.value("host") == "0.0.0.0"  # explicit inside the pod; the default is loopback
+    port = int(inv.value("port"))
+    (http,) = container["ports"]
+    assert http["containerPort"] == port
+    probes = {name: container[name]["httpGet"] for name in ("livenessProbe", "readinessProbe")}
+    assert probes["livenessProbe"]["path"] == "/healthz" and probes["readinessProbe"]["path"] == "/readyz"
+    assert all(p["port"] in (port, http["name"]) for p in probes.values())
+    # the token from a Secret, as a file
+    env = _env_names(container)
+    token_file = env["REINDEX_SERVE_TOKEN_FILE"]["value"]
+    assert "REINDEX_SERVE_TOKEN" not in env
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (token_volume,) = [name for name, m in mounts.items() if token_file.startswith(m["mountPath"] + "/")]
+    secret = volumes[token_volume]["secret"]
+    assert not secret.get("optional")  # without its token the pod waits instead of serving unguarded
+    paths = {i["path"] for i in secret.get("items", [])} or {"token"}
+    assert token_file.rsplit("/", 1)[1] in paths
+    assert mounts["models"]["mountPath"] == "/models" and mounts["models"]["readOnly"] is True
+    assert pod["terminationGracePeriodSeconds"] >= 25  # the server's own grace (20 s) fits inside it
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    selector = service["spec"]["selector"]
+    assert selector.items() <= labels.items()
+    (svc_port,) = service["spec"]["ports"]
+    assert svc_port["targetPort"] in (port, http["name"])
+
+
+def test_compose_serve() -> None:
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    serve = services["reindex-serve"]
+    (argv,) = _container_argvs(["reindex"], _shell_command(serve["command"]), serve["image"])
+    inv = parse_invocation(argv)
+    assert inv.ok and inv.command == ("serve",) and inv.value("host") == "0.0.0.0"
+    assert serve["ports"] == [f"127.0.0.1:{inv.value('port')}:{inv.value('port')}"]  # loopback on the host
+    assert str(serve["environment"]["REINDEX_SERVE_TOKEN"]).startswith("${")
+    assert "/readyz" in " ".join(serve["healthcheck"]["test"])
+    assert "serve" in serve["profiles"]
+
+
 def test_kustomization_lists_existing_files() -> None:
     kust = yaml.safe_load((DEPLOY / "kubernetes/kustomization.yaml").read_text())
     for res in kust["resources"]:
@@ -1100,7 +1151,8 @@ def test_no_literal_secrets() -> None:
         for lineno, line in enumerate(path.read_text().splitlines(), 1):
             for m in SECRET_ASSIGNMENT.finditer(line):
                 value = m.group("value").strip("\"'")
-                if m.group("key").lower() in ("key", "name") or ALLOWED_VALUE.match(value):
+                # key, name and secretName name a secret; they do not hold one
+                if m.group("key").lower() in ("key", "name", "secretname") or ALLOWED_VALUE.match(value):
                     continue
                 problems.append(f"{rel}:{lineno}: {m.group(0)}")
             if re.search(r"://[^/\s:@$]+:[^@\s/$]+@", line):
@@ -1173,7 +1225,7 @@ def test_dockerfiles(name: str) -> None:
     pins = re.findall(r"torch==([\w.+]+)", runs)
     assert pins and set(pins) == {_setup_torch_pin()}, pins
     torch_at = runs.index("torch==")
-    package_at = runs.index('pip install ".[postgres]"')
+    package_at = runs.index('pip install ".[postgres,serve]"')
     assert torch_at < package_at  # torch first, so the package's `torch>=` pulls nothing
     text = (DEPLOY / name).read_text()
     assert "/models" in text

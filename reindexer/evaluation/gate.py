@@ -7,8 +7,11 @@ scores do not.
 Grammar (keywords and metric names are case-insensitive)::
 
     gate         := clause ("and" clause)*
-    clause       := threshold | significance
+    clause       := threshold | significance | traffic
     threshold    := METRIC OP NUMBER
+    traffic      := "traffic" ( "overlap@" K | "rbo" ) OP NUMBER
+                  | "traffic" "p" PCT "latency" OP NUMBER "x"
+                  | "traffic" "queries" OP NUMBER
     significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUMBER
                   | [METRIC] "significantly" "better" "at" "p" ("<" | "<=") NUMBER
     METRIC       := NAME "@" K     ndcg, recall, precision (p), mrr, map, hit_rate (success, hit)
@@ -24,6 +27,15 @@ Meaning:
   delta > 0 with p < 0.05.
 - With a metric in front (``recall@10 significantly better at p < 0.05``)
   a significance clause applies to that metric only.
+- ``traffic overlap@10 >= 0.6``: over the live queries mirrored to the shadow
+  (shadow traffic), the mean share of the live top 10 that the shadow's top 10
+  keeps is at least 0.6. ``traffic rbo >= 0.7`` is the same with rank-biased
+  overlap. Unlike the judged clauses these are absolute values, not deltas:
+  there is no baseline to subtract, agreement is measured between the two.
+- ``traffic p95 latency <= 1.2x``: the shadow's 95th-percentile latency is at
+  most 1.2 times the live one's on the same queries.
+- ``traffic queries >= 500``: at least that many mirrored queries; without
+  any, every traffic clause fails.
 - All clauses must hold.
 
 Examples: ``ndcg@10 >= -0.005 and not significantly worse at p < 0.05``,
@@ -43,14 +55,16 @@ from reindexer.evaluation.metrics import parse_metric
 from reindexer.evaluation.significance import PairedTest
 
 GRAMMAR = """gate         := clause ("and" clause)*
-clause       := threshold | significance
+clause       := threshold | significance | traffic
 threshold    := METRIC OP NUMBER
+traffic      := "traffic" (overlap@K | rbo | queries) OP NUMBER | "traffic" pNN "latency" OP NUMBER "x"
 significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUMBER
               | [METRIC] "significantly" "better" "at" "p" ("<" | "<=") NUMBER
 METRIC       := ndcg@K | recall@K | precision@K | mrr@K | map@K | hit_rate@K
 OP           := ">=" | ">" | "<=" | "<" | "=="
 NUMBER       := the allowed delta (candidate - baseline), e.g. -0.005
-example: ndcg@10 >= -0.005 and not significantly worse at p < 0.05"""
+example: ndcg@10 >= -0.005 and not significantly worse at p < 0.05
+traffic example: traffic overlap@10 >= 0.6 and traffic p95 latency <= 1.2x"""
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
@@ -120,7 +134,32 @@ class Significance:
         return p_value <= self.alpha if self.inclusive else p_value < self.alpha
 
 
-Clause = Threshold | Significance
+@dataclass(frozen=True)
+class TrafficClause:
+    """A clause over mirrored live traffic (reindexer.traffic.TrafficSummary)."""
+
+    measure: str  # "overlap@K", "rbo", "queries", or "pNN latency"
+    op: str
+    value: float
+
+    @property
+    def is_latency(self) -> bool:
+        return self.measure.endswith("latency")
+
+    def __str__(self) -> str:
+        return f"traffic {self.measure} {self.op} {self.value:g}{'x' if self.is_latency else ''}"
+
+    def measured(self, traffic: Any) -> float:
+        if self.measure == "queries":
+            return float(traffic.queries)
+        if self.measure == "rbo":
+            return traffic.rbo.mean
+        if self.measure.startswith("overlap@"):
+            return traffic.overlap_at(int(self.measure.split("@")[1]))
+        return traffic.latency_ratio(int(self.measure[1:].split()[0]))
+
+
+Clause = Threshold | Significance | TrafficClause
 
 
 @dataclass(frozen=True)
@@ -182,6 +221,9 @@ class _Parser:
 
     def clause(self) -> Clause:
         metric = None
+        if self.tok.kind == "word" and self.tok.text.lower() == "traffic":
+            self.i += 1
+            return self.traffic()
         if self.tok.kind == "metric":
             metric = self.metric()
             if self.tok.kind == "op":
@@ -193,6 +235,36 @@ class _Parser:
         elif self.tok.kind != "word":
             self.fail("a metric such as 'ndcg@10' or 'not significantly worse'")
         return self.significance(metric)
+
+    def traffic(self) -> TrafficClause:
+        tok = self.tok
+        if tok.kind == "metric" and tok.text.lower().startswith("overlap@"):
+            k = int(tok.text.split("@")[1])
+            if k < 1:
+                _fail(self.text, tok.column, "overlap needs a cut-off of at least 1")
+            self.i += 1
+            measure = f"overlap@{k}"
+        elif tok.kind == "word" and tok.text.lower() in ("rbo", "queries"):
+            self.i += 1
+            measure = tok.text.lower()
+        elif tok.kind == "word" and tok.text.lower() == "p":
+            self.i += 1
+            column = self.tok.column
+            pct = self.number("a percentile such as 95 (as in 'p95 latency')")
+            if not (0 < pct <= 100 and pct == int(pct)):
+                _fail(self.text, column, f"the percentile must be a whole number in 1..100, got {pct:g}")
+            self.word("latency")
+            measure = f"p{int(pct)} latency"
+        else:
+            return self.fail("'overlap@K', 'rbo', 'queries' or 'pNN latency' after 'traffic'")
+        if self.tok.kind != "op":
+            self.fail("a comparison operator (>=, >, <=, <, ==)")
+        op = self.tok.text
+        self.i += 1
+        value = self.number("a number")
+        if measure.endswith("latency"):
+            self.word("x")
+        return TrafficClause(measure, op, value)
 
     def significance(self, metric: str | None) -> Significance:
         negated = self.word("not", "significantly") == "not"
@@ -230,6 +302,8 @@ class Gate:
         clauses = _Parser(text).parse()
         named = [c.metric for c in clauses if isinstance(c, Threshold)]
         for c in clauses:
+            if isinstance(c, TrafficClause):
+                continue
             if isinstance(c, Significance) and c.metric is None and not named:
                 raise UsageError(
                     f"invalid gate: '{c}' applies to the metrics named in the gate, but it names none",
@@ -243,6 +317,8 @@ class Gate:
         """Every metric the gate reads, in order of first mention (canonical names)."""
         out: list[str] = []
         for c in self.clauses:
+            if isinstance(c, TrafficClause):
+                continue
             if c.metric is not None and c.metric not in out:
                 out.append(c.metric)
         return out
@@ -252,16 +328,27 @@ class Gate:
         """The cut-offs the evaluation must compute for this gate."""
         return sorted({parse_metric(m)[1] for m in self.metrics})
 
+    @property
+    def needs_judgements(self) -> bool:
+        """Whether any clause reads a judged evaluation (the rest read shadow traffic)."""
+        return any(not isinstance(c, TrafficClause) for c in self.clauses)
+
+    @property
+    def needs_traffic(self) -> bool:
+        return any(isinstance(c, TrafficClause) for c in self.clauses)
+
     def __str__(self) -> str:
         return " and ".join(str(c) for c in self.clauses)
 
-    def evaluate(self, comparison: Any) -> GateDecision:
-        """Apply the gate to one candidate's comparison.
+    def evaluate(self, comparison: Any = None, traffic: Any = None) -> GateDecision:
+        """Apply the gate to one candidate's comparison and/or its mirrored traffic.
 
         ``comparison`` is a ``runner.Comparison`` or any mapping of metric
-        name to ``PairedTest``.
+        name to ``PairedTest``; ``traffic`` a ``reindexer.traffic.TrafficSummary``.
         """
-        tests: Mapping[str, PairedTest] = getattr(comparison, "tests", comparison)
+        if self.needs_judgements and comparison is None:
+            raise UsageError(f"the gate {self} needs a judged evaluation", hint="pass --queries and --qrels")
+        tests: Mapping[str, PairedTest] = getattr(comparison, "tests", comparison) or {}
         missing = [m for m in self.metrics if m not in tests]
         if missing:
             raise UsageError(
@@ -272,7 +359,9 @@ class Gate:
         threshold_metrics = [c.metric for c in self.clauses if isinstance(c, Threshold)]
         passed, reasons = True, []
         for clause in self.clauses:
-            if isinstance(clause, Threshold):
+            if isinstance(clause, TrafficClause):
+                ok, detail = self._traffic(clause, traffic)
+            elif isinstance(clause, Threshold):
                 ok, detail = self._threshold(clause, tests[clause.metric])
             else:
                 names = [clause.metric] if clause.metric else list(dict.fromkeys(threshold_metrics))
@@ -284,6 +373,16 @@ class Gate:
     def evaluate_all(self, result: Any) -> dict[str, GateDecision]:
         """One decision per candidate of a ``runner.EvaluationResult``."""
         return {name: self.evaluate(c) for name, c in result.comparisons.items()}
+
+    @staticmethod
+    def _traffic(clause: TrafficClause, traffic: Any) -> tuple[bool, str]:
+        if traffic is None or traffic.queries == 0:
+            return False, "no mirrored queries for this shadow (run the Searcher or `reindex serve` with shadow_sample)"
+        value = clause.measured(traffic)
+        ok = value == value and _OPS[clause.op](value, clause.value)  # NaN never passes
+        unit = "x" if clause.is_latency else ""
+        return ok, (f"{value:.4f}{unit} {'meets' if ok else 'misses'} {clause.op} {clause.value:g}{unit} "
+                    f"over {traffic.queries} mirrored queries")
 
     @staticmethod
     def _threshold(clause: Threshold, test: PairedTest) -> tuple[bool, str]:

@@ -9,5 +9,6 @@ from reindexer.state.models import (  # noqa: F401
     ModelVersion,
     PlanRecord,
     Run,
+    TrafficRecord,
 )
 from reindexer.state.store import DEFAULT_STATE_URL, StateStore, redact_db_url  # noqa: F401

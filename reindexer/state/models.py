@@ -154,3 +154,27 @@ class Lease(SQLModel, table=True):
     token: str
     acquired_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+
+
+class TrafficRecord(SQLModel, table=True):
+    """One live query mirrored to a shadow version: the label-free A/B of real traffic."""
+
+    __tablename__ = "reindex_traffic"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    store_url: str
+    collection: str = Field(index=True)
+    live: str  # physical collections
+    shadow: str = Field(index=True)
+    live_model: str
+    shadow_model: str
+    k: int
+    # sha256 of the query text; the text itself only when the operator enables it.
+    query_hash: str
+    query_text: Optional[str] = None
+    live_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    shadow_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    overlap: float
+    rbo: float
+    live_ms: float
+    shadow_ms: float

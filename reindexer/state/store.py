@@ -10,7 +10,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from reindexer.state.models import (
     LogicalCollection,
     Meta,
     ModelVersion,
+    TrafficRecord,
     aware,
     utcnow,
 )
@@ -403,6 +404,26 @@ class StateStore:
             if collection is not None:
                 q = q.where(AuditEvent.collection == collection)
             return list(s.exec(q).all())
+
+    # -- shadow traffic ----------------------------------------------------
+    def record_traffic(self, records: list[TrafficRecord]) -> None:
+        if not records:
+            return
+        with self.session() as s:
+            s.add_all(records)
+            s.commit()
+
+    def traffic(
+        self, store_url: str, collection: str, since: datetime | None = None, shadow: str | None = None
+    ) -> list[TrafficRecord]:
+        with self.session() as s:
+            q = select(TrafficRecord).where(TrafficRecord.store_url == store_url,
+                                            TrafficRecord.collection == collection)
+            if since is not None:
+                q = q.where(TrafficRecord.at >= since)
+            if shadow is not None:
+                q = q.where(TrafficRecord.shadow == shadow)
+            return list(s.exec(q.order_by(TrafficRecord.id)).all())
 
     # -- leases ------------------------------------------------------------
     def acquire_lease(self, resource: str, ttl: timedelta, holder: str | None = None) -> Lease:

@@ -1,0 +1,516 @@
+"""The query half of a model deployment: search a logical collection with its live version's own model.
+
+A cut-over moves the alias; the query encoder must move with it. The Searcher
+resolves the logical name to its physical collection, rebuilds that version's
+encoder from the collection's own metadata (reindexer.encoders), encodes, and
+searches that same physical collection. An answer therefore always comes wholly
+from one version, even when the alias is swapped between encoding and searching.
+
+It follows cut-overs and rollbacks without a restart: the alias is read again
+at most every ``refresh`` seconds, and at once when the resolved collection is
+gone. Encoders are cached per model version (bounded): the previous live
+version's stays warm, so a rollback is instant, and the newest shadow's is
+loaded ahead of its cut-over in a background thread. When the alias reaches a
+version whose model is not loaded yet, the Searcher keeps answering from the
+version it has (still whole and consistent) while that model loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from reindexer.adapters.base import Hit, VectorStore
+from reindexer.embedding import Embedder
+from reindexer.encoders import EncoderSpec, load_encoder
+from reindexer.errors import BackendError, NotFoundError, ReindexError, UsageError
+
+log = logging.getLogger(__name__)
+
+#: How long a search waits for a name that vanished (a migration's drop-then-alias gap) to resolve again.
+RESOLVE_PATIENCE_S = 2.0
+#: How long after a failed model load (files missing, fingerprint mismatch) before trying again.
+LOAD_RETRY_S = 30.0
+#: How often the store is scanned for a newer shadow version whose model to load ahead.
+SHADOW_SCAN_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    doc_id: str
+    score: float
+    """As the backend reports it: a similarity for cosine and dot (higher is better), a distance for euclid."""
+    payload: dict[str, Any]
+    """As stored, the model tag (``reindex_model``) included."""
+    version: str
+    """The physical collection that answered, e.g. ``docs__v2``."""
+    model: str
+    """That version's model label, ``name@<12 hex>``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.doc_id, "score": self.score, "payload": self.payload, "version": self.version,
+                "model": self.model}
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What a logical name resolves to."""
+
+    collection: str
+    physical: str
+    model: str
+    fingerprint: str
+    dim: int
+    metric: str
+    text_field: str
+    version: int | None = None
+
+    @classmethod
+    def of(cls, collection: str, spec: EncoderSpec) -> VersionInfo:
+        return cls(collection, spec.physical, spec.label, spec.fingerprint, spec.dim, spec.metric,
+                   spec.text_field, spec.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Resolved:
+    spec: EncoderSpec
+    at: float = field(default_factory=time.monotonic)
+
+
+class Searcher:
+    """Version-consistent search over one logical collection; thread-safe.
+
+    ``store`` is None (found as the CLI finds it: REINDEX_STORE, reindex.toml), a
+    store URL, a reindexer VectorStore, or an application's own open QdrantClient
+    or MilvusClient (embedded stores allow one process per folder, so the Searcher
+    must be able to share the application's). ``workspace`` shares a Workspace's
+    store and state. ``state`` is needed only for shadow traffic, which records
+    into it. ``models_root`` (or REINDEX_MODELS) maps the model paths recorded in
+    the store onto this host's mount.
+    """
+
+    def __init__(
+        self,
+        collection: str,
+        store: Any = None,
+        state: Any = None,
+        *,
+        workspace: Any = None,
+        refresh: float | None = None,
+        models_root: str | Path | None = None,
+        device: str | None = None,
+        cache_size: int = 3,
+        shadow_sample: float | None = None,
+        record_query_text: bool | None = None,
+        shadow_queue: int = 1000,
+        preload_shadow: bool = True,
+        cwd: Path | None = None,
+    ):
+        if not isinstance(collection, str) or not collection:
+            raise UsageError("Searcher needs a collection name")
+        self._config = workspace.config if workspace is not None else (
+            None if isinstance(store, VectorStore) or _is_client(store) else _load_config(store, cwd))
+        # What the caller leaves unset comes from [query] in reindex.toml and REINDEX_* (when there is one).
+        conf = self._config
+        refresh = _default(refresh, conf, "query_refresh", 1.0)
+        shadow_sample = _default(shadow_sample, conf, "shadow_sample", 0.0)
+        record_query_text = _default(record_query_text, conf, "record_query_text", False)
+        models_root = _default(models_root, conf, "models_root", None)
+        device = _default(device, conf, "device", None)
+        if refresh < 0:
+            raise UsageError(f"refresh must be 0 or more seconds, not {refresh}")
+        if cache_size < 2:
+            raise UsageError(f"cache_size must be at least 2 (live and previous), not {cache_size}")
+        if not 0.0 <= shadow_sample <= 1.0:
+            raise UsageError(f"shadow_sample must be between 0 and 1, not {shadow_sample}")
+        self.collection = collection
+        self.refresh = float(refresh)
+        self.models_root = models_root
+        self.device = device
+        self.cache_size = cache_size
+        self.preload_shadow = preload_shadow
+        self._closers: list[Any] = []
+        self.store, self.store_url = self._open_store(store, workspace, cwd)
+        self._state_arg, self._workspace = state, workspace
+        self._state: Any = None
+        self._lock = threading.RLock()
+        self._specs: dict[str, EncoderSpec] = {}
+        self._encoders: OrderedDict[str, Embedder] = OrderedDict()
+        self._loading: dict[str, Future] = {}
+        self._failed_loads: dict[str, float] = {}
+        self._resolved: _Resolved | None = None
+        self._previous: str | None = None
+        self._last_scan = -math.inf
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"reindex-searcher-{collection}")
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._closed = False
+        self.mirror = None
+        if shadow_sample > 0:
+            from reindexer.shadow import ShadowMirror
+
+            self.mirror = ShadowMirror(self, shadow_sample, self._require_state(), record_query_text,
+                                       queue_size=shadow_queue)
+
+    # -- opening ---------------------------------------------------------------
+    def _open_store(self, store: Any, workspace: Any, cwd: Path | None) -> tuple[VectorStore, str]:
+        from reindexer.adapters.registry import open_store, parse_store_url
+
+        if workspace is not None:
+            return workspace.store, workspace.store_url
+        if isinstance(store, VectorStore):
+            return store, _store_url_of(store)
+        if _is_client(store):
+            wrapped = _wrap_client(store)
+            return wrapped, _store_url_of(wrapped)
+        url = self._config.store_url
+        location = parse_store_url(url, self._config.base_dir)
+        if location.embedded and not Path(location.target).exists():
+            # A query never creates a store: a mistyped path would otherwise answer "unknown collection".
+            raise NotFoundError(f"no store at {location.url}",
+                                hint="point REINDEX_STORE, reindex.toml's [store] url or store= at the store")
+        opened = open_store(url, self._config.base_dir)
+        self._closers.append(opened)
+        return opened, location.url
+
+    def _require_state(self) -> Any:
+        """The state store, opened on first need; never created by a Searcher that only reads."""
+        if self._state is not None:
+            return self._state
+        from reindexer.state import StateStore
+
+        if self._state_arg is not None and not isinstance(self._state_arg, str):
+            self._state = self._state_arg
+        elif self._workspace is not None:
+            self._state = self._workspace.state
+        else:
+            config = self._config or _load_config(None, None)
+            url = self._state_arg or config.state_url
+            self._state = StateStore(url, config.base_dir)
+            self._closers.append(self._state)
+        return self._state
+
+    def _optional_state(self) -> Any:
+        if self._state is not None or self._workspace is not None or self._state_arg is not None:
+            return self._require_state()
+        return None
+
+    # -- resolution ------------------------------------------------------------
+    def current(self) -> VersionInfo:
+        """The version that answers now (re-resolved if ``refresh`` has passed)."""
+        return VersionInfo.of(self.collection, self._pinned()[0])
+
+    def _spec(self, physical: str) -> EncoderSpec:
+        with self._lock:
+            spec = self._specs.get(physical)
+        if spec is None:
+            info = self.store.describe(physical)
+            spec = EncoderSpec.from_metadata(physical, info.metadata, info.dim, info.metric, self._optional_state())
+            with self._lock:
+                self._specs[physical] = spec
+        return spec
+
+    def _lookup(self) -> str | None:
+        physical = self.store.get_alias(self.collection)
+        if physical is None and self.store.collection_exists(self.collection):
+            physical = self.collection
+        return physical
+
+    def _resolve(self) -> EncoderSpec:
+        """The physical collection the name points at now, and its encoder spec."""
+        physical = self._lookup()
+        if physical is None and self._resolved is not None:
+            # A migration drops the collection and then creates the alias: wait out that gap.
+            deadline = time.monotonic() + RESOLVE_PATIENCE_S
+            while physical is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+                physical = self._lookup()
+        if physical is None:
+            raise NotFoundError(f"unknown collection {self.collection!r} in {self.store_url}")
+        return self._spec(physical)
+
+    def _pinned(self, force: bool = False) -> tuple[EncoderSpec, Embedder]:
+        """(spec, encoder) of the version to answer from: resolved, its encoder loaded."""
+        now = time.monotonic()
+        with self._lock:
+            resolved = self._resolved
+        if force or resolved is None or now - resolved.at >= self.refresh:
+            spec = self._resolve()
+            self._maybe_scan_shadows(now, spec.physical)
+            with self._lock:
+                encoder = self._encoders.get(spec.fingerprint)
+                old = self._resolved
+            if encoder is None and old is not None and old.spec.physical != spec.physical and not force:
+                # Keep answering from the version in hand (whole and consistent) while the new model loads.
+                self._load_in_background(spec)
+                with self._lock:
+                    self._resolved = _Resolved(old.spec, now)
+                    return old.spec, self._encoders[old.spec.fingerprint]
+            if encoder is None:
+                encoder = self._encoder(spec)
+            with self._lock:
+                if old is not None and old.spec.physical != spec.physical:
+                    self._previous = old.spec.fingerprint
+                    log.info("%s now answers from %s (%s)", self.collection, spec.physical, spec.label)
+                self._resolved = _Resolved(spec, now)
+                return spec, encoder
+        with self._lock:
+            spec = resolved.spec
+            return spec, self._encoders[spec.fingerprint]
+
+    # -- encoders --------------------------------------------------------------
+    def _encoder(self, spec: EncoderSpec) -> Embedder:
+        """The encoder for ``spec``, loaded now if need be (a background load in progress is joined)."""
+        with self._lock:
+            encoder = self._encoders.get(spec.fingerprint)
+            pending = self._loading.get(spec.fingerprint)
+        if encoder is not None:
+            self._touch(spec.fingerprint)
+            return encoder
+        if pending is not None:
+            pending.result()
+            with self._lock:
+                encoder = self._encoders.get(spec.fingerprint)
+            if encoder is not None:
+                return encoder
+        encoder = load_encoder(spec, self.models_root, self.device)
+        self._remember(spec.fingerprint, encoder)
+        return encoder
+
+    def _touch(self, fingerprint: str) -> None:
+        with self._lock:
+            if fingerprint in self._encoders:
+                self._encoders.move_to_end(fingerprint)
+
+    def _remember(self, fingerprint: str, encoder: Embedder) -> None:
+        with self._lock:
+            self._encoders[fingerprint] = encoder
+            self._encoders.move_to_end(fingerprint)
+            keep = {fingerprint, self._previous, self._resolved.spec.fingerprint if self._resolved else None}
+            for fp in list(self._encoders):
+                if len(self._encoders) <= self.cache_size:
+                    break
+                if fp not in keep:
+                    del self._encoders[fp]
+
+    def _load_in_background(self, spec: EncoderSpec) -> None:
+        with self._lock:
+            if spec.fingerprint in self._encoders or spec.fingerprint in self._loading or self._closed:
+                return
+            if time.monotonic() - self._failed_loads.get(spec.fingerprint, -math.inf) < LOAD_RETRY_S:
+                return
+
+            def load() -> None:
+                try:
+                    self._remember(spec.fingerprint, load_encoder(spec, self.models_root, self.device))
+                    with self._lock:
+                        if self._resolved is not None:
+                            self._resolved.at = -math.inf  # switch at the next call, not a refresh later
+                except Exception as exc:  # noqa: BLE001 - retried after LOAD_RETRY_S
+                    with self._lock:
+                        self._failed_loads[spec.fingerprint] = time.monotonic()
+                    log.warning("cannot load the model of %s (%s); answering from the version in hand, "
+                                "retrying in %.0f s", spec.physical, exc, LOAD_RETRY_S)
+                finally:
+                    with self._lock:
+                        self._loading.pop(spec.fingerprint, None)
+
+            self._loading[spec.fingerprint] = self._background.submit(load)
+
+    def _maybe_scan_shadows(self, now: float, live: str) -> None:
+        with self._lock:
+            if not self.preload_shadow or now - self._last_scan < SHADOW_SCAN_INTERVAL_S or self._closed:
+                return
+            self._last_scan = now
+        self._background.submit(self._scan_shadows, live)
+
+    def _scan_shadows(self, live: str) -> None:
+        """Load the model of the newest other version of this collection, ahead of its cut-over."""
+        try:
+            newest = self.newest_other_version(live)
+            if newest is not None:
+                self._load_in_background(newest)
+        except Exception:  # noqa: BLE001 - preloading is an optimisation; the search path stays correct
+            log.debug("scanning for shadow versions of %s failed", self.collection, exc_info=True)
+
+    def newest_other_version(self, live: str | None) -> EncoderSpec | None:
+        """The highest-numbered version of this collection in the store, other than ``live``."""
+        prefix = f"{self.collection}__v"
+        best: EncoderSpec | None = None
+        for name in self.store.list_collections():
+            if not name.startswith(prefix) or name == live:
+                continue
+            try:
+                spec = self._spec(name)
+            except ReindexError:
+                continue
+            if spec.logical == self.collection and (best is None or (spec.version or 0) > (best.version or 0)):
+                best = spec
+        return best
+
+    def encoder_for(self, spec: EncoderSpec, wait: bool = True) -> Embedder | None:
+        """The cached encoder of ``spec``; loaded now when ``wait``, else started in the background."""
+        with self._lock:
+            encoder = self._encoders.get(spec.fingerprint)
+        if encoder is not None or not wait:
+            if encoder is None:
+                self._load_in_background(spec)
+            return encoder
+        return self._encoder(spec)
+
+    def loaded_models(self) -> list[str]:
+        """Fingerprints of the encoders held now, least recently used first."""
+        with self._lock:
+            return list(self._encoders)
+
+    # -- searching -------------------------------------------------------------
+    def search(
+        self, query: str | Sequence[str], k: int = 10, filter: dict[str, Any] | None = None
+    ) -> list[SearchHit] | list[list[SearchHit]]:
+        """Top-k hits for a query (a list of hits) or for a list of queries (a list of such lists)."""
+        return self.search_with_version(query, k, filter)[1]
+
+    def search_with_version(
+        self, query: str | Sequence[str], k: int = 10, filter: dict[str, Any] | None = None
+    ) -> tuple[VersionInfo, list[SearchHit] | list[list[SearchHit]]]:
+        """(the version that answered, its hits): says who answered even when nothing matched."""
+        single = isinstance(query, str)
+        queries = [query] if single else list(query)
+        _check_request(queries, k, filter)
+        with self._live():
+            started = time.perf_counter()
+            spec, answers = self._search_pinned(queries, k, filter)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+        hits = [[SearchHit(h.doc_id, h.score, h.payload, spec.physical, spec.label) for h in answer]
+                for answer in answers]
+        if self.mirror is not None:
+            self.mirror.offer(queries, k, filter, spec, hits, elapsed_ms)
+        return VersionInfo.of(self.collection, spec), (hits[0] if single else hits)
+
+    def version_info(self, physical: str) -> VersionInfo:
+        """What a version of this collection is (text field, metric, model): fixed for its lifetime."""
+        return VersionInfo.of(self.collection, self._spec(physical))
+
+    def _search_pinned(self, queries: list[str], k: int, where: dict[str, Any] | None):
+        for attempt in range(2):
+            spec, encoder = self._pinned(force=attempt > 0)
+            try:
+                return spec, search_version(self.store, spec.physical, encoder, queries, k, where)
+            except (NotFoundError, BackendError) as exc:
+                # The resolved collection was dropped or re-made under us: resolve again, once, at once.
+                if attempt or not (isinstance(exc, NotFoundError) or "dimension" in str(exc).lower()):
+                    raise
+                with self._lock:
+                    self._specs.pop(spec.physical, None)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _live(self) -> Iterator[None]:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no live search is running (shadow work yields to live work)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    # -- lifecycle -------------------------------------------------------------
+    def close(self) -> None:
+        """Stop background work; close only what this Searcher opened itself."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self.mirror is not None:
+            self.mirror.close()
+        self._background.shutdown(wait=True, cancel_futures=True)
+        for thing in reversed(self._closers):
+            thing.close()
+        self._closers.clear()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Searcher({self.collection!r}, store={self.store_url!r})"
+
+
+def search_version(store: VectorStore, physical: str, encoder: Embedder, queries: list[str], k: int,
+                   where: dict[str, Any] | None = None) -> list[list[Hit]]:
+    """Encode ``queries`` with one version's encoder and search that same physical collection.
+
+    The one search path of the tool: the Searcher, `reindex eval` and shadow traffic all use it,
+    so an application sees exactly the rankings that the evaluation measured.
+    """
+    vectors = encoder.embed_queries(queries)
+    return [store.search(physical, v.tolist(), k, where) for v in vectors]
+
+
+def _check_request(queries: list[str], k: Any, where: Any) -> None:
+    if not queries:
+        raise UsageError("no query given")
+    for q in queries:
+        if not isinstance(q, str) or not q.strip():
+            raise UsageError("a query must be a non-empty string")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise UsageError(f"k must be a positive integer, not {k!r}")
+    if where is not None and not isinstance(where, dict):
+        raise UsageError("filter must be a mapping of payload field to value")
+
+
+def _default(given: Any, config: Any, attr: str, fallback: Any) -> Any:
+    if given is not None:
+        return given
+    return getattr(config, attr) if config is not None else fallback
+
+
+def _load_config(store: Any, cwd: Path | None):
+    from reindexer.config import load_config
+
+    return load_config(store_url=store if isinstance(store, str) else None, cwd=cwd)
+
+
+def _is_client(obj: Any) -> bool:
+    kind = type(obj).__name__
+    return kind in ("QdrantClient", "MilvusClient")
+
+
+def _wrap_client(client: Any) -> VectorStore:
+    if type(client).__name__ == "QdrantClient":
+        from reindexer.adapters.qdrant import QdrantStore
+
+        return QdrantStore(client=client)
+    from reindexer.adapters.milvus import MilvusStore
+
+    return MilvusStore(client=client)
+
+
+def _store_url_of(store: VectorStore) -> str:
+    """The store URL (as state records it) of an open adapter."""
+    location = getattr(store, "location", "") or ""
+    for http, suffix in (("https://", "+https"), ("http://", "")):
+        if location.startswith(http):
+            return f"{store.backend}{suffix}://{location[len(http):].rstrip('/')}"
+    return location

@@ -1,0 +1,132 @@
+"""A collection with two real model versions (MiniLM at 384 dimensions, its 128-dimension
+Matryoshka truncation), built once per module, and a loop that swaps between them under load.
+
+``two_versions`` runs on each embedded backend (parametrised by ``pytest_generate_tests`` in
+the module or conftest that asks for it); ``server_two_versions`` on the real Milvus server.
+The server fixture is module-scoped because the ``store_url`` fixture empties the server
+before each test that uses it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from reindexer import commands
+from reindexer.adapters.base import MODEL_KEY
+from reindexer.config import Config
+from reindexer.embedding import ModelSettings
+from reindexer.sources.spec import SourceSpec
+from reindexer.workspace import Workspace
+from tests.plugins.corpus import write_jsonl
+
+TRUNCATED_128 = ModelSettings(truncate_dim=128)
+
+
+def build_two_versions(ws: Workspace, minilm_path, corpus_file, collection: str = "docs") -> dict[str, str]:
+    """v1 live (384 dims), v2 built beside it (128 dims); returns physical name -> model short tag."""
+    p1 = commands.plan(ws, collection, model_path=str(minilm_path),
+                       source=SourceSpec(kind="jsonl", location=str(corpus_file)))
+    commands.apply(ws, p1)
+    p2 = commands.plan(ws, collection, model_path=str(minilm_path), settings=TRUNCATED_128)
+    commands.apply(ws, p2, cutover=False)
+    return {v: ws.store.describe(v).metadata["reindex.fingerprint"][:12]
+            for v in (f"{collection}__v1", f"{collection}__v2")}
+
+
+def live_is(ws: Workspace, collection: str, physical: str) -> None:
+    if ws.store.resolve(collection) != physical:
+        commands.cutover(ws, collection, to=physical)
+
+
+@dataclass
+class LoopReport:
+    answers: int = 0
+    failures: list[str] = field(default_factory=list)
+    mixed: list[str] = field(default_factory=list)
+    versions_seen: set[str] = field(default_factory=set)
+
+
+def swap_under_load(ws: Workspace, collection: str, ask, tags_of, tags: dict[str, str], queries: list[str],
+                    rounds: int = 2) -> LoopReport:
+    """Loop ``ask(query) -> (version, [model tags])`` in a thread while the alias is swapped
+    v1 -> v2 (384 -> 128 dimensions) -> v1 ... ``rounds`` times, by cut-over and rollback."""
+    report = LoopReport()
+    stop = threading.Event()
+
+    def loop() -> None:
+        i = 0
+        while not stop.is_set():
+            q = queries[i % len(queries)]
+            i += 1
+            try:
+                version, hit_tags = ask(q)
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                report.failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            report.answers += 1
+            report.versions_seen.add(version)
+            if not hit_tags or set(hit_tags) != {tags[version]}:
+                report.mixed.append(f"{version}: {sorted(set(hit_tags))}")
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        for _ in range(rounds):
+            time.sleep(0.6)
+            commands.cutover(ws, collection, to=f"{collection}__v2")
+            time.sleep(0.6)
+            commands.rollback(ws, collection)
+        time.sleep(0.6)
+        commands.cutover(ws, collection, to=f"{collection}__v2")
+        time.sleep(0.8)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    return report
+
+
+def hit_tags(hits) -> list[str]:
+    return [h.payload.get(MODEL_KEY) for h in hits]
+
+
+@pytest.fixture(scope="module")
+def two_versions(request, tmp_path_factory, minilm_path, demo_corpus):
+    """(workspace, {physical: model tag}) on one embedded backend, v1 live and v2 built."""
+    kind = request.param
+    folder = tmp_path_factory.mktemp(f"two-versions-{kind}")
+    url = f"qdrant+local:{folder / 'qdrant'}" if kind == "qdrant-local" else f"milvus+lite:{folder / 'milvus.db'}"
+    corpus = write_jsonl(folder / "corpus.jsonl", demo_corpus.documents[:60])
+    config = Config(base_dir=folder, store_url=url, state_url=f"sqlite:///{folder}/state.db", batch_size=32)
+    with Workspace(config) as ws:
+        tags = build_two_versions(ws, minilm_path, corpus)
+        yield ws, tags
+
+
+@pytest.fixture(scope="module")
+def server_two_versions(milvus_server, tmp_path_factory, minilm_path, demo_corpus):
+    """(workspace, {physical: model tag}) on the real Milvus server, v1 live and v2 built."""
+    from tests.plugins.stores import _drop_new
+
+    folder = tmp_path_factory.mktemp("two-versions-server")
+    corpus = write_jsonl(folder / "corpus.jsonl", demo_corpus.documents[:60])
+    if milvus_server.server is not None:
+        _drop_new(milvus_server.url, None)
+    config = Config(base_dir=folder, store_url=milvus_server.url, state_url=f"sqlite:///{folder}/state.db",
+                    batch_size=32)
+    with Workspace(config) as ws:
+        tags = build_two_versions(ws, minilm_path, corpus, collection="qs_docs")
+        yield ws, tags
+        for alias in ("qs_docs",):
+            ws.store.drop_alias(alias)
+        for name in tags:
+            ws.store.drop_collection(name)
+
+
+def embedded_two_versions(metafunc) -> None:
+    """Call from ``pytest_generate_tests``: run ``two_versions`` tests on each embedded backend."""
+    if "two_versions" in metafunc.fixturenames:
+        metafunc.parametrize("two_versions", ["qdrant-local", "milvus-lite"], indirect=True, scope="module")
