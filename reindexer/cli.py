@@ -534,7 +534,8 @@ def cutover_cmd(ctx: Ctx, collection: str, to: str | None) -> None:
     """Point COLLECTION's alias at a built version, atomically."""
     ctx.require_confirmable("cutover")
     r = commands.cutover(ctx.ws, collection, to=to, confirm=ctx.confirm)
-    ctx.emit(r, lambda r: out.print(f"{r['collection']} -> {r['live']}" + ("" if r["changed"] else " (unchanged)")))
+    ctx.emit(r, lambda r: out.print(f"{r['collection']} -> {r['live']}" + (
+        " (completed the interrupted cut-over)" if r.get("completed") else "" if r["changed"] else " (unchanged)")))
 
 
 @cli.command("rollback")
@@ -547,7 +548,8 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
     r = commands.rollback(ctx.ws, collection, confirm=ctx.confirm, catch_up=not no_catch_up)
     ctx.emit(r, lambda r: out.print(
         f"rolled back {r['collection']}: {r.get('from')} -> {r['live']}"
-        + (f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)" if r.get("changed") else " (unchanged)")))
+        + (f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)" if r.get("changed")
+           else " (completed the interrupted rollback)" if r.get("completed") else " (unchanged)")))
 
 
 @cli.command("sync")
@@ -642,6 +644,10 @@ def status_cmd(ctx: Ctx, collection: str | None) -> None:
                 ", ".join(s["physical"] for s in r["retired"]) or "-",
             )
         out.print(t)
+        for r in rows:
+            for repair in r.get("repairs", []):
+                out.print(f"{r['collection']}: {'repaired' if repair['recorded'] else 'not repaired'}: "
+                          f"{repair['message']}")
 
     ctx.emit(rows, show)
 
@@ -885,8 +891,10 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
     ctx.require_confirmable("migrate drops the original collection after copying it")
     r = commands.migrate(ctx.ws, collection, confirm=ctx.confirm)
     ctx.emit(r, lambda r: out.print(
-        f"{r['collection']} is now an alias of {r['copied_to']} ({r['copied']} points copied; the name was "
-        f"missing for {r['name_missing_ms']} ms)" if r["migrated"] else f"copied to {r['copied_to']}; not migrated"))
+        f"{r['collection']} is now an alias of {r['copied_to']} ("
+        + ("completed the interrupted migrate; " if r.get("completed") else "")
+        + f"{r['copied']} points copied; the name was missing for {r['name_missing_ms']} ms)"
+        if r["migrated"] else f"copied to {r['copied_to']}; not migrated"))
 
 
 @cli.command("serve")

@@ -22,7 +22,9 @@ from reindexer.embedding import Embedder, cosine_rows
 from reindexer.encoders import model_metadata
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
 from reindexer.model_registry import embedder_for
+from reindexer.killpoints import kill_point
 from reindexer.progress import progress
+from reindexer.reconcile import liveness_changes, new_intent, pending_key
 from reindexer.sources.base import Document, Source, extract_text
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, Run
 from reindexer.state.models import iso, utcnow
@@ -401,8 +403,18 @@ def swap_alias(
     target: IndexVersion,
     current: IndexVersion | None,
     set_previous: bool = True,
+    action: str = "cutover",
+    verb: str | None = None,
+    audit: dict[str, Any] | None = None,
+    plan_fingerprint: str | None = None,
 ) -> IndexVersion:
-    """Point the logical name at ``target`` in one atomic step and record who is live."""
+    """Point the logical name at ``target`` in one atomic step and record who is live.
+
+    The intent is recorded first and the result (statuses, ``previous_id``, the
+    ``action`` audit event) in one transaction after the swap, which also clears
+    the intent; a crash in between is completed by the next command's
+    reconciliation (reindexer.reconcile).
+    """
     store = ws.store
     name = lc.name
     if store.collection_exists(name):
@@ -412,12 +424,15 @@ def swap_alias(
         )
     if not store.collection_exists(target.physical_name):
         raise NotFoundError(f"index version v{target.version} ({target.physical_name}) is not in the store")
+    detail = audit if audit is not None else {
+        "to": target.physical_name, "previous": current.physical_name if current else None}
+    key = pending_key(ws.store_url, name)
+    ws.state.set_pending(key, new_intent(action, verb or action, target, current, set_previous, detail,
+                                         plan_fingerprint))
+    kill_point("before-alias-swap")
     store.set_alias(name, target.physical_name)
-    now = utcnow()
-    if current is not None and current.id != target.id:
-        ws.state.set_status(current, "retired", retired_at=now)
-    fields: dict[str, Any] = {"live_since": now, "retired_at": None, "point_count": store.count(target.physical_name)}
-    if set_previous and current is not None and current.id != target.id:
-        fields["previous_id"] = current.id
-    return ws.state.set_status(target, "live", **fields)
-
+    kill_point("after-alias-swap")
+    changes, drops = liveness_changes(ws.state.versions(lc.id), target, current, action, set_previous,
+                                      store.count(target.physical_name), utcnow())
+    rows = ws.state.transition(changes, [(action, name, "ok", plan_fingerprint, detail)], drops, clear_pending=key)
+    return rows[target.id]
