@@ -21,8 +21,8 @@ from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY, CollectionSpec, Point
 from reindexer.embedding import Embedder, cosine_rows
 from reindexer.encoders import model_metadata
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
-from reindexer.model_registry import embedder_for
 from reindexer.killpoints import kill_point
+from reindexer.model_registry import embedder_for
 from reindexer.progress import progress
 from reindexer.reconcile import liveness_changes, new_intent, pending_key
 from reindexer.sources.base import Document, Source, extract_text
