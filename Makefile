@@ -1,4 +1,4 @@
-.PHONY: setup demo test bench bench-query clean
+.PHONY: setup demo test test-fast lint bench bench-query clean
 
 setup:
 	@bash scripts/setup.sh
@@ -8,6 +8,16 @@ demo: setup
 
 test: setup
 	@bash scripts/test.sh $(PYTEST_ARGS)
+
+# For iteration: the suite without the `slow` and `server` markers (no fine-tuning, no
+# Milvus standalone, no large embeds). `make test` (and .ci/run) stays the full gate.
+test-fast: setup
+	@bash scripts/test.sh -m "not slow and not server" $(PYTEST_ARGS)
+
+# ruff (lint) and mypy over reindexer/ and adapters/; .ci/run runs the ruff half before the tests.
+lint: setup
+	.venv/bin/python -m ruff check reindexer adapters
+	@bash scripts/typecheck.sh
 
 bench: setup
 	.venv/bin/python -m pip install -q -e ".[bench]"

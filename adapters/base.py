@@ -14,11 +14,26 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
-from reindexer.errors import UsageError
+from reindexer.errors import (
+    BackendError,
+    ConflictError,
+    NotFoundError,
+    ReindexError,
+    StoreLockedError,
+    TransientBackendError,
+    UsageError,
+)
+from reindexer.retry import call_with_retries
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Payload keys the tool adds to every point it writes. They sit beside the
 # application's own payload, which is copied untouched.
@@ -39,11 +54,32 @@ INDEX_PARAM_KEYS = frozenset({"hnsw_m", "hnsw_ef_construct", "quantization", "sh
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What a store can do; the shared code and the tool take their paths from these.
+
+    ``atomic_alias_swap``: ``set_alias`` repoints in one step (readers never see
+    neither target); without it ``open_store`` warns that cut-overs are not atomic.
+    ``collection_metadata``: the store keeps string pairs per collection; the tool
+    needs it (the model of each version lives there), so ``open_store`` refuses a
+    store without it. ``payload_indexes``: payload indexes are built; where False
+    they are only recorded in the metadata and ``describe`` still reports them.
+    ``embedded``: one process per data folder; opening a held folder raises
+    ``StoreLockedError`` (``VectorStore._held_elsewhere``).
+    """
+
     atomic_alias_swap: bool
     collection_metadata: bool
     payload_indexes: bool
     # Embedded stores allow one process per data folder.
     embedded: bool
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    scheme: str
+    backend: str  # the backend's registered name: "qdrant", "milvus", ...
+    embedded: bool
+    target: str  # a folder, a .db file, or an http(s) URL without credentials
+    url: str  # normalised store URL, safe to log and to store
 
 
 @dataclass
@@ -91,20 +127,122 @@ class CollectionInfo:
 
 
 class VectorStore(abc.ABC):
-    """A vector database seen through the operations reindexer needs."""
+    """A vector database seen through the operations reindexer needs.
+
+    Besides the abstract methods, the class holds the plumbing every adapter
+    shares: secret redaction (``_secrets``), the retrying call wrapper
+    (``_call``, which maps client exceptions through the adapter's ``_map``),
+    the name checks around create, drop and set_alias, and closing a client
+    that the adapter owns (``_client``, ``_owns_client``).
+    """
 
     #: Backend name as used in store URLs and state ("qdrant", "milvus").
     backend: str = ""
     capabilities: Capabilities
+    #: Where the store is, for messages: a store URL or an http(s) URL, never with credentials.
+    location: str = ""
+    #: The client the adapter talks through; None once closed.
+    _client: Any = None
+    #: False for a client handed in by an application: close() leaves it open.
+    _owns_client: bool = True
+    #: Strings removed from every error message (API keys, tokens).
+    _secrets: list[str] = []  # replaced per instance, never mutated
+
+    # -- plumbing shared by every adapter ------------------------------------
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _map(self, exc: BaseException, what: str) -> ReindexError:
+        """The client's exception as an error of reindexer's tree (adapters refine this)."""
+        return map_common_error(exc, f"{what} on {self.location}", self._redact)
+
+    def _call(self, fn: Callable[..., T], what: str, **options: Any) -> T:
+        """Run one client call with the error mapping and bounded retries.
+
+        ``TransientBackendError`` is retried (reindexer.retry); everything else
+        fails at once. ``options`` go to ``_recover``, where an adapter can handle
+        its own cases (Milvus: load a released collection).
+        """
+        if self._client is None:
+            raise BackendError(f"{what}: the store {self.location} is closed")
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except ReindexError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped at the boundary
+                return self._recover(exc, fn, what, **options)
+
+        return call_with_retries(attempt, f"{what} on {self.location}")
+
+    def _recover(self, exc: Exception, fn: Callable[..., T], what: str, **options: Any) -> T:
+        """A failed call: return what a recovered call returns, or raise the mapped error."""
+        if options:
+            raise TypeError(f"unexpected options for {type(self).__name__}._call: {', '.join(options)}")
+        raise self._map(exc, what) from exc
+
+    def _held_elsewhere(self, store: str, server: str, server_url: str) -> StoreLockedError:
+        """The error for an embedded store another process holds (``capabilities.embedded`` only)."""
+        if not self.capabilities.embedded:
+            raise BackendError(f"{store} reports a lock, but {self.backend} stores of this kind are not embedded")
+        return StoreLockedError(
+            f"the {store} is held by another process: a running "
+            "`reindex serve`, an application, or another reindex command",
+            hint="embedded stores allow one process per data folder: stop the other process, "
+            f"or run a {server} server and use {server_url}, which serve, applications "
+            "and the admin commands can share",
+        )
+
+    def _check_new_collection(self, name: str, is_alias: bool) -> None:
+        if name in self.list_collections():
+            raise ConflictError(f"collection {name!r} already exists on {self.location}")
+        if is_alias:
+            raise ConflictError(f"{name!r} is an alias on {self.location}; a collection cannot take its name")
+
+    def _check_droppable(self, name: str, is_alias: Callable[[], bool]) -> None:
+        if name not in self.list_collections():
+            hint = "it is an alias; use drop_alias" if is_alias() else None
+            raise NotFoundError(f"no collection {name!r} on {self.location}", hint=hint)
+        pointing = sorted(a for a, c in self.list_aliases().items() if c == name)
+        if pointing:
+            # Some backends (Milvus 2.3, Milvus Lite) would drop the aliases with the collection.
+            raise ConflictError(
+                f"collection {name!r} is still the target of alias(es) {', '.join(pointing)}",
+                hint="repoint or drop the alias first",
+            )
+
+    def _check_alias_target(self, alias: str, collection: str) -> None:
+        collections = self.list_collections()
+        if alias in collections:
+            raise ConflictError(
+                f"{alias!r} is a collection on {self.location}; an alias cannot take its name",
+                hint="migrate the collection to a versioned name first (an explicit, separate step)",
+            )
+        if collection not in collections:
+            raise NotFoundError(f"no collection {collection!r} on {self.location}")
+
+    def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing must not fail
+                log.debug("closing the %s client failed", self.backend, exc_info=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
 
     # -- collections -------------------------------------------------------
     @abc.abstractmethod
     def list_collections(self) -> list[str]:
         """Physical collections, aliases excluded."""
 
-    @abc.abstractmethod
     def collection_exists(self, name: str) -> bool:
         """True for a physical collection; False for an alias or nothing."""
+        return name in self.list_collections()
 
     @abc.abstractmethod
     def create_collection(self, spec: CollectionSpec) -> None:
@@ -180,6 +318,7 @@ class VectorStore(abc.ABC):
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
         """Release connections and embedded-store locks."""
+        self._close_client()
 
     def __enter__(self) -> VectorStore:
         return self
@@ -246,3 +385,149 @@ def split_metadata(raw: dict[str, Any] | None) -> tuple[dict[str, str], dict | N
         except ValueError:
             params = None
     return {k: v for k, v in metadata.items() if k not in INTERNAL_META_KEYS}, indexes, params
+
+
+# -- error mapping shared by every adapter ---------------------------------------
+def grpc_transient_codes(*extra: str) -> frozenset[Any]:
+    """gRPC status codes worth retrying (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, and ``extra``)."""
+    import grpc
+
+    names = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", *extra)
+    return frozenset(getattr(grpc.StatusCode, n) for n in names)
+
+
+def map_common_error(exc: BaseException, where: str, redact: Callable[[str], str]) -> ReindexError:
+    """What is left once an adapter has mapped its client's own exceptions."""
+    text = redact(str(exc))
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return TransientBackendError(f"{where}: {type(exc).__name__}: {text}")
+    return BackendError(f"{where}: {type(exc).__name__}: {text}")
+
+
+# -- URLs and secrets -------------------------------------------------------------
+def redact_url(url: str) -> str:
+    """The URL with any user-info removed, safe for logs and messages."""
+    try:
+        scheme, rest = url.split(":", 1)
+    except ValueError:
+        return url
+    if "@" in rest and rest.startswith("//"):
+        rest = "//***@" + rest.split("@", 1)[1]
+    return f"{scheme}:{rest}"
+
+
+def secret_from_env(name: str) -> str | None:
+    """``NAME`` from the environment, or the contents of the file named by ``NAME_FILE``."""
+    import os
+
+    value = os.environ.get(name)
+    if value:
+        return value
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip() or None
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}_FILE: {exc.strerror}") from None
+    return None
+
+
+# -- backends: what the registry finds through the ``reindexer.backends`` entry points --
+class Backend(abc.ABC):
+    """A kind of vector store: its URL schemes, how to read its location, how to open it.
+
+    Registered as an entry point in the ``reindexer.backends`` group, named by
+    ``name``, pointing at the class (``qdrant = "reindexer.adapters.qdrant:QdrantBackend"``).
+    The registry instantiates it with no arguments. Keep the module it lives in
+    cheap to import: every store URL is parsed through it.
+    """
+
+    #: The backend's name: the entry point's name, ``VectorStore.backend``, the state's record.
+    name: ClassVar[str]
+    #: Every URL scheme this backend answers for, lowercase ("qdrant", "qdrant+https", ...).
+    schemes: ClassVar[tuple[str, ...]]
+    #: URL forms shown when a URL cannot be read at all ("qdrant+local:PATH", "qdrant://HOST:PORT").
+    examples: ClassVar[tuple[str, ...]] = ()
+    #: The environment variable the credentials come from (``NAME_FILE`` reads a file), if any.
+    secret_env: ClassVar[str | None] = None
+
+    @abc.abstractmethod
+    def parse(self, scheme: str, rest: str, base_dir: Path | None) -> StoreLocation:
+        """The location named by ``scheme:rest`` (``scheme`` is lowercase and one of ``schemes``).
+
+        Raise ``UsageError`` for a malformed location. Credentials must not be
+        accepted in the URL (``parse_server_address`` refuses them).
+        """
+
+    @abc.abstractmethod
+    def open(self, location: StoreLocation) -> VectorStore:
+        """An open store for a location this backend parsed; credentials from ``secret_env``."""
+
+    def wraps(self, client: Any) -> bool:
+        """True when ``client`` is this backend's own client object (see ``wrap``)."""
+        return False
+
+    def wrap(self, client: Any) -> VectorStore:
+        """A store over a client an application opened; the store never closes it."""
+        raise UsageError(f"the {self.name} backend cannot wrap a {type(client).__name__}")
+
+
+def parse_embedded_path(scheme: str, rest: str, base_dir: Path | None) -> Path:
+    """``scheme:PATH`` or ``scheme://PATH``: an absolute path, relative ones resolved against ``base_dir``."""
+    path = rest[2:] if rest.startswith("//") else rest
+    if not path:
+        raise UsageError(f"{scheme}: needs a path, as in {scheme}:./data")
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (base_dir or Path.cwd()) / p
+    return p
+
+
+def parse_server_address(url: str, rest: str, default_port: int) -> str:
+    """``//HOST[:PORT]`` as ``HOST:PORT``; credentials in the URL are refused."""
+    from reindexer.adapters.registry import credential_hint
+
+    parts = urlsplit(f"http:{rest}")
+    if parts.username or parts.password:
+        raise UsageError("store URLs must not contain credentials", hint=credential_hint())
+    if not parts.hostname:
+        raise UsageError(f"store URL {redact_url(url)} has no host")
+    return f"{parts.hostname}:{parts.port or default_port}"
+
+
+class EmbeddedOrServerBackend(Backend):
+    """A backend with an embedded mode and a server reached over HTTP(S).
+
+    Schemes: ``embedded_scheme:PATH`` (embedded), ``NAME://HOST[:PORT]`` and
+    ``NAME+https://HOST[:PORT]`` (TLS). Subclasses set the class attributes and
+    implement ``open_embedded`` and ``open_server``; ``check_embedded_path`` may
+    refuse a path.
+    """
+
+    embedded_scheme: ClassVar[str]
+    default_port: ClassVar[int]
+
+    def parse(self, scheme: str, rest: str, base_dir: Path | None) -> StoreLocation:
+        if scheme == self.embedded_scheme:
+            p = parse_embedded_path(scheme, rest, base_dir)
+            self.check_embedded_path(p)
+            return StoreLocation(scheme, self.name, True, str(p), f"{scheme}:{p}")
+        host_port = parse_server_address(f"{scheme}:{rest}", rest, self.default_port)
+        http = "https" if scheme.endswith("https") else "http"
+        return StoreLocation(scheme, self.name, False, f"{http}://{host_port}", f"{scheme}://{host_port}")
+
+    def check_embedded_path(self, path: Path) -> None:
+        """Raise ``UsageError`` for a path the embedded mode cannot use."""
+
+    def open(self, location: StoreLocation) -> VectorStore:
+        if location.embedded:
+            return self.open_embedded(location.target)
+        return self.open_server(location.target, secret_from_env(self.secret_env) if self.secret_env else None)
+
+    @abc.abstractmethod
+    def open_embedded(self, path: str) -> VectorStore:
+        """The embedded store at ``path`` (absolute)."""
+
+    @abc.abstractmethod
+    def open_server(self, url: str, secret: str | None) -> VectorStore:
+        """The server at ``url`` (``http(s)://HOST:PORT``), with the credentials from ``secret_env``."""

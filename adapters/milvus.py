@@ -50,8 +50,9 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from reindexer.adapters.base import (
     DOC_ID_KEY,
@@ -60,20 +61,22 @@ from reindexer.adapters.base import (
     Capabilities,
     CollectionInfo,
     CollectionSpec,
+    EmbeddedOrServerBackend,
     Hit,
     Point,
     VectorStore,
     check_metadata,
+    grpc_transient_codes,
+    map_common_error,
+    redact_url,
     split_metadata,
     validate_spec,
 )
-from reindexer.adapters.registry import redact_url
 from reindexer.errors import (
     BackendError,
     ConflictError,
     NotFoundError,
     ReindexError,
-    StoreLockedError,
     TransientBackendError,
     UsageError,
 )
@@ -157,6 +160,36 @@ def lit(value: Any) -> str:
     raise UsageError(f"where: values must be strings, numbers or booleans, not {type(value).__name__}")
 
 
+class MilvusBackend(EmbeddedOrServerBackend):
+    """``milvus+lite:PATH.db`` (Milvus Lite), ``milvus://HOST[:19530]``, ``milvus+https://HOST[:19530]``."""
+
+    name = "milvus"
+    schemes: ClassVar[tuple[str, ...]] = ("milvus+lite", "milvus", "milvus+https")
+    examples: ClassVar[tuple[str, ...]] = ("milvus+lite:PATH.db", "milvus://HOST:PORT")
+    secret_env = "MILVUS_TOKEN"
+    embedded_scheme = "milvus+lite"
+    default_port = 19530
+
+    def check_embedded_path(self, path: Path) -> None:
+        if path.suffix != ".db":
+            raise UsageError(
+                f"Milvus Lite needs a file ending in .db, not {path.name!r}",
+                hint="for example milvus+lite:.reindex/milvus.db",
+            )
+
+    def open_embedded(self, path: str) -> VectorStore:
+        return MilvusStore(uri=path)
+
+    def open_server(self, url: str, secret: str | None) -> VectorStore:
+        return MilvusStore(uri=url, token=secret)
+
+    def wraps(self, client: Any) -> bool:
+        return type(client).__name__ == "MilvusClient"
+
+    def wrap(self, client: Any) -> VectorStore:
+        return MilvusStore(client=client)
+
+
 class MilvusStore(VectorStore):
     backend = "milvus"
 
@@ -231,12 +264,8 @@ class MilvusStore(VectorStore):
                 client = self._new_client()
             except Exception as exc:  # noqa: BLE001
                 if _lite_lock_held(path):
-                    raise StoreLockedError(
-                        f"the Milvus Lite store {path} is held by another process: a running "
-                        "`reindex serve`, an application, or another reindex command",
-                        hint="embedded stores allow one process per data folder: stop the other process, "
-                        "or run a Milvus server and use milvus://HOST:PORT, which serve, applications "
-                        "and the admin commands can share",
+                    raise self._held_elsewhere(
+                        f"Milvus Lite store {path}", "Milvus", "milvus://HOST:PORT"
                     ) from None
                 raise BackendError(
                     f"cannot open the Milvus Lite store {path}: {self._redact(str(exc))}"
@@ -246,11 +275,6 @@ class MilvusStore(VectorStore):
             return client
 
     # -- plumbing ------------------------------------------------------------
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
     def _map(self, exc: BaseException, what: str) -> ReindexError:
         import grpc
         from pymilvus.exceptions import MilvusException
@@ -261,7 +285,7 @@ class MilvusStore(VectorStore):
             message = self._redact(str(getattr(exc, "message", "") or exc))
             lowered = message.lower()
             if isinstance(code, grpc.StatusCode):
-                if code in _TRANSIENT_GRPC:
+                if code in _transient_grpc():
                     return TransientBackendError(f"{where}: {code.name}: {message}")
                 return BackendError(f"{where}: {code.name}: {message}")
             if _is_not_loaded(exc):
@@ -280,49 +304,37 @@ class MilvusStore(VectorStore):
         if isinstance(exc, grpc.RpcError):
             code = exc.code() if callable(getattr(exc, "code", None)) else None
             details = self._redact(str(exc.details() if callable(getattr(exc, "details", None)) else exc))
-            if code in _TRANSIENT_GRPC:
+            if code is not None and code in _transient_grpc():
                 return TransientBackendError(f"{where}: {code.name}: {details}")
             return BackendError(f"{where}: {getattr(code, 'name', 'gRPC error')}: {details}")
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return TransientBackendError(f"{where}: {type(exc).__name__}: {self._redact(str(exc))}")
-        return BackendError(f"{where}: {type(exc).__name__}: {self._redact(str(exc))}")
+        return map_common_error(exc, where, self._redact)
 
-    def _call(
+    def _recover(  # type: ignore[override]  # keyword options instead of **options
         self,
-        fn: Callable[[], T],
+        exc: Exception,
+        fn: Callable[..., T],
         what: str,
         *,
         load: str | None = None,
         missing_is_transient: bool = False,
     ) -> T:
-        """Run one client call with the error mapping and bounded retries.
+        """``_call``'s options on this backend.
 
         ``load``: the collection to load and retry once on "collection not
         loaded" (after a server restart). ``missing_is_transient``: right after
         create_collection a fresh server may briefly not find the collection.
         """
-        if self._client is None:
-            raise BackendError(f"{what}: the store {self.location} is closed")
-
-        def attempt() -> T:
+        if load is not None and _is_not_loaded(exc):
+            log.info("%s: collection %r not loaded; loading it", self.location, load)
             try:
+                self._client.load_collection(load, timeout=self._timeout)
                 return fn()
-            except ReindexError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - mapped at the boundary
-                if load is not None and _is_not_loaded(exc):
-                    log.info("%s: collection %r not loaded; loading it", self.location, load)
-                    try:
-                        self._client.load_collection(load, timeout=self._timeout)
-                        return fn()
-                    except Exception as exc2:  # noqa: BLE001
-                        raise self._map(exc2, what) from exc2
-                err = self._map(exc, what)
-                if missing_is_transient and isinstance(err, NotFoundError):
-                    raise TransientBackendError(err.message) from exc
-                raise err from exc
-
-        return call_with_retries(attempt, f"{what} on {self.location}")
+            except Exception as exc2:  # noqa: BLE001
+                raise self._map(exc2, what) from exc2
+        err = self._map(exc, what)
+        if missing_is_transient and isinstance(err, NotFoundError):
+            raise TransientBackendError(err.message) from exc
+        raise err from exc
 
     def _schema(self, name: str, refresh: bool = False) -> _Schema:
         if not refresh and name in self._schemas:
@@ -500,20 +512,12 @@ class MilvusStore(VectorStore):
         names = self._call(lambda: self._client.list_collections(timeout=self._timeout), "list collections")
         return sorted(names)
 
-    def collection_exists(self, name: str) -> bool:
-        return name in self.list_collections()
-
     def create_collection(self, spec: CollectionSpec) -> None:
         from pymilvus import DataType, MilvusClient
 
         validate_spec(spec)
         check_name(spec.name, "collection")
-        if spec.name in self.list_collections():
-            raise ConflictError(f"collection {spec.name!r} already exists on {self.location}")
-        if self._alias_target(spec.name) is not None:
-            raise ConflictError(
-                f"{spec.name!r} is an alias on {self.location}; a collection cannot take its name"
-            )
+        self._check_new_collection(spec.name, self._alias_target(spec.name) is not None)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
         schema.add_field(PK_FIELD, DataType.VARCHAR, is_primary=True, max_length=PK_MAX_LENGTH)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=spec.dim)
@@ -586,16 +590,8 @@ class MilvusStore(VectorStore):
                 raise
 
     def drop_collection(self, name: str) -> None:
-        if name not in self.list_collections():
-            hint = "it is an alias; use drop_alias" if self._alias_target(name) else None
-            raise NotFoundError(f"no collection {name!r} on {self.location}", hint=hint)
-        pointing = sorted(a for a, c in self.list_aliases().items() if c == name)
-        if pointing:
-            # Milvus 2.3 and Lite would drop the aliases with the collection.
-            raise ConflictError(
-                f"collection {name!r} is still the target of alias(es) {', '.join(pointing)}",
-                hint="repoint or drop the alias first",
-            )
+        # Milvus 2.3 and Lite would drop the aliases with the collection: refused first.
+        self._check_droppable(name, lambda: self._alias_target(name) is not None)
         self._forget()
         self._call(
             lambda: self._client.drop_collection(name, timeout=self._timeout), f"drop collection {name!r}"
@@ -843,14 +839,7 @@ class MilvusStore(VectorStore):
 
     def set_alias(self, alias: str, collection: str) -> None:
         check_name(alias, "alias")
-        collections = self.list_collections()
-        if alias in collections:
-            raise ConflictError(
-                f"{alias!r} is a collection on {self.location}; an alias cannot take its name",
-                hint="migrate the collection to a versioned name first (an explicit, separate step)",
-            )
-        if collection not in collections:
-            raise NotFoundError(f"no collection {collection!r} on {self.location}")
+        self._check_alias_target(alias, collection)
         current = self._alias_target(alias)
         if current == collection:
             return
@@ -875,12 +864,7 @@ class MilvusStore(VectorStore):
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._owns_client:
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001 - closing must not fail
-                log.debug("closing the Milvus client failed", exc_info=True)
+        self._close_client()
         path, self._lite_path = self._lite_path, None
         if path is not None:
             with _LITE_GUARD:
@@ -895,9 +879,6 @@ class MilvusStore(VectorStore):
                     server_manager_instance.release_server(path)
                 except Exception:  # noqa: BLE001
                     log.debug("releasing Milvus Lite for %s failed", path, exc_info=True)
-
-    def __repr__(self) -> str:
-        return f"MilvusStore({self.location!r})"
 
 
 # -- helpers ---------------------------------------------------------------
@@ -916,20 +897,10 @@ _TRANSIENT_WORDS = (
 )
 
 
-def _grpc_transient() -> frozenset:
-    import grpc
-
-    return frozenset(
-        {
-            grpc.StatusCode.UNAVAILABLE,
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            grpc.StatusCode.ABORTED,
-        }
-    )
-
-
-_TRANSIENT_GRPC = _grpc_transient()
+@cache
+def _transient_grpc() -> frozenset[Any]:
+    # Imported on first use: the registry loads this module to parse any store URL.
+    return grpc_transient_codes("ABORTED")
 
 
 def valid_name(name: str) -> bool:

@@ -31,9 +31,9 @@ import json
 import logging
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 from reindexer.adapters.base import (
     DOC_ID_KEY,
@@ -42,11 +42,15 @@ from reindexer.adapters.base import (
     Capabilities,
     CollectionInfo,
     CollectionSpec,
+    EmbeddedOrServerBackend,
     Hit,
     Point,
     VectorStore,
     check_metadata,
+    grpc_transient_codes,
+    map_common_error,
     meta_str,
+    redact_url,
     split_metadata,
     validate_spec,
 )
@@ -55,14 +59,10 @@ from reindexer.errors import (
     ConflictError,
     NotFoundError,
     ReindexError,
-    StoreLockedError,
     TransientBackendError,
     UsageError,
 )
-from reindexer.retry import call_with_retries
-from reindexer.adapters.registry import redact_url
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: Fixed namespace for uuid5 point ids; changing it would orphan every point.
@@ -90,6 +90,29 @@ def point_id_for(doc_id: str) -> int | str:
     return str(uuid.uuid5(DOC_ID_NAMESPACE, doc_id))
 
 
+class QdrantBackend(EmbeddedOrServerBackend):
+    """``qdrant+local:PATH`` (local mode), ``qdrant://HOST[:6333]``, ``qdrant+https://HOST[:6333]``."""
+
+    name = "qdrant"
+    schemes: ClassVar[tuple[str, ...]] = ("qdrant+local", "qdrant", "qdrant+https")
+    examples: ClassVar[tuple[str, ...]] = ("qdrant+local:PATH", "qdrant://HOST:PORT")
+    secret_env = "QDRANT_API_KEY"
+    embedded_scheme = "qdrant+local"
+    default_port = 6333
+
+    def open_embedded(self, path: str) -> VectorStore:
+        return QdrantStore(path=path)
+
+    def open_server(self, url: str, secret: str | None) -> VectorStore:
+        return QdrantStore(url=url, api_key=secret)
+
+    def wraps(self, client: Any) -> bool:
+        return type(client).__name__ == "QdrantClient"
+
+    def wrap(self, client: Any) -> VectorStore:
+        return QdrantStore(client=client)
+
+
 class QdrantStore(VectorStore):
     backend = "qdrant"
 
@@ -108,7 +131,7 @@ class QdrantStore(VectorStore):
         self._local = path is not None or _is_local_client(client)
         self._secrets = [api_key] if api_key else []
         self._vector_names: dict[str, str | None] = {}
-        self._client = None
+        self._client: Any = None
         # A client handed in belongs to the application that opened it: close() leaves it open.
         self._owns_client = client is None
         self.capabilities = Capabilities(
@@ -122,6 +145,7 @@ class QdrantStore(VectorStore):
             self._client = client
             self.location = _client_location(client)
         elif self._local:
+            assert path is not None  # _local without a client means path=
             folder = Path(path).expanduser()
             self.location = f"qdrant+local:{folder}"
             try:
@@ -129,12 +153,8 @@ class QdrantStore(VectorStore):
                 self._client = QdrantClient(path=str(folder))
             except RuntimeError as exc:
                 if "already accessed" in str(exc):
-                    raise StoreLockedError(
-                        f"the Qdrant local store in {folder} is held by another process: a running "
-                        "`reindex serve`, an application, or another reindex command",
-                        hint="embedded stores allow one process per data folder: stop the other process, "
-                        "or run a Qdrant server and use qdrant://HOST:PORT, which serve, applications "
-                        "and the admin commands can share",
+                    raise self._held_elsewhere(
+                        f"Qdrant local store in {folder}", "Qdrant", "qdrant://HOST:PORT"
                     ) from None
                 raise BackendError(f"cannot open the Qdrant local store in {folder}: {exc}") from None
             except OSError as exc:
@@ -143,7 +163,7 @@ class QdrantStore(VectorStore):
                 ) from None
             self._tune_local_storage()
         else:
-            self.location = url
+            self.location = url or ""
             with warnings.catch_warnings():
                 # "Api key is used with an insecure connection": the operator's choice.
                 warnings.simplefilter("ignore", UserWarning)
@@ -157,11 +177,6 @@ class QdrantStore(VectorStore):
                 raise
 
     # -- plumbing ------------------------------------------------------------
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
     def _map(self, exc: BaseException, what: str) -> ReindexError:
         from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -197,31 +212,11 @@ class QdrantStore(VectorStore):
         try:
             import grpc
 
-            if isinstance(exc, grpc.RpcError) and exc.code() in (
-                grpc.StatusCode.UNAVAILABLE,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-            ):
+            if isinstance(exc, grpc.RpcError) and exc.code() in grpc_transient_codes():
                 return TransientBackendError(f"{where}: {exc.code().name}: {text}")
         except ImportError:  # pragma: no cover
             pass
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return TransientBackendError(f"{where}: {type(exc).__name__}: {text}")
-        return BackendError(f"{where}: {type(exc).__name__}: {text}")
-
-    def _call(self, fn: Callable[[], T], what: str) -> T:
-        if self._client is None:
-            raise BackendError(f"{what}: the store {self.location} is closed")
-
-        def attempt() -> T:
-            try:
-                return fn()
-            except ReindexError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - mapped at the boundary
-                raise self._map(exc, what) from exc
-
-        return call_with_retries(attempt, f"{what} on {self.location}")
+        return map_common_error(exc, where, self._redact)
 
     def _tune_local_storage(self) -> None:
         """Let local mode's SQLite files commit without an fsync per point.
@@ -272,19 +267,11 @@ class QdrantStore(VectorStore):
         resp = self._call(lambda: self._client.get_collections(), "list collections")
         return sorted(c.name for c in resp.collections)
 
-    def collection_exists(self, name: str) -> bool:
-        return name in self.list_collections()
-
     def create_collection(self, spec: CollectionSpec) -> None:
         from qdrant_client import models
 
         validate_spec(spec)
-        if spec.name in self.list_collections():
-            raise ConflictError(f"collection {spec.name!r} already exists on {self.location}")
-        if spec.name in self.list_aliases():
-            raise ConflictError(
-                f"{spec.name!r} is an alias on {self.location}; a collection cannot take its name"
-            )
+        self._check_new_collection(spec.name, spec.name in self.list_aliases())
         params = spec.index_params
         hnsw = None
         if "hnsw_m" in params or "hnsw_ef_construct" in params:
@@ -309,9 +296,10 @@ class QdrantStore(VectorStore):
             ),
             f"create collection {spec.name!r}",
         )
-        if self._local:
+        if self.capabilities.embedded:
             self._tune_local_storage()
-        else:
+        if self.capabilities.payload_indexes:
+            # Where False (local mode) the spec is only recorded, in the metadata above.
             kinds = {
                 "keyword": models.PayloadSchemaType.KEYWORD,
                 "integer": models.PayloadSchemaType.INTEGER,
@@ -328,15 +316,7 @@ class QdrantStore(VectorStore):
                 )
 
     def drop_collection(self, name: str) -> None:
-        if name not in self.list_collections():
-            hint = "it is an alias; use drop_alias" if name in self.list_aliases() else None
-            raise NotFoundError(f"no collection {name!r} on {self.location}", hint=hint)
-        pointing = sorted(a for a, c in self.list_aliases().items() if c == name)
-        if pointing:
-            raise ConflictError(
-                f"collection {name!r} is still the target of alias(es) {', '.join(pointing)}",
-                hint="repoint or drop the alias first",
-            )
+        self._check_droppable(name, lambda: name in self.list_aliases())
         self._forget()
         self._call(lambda: self._client.delete_collection(name), f"drop collection {name!r}")
 
@@ -403,7 +383,7 @@ class QdrantStore(VectorStore):
             # Still say so when the collection is missing.
             self._vector_name(name)
             return
-        ids = list(dict.fromkeys(point_id_for(d) for d in doc_ids))
+        ids: list[Any] = list(dict.fromkeys(point_id_for(d) for d in doc_ids))
         self._call(
             lambda: self._client.delete(name, points_selector=models.PointIdsList(points=ids), wait=True),
             f"delete {len(ids)} points from {name!r}",
@@ -490,14 +470,7 @@ class QdrantStore(VectorStore):
     def set_alias(self, alias: str, collection: str) -> None:
         from qdrant_client import models
 
-        collections = self.list_collections()
-        if alias in collections:
-            raise ConflictError(
-                f"{alias!r} is a collection on {self.location}; an alias cannot take its name",
-                hint="migrate the collection to a versioned name first (an explicit, separate step)",
-            )
-        if collection not in collections:
-            raise NotFoundError(f"no collection {collection!r} on {self.location}")
+        self._check_alias_target(alias, collection)
         current = self.list_aliases().get(alias)
         if current == collection:
             return
@@ -525,18 +498,6 @@ class QdrantStore(VectorStore):
             ),
             f"drop alias {alias!r}",
         )
-
-    # -- lifecycle -----------------------------------------------------------
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._owns_client:
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001 - closing must not fail
-                log.debug("closing the Qdrant client failed", exc_info=True)
-
-    def __repr__(self) -> str:
-        return f"QdrantStore({self.location!r})"
 
 
 # -- helpers ---------------------------------------------------------------
@@ -642,7 +603,7 @@ def _filter(where: dict[str, Any] | None) -> Any:
         return None
     from qdrant_client import models
 
-    must = []
+    must: list[Any] = []
     for key, value in where.items():
         if isinstance(value, bool) or isinstance(value, (int, str)):
             must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))

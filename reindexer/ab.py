@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import NotFoundError, UsageError
 from reindexer.evaluation import (
     EvaluationResult,
@@ -23,7 +24,6 @@ from reindexer.evaluation import (
     load_query_log,
 )
 from reindexer.evaluation.runner import UnlabelledResult
-from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.searcher import search_version
 from reindexer.state import IndexVersion, LogicalCollection
 from reindexer.workspace import Workspace
@@ -46,8 +46,13 @@ def label(v: IndexVersion) -> str:
     return f"v{v.version}"
 
 
-def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None) -> list[IndexVersion]:
-    """``live,shadow`` (default), or version numbers / physical names; the first is the baseline."""
+def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None, *, minimum: int = 1) -> list[IndexVersion]:
+    """``live,shadow`` (default), or version numbers / physical names; the first is the baseline.
+
+    One version (``--versions v1``, or the default when there is no built shadow yet)
+    is an absolute evaluation: the baseline a team records before it fine-tunes.
+    ``minimum=2`` is for comparisons that need a pair (the label-free one).
+    """
     from reindexer.commands import find_version
 
     versions = ws.state.versions(lc.id)
@@ -61,9 +66,13 @@ def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None) -> 
                 raise NotFoundError(f"{lc.name} has no live version")
         elif ref == "shadow":
             shadows = [v for v in versions if v.status in ("built", "verified", "evaluated")]
+            if not shadows and spec is None and minimum <= 1 and out:
+                continue  # the default live,shadow with no shadow yet: evaluate the live version alone
             if not shadows:
-                raise NotFoundError(f"{lc.name} has no built shadow version",
-                                    hint="build one with `reindex apply PLAN --no-cutover`, or name versions: --versions v1,v2")
+                raise NotFoundError(
+                    f"{lc.name} has no built shadow version",
+                    hint="build one with `reindex apply PLAN --no-cutover`, or name versions: --versions v1,v2",
+                )
             found = shadows[-1]
         else:
             found = find_version(ws, lc, ref)
@@ -71,8 +80,8 @@ def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None) -> 
             raise UsageError(f"v{found.version} of {lc.name} cannot be searched (status {found.status})")
         if found.id not in {v.id for v in out}:
             out.append(found)
-    if len(out) < 2:
-        raise UsageError("an evaluation compares at least two different versions", hint="--versions v1,v2")
+    if len(out) < minimum:
+        raise UsageError("this comparison needs at least two different versions", hint="--versions v1,v2")
     return out
 
 
@@ -101,6 +110,8 @@ def run_evaluation(
     k: int = 10,
     gate: Gate | None = None,
     seed: int = 0,
+    at: list[int] | None = None,
+    depth: int | None = None,
 ) -> EvaluationResult:
     known = set(ws.state.ledger(versions[0].id))
     check = check_doc_ids(judgements.qrels, known)
@@ -109,10 +120,14 @@ def run_evaluation(
             f"none of the {check.judged} judged document ids exist in {lc.name} (e.g. {', '.join(check.examples)})",
             hint="qrels must name the collection's document ids",
         )
-    ks = sorted({k, *(gate.ks if gate else [])})
+    if gate is not None and len(versions) < 2:
+        raise UsageError("a gate judges a candidate against a baseline; one version has nothing to compare",
+                         hint="drop --gate to record the baseline, or name two versions: --versions v1,v2")
+    gate_ks = list(gate.ks) if gate else []
+    ks = sorted({k, *(at or []), *gate_ks}) if at else _with_defaults(sorted({k, *gate_ks}))
     searchers = {label(v): searcher_for(ws, v) for v in versions}
-    result = evaluate(searchers, judgements.queries, judgements.qrels, k=max(ks), ks=_with_defaults(ks),
-                      baseline=label(versions[0]), seed=seed)
+    result = evaluate(searchers, judgements.queries, judgements.qrels, k=k, ks=ks,
+                      baseline=label(versions[0]), seed=seed, depth=depth)
     ws.state.audit("eval", lc.name, versions=[label(v) for v in versions], queries=len(result.query_ids),
                    means={v: {m: float(x) for m, x in result.means[v].items() if m.endswith(f"@{k}")}
                           for v in result.versions})

@@ -12,12 +12,13 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,7 +27,30 @@ from reindexer.embedding import ModelSettings
 from reindexer.errors import EXIT_UNEXPECTED, EXIT_USAGE, ReindexError, UsageError
 from reindexer.workspace import Workspace
 
-out = Console(soft_wrap=True)
+#: Width of tables written where no terminal reads them (a log, a pipe, CI): wide enough that no
+#: cell is cut to fit 80 columns; tables are only as wide as their content.
+LOG_WIDTH = 4096
+
+
+class OutputConsole(Console):
+    """stdout: a terminal's width on a terminal; elsewhere ``LOG_WIDTH``, so nothing is truncated.
+
+    COLUMNS, when set, still wins, as it does for rich.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and not self.is_terminal and not os.environ.get("COLUMNS"):
+            return ConsoleDimensions(LOG_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+out = OutputConsole(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -63,6 +87,29 @@ class Ctx:
             click.echo(json.dumps(_plain(data), indent=2, default=str))
         else:
             human(data)
+
+
+def key_values(detail: Any) -> str:
+    """An audit detail as readable ``key=value`` text: nested objects as ``a.b=1``, lists joined by commas."""
+    if not isinstance(detail, dict):
+        return "" if detail is None else str(detail)
+    parts: list[str] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (list, tuple)):
+            items = [json.dumps(x, default=str) if isinstance(x, (dict, list)) else str(x) for x in value]
+            parts.append(f"{prefix}={','.join(items) or '[]'}")
+        elif value is None or value == {}:
+            return
+        else:
+            text = str(value)
+            parts.append(f"{prefix}={json.dumps(text) if (' ' in text or not text) else text}")
+
+    walk("", detail)
+    return " ".join(parts)
 
 
 def _plain(data: Any) -> Any:
@@ -199,7 +246,12 @@ def source_options(fn: Callable) -> Callable:
         [
             click.option("--source", "source_text", help="payload (default), jsonl:PATH, parquet:PATH or sql:URL."),
             click.option("--query", help="SQL query for an sql: source."),
-            click.option("--text-field", help="Field (dotted path) holding the text (default: text)."),
+            click.option("--text-field", multiple=True,
+                         help="Field (dotted path) holding the text (default: text); repeat it to embed several "
+                              "fields together, joined by a blank line."),
+            click.option("--text", "text_template", metavar="TEMPLATE",
+                         help="Text template over payload paths, e.g. '{title}. {text}' "
+                              "(missing fields render empty)."),
             click.option("--id-field", help="Field holding the document id, for file and SQL sources (default: id)."),
             click.option("--updated-field", help="Field holding an updated-at value, for --since."),
         ]
@@ -219,15 +271,42 @@ def _configured_source(ctx: Ctx, collection: str):
     return parse_source(conf.get("source", "payload"), base_dir=ctx.ws.config.base_dir, **options)
 
 
-def _source(kw: dict[str, Any]):
-    """A SourceSpec from the shared source options, or None when none was given."""
+def _source(kw: dict[str, Any], ctx: Ctx | None = None, collection: str | None = None):
+    """A SourceSpec from the shared source options, or None when none was given.
+
+    With ``ctx`` and ``collection`` (sync, verify), a source given without a text option reads the
+    text the way the collection records it (its template or path), not the default ``text``.
+    """
     from reindexer.sources.spec import parse_source
 
     text = kw.pop("source_text")
-    options = {k: kw.pop(k) for k in ("query", "text_field", "id_field", "updated_field")}
+    options = {k: kw.pop(k) for k in ("query", "id_field", "updated_field")}
+    options["text_field"] = _text_field(kw.pop("text_field", ()), kw.pop("text_template", None))
     if text is None and not any(options.values()):
         return None
+    if options["text_field"] is None and ctx is not None and collection is not None:
+        lc = ctx.ws.state.get_collection(ctx.ws.store_url, collection)
+        if lc is not None and lc.text_field:
+            options["text_field"] = lc.text_field
     return parse_source(text or "payload", base_dir=Path.cwd(), **{k: v for k, v in options.items() if v})
+
+
+def _text_field(fields: tuple[str, ...] | str | None, template: str | None) -> str | None:
+    """One text field from repeated --text-field and --text: a path, or a template over paths."""
+    from reindexer.sources.base import fields_template, is_template
+
+    if isinstance(fields, str):
+        fields = (fields,)
+    fields = tuple(f for f in (fields or ()) if f)
+    if template is not None:
+        if fields:
+            raise UsageError("pass --text TEMPLATE or --text-field, not both",
+                             hint="a template names its fields itself: --text '{title}. {text}'")
+        if not is_template(template):
+            raise UsageError(f"--text {template!r} has no {{field}} placeholder",
+                             hint="e.g. --text '{title}. {text}'; a single field is --text-field FIELD")
+        return template
+    return fields_template(fields) if fields else None
 
 
 # -- model ----------------------------------------------------------------------
@@ -258,13 +337,27 @@ def model_list(ctx: Ctx) -> None:
     models = commands.model_list(ctx.ws)
 
     def show(rows: list) -> None:
-        t = Table("model", "dim", "similarity", "max seq", "settings", "path")
+        t = Table("model", "dim", "similarity", "max seq", "settings", "training", "path")
         for m in rows:
             settings = {k: v for k, v in (m.settings or {}).items() if v not in (None, False)}
-            t.add_row(m.label, str(m.dim), m.similarity, str(m.max_seq_length), json.dumps(settings), m.path)
+            t.add_row(m.label, str(m.dim), m.similarity, str(m.max_seq_length), escape(key_values(settings)),
+                      escape(_training_facts(m)) or "-", m.path)
         out.print(t)
 
     ctx.emit(models, show)
+
+
+def _training_facts(m: Any) -> str:
+    """The training facts a model version was registered with (base model, data, run id), as key=value."""
+    facts = {}
+    for key in ("base_model", "train_data", "run_id"):
+        value = getattr(m, key, None)
+        if value:
+            facts[key] = value
+    extra = getattr(m, "training", None)
+    if isinstance(extra, dict):
+        facts.update({k: v for k, v in extra.items() if v not in (None, "", {}) and k not in facts})
+    return key_values(facts)
 
 
 # -- plan / apply ---------------------------------------------------------------
@@ -325,16 +418,24 @@ def _print_plan(p, output: Path | None) -> None:
 @cli.command("apply")
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
 @click.option("--resume", "resume_collection", metavar="COLLECTION", help="Resume the interrupted apply of COLLECTION.")
-@click.option("--cutover/--no-cutover", default=True, help="Cut over when the shadow is verified (default) or leave it built.")
+@click.option("--cutover/--no-cutover", default=True,
+              help="Cut over when the shadow is verified (default) or leave it built.")
 @click.option("--no-delete", is_flag=True, help="Keep documents that vanished from the source during the build.")
-@click.option("--gate", help="Promotion gate (overrides the plan's), e.g. 'ndcg@10 >= 0 and not significantly worse at p < 0.05'.")
+@click.option("--gate",
+              help="Promotion gate (overrides the plan's), "
+              "e.g. 'ndcg@10 >= 0 and not significantly worse at p < 0.05'.")
 @click.option("--queries", type=click.Path(path_type=Path), help="Judged queries (BEIR queries.jsonl) for the gate.")
 @click.option("--qrels", type=click.Path(path_type=Path), help="Relevance judgements (BEIR TSV or TREC) for the gate.")
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's evaluation.")
 @click.option("--force", is_flag=True, help="Cut over even when the gate refuses (recorded in the audit log).")
+@click.option("--report-json", type=click.Path(path_type=Path),
+              help="Write the gate's evaluation as JSON (as eval does).")
+@click.option("--report-md", type=click.Path(path_type=Path), help="Write the gate's evaluation as Markdown.")
+@click.option("--report-html", type=click.Path(path_type=Path), help="Write the gate's evaluation as one HTML file.")
 @run_command
 def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, cutover: bool, no_delete: bool,
-              gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool) -> None:
+              gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool,
+              report_json: Path | None, report_md: Path | None, report_html: Path | None) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
     from reindexer.ab import Judgements
     from reindexer.planner import load_plan_file
@@ -351,8 +452,31 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
         queries, qrels = (ctx.ws.config.base_dir / conf["queries"], ctx.ws.config.base_dir / conf["qrels"])
     judgements = Judgements.load(queries, qrels) if queries else None
     gate = gate or conf.get("gate") or (ctx.ws.config.gate if p.gate is None else None)
-    result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
-                            judgements=judgements, gate=gate, force=force, k=k)
+    from reindexer.errors import GateRefusedError
+    from reindexer.evaluation import Gate, report
+
+    refusal: GateRefusedError | None = None
+    try:
+        result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
+                                judgements=judgements, gate=gate, force=force, k=k)
+    except GateRefusedError as exc:
+        if getattr(exc, "result", None) is None:
+            raise
+        refusal, result = exc, exc.result  # still say what was built and verified, then exit 6
+    evaluation = getattr(result, "_evaluation", None)
+    gate_obj = Gate.parse(result.gate["gate"]) if (evaluation is not None and result.gate) else None
+    if gate_obj is not None and gate_obj.needs_traffic:
+        gate_obj = None  # the report would judge its traffic clauses without the traffic; the verdict is printed below
+    if evaluation is not None:
+        if report_json:
+            report_json.write_text(report.to_json(evaluation, gate_obj))
+        if report_md:
+            report_md.write_text(report.to_markdown(evaluation, gate_obj))
+        if report_html:
+            report_html.write_text(report.to_html(evaluation, gate_obj, title=f"{p.collection}: gate evaluation"))
+    elif report_json or report_md or report_html:
+        err.print("no judged evaluation ran (no gate with judged clauses, or nothing to compare): no report written",
+                  highlight=False)
 
     def show(r) -> None:
         if r.message:
@@ -366,7 +490,17 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
             cos = v["sample_min_cosine"]
             out.print(f"verified: {v['store_count']} points = ledger {v['ledger_count']}"
                       + (f", sample of {v['sample_size']} re-embedded (min cosine {cos:.4f})" if cos else ""))
-        if r.evaluation:
+        if evaluation is not None:
+            out.print(report.skipped_line(evaluation), highlight=False)
+            out.print(report.headline_line(evaluation), highlight=False)
+            out.print(report.rich_table(evaluation))
+            for c in evaluation.comparisons.values():
+                if c.worst_regressions:
+                    out.print(f"worst regressions of {c.candidate} by {evaluation.headline_metric}:", highlight=False)
+                for reg in c.worst_regressions[:5]:
+                    out.print(f"  {reg.query_id}  {reg.baseline_value:.4f} -> {reg.candidate_value:.4f}  "
+                              f"{reg.query_text!r}  missed: {', '.join(reg.missed_relevant) or '-'}", highlight=False)
+        elif r.evaluation:
             for version, means in r.evaluation["versions"].items():
                 out.print(f"  {version}: " + "  ".join(f"{m} {x:.4f}" for m, x in means.items()))
         if r.traffic:
@@ -384,7 +518,12 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
         elif r.physical and not r.message:
             out.print(f"shadow {r.physical} is built; `reindex cutover {r.collection}` promotes it")
 
-    ctx.emit(result, show)
+    data = result.to_dict()
+    if evaluation is not None:
+        data["report"] = report.to_dict(evaluation, gate_obj)
+    ctx.emit(data, lambda _: show(result))
+    if refusal is not None:
+        raise refusal
 
 
 @cli.command("cutover")
@@ -395,7 +534,8 @@ def cutover_cmd(ctx: Ctx, collection: str, to: str | None) -> None:
     """Point COLLECTION's alias at a built version, atomically."""
     ctx.require_confirmable("cutover")
     r = commands.cutover(ctx.ws, collection, to=to, confirm=ctx.confirm)
-    ctx.emit(r, lambda r: out.print(f"{r['collection']} -> {r['live']}" + ("" if r["changed"] else " (unchanged)")))
+    ctx.emit(r, lambda r: out.print(f"{r['collection']} -> {r['live']}" + (
+        " (completed the interrupted cut-over)" if r.get("completed") else "" if r["changed"] else " (unchanged)")))
 
 
 @cli.command("rollback")
@@ -408,7 +548,8 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
     r = commands.rollback(ctx.ws, collection, confirm=ctx.confirm, catch_up=not no_catch_up)
     ctx.emit(r, lambda r: out.print(
         f"rolled back {r['collection']}: {r.get('from')} -> {r['live']}"
-        + (f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)" if r.get("changed") else " (unchanged)")))
+        + (f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)" if r.get("changed")
+           else " (completed the interrupted rollback)" if r.get("completed") else " (unchanged)")))
 
 
 @cli.command("sync")
@@ -416,14 +557,15 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
 @source_options
 @click.option("--since", help="Only rows updated after this value, or 'last' for the stored watermark (SQL sources).")
 @click.option("--no-delete", is_flag=True, help="Keep documents that are gone from the source.")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, help="Seconds to wait for a held lease (default: fail at once).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0,
+              help="Seconds to wait for a held lease (default: fail at once).")
 @run_command
 def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait: float, **kw: Any) -> None:
     """Embed only new and changed documents into COLLECTION (and its built shadows); delete removed ones."""
     from reindexer.sync import sync
 
-    r = sync(ctx.ws, collection, source=_source(kw) or _configured_source(ctx, collection), delete_missing=not no_delete,
-             since=_since_value(since), wait=wait)
+    r = sync(ctx.ws, collection, source=_source(kw, ctx, collection) or _configured_source(ctx, collection),
+             delete_missing=not no_delete, since=_since_value(since), wait=wait)
 
     def show(r) -> None:
         for version, s in r.versions.items():
@@ -458,7 +600,7 @@ def verify_cmd(ctx: Ctx, collection: str, version_ref: str | None, fix: bool, **
     from reindexer.errors import EXIT_VERIFICATION_FAILED
     from reindexer.sync import verify
 
-    r = verify(ctx.ws, collection, version_ref, fix=fix, source=_source(kw))
+    r = verify(ctx.ws, collection, version_ref, fix=fix, source=_source(kw, ctx, collection))
 
     def show(r) -> None:
         before = r.before
@@ -502,6 +644,10 @@ def status_cmd(ctx: Ctx, collection: str | None) -> None:
                 ", ".join(s["physical"] for s in r["retired"]) or "-",
             )
         out.print(t)
+        for r in rows:
+            for repair in r.get("repairs", []):
+                out.print(f"{r['collection']}: {'repaired' if repair['recorded'] else 'not repaired'}: "
+                          f"{repair['message']}")
 
     ctx.emit(rows, show)
 
@@ -523,8 +669,10 @@ def history_cmd(ctx: Ctx, collection: str, limit: int) -> None:
         e = Table("at", "action", "result", "who", "details")
         for ev in h["events"]:
             e.add_row(ev["at"], ev["action"], ev["result"], f"{ev['user']}@{ev['host']}",
-                      json.dumps(ev["detail"], default=str)[:100])
+                      escape(key_values(ev["detail"])))
         out.print(e)
+        if h["events"]:
+            out.print("[dim]full details: reindex history --json[/]")
 
     ctx.emit(h, show)
 
@@ -538,7 +686,8 @@ def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
     ctx.require_confirmable("gc")
     keep = ctx.ws.config.keep if keep is None else keep
     r = commands.gc(ctx.ws, collection, keep, confirm=ctx.confirm)
-    ctx.emit(r, lambda r: out.print(f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}"))
+    ctx.emit(r, lambda r: out.print(
+        f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}"))
 
 
 @cli.command("adopt")
@@ -546,12 +695,16 @@ def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="The model that made it.")
 @click.option("--name", help="Name to register the model under.")
 @model_settings_options
-@click.option("--text-field", default="text", show_default=True, help="Payload path of the text.")
+@click.option("--text-field", multiple=True, help="Payload path of the text (default: text); repeatable.")
+@click.option("--text", "text_template", metavar="TEMPLATE",
+              help="Text template over payload paths, e.g. '{title}. {text}'.")
 @click.option("--sample", default=32, show_default=True, help="Points to re-embed and compare.")
 @click.option("--min-cosine", default=0.99, show_default=True, help="Agreement needed for each sampled point.")
 @run_command
-def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sample, min_cosine, **kw: Any) -> None:
+def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, text_template, sample, min_cosine,
+              **kw: Any) -> None:
     """Tag a collection made outside reindexer with the model that made it."""
+    text_field = _text_field(text_field, text_template) or "text"
     r = commands.adopt(ctx.ws, collection, str(model_path), settings=_settings(kw), text_field=text_field,
                        sample=sample, min_cosine=min_cosine, name=name)
     ctx.emit(r, lambda r: out.print(
@@ -564,19 +717,29 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, sam
 @click.option("--queries", type=click.Path(path_type=Path), help="BEIR queries.jsonl (_id, text).")
 @click.option("--qrels", type=click.Path(path_type=Path), help="Qrels: BEIR TSV (query-id corpus-id score) or TREC.")
 @click.option("--log", "log", type=click.Path(path_type=Path), help="Label-free: a query log (lines or JSONL) instead.")
-@click.option("--from-traffic", is_flag=True, help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.")
-@click.option("--since", "since", help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d).")
+@click.option("--from-traffic", is_flag=True,
+              help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.")
+@click.option("--since", "since",
+              help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d).")
 @click.option("--shadow", "shadow", help="With --from-traffic: the shadow version (default: the newest mirrored).")
-@click.option("--versions", help="live,shadow (default) or versions such as v3,v4,v5; the first is the baseline.")
-@click.option("-k", "k", default=10, show_default=True, help="Headline cut-off.")
+@click.option("--versions", help="live,shadow (default; the live version alone when there is no shadow), one version "
+                                 "(v1: absolute metrics, the baseline) or several (v3,v4,v5); "
+                                 "the first is the baseline.")
+@click.option("-k", "k", default=10, show_default=True, help="Headline cut-off: nDCG@K heads the report and ranks "
+                                                              "the worst queries.")
+@click.option("--at", "at", metavar="K1,K2,...",
+              help="Cut-offs to report, e.g. 1,3,5,10,100 (default: 1, 3, 5 ... up to -k).")
+@click.option("--depth", type=click.IntRange(min=1), help="Results each query asks for (default: the largest cut-off).")
+@click.option("--per-query", is_flag=True, help="Put per-query values in the JSON (always for a single version).")
 @click.option("--gate", help="Judge each candidate with this gate.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
-@click.option("--report-json", type=click.Path(path_type=Path), help="Write the JSON report (schema reindexer.evaluation/v1).")
+@click.option("--report-json", type=click.Path(path_type=Path),
+              help="Write the JSON report (schema reindexer.evaluation/v1).")
 @click.option("--report-md", type=click.Path(path_type=Path), help="Write a Markdown report.")
 @click.option("--report-html", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
 @run_command
-def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since, shadow, versions, k, gate, seed,
-             report_json, report_md, report_html) -> None:
+def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since, shadow, versions, k, at, depth,
+             per_query, gate, seed, report_json, report_md, report_html) -> None:
     """A/B(/n) retrieval quality of index versions, each searched with its own model."""
     from reindexer.evaluation import report
 
@@ -584,7 +747,8 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since
         raise UsageError("--since and --shadow go with --from-traffic")
     if from_traffic:
         if queries or qrels or log or versions:
-            raise UsageError("--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions")
+            raise UsageError(
+                "--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions")
         summary, gate_obj, decision = commands.traffic_report(ctx.ws, collection, since, shadow, gate)
         data = summary.to_dict()
         if decision is not None:
@@ -610,26 +774,52 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since
     if not (queries and qrels):
         raise UsageError("pass --queries and --qrels (judged), or --log (label-free)")
     result, gate_obj, decisions = commands.evaluate_versions(ctx.ws, collection, str(queries), str(qrels),
-                                                             versions, k, gate, seed)
+                                                             versions, k, gate, seed, at=_cutoffs(at), depth=depth)
+    per_query = True if per_query else None
     if report_json:
-        report_json.write_text(report.to_json(result, gate_obj))
+        report_json.write_text(report.to_json(result, gate_obj, per_query=per_query))
     if report_md:
         report_md.write_text(report.to_markdown(result, gate_obj))
     if report_html:
         report_html.write_text(report.to_html(result, gate_obj, title=f"{collection}: retrieval evaluation"))
 
     def show(_: Any) -> None:
+        out.print(report.skipped_line(result), highlight=False)
+        out.print(report.headline_line(result), highlight=False)
+        if not result.candidates:
+            out.print(report.rich_table(result))
+            worst = result.worst_queries.get(result.baseline, [])
+            if worst:
+                out.print(f"worst queries of {result.baseline} by {result.headline_metric}:", highlight=False)
+            for row in report._worst_rows(result, result.baseline)[1][:5]:
+                out.print(f"  {row[0]}  {row[2]}  {row[1]!r}  relevant: {row[3]}", highlight=False)
+            if report_json is None:
+                out.print("per-query values: --report-json FILE (or --json)", style="dim", highlight=False)
+            return
         out.print(report.rich_table(result))
         for candidate, decision in (decisions or {}).items():
             out.print(f"gate for {candidate}: {'[green]passed[/]' if decision.passed else '[red]refused[/]'}")
             for reason in decision.reasons:
                 out.print(f"  {reason}")
 
-    ctx.emit(report.to_dict(result, gate_obj), show)
+    ctx.emit(report.to_dict(result, gate_obj, per_query=per_query), show)
     if decisions and not all(d.passed for d in decisions.values()):
         from reindexer.errors import EXIT_GATE_REFUSED
 
         sys.exit(EXIT_GATE_REFUSED)
+
+
+def _cutoffs(text: str | None) -> list[int] | None:
+    """``--at 1,3,5,10,100`` as a sorted list of distinct cut-offs."""
+    if not text:
+        return None
+    try:
+        values = sorted({int(x) for x in text.replace(" ", "").split(",") if x})
+    except ValueError:
+        raise UsageError(f"--at {text!r}: cut-offs are whole numbers separated by commas, e.g. 1,3,5,10,100") from None
+    if not values or values[0] < 1:
+        raise UsageError(f"--at {text!r}: cut-offs must be at least 1")
+    return values
 
 
 def _print_traffic(summary, gate_obj, decision) -> None:
@@ -701,8 +891,10 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
     ctx.require_confirmable("migrate drops the original collection after copying it")
     r = commands.migrate(ctx.ws, collection, confirm=ctx.confirm)
     ctx.emit(r, lambda r: out.print(
-        f"{r['collection']} is now an alias of {r['copied_to']} ({r['copied']} points copied; the name was "
-        f"missing for {r['name_missing_ms']} ms)" if r["migrated"] else f"copied to {r['copied_to']}; not migrated"))
+        f"{r['collection']} is now an alias of {r['copied_to']} ("
+        + ("completed the interrupted migrate; " if r.get("completed") else "")
+        + f"{r['copied']} points copied; the name was missing for {r['name_missing_ms']} ms)"
+        if r["migrated"] else f"copied to {r['copied_to']}; not migrated"))
 
 
 @cli.command("serve")
@@ -713,7 +905,8 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
               help="Share of live queries mirrored to the shadow version, off the answering path.")
 @click.option("--refresh", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Seconds between re-resolutions of each alias (0: every request).")
-@click.option("--max-k", type=click.IntRange(min=1), default=100, show_default=True, help="Largest k a request may ask for.")
+@click.option("--max-k", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Largest k a request may ask for.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=65536, show_default=True,
               help="Largest request body; larger ones get 413.")
 @click.option("--preload", "preload", multiple=True, metavar="COLLECTION",
@@ -759,7 +952,8 @@ def demo_cmd(ctx: Ctx, keep_dir: Path | None) -> None:
     """Run the whole flow offline on the embedded default, printing each step."""
     from reindexer.demo import run_demo
 
-    run_demo(keep_dir=keep_dir, console=out)
+    # the demo's rules span the console: a log gets 100 columns, not LOG_WIDTH
+    run_demo(keep_dir=keep_dir, console=out if out.is_terminal else Console(soft_wrap=True, width=100))
 
 
 def main() -> None:

@@ -7,14 +7,22 @@ dataclasses with ``to_dict``), so Python callers get the same behaviour as the C
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY
 from reindexer.embedding import ModelSettings, cosine_rows
-from reindexer.errors import ConflictError, GateRefusedError, NotFoundError, UsageError, VerificationError
+from reindexer.errors import (
+    ConflictError,
+    DriftError,
+    GateRefusedError,
+    NotFoundError,
+    UsageError,
+    VerificationError,
+)
 from reindexer.executor import (
     MAX_CATCHUP_PASSES,
     SyncStats,
@@ -28,8 +36,10 @@ from reindexer.executor import (
     verify_version,
     version_metadata,
 )
+from reindexer.killpoints import kill_point
 from reindexer.model_registry import embedder_for, register_model
 from reindexer.planner import Plan, check_plan, live_version, make_plan, physical_name
+from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile, reconcile_readonly
 from reindexer.sources.base import content_hash, extract_text
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
@@ -61,6 +71,7 @@ def model_list(ws: Workspace) -> list[ModelVersion]:
 
 # -- plan and apply -----------------------------------------------------------
 def plan(ws: Workspace, collection: str, **options: Any) -> Plan:
+    reconcile_readonly(ws, ws.state.get_collection(ws.store_url, collection), "plan")
     return make_plan(ws, collection, **options)
 
 
@@ -79,9 +90,11 @@ class ApplyResult:
     evaluation: dict[str, Any] | None = None
     traffic: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
+    repairs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        # private attributes (the gate's full EvaluationResult, ``_evaluation``) are not JSON
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 def _version_for_plan(ws: Workspace, plan: Plan) -> IndexVersion | None:
@@ -144,6 +157,8 @@ def apply(
     # The lease comes before the store is touched: a second operator learns who holds the
     # collection, not merely that an embedded store is open elsewhere.
     with ws.lease(plan.collection) as lease:
+        rec = reconcile(ws, ws.state.get_collection(ws.store_url, plan.collection), "apply")
+        result.repairs = rec.messages()
         if cutover and ws.store.collection_exists(plan.collection):
             raise ConflictError(  # found now, not after hours of building
                 f"{plan.collection!r} is a physical collection, so no alias can take its name",
@@ -152,10 +167,19 @@ def apply(
         version = _version_for_plan(ws, plan)
         if version is not None and version.status not in ("building", "built"):
             result.version, result.physical = version.version, version.physical_name
+            done = rec.completed("cutover")
+            if version.status == "live" and done is not None and done.version == version.version:
+                result.cut_over, result.live = True, version.physical_name
+                result.message = f"completed the interrupted cut-over to v{version.version}"
+                return result
             if version.status == "live" or not cutover:
                 result.live = version.physical_name if version.status == "live" else None
                 result.message = f"plan already applied: v{version.version} is {version.status}"
                 return result
+            if version.status in ("retired", "dropped"):
+                raise _applied_once(ws, plan, version)
+        if version is not None and cutover:
+            _refuse_if_live_moved(ws, plan, version)
         lc, live, model = check_plan(ws, plan) if version is None else _resume_context(ws, plan, version)
         if version is None:
             version = ws.state.save(
@@ -192,9 +216,7 @@ def apply(
             version = _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result)
         if cutover:
             if confirm(f"Point {lc.name} at v{version.version} ({model.label})?"):
-                swap_alias(ws, lc, version, current)
-                ws.state.audit("cutover", lc.name, plan_fingerprint=plan.inputs_fingerprint,
-                               to=version.physical_name, previous=current.physical_name if current else None)
+                swap_alias(ws, lc, version, current, verb="apply", plan_fingerprint=plan.inputs_fingerprint)
                 _notify(ws, "cutover", lc.name, to=version.physical_name, model=model.label,
                         previous=current.physical_name if current else None, gate=result.gate)
                 result.cut_over = True
@@ -202,6 +224,46 @@ def apply(
             else:
                 result.message = "cut-over declined; the shadow stays built"
     return result
+
+
+def _applied_once(ws: Workspace, plan: Plan, version: IndexVersion) -> ConflictError:
+    """A plan whose version went live and has since been superseded, rolled back or dropped: never again."""
+    lc = _collection(ws, plan.collection)
+    name, n = lc.name, version.version
+    current = live_version(ws, lc, name)
+    since = f" on {iso(version.live_since)}" if version.live_since else ""
+    if version.status == "dropped":
+        return ConflictError(
+            f"plan {plan.id[:12]} was applied once: v{n} went live{since} and has since been dropped; "
+            "a plan is applied once and re-applying it never moves the alias",
+            hint=f"make a new plan with `reindex plan {name} ...`",
+        )
+    if current is None:
+        how = "retired"
+    elif current.version < n:
+        how = f"rolled back to v{current.version}"
+    else:
+        how = f"superseded by v{current.version}"
+    return ConflictError(
+        f"plan {plan.id[:12]} was applied once: v{n} went live{since} and has since been {how}; "
+        "a plan is applied once and re-applying it never moves the alias",
+        hint=f"`reindex cutover {name} --to v{n}` points {name} at v{n} again",
+    )
+
+
+def _refuse_if_live_moved(ws: Workspace, plan: Plan, version: IndexVersion) -> None:
+    """A plan's unfinished version cuts over only from the live version the plan was made against."""
+    lc = _collection(ws, plan.collection)
+    current = live_version(ws, lc, lc.name)
+    planned = plan.from_version["physical"] if plan.from_version else None
+    now = current.physical_name if current else None
+    if planned != now:
+        raise DriftError(
+            f"plan {plan.id[:12]} was made while {lc.name} pointed at {planned or 'nothing'}; it points at {now} "
+            f"now, and cutting over to v{version.version} would replace that",
+            hint=f"`reindex cutover {lc.name} --to v{version.version}` does it if that is meant; "
+            f"`reindex apply PLAN --no-cutover` finishes v{version.version} without moving the alias",
+        )
 
 
 def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result) -> IndexVersion:
@@ -212,6 +274,7 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
         evaluation = ab.run_evaluation(ws, lc, [current, version], judgements, k=k, gate=gate_obj)
         comparison = evaluation.comparisons[ab.label(version)]
         result.evaluation = ab.summary(evaluation, k)
+        result._evaluation = evaluation  # the whole comparison, for the CLI's tables and reports
     if gate_obj.needs_traffic:
         traffic = _traffic_against(ws, lc, version, current)
         result.traffic = traffic.to_dict()
@@ -229,7 +292,8 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
     _notify(ws, "gate-refused", lc.name, version=version.physical_name, reasons=decision.reasons)
     refusal = GateRefusedError(
         f"the gate refused promoting v{version.version}: " + "; ".join(r for r in decision.reasons if "FAIL" in r),
-        hint=f"v{version.version} stays built for inspection (`reindex eval {lc.name}`); --force overrides, and is audited",
+        hint=f"v{version.version} stays built for inspection (`reindex eval {lc.name}`); "
+        "--force overrides, and is audited",
     )
     refusal.result = result  # the evaluation, for callers such as reindexer.deploy
     raise refusal
@@ -243,16 +307,20 @@ def _notify(ws: Workspace, event: str, collection: str, **detail: Any) -> None:
 
 def evaluate_versions(
     ws: Workspace, collection: str, queries: str, qrels: str, versions: str | None = None, k: int = 10,
-    gate: str | None = None, seed: int = 0,
+    gate: str | None = None, seed: int = 0, at: list[int] | None = None, depth: int | None = None,
 ):
-    """Run judged queries against several versions; returns (result, gate, decisions by candidate)."""
+    """Run judged queries against one version (absolute) or several (A/B/n); returns (result, gate,
+    decisions by candidate). ``k`` is the headline cut-off, ``at`` the cut-offs reported, ``depth``
+    how many results each query asks for (default: the largest cut-off)."""
     from reindexer import ab
     from reindexer.evaluation import Gate
 
     lc = _collection(ws, collection)
+    reconcile_readonly(ws, lc, "eval")
     chosen = ab.resolve_versions(ws, lc, versions)
     gate_obj = Gate.parse(gate) if gate else None
-    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed)
+    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed,
+                               at=at, depth=depth)
     decisions = None
     if gate_obj is not None:
         by_label = {ab.label(v): v for v in chosen}
@@ -296,7 +364,8 @@ def compare_versions(ws: Workspace, collection: str, log: str, versions: str | N
     from reindexer import ab
 
     lc = _collection(ws, collection)
-    return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions), log, k=k)
+    reconcile_readonly(ws, lc, "eval")
+    return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions, minimum=2), log, k=k)
 
 
 def _resume_context(ws: Workspace, plan: Plan, version: IndexVersion):
@@ -387,32 +456,64 @@ def find_version(ws: Workspace, lc: LogicalCollection, ref: str) -> IndexVersion
 
 
 def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: ConfirmFn = _always) -> dict[str, Any]:
+    """Point the alias at a built (or retired) version: ``to``, else the newest built shadow.
+
+    Re-run after a crash between the alias swap and the state write, it completes
+    that cut-over (reconcile) and reports it instead of picking another target.
+    """
     lc = _collection(ws, collection)
     with ws.lease(collection):
+        rec = reconcile(ws, lc, "cutover")
+        repairs = rec.messages()
         current = live_version(ws, lc, collection)
+        done = rec.completed("cutover")
+        if done is not None and current is not None and (to is None or find_version(ws, lc, to).id == current.id):
+            return {"collection": collection, "live": current.physical_name, "changed": False, "completed": True,
+                    "previous": done.detail.get("previous"), "repairs": repairs}
         if to is not None:
             target = find_version(ws, lc, to)
         else:
             ready = [v for v in ws.state.versions(lc.id) if v.status in ("built", "verified", "evaluated")]
             if not ready:
-                raise NotFoundError(f"{collection} has no built shadow version to cut over to",
-                                    hint="build one with `reindex plan` and `reindex apply`")
+                raise _no_shadow(ws, lc, current)
             target = ready[-1]
         if current is not None and target.id == current.id:
-            return {"collection": collection, "live": target.physical_name, "changed": False}
+            return {"collection": collection, "live": target.physical_name, "changed": False, "repairs": repairs}
         if target.status not in CUTOVER_READY:
             raise ConflictError(
                 f"v{target.version} of {collection} is not built (status: {target.status})",
                 hint="finish it with `reindex apply --resume` or pick another version",
             )
         if not confirm(f"Point {collection} at v{target.version} ({target.physical_name})?"):
-            return {"collection": collection, "live": current.physical_name if current else None, "changed": False}
-        swap_alias(ws, lc, target, current)
-        ws.state.audit("cutover", collection, to=target.physical_name,
-                       previous=current.physical_name if current else None)
+            return {"collection": collection, "live": current.physical_name if current else None, "changed": False,
+                    "repairs": repairs}
+        swap_alias(ws, lc, target, current, verb="cutover")
         _notify(ws, "cutover", collection, to=target.physical_name, previous=current.physical_name if current else None)
         return {"collection": collection, "live": target.physical_name, "changed": True,
-                "previous": current.physical_name if current else None}
+                "previous": current.physical_name if current else None, "repairs": repairs}
+
+
+def _no_shadow(ws: Workspace, lc: LogicalCollection, current: IndexVersion | None) -> NotFoundError:
+    """Nothing built to cut over to; name the retired version to go forward (or back) to, if one is kept."""
+    name = lc.name
+    kept = [v for v in ws.state.versions(lc.id)
+            if v.status == "retired" and ws.store.collection_exists(v.physical_name)]
+    forward = [v for v in kept if current is None or v.version > current.version]
+    if forward:
+        v = forward[-1]
+        how = "was rolled back" if current is not None and v.previous_id == current.id else "is retired"
+        return NotFoundError(
+            f"{name} has no built shadow version to cut over to: the newer v{v.version} {how}",
+            hint=f"`reindex cutover {name} --to v{v.version}` goes forward to it again",
+        )
+    if kept:
+        return NotFoundError(
+            f"{name} has no built shadow version to cut over to",
+            hint=f"`reindex cutover {name} --to v{kept[-1].version}` returns to a retired version; "
+            "or build one with `reindex plan` and `reindex apply`",
+        )
+    return NotFoundError(f"{name} has no built shadow version to cut over to",
+                         hint="build one with `reindex plan` and `reindex apply`")
 
 
 def rollback(
@@ -425,7 +526,13 @@ def rollback(
     """
     lc = _collection(ws, collection)
     with ws.lease(collection) as lease:
+        rec = reconcile(ws, lc, "rollback")
         current = live_version(ws, lc, collection)
+        done = rec.completed("rollback")
+        if done is not None and current is not None:  # the crash came after the swap: do not roll back twice
+            return {"collection": collection, "live": current.physical_name, "changed": False, "completed": True,
+                    "from": done.detail.get("previous"), "re_embedded": done.detail.get("re_embedded", 0),
+                    "deleted": done.detail.get("deleted", 0), "repairs": rec.messages()}
         if current is None or current.previous_id is None:
             raise NotFoundError(f"{collection} has no previous version to roll back to")
         previous = ws.state.get_version(current.previous_id)
@@ -435,7 +542,8 @@ def rollback(
                 hint="pick a kept version with `reindex cutover --to`",
             )
         if not confirm(f"Roll {collection} back from v{current.version} to v{previous.version}?"):
-            return {"collection": collection, "live": current.physical_name, "changed": False}
+            return {"collection": collection, "live": current.physical_name, "changed": False,
+                    "repairs": rec.messages()}
         stats = SyncStats()
         if catch_up:
             model = ws.state.get_model(previous.model_fingerprint)
@@ -445,12 +553,13 @@ def rollback(
                 stats = sync_into(ws, previous, model, source, lease=lease, label="catching up")
             finally:
                 source.close()
-        swap_alias(ws, lc, previous, current, set_previous=False)
-        ws.state.audit("rollback", collection, to=previous.physical_name, previous=current.physical_name,
-                       re_embedded=stats.embedded, deleted=stats.deleted)
+        swap_alias(ws, lc, previous, current, set_previous=False, action="rollback",
+                   audit={"to": previous.physical_name, "previous": current.physical_name,
+                          "re_embedded": stats.embedded, "deleted": stats.deleted})
         _notify(ws, "rollback", collection, to=previous.physical_name, previous=current.physical_name)
         return {"collection": collection, "live": previous.physical_name, "changed": True,
-                "from": current.physical_name, "re_embedded": stats.embedded, "deleted": stats.deleted}
+                "from": current.physical_name, "re_embedded": stats.embedded, "deleted": stats.deleted,
+                "repairs": rec.messages()}
 
 
 # -- status, history, retention -----------------------------------------------
@@ -481,7 +590,9 @@ def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]
     out = []
     known_physical: set[str] = set()
     for lc in managed:
-        versions = ws.state.versions(lc.id)
+        # What the store says wins; repairs are recorded when the lease is free, else only shown.
+        rec = reconcile_readonly(ws, lc, "status")
+        versions = rec.view(ws.state.versions(lc.id))
         known_physical.update(v.physical_name for v in versions)
         target = store.resolve(lc.name)
         live = next((v for v in versions if v.physical_name == target), None)
@@ -491,6 +602,7 @@ def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]
             "live": None,
             "shadows": [_version_row(ws, v) for v in versions if v.status in SHADOW_STATUSES],
             "retired": [_version_row(ws, v) for v in versions if v.status == "retired"],
+            "repairs": rec.messages(),
         }
         if live is not None:
             row["live"] = _version_row(ws, live)
@@ -508,6 +620,7 @@ def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]
 
 def history(ws: Workspace, collection: str, limit: int = 50) -> dict[str, Any]:
     lc = _collection(ws, collection)
+    reconcile_readonly(ws, lc, "history")
     return {
         "collection": collection,
         "versions": [_version_row(ws, v) for v in ws.state.versions(lc.id)],
@@ -532,6 +645,7 @@ def gc(ws: Workspace, collection: str, keep: int, confirm: ConfirmFn = _always) 
         raise UsageError("--keep must be 0 or more")
     lc = _collection(ws, collection)
     with ws.lease(collection):
+        repairs = reconcile(ws, lc, "gc").messages()
         retired = [v for v in ws.state.versions(lc.id) if v.status == "retired"]
         retired.sort(key=lambda v: v.retired_at or v.updated_at, reverse=True)
         doomed = retired[keep:]
@@ -540,15 +654,17 @@ def gc(ws: Workspace, collection: str, keep: int, confirm: ConfirmFn = _always) 
         if not doomed or not confirm(
             f"Drop {', '.join(v.physical_name for v in doomed)} of {collection}? This cannot be undone."
         ):
-            return {"collection": collection, "dropped": [], "kept": [v.physical_name for v in retired[:keep]]}
+            return {"collection": collection, "dropped": [], "kept": [v.physical_name for v in retired[:keep]],
+                    "repairs": repairs}
         for v in doomed:
             if ws.store.collection_exists(v.physical_name):
                 ws.store.drop_collection(v.physical_name)
-            ws.state.drop_ledger(v.id)
-            ws.state.set_status(v, "dropped")
+            kill_point("gc-after-drop")  # the next command sees the collection gone and records the drop
+            ws.state.transition({v.id: {"status": "dropped"}}, drop_ledgers=[v.id])
         dropped = [v.physical_name for v in doomed]
         ws.state.audit("gc", collection, dropped=dropped, keep=keep)
-        return {"collection": collection, "dropped": dropped, "kept": [v.physical_name for v in retired[:keep]]}
+        return {"collection": collection, "dropped": dropped, "kept": [v.physical_name for v in retired[:keep]],
+                "repairs": repairs}
 
 
 # -- adopt --------------------------------------------------------------------
@@ -660,9 +776,16 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
 
     lc = _collection(ws, collection)
     store = ws.store
-    if not store.collection_exists(collection):
-        raise ConflictError(f"{collection} is already an alias (or missing): nothing to migrate")
     with ws.lease(collection) as lease:
+        rec = reconcile(ws, lc, "migrate")  # a migrate killed between the drop and the alias is finished here
+        done = rec.completed("migrate")
+        if done is not None:
+            target = find_version(ws, lc, str(done.version))
+            return {"collection": collection, "copied_to": target.physical_name, "migrated": True, "completed": True,
+                    "copied": done.detail.get("copied"), "name_missing_ms": done.detail.get("gap_ms"),
+                    "repairs": rec.messages()}
+        if not store.collection_exists(collection):
+            raise ConflictError(f"{collection} is already an alias (or missing): nothing to migrate")
         source = ws.state.version_by_physical(lc.id, collection)
         if source is None:
             raise ConflictError(f"{collection} is not adopted", hint=f"`reindex adopt {collection} --model PATH` first")
@@ -685,13 +808,19 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
         target = ws.state.set_status(target, "verified", point_count=report.store_count)
         if not confirm(f"Drop collection {collection} and replace it by an alias to {target.physical_name}?"):
             return {"collection": collection, "copied_to": target.physical_name, "migrated": False}
+        # Recorded before the drop: whatever command comes after a crash in the gap makes the alias.
+        key = pending_key(ws.store_url, collection)
+        ws.state.set_pending(key, new_intent("migrate", "migrate", target, source, False,
+                                             {"to": target.physical_name, "copied": stats.copied}))
         started = time.perf_counter()
         store.drop_collection(collection)
+        kill_point("migrate-after-drop")
         store.set_alias(collection, target.physical_name)
         gap_ms = (time.perf_counter() - started) * 1000
-        ws.state.set_status(source, "dropped", retired_at=utcnow())
-        ws.state.drop_ledger(source.id)
-        ws.state.set_status(target, "live", live_since=utcnow())
-        ws.state.audit("migrate", collection, to=target.physical_name, copied=stats.copied, gap_ms=round(gap_ms, 1))
+        kill_point("migrate-after-alias")
+        changes, drops = liveness_changes(ws.state.versions(lc.id), target, source, "migrate", False,
+                                          report.store_count, utcnow())
+        ws.state.transition(changes, [("migrate", collection, "ok", None, {
+            "to": target.physical_name, "copied": stats.copied, "gap_ms": round(gap_ms, 1)})], drops, clear_pending=key)
         return {"collection": collection, "copied_to": target.physical_name, "migrated": True,
                 "copied": stats.copied, "name_missing_ms": round(gap_ms, 1)}

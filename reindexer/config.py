@@ -8,10 +8,11 @@ Secrets are never read from it: they come from the environment or from files.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from reindexer.adapters.registry import DEFAULT_STORE_URL
 from reindexer.errors import UsageError
@@ -85,7 +86,9 @@ def load_config(
     cfg.collections = dict(data.get("collections", {}))
     query = data.get("query", {})
     cfg.query_refresh = _number("refresh", os.environ.get("REINDEX_QUERY_REFRESH"), query.get("refresh"), 1.0)
-    cfg.shadow_sample = _number("shadow_sample", os.environ.get("REINDEX_SHADOW_SAMPLE"), query.get("shadow_sample"), 0.0)
+    cfg.shadow_sample = _number(
+        "shadow_sample", os.environ.get("REINDEX_SHADOW_SAMPLE"), query.get("shadow_sample"), 0.0
+    )
     if not 0.0 <= cfg.shadow_sample <= 1.0:
         raise UsageError(f"shadow_sample must be between 0 and 1, not {cfg.shadow_sample}")
     text_flag = os.environ.get("REINDEX_RECORD_QUERY_TEXT")

@@ -10,19 +10,19 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from rich.console import Console
 from rich.table import Table
 
 from reindexer import commands
 from reindexer.ab import Judgements
-from reindexer.evaluation import report
 from reindexer.config import Config
 from reindexer.demo_corpus import DEMO_FINETUNE, build_demo_corpus, write_demo_files
 from reindexer.errors import GateRefusedError, UsageError
+from reindexer.evaluation import report
 from reindexer.finetune import finetune
 from reindexer.query import search
 from reindexer.sources.spec import SourceSpec
@@ -114,7 +114,8 @@ def run_demo(keep_dir: Path | None = None, console: Console | None = None, train
                 ws, COLLECTION, str(files["queries"]), str(files["qrels"]), versions="live,shadow", gate=GATE)
             console.print(report.rich_table(result))
             decision = decisions["v2"]
-            console.print(f"gate [bold]{GATE}[/]: " + ("[bold green]passed[/]" if decision.passed else "[bold red]refused[/]"))
+            verdict = "[bold green]passed[/]" if decision.passed else "[bold red]refused[/]"
+            console.print(f"gate [bold]{GATE}[/]: " + verdict)
             for reason in decision.reasons:
                 console.print(f"   {reason}")
             (work / "report.html").write_text(report.to_html(result, gate, title="demo: v1 vs v2"))

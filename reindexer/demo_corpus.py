@@ -481,7 +481,7 @@ def build_demo_corpus(seed: int = 0, n_eval: int = 80, n_train: int = 300) -> De
             "obj": svc.objects[0][0], "objs": svc.objects[0][1],
         }
 
-        def add(key: str, title: str, text: str, category: str, audience: str, tags: list[str]) -> str:
+        def add(key: str, title: str, text: str, category: str, audience: str, tags: list[str], svc=svc) -> str:
             doc_id = f"{svc.slug}-{key}"
             docs.append({
                 "id": doc_id,
@@ -517,7 +517,7 @@ def build_demo_corpus(seed: int = 0, n_eval: int = 80, n_train: int = 300) -> De
                                        "objs": svc.objects[0][1]},
                             "related": f"{svc.slug}-{rel}" if rel else None})
 
-        for i, (obj, objs) in enumerate(svc.objects):
+        for obj, objs in svc.objects:
             values = dict(base, obj=obj, objs=objs, Obj=obj[0].upper() + obj[1:])
             for task, (title, texts, queries) in _TASKS.items():
                 key = f"{obj.lower().replace(' ', '-')}-{task}"
@@ -609,7 +609,7 @@ def write_demo_files(corpus: DemoCorpus, folder: str | Path) -> dict[str, Path]:
                 w.writerow([qid, doc_id, grade])
     with paths["train"].open("w", encoding="utf-8") as f:
         ids = corpus.train_doc_ids or [None] * len(corpus.train_pairs)
-        for (query, positive), doc_id in zip(corpus.train_pairs, ids):
+        for (query, positive), doc_id in zip(corpus.train_pairs, ids, strict=True):
             row = {"query": query, "positive": positive}
             if doc_id is not None:
                 row["positive_id"] = doc_id

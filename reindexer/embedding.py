@@ -210,7 +210,7 @@ def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, 
             trust_remote_code=settings.trust_remote_code,
             local_files_only=True,
         )
-    except Exception as exc:  # a broken folder fails in many library-specific ways
+    except Exception as exc:  # noqa: BLE001 - a broken folder fails in many library-specific ways
         raise UsageError(
             f"cannot load {root} as a sentence-transformers model: {type(exc).__name__}: {exc}",
             hint="check that the folder is complete (weights, config, tokenizer)",

@@ -21,8 +21,10 @@ from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY, CollectionSpec, Point
 from reindexer.embedding import Embedder, cosine_rows
 from reindexer.encoders import model_metadata
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
+from reindexer.killpoints import kill_point
 from reindexer.model_registry import embedder_for
 from reindexer.progress import progress
+from reindexer.reconcile import liveness_changes, new_intent, pending_key
 from reindexer.sources.base import Document, Source, extract_text
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, Run
 from reindexer.state.models import iso, utcnow
@@ -117,14 +119,33 @@ class VerifyReport:
         }
 
 
-def version_metadata(lc: LogicalCollection, version: IndexVersion, model: ModelVersion) -> dict[str, str]:
+def version_text_field(ws: Workspace, lc: LogicalCollection, version: IndexVersion) -> str:
+    """How ``version``'s text is read: its plan's text field or template, else the collection's.
+
+    A plan may name another template than the collection's first one; the version it builds
+    records, verifies and re-embeds by its own.
+    """
+    if version.plan_id:
+        from reindexer.state.models import PlanRecord
+
+        with ws.state.session() as s:
+            record = s.get(PlanRecord, version.plan_id)
+        text_field = ((record.body or {}).get("source") or {}).get("text_field") if record is not None else None
+        if text_field:
+            return text_field
+    return lc.text_field
+
+
+def version_metadata(
+    lc: LogicalCollection, version: IndexVersion, model: ModelVersion, text_field: str | None = None
+) -> dict[str, str]:
     # The model keys are what the query side rebuilds its encoder from (reindexer.encoders).
     return {
         "reindex.logical": lc.name,
         "reindex.version": str(version.version),
         **model_metadata(model),
         "reindex.metric": version.metric,
-        "reindex.text_field": lc.text_field,
+        "reindex.text_field": text_field or lc.text_field,
         "reindex.created": iso(version.created_at),
     }
 
@@ -142,7 +163,7 @@ def create_physical(
             name=version.physical_name,
             dim=model.dim,
             metric=version.metric,
-            metadata=version_metadata(lc, version, model),
+            metadata=version_metadata(lc, version, model, version_text_field(ws, lc, version)),
             payload_indexes=dict(payload_indexes),
             index_params=dict(version.index_params or {}),
         )
@@ -152,7 +173,7 @@ def create_physical(
 def _points(docs: list[Document], vectors: np.ndarray, model_short: str) -> list[Point]:
     return [
         Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: model_short})
-        for d, v in zip(docs, vectors)
+        for d, v in zip(docs, vectors, strict=True)
     ]
 
 
@@ -224,7 +245,7 @@ def sync_into(
             ws.renew(lease)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reindex-writer") as writer, progress(
-        label, total
+        f"{label} {version.physical_name}", total
     ) as advance:
         in_flight: Future | None = None
 
@@ -285,7 +306,7 @@ def copy_into(
     total = store.count(src.physical_name)
     from reindexer.sources.base import content_hash
 
-    with progress("copying", total) as advance:
+    with progress(f"copying {src.physical_name} into {dst.physical_name}", total) as advance:
         for page in store.scroll(src.physical_name, batch_size=ws.batch_size, with_vectors=True):
             todo = [p for p in page if p.doc_id not in done]
             if todo:
@@ -347,8 +368,9 @@ def verify_version(
         chosen = random.Random(seed).sample(sorted(ids), min(sample, len(ids)))
         points = [p for p in store.retrieve(version.physical_name, chosen, with_vectors=True)]
         texts, stored = [], []
+        text_field = version_text_field(ws, lc, version)
         for p in points:
-            text = extract_text(p.payload, lc.text_field)
+            text = extract_text(p.payload, text_field)
             if text is not None:
                 texts.append(text)
                 stored.append(p.vector)
@@ -381,8 +403,18 @@ def swap_alias(
     target: IndexVersion,
     current: IndexVersion | None,
     set_previous: bool = True,
+    action: str = "cutover",
+    verb: str | None = None,
+    audit: dict[str, Any] | None = None,
+    plan_fingerprint: str | None = None,
 ) -> IndexVersion:
-    """Point the logical name at ``target`` in one atomic step and record who is live."""
+    """Point the logical name at ``target`` in one atomic step and record who is live.
+
+    The intent is recorded first and the result (statuses, ``previous_id``, the
+    ``action`` audit event) in one transaction after the swap, which also clears
+    the intent; a crash in between is completed by the next command's
+    reconciliation (reindexer.reconcile).
+    """
     store = ws.store
     name = lc.name
     if store.collection_exists(name):
@@ -392,12 +424,15 @@ def swap_alias(
         )
     if not store.collection_exists(target.physical_name):
         raise NotFoundError(f"index version v{target.version} ({target.physical_name}) is not in the store")
+    detail = audit if audit is not None else {
+        "to": target.physical_name, "previous": current.physical_name if current else None}
+    key = pending_key(ws.store_url, name)
+    ws.state.set_pending(key, new_intent(action, verb or action, target, current, set_previous, detail,
+                                         plan_fingerprint))
+    kill_point("before-alias-swap")
     store.set_alias(name, target.physical_name)
-    now = utcnow()
-    if current is not None and current.id != target.id:
-        ws.state.set_status(current, "retired", retired_at=now)
-    fields: dict[str, Any] = {"live_since": now, "retired_at": None, "point_count": store.count(target.physical_name)}
-    if set_previous and current is not None and current.id != target.id:
-        fields["previous_id"] = current.id
-    return ws.state.set_status(target, "live", **fields)
-
+    kill_point("after-alias-swap")
+    changes, drops = liveness_changes(ws.state.versions(lc.id), target, current, action, set_previous,
+                                      store.count(target.physical_name), utcnow())
+    rows = ws.state.transition(changes, [(action, name, "ok", plan_fingerprint, detail)], drops, clear_pending=key)
+    return rows[target.id]

@@ -47,7 +47,7 @@ def _quiet() -> Iterator[None]:
             restore.append(lambda: tlog.set_verbosity(prev_verbosity))
             if bars_were_on:
                 restore.append(tlog.enable_progress_bar)
-        except Exception:  # pragma: no cover - older transformers
+        except Exception:  # noqa: BLE001  # pragma: no cover - older transformers
             pass
         try:
             import datasets.utils.logging as dlog
@@ -56,7 +56,7 @@ def _quiet() -> Iterator[None]:
             dlog.disable_progress_bar()
             if bars_were_on:
                 restore.append(dlog.enable_progress_bar)
-        except Exception:  # pragma: no cover
+        except Exception:  # noqa: BLE001  # pragma: no cover - quieting bars is best effort
             pass
         try:  # the model card's "Computing widget examples" bar is a plain tqdm
             import functools
@@ -67,7 +67,7 @@ def _quiet() -> Iterator[None]:
             card_tqdm = card.tqdm
             card.tqdm = functools.partial(tqdm, disable=True)
             restore.append(lambda: setattr(card, "tqdm", card_tqdm))
-        except Exception:  # pragma: no cover - other sentence-transformers layouts
+        except Exception:  # noqa: BLE001  # pragma: no cover - other sentence-transformers layouts
             pass
         st_logger = logging.getLogger("sentence_transformers")
         prev_level = st_logger.level

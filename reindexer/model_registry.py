@@ -55,6 +55,12 @@ def register_model(
 
 def embedder_for(model: ModelVersion, device: str | None = None, batch_size: int | None = None) -> Embedder:
     """An embedder for a registered model version, refusing one whose files changed since."""
+    require_unchanged(model)
+    return Embedder(model.path, ModelSettings.from_dict(model.settings), device=device, batch_size=batch_size)
+
+
+def require_unchanged(model: ModelVersion) -> None:
+    """Refuse a registered model whose folder is gone or whose files changed, without loading its weights."""
     settings = ModelSettings.from_dict(model.settings)
     if not os.path.isdir(model.path):
         raise UsageError(
@@ -66,4 +72,3 @@ def embedder_for(model: ModelVersion, device: str | None = None, batch_size: int
             f"the files of model {model.label} at {model.path} changed since it was registered",
             hint="a retrained model is a new version: save it to a new folder and plan again",
         )
-    return Embedder(model.path, settings, device=device, batch_size=batch_size)

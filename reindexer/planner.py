@@ -20,7 +20,7 @@ from typing import Any
 from reindexer.adapters.base import CollectionSpec
 from reindexer.embedding import ModelSettings
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
-from reindexer.model_registry import embedder_for, register_model
+from reindexer.model_registry import embedder_for, register_model, require_unchanged
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, utcnow
@@ -275,7 +275,9 @@ def make_plan(
         inputs=inputs,
     )
     state.save(
-        PlanRecord(id=plan.id, collection_id=lc.id, inputs_fingerprint=plan.inputs_fingerprint, body=json.loads(plan.to_json()))
+        PlanRecord(
+            id=plan.id, collection_id=lc.id, inputs_fingerprint=plan.inputs_fingerprint, body=json.loads(plan.to_json())
+        )
     )
     state.audit("plan", collection, plan_fingerprint=plan.inputs_fingerprint, plan_id=plan.id, mode=mode, reason=reason)
     return plan
@@ -294,7 +296,9 @@ def check_plan(ws: Workspace, plan: Plan) -> tuple[LogicalCollection, IndexVersi
     if record is None:
         raise UsageError(f"plan {plan.id[:12]} is not recorded in this state store", hint="make a new plan")
     if record.body != json.loads(plan.to_json()):
-        raise UsageError(f"plan {plan.id[:12]} was edited after it was made", hint="make a new plan instead of editing one")
+        raise UsageError(
+            f"plan {plan.id[:12]} was edited after it was made", hint="make a new plan instead of editing one"
+        )
     if plan.store != ws.store_url:
         raise UsageError(
             f"plan {plan.id[:12]} is for store {plan.store}, not {ws.store_url}", hint="pass --store to match"
@@ -305,12 +309,14 @@ def check_plan(ws: Workspace, plan: Plan) -> tuple[LogicalCollection, IndexVersi
     if model is None:
         raise UsageError(f"plan {plan.id[:12]} names a model this state store has not registered")
     source = SourceSpec.from_dict(plan.source)
-    now = inputs_of(ws, plan.collection, live, model, source, plan.to_version["metric"], plan.to_version["index_params"])
+    now = inputs_of(
+        ws, plan.collection, live, model, source, plan.to_version["metric"], plan.to_version["index_params"]
+    )
     if hash_inputs(now) != plan.inputs_fingerprint:
         changed = sorted(k for k in now if now[k] != plan.inputs.get(k))
         raise DriftError(
             f"plan {plan.id[:12]} is out of date: {', '.join(changed) or 'inputs'} changed since it was made",
             hint=f"make a new plan with `reindex plan {plan.collection} ...`",
         )
-    embedder_for(model)  # refuses a model whose files changed since registration
+    require_unchanged(model)  # a fingerprint check: the weights load only when a batch needs embedding
     return lc, live, model

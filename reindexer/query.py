@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reindexer.searcher import SearchHit, Searcher
+from reindexer.searcher import Searcher, SearchHit
 from reindexer.workspace import Workspace
 
 

@@ -22,12 +22,12 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from reindexer.adapters.base import Hit, VectorStore
 from reindexer.embedding import Embedder
@@ -493,18 +493,19 @@ def _load_config(store: Any, cwd: Path | None):
 
 
 def _is_client(obj: Any) -> bool:
-    kind = type(obj).__name__
-    return kind in ("QdrantClient", "MilvusClient")
+    """A client object some registered backend wraps (QdrantClient, MilvusClient, ...)."""
+    from reindexer.adapters.registry import backends
+
+    return not isinstance(obj, (str, type(None))) and any(b.wraps(obj) for b in backends().values())
 
 
 def _wrap_client(client: Any) -> VectorStore:
-    if type(client).__name__ == "QdrantClient":
-        from reindexer.adapters.qdrant import QdrantStore
+    from reindexer.adapters.registry import wrap_client
 
-        return QdrantStore(client=client)
-    from reindexer.adapters.milvus import MilvusStore
-
-    return MilvusStore(client=client)
+    store = wrap_client(client)
+    if store is None:
+        raise UsageError(f"no store backend wraps a {type(client).__name__}")
+    return store
 
 
 def _store_url_of(store: VectorStore) -> str:

@@ -28,9 +28,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI, Path, Request
@@ -576,7 +576,7 @@ def hold_store(ws: Workspace) -> None:
     from reindexer.errors import StoreLockedError
 
     try:
-        ws.store
+        ws.store  # noqa: B018 - the property opens the store
     except StoreLockedError:
         raise StoreLockedError(
             f"reindex serve needs the embedded store {ws.location.target} to itself, and another process holds it",

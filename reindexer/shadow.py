@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reindexer.encoders import EncoderSpec
-from reindexer.searcher import search_version
 from reindexer.evaluation.overlap import overlap_at_k, rbo_ext
+from reindexer.searcher import search_version
 from reindexer.state import TrafficRecord
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class ShadowMirror:
                    search_version(self.searcher.store, shadow.physical, encoder, item.queries, item.k, item.where)]
         shadow_ms = (time.perf_counter() - started) * 1000
         n = len(item.queries)
-        for text, live_ids, shadow_ids in zip(item.queries, item.live_ids, answers):
+        for text, live_ids, shadow_ids in zip(item.queries, item.live_ids, answers, strict=True):
             self._buffer.append(TrafficRecord(
                 store_url=self.searcher.store_url, collection=self.searcher.collection,
                 live=item.live.physical, shadow=shadow.physical, live_model=item.live.label,

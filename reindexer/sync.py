@@ -21,8 +21,10 @@ from reindexer.executor import (
     sync_into,
     verify_version,
     version_metadata,
+    version_text_field,
 )
 from reindexer.planner import live_version
+from reindexer.reconcile import reconcile
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, PlanRecord
 from reindexer.state.models import Meta
@@ -38,6 +40,7 @@ class SyncResult:
     since: Any = None
     watermark: Any = None
     versions: dict[str, dict[str, int]] = field(default_factory=dict)
+    repairs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -106,6 +109,7 @@ def sync(
 
     lc = _collection(ws, collection)
     with ws.lease(collection, wait=wait) as lease:
+        repairs = reconcile(ws, lc, "sync").messages()
         live = live_version(ws, lc, collection)
         if live is None:
             raise NotFoundError(f"{collection} has no live version to sync", hint="build one with plan and apply")
@@ -115,7 +119,7 @@ def sync(
         if since is not None:
             spec = spec.with_since(since)
             delete_missing = False
-        result = SyncResult(collection, spec.describe(), since=since)
+        result = SyncResult(collection, spec.describe(), since=since, repairs=repairs)
         targets = [live] + [v for v in ws.state.versions(lc.id) if v.status in SYNC_TARGET_STATUSES]
         watermark = None
         for version in targets:
@@ -196,6 +200,7 @@ def verify(
 
     lc = _collection(ws, collection)
     with ws.lease(collection) as lease:
+        reconcile(ws, lc, "verify")
         live = live_version(ws, lc, collection)
         version = find_version(ws, lc, version_ref) if version_ref else live
         if version is None:
@@ -216,7 +221,8 @@ def verify(
                     hint="pass --source with the original documents (jsonl:, parquet:, sql:)",
                 )
             if report.stale_metadata:
-                ws.store.set_metadata(version.physical_name, version_metadata(lc, version, model))
+                ws.store.set_metadata(version.physical_name,
+                                      version_metadata(lc, version, model, version_text_field(ws, lc, version)))
             forget = set(report.missing_in_store) | set(report.wrong_model)
             if forget:
                 ws.state.record_batch(version.id, model.fingerprint, [], deleted=sorted(forget))

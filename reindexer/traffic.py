@@ -8,8 +8,10 @@ k that was asked, and latencies compared percentile by percentile.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -74,11 +76,13 @@ class TrafficSummary:
     _records: list[Any] = field(default_factory=list, repr=False)
 
     def overlap_at(self, k: int) -> float:
-        """Mean overlap@k over the records, recomputed from the stored ids (k at most the k asked)."""
-        if k > self.k:
-            raise UsageError(f"the mirrored queries asked for {self.k} results; overlap@{k} needs more",
-                             hint=f"use overlap@{self.k} or less, or mirror with a larger k")
-        values = [overlap_at_k(r.live_ids, r.shadow_ids, k) for r in self._records]
+        """Mean overlap@k, recomputed from the stored ids of the queries that asked for k or more."""
+        deep = [r for r in self._records if r.k >= k]
+        if self._records and not deep:
+            largest = max(r.k for r in self._records)
+            raise UsageError(f"the mirrored queries asked for at most {largest} results; overlap@{k} needs more",
+                             hint=f"use overlap@{largest} or less, or mirror queries with a larger k")
+        values = [overlap_at_k(r.live_ids, r.shadow_ids, k) for r in deep]
         return float(np.mean(values)) if values else float("nan")
 
     def latency_ratio(self, percentile: int) -> float:
@@ -101,7 +105,7 @@ class TrafficSummary:
             f"overlap@{self.k}": self.overlap.to_dict(),
             "rbo": self.rbo.to_dict(),
             "overlap_histogram": {f"{lo:.1f}-{hi:.1f}": n
-                                  for lo, hi, n in zip(HISTOGRAM_EDGES, HISTOGRAM_EDGES[1:], self.histogram)},
+                                  for (lo, hi), n in zip(pairwise(HISTOGRAM_EDGES), self.histogram, strict=True)},
             "live_ms": self.live_ms.to_dict(),
             "shadow_ms": self.shadow_ms.to_dict(),
             "latency_ratio": {f"p{p}": _round(self.latency_ratio(p)) if self.queries else None
@@ -115,13 +119,15 @@ def summarize(collection: str, records: list[Any], worst: int = 10) -> TrafficSu
     if records:
         newest = records[-1]
         records = [r for r in records if r.shadow == newest.shadow and r.live == newest.live]
-    k = min((r.k for r in records), default=10)
-    overlaps = [overlap_at_k(r.live_ids, r.shadow_ids, k) for r in records]
-    rbos = [rbo_ext(r.live_ids[:k], r.shadow_ids[:k]) for r in records]
-    histogram = np.histogram(overlaps, bins=np.asarray(HISTOGRAM_EDGES))[0].tolist() if records else [0] * 10
-    order = sorted(range(len(records)), key=lambda i: (rbos[i], overlaps[i]))[:worst]
-    changed = [ChangedQuery(records[i].query_text or records[i].query_hash[:12], round(overlaps[i], 4),
-                            round(rbos[i], 4), records[i].live_ids[:5], records[i].shadow_ids[:5]) for i in order]
+    # The headline cut-off is the k most queries asked for; agreement at k counts the queries that asked for k or more.
+    k = Counter(r.k for r in records).most_common(1)[0][0] if records else 10
+    deep = [r for r in records if r.k >= k]
+    overlaps = [overlap_at_k(r.live_ids, r.shadow_ids, k) for r in deep]
+    rbos = [rbo_ext(r.live_ids[:k], r.shadow_ids[:k]) for r in deep]
+    histogram = np.histogram(overlaps, bins=np.asarray(HISTOGRAM_EDGES))[0].tolist() if deep else [0] * 10
+    order = sorted(range(len(deep)), key=lambda i: (rbos[i], overlaps[i]))[:worst]
+    changed = [ChangedQuery(deep[i].query_text or deep[i].query_hash[:12], round(overlaps[i], 4),
+                            round(rbos[i], 4), deep[i].live_ids[:5], deep[i].shadow_ids[:5]) for i in order]
     first = records[0] if records else None
     last = records[-1] if records else None
     return TrafficSummary(

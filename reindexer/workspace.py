@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
 
 from reindexer.adapters import VectorStore, open_store, parse_store_url
 from reindexer.config import Config, load_config

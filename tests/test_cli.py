@@ -40,6 +40,7 @@ def reindex(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_plan_apply_status_rollback_history_as_json(env, minilm_path, small_corpus_file, tmp_path):
     r = invoke("--json", "plan", "docs", "--model", str(minilm_path), "--source", f"jsonl:{small_corpus_file}",
                "-o", str(tmp_path / "p1.json"))

@@ -22,6 +22,15 @@ compares the store and the ledger with the reference: the same ids, no
 duplicates, the same payloads and model tags, the same vectors, the same ledger,
 the alias on the same version. Re-runs find the lease, lock files and WAL files
 that the killed process left behind.
+
+Windows too short for a watcher (microseconds between a store change and the
+state write that records it) have named kill points instead: the process, run
+with ``REINDEX_TEST_KILL_AT=<point>``, SIGKILLs itself there (reindexer.killpoints).
+The last section kills cutover, apply and rollback after the alias swap, gc after
+a drop and migrate between the drop and the alias, on Qdrant local, Milvus Lite
+and the Milvus server, and checks that the next command repairs the state from
+the store. tests/test_reconcile.py runs every kill point in process, with every
+command that reconciles as the next one.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from reindexer import commands
+from reindexer import commands, killpoints
 from reindexer.adapters.base import MODEL_KEY
 from reindexer.config import Config
 from reindexer.embedding import ModelSettings
@@ -52,6 +61,7 @@ from reindexer.sources.spec import SourceSpec
 from reindexer.sync import sync
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import scaled_documents, write_jsonl
+from tests.plugins.liveness import statuses
 from tests.plugins.stores import EMBEDDED_KINDS
 
 pytestmark = pytest.mark.slow
@@ -212,8 +222,8 @@ class Outcome:
     seconds: float
 
     @property
-    def killed(self) -> bool:
-        return self.killed_at is not None
+    def killed(self) -> bool:  # by the watcher, or by the process itself at a kill point
+        return self.killed_at is not None or self.returncode == -signal.SIGKILL
 
     def json(self) -> dict[str, Any]:
         return json.loads(self.stdout)
@@ -227,13 +237,20 @@ class Outcome:
 Watch = Callable[[sqlite3.Connection], Any]
 
 
-def reindex(world: World, *args: str, kill_when: Watch | None = None, batch_size: int = APPLY_BATCH) -> Outcome:
-    """Run the CLI in a subprocess; SIGKILL it as soon as ``kill_when`` returns something truthy."""
+def reindex(world: World, *args: str, kill_when: Watch | None = None, batch_size: int = APPLY_BATCH,
+            kill_at: str | None = None) -> Outcome:
+    """Run the CLI in a subprocess; SIGKILL it as soon as ``kill_when`` returns something truthy.
+
+    With ``kill_at``, the process SIGKILLs itself at that kill point (reindexer.killpoints).
+    """
     out_path, err_path = world.base / "stdout.txt", world.base / "stderr.txt"
+    env = world.env(batch_size)
+    if kill_at is not None:
+        env[killpoints.ENV] = kill_at
     started = time.monotonic()
     with out_path.open("w") as out, err_path.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "reindexer.cli", *args], cwd=world.base,
-                                env=world.env(batch_size), stdout=out, stderr=err, start_new_session=True)
+                                env=env, stdout=out, stderr=err, start_new_session=True)
         seen = None
         db = sqlite3.connect(f"file:{world.state_db}?mode=ro", uri=True, timeout=1) if kill_when else None
         try:
@@ -521,3 +538,96 @@ def test_a_crash_between_build_and_cutover_resumes_through_verification(small_ws
     assert ws.store.count("docs__v2") == 60 and _statuses(ws) == ["retired", "live"]
     with pytest.raises(NotFoundError, match="no interrupted apply"):
         commands.latest_unfinished_plan(ws, "docs")
+
+
+# -- SIGKILL between the store change and the state write: the next command repairs ----------
+# The world here (tests/plugins/liveness.py): docs v1 live and v2 built, and an adopted `kb`,
+# on Qdrant local, Milvus Lite and the Milvus server. Each process kills itself at a kill
+# point (reindexer.killpoints); the next command must take over its lease, reconcile the
+# state with the store's alias, and record the repair in the audit log.
+def _state(pair, collection: str = "docs") -> tuple[str | None, dict[int, str]]:
+    with pair.workspace() as ws:
+        return ws.store.resolve(collection), statuses(ws, collection)
+
+
+def _actions(pair, collection: str = "docs") -> list[tuple[str, str]]:
+    with pair.workspace() as ws:
+        return [(e["action"], e["result"]) for e in commands.history(ws, collection, limit=100)["events"]]
+
+
+def test_cutover_sigkilled_after_the_alias_swap_is_repaired_by_status(pair):
+    pair.restore()
+    was_killed(reindex(pair, "--yes", "cutover", "docs", kill_at="after-alias-swap"))
+    assert _state(pair) == ("docs__v2", {1: "live", 2: "verified"})  # the store moved, the state did not
+
+    [row] = completed(reindex(pair, "--json", "status", "docs"))  # takes over the dead process's lease
+    assert row["live"]["physical"] == "docs__v2" and [r["physical"] for r in row["retired"]] == ["docs__v1"]
+    assert [(r["kind"], r["recorded"]) for r in row["repairs"]] == [("completed", True)]
+    assert _state(pair) == ("docs__v2", {1: "retired", 2: "live"})
+    assert _actions(pair)[:2] == [("reconcile", "ok"), ("cutover", "ok")]
+    with pair.workspace() as ws:  # previous_id came back with the repair
+        assert commands.rollback(ws, "docs")["live"] == "docs__v1"
+
+
+def test_apply_sigkilled_after_the_alias_swap_is_finished_by_applying_again(pair):
+    pair.restore()
+    plan = str(pair.plan_v2)
+    was_killed(reindex(pair, "--yes", "apply", plan, kill_at="after-alias-swap"))
+    assert _state(pair) == ("docs__v2", {1: "live", 2: "verified"})
+
+    r = completed(reindex(pair, "--json", "--yes", "apply", plan))
+    assert r["cut_over"] and r["live"] == "docs__v2" and "interrupted cut-over" in r["message"]
+    assert _state(pair) == ("docs__v2", {1: "retired", 2: "live"})
+
+    old = reindex(pair, "--yes", "apply", str(pair.plan_v1))  # a plan is applied once
+    assert old.returncode == 4, old.describe()
+    assert "applied once" in old.stderr and "reindex cutover docs --to v1" in old.stderr
+    assert "cut over" not in old.stdout and _state(pair)[0] == "docs__v2"
+
+
+def test_rollback_sigkilled_after_the_alias_swap_is_finished_not_repeated(pair):
+    pair.restore()
+    with pair.workspace() as ws:
+        commands.cutover(ws, "docs")
+    was_killed(reindex(pair, "--yes", "rollback", "docs", kill_at="after-alias-swap"))
+    assert _state(pair) == ("docs__v1", {1: "retired", 2: "live"})  # v1 serves while recorded retired
+
+    again = reindex(pair, "--yes", "rollback", "docs")
+    assert again.returncode == 0 and "completed the interrupted rollback" in again.stdout, again.describe()
+    assert _state(pair) == ("docs__v1", {1: "live", 2: "retired"})
+
+    forward = reindex(pair, "--yes", "cutover", "docs")  # nothing built: it names the way forward
+    assert forward.returncode == 3 and "reindex cutover docs --to v2" in forward.stderr, forward.describe()
+    with pair.workspace() as ws:
+        assert commands.cutover(ws, "docs", to="v2")["live"] == "docs__v2"
+
+
+def test_gc_sigkilled_after_the_drop_is_recorded_by_the_next_gc(pair):
+    pair.restore()
+    with pair.workspace() as ws:
+        commands.cutover(ws, "docs")
+        v1 = ws.state.version_by_physical(ws.state.get_collection(ws.store_url, "docs").id, "docs__v1")
+    was_killed(reindex(pair, "--yes", "gc", "docs", "--keep", "0", kill_at="gc-after-drop"))
+    with pair.workspace() as ws:
+        assert not ws.store.collection_exists("docs__v1") and statuses(ws)[1] == "retired"
+
+    r = completed(reindex(pair, "--json", "--yes", "gc", "docs", "--keep", "0"))
+    assert r["dropped"] == [] and [x["kind"] for x in r["repairs"]] == ["dropped"]
+    with pair.workspace() as ws:
+        assert statuses(ws) == {1: "dropped", 2: "live"} and ws.state.ledger_count(v1.id) == 0
+
+
+def test_migrate_sigkilled_between_the_drop_and_the_alias_is_finished_by_migrate(pair):
+    pair.restore()
+    was_killed(reindex(pair, "--yes", "migrate", "kb", kill_at="migrate-after-drop"))
+    assert _state(pair, "kb") == (None, {1: "live", 2: "verified"})  # the name resolves to nothing
+
+    with pair.workspace() as ws:  # status reads only: it says what to run (tests/test_reconcile.py)
+        [row] = commands.status(ws, "kb")
+        assert row["live"] is None and "reindex migrate kb" in row["repairs"][0]["message"]
+        assert ws.store.resolve("kb") is None, "status wrote to the store"
+
+    r = completed(reindex(pair, "--json", "--yes", "migrate", "kb"))
+    assert r["migrated"] and r["completed"] and r["copied_to"] == "kb__v2"
+    assert _state(pair, "kb") == ("kb__v2", {1: "dropped", 2: "live"})
+    assert ("migrate", "ok") in _actions(pair, "kb")

@@ -89,6 +89,16 @@ def test_changed_files_are_refused_after_registration(minilm_path, tmp_path):
         embedder_for(model)
 
 
+def test_checking_a_model_loads_no_weights(minilm_path, tmp_path, monkeypatch):
+    import reindexer.embedding as embedding
+    from reindexer.model_registry import require_unchanged
+
+    model = register_model(StateStore(f"sqlite:///{tmp_path}/state.db"), minilm_path)
+    monkeypatch.setattr(embedding, "_LOADED", embedding.OrderedDict())
+    require_unchanged(model)  # what check_plan runs before an apply
+    assert len(embedding._LOADED) == 0
+
+
 def test_truncated_embeddings_are_prefixes(minilm_path):
     full = Embedder(minilm_path).embed_documents(["matryoshka"])
     short = Embedder(minilm_path, ModelSettings(truncate_dim=64)).embed_documents(["matryoshka"])

@@ -49,6 +49,7 @@ def _ids(ws, name):
     return {p.doc_id for page in ws.store.scroll(name, batch_size=50) for p in page}
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_new_collection_then_model_change_then_rollback(ws, minilm_path, small_corpus_file, demo_corpus):
     p1, r1 = _build_v1(ws, minilm_path, small_corpus_file)
     assert (p1.mode, r1.cut_over, r1.live) == ("full", True, "docs__v1")
@@ -88,6 +89,7 @@ def test_new_collection_then_model_change_then_rollback(ws, minilm_path, small_c
     assert actions.count("cutover") == 3 and "rollback" in actions and "apply" in actions
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_status_shows_live_and_shadow(ws, minilm_path, small_corpus_file):
     _build_v1(ws, minilm_path, small_corpus_file)
     p2 = commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
@@ -101,6 +103,7 @@ def test_status_shows_live_and_shadow(ws, minilm_path, small_corpus_file):
     assert commands.cutover(ws, "docs")["live"] == "docs__v2"
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_gc_keeps_the_newest_retired_versions(ws, minilm_path, small_corpus_file):
     _build_v1(ws, minilm_path, small_corpus_file)
     for dim in (256, 128):
@@ -116,6 +119,7 @@ def test_gc_keeps_the_newest_retired_versions(ws, minilm_path, small_corpus_file
         commands.rollback(ws, "docs")
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_plan_is_data_and_applies_from_a_file(ws, minilm_path, small_corpus_file, tmp_path):
     _build_v1(ws, minilm_path, small_corpus_file)
     p = commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
@@ -255,6 +259,7 @@ def test_edited_plan_is_refused(local_ws, minilm_path, small_corpus_file):
         commands.apply(local_ws, edited)
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_drifted_plan_is_refused(local_ws, minilm_path, small_corpus_file):
     _build_v1(local_ws, minilm_path, small_corpus_file)
     stale = commands.plan(local_ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
@@ -266,6 +271,7 @@ def test_drifted_plan_is_refused(local_ws, minilm_path, small_corpus_file):
     assert _snapshot(local_ws) == before
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_cutover_to_a_version_that_is_not_built(local_ws, minilm_path, small_corpus_file, monkeypatch):
     _build_v1(local_ws, minilm_path, small_corpus_file)
     p2 = commands.plan(local_ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
@@ -297,6 +303,7 @@ def test_rollback_without_a_previous_version(local_ws, minilm_path, small_corpus
     assert local_ws.store.resolve("docs") == "docs__v1"
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_migrate_moves_an_adopted_collection_behind_an_alias(ws, minilm_path, demo_corpus):
     from reindexer.adapters.base import CollectionSpec
     from reindexer.embedding import Embedder

@@ -97,6 +97,7 @@ def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minil
     assert received[0]["gate"]["passed"] is True
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_deploy_reports_a_refusal_instead_of_raising(tmp_path, minilm_path, demo_corpus):
     docs = demo_corpus.documents[:120]
     kept = {d["id"] for d in docs}

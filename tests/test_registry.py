@@ -138,3 +138,128 @@ def test_open_store_passes_secrets_from_files(monkeypatch: pytest.MonkeyPatch, t
     assert seen == {"uri": "http://db.internal:19530", "token": "tok-from-file"}
     registry.open_store("milvus+lite:x.db", base_dir=tmp_path)
     assert seen["uri"] == str(tmp_path / "x.db")
+
+
+# -- the backend registry ----------------------------------------------------------
+def test_built_in_backends_register_through_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    from reindexer.adapters.milvus import MilvusBackend
+    from reindexer.adapters.qdrant import QdrantBackend
+    from reindexer.adapters.registry import ENTRY_POINT_GROUP, backends
+
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    assert found["qdrant"] == "reindexer.adapters.qdrant:QdrantBackend"
+    assert found["milvus"] == "reindexer.adapters.milvus:MilvusBackend"
+    registered = backends()
+    assert list(registered)[:2] == ["qdrant", "milvus"]
+    assert isinstance(registered["qdrant"], QdrantBackend)
+    assert isinstance(registered["milvus"], MilvusBackend)
+
+
+def test_schemes_and_messages_come_from_the_registry() -> None:
+    from reindexer.adapters import registry
+
+    assert registry.SCHEMES == ("qdrant+local", "qdrant", "qdrant+https", "milvus+lite", "milvus", "milvus+https")
+    with pytest.raises(UsageError) as err:
+        parse_store_url("nonsense")
+    assert err.value.hint == "use qdrant+local:PATH, qdrant://HOST:PORT, milvus+lite:PATH.db or milvus://HOST:PORT"
+    with pytest.raises(UsageError) as err:
+        parse_store_url("redis://h:6379")
+    assert str(err.value).startswith("unknown store scheme 'redis' in redis://h:6379")
+    assert err.value.hint == "use one of: " + ", ".join(registry.SCHEMES)
+    with pytest.raises(UsageError) as err:
+        parse_store_url("qdrant://admin:hunter2@db:6333")
+    assert err.value.hint == "set QDRANT_API_KEY or MILVUS_TOKEN (or the *_FILE variants) instead"
+
+
+def _memory_backend(opened: list):
+    """A third party's backend, registered in-process as an entry point would register it."""
+    from reindexer.adapters.base import Capabilities, EmbeddedOrServerBackend, StoreLocation
+
+    class Store:
+        backend = "memdb"
+        capabilities = Capabilities(atomic_alias_swap=True, collection_metadata=True,
+                                    payload_indexes=False, embedded=True)
+
+        def __init__(self, location: StoreLocation, secret: str | None = None):
+            opened.append((location, secret))
+
+        def close(self) -> None:
+            pass
+
+    class MemBackend(EmbeddedOrServerBackend):
+        name = "memdb"
+        schemes = ("memdb+local", "memdb", "memdb+https")
+        examples = ("memdb+local:PATH",)
+        secret_env = "MEMDB_KEY"
+        embedded_scheme = "memdb+local"
+        default_port = 7777
+
+        def open_embedded(self, path):
+            return Store(StoreLocation("memdb+local", "memdb", True, path, f"memdb+local:{path}"))
+
+        def open_server(self, url, secret):
+            return Store(StoreLocation("memdb", "memdb", False, url, url), secret)
+
+    return MemBackend()
+
+
+def test_a_registered_backend_parses_and_opens_its_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from reindexer.adapters import registry
+
+    opened: list = []
+    registry.register_backend(_memory_backend(opened))
+    try:
+        assert "memdb+local" in registry.SCHEMES
+        loc = parse_store_url("memdb+local:data", base_dir=tmp_path)
+        assert (loc.backend, loc.embedded, loc.target) == ("memdb", True, str(tmp_path / "data"))
+        loc = parse_store_url("MEMDB+HTTPS://h")
+        assert (loc.target, loc.url) == ("https://h:7777", "memdb+https://h:7777")
+        with pytest.raises(UsageError) as err:
+            parse_store_url("memdb://user:pw@h")
+        assert "MEMDB_KEY" in err.value.hint and "pw" not in str(err.value)
+        monkeypatch.setenv("MEMDB_KEY", "k-1")
+        registry.open_store("memdb://h:1")
+        assert opened[-1][0].target == "http://h:1" and opened[-1][1] == "k-1"
+    finally:
+        registry.unregister_backend("memdb")
+    with pytest.raises(UsageError):
+        parse_store_url("memdb://h")
+
+
+def test_open_store_refuses_a_backend_without_collection_metadata(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from reindexer.adapters import registry
+
+    backend = _memory_backend([])
+    store_cls = type(backend.open_embedded("x"))
+    store_cls.capabilities = replace(store_cls.capabilities, collection_metadata=False)
+    registry.register_backend(backend)
+    try:
+        with pytest.raises(UsageError) as err:
+            registry.open_store("memdb+local:x", base_dir=tmp_path)
+        assert "metadata" in str(err.value)
+    finally:
+        registry.unregister_backend("memdb")
+
+
+def test_a_broken_entry_point_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    from reindexer.adapters import registry
+
+    real = registry.entry_points
+
+    def with_broken(group: str):
+        return [*real(group=group), EntryPoint("broken", "no_such_module_4711:Backend", group)]
+
+    monkeypatch.setattr(registry, "entry_points", with_broken)
+    monkeypatch.setattr(registry, "_backends", None)
+    monkeypatch.setattr(registry, "_broken", {})
+    assert list(registry.backends()) == ["qdrant", "milvus"]
+    with pytest.raises(UsageError) as err:
+        parse_store_url("broken://h")
+    assert "broken (ModuleNotFoundError" in err.value.hint
+    assert parse_store_url("qdrant://h").backend == "qdrant"

@@ -81,6 +81,7 @@ def test_changed_new_and_deleted_documents(ws, minilm_path, docs, tmp_path):
     assert sync(ws, "docs").versions["v1"]["embedded"] == 0
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_no_delete_keeps_documents_gone_from_the_source(ws, minilm_path, docs, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
@@ -89,6 +90,7 @@ def test_no_delete_keeps_documents_gone_from_the_source(ws, minilm_path, docs, t
     assert ws.store.count("docs__v1") == 50
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_a_built_shadow_receives_the_same_changes_by_its_own_model(ws, minilm_path, docs, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
@@ -107,6 +109,7 @@ def test_a_built_shadow_receives_the_same_changes_by_its_own_model(ws, minilm_pa
     assert verify(ws, "docs").ok
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_sql_source_with_an_updated_at_watermark(ws, minilm_path, docs, tmp_path):
     db = tmp_path / "app.db"
     con = sqlite3.connect(db)
@@ -143,6 +146,7 @@ def test_copy_mode_copies_vectors_instead_of_embedding(ws, minilm_path, docs, tm
     assert ws.store.describe("docs__v2").index_params.get("hnsw_m") == 32
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_verify_finds_and_fix_repairs(ws, minilm_path, docs, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
@@ -159,6 +163,7 @@ def test_verify_finds_and_fix_repairs(ws, minilm_path, docs, tmp_path):
     assert ws.store.count("docs__v1") == 50 and not ws.store.retrieve("docs__v1", ["stray"])
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_rollback_re_embeds_documents_changed_since_the_cutover(ws, minilm_path, docs, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
@@ -175,6 +180,7 @@ def test_rollback_re_embeds_documents_changed_since_the_cutover(ws, minilm_path,
     assert np.allclose(v1_vec / np.linalg.norm(v1_vec), fresh / np.linalg.norm(fresh), atol=1e-4)
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_apply_catches_up_documents_changed_during_the_build(ws, minilm_path, docs, tmp_path, monkeypatch):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
@@ -202,6 +208,7 @@ def test_apply_catches_up_documents_changed_during_the_build(ws, minilm_path, do
     assert "late" in ids and docs[0]["id"] not in ids and len(ids) == 50
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_unverifiable_shadow_is_not_promoted(ws, minilm_path, docs, tmp_path, monkeypatch):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)

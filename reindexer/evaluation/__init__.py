@@ -30,6 +30,7 @@ from reindexer.evaluation.runner import (
     Regression,
     Searcher,
     UnlabelledResult,
+    WorstQuery,
     compare_unlabelled,
     evaluate,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "PairedTest",
     "QueryMetrics",
     "Regression",
+    "WorstQuery",
     "Searcher",
     "SkippedCounts",
     "UnlabelledResult",

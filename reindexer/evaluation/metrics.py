@@ -125,7 +125,7 @@ def _grade_matrix(
 ) -> np.ndarray:
     """grades[i, r] = grade of the document at rank r+1 for query i (0 if unjudged or absent)."""
     grades = np.zeros((len(ranked_docs), depth), dtype=np.float64)
-    for i, (docs, judged) in enumerate(zip(ranked_docs, qrels)):
+    for i, (docs, judged) in enumerate(zip(ranked_docs, qrels, strict=True)):
         row = [judged.get(d, 0) for d in docs[:depth]]
         grades[i, : len(row)] = row
     return grades

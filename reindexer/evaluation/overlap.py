@@ -36,7 +36,7 @@ def rbo_ext(a: Sequence[str], b: Sequence[str], p: float = 0.9) -> float:
     if not 0.0 < p < 1.0:
         raise ValueError(f"RBO persistence p must be in (0, 1), got {p}")
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
-    s, l = len(short), len(long_)
+    s, l = len(short), len(long_)  # noqa: E741 - the paper's names: s and l, the two depths
     if s == 0:
         return 1.0 if l == 0 else 0.0
 

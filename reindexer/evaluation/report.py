@@ -42,14 +42,22 @@ def _decisions(result: EvaluationResult, gate: Gate | None) -> dict[str, GateDec
 # --- JSON -------------------------------------------------------------------
 
 
-def to_dict(result: EvaluationResult, gate: Gate | None = None, *, per_query: bool = False) -> dict[str, Any]:
-    """The JSON report as plain Python data (see the module docstring for the stability promise)."""
+def to_dict(result: EvaluationResult, gate: Gate | None = None, *, per_query: bool | None = None) -> dict[str, Any]:
+    """The JSON report as plain Python data (see the module docstring for the stability promise).
+
+    ``per_query`` defaults to True for a single version (an absolute evaluation,
+    whose per-query values are the baseline to compare later runs with).
+    """
     decisions = _decisions(result, gate)
+    if per_query is None:
+        per_query = not result.candidates
     return {
         "schema": SCHEMA,
         "versions": list(result.versions),
         "baseline": result.baseline,
         "k": result.k,
+        "headline": result.headline_metric,
+        "depth": result.depth or max(result.ks),
         "ks": list(result.ks),
         "metric_names": list(result.metrics),
         "num_queries": len(result.query_ids),
@@ -61,6 +69,11 @@ def to_dict(result: EvaluationResult, gate: Gate | None = None, *, per_query: bo
             "methods": dict(METHODS),
         },
         "metrics": {v: {m: _number(x) for m, x in result.means[v].items()} for v in result.versions},
+        "intervals": {
+            v: {m: {"low": _number(lo), "high": _number(hi)} for m, (lo, hi) in result.intervals.get(v, {}).items()}
+            for v in result.versions
+        },
+        "worst_queries": {v: [w.as_dict() for w in result.worst_queries.get(v, [])] for v in result.versions},
         "comparisons": {name: _comparison_dict(c) for name, c in result.comparisons.items()},
         "gate": None
         if gate is None
@@ -104,7 +117,8 @@ def _comparison_dict(c: Comparison) -> dict[str, Any]:
     }
 
 
-def to_json(result: EvaluationResult, gate: Gate | None = None, *, per_query: bool = False, indent: int = 2) -> str:
+def to_json(result: EvaluationResult, gate: Gate | None = None, *, per_query: bool | None = None,
+            indent: int = 2) -> str:
     return json.dumps(to_dict(result, gate, per_query=per_query), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
@@ -164,6 +178,45 @@ def _means_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _absolute_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
+    """Every version's means with their own bootstrap intervals (the single-version report)."""
+    level = f"{round(result.confidence * 100):d}% CI"
+    header = ["metric"]
+    for v in result.versions:
+        header += [v, f"{v} {level}" if len(result.versions) > 1 else level]
+    rows = []
+    for m in result.metrics:
+        row = [m]
+        for v in result.versions:
+            lo, hi = result.intervals.get(v, {}).get(m, (math.nan, math.nan))
+            row += [_f(result.means[v][m]), f"[{_f(lo)}, {_f(hi)}]"]
+        rows.append(row)
+    return header, rows
+
+
+def _worst_rows(result: EvaluationResult, version: str) -> tuple[list[str], list[list[str]]]:
+    header = ["query id", "query", result.headline_metric, f"relevant docs (rank; missed: not in the top {result.k})"]
+    rows = []
+    for w in result.worst_queries.get(version, []):
+        docs = []
+        for d, r in w.relevant_ranks.items():
+            if r is None:
+                docs.append(f"{d} (missed, not in the top {result.depth or max(result.ks)})")
+            elif d in w.missed_relevant:
+                docs.append(f"{d} (missed, rank {r})")
+            else:
+                docs.append(f"{d} ({r})")
+        rows.append([w.query_id, w.query_text, _f(w.value), ", ".join(docs) or "-"])
+    return header, rows
+
+
+def headline_line(result: EvaluationResult) -> str:
+    return (
+        f"headline {result.headline_metric}; cut-offs {', '.join(str(k) for k in result.ks)}; "
+        f"search depth {result.depth or max(result.ks)}."
+    )
+
+
 def _comparison_rows(result: EvaluationResult, c: Comparison) -> tuple[list[str], list[list[str]]]:
     level = f"{round(result.confidence * 100):d}% CI"
     header = ["metric", c.baseline, c.candidate, "delta", level, "p", "wins / losses / ties"]
@@ -196,6 +249,10 @@ def _regression_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
         for r in c.worst_regressions
     ]
     return header, rows
+
+
+def skipped_line(result: EvaluationResult) -> str:
+    return _skipped_line(result)
 
 
 def _skipped_line(result: EvaluationResult) -> str:
@@ -232,9 +289,20 @@ def _md_gate(gate: Gate, decisions: dict[str, GateDecision]) -> list[str]:
 
 def to_markdown(result: EvaluationResult, gate: Gate | None = None) -> str:
     decisions = _decisions(result, gate)
-    lines = ["# Retrieval evaluation", "", _skipped_line(result), ""]
+    lines = ["# Retrieval evaluation", "", _skipped_line(result), "", headline_line(result), ""]
     if gate is not None:
         lines += _md_gate(gate, decisions)
+    if not result.candidates:
+        v = result.baseline
+        lines += [f"## Metrics of {v}", "", *_md_table(*_absolute_rows(result)), ""]
+        lines += [f"## Worst queries of {v} ({result.headline_metric})", ""]
+        worst = _worst_rows(result, v)
+        if worst[1]:
+            lines += [*_md_table(*worst, text_columns=(1, 3)), ""]
+        else:
+            lines += ["Every query is answered perfectly.", ""]
+        lines.append(f"Intervals are {METHODS['interval']} ({result.resamples} resamples, seed {result.seed}).")
+        return "\n".join(lines) + "\n"
     lines += ["## Mean metrics", "", *_md_table(*_means_rows(result)), ""]
     for c in result.comparisons.values():
         lines += [f"## {c.candidate} vs {c.baseline}", "", *_md_table(*_comparison_rows(result, c)), ""]
@@ -314,9 +382,27 @@ def _html_gate(gate: Gate, decisions: dict[str, GateDecision]) -> str:
 def to_html(result: EvaluationResult, gate: Gate | None = None, *, title: str = "Retrieval evaluation") -> str:
     """One self-contained HTML file: inline CSS and SVG, no scripts, no external references."""
     decisions = _decisions(result, gate)
-    body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(_skipped_line(result))}</p>"]
+    body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(_skipped_line(result))}</p>",
+            f"<p>{escape(headline_line(result))}</p>"]
     if gate is not None:
         body.append(_html_gate(gate, decisions))
+    if not result.candidates:
+        v, headline = result.baseline, result.headline_metric
+        worst = _worst_rows(result, v)
+        body += [
+            f"<h2>Metrics of {escape(v)}</h2>",
+            _html_table(*_absolute_rows(result)),
+            f"<h3>Worst queries ({escape(headline)})</h3>",
+            _html_table(*worst, text_columns=(1, 3)) if worst[1] else "<p>Every query is answered perfectly.</p>",
+            f"<p><small>Intervals are {escape(METHODS['interval'])} ({result.resamples} resamples, "
+            f"seed {result.seed}).</small></p>",
+        ]
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body)
+            + "\n</body></html>\n"
+        )
     body += ["<h2>Mean metrics</h2>", _html_table(*_means_rows(result))]
     headline = result.headline_metric
     for c in result.comparisons.values():
@@ -357,8 +443,8 @@ def rich_table(result: EvaluationResult, candidate: str | None = None) -> Table:
 
     name = candidate or (result.candidates[0] if result.candidates else None)
     if name is None:
-        header, rows = _means_rows(result)
-        table = Table(title="Retrieval evaluation")
+        header, rows = _absolute_rows(result)
+        table = Table(title=f"{result.baseline} ({len(result.query_ids)} queries, headline {result.headline_metric})")
     else:
         c = result.comparisons[name]
         header, rows = _comparison_rows(result, c)

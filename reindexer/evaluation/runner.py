@@ -11,6 +11,7 @@ needs queries and says how much the results moved.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from reindexer.errors import ReindexError, UsageError
 from reindexer.evaluation.inputs import RELEVANCE_THRESHOLD, LabelledQueries, SkippedCounts, align
 from reindexer.evaluation.metrics import METRICS, compute, metric_name, metric_names, rank
 from reindexer.evaluation.overlap import overlap_at_k, rbo_ext
-from reindexer.evaluation.significance import PairedTest, paired_tests
+from reindexer.evaluation.significance import PairedTest, bootstrap_means, paired_tests
 
 Searcher = Callable[[list[str], int], list[list[tuple[str, float]]]]
 
@@ -50,6 +51,30 @@ class Regression:
             "candidate": self.candidate_value,
             "delta": self.delta,
             "missed_relevant": list(self.missed_relevant),
+        }
+
+
+@dataclass(frozen=True)
+class WorstQuery:
+    """One of the queries a version answers worst: the baseline's material for error analysis."""
+
+    query_id: str
+    query_text: str
+    metric: str
+    value: float
+    missed_relevant: list[str]
+    """Relevant documents not in the version's top k, most relevant first."""
+    relevant_ranks: dict[str, int | None] = field(default_factory=dict)
+    """Every relevant document's rank within the search depth (1-based), None when beyond it; best first."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "query_id": self.query_id,
+            "query_text": self.query_text,
+            "metric": self.metric,
+            "value": self.value,
+            "missed_relevant": list(self.missed_relevant),
+            "relevant_ranks": dict(self.relevant_ranks),
         }
 
 
@@ -88,7 +113,13 @@ class EvaluationResult:
     resamples: int
     confidence: float
     rankings: dict[str, dict[str, list[str]]] = field(default_factory=dict, repr=False)
-    """version -> query id -> ranked doc ids (top ``max(ks)``)."""
+    """version -> query id -> ranked doc ids (top ``depth``)."""
+    depth: int = 0
+    """How many results each query asked for (at least the largest cut-off)."""
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    """version -> metric -> percentile bootstrap interval of the mean (absolute, not a difference)."""
+    worst_queries: dict[str, list[WorstQuery]] = field(default_factory=dict)
+    """version -> the queries it answers worst on the headline metric, with the relevant documents missed."""
 
     @property
     def candidates(self) -> list[str]:
@@ -111,6 +142,48 @@ def _order_versions(names: Sequence[str], baseline: str | None) -> tuple[list[st
     if baseline not in names:
         raise UsageError(f"baseline {baseline!r} is not among the versions: {', '.join(names)}")
     return [baseline] + [n for n in names if n != baseline], baseline
+
+
+def bootstrap_intervals(
+    values: Mapping[str, np.ndarray], *, seed: int | None, resamples: int, confidence: float
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of the mean of each metric's per-query values."""
+    names = list(values)
+    if not names:
+        return {}
+    matrix = np.column_stack([np.asarray(values[m], dtype=np.float64) for m in names])
+    if matrix.shape[0] == 0:
+        return {m: (math.nan, math.nan) for m in names}
+    alpha = 1.0 - confidence
+    means = bootstrap_means(matrix, resamples, np.random.default_rng(seed))
+    lows, highs = np.quantile(means, [alpha / 2, 1 - alpha / 2], axis=0)
+    return {m: (float(lows[j]), float(highs[j])) for j, m in enumerate(names)}
+
+
+def _worst_queries(
+    rankings: Mapping[str, list[str]],
+    metric: str,
+    k: int,
+    query_ids: Sequence[str],
+    labelled: LabelledQueries,
+    values: np.ndarray,
+    limit: int,
+) -> list[WorstQuery]:
+    """The ``limit`` queries with the lowest ``metric``, and the relevant documents their top k lacks."""
+    out = []
+    for i in np.argsort(values, kind="stable")[:limit]:
+        qid = query_ids[i]
+        ranked = rankings[qid]
+        if values[i] >= 1.0:
+            continue  # a perfect answer is nobody's worst
+        top = set(ranked[:k])
+        position = {d: r for r, d in enumerate(ranked, start=1)}
+        relevant = [d for d, g in labelled.qrels[qid].items() if g >= RELEVANCE_THRESHOLD]
+        relevant.sort(key=lambda d: (position.get(d, len(ranked) + 1), -labelled.qrels[qid][d], d))
+        missed = [d for d in relevant if d not in top]
+        ranks = {d: position.get(d) for d in relevant}
+        out.append(WorstQuery(qid, labelled.queries[qid], metric, float(values[i]), missed, ranks))
+    return out
 
 
 def _resolve_ks(k: int, ks: Sequence[int] | None) -> list[int]:
@@ -150,7 +223,7 @@ def _ranked_ids(
     """{query id: ranked doc ids} for every query, scores dropped once the order is fixed."""
     query_ids = list(queries)
     ranked = search_all(name, searcher, [queries[q] for q in query_ids], depth, batch_size)
-    return {qid: [doc for doc, _ in hits] for qid, hits in zip(query_ids, ranked)}
+    return {qid: [doc for doc, _ in hits] for qid, hits in zip(query_ids, ranked, strict=True)}
 
 
 def _regressions(
@@ -203,6 +276,7 @@ def evaluate(
     confidence: float = 0.95,
     worst: int = 10,
     batch_size: int = 256,
+    depth: int | None = None,
 ) -> EvaluationResult:
     """Evaluate every searcher on the judged queries and compare each candidate with the baseline.
 
@@ -210,10 +284,17 @@ def evaluate(
     judged on the top k); ``ks`` adds other cut-offs (default 1, 3, 5, 10 ...
     up to k). Searchers are asked for ``max(ks)`` results. Queries without a
     relevant judgement and qrels of unknown queries are skipped and counted in
-    ``result.skipped``.
+    ``result.skipped``. ``depth`` is how many results each query asks for
+    (default: the largest cut-off), so recall@100 can be reported beside a
+    headline nDCG@10. A single searcher is an absolute evaluation: means with
+    bootstrap intervals, per-query values and worst queries, no comparison.
     """
     versions, baseline = _order_versions(list(searchers), baseline)
     cutoffs = _resolve_ks(k, ks)
+    depth = cutoffs[-1] if depth is None else int(depth)
+    if depth < cutoffs[-1]:
+        raise UsageError(f"search depth {depth} is below the largest cut-off {cutoffs[-1]}",
+                         hint=f"pass --depth {cutoffs[-1]} or more, or smaller cut-offs")
     labelled = align(queries, qrels)
     query_ids = list(labelled.queries)
     judged = [labelled.qrels[q] for q in query_ids]
@@ -221,7 +302,7 @@ def evaluate(
     rankings: dict[str, dict[str, list[str]]] = {}
     per_query: dict[str, dict[str, np.ndarray]] = {}
     for version in versions:
-        rankings[version] = _ranked_ids(version, searchers[version], labelled.queries, cutoffs[-1], batch_size)
+        rankings[version] = _ranked_ids(version, searchers[version], labelled.queries, depth, batch_size)
         per_query[version] = compute([rankings[version][q] for q in query_ids], judged, cutoffs)
 
     names = metric_names(cutoffs, METRICS)
@@ -249,6 +330,15 @@ def evaluate(
         )
         comparisons[candidate] = Comparison(baseline, candidate, tests, regressions)
 
+    intervals = {
+        v: bootstrap_intervals({m: per_query[v][m] for m in names}, seed=seed, resamples=resamples,
+                               confidence=confidence)
+        for v in versions
+    }
+    worst_queries = {
+        v: _worst_queries(rankings[v], headline, k, query_ids, labelled, per_query[v][headline], worst)
+        for v in versions
+    }
     return EvaluationResult(
         versions=versions,
         baseline=baseline,
@@ -265,6 +355,9 @@ def evaluate(
         resamples=resamples,
         confidence=confidence,
         rankings=rankings,
+        depth=depth,
+        intervals=intervals,
+        worst_queries=worst_queries,
     )
 
 

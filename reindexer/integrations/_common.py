@@ -14,7 +14,7 @@ from typing import Any
 
 from reindexer.adapters.base import MODEL_KEY, RESERVED_PAYLOAD_KEYS
 from reindexer.errors import UsageError
-from reindexer.sources.base import extract_text
+from reindexer.sources.base import extract_text, is_template
 
 #: Key of the answering version's facts in every document's / node's metadata.
 REINDEX_KEY = "reindex"
@@ -115,6 +115,10 @@ class Answers:
             head, _, rest = text_field.partition(".")
             if head == self.metadata_key and rest and text_field not in payload:
                 metadata = without_path(metadata, rest)
+        elif is_template(text_field):
+            # a text template (``{title}. {text}``): page_content is the rendered text and every
+            # field it reads stays in the metadata, where the application finds each one by name
+            metadata = copy.deepcopy(payload)
         else:
             metadata = without_path(copy.deepcopy(payload), text_field)
         info = {

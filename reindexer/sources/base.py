@@ -13,6 +13,7 @@ import datetime
 import decimal
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ class Source(abc.ABC):
     def __iter__(self) -> Iterator[Document]:
         ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: sources holding nothing keep it
         """Release files, connections or store handles."""
 
     # Added with the sources: context-manager support and a full-pass scan.
@@ -99,7 +100,8 @@ class Source(abc.ABC):
 # ---------------------------------------------------------------------------
 
 #: Where every source points users whose text is not where they said.
-TEXT_FIELD_HINT = "pass --text-field with the payload path that holds the text, e.g. page_content"
+TEXT_FIELD_HINT = ("pass --text-field with the payload path that holds the text, e.g. page_content; "
+                   "for several fields, a template such as --text '{title}. {text}'")
 
 # LlamaIndex keeps each node as a JSON string under this payload key.
 NODE_CONTENT_KEY = "_node_content"
@@ -170,8 +172,74 @@ def _json_object(value: str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+#: a ``{path}`` placeholder of a text template; ``{{`` and ``}}`` are literal braces
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]+)\}")
+
+
+def is_template(text_field: str) -> bool:
+    """True when ``text_field`` is a text template (``"{title}. {text}"``), not one payload path."""
+    return any(m.group(1) for m in _PLACEHOLDER.finditer(text_field or "") if m.group(1) and m.group(1).strip())
+
+
+def template_fields(text_field: str) -> list[str]:
+    """The payload paths a template reads, in order (a plain path: itself)."""
+    if not is_template(text_field):
+        return [text_field]
+    return [m.group(1).strip() for m in _PLACEHOLDER.finditer(text_field) if m.group(1) and m.group(1).strip()]
+
+
+def fields_template(fields: list[str] | tuple[str, ...]) -> str:
+    """The text field of several paths (repeated ``--text-field``): one path as it is, else a template
+    joining them with a blank line, so ``title`` and ``text`` give ``"{title}\n\n{text}"``."""
+    fields = [f for f in fields if f]
+    if len(fields) == 1:
+        return fields[0]
+    return "\n\n".join("{" + f + "}" for f in fields)
+
+
+def _placeholder_value(record: dict[str, Any], path: str) -> str:
+    """What a placeholder renders: text, a number, or "" for a missing or empty field."""
+    if path.rsplit(".", 1)[-1] == NODE_CONTENT_KEY:
+        return extract_text(record, path) or ""
+    try:
+        value = resolve_path(record, path)
+    except KeyError:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value).lower()
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    return ""
+
+
+def render_template(record: dict[str, Any], template: str) -> str:
+    """``template`` with each ``{path}`` replaced by the record's value there ("" when missing)."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "{{":
+            return "{"
+        if m.group(0) == "}}":
+            return "}"
+        return _placeholder_value(record, m.group(1).strip())
+
+    return _PLACEHOLDER.sub(one, template).strip()
+
+
+def _all_placeholders_empty(record: dict[str, Any], template: str) -> bool:
+    return not any(_placeholder_value(record, f).strip() for f in template_fields(template))
+
+
 def extract_text(record: dict[str, Any], text_field: str) -> str | None:
     """The text under ``text_field``, or None when it is missing, not a string or blank.
+
+    A *text template* (``"{title}. {text}"``, see ``is_template``) renders every
+    ``{path}`` placeholder from the record (a missing field renders empty); a
+    document whose placeholders are all empty has no text (None), so the
+    template's literal punctuation alone never becomes a document.
 
     ``text_field`` is a dotted path (``page_content``, ``metadata.body``); a key
     that itself contains dots wins, and JSON strings holding an object are
@@ -186,6 +254,11 @@ def extract_text(record: dict[str, Any], text_field: str) -> str | None:
     JSON is embedded as it is; and a ``_node_content`` that is not a JSON object
     with text counts as no text (it is not a LlamaIndex node).
     """
+    if is_template(text_field):
+        if _all_placeholders_empty(record, text_field):
+            return None
+        text = render_template(record, text_field)
+        return text if text.strip() else None
     try:
         value = resolve_path(record, text_field)
     except KeyError:

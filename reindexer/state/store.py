@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import socket
@@ -80,7 +81,7 @@ def holder_is_gone(holder: str) -> bool:
 def actor() -> tuple[str, str]:
     try:
         user = getpass.getuser()
-    except Exception:  # no passwd entry in some containers
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
         user = os.environ.get("USER", "unknown")
     return user, socket.gethostname()
 
@@ -244,6 +245,56 @@ class StateStore:
             s.commit()
             s.refresh(row)
         return row
+
+    def transition(
+        self,
+        changes: dict[int, dict[str, Any]],
+        audits: Iterable[tuple[str, str | None, str, str | None, dict[str, Any]]] = (),
+        drop_ledgers: Iterable[int] = (),
+        clear_pending: str | None = None,
+    ) -> dict[int, IndexVersion]:
+        """Several versions' fields, their audit events, dropped ledgers and a cleared intent, in one transaction.
+
+        ``audits`` holds (action, collection, result, plan_fingerprint, detail).
+        A crash leaves either all of it or none of it.
+        """
+        user, host = actor()
+        now = utcnow()
+        with self.session() as s:
+            rows = {}
+            for version_id, fields in changes.items():
+                row = s.get(IndexVersion, version_id)
+                for key, value in fields.items():
+                    setattr(row, key, value)
+                row.updated_at = now
+                s.add(row)
+                rows[version_id] = row
+            for version_id in drop_ledgers:
+                s.exec(delete(LedgerEntry).where(LedgerEntry.index_version_id == version_id))
+            for action, collection, result, fingerprint, detail in audits:
+                s.add(AuditEvent(user=user, host=host, action=action, collection=collection,
+                                 plan_fingerprint=fingerprint, result=result, detail=detail))
+            if clear_pending is not None:
+                pending = s.get(Meta, clear_pending)
+                if pending is not None:
+                    s.delete(pending)
+            s.commit()
+            for row in rows.values():
+                s.refresh(row)
+        return rows
+
+    # -- intents: a step that changes the store, recorded before it does -----
+    def get_pending(self, key: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            row = s.get(Meta, key)
+        return None if row is None else json.loads(row.value)
+
+    def set_pending(self, key: str, intent: dict[str, Any]) -> None:
+        with self.session() as s:
+            row = s.get(Meta, key) or Meta(key=key, value="")
+            row.value = json.dumps(intent, default=str)
+            s.add(row)
+            s.commit()
 
     # -- ledger ------------------------------------------------------------
     def ledger(self, version_id: int) -> dict[str, str]:

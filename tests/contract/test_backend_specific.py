@@ -236,3 +236,32 @@ def test_milvus_server_restart(milvus_server) -> None:
             assert s2.describe("restart").metric == "cosine"
     finally:
         _drop_new(url, None)
+
+
+# -- capability flags drive the shared code paths -----------------------------------
+def test_payload_indexes_are_built_only_where_the_capability_says(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    with open_store(f"qdrant+local:{tmp_path / 'q'}") as store:
+        assert store.capabilities.payload_indexes is False
+        calls = []
+        store._client.create_payload_index = lambda *a, **kw: calls.append(a)
+        store.create_collection(CollectionSpec("a", dim=4, payload_indexes={"k": "keyword"}))
+        assert calls == []  # recorded only
+        assert store.describe("a").payload_indexes == {"k": "keyword"}
+        store.capabilities = replace(store.capabilities, payload_indexes=True)
+        store.create_collection(CollectionSpec("b", dim=4, payload_indexes={"k": "keyword"}))
+        assert [c[:2] for c in calls] == [("b", "k")]
+
+
+def test_lock_errors_only_for_embedded_stores(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from reindexer.errors import BackendError
+
+    with open_store(f"qdrant+local:{tmp_path / 'q'}") as store:
+        err = store._held_elsewhere("Qdrant local store in /x", "Qdrant", "qdrant://HOST:PORT")
+        assert isinstance(err, StoreLockedError) and "stop the other process" in (err.hint or "")
+        store.capabilities = replace(store.capabilities, embedded=False)
+        with pytest.raises(BackendError):
+            store._held_elsewhere("Qdrant local store in /x", "Qdrant", "qdrant://HOST:PORT")

@@ -57,6 +57,13 @@ def test_summary_measures_and_gate_decisions():
     assert not empty.passed and "no mirrored queries" in empty.reasons[0]
 
 
+def test_queries_asking_for_fewer_results_do_not_count_at_a_deeper_cut_off():
+    s = summarize("docs", [_record(["a", "b"], ["a", "c"]), _record(list("abcd"), list("abcd")),
+                           _record(list("abcd"), list("abxy"))])
+    assert s.k == 4 and s.overlap.n == 2  # the headline k is the one most queries asked for
+    assert s.overlap_at(4) == pytest.approx(0.75) and s.overlap_at(2) == pytest.approx((0.5 + 1 + 1) / 3)
+
+
 def test_summary_is_of_the_newest_shadow_only():
     old = _record(["a"], ["b"])
     old.shadow = "docs__v3"

@@ -63,6 +63,7 @@ def _answers(pairs) -> list[tuple[str, str, dict]]:
     return out
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_langchain_app_changes_one_line(tmp_path, minilm_path, minilm_embeddings, demo_corpus):
     from langchain_qdrant import QdrantVectorStore
 

@@ -277,3 +277,16 @@ def test_readme_examples_run_as_written(monkeypatch):
         exec(compile(block, "README.md", "exec"), scope)
     assert [c for c, _ in made] == ["docs"] * 3
     assert len(scope["nodes"]) == 5 and scope["nodes"][0].node.metadata["reindex"]["version"] == "docs__v2"
+
+
+def test_text_template_makes_page_content_the_rendered_text_and_keeps_every_field():
+    from reindexer.integrations.langchain import ReindexerVectorStore
+    from reindexer.integrations.llamaindex import ReindexerRetriever
+
+    hit = _hit("d1", {"title": "Aspirin", "text": "reduces fever.", "year": 2020})
+    vs = ReindexerVectorStore(searcher=FakeSearcher([hit], Info(text_field="{title}. {text}")))
+    (doc,) = vs.similarity_search("q", k=1)
+    assert doc.page_content == "Aspirin. reduces fever."
+    assert doc.metadata["title"] == "Aspirin" and doc.metadata["text"] == "reduces fever." and doc.metadata["year"] == 2020
+    (node,) = ReindexerRetriever(searcher=FakeSearcher([hit], Info(text_field="{title}. {text}"))).retrieve("q")
+    assert node.node.get_content() == "Aspirin. reduces fever."

@@ -105,6 +105,7 @@ def _wait_seen(loops: list[Loop], physical: str) -> float:
                 f"{[(lp.name, lp.seen[-3:], lp.errors[:2]) for lp in loops]}")
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_framework_retrievers_follow_cutovers_and_rollbacks(store_url, tmp_path, minilm_path, small_corpus_file,
                                                             demo_corpus):
     from reindexer.integrations.langchain import ReindexerRetriever as LangChainRetriever

@@ -6,7 +6,11 @@
 - ``milvus-lite``: a new Milvus Lite ``.db`` per test;
 - ``milvus-server``: the session's Milvus standalone (``milvus_server``), emptied
   before the test; what the test created is dropped afterwards;
-- ``qdrant-server``: the Qdrant server named by ``QDRANT_URL``, if any.
+- ``qdrant-server``: the Qdrant server named by ``QDRANT_URL``, if any;
+- ``custom``: the store named by ``REINDEX_TEST_STORE_URL``, if set: any registered
+  backend, a third party's included (docs/adapters.md). ``{tmp}`` in it becomes a
+  fresh folder per test (for embedded stores); a server is emptied of what each
+  test created, and what it held before is kept.
 
 ``milvus_server`` starts the real Milvus standalone of the ``milvus`` package once
 per session. That server listens on all interfaces and talks to itself over the
@@ -37,6 +41,7 @@ LOOPBACK_ONLY_REASON = (
     "which runs it in a network namespace with only loopback (unshare -n)"
 )
 QDRANT_SERVER_REASON = "set QDRANT_URL to run against a Qdrant server; none can be installed here"
+CUSTOM_REASON = "set REINDEX_TEST_STORE_URL to run the contract suite on another backend"
 
 EMBEDDED_KINDS = ("qdrant-local", "milvus-lite")
 SERVER_KINDS = ("milvus-server", "qdrant-server")
@@ -188,6 +193,17 @@ def _url_for(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Itera
     if kind in EMBEDDED_KINDS:
         yield _embedded_url(kind, tmp_path)
         return
+    if kind == "custom":
+        template = os.environ.get("REINDEX_TEST_STORE_URL")
+        if not template:
+            pytest.skip(CUSTOM_REASON)
+        if "{tmp}" in template:
+            yield template.replace("{tmp}", str(tmp_path))
+            return
+        keep = _names(template)
+        yield template
+        _drop_new(template, keep)
+        return
     url = _server_url(request, kind)
     owned = kind == "milvus-server" and not os.environ.get("REINDEX_TEST_MILVUS_URI")
     # A server this session started is ours to empty; a shared one keeps what it had.
@@ -204,6 +220,7 @@ def _url_for(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Itera
         pytest.param("milvus-lite", id="milvus-lite"),
         pytest.param("milvus-server", id="milvus-server", marks=pytest.mark.server),
         pytest.param("qdrant-server", id="qdrant-server", marks=pytest.mark.server),
+        pytest.param("custom", id="custom"),
     ]
 )
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

@@ -18,6 +18,7 @@ def _queries(demo_corpus, n=12):
     return list(demo_corpus.queries.values())[:n]
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_answers_follow_cutover_and_rollback_with_no_failure_and_no_mixing(two_versions, demo_corpus):
     ws, tags = two_versions
     live_is(ws, "docs", "docs__v1")

@@ -22,6 +22,7 @@ def _records(ws, shadow="docs__v2"):
     return ws.state.traffic(ws.store_url, "docs", shadow=shadow)
 
 
+@pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_mirrored_queries_are_recorded_and_never_change_the_live_answer(two_versions, demo_corpus):
     ws, _ = two_versions
     live_is(ws, "docs", "docs__v1")

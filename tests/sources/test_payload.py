@@ -108,7 +108,8 @@ def test_missing_text_is_never_skipped(store: VectorStore):
     assert "3 of 5 points have no text under 'text' (e.g. ids " in msg
     for doc_id in ("bad1", "bad2", "bad3"):
         assert repr(doc_id) in msg
-    assert info.value.hint == "pass --text-field with the payload path that holds the text, e.g. page_content"
+    assert info.value.hint == ("pass --text-field with the payload path that holds the text, e.g. page_content; "
+                               "for several fields, a template such as --text '{title}. {text}'")
     with pytest.raises(UsageError):
         source.validate()
 

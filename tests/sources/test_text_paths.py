@@ -106,3 +106,42 @@ def test_jsonable():
     }
     with pytest.raises(TypeError):
         jsonable(b"raw")
+
+
+# --- text templates over several fields (issue 11) -----------------------------------------------------------
+
+def test_template_renders_several_fields_and_nested_paths():
+    from reindexer.sources.base import fields_template, is_template, template_fields
+
+    record = {"title": "Aspirin", "text": "reduces fever.", "metadata": {"year": 2020, "lang": "en"}}
+    assert extract_text(record, "{title}. {text}") == "Aspirin. reduces fever."
+    assert extract_text(record, "{metadata.lang}|{metadata.year} {{literal}}") == "en|2020 {literal}"
+    assert is_template("{title}. {text}") and not is_template("title") and not is_template("a{}b")
+    assert template_fields("{title}. {metadata.lang}") == ["title", "metadata.lang"]
+    assert fields_template(["title", "text"]) == "{title}\n\n{text}" and fields_template(["text"]) == "text"
+    # a LlamaIndex node inside a template reads its text, as the plain path does
+    assert extract_text({"t": "T", "_node_content": llamaindex_node("Body")}, "{t}: {_node_content}") == "T: Body"
+
+
+def test_template_missing_fields_render_empty_and_all_empty_is_no_text():
+    assert extract_text({"text": "only the body"}, "{title}. {text}") == ". only the body"
+    assert extract_text({"title": "Only a title"}, "{title}. {text}") == "Only a title."
+    assert extract_text({"title": "", "text": "  "}, "{title}. {text}") is None
+    assert extract_text({}, "{title}. {text}") is None
+    # a plain path is read exactly as before
+    assert extract_text({"title,text": "odd key"}, "title,text") == "odd key"
+    assert extract_text({"text": "{not a template}"}, "text") == "{not a template}"
+
+
+def test_record_source_with_template_reports_documents_without_text(tmp_path):
+    from reindexer.errors import UsageError
+    from reindexer.sources.jsonl import JsonlSource
+
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"_id": "a", "title": "T", "text": "x"}\n{"_id": "b", "title": "", "text": ""}\n')
+    src = JsonlSource(path, text_field="{title}. {text}", id_field="_id")
+    with pytest.raises(UsageError, match="1 of 2 lines have no text under '{title}. {text}'"):
+        src.scan()
+    path.write_text('{"_id": "a", "title": "T", "text": "x"}\n')
+    (doc,) = list(JsonlSource(path, text_field="{title}. {text}", id_field="_id"))
+    assert doc.text == "T. x" and doc.payload == {"title": "T", "text": "x"}
