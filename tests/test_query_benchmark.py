@@ -61,7 +61,7 @@ def test_overlap_marks_queries_that_met_shadow_work():
 def _report(overhead=1.02, mirror=(1.01, 1.30), cut=(1.2, 2.5), failed=0):
     ms = {"n": 10, "p50": 10.0, "p90": 11.0, "p99": 12.0, "mean": 10.0, "max": 13.0}
     configs = {}
-    for (name, sample), r in zip(qb.MIRROR_CONFIGS, (1.0, mirror[0], mirror[1], 1.01)):
+    for (name, sample), r in zip(qb.MIRROR_CONFIGS, (1.0, mirror[0], mirror[1], 1.01), strict=True):
         configs[name] = {"sample": sample, "open_loop_ms": ms, "p50_ratio": 1.0, "p99_ratio": r,
                          "mirror_counts": None if sample == 0 else {"mirrored": 5, "dropped": 0}}
     report = {
@@ -76,7 +76,8 @@ def _report(overhead=1.02, mirror=(1.01, 1.30), cut=(1.2, 2.5), failed=0):
         "cutover": {"rate_qps": 16, "window_s": 10, "refresh_s": 1.0, "steady_ms": ms, "queries": 20,
                     "failed": failed, "mixed_answers": 0, "live_after": "docs__v1",
                     "windows": {name: {"ms": ms, "p99_ratio": r, "failed": 0, "event_seconds": 0.1,
-                                       "switch_lag_s": 0.5} for name, r in zip(("cutover", "rollback"), cut)}},
+                                       "switch_lag_s": 0.5}
+                                for name, r in zip(("cutover", "rollback"), cut, strict=True)}},
         "serve": {"status": qb.SERVE_SKIPPED},
     }
     report["targets"] = qb.check_targets(report)
