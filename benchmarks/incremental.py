@@ -32,10 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 TARGETS = {"noop": 0.02, "changed": 0.03}
 STEPS = ("full", "noop", "changed")

@@ -19,14 +19,15 @@ import difflib
 import json
 import re
 import shlex
-import tomllib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
 import pytest
+import tomllib
 import yaml
 
 from reindexer.cli import cli as REINDEX_CLI

@@ -11,7 +11,6 @@ import json
 import pytest
 
 from reindexer import commands
-from reindexer.adapters import open_store
 from reindexer.adapters.base import MODEL_KEY, Point
 from reindexer.config import Config
 from reindexer.embedding import ModelSettings

@@ -50,7 +50,11 @@ def webhook():
 @pytest.mark.slow
 def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minilm_path, demo_corpus, webhook, monkeypatch):
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.losses import MultipleNegativesRankingLoss
     from sentence_transformers.training_args import BatchSamplers
 
