@@ -23,6 +23,7 @@ from reindexer.config import Config
 from reindexer.demo_corpus import DEMO_FINETUNE, build_demo_corpus, write_demo_files
 from reindexer.errors import GateRefusedError, UsageError
 from reindexer.evaluation import report
+from reindexer.extras import require_train
 from reindexer.finetune import finetune
 from reindexer.query import search
 from reindexer.sources.spec import SourceSpec
@@ -57,6 +58,9 @@ def _workdir(keep_dir: Path | None) -> Iterator[Path]:
 
 
 def run_demo(keep_dir: Path | None = None, console: Console | None = None, train_steps: int | None = None) -> dict:
+    # v2 is a real fine-tune: without the train extra, stop before the work folder exists
+    require_train("the demo's fine-tune")
+    base_model_path()
     console = console or Console()
     started = time.perf_counter()
     step_no = 0

@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from reindexer.extras import require_train
+
 log = logging.getLogger(__name__)
 
 __all__ = ["finetune"]
@@ -131,7 +133,9 @@ def finetune(
     ``device`` defaults to "cuda" when available, else "cpu". The
     result is saved with ``model.save(output_dir)`` and the folder is returned.
     Deterministic given ``seed`` as far as torch allows on the chosen device.
+    Needs the ``train`` extra (``pip install "reindexer[train]"``).
     """
+    require_train("fine-tuning")
     anchors, positives = _dedupe(pairs)
     if len(anchors) < 2:
         raise ValueError("in-batch negatives need at least 2 distinct training pairs")

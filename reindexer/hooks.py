@@ -23,6 +23,7 @@ from reindexer import commands
 from reindexer.ab import Judgements
 from reindexer.embedding import ModelSettings
 from reindexer.errors import GateRefusedError
+from reindexer.extras import require_train
 from reindexer.model_registry import register_model
 from reindexer.planner import Plan
 from reindexer.sources.spec import SourceSpec, parse_source
@@ -129,6 +130,8 @@ class ReindexCallback(_transformers_callback_base()):
     """
 
     def __init__(self, collection: str, *, save_to: str | Path | None = None, **deploy_options: Any):
+        # checked here, not when training ends: a missing extra must not cost a training run
+        require_train("ReindexCallback (sentence-transformers' trainer)")
         self.collection = collection
         self.save_to = Path(save_to) if save_to else None
         self.deploy_options = deploy_options
