@@ -1,4 +1,4 @@
-.PHONY: setup demo test test-fast lint bench bench-query clean
+.PHONY: setup demo test test-fast lint bench bench-query bench-scale clean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,10 @@ bench: setup
 bench-query: setup
 	.venv/bin/python -m pip install -q -e ".[serve]"
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/query.py
+
+# The full model change at 5,000 documents on Qdrant local and Milvus Lite (the suite runs 800).
+bench-scale: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/scale.py
 
 clean:
 	rm -rf .venv .reindex build *.egg-info

@@ -483,13 +483,16 @@ def parse_embedded_path(scheme: str, rest: str, base_dir: Path | None) -> Path:
     return p
 
 
-def parse_server_address(url: str, rest: str, default_port: int) -> str:
-    """``//HOST[:PORT]`` as ``HOST:PORT``; credentials in the URL are refused."""
-    from reindexer.adapters.registry import credential_hint
+def parse_server_address(url: str, rest: str, default_port: int, secret_env: str | None = None) -> str:
+    """``//HOST[:PORT]`` as ``HOST:PORT``; credentials in the URL are refused.
 
+    The registry refuses them first with a hint naming every backend's variable
+    (``registry.parse_store_url``); this refusal is for callers that parse directly.
+    """
     parts = urlsplit(f"http:{rest}")
     if parts.username or parts.password:
-        raise UsageError("store URLs must not contain credentials", hint=credential_hint())
+        hint = f"set {secret_env} (or {secret_env}_FILE) instead" if secret_env else None
+        raise UsageError("store URLs must not contain credentials", hint=hint)
     if not parts.hostname:
         raise UsageError(f"store URL {redact_url(url)} has no host")
     return f"{parts.hostname}:{parts.port or default_port}"
@@ -512,7 +515,7 @@ class EmbeddedOrServerBackend(Backend):
             p = parse_embedded_path(scheme, rest, base_dir)
             self.check_embedded_path(p)
             return StoreLocation(scheme, self.name, True, str(p), f"{scheme}:{p}")
-        host_port = parse_server_address(f"{scheme}:{rest}", rest, self.default_port)
+        host_port = parse_server_address(f"{scheme}:{rest}", rest, self.default_port, self.secret_env)
         http = "https" if scheme.endswith("https") else "http"
         return StoreLocation(scheme, self.name, False, f"{http}://{host_port}", f"{scheme}://{host_port}")
 

@@ -23,6 +23,7 @@ import threading
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from reindexer.adapters.base import (
     Backend,
@@ -165,6 +166,10 @@ def parse_store_url(url: str, base_dir: Path | None = None) -> StoreLocation:
         if _broken:
             hint += "; backends that failed to load: " + "; ".join(f"{n} ({why})" for n, why in _broken.items())
         raise UsageError(f"unknown store scheme {scheme!r} in {redact_url(url)}", hint=hint)
+    if rest.startswith("//") and scheme != getattr(backend, "embedded_scheme", None):
+        parts = urlsplit(f"http:{rest}")
+        if parts.username or parts.password:
+            raise UsageError("store URLs must not contain credentials", hint=credential_hint())
     location = backend.parse(scheme, rest, base_dir)
     if not location.embedded and redact_url(location.url) != location.url:
         # The rule holds for every backend, whatever its own parser does.

@@ -24,8 +24,9 @@ from reindexer.evaluation import (
     load_query_log,
 )
 from reindexer.evaluation.runner import UnlabelledResult
-from reindexer.searcher import search_version
+from reindexer.lookup import find_version
 from reindexer.state import IndexVersion, LogicalCollection
+from reindexer.version_search import search_version
 from reindexer.workspace import Workspace
 
 SEARCHABLE = ("live", "retired", "built", "verified", "evaluated")
@@ -53,8 +54,6 @@ def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None, *, 
     is an absolute evaluation: the baseline a team records before it fine-tunes.
     ``minimum=2`` is for comparisons that need a pair (the label-free one).
     """
-    from reindexer.commands import find_version
-
     versions = ws.state.versions(lc.id)
     physical = ws.store.resolve(lc.name)
     out: list[IndexVersion] = []

@@ -37,6 +37,8 @@ from reindexer.executor import (
     version_metadata,
 )
 from reindexer.killpoints import kill_point
+from reindexer.lookup import find_version
+from reindexer.lookup import managed_collection as _collection
 from reindexer.model_registry import embedder_for, register_model
 from reindexer.planner import Plan, check_plan, live_version, make_plan, physical_name
 from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile, reconcile_readonly
@@ -436,25 +438,6 @@ def _open(ws: Workspace, spec: SourceSpec, live: IndexVersion | None):
 
 
 # -- cut-over and rollback ----------------------------------------------------
-def _collection(ws: Workspace, collection: str) -> LogicalCollection:
-    lc = ws.state.get_collection(ws.store_url, collection)
-    if lc is None:
-        raise NotFoundError(
-            f"unknown collection {collection!r} in {ws.store_url}",
-            hint="`reindex status` lists the collections reindexer manages",
-        )
-    return lc
-
-
-def find_version(ws: Workspace, lc: LogicalCollection, ref: str) -> IndexVersion:
-    """A version by number ("3", "v3") or physical name ("docs__v3")."""
-    wanted = ref.lower().lstrip("v") if ref.lower().lstrip("v").isdigit() else None
-    for v in ws.state.versions(lc.id):
-        if (wanted is not None and v.version == int(wanted)) or v.physical_name == ref:
-            return v
-    raise NotFoundError(f"{lc.name} has no version {ref!r}", hint=f"`reindex history {lc.name}` lists its versions")
-
-
 def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: ConfirmFn = _always) -> dict[str, Any]:
     """Point the alias at a built (or retired) version: ``to``, else the newest built shadow.
 

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reindexer.adapters.base import Hit, VectorStore
+from reindexer.adapters.base import VectorStore
 from reindexer.embedding import Embedder
 from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import BackendError, NotFoundError, ReindexError, UsageError
+from reindexer.version_search import search_version
 
 log = logging.getLogger(__name__)
 
@@ -455,17 +456,6 @@ class Searcher:
 
     def __repr__(self) -> str:
         return f"Searcher({self.collection!r}, store={self.store_url!r})"
-
-
-def search_version(store: VectorStore, physical: str, encoder: Embedder, queries: list[str], k: int,
-                   where: dict[str, Any] | None = None) -> list[list[Hit]]:
-    """Encode ``queries`` with one version's encoder and search that same physical collection.
-
-    The one search path of the tool: the Searcher, `reindex eval` and shadow traffic all use it,
-    so an application sees exactly the rankings that the evaluation measured.
-    """
-    vectors = encoder.embed_queries(queries)
-    return [store.search(physical, v.tolist(), k, where) for v in vectors]
 
 
 def _check_request(queries: list[str], k: Any, where: Any) -> None:

@@ -22,8 +22,8 @@ from typing import Any
 
 from reindexer.encoders import EncoderSpec
 from reindexer.evaluation.overlap import overlap_at_k, rbo_ext
-from reindexer.searcher import search_version
 from reindexer.state import TrafficRecord
+from reindexer.version_search import search_version
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,8 @@ from reindexer.executor import (
     version_metadata,
     version_text_field,
 )
+from reindexer.lookup import find_version
+from reindexer.lookup import managed_collection as _collection
 from reindexer.planner import live_version
 from reindexer.reconcile import reconcile
 from reindexer.sources.spec import SourceSpec, open_source
@@ -105,8 +107,6 @@ def sync(
     sources with an updated field); such a pass cannot see deletions, so it
     deletes nothing.
     """
-    from reindexer.commands import _collection
-
     lc = _collection(ws, collection)
     with ws.lease(collection, wait=wait) as lease:
         repairs = reconcile(ws, lc, "sync").messages()
@@ -196,8 +196,6 @@ def verify(
     delete stray points the source no longer has, then sync from the source,
     which re-embeds exactly what was forgotten or never recorded.
     """
-    from reindexer.commands import _collection, find_version
-
     lc = _collection(ws, collection)
     with ws.lease(collection) as lease:
         reconcile(ws, lc, "verify")

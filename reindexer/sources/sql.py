@@ -12,7 +12,7 @@ reached with a dotted path (``meta.body``).
 Secrets: the URL may hold ``${VAR}`` placeholders (``postgresql://app:
 ${PGPASSWORD}@db/docs``); they are expanded from the environment when the first
 connection is made and the expanded URL lives only inside the engine. A literal
-password is refused (``spec.check_sql_url``). Drivers that read their own
+password is refused (``sql_url.check_sql_url``). Drivers that read their own
 environment (libpq's ``PGPASSWORD``, ``~/.pgpass``) work with no password in
 the URL at all.
 
@@ -47,7 +47,7 @@ from typing import Any
 
 from reindexer.errors import BackendUnavailableError, UsageError
 from reindexer.sources.base import RecordSource
-from reindexer.sources.spec import check_sql_url, expand_sql_url, redact_sql_url
+from reindexer.sources.sql_url import check_sql_url, expand_sql_url, redact_sql_url
 
 SUBQUERY_ALIAS = "reindex_src"
 SINCE_PARAM = "reindex_since"

@@ -9,7 +9,7 @@ import pytest
 
 from reindexer.errors import UsageError
 from reindexer.sources import SourceSpec, open_source, parse_source
-from reindexer.sources.spec import check_sql_url, expand_sql_url, redact_sql_url
+from reindexer.sources.sql_url import check_sql_url, expand_sql_url, redact_sql_url
 
 
 def test_default_is_payload():
