@@ -24,7 +24,7 @@ from reindexer.evaluation import (
     load_query_log,
 )
 from reindexer.evaluation.runner import UnlabelledResult
-from reindexer.lookup import find_version
+from reindexer.lookup import find_version, row_id
 from reindexer.state import IndexVersion, LogicalCollection
 from reindexer.version_search import search_version
 from reindexer.workspace import Workspace
@@ -54,7 +54,7 @@ def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None, *, 
     is an absolute evaluation: the baseline a team records before it fine-tunes.
     ``minimum=2`` is for comparisons that need a pair (the label-free one).
     """
-    versions = ws.state.versions(lc.id)
+    versions = ws.state.versions(row_id(lc))
     physical = ws.store.resolve(lc.name)
     out: list[IndexVersion] = []
     for ref in (spec or "live,shadow").split(","):
@@ -112,7 +112,7 @@ def run_evaluation(
     at: list[int] | None = None,
     depth: int | None = None,
 ) -> EvaluationResult:
-    known = set(ws.state.ledger(versions[0].id))
+    known = set(ws.state.ledger(row_id(versions[0])))
     check = check_doc_ids(judgements.qrels, known)
     if known and check.judged and check.unknown == check.judged:
         raise UsageError(

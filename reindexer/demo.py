@@ -102,13 +102,15 @@ def run_demo(keep_dir: Path | None = None, console: Console | None = None, train
             step("plan the re-index: the live collection's own payload is the source")
             p2 = commands.plan(ws, COLLECTION, model_path=str(tuned), model_name="minilm-tuned")
             (work / "plan.json").write_text(p2.to_json())
+            live_before = p2.from_version or {}  # v1 is live: the plan always has a from version here
             console.print(f"plan {p2.id[:12]}: {p2.mode} ({p2.reason}); {p2.counts['to_embed']} to embed; "
-                          f"from {p2.from_version['physical']} to {p2.to_version['physical']}")
+                          f"from {live_before.get('physical')} to {p2.to_version['physical']}")
 
             step("apply: build, verify and gate the shadow while v1 keeps serving")
             judgements = Judgements.load(files["queries"], files["qrels"])
             r2 = commands.apply(ws, p2, cutover=False, judgements=judgements, gate=GATE)
             v = r2.verification
+            assert v is not None, "apply verifies every shadow it builds"
             console.print(f"shadow {r2.physical}: {r2.stats['embedded']} embedded; verified {v['store_count']} points, "
                           f"sample min cosine {v['sample_min_cosine']:.4f}")
             _show_status(ws, console)

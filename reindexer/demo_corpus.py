@@ -31,13 +31,19 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = ["DEMO_FINETUNE", "DemoCorpus", "build_demo_corpus", "write_demo_files", "SERVICES"]
 
 # Settings of reindexer.finetune.finetune() for the demo's 300 pairs: about 20 steps,
 # 15-25 s on two CPU cores, nDCG@10 on the held-out queries from about 0.39 to 0.70.
-DEMO_FINETUNE: dict[str, float | int] = {"epochs": 2, "batch_size": 32, "learning_rate": 2e-4}
+class FinetuneSettings(TypedDict):
+    epochs: int
+    batch_size: int
+    learning_rate: float
+
+
+DEMO_FINETUNE: FinetuneSettings = {"epochs": 2, "batch_size": 32, "learning_rate": 2e-4}
 
 
 # --------------------------------------------------------------------------- services
@@ -500,11 +506,11 @@ def build_demo_corpus(seed: int = 0, n_eval: int = 80, n_train: int = 300) -> De
             })
             return doc_id
 
-        for topic, (title, texts, queries) in _RUNBOOK.items():
+        for topic, (title, texts, templates) in _RUNBOOK.items():
             doc_id = add(topic, _fill(title, base), _fill(rng.choice(texts), base),
                          "reference" if topic == "overview" else "runbook", "staff", [svc.short, topic])
             rel = _RELATED.get(topic)
-            targets.append({"id": doc_id, "kind": "runbook", "svc": svc, "templates": queries,
+            targets.append({"id": doc_id, "kind": "runbook", "svc": svc, "templates": templates,
                             "values": {"C": svc.code}, "plain": {"C": svc.short},
                             "related": f"{svc.slug}-{rel}" if rel else None})
 
@@ -519,12 +525,12 @@ def build_demo_corpus(seed: int = 0, n_eval: int = 80, n_train: int = 300) -> De
 
         for obj, objs in svc.objects:
             values = dict(base, obj=obj, objs=objs, Obj=obj[0].upper() + obj[1:])
-            for task, (title, texts, queries) in _TASKS.items():
+            for task, (title, texts, templates) in _TASKS.items():
                 key = f"{obj.lower().replace(' ', '-')}-{task}"
                 doc_id = add(key, _fill(title, values), _fill(rng.choice(texts), values),
                              "how-to", "customers", [svc.short, obj])
                 rel_key = f"{obj.lower().replace(' ', '-')}-{_TASK_RELATED[task]}"
-                targets.append({"id": doc_id, "kind": "task", "svc": svc, "templates": queries,
+                targets.append({"id": doc_id, "kind": "task", "svc": svc, "templates": templates,
                                 "values": {"C": svc.code, "obj": obj}, "related": f"{svc.slug}-{rel_key}"})
 
     rng.shuffle(docs)
@@ -572,10 +578,10 @@ def build_demo_corpus(seed: int = 0, n_eval: int = 80, n_train: int = 300) -> De
     for i, t in enumerate(eval_targets):
         qid = f"q{i + 1:03d}"
         queries[qid] = make_query(t)
-        rel = {t["id"]: 2}
+        grades = {t["id"]: 2}
         if t["related"]:
-            rel[t["related"]] = 1
-        qrels[qid] = rel
+            grades[t["related"]] = 1
+        qrels[qid] = grades
 
     text_of = {d["id"]: d["text"] for d in docs}
     rng.shuffle(train_targets)
@@ -608,10 +614,10 @@ def write_demo_files(corpus: DemoCorpus, folder: str | Path) -> dict[str, Path]:
             for doc_id, grade in rels.items():
                 w.writerow([qid, doc_id, grade])
     with paths["train"].open("w", encoding="utf-8") as f:
-        ids = corpus.train_doc_ids or [None] * len(corpus.train_pairs)
-        for (query, positive), doc_id in zip(corpus.train_pairs, ids, strict=True):
+        ids: list[str | None] = list(corpus.train_doc_ids) or [None] * len(corpus.train_pairs)
+        for (query, positive), positive_id in zip(corpus.train_pairs, ids, strict=True):
             row = {"query": query, "positive": positive}
-            if doc_id is not None:
-                row["positive_id"] = doc_id
+            if positive_id is not None:
+                row["positive_id"] = positive_id
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return paths

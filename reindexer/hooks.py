@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reindexer import commands
 from reindexer.ab import Judgements
@@ -94,6 +94,7 @@ def deploy(
         if plan.mode == "noop":
             result.message = plan.reason
             return result
+        applied: commands.ApplyResult | None
         try:
             applied = commands.apply(ws, plan, cutover=cutover, judgements=judgements, force=force)
         except GateRefusedError as exc:
@@ -119,7 +120,13 @@ def _transformers_callback_base():
     return TrainerCallback
 
 
-class ReindexCallback(_transformers_callback_base()):
+if TYPE_CHECKING:
+    from transformers import TrainerCallback as _CallbackBase
+else:
+    _CallbackBase = _transformers_callback_base()
+
+
+class ReindexCallback(_CallbackBase):
     """When training ends: save the model, register it, plan, and apply with the gate.
 
         trainer = SentenceTransformerTrainer(..., callbacks=[ReindexCallback("docs", store=..., gate=...)])

@@ -6,9 +6,21 @@ that none of them imports another for these two look-ups.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from reindexer.errors import NotFoundError
 from reindexer.state import IndexVersion, LogicalCollection
-from reindexer.workspace import Workspace
+
+if TYPE_CHECKING:  # the workspace opens stores; a look-up only reads through one
+    from reindexer.workspace import Workspace
+
+
+def row_id(row: LogicalCollection | IndexVersion) -> int:
+    """The primary key of a row read from the state store: set on every saved row (None only before the insert)."""
+    if row.id is None:
+        label = getattr(row, "name", None) or getattr(row, "physical_name", None)
+        raise ValueError(f"{type(row).__name__} {label!r} was never saved")
+    return row.id
 
 
 def managed_collection(ws: Workspace, collection: str) -> LogicalCollection:
@@ -25,7 +37,7 @@ def managed_collection(ws: Workspace, collection: str) -> LogicalCollection:
 def find_version(ws: Workspace, lc: LogicalCollection, ref: str) -> IndexVersion:
     """A version by number ("3", "v3") or physical name ("docs__v3")."""
     wanted = ref.lower().lstrip("v") if ref.lower().lstrip("v").isdigit() else None
-    for v in ws.state.versions(lc.id):
+    for v in ws.state.versions(row_id(lc)):
         if (wanted is not None and v.version == int(wanted)) or v.physical_name == ref:
             return v
     raise NotFoundError(f"{lc.name} has no version {ref!r}", hint=f"`reindex history {lc.name}` lists its versions")

@@ -6,7 +6,7 @@ follows cut-overs and keeps models warm.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from reindexer.searcher import Searcher, SearchHit
 from reindexer.workspace import Workspace
@@ -17,4 +17,5 @@ def search(
 ) -> list[list[SearchHit]]:
     """Top-k hits for each query against ``name``, encoded by that index's own model."""
     with Searcher(name, workspace=ws, refresh=0, preload_shadow=False) as searcher:
-        return searcher.search(list(queries), k=k, filter=where)
+        # a list of queries gets a list of hit lists
+        return cast("list[list[SearchHit]]", searcher.search(list(queries), k=k, filter=where))

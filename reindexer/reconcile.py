@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from reindexer.errors import LeaseHeldError
+from reindexer.lookup import row_id
 from reindexer.state import IndexVersion, LogicalCollection
 from reindexer.state.models import aware, iso, utcnow
 
@@ -73,16 +74,16 @@ def liveness_changes(
     drops: list[int] = []
     for v in versions:
         if v.status == "live" and v.id != target.id:
-            changes[v.id] = {"status": "retired", "retired_at": now}
+            changes[row_id(v)] = {"status": "retired", "retired_at": now}
     if action == "migrate" and source is not None and source.id != target.id:
-        changes[source.id] = {"status": "dropped", "retired_at": now}
-        drops.append(source.id)
+        changes[row_id(source)] = {"status": "dropped", "retired_at": now}
+        drops.append(row_id(source))
     fields: dict[str, Any] = {"status": "live", "live_since": now, "retired_at": None}
     if count is not None:
         fields["point_count"] = count
     if set_previous and source is not None and source.id != target.id:
         fields["previous_id"] = source.id
-    changes[target.id] = fields
+    changes[row_id(target)] = fields
     return changes, drops
 
 

@@ -176,6 +176,8 @@ class Searcher:
         if _is_client(store):
             wrapped = _wrap_client(store)
             return wrapped, _store_url_of(wrapped)
+        # loaded in __init__ for everything but a store or client object, both handled above
+        assert self._config is not None
         url = self._config.store_url
         location = parse_store_url(url, self._config.base_dir)
         if location.embedded and not Path(location.target).exists():
@@ -388,7 +390,7 @@ class Searcher:
     ) -> tuple[VersionInfo, list[SearchHit] | list[list[SearchHit]]]:
         """(the version that answered, its hits): says who answered even when nothing matched."""
         single = isinstance(query, str)
-        queries = [query] if single else list(query)
+        queries: list[str] = [query] if isinstance(query, str) else list(query)
         _check_request(queries, k, filter)
         with self._live():
             started = time.perf_counter()

@@ -128,7 +128,7 @@ def _search_request_model(max_k: int) -> type[BaseModel]:
     return SearchRequest
 
 
-_ERRORS = {s: {"model": ErrorBody} for s in (400, 401, 404, 409, 413, 415, 422, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (400, 401, 404, 409, 413, 415, 422, 503)}
 
 
 # -- metrics -----------------------------------------------------------------------
@@ -383,7 +383,7 @@ def create_app(
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be at least 1")
     owns_workspace = not isinstance(workspace_or_factory, Workspace)
-    holder: dict[str, Workspace] = {} if owns_workspace else {"ws": workspace_or_factory}
+    holder: dict[str, Workspace] = {"ws": workspace_or_factory} if isinstance(workspace_or_factory, Workspace) else {}
 
     def workspace() -> Workspace:
         if "ws" not in holder:

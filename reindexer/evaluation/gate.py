@@ -48,7 +48,7 @@ import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from reindexer.errors import UsageError
 from reindexer.evaluation.metrics import parse_metric
@@ -93,14 +93,16 @@ def _tokenize(text: str) -> list[_Token]:
         m = _TOKEN.match(text, pos)
         if m is None:
             _fail(text, pos + 1, f"unexpected character {text[pos]!r}")
-        if m.lastgroup != "space":
-            tokens.append(_Token(m.lastgroup, m.group(), pos + 1))
+        kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
+        if kind != "space":
+            tokens.append(_Token(kind, m.group(), pos + 1))
         pos = m.end()
     tokens.append(_Token("end", "", len(text) + 1))
     return tokens
 
 
-def _fail(text: str, column: int, what: str) -> Any:
+def _fail(text: str, column: int, what: str) -> NoReturn:
     pointer = " " * (column - 1) + "^"
     raise UsageError(f"invalid gate at column {column}: {what}\n  {text}\n  {pointer}", hint=f"grammar:\n{GRAMMAR}")
 

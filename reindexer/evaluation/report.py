@@ -35,8 +35,9 @@ def _number(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _decisions(result: EvaluationResult, gate: Gate | None) -> dict[str, GateDecision] | None:
-    return gate.evaluate_all(result) if gate is not None else None
+def _decisions(result: EvaluationResult, gate: Gate | None) -> dict[str, GateDecision]:
+    """The gate's decision per candidate; none without a gate (every caller checks the gate first)."""
+    return gate.evaluate_all(result) if gate is not None else {}
 
 
 # --- JSON -------------------------------------------------------------------

@@ -51,7 +51,7 @@ class JsonlSource(RecordSource):
     def _open(self) -> IO[bytes]:
         try:
             if self.path.name.endswith(".gz"):
-                return gzip.open(self.path, "rb")
+                return gzip.open(self.path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
             return open(self.path, "rb")
         except FileNotFoundError:
             raise UsageError(f"{self.description}: no such file") from None
