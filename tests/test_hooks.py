@@ -16,7 +16,6 @@ from reindexer.demo_corpus import DEMO_FINETUNE, write_demo_files
 from reindexer.embedding import ModelSettings
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
-from tests.plugins.corpus import demo_subset
 
 GATE = "ndcg@10 >= 0 and not significantly worse at p < 0.05"
 
@@ -60,9 +59,7 @@ def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minil
     from sentence_transformers.training_args import BatchSamplers
 
     url, received = webhook
-    # the callback's point is the deploy when training ends: 200 documents and a short run (8 steps)
-    # keep the gain the gate must see without the demo's full training
-    files = write_demo_files(demo_subset(demo_corpus, 200), tmp_path / "data")
+    files = write_demo_files(demo_corpus, tmp_path / "data")
     store, state = f"milvus+lite:{tmp_path}/vectors.db", f"sqlite:///{tmp_path}/state.db"
     config = Config(base_dir=tmp_path, store_url=store, state_url=state)
     with Workspace(config) as ws:
@@ -79,7 +76,7 @@ def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minil
         queries=files["queries"], qrels=files["qrels"], train_data="demo train_pairs",
     )
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path / "run"), max_steps=8,
+        output_dir=str(tmp_path / "run"), num_train_epochs=DEMO_FINETUNE["epochs"],
         per_device_train_batch_size=DEMO_FINETUNE["batch_size"], learning_rate=DEMO_FINETUNE["learning_rate"],
         batch_sampler=BatchSamplers.NO_DUPLICATES, report_to="none", save_strategy="no", seed=0,
         disable_tqdm=True, run_name="callback-test",
