@@ -105,8 +105,11 @@ def check_sqlite_file(path: Path, create: bool) -> None:
 
 
 def sqlite_tables(path: Path) -> list[str]:
+    # Read-only mode still creates -wal and -shm beside a WAL file; immutable does not, and without a
+    # -wal file there is nothing it could miss.
+    mode = "mode=ro" if path.with_name(path.name + "-wal").exists() else "immutable=1"
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{quote(str(path))}?{mode}", uri=True)
         try:
             return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         finally:
