@@ -58,12 +58,14 @@ class Ctx:
     def __init__(self, store: str | None, state: str | None, as_json: bool, yes: bool):
         self.store_opt, self.state_opt = store, state
         self.as_json, self.yes = as_json, yes
+        # Set by the commands that only look, before they open the workspace: they never create a state.
+        self.read_only = False
         self._ws: Workspace | None = None
 
     @property
     def ws(self) -> Workspace:
         if self._ws is None:
-            self._ws = Workspace.open(store=self.store_opt, state=self.state_opt)
+            self._ws = Workspace.open(store=self.store_opt, state=self.state_opt, read_only=self.read_only)
         return self._ws
 
     def close(self) -> None:
@@ -334,6 +336,7 @@ def model_register(ctx: Ctx, path: Path, name: str | None, base_model, train_dat
 @run_command
 def model_list(ctx: Ctx) -> None:
     """List registered model versions."""
+    ctx.read_only = True
     models = commands.model_list(ctx.ws)
 
     def show(rows: list) -> None:
@@ -600,6 +603,7 @@ def verify_cmd(ctx: Ctx, collection: str, version_ref: str | None, fix: bool, **
     from reindexer.errors import EXIT_VERIFICATION_FAILED
     from reindexer.sync import verify
 
+    ctx.read_only = not fix
     r = verify(ctx.ws, collection, version_ref, fix=fix, source=_source(kw, ctx, collection))
 
     def show(r) -> None:
@@ -625,6 +629,7 @@ def verify_cmd(ctx: Ctx, collection: str, version_ref: str | None, fix: bool, **
 @run_command
 def status_cmd(ctx: Ctx, collection: str | None) -> None:
     """Live version, model, counts and shadows of each logical collection."""
+    ctx.read_only = True
     rows = commands.status(ctx.ws, collection)
 
     def show(rows: list) -> None:
@@ -658,6 +663,7 @@ def status_cmd(ctx: Ctx, collection: str | None) -> None:
 @run_command
 def history_cmd(ctx: Ctx, collection: str, limit: int) -> None:
     """Versions of COLLECTION and the audit log of what was done to it."""
+    ctx.read_only = True
     h = commands.history(ctx.ws, collection, limit)
 
     def show(h: dict) -> None:
@@ -743,6 +749,7 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since
     """A/B(/n) retrieval quality of index versions, each searched with its own model."""
     from reindexer.evaluation import report
 
+    ctx.read_only = True
     if (since or shadow) and not from_traffic:
         raise UsageError("--since and --shadow go with --from-traffic")
     if from_traffic:
@@ -881,6 +888,21 @@ def config_show(ctx: Ctx) -> None:
 
     data = effective(load_config(store_url=ctx.store_opt, state_url=ctx.state_opt))
     ctx.emit(data, lambda d: out.print_json(data=d))
+
+
+@cli.group("state")
+def state_group() -> None:
+    """The state database itself: its schema revision."""
+
+
+@state_group.command("upgrade")
+@run_command
+def state_upgrade(ctx: Ctx) -> None:
+    """Upgrade the state database's schema to this reindexer's (needed once for a shared PostgreSQL)."""
+    done = commands.upgrade_state(state=ctx.state_opt)
+    ctx.emit(done, lambda d: out.print(
+        f"{d.url}: schema revision {d.from_revision or 'none (made before migrations)'} -> {d.to_revision}"
+        + (f" (backup: {d.backup})" if d.backup else "") if d.upgraded else f"{d.url}: already at {d.to_revision}"))
 
 
 @cli.command("migrate")

@@ -807,3 +807,12 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
             "to": target.physical_name, "copied": stats.copied, "gap_ms": round(gap_ms, 1)})], drops, clear_pending=key)
         return {"collection": collection, "copied_to": target.physical_name, "migrated": True,
                 "copied": stats.copied, "name_missing_ms": round(gap_ms, 1)}
+
+
+def upgrade_state(state: str | None = None, cwd: Any = None) -> Any:
+    """`reindex state upgrade`: the configured (or given) state database to this release's schema revision."""
+    from reindexer.config import load_config
+    from reindexer.state import StateStore
+
+    config = load_config(state_url=state, cwd=cwd)
+    return StateStore.upgrade(config.state_url, config.base_dir)

@@ -17,18 +17,21 @@ LEASE_TTL = timedelta(minutes=10)
 
 
 class Workspace:
-    def __init__(self, config: Config, state: StateStore | None = None):
+    """``read_only``: for commands that only look (status, history, eval, verify): a missing state is exit 3."""
+
+    def __init__(self, config: Config, state: StateStore | None = None, read_only: bool = False):
         self.config = config
+        self.read_only = read_only
         self.location = parse_store_url(config.store_url, config.base_dir)
         self.store_url = self.location.url
-        self.state = state or StateStore(config.state_url, config.base_dir)
+        self.state = state or StateStore(config.state_url, config.base_dir, create=not read_only)
         self._store: VectorStore | None = None
 
     @classmethod
     def open(
-        cls, store: str | None = None, state: str | None = None, cwd: Path | None = None
+        cls, store: str | None = None, state: str | None = None, cwd: Path | None = None, read_only: bool = False
     ) -> Workspace:
-        return cls(load_config(store_url=store, state_url=state, cwd=cwd))
+        return cls(load_config(store_url=store, state_url=state, cwd=cwd), read_only=read_only)
 
     @property
     def store(self) -> VectorStore:

@@ -102,6 +102,9 @@ def test_errors_map_to_exit_codes(env, minilm_path, small_corpus_file, tmp_path,
 
 
 def test_unreachable_backend_exits_5_after_bounded_retries(tmp_path):
+    from reindexer.state import StateStore
+
+    StateStore(f"sqlite:///{tmp_path}/s.db").close()  # status never creates a state: missing would be exit 3
     r = reindex("--store", "milvus://127.0.0.1:9", "--state", f"sqlite:///{tmp_path}/s.db", "status",
                 env_extra={"REINDEX_RETRY_ATTEMPTS": "2", "REINDEX_RETRY_INITIAL": "0.05"})
     assert r.returncode == 5, r.stderr

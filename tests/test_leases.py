@@ -16,6 +16,7 @@ from reindexer.config import Config
 from reindexer.errors import LeaseHeldError
 from reindexer.sources.spec import SourceSpec
 from reindexer.state import StateStore
+from reindexer.state.schema import head_revision
 from reindexer.workspace import Workspace
 
 
@@ -108,7 +109,7 @@ def test_two_concurrent_applies_never_both_proceed(state_url, tmp_path, minilm_p
 
 def test_state_tables_and_schema_stamp_on_both_engines(state_url):
     state = StateStore(state_url)
-    assert state.schema_version == 1
+    assert state.schema_revision == head_revision()
     again = StateStore(state_url)
     assert again.store_id == state.store_id
 

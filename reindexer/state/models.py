@@ -8,7 +8,10 @@ from typing import Any, Optional
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+#: What reindex_meta.schema_version says. The revision itself lives in reindex_alembic_version
+#: (reindexer/state/schema.py); 2 marks a state managed by migrations, which releases before them
+#: (schema_version 1) refuse as newer instead of writing to it.
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:

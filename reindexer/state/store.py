@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import delete, event, func
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlmodel import Session, create_engine, select
 
 from reindexer.errors import LeaseHeldError, NotFoundError, ReindexError, UsageError
 from reindexer.state.models import (
@@ -32,6 +32,13 @@ from reindexer.state.models import (
     TrafficRecord,
     aware,
     utcnow,
+)
+from reindexer.state.schema import (
+    SchemaUpgrade,
+    check_sqlite_file,
+    current_revision,
+    open_schema,
+    upgrade_schema,
 )
 
 DEFAULT_STATE_URL = "sqlite:///.reindex/state.db"
@@ -87,42 +94,81 @@ def actor() -> tuple[str, str]:
 
 
 class StateStore:
-    def __init__(self, url: str = DEFAULT_STATE_URL, base_dir: Path | None = None):
-        self.url = _absolute_sqlite(url, base_dir)
+    """The state database. ``create=False`` (read-only commands) never creates one: missing is exit 3."""
+
+    def __init__(self, url: str = DEFAULT_STATE_URL, base_dir: Path | None = None, create: bool = True):
+        self.url = _absolute_sqlite(url, base_dir, create)
+        self.sqlite_path = _sqlite_path(self.url)
+        if self.sqlite_path is not None:
+            check_sqlite_file(self.sqlite_path, create)
         self.engine = _make_engine(self.url)
-        self._init_schema()
+        try:
+            self.opened = self._open_schema(create, upgrade=self.sqlite_path is not None)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     # -- setup -------------------------------------------------------------
-    def _init_schema(self) -> None:
+    def _open_schema(self, create: bool, upgrade: bool) -> SchemaUpgrade:
+        shown = redact_db_url(self.url)
         try:
-            SQLModel.metadata.create_all(self.engine)
+            opened = open_schema(self.engine, shown, create=create, upgrade_on_open=upgrade,
+                                 sqlite_path=self.sqlite_path)
         except OperationalError as exc:
-            raise ReindexError(
-                f"cannot open the state store {redact_db_url(self.url)}: {exc.orig}",
-                hint="check --state / REINDEX_STATE",
-            ) from None
+            raise _unopenable(shown, exc) from None
+        except DatabaseError as exc:
+            raise UsageError(f"the state database {shown} cannot be read: {exc.orig}",
+                             hint="restore it from a backup, or point --state / REINDEX_STATE elsewhere") from None
+        self._stamp_meta()
+        if opened.upgraded:
+            self.audit("state-upgrade", None, from_revision=opened.from_revision or "none",
+                       to_revision=opened.to_revision, backup=opened.backup)
+        return opened
+
+    def _stamp_meta(self) -> None:
         with Session(self.engine) as s:
-            version = s.get(Meta, "schema_version")
-            if version is None:
-                s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            changed = False
+            if s.get(Meta, "store_id") is None:
                 s.add(Meta(key="store_id", value=uuid.uuid4().hex))
+                changed = True
+            version = s.get(Meta, "schema_version")
+            if version is None or version.value != str(SCHEMA_VERSION):
+                # Releases before migrations refuse a state whose schema_version is above theirs (1).
+                s.merge(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                changed = True
+            if changed:
                 s.commit()
-            elif int(version.value) > SCHEMA_VERSION:
-                raise UsageError(
-                    f"state store schema v{version.value} is newer than this reindexer (v{SCHEMA_VERSION})",
-                    hint="upgrade reindexer",
-                )
-            # Migrations from older schema versions go here, one function per step.
+
+    @classmethod
+    def upgrade(cls, url: str = DEFAULT_STATE_URL, base_dir: Path | None = None) -> SchemaUpgrade:
+        """`reindex state upgrade`: bring an existing state to the newest schema revision; never creates one."""
+        url = _absolute_sqlite(url, base_dir, create=False)
+        path = _sqlite_path(url)
+        if path is not None:
+            check_sqlite_file(path, create=False)
+        engine = _make_engine(url)
+        shown = redact_db_url(url)
+        try:
+            done = upgrade_schema(engine, shown, path)
+        except OperationalError as exc:
+            raise _unopenable(shown, exc) from None
+        finally:
+            engine.dispose()
+        state = cls(url)  # stamps the meta rows and records the upgrade in the audit log
+        if done.upgraded:
+            state.audit("state-upgrade", None, from_revision=done.from_revision or "none",
+                        to_revision=done.to_revision, backup=done.backup)
+        state.close()
+        return done
+
+    @property
+    def schema_revision(self) -> str | None:
+        return current_revision(self.engine)
 
     @property
     def store_id(self) -> str:
         with Session(self.engine) as s:
             return s.get(Meta, "store_id").value
-
-    @property
-    def schema_version(self) -> int:
-        with Session(self.engine) as s:
-            return int(s.get(Meta, "schema_version").value)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -476,7 +522,7 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[i : i + size]
 
 
-def _absolute_sqlite(url: str, base_dir: Path | None) -> str:
+def _absolute_sqlite(url: str, base_dir: Path | None, create: bool = True) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -488,9 +534,33 @@ def _absolute_sqlite(url: str, base_dir: Path | None) -> str:
         path = Path(parsed.database).expanduser()
         if not path.is_absolute():
             path = (base_dir or Path.cwd()) / path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         return parsed.set(database=str(path)).render_as_string(hide_password=False)
     return url
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        return Path(parsed.database)
+    return None
+
+
+def _unopenable(shown_url: str, exc: OperationalError) -> ReindexError:
+    """A database server's refusal, as the error a user can act on: missing, not allowed, or unreachable."""
+    text = str(exc.orig)
+    if "does not exist" in text and "database" in text:
+        return NotFoundError(f"no database for the state at {shown_url}",
+                             hint="check --state / REINDEX_STATE, or create the database (createdb) first")
+    if "password authentication failed" in text or "permission denied" in text or "readonly" in text:
+        return UsageError(f"not allowed to use the state database {shown_url}: {text.splitlines()[0]}",
+                          hint="check the user, password and grants in --state / REINDEX_STATE")
+    if "unable to open database file" in text:
+        return UsageError(f"cannot open the state database {shown_url}: {text}",
+                          hint="check the file's folder exists and is writable, or point --state elsewhere")
+    return ReindexError(f"cannot open the state store {shown_url}: {text.splitlines()[0] if text else exc}",
+                        hint="check --state / REINDEX_STATE")
 
 
 def _make_engine(url: str) -> Engine:

@@ -135,22 +135,30 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
     if not only_loopback():
         pytest.skip(LOOPBACK_ONLY_REASON)
     milvus = pytest.importorskip("milvus", reason="pip install milvus (the test extra) for the Milvus server tests")
-    server = milvus.default_server
+    handle = start_milvus_server(milvus.default_server, tmp_path_factory.mktemp("milvus-server"))
+    try:
+        yield handle
+    finally:
+        handle.server.stop()
+
+
+def start_milvus_server(server: Any, base_dir: Path) -> MilvusServerHandle:
+    """Configure a ``milvus.MilvusServer`` for tests (fast intervals, a port kept across restarts) and start it.
+
+    The session's server is ``milvus.default_server``; a test that stops a server starts one of its own.
+    """
     config = server.config
     config.try_bind_port = _bind_reusable
     config.template_text = config.template_text.replace("\nqueryCoord:\n", _FAST_QUERYCOORD, 1)
     config.extra_configs.update(_FAST_EXTRA)
     server.show_startup_banner = False
-    server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
+    server.set_base_dir(str(base_dir))
     started = time.monotonic()
     server.start()
     port = server.listen_port
     server.listen_port = port  # keep the port across restarts
     print(f"\nMilvus standalone on 127.0.0.1:{port} started in {time.monotonic() - started:.1f}s")
-    try:
-        yield MilvusServerHandle(url=f"milvus://127.0.0.1:{port}", uri=f"http://127.0.0.1:{port}", server=server)
-    finally:
-        server.stop()
+    return MilvusServerHandle(url=f"milvus://127.0.0.1:{port}", uri=f"http://127.0.0.1:{port}", server=server)
 
 
 def _names(url: str) -> tuple[set[str], set[str]]:
