@@ -24,6 +24,7 @@ from reindexer.executor import (
     version_text_field,
 )
 from reindexer.planner import live_version
+from reindexer.policy import configured_source
 from reindexer.reconcile import reconcile
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, PlanRecord
@@ -113,7 +114,7 @@ def sync(
         live = live_version(ws, lc, collection)
         if live is None:
             raise NotFoundError(f"{collection} has no live version to sync", hint="build one with plan and apply")
-        spec = source or default_source(ws, lc, live)
+        spec = source or configured_source(ws.config, collection) or default_source(ws, lc, live)
         if since == "last":
             since = get_watermark(ws, collection, spec)
         if since is not None:
