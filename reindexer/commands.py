@@ -40,7 +40,7 @@ from reindexer.executor import (
 )
 from reindexer.killpoints import kill_point
 from reindexer.model_registry import embedder_for, register_model
-from reindexer.planner import Plan, check_plan, live_version, make_plan, physical_name
+from reindexer.planner import Plan, check_plan, decide, gather_inputs, live_version, physical_name, record_plan
 from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile, reconcile_readonly
 from reindexer.sources.base import content_hash, extract_text
 from reindexer.sources.spec import SourceSpec, open_source
@@ -76,8 +76,9 @@ def plan(ws: Workspace, collection: str, *, source: SourceSpec | str | None = No
          **options: Any) -> Plan:
     """What putting a model behind ``collection`` takes; ``source`` and ``gate`` default as configured."""
     reconcile_readonly(ws, ws.state.get_collection(ws.store_url, collection), "plan")
-    return make_plan(ws, collection, source=policy.source(ws.config, collection, source),
-                     gate=policy.plan_gate(ws.config, collection, gate), **options)
+    inputs = gather_inputs(ws, collection, source=policy.source(ws.config, collection, source),
+                           gate=policy.plan_gate(ws.config, collection, gate), **options)
+    return record_plan(ws, decide(inputs), inputs)
 
 
 def source_spec(ws: Workspace, collection: str, text: str | None = None, **pieces: Any) -> SourceSpec | None:
@@ -337,6 +338,7 @@ def evaluate_versions(
     from reindexer import ab
     from reindexer.evaluation import Gate
 
+    ws.require_store()
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "eval")
     chosen = ab.resolve_versions(ws, lc, versions)
@@ -385,6 +387,7 @@ def compare_versions(ws: Workspace, collection: str, log: str, versions: str | N
     """Label-free comparison from a query log: overlap@k and rank-biased overlap."""
     from reindexer import ab
 
+    ws.require_store()
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "eval")
     return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions, minimum=2), log, k=k)
@@ -601,7 +604,7 @@ def _version_row(ws: Workspace, v: IndexVersion) -> dict[str, Any]:
 
 
 def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]:
-    store = ws.store
+    store = ws.require_store()
     managed = ws.state.list_collections(ws.store_url)
     if collection is not None:
         managed = [c for c in managed if c.name == collection]
@@ -641,6 +644,7 @@ def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]
 
 
 def history(ws: Workspace, collection: str, limit: int = 50) -> dict[str, Any]:
+    ws.require_store()
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "history")
     return {

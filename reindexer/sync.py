@@ -199,6 +199,8 @@ def verify(
     """
     from reindexer.commands import _collection, find_version
 
+    if not fix:
+        ws.require_store()  # a check must not create the store it checks
     lc = _collection(ws, collection)
     with ws.lease(collection) as lease:
         reconcile(ws, lc, "verify")
