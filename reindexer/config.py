@@ -263,12 +263,14 @@ record_query_text = false # shadow traffic stores a hash of each query unless th
 # models_root = "/mnt/models"   # where model folders are on this host (or "/old/prefix=/mnt/models")
 
 # [collections.docs]
-# text_field = "text"                      # payload path of the text, e.g. page_content
+# text_field = "text"                      # payload path of the text, e.g. page_content;
+#                                          # a template "{title}. {text}" or a list ["title", "text"]
 # source = "jsonl:data/docs.jsonl"         # default source for plan and sync (default: the payload)
 # queries = "eval/queries.jsonl"           # judged queries for the gate (BEIR layout)
 # qrels = "eval/qrels.tsv"
 # gate = "ndcg@10 >= 0 and not significantly worse at p < 0.05"
 # webhook = "https://hooks.example.internal/reindex"   # called on cut-over, rollback, gate refusal
+# keep = 2                                 # retired versions `reindex gc` keeps of this collection
 """
 
 SECRET_ENV = ("QDRANT_API_KEY", "QDRANT_API_KEY_FILE", "MILVUS_TOKEN", "MILVUS_TOKEN_FILE", "REINDEX_WEBHOOK_TOKEN")
