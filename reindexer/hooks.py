@@ -24,7 +24,6 @@ from typing import Any
 from reindexer import commands
 from reindexer.embedding import ModelSettings
 from reindexer.errors import GateRefusedError
-from reindexer.model_registry import register_model
 from reindexer.planner import Plan
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
@@ -84,10 +83,11 @@ def deploy(
     """Put the model at ``model_path`` behind ``collection``, gated when ``gate`` is given."""
     ws = workspace or Workspace.open(store=store, state=state)
     try:
-        model = register_model(ws.state, model_path, name=name, settings=settings, base_model=base_model,
-                               train_data=train_data, run_id=run_id)
-        plan = commands.plan(ws, collection, model_ref=model.fingerprint, source=source, gate=gate)
-        result = DeployResult(collection, model.label, plan, "unchanged")
+        # planning checks every input before it registers the model or writes anything else
+        plan = commands.plan(ws, collection, model_path=str(model_path), settings=settings, model_name=name,
+                             training={"base_model": base_model, "train_data": train_data, "run_id": run_id},
+                             source=source, gate=gate)
+        result = DeployResult(collection, plan.to_version["model"], plan, "unchanged")
         if plan.mode == "noop":
             result.message = plan.reason
             return result

@@ -204,11 +204,14 @@ def gather_inputs(
     index_params: dict[str, Any] | None = None,
     gate: str | None = None,
     estimate: bool = True,
+    training: dict[str, Any] | None = None,
 ) -> PlanInputs:
     """Read and check what a plan needs; every bad input is refused here, before anything is written.
 
     The backend's own rules (``Backend.validate_collection_name``, ``validate_doc_ids``,
     ``validate_metric``) are checked before the store is opened or the source read.
+    ``training`` holds the facts a new model version is registered with (base_model,
+    train_data, run_id).
     """
     backend = ws.backend
     backend.validate_collection_name(collection)
@@ -223,7 +226,7 @@ def gather_inputs(
             hint="check the name (`reindex status` lists collections), or pass --source jsonl:FILE to create it",
         )
     if model_path:
-        model = describe_model(state, model_path, name=model_name, settings=settings)
+        model = describe_model(state, model_path, name=model_name, settings=settings, **(training or {}))
     elif model_ref:
         model = state.find_model(model_ref)
     elif live is not None:
