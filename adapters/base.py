@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -433,6 +433,42 @@ def secret_from_env(name: str) -> str | None:
 
 
 # -- backends: what the registry finds through the ``reindexer.backends`` entry points --
+SAFE_NAME_RULE = ("ASCII letters, digits, '_', '-' and '.'; starting with a letter, digit or '_'; "
+                  "no '..'; at most 255 characters")
+_SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def safe_name_problem(name: str) -> str | None:
+    """What keeps ``name`` from being a safe collection name (``SAFE_NAME_RULE``), or None.
+
+    Path separators, '..', whitespace, control and non-ASCII characters are out: an
+    embedded store turns a name into a folder, and a name that reads differently in
+    two encodings or shells is an outage waiting to happen.
+    """
+    if not isinstance(name, str) or not name:
+        return "it is empty"
+    if len(name) > 255:
+        return f"it is {len(name)} characters long"
+    bad = sorted({c for c in name if c not in _SAFE_NAME_CHARS})
+    if bad:
+        kinds = []
+        if any(c in "/\\" for c in bad):
+            kinds.append("a path separator")
+        if any(c.isspace() for c in bad):
+            kinds.append("whitespace")
+        if any(not c.isprintable() for c in bad):
+            kinds.append("a control character")
+        if any(not c.isascii() for c in bad):
+            kinds.append("a non-ASCII character")
+        shown = ", ".join(repr(c) for c in bad[:5])
+        return f"it contains {' and '.join(kinds) or 'a character outside the rule'} ({shown})"
+    if ".." in name:
+        return "it contains '..'"
+    if name[0] in "-.":
+        return f"it starts with {name[0]!r}"
+    return None
+
+
 class Backend(abc.ABC):
     """A kind of vector store: its URL schemes, how to read its location, how to open it.
 
@@ -450,6 +486,47 @@ class Backend(abc.ABC):
     examples: ClassVar[tuple[str, ...]] = ()
     #: The environment variable the credentials come from (``NAME_FILE`` reads a file), if any.
     secret_env: ClassVar[str | None] = None
+    #: The distance metrics its collections can use.
+    metrics: ClassVar[tuple[str, ...]] = METRICS
+    #: The rule ``validate_collection_name`` holds names to, in words (messages and docs/adapters.md).
+    name_rule: ClassVar[str] = SAFE_NAME_RULE
+    #: The longest document id, in UTF-8 bytes, the collections the adapter creates can key on; None: no limit.
+    max_doc_id_bytes: ClassVar[int | None] = None
+
+    # -- what plan checks before anything is written ---------------------------------
+    def validate_collection_name(self, name: str, what: str = "collection") -> None:
+        """Raise ``UsageError`` for a collection or alias name this backend cannot hold.
+
+        The default is ``SAFE_NAME_RULE``, safe on every store that keeps a folder per
+        collection; a backend with stricter rules overrides it.
+        """
+        problem = safe_name_problem(name)
+        if problem is not None:
+            raise UsageError(f"{name!r} is not a valid {self.name} {what} name: {problem}",
+                             hint=f"{self.name} {what} names: {self.name_rule}")
+
+    def validate_doc_ids(self, doc_ids: Iterable[str]) -> None:
+        """Raise ``UsageError`` naming the document ids the adapter could not key a point on."""
+        empty, too_long = 0, []
+        for doc_id in doc_ids:
+            if not isinstance(doc_id, str) or not doc_id:
+                empty += 1
+            elif self.max_doc_id_bytes is not None and len(doc_id.encode("utf-8")) > self.max_doc_id_bytes:
+                too_long.append(doc_id)
+        problems = []
+        if empty:
+            problems.append(f"{empty} document id(s) are empty")
+        if too_long:
+            examples = ", ".join(repr(d[:40] + "...") for d in too_long[:3])
+            problems.append(f"{len(too_long)} document id(s) are longer than {self.max_doc_id_bytes} bytes, "
+                            f"the {self.name} primary key limit (e.g. {examples})")
+        if problems:
+            raise UsageError("; ".join(problems),
+                             hint="give every document a non-empty id within the limit (--id-field names the field)")
+
+    def validate_metric(self, metric: str) -> None:
+        if metric not in self.metrics:
+            raise UsageError(f"unknown metric {metric!r} for {self.name}", hint=f"use one of {', '.join(self.metrics)}")
 
     @abc.abstractmethod
     def parse(self, scheme: str, rest: str, base_dir: Path | None) -> StoreLocation:
@@ -462,6 +539,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def open(self, location: StoreLocation) -> VectorStore:
         """An open store for a location this backend parsed; credentials from ``secret_env``."""
+
+    def exists(self, location: StoreLocation) -> bool:
+        """False when the location certainly holds no store yet (an embedded folder or file not made).
+
+        Read-only commands ask before opening, because opening an embedded store creates it. The
+        default, for a server, is True: whether it is there is learnt by connecting.
+        """
+        return True
 
     def wraps(self, client: Any) -> bool:
         """True when ``client`` is this backend's own client object (see ``wrap``)."""
@@ -521,6 +606,9 @@ class EmbeddedOrServerBackend(Backend):
 
     def check_embedded_path(self, path: Path) -> None:
         """Raise ``UsageError`` for a path the embedded mode cannot use."""
+
+    def exists(self, location: StoreLocation) -> bool:
+        return not location.embedded or Path(location.target).exists()
 
     def open(self, location: StoreLocation) -> VectorStore:
         if location.embedded:

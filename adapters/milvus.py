@@ -97,6 +97,8 @@ CHUNK = 1000
 # Milvus servers accept only these names for collections and aliases (Milvus
 # Lite is laxer); the adapter holds both to the server's rule.
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+MILVUS_NAME_RULE = ("ASCII letters, digits and underscores, starting with a letter or underscore, "
+                    "at most 255 characters, on Milvus Lite too")
 
 _METRIC_TO_MILVUS = {"cosine": "COSINE", "dot": "IP", "euclid": "L2"}
 _METRIC_FROM_MILVUS = {"COSINE": "cosine", "IP": "dot", "L2": "euclid"}
@@ -169,6 +171,12 @@ class MilvusBackend(EmbeddedOrServerBackend):
     secret_env = "MILVUS_TOKEN"
     embedded_scheme = "milvus+lite"
     default_port = 19530
+    name_rule = MILVUS_NAME_RULE
+    # the VARCHAR primary key create_collection makes
+    max_doc_id_bytes = PK_MAX_LENGTH
+
+    def validate_collection_name(self, name: str, what: str = "collection") -> None:
+        check_name(name, what)
 
     def check_embedded_path(self, path: Path) -> None:
         if path.suffix != ".db":
@@ -909,11 +917,7 @@ def valid_name(name: str) -> bool:
 
 def check_name(name: str, what: str) -> None:
     if not valid_name(name):
-        raise UsageError(
-            f"{name!r} is not a valid Milvus {what} name",
-            hint="Milvus names start with a letter or underscore and contain only letters, "
-            "digits and underscores (at most 255)",
-        )
+        raise UsageError(f"{name!r} is not a valid Milvus {what} name", hint=f"Milvus names: {MILVUS_NAME_RULE}")
 
 
 def _is_not_loaded(exc: BaseException) -> bool:

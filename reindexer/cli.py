@@ -22,7 +22,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
-from reindexer import commands
+from reindexer import commands, policy
 from reindexer.embedding import ModelSettings
 from reindexer.errors import EXIT_UNEXPECTED, EXIT_USAGE, ReindexError, UsageError
 from reindexer.workspace import Workspace
@@ -262,53 +262,11 @@ def source_options(fn: Callable) -> Callable:
     return fn
 
 
-def _configured_source(ctx: Ctx, collection: str):
-    """The collection's source from reindex.toml ([collections.NAME] source / text_field), if any."""
-    from reindexer.sources.spec import parse_source
-
-    conf = ctx.ws.config.collection(collection)
-    if not conf.get("source") and not conf.get("text_field"):
-        return None
-    options = {k: conf[k] for k in ("text_field", "id_field", "query", "updated_field") if conf.get(k)}
-    return parse_source(conf.get("source", "payload"), base_dir=ctx.ws.config.base_dir, **options)
-
-
-def _source(kw: dict[str, Any], ctx: Ctx | None = None, collection: str | None = None):
-    """A SourceSpec from the shared source options, or None when none was given.
-
-    With ``ctx`` and ``collection`` (sync, verify), a source given without a text option reads the
-    text the way the collection records it (its template or path), not the default ``text``.
-    """
-    from reindexer.sources.spec import parse_source
-
-    text = kw.pop("source_text")
-    options = {k: kw.pop(k) for k in ("query", "id_field", "updated_field")}
-    options["text_field"] = _text_field(kw.pop("text_field", ()), kw.pop("text_template", None))
-    if text is None and not any(options.values()):
-        return None
-    if options["text_field"] is None and ctx is not None and collection is not None:
-        lc = ctx.ws.state.get_collection(ctx.ws.store_url, collection)
-        if lc is not None and lc.text_field:
-            options["text_field"] = lc.text_field
-    return parse_source(text or "payload", base_dir=Path.cwd(), **{k: v for k, v in options.items() if v})
-
-
-def _text_field(fields: tuple[str, ...] | str | None, template: str | None) -> str | None:
-    """One text field from repeated --text-field and --text: a path, or a template over paths."""
-    from reindexer.sources.base import fields_template, is_template
-
-    if isinstance(fields, str):
-        fields = (fields,)
-    fields = tuple(f for f in (fields or ()) if f)
-    if template is not None:
-        if fields:
-            raise UsageError("pass --text TEMPLATE or --text-field, not both",
-                             hint="a template names its fields itself: --text '{title}. {text}'")
-        if not is_template(template):
-            raise UsageError(f"--text {template!r} has no {{field}} placeholder",
-                             hint="e.g. --text '{title}. {text}'; a single field is --text-field FIELD")
-        return template
-    return fields_template(fields) if fields else None
+def _source(kw: dict[str, Any], ctx: Ctx, collection: str):
+    """A SourceSpec from the shared source options, or None when none was given (the library defaults it)."""
+    return commands.source_spec(
+        ctx.ws, collection, kw.pop("source_text"), text_fields=kw.pop("text_field", ()),
+        template=kw.pop("text_template", None), **{k: kw.pop(k) for k in ("query", "id_field", "updated_field")})
 
 
 # -- model ----------------------------------------------------------------------
@@ -382,7 +340,7 @@ def plan_cmd(ctx: Ctx, collection: str, model_path, model_ref, model_name, metri
              quantization, gate, output, **kw: Any) -> None:
     """Compute what putting a model behind COLLECTION takes, as a reviewable plan."""
     settings = _settings(kw)
-    source = _source(kw) or _configured_source(ctx, collection)
+    source = _source(kw, ctx, collection)
     if model_path and model_ref:
         raise UsageError("pass either --model or --model-ref, not both")
     index_params = None
@@ -391,7 +349,7 @@ def plan_cmd(ctx: Ctx, collection: str, model_path, model_ref, model_name, metri
                                           ("quantization", quantization)) if v is not None}
     p = commands.plan(ctx.ws, collection, model_path=str(model_path) if model_path else None, model_ref=model_ref,
                       settings=settings, model_name=model_name, source=source, metric=metric,
-                      index_params=index_params, gate=gate or ctx.ws.config.gate)
+                      index_params=index_params, gate=gate)
     if output:
         output.write_text(p.to_json() + "\n")
     ctx.emit(json.loads(p.to_json()), lambda _: _print_plan(p, output))
@@ -440,7 +398,6 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
               gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool,
               report_json: Path | None, report_md: Path | None, report_html: Path | None) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
-    from reindexer.ab import Judgements
     from reindexer.planner import load_plan_file
 
     if bool(plan_file) == bool(resume_collection):
@@ -450,18 +407,13 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
     if cutover:
         ctx.require_confirmable("apply cuts over at the end (or pass --no-cutover)")
     p = load_plan_file(plan_file) if plan_file else commands.latest_unfinished_plan(ctx.ws, resume_collection)
-    conf = ctx.ws.config.collection(p.collection)
-    if not queries and conf.get("queries") and conf.get("qrels"):
-        queries, qrels = (ctx.ws.config.base_dir / conf["queries"], ctx.ws.config.base_dir / conf["qrels"])
-    judgements = Judgements.load(queries, qrels) if queries else None
-    gate = gate or conf.get("gate") or (ctx.ws.config.gate if p.gate is None else None)
     from reindexer.errors import GateRefusedError
     from reindexer.evaluation import Gate, report
 
     refusal: GateRefusedError | None = None
     try:
         result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
-                                judgements=judgements, gate=gate, force=force, k=k)
+                                queries=queries, qrels=qrels, gate=gate, force=force, k=k)
     except GateRefusedError as exc:
         if getattr(exc, "result", None) is None:
             raise
@@ -567,7 +519,7 @@ def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait
     """Embed only new and changed documents into COLLECTION (and its built shadows); delete removed ones."""
     from reindexer.sync import sync
 
-    r = sync(ctx.ws, collection, source=_source(kw, ctx, collection) or _configured_source(ctx, collection),
+    r = sync(ctx.ws, collection, source=_source(kw, ctx, collection),
              delete_missing=not no_delete, since=_since_value(since), wait=wait)
 
     def show(r) -> None:
@@ -690,7 +642,6 @@ def history_cmd(ctx: Ctx, collection: str, limit: int) -> None:
 def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
     """Drop retired versions of COLLECTION beyond the newest KEEP."""
     ctx.require_confirmable("gc")
-    keep = ctx.ws.config.keep if keep is None else keep
     r = commands.gc(ctx.ws, collection, keep, confirm=ctx.confirm)
     ctx.emit(r, lambda r: out.print(
         f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}"))
@@ -710,7 +661,7 @@ def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
 def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, text_template, sample, min_cosine,
               **kw: Any) -> None:
     """Tag a collection made outside reindexer with the model that made it."""
-    text_field = _text_field(text_field, text_template) or "text"
+    text_field = policy.text_field(text_field, text_template)
     r = commands.adopt(ctx.ws, collection, str(model_path), settings=_settings(kw), text_field=text_field,
                        sample=sample, min_cosine=min_cosine, name=name)
     ctx.emit(r, lambda r: out.print(

@@ -9,10 +9,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reindexer import policy
 from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY
 from reindexer.embedding import ModelSettings, cosine_rows
 from reindexer.errors import (
@@ -40,7 +42,7 @@ from reindexer.killpoints import kill_point
 from reindexer.lookup import find_version
 from reindexer.lookup import managed_collection as _collection
 from reindexer.model_registry import embedder_for, register_model
-from reindexer.planner import Plan, check_plan, live_version, make_plan, physical_name
+from reindexer.planner import Plan, check_plan, decide, gather_inputs, live_version, physical_name, record_plan
 from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile, reconcile_readonly
 from reindexer.sources.base import content_hash, extract_text
 from reindexer.sources.spec import SourceSpec, open_source
@@ -72,9 +74,23 @@ def model_list(ws: Workspace) -> list[ModelVersion]:
 
 
 # -- plan and apply -----------------------------------------------------------
-def plan(ws: Workspace, collection: str, **options: Any) -> Plan:
+def plan(ws: Workspace, collection: str, *, source: SourceSpec | str | None = None, gate: str | None = None,
+         **options: Any) -> Plan:
+    """What putting a model behind ``collection`` takes; ``source`` and ``gate`` default as configured."""
     reconcile_readonly(ws, ws.state.get_collection(ws.store_url, collection), "plan")
-    return make_plan(ws, collection, **options)
+    inputs = gather_inputs(ws, collection, source=policy.source(ws.config, collection, source),
+                           gate=policy.plan_gate(ws.config, collection, gate), **options)
+    return record_plan(ws, decide(inputs), inputs)
+
+
+def source_spec(ws: Workspace, collection: str, text: str | None = None, **pieces: Any) -> SourceSpec | None:
+    """A source from command-line pieces (see ``policy.source_from_options``), or None when none was given.
+
+    Without a text option it reads the text the way the collection records it.
+    """
+    lc = ws.state.get_collection(ws.store_url, collection)
+    return policy.source_from_options(ws.config, collection, text,
+                                      recorded_text_field=lc.text_field if lc else None, **pieces)
 
 
 @dataclass
@@ -135,13 +151,17 @@ def apply(
     gate: str | None = None,
     force: bool = False,
     k: int = 10,
+    queries: str | Path | None = None,
+    qrels: str | Path | None = None,
 ) -> ApplyResult:
     """Build the plan's shadow version, catch it up, verify it, gate it and (optionally) cut over.
 
     With a gate (here or in the plan) and a live version to compare with, the
     shadow is evaluated against the live version on ``judgements`` before the
     cut-over; a failed gate raises GateRefusedError and leaves the shadow built,
-    unless ``force``, which is recorded in the audit log.
+    unless ``force``, which is recorded in the audit log. The gate and the
+    judged queries (``judgements``, or the ``queries`` and ``qrels`` files)
+    default as configured (reindexer.policy).
     """
     from reindexer.evaluation import Gate
 
@@ -149,12 +169,15 @@ def apply(
     if plan.mode == "noop":
         result.message = plan.reason
         return result
-    gate_text = gate or plan.gate
+    gate_text = policy.apply_gate(ws.config, plan.collection, gate, plan.gate)
     gate_obj = Gate.parse(gate_text) if gate_text else None
+    if gate_obj is not None and gate_obj.needs_judgements:
+        judgements = policy.judgements(ws.config, plan.collection, judgements, queries, qrels)
     if gate_obj is not None and gate_obj.needs_judgements and plan.from_version is not None and judgements is None:
         raise UsageError(
             f"the gate {gate_text!r} needs judged queries to compare v{plan.from_version['version']} with the shadow",
-            hint="pass --queries FILE --qrels FILE (BEIR layout), or drop the gate",
+            hint="pass --queries FILE --qrels FILE (BEIR layout), or set queries and qrels under "
+            f"[collections.{plan.collection}] in reindex.toml, or drop the gate",
         )
     # The lease comes before the store is touched: a second operator learns who holds the
     # collection, not merely that an embedded store is open elsewhere.
@@ -317,6 +340,7 @@ def evaluate_versions(
     from reindexer import ab
     from reindexer.evaluation import Gate
 
+    ws.require_store()
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "eval")
     chosen = ab.resolve_versions(ws, lc, versions)
@@ -365,6 +389,7 @@ def compare_versions(ws: Workspace, collection: str, log: str, versions: str | N
     """Label-free comparison from a query log: overlap@k and rank-biased overlap."""
     from reindexer import ab
 
+    ws.require_store()
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "eval")
     return ab.run_unlabelled(ws, ab.resolve_versions(ws, lc, versions, minimum=2), log, k=k)
@@ -562,7 +587,7 @@ def _version_row(ws: Workspace, v: IndexVersion) -> dict[str, Any]:
 
 
 def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]:
-    store = ws.store
+    store = ws.require_store()
     managed = ws.state.list_collections(ws.store_url)
     if collection is not None:
         managed = [c for c in managed if c.name == collection]
@@ -602,6 +627,7 @@ def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]
 
 
 def history(ws: Workspace, collection: str, limit: int = 50) -> dict[str, Any]:
+    ws.require_store()
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "history")
     return {
@@ -622,8 +648,9 @@ def history(ws: Workspace, collection: str, limit: int = 50) -> dict[str, Any]:
     }
 
 
-def gc(ws: Workspace, collection: str, keep: int, confirm: ConfirmFn = _always) -> dict[str, Any]:
-    """Drop retired versions beyond the ``keep`` most recently retired ones."""
+def gc(ws: Workspace, collection: str, keep: int | None = None, confirm: ConfirmFn = _always) -> dict[str, Any]:
+    """Drop retired versions beyond the ``keep`` most recently retired ones (default: as configured)."""
+    keep = policy.keep(ws.config, collection, keep)
     if keep < 0:
         raise UsageError("--keep must be 0 or more")
     lc = _collection(ws, collection)
@@ -656,13 +683,14 @@ def adopt(
     collection: str,
     model_path: str,
     settings: ModelSettings | None = None,
-    text_field: str = "text",
+    text_field: str | None = None,
     sample: int = 32,
     min_cosine: float = 0.99,
     name: str | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Tag a collection made outside the tool with the model that made it, after checking a sample."""
+    text_field = text_field or policy.configured_text_field(ws.config, collection) or policy.DEFAULT_TEXT_FIELD
     store = ws.store
     physical = store.resolve(collection)
     if physical is None:

@@ -3,6 +3,12 @@
 reindex.toml is looked for in the working directory and its parents; paths in it
 are relative to its folder, and so is the default state (.reindex/state.db).
 Secrets are never read from it: they come from the environment or from files.
+
+The file and the REINDEX_* variables go through one schema (``FileSchema``):
+an unknown section or key is an error that lists the valid ones, every value is
+type-checked (the file strictly, as TOML has types; variables as text that must
+parse), and a 0 or an empty string given on purpose is kept, not replaced by
+the default.
 """
 
 from __future__ import annotations
@@ -13,12 +19,135 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reindexer.adapters.registry import DEFAULT_STORE_URL
 from reindexer.errors import UsageError
 from reindexer.state.store import DEFAULT_STATE_URL
 
 CONFIG_NAME = "reindex.toml"
+
+
+# -- the schema of reindex.toml ------------------------------------------------------
+class _Section(BaseModel):
+    # strict: TOML has real types, so "256" for batch_size is a mistake worth naming
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StoreSection(_Section):
+    url: str | None = None
+
+
+class StateSection(_Section):
+    url: str | None = None
+
+
+class DefaultsSection(_Section):
+    batch_size: int | None = Field(default=None, gt=0)
+    device: str | None = None
+    keep: int | None = Field(default=None, ge=0)
+    gate: str | None = None
+    webhook: str | None = None
+
+
+class QuerySection(_Section):
+    refresh: float | None = Field(default=None, ge=0)
+    shadow_sample: float | None = Field(default=None, ge=0, le=1)
+    record_query_text: bool | None = None
+    models_root: str | None = None
+
+
+class CollectionSection(_Section):
+    """``[collections.NAME]``: the defaults plan, apply, sync and gc take for one collection."""
+
+    source: str | None = None
+    #: a payload path, a template over paths ("{title}. {text}") or a list of paths
+    text_field: str | list[str] | None = None
+    id_field: str | None = None
+    updated_field: str | None = None
+    query: str | None = None
+    queries: str | None = None
+    qrels: str | None = None
+    gate: str | None = None
+    webhook: str | None = None
+    keep: int | None = Field(default=None, ge=0)
+
+
+class FileSchema(_Section):
+    store: StoreSection = StoreSection()
+    state: StateSection = StateSection()
+    defaults: DefaultsSection = DefaultsSection()
+    query: QuerySection = QuerySection()
+    collections: dict[str, CollectionSection] = {}
+
+
+#: REINDEX_* variable -> (section, key) of the schema it overrides
+ENV_KEYS: dict[str, tuple[str, str]] = {
+    "REINDEX_STORE": ("store", "url"),
+    "REINDEX_STATE": ("state", "url"),
+    "REINDEX_BATCH_SIZE": ("defaults", "batch_size"),
+    "REINDEX_DEVICE": ("defaults", "device"),
+    "REINDEX_KEEP": ("defaults", "keep"),
+    "REINDEX_GATE": ("defaults", "gate"),
+    "REINDEX_WEBHOOK_URL": ("defaults", "webhook"),
+    "REINDEX_QUERY_REFRESH": ("query", "refresh"),
+    "REINDEX_SHADOW_SAMPLE": ("query", "shadow_sample"),
+    "REINDEX_RECORD_QUERY_TEXT": ("query", "record_query_text"),
+    "REINDEX_MODELS": ("query", "models_root"),
+}
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "store": StoreSection, "state": StateSection, "defaults": DefaultsSection, "query": QuerySection,
+}
+
+
+def _valid(model: type[BaseModel]) -> str:
+    return ", ".join(sorted(model.model_fields))
+
+
+def _problem(err: dict[str, Any]) -> str:
+    """One pydantic error as a sentence about reindex.toml's sections and keys."""
+    loc = [str(part) for part in err["loc"]]
+    if err["type"] == "extra_forbidden":
+        if len(loc) == 1:
+            return f"unknown section {loc[0]!r}; valid: {_valid(FileSchema)}"
+        section = f"collections.{loc[1]}" if loc[0] == "collections" else loc[0]
+        model = CollectionSection if loc[0] == "collections" else _SECTIONS[loc[0]]
+        return f"unknown key {loc[-1]!r} in [{section}]; valid: {_valid(model)}"
+    if loc and loc[0] == "collections" and len(loc) >= 3:
+        where = f"[collections.{loc[1]}] {loc[2]}"
+    elif len(loc) >= 2:
+        where = f"[{loc[0]}] {loc[1]}"
+    else:
+        where = f"[{loc[0]}]" if loc else "reindex.toml"
+    return f"{where}: {err['msg'].lower()} (got {err.get('input')!r})"
+
+
+def parse_file(data: dict[str, Any], origin: str) -> FileSchema:
+    try:
+        return FileSchema.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem(e) for e in exc.errors()]
+        raise UsageError(f"{origin}: " + "; ".join(problems), hint=f"fix {origin}") from None
+
+
+def env_overrides(environ: Any = None) -> dict[str, dict[str, Any]]:
+    """The REINDEX_* variables that are set (an empty one counts as unset), checked by the schema."""
+    environ = os.environ if environ is None else environ
+    found: dict[str, dict[str, Any]] = {}
+    for name, (section, key) in ENV_KEYS.items():
+        raw = environ.get(name)
+        if raw in (None, ""):
+            continue
+        model = _SECTIONS[section]
+        try:
+            # lax: a variable is text, and "8" is a fine batch size there
+            value = getattr(model.model_validate({key: raw}, strict=False), key)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"].lower()
+            raise UsageError(f"{name}={raw!r}: {msg}", hint=f"set {name} to a valid {key}, or unset it") from None
+        found.setdefault(section, {})[key] = value
+    return found
 
 
 @dataclass
@@ -58,6 +187,16 @@ def find_config(start: Path | None = None) -> Path | None:
     return None
 
 
+def read_file(path: Path) -> FileSchema:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}", hint="fix the TOML syntax") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {path}: it is not UTF-8 text", hint="save it as UTF-8") from None
+    return parse_file(data, str(path))
+
+
 def load_config(
     store_url: str | None = None,
     state_url: str | None = None,
@@ -65,51 +204,33 @@ def load_config(
     cwd: Path | None = None,
 ) -> Config:
     path = config_path or find_config(cwd)
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(f"cannot read {path}: {exc}", hint="fix the TOML syntax") from None
+    schema = read_file(path) if path is not None else FileSchema()
+    env = env_overrides()
     base_dir = path.parent if path is not None else (cwd or Path.cwd()).resolve()
+
+    def pick(section: str, key: str, default: Any = None) -> Any:
+        """The variable's value, else the file's, else ``default``; None means unset, 0 is a value."""
+        if key in env.get(section, {}):
+            return env[section][key]
+        value = getattr(getattr(schema, section), key)
+        return default if value is None else value
+
     cfg = Config(base_dir=base_dir, path=path)
-    store = data.get("store", {})
-    state = data.get("state", {})
-    defaults = data.get("defaults", {})
-    cfg.store_url = store_url or os.environ.get("REINDEX_STORE") or store.get("url") or cfg.store_url
-    cfg.state_url = state_url or os.environ.get("REINDEX_STATE") or state.get("url") or cfg.state_url
-    cfg.batch_size = int(os.environ.get("REINDEX_BATCH_SIZE") or defaults.get("batch_size") or cfg.batch_size)
-    cfg.device = os.environ.get("REINDEX_DEVICE") or defaults.get("device") or None
-    cfg.keep = int(os.environ.get("REINDEX_KEEP") or defaults.get("keep") or cfg.keep)
-    cfg.gate = os.environ.get("REINDEX_GATE") or defaults.get("gate") or None
-    cfg.webhook = os.environ.get("REINDEX_WEBHOOK_URL") or defaults.get("webhook") or None
-    cfg.collections = dict(data.get("collections", {}))
-    query = data.get("query", {})
-    cfg.query_refresh = _number("refresh", os.environ.get("REINDEX_QUERY_REFRESH"), query.get("refresh"), 1.0)
-    cfg.shadow_sample = _number(
-        "shadow_sample", os.environ.get("REINDEX_SHADOW_SAMPLE"), query.get("shadow_sample"), 0.0
-    )
-    if not 0.0 <= cfg.shadow_sample <= 1.0:
-        raise UsageError(f"shadow_sample must be between 0 and 1, not {cfg.shadow_sample}")
-    text_flag = os.environ.get("REINDEX_RECORD_QUERY_TEXT")
-    cfg.record_query_text = (text_flag.lower() in ("1", "true", "yes", "on")) if text_flag else \
-        bool(query.get("record_query_text", False))
-    root = os.environ.get("REINDEX_MODELS") or query.get("models_root")
+    cfg.store_url = store_url or pick("store", "url", cfg.store_url)
+    cfg.state_url = state_url or pick("state", "url", cfg.state_url)
+    cfg.batch_size = pick("defaults", "batch_size", cfg.batch_size)
+    cfg.device = pick("defaults", "device")
+    cfg.keep = pick("defaults", "keep", cfg.keep)
+    cfg.gate = pick("defaults", "gate")
+    cfg.webhook = pick("defaults", "webhook")
+    cfg.collections = {name: section.model_dump(exclude_none=True) for name, section in schema.collections.items()}
+    cfg.query_refresh = float(pick("query", "refresh", cfg.query_refresh))
+    cfg.shadow_sample = float(pick("query", "shadow_sample", cfg.shadow_sample))
+    cfg.record_query_text = pick("query", "record_query_text", cfg.record_query_text)
+    root = pick("query", "models_root")
     cfg.models_root = str((base_dir / root) if root and "=" not in root and not Path(root).is_absolute() else root) \
         if root else None
-    if cfg.batch_size <= 0:
-        raise UsageError("batch_size must be positive")
     return cfg
-
-
-def _number(name: str, env: str | None, conf: Any, default: float) -> float:
-    raw = env if env not in (None, "") else conf
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} must be a number, not {raw!r}") from None
 
 
 STARTER = """\
@@ -142,12 +263,14 @@ record_query_text = false # shadow traffic stores a hash of each query unless th
 # models_root = "/mnt/models"   # where model folders are on this host (or "/old/prefix=/mnt/models")
 
 # [collections.docs]
-# text_field = "text"                      # payload path of the text, e.g. page_content
+# text_field = "text"                      # payload path of the text, e.g. page_content;
+#                                          # a template "{title}. {text}" or a list ["title", "text"]
 # source = "jsonl:data/docs.jsonl"         # default source for plan and sync (default: the payload)
 # queries = "eval/queries.jsonl"           # judged queries for the gate (BEIR layout)
 # qrels = "eval/qrels.tsv"
 # gate = "ndcg@10 >= 0 and not significantly worse at p < 0.05"
 # webhook = "https://hooks.example.internal/reindex"   # called on cut-over, rollback, gate refusal
+# keep = 2                                 # retired versions `reindex gc` keeps of this collection
 """
 
 SECRET_ENV = ("QDRANT_API_KEY", "QDRANT_API_KEY_FILE", "MILVUS_TOKEN", "MILVUS_TOKEN_FILE", "REINDEX_WEBHOOK_TOKEN")

@@ -233,6 +233,21 @@ def model_dimension(model) -> int | None:
     return getter()
 
 
+def _check_truncation(model, truncate_dim: int, name: str) -> None:
+    """Refuse a truncation to more dimensions than the model makes: it would truncate nothing, yet be a
+    new model version whose plan re-embeds everything."""
+    kept, model.truncate_dim = model.truncate_dim, None
+    try:
+        native = model_dimension(model)
+    finally:
+        model.truncate_dim = kept
+    if native is not None and truncate_dim > native:
+        raise UsageError(
+            f"truncate dimension {truncate_dim} is more than the {native} dimensions {name} makes",
+            hint=f"pass --truncate-dim {native} or fewer (Matryoshka keeps the first N), or no truncation",
+        )
+
+
 def inspect_model(
     path: str | os.PathLike, settings: ModelSettings | None = None, name: str | None = None
 ) -> ModelInfo:
@@ -241,6 +256,8 @@ def inspect_model(
     root = check_model_folder(path)
     fp = fingerprint(root, settings)
     model = load_sentence_transformer(root, settings)
+    if settings.truncate_dim is not None:
+        _check_truncation(model, settings.truncate_dim, name or default_name(root))
     dim = model_dimension(model)
     if dim is None:
         dim = int(model.encode(["dimension probe"], convert_to_numpy=True).shape[1])

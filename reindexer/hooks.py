@@ -8,7 +8,9 @@
 
 ``deploy`` registers the model (with its training facts), plans, builds and
 verifies the shadow, evaluates it against the live version when a gate is
-given, and cuts over when the gate passes. A refused gate is an answer, not an
+given or configured, and cuts over when the gate passes. What is not given
+(source, gate, queries and qrels) defaults from reindex.toml and REINDEX_*
+exactly as for `reindex plan` and `reindex apply` (reindexer.policy). A refused gate is an answer, not an
 exception: ``result.decision == "refused"`` and the shadow stays built.
 """
 
@@ -20,13 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reindexer import commands
-from reindexer.ab import Judgements
 from reindexer.embedding import ModelSettings
 from reindexer.errors import GateRefusedError
 from reindexer.extras import require_train
-from reindexer.model_registry import register_model
 from reindexer.planner import Plan
-from reindexer.sources.spec import SourceSpec, parse_source
+from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -84,19 +84,17 @@ def deploy(
     """Put the model at ``model_path`` behind ``collection``, gated when ``gate`` is given."""
     ws = workspace or Workspace.open(store=store, state=state)
     try:
-        if isinstance(source, str):
-            source = parse_source(source)
-        model = register_model(ws.state, model_path, name=name, settings=settings, base_model=base_model,
-                               train_data=train_data, run_id=run_id)
-        plan = commands.plan(ws, collection, model_ref=model.fingerprint, source=source, gate=gate)
-        judgements = Judgements.load(queries, qrels) if queries and qrels else None
-        result = DeployResult(collection, model.label, plan, "unchanged")
+        # planning checks every input before it registers the model or writes anything else
+        plan = commands.plan(ws, collection, model_path=str(model_path), settings=settings, model_name=name,
+                             training={"base_model": base_model, "train_data": train_data, "run_id": run_id},
+                             source=source, gate=gate)
+        result = DeployResult(collection, plan.to_version["model"], plan, "unchanged")
         if plan.mode == "noop":
             result.message = plan.reason
             return result
         applied: commands.ApplyResult | None
         try:
-            applied = commands.apply(ws, plan, cutover=cutover, judgements=judgements, force=force)
+            applied = commands.apply(ws, plan, cutover=cutover, queries=queries, qrels=qrels, force=force)
         except GateRefusedError as exc:
             applied = getattr(exc, "result", None)
             result.apply, result.decision, result.message = applied, "refused", str(exc)

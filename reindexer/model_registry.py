@@ -26,31 +26,53 @@ def register_model(
     run_id: str | None = None,
 ) -> ModelVersion:
     """Register (idempotently) the model version at ``path`` with ``settings``."""
+    model = describe_model(state, path, name=name, settings=settings, base_model=base_model,
+                           train_data=train_data, run_id=run_id)
+    return save_model(state, model)
+
+
+def describe_model(
+    state: StateStore,
+    path: str | os.PathLike,
+    name: str | None = None,
+    settings: ModelSettings | None = None,
+    base_model: str | None = None,
+    train_data: str | None = None,
+    run_id: str | None = None,
+) -> ModelVersion:
+    """The model version at ``path``: the registered row when its fingerprint is known, else a new,
+    unsaved one (the weights are loaded to learn its dimension). Writes nothing."""
     settings = settings or ModelSettings()
     root = check_model_folder(path)
-    fp = fingerprint(root, settings)
-    existing = state.get_model(fp)
+    existing = state.get_model(fingerprint(root, settings))
     if existing is not None:
         if existing.path != str(root) and not os.path.isdir(existing.path):
-            # The same bytes moved: keep the registration usable from the new place.
-            existing.path = str(root)
-            state.save(existing)
+            existing.path = str(root)  # the same bytes moved: save_model keeps it usable from the new place
         return existing
     info = inspect_model(root, settings, name)
-    return state.save_model(
-        ModelVersion(
-            fingerprint=info.fingerprint,
-            name=info.name,
-            path=info.path,
-            dim=info.dim,
-            similarity=info.similarity,
-            max_seq_length=info.max_seq_length,
-            settings=settings.to_dict(),
-            base_model=base_model,
-            train_data=train_data,
-            run_id=run_id,
-        )
+    return ModelVersion(
+        fingerprint=info.fingerprint,
+        name=info.name,
+        path=info.path,
+        dim=info.dim,
+        similarity=info.similarity,
+        max_seq_length=info.max_seq_length,
+        settings=settings.to_dict(),
+        base_model=base_model,
+        train_data=train_data,
+        run_id=run_id,
     )
+
+
+def save_model(state: StateStore, model: ModelVersion) -> ModelVersion:
+    """Record a model version ``describe_model`` returned: a new one, or a known one that moved."""
+    existing = state.get_model(model.fingerprint)
+    if existing is None:
+        return state.save_model(model)
+    if existing.path != model.path:
+        existing.path = model.path
+        return state.save(existing)
+    return existing
 
 
 def embedder_for(model: ModelVersion, device: str | None = None, batch_size: int | None = None) -> Embedder:

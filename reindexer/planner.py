@@ -17,17 +17,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reindexer.adapters.base import CollectionSpec
+from reindexer.adapters.base import CollectionSpec, validate_spec
 from reindexer.embedding import ModelSettings
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
-from reindexer.model_registry import embedder_for, register_model, require_unchanged
+from reindexer.model_registry import describe_model, embedder_for, require_unchanged, save_model
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, utcnow
 from reindexer.workspace import Workspace
 
 PLAN_SCHEMA = "reindexer.plan/v1"
-MODES = ("full", "copy", "noop")
 _ESTIMATE_SAMPLE = 64
 
 
@@ -149,7 +148,51 @@ def hash_inputs(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def make_plan(
+@dataclass
+class PlanInputs:
+    """Everything a plan is decided from, read from the store, the state, the model and the source.
+
+    Gathering it writes nothing, so a refused plan leaves store and state as they were.
+    ``model`` may be a version not yet registered; ``record_plan`` registers it.
+    """
+
+    collection: str
+    store_url: str
+    state_store_id: str
+    text_field: str
+    live: IndexVersion | None
+    live_model: ModelVersion | None
+    live_count: int | None
+    model: ModelVersion
+    source: SourceSpec
+    metric: str
+    index_params: dict[str, Any]
+    mode: str
+    reason: str
+    source_docs: int
+    next_version: int
+    gate: str | None
+    estimate: dict[str, Any]
+    #: what the inputs fingerprint covers (``inputs_of``)
+    fingerprinted: dict[str, Any]
+
+
+def choose_mode(collection: str, live: IndexVersion | None, live_model: ModelVersion | None,
+                model: ModelVersion, metric: str, index_params: dict[str, Any]) -> tuple[str, str]:
+    """(mode, reason): full for a new collection or a new model, copy for new index settings, else noop."""
+    if live is None:
+        return "full", "new collection"
+    if live.model_fingerprint != model.fingerprint:
+        reason = f"model changes from {live_model.label} to {model.label}"
+        if live.dim != model.dim:
+            reason += f" (dimension {live.dim} -> {model.dim})"
+        return "full", reason
+    if metric != live.metric or index_params != (live.index_params or {}):
+        return "copy", "same model, new index settings: vectors are copied, not re-embedded"
+    return "noop", f"{collection} already serves {model.label} with these settings"
+
+
+def gather_inputs(
     ws: Workspace,
     collection: str,
     model_path: str | None = None,
@@ -161,7 +204,19 @@ def make_plan(
     index_params: dict[str, Any] | None = None,
     gate: str | None = None,
     estimate: bool = True,
-) -> Plan:
+    training: dict[str, Any] | None = None,
+) -> PlanInputs:
+    """Read and check what a plan needs; every bad input is refused here, before anything is written.
+
+    The backend's own rules (``Backend.validate_collection_name``, ``validate_doc_ids``,
+    ``validate_metric``) are checked before the store is opened or the source read.
+    ``training`` holds the facts a new model version is registered with (base_model,
+    train_data, run_id).
+    """
+    backend = ws.backend
+    backend.validate_collection_name(collection)
+    if metric is not None:
+        backend.validate_metric(metric)
     state = ws.state
     lc = state.get_collection(ws.store_url, collection)
     live = live_version(ws, lc, collection)
@@ -171,7 +226,7 @@ def make_plan(
             hint="check the name (`reindex status` lists collections), or pass --source jsonl:FILE to create it",
         )
     if model_path:
-        model = register_model(state, model_path, name=model_name, settings=settings)
+        model = describe_model(state, model_path, name=model_name, settings=settings, **(training or {}))
     elif model_ref:
         model = state.find_model(model_ref)
     elif live is not None:
@@ -185,24 +240,14 @@ def make_plan(
 
     live_model = state.get_model(live.model_fingerprint) if live else None
     metric = metric or (live.metric if live and live_model and live_model.dim == model.dim else model.similarity)
+    backend.validate_metric(metric)
     index_params = dict(index_params if index_params is not None else (live.index_params if live else {}))
-    CollectionSpec(name=collection, dim=model.dim, metric=metric)  # validates the metric early
-
-    if live is None:
-        mode, reason = "full", "new collection"
-    elif live.model_fingerprint != model.fingerprint:
-        mode = "full"
-        reason = f"model changes from {live_model.label} to {model.label}"
-        if live.dim != model.dim:
-            reason += f" (dimension {live.dim} -> {model.dim})"
-    elif metric != live.metric or index_params != (live.index_params or {}):
-        mode, reason = "copy", "same model, new index settings: vectors are copied, not re-embedded"
-    else:
-        mode, reason = "noop", f"{collection} already serves {model.label} with these settings"
+    validate_spec(CollectionSpec(name=collection, dim=model.dim, metric=metric, index_params=index_params))
+    mode, reason = choose_mode(collection, live, live_model, model, metric, index_params)
 
     live_count = ws.store.count(live.physical_name) if live else None
     with open_source(source, store=ws.store, collection=live.physical_name if live else None) as src:
-        docs = src.scan().count  # one full pass: every bad record reported at once, before any work
+        scanned = src.scan()  # one full pass: every bad record reported at once, before any work
         sample: list[str] = []
         payload_bytes = 0
         for doc in src:
@@ -210,76 +255,103 @@ def make_plan(
             payload_bytes += len(json.dumps(doc.payload, default=str))
             if len(sample) >= _ESTIMATE_SAMPLE:
                 break
+    docs = scanned.count
     if docs == 0 and mode != "copy":
         raise UsageError(
             f"the source {source.describe()} has no documents: nothing to index",
             hint="check the source path or query; an empty corpus would leave an empty index behind the alias",
         )
-
-    counts = {"source_docs": docs, "to_embed": 0, "to_copy": 0, "to_delete": 0}
     if mode == "full":
-        counts["to_embed"] = docs
-    elif mode == "copy":
-        counts["to_copy"] = live_count or 0
+        backend.validate_doc_ids(scanned.hashes)
 
-    est: dict[str, Any] = {"seconds": 0.0}
-    if estimate and mode == "full" and sample:
-        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
-        embedder.embed_documents(sample[:8])  # warm-up: the first call pays for lazy initialisation
-        started = time.perf_counter()
-        embedder.embed_documents(sample)
-        rate = len(sample) / max(time.perf_counter() - started, 1e-6)
-        per_doc = model.dim * 4 + payload_bytes / max(len(sample), 1)
-        est = {
-            "seconds": round(docs / rate * 1.15, 1),  # 15% for store writes and the ledger
-            "docs_per_second": round(rate, 1),
-            "device": embedder.device,
-            "storage_bytes": int(docs * per_doc),
-        }
-    elif mode == "copy":
-        est = {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
-
-    lc = state.ensure_collection(ws.store_url, collection, text_field=text_field)
-    number = state.next_version_number(lc.id)
+    number = state.next_version_number(lc.id) if lc is not None else 1
     while ws.store.collection_exists(physical_name(collection, number)):
         number += 1
-    to_version = {
-        "version": number,
-        "physical": physical_name(collection, number),
-        "model": model.label,
-        "model_fingerprint": model.fingerprint,
-        "model_path": model.path,
-        "dim": model.dim,
-        "metric": metric,
-        "index_params": index_params,
-    }
-    if mode == "noop":
-        to_version = _version_summary(live, model, live_count)
-    inputs = inputs_of(ws, collection, live, model, source, metric, index_params)
-    plan = Plan(
-        id=uuid.uuid4().hex,
-        state_store_id=state.store_id,
-        created_at=iso(utcnow()),
-        collection=collection,
-        store=ws.store_url,
-        mode=mode,
-        reason=reason,
-        from_version=_version_summary(live, live_model, live_count) if live else None,
-        to_version=to_version,
-        source=source.to_dict(),
-        counts=counts,
-        dimension_change=bool(live and live.dim != model.dim),
-        estimate=est,
-        gate=gate,
-        inputs_fingerprint=hash_inputs(inputs),
-        inputs=inputs,
+    if mode != "noop":
+        backend.validate_collection_name(physical_name(collection, number), "version collection")
+    est = _estimate(ws, model, mode, docs, sample, payload_bytes, live_count) if estimate else {"seconds": 0.0}
+    return PlanInputs(
+        collection=collection, store_url=ws.store_url, state_store_id=state.store_id, text_field=text_field,
+        live=live, live_model=live_model, live_count=live_count, model=model, source=source, metric=metric,
+        index_params=index_params, mode=mode, reason=reason, source_docs=docs, next_version=number, gate=gate,
+        estimate=est, fingerprinted=inputs_of(ws, collection, live, model, source, metric, index_params),
     )
+
+
+def _estimate(ws: Workspace, model: ModelVersion, mode: str, docs: int, sample: list[str], payload_bytes: int,
+              live_count: int | None) -> dict[str, Any]:
+    """Time and storage: a full build is measured by embedding a sample with the target model."""
+    if mode == "copy":
+        return {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
+    if mode != "full" or not sample:
+        return {"seconds": 0.0}
+    embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+    embedder.embed_documents(sample[:8])  # warm-up: the first call pays for lazy initialisation
+    started = time.perf_counter()
+    embedder.embed_documents(sample)
+    rate = len(sample) / max(time.perf_counter() - started, 1e-6)
+    per_doc = model.dim * 4 + payload_bytes / max(len(sample), 1)
+    return {
+        "seconds": round(docs / rate * 1.15, 1),  # 15% for store writes and the ledger
+        "docs_per_second": round(rate, 1),
+        "device": embedder.device,
+        "storage_bytes": int(docs * per_doc),
+    }
+
+
+def decide(inputs: PlanInputs, plan_id: str | None = None, created_at: str | None = None) -> Plan:
+    """The plan for ``inputs``: what must change, as data. Pure: reads nothing, writes nothing."""
+    i = inputs
+    counts = {"source_docs": i.source_docs, "to_embed": 0, "to_copy": 0, "to_delete": 0}
+    if i.mode == "full":
+        counts["to_embed"] = i.source_docs
+    elif i.mode == "copy":
+        counts["to_copy"] = i.live_count or 0
+    if i.mode == "noop":
+        to_version = _version_summary(i.live, i.model, i.live_count)
+    else:
+        to_version = {
+            "version": i.next_version,
+            "physical": physical_name(i.collection, i.next_version),
+            "model": i.model.label,
+            "model_fingerprint": i.model.fingerprint,
+            "model_path": i.model.path,
+            "dim": i.model.dim,
+            "metric": i.metric,
+            "index_params": i.index_params,
+        }
+    return Plan(
+        id=plan_id or uuid.uuid4().hex,
+        state_store_id=i.state_store_id,
+        created_at=created_at or iso(utcnow()),
+        collection=i.collection,
+        store=i.store_url,
+        mode=i.mode,
+        reason=i.reason,
+        from_version=_version_summary(i.live, i.live_model, i.live_count) if i.live else None,
+        to_version=to_version,
+        source=i.source.to_dict(),
+        counts=counts,
+        dimension_change=bool(i.live and i.live.dim != i.model.dim),
+        estimate=i.estimate,
+        gate=i.gate,
+        inputs_fingerprint=hash_inputs(i.fingerprinted),
+        inputs=i.fingerprinted,
+    )
+
+
+def record_plan(ws: Workspace, plan: Plan, inputs: PlanInputs) -> Plan:
+    """The doing half of planning: register the model, the collection and the plan, and audit it."""
+    state = ws.state
+    save_model(state, inputs.model)
+    lc = state.ensure_collection(ws.store_url, plan.collection, text_field=inputs.text_field)
     state.save(
         PlanRecord(
             id=plan.id, collection_id=lc.id, inputs_fingerprint=plan.inputs_fingerprint, body=json.loads(plan.to_json())
         )
     )
-    state.audit("plan", collection, plan_fingerprint=plan.inputs_fingerprint, plan_id=plan.id, mode=mode, reason=reason)
+    state.audit("plan", plan.collection, plan_fingerprint=plan.inputs_fingerprint, plan_id=plan.id, mode=plan.mode,
+                reason=plan.reason)
     return plan
 
 

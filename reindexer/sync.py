@@ -26,6 +26,7 @@ from reindexer.executor import (
 from reindexer.lookup import find_version
 from reindexer.lookup import managed_collection as _collection
 from reindexer.planner import live_version
+from reindexer.policy import configured_source
 from reindexer.reconcile import reconcile
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, PlanRecord
@@ -113,7 +114,7 @@ def sync(
         live = live_version(ws, lc, collection)
         if live is None:
             raise NotFoundError(f"{collection} has no live version to sync", hint="build one with plan and apply")
-        spec = source or default_source(ws, lc, live)
+        spec = source or configured_source(ws.config, collection) or default_source(ws, lc, live)
         if since == "last":
             since = get_watermark(ws, collection, spec)
         if since is not None:
@@ -196,6 +197,8 @@ def verify(
     delete stray points the source no longer has, then sync from the source,
     which re-embeds exactly what was forgotten or never recorded.
     """
+    if not fix:
+        ws.require_store()  # a check must not create the store it checks
     lc = _collection(ws, collection)
     with ws.lease(collection) as lease:
         reconcile(ws, lc, "verify")

@@ -9,8 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from reindexer.adapters import VectorStore, open_store, parse_store_url
+from reindexer.adapters.base import Backend
+from reindexer.adapters.registry import backends
 from reindexer.config import Config, load_config
-from reindexer.errors import LeaseHeldError
+from reindexer.errors import LeaseHeldError, NotFoundError
 from reindexer.state import StateStore
 
 LEASE_TTL = timedelta(minutes=10)
@@ -38,6 +40,22 @@ class Workspace:
         if self._store is None:
             self._store = open_store(self.config.store_url, self.config.base_dir)
         return self._store
+
+    @property
+    def backend(self) -> Backend:
+        """The kind of store the URL names: its rules (names, ids, metrics) without opening it."""
+        return backends()[self.location.backend]
+
+    def require_store(self) -> VectorStore:
+        """The store, for a command that only reads: a missing embedded store is NotFoundError (exit 3),
+        not a new empty one made by opening it."""
+        if self._store is None and not self.backend.exists(self.location):
+            raise NotFoundError(
+                f"no store at {self.location.target} ({self.store_url})",
+                hint="check --store, REINDEX_STORE or [store] url in reindex.toml; "
+                "`reindex plan COLLECTION --model PATH --source FILE` and apply create a new store",
+            )
+        return self.store
 
     @property
     def batch_size(self) -> int:

@@ -63,3 +63,75 @@ def test_config_show_masks_secrets(tmp_path, monkeypatch):
     data = json.loads(r.stdout)
     assert data["state"]["url"] == "postgresql+psycopg://ops:***@db.internal/reindex"
     assert data["secrets"]["QDRANT_API_KEY"] == "set"
+
+
+def _clean_env(monkeypatch):
+    from reindexer.config import ENV_KEYS
+
+    for name in (*ENV_KEYS, "REINDEX_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('[stor]\nurl = "qdrant+local:x"\n',
+         "unknown section 'stor'; valid: collections, defaults, query, state, store"),
+        ("[defaults]\nbatchsize = 64\n", "unknown key 'batchsize' in [defaults]; valid: batch_size, device, gate"),
+        ('[collections.docs]\ntext_feld = "body"\n', "unknown key 'text_feld' in [collections.docs]; valid: gate"),
+        ('[defaults]\nbatch_size = "64"\n', "[defaults] batch_size: input should be a valid integer"),
+        ("[defaults]\nkeep = -1\n", "[defaults] keep: input should be greater than or equal to 0"),
+        ("[query]\nshadow_sample = 1.5\n", "[query] shadow_sample: input should be less than or equal to 1"),
+        ('[query]\nrecord_query_text = "yes"\n', "[query] record_query_text: input should be a valid boolean"),
+    ],
+)
+def test_the_schema_names_each_bad_section_key_and_type(tmp_path, monkeypatch, toml, expected):
+    _clean_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reindex.toml").write_text(toml)
+    with pytest.raises(UsageError) as caught:
+        load_config()
+    assert expected in caught.value.message
+    r = CliRunner().invoke(cli, ["config", "show"])
+    assert r.exit_code == 2 and expected in r.output and "unexpected" not in r.output
+
+
+def test_zero_is_a_value_not_the_default(tmp_path, monkeypatch):
+    _clean_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reindex.toml").write_text("[defaults]\nkeep = 0\n[query]\nrefresh = 0\n")
+    cfg = load_config()
+    assert (cfg.keep, cfg.query_refresh) == (0, 0.0)
+    monkeypatch.setenv("REINDEX_KEEP", "0")
+    (tmp_path / "reindex.toml").write_text("[defaults]\nkeep = 5\n")
+    assert load_config().keep == 0  # the variable's 0 wins over the file's 5
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("REINDEX_BATCH_SIZE", "abc", "REINDEX_BATCH_SIZE='abc': input should be a valid integer"),
+        ("REINDEX_BATCH_SIZE", "0", "REINDEX_BATCH_SIZE='0': input should be greater than 0"),
+        ("REINDEX_KEEP", "two", "REINDEX_KEEP='two': input should be a valid integer"),
+        ("REINDEX_SHADOW_SAMPLE", "2", "REINDEX_SHADOW_SAMPLE='2': input should be less than or equal to 1"),
+        ("REINDEX_RECORD_QUERY_TEXT", "maybe", "REINDEX_RECORD_QUERY_TEXT='maybe': input should be a valid boolean"),
+    ],
+)
+def test_environment_variables_go_through_the_same_schema(tmp_path, monkeypatch, name, value, expected):
+    _clean_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    r = CliRunner().invoke(cli, ["status"])
+    assert r.exit_code == 2, r.output
+    assert expected in r.output and "unexpected" not in r.output
+    assert not (tmp_path / ".reindex").exists()  # refused before anything was opened
+
+
+def test_environment_values_are_parsed_as_their_types(tmp_path, monkeypatch):
+    _clean_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REINDEX_BATCH_SIZE", "8")
+    monkeypatch.setenv("REINDEX_RECORD_QUERY_TEXT", "yes")
+    monkeypatch.setenv("REINDEX_SHADOW_SAMPLE", "0.25")
+    cfg = load_config()
+    assert (cfg.batch_size, cfg.record_query_text, cfg.shadow_sample) == (8, True, 0.25)
