@@ -295,6 +295,29 @@ class VectorStore(abc.ABC):
     ) -> list[Hit]:
         """Top-k by the collection's metric, best first; ``where`` is payload equality."""
 
+    def holds_point_tags(self, name: str) -> bool:
+        """True when every point of ``name`` can carry the ``MODEL_KEY`` tag in its payload.
+
+        Where False (a Milvus collection with neither a dynamic field nor a
+        ``reindex_model`` field) the model is recorded once, in the collection's
+        metadata, and adapters leave ``MODEL_KEY`` out of the points they write.
+        """
+        return True
+
+    def set_payload_key(self, name: str, points: Sequence[Point], key: str, value: Any | None) -> None:
+        """Set ``key`` to ``value`` (None: remove it) in the payload of existing points, nothing else changed.
+
+        ``points`` are as read with ``with_vectors=True``. This default rewrites
+        them whole; adapters whose points hold more than one vector override it
+        so that the others survive.
+        """
+        for p in points:
+            if value is None:
+                p.payload.pop(key, None)
+            else:
+                p.payload[key] = value
+        self.upsert(name, points)
+
     # -- aliases -----------------------------------------------------------
     @abc.abstractmethod
     def list_aliases(self) -> dict[str, str]:

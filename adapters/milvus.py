@@ -58,6 +58,7 @@ from reindexer.adapters.base import (
     DOC_ID_KEY,
     META_INDEX_PARAMS,
     META_PAYLOAD_INDEXES,
+    MODEL_KEY,
     Capabilities,
     CollectionInfo,
     CollectionSpec,
@@ -443,6 +444,8 @@ class MilvusStore(VectorStore):
         for key, value in p.payload.items():
             if key == DOC_ID_KEY:
                 continue
+            if key == MODEL_KEY and not self._holds_tags(s):
+                continue  # the model is recorded once, in the collection's properties
             if key in (s.pk, s.vector) or key.startswith(ESCAPED_PREFIX) or key == "$meta":
                 if not s.dynamic:
                     raise UsageError(f"payload key {key!r} collides with a field of {s.collection!r}")
@@ -464,6 +467,12 @@ class MilvusStore(VectorStore):
         row[s.pk] = pk
         row[s.vector] = [float(x) for x in p.vector]
         return row
+
+    def _holds_tags(self, s: _Schema) -> bool:
+        return s.dynamic or MODEL_KEY in s.fields
+
+    def holds_point_tags(self, name: str) -> bool:
+        return self._holds_tags(self._schema(name))
 
     def _to_payload(self, s: _Schema, row: dict[str, Any]) -> tuple[str, list[float] | None, dict[str, Any]]:
         row = dict(row)

@@ -376,6 +376,21 @@ class QdrantStore(VectorStore):
             f"upsert {len(structs)} points into {name!r}",
         )
 
+    def set_payload_key(self, name: str, points: Sequence[Point], key: str, value: Any | None) -> None:
+        # set_payload / delete_payload leave every vector of the point (sparse, other named ones) as it is.
+        from qdrant_client import models
+
+        if not points:
+            return
+        ids: list[Any] = [point_id_for(p.doc_id) for p in points]
+        if value is None:
+            self._call(lambda: self._client.delete_payload(name, keys=[key], points=ids, wait=True),
+                       f"remove {key!r} from {len(ids)} points of {name!r}")
+        else:
+            self._call(lambda: self._client.set_payload(name, payload={key: value},
+                                                        points=models.PointIdsList(points=ids), wait=True),
+                       f"set {key!r} on {len(ids)} points of {name!r}")
+
     def delete(self, name: str, doc_ids: Sequence[str]) -> None:
         from qdrant_client import models
 

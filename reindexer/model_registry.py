@@ -26,6 +26,26 @@ def register_model(
     run_id: str | None = None,
 ) -> ModelVersion:
     """Register (idempotently) the model version at ``path`` with ``settings``."""
+    model, changed = model_at(state, path, name, settings, base_model, train_data, run_id)
+    if not changed:
+        return model
+    return state.save_model(model) if state.get_model(model.fingerprint) is None else state.save(model)
+
+
+def model_at(
+    state: StateStore,
+    path: str | os.PathLike,
+    name: str | None = None,
+    settings: ModelSettings | None = None,
+    base_model: str | None = None,
+    train_data: str | None = None,
+    run_id: str | None = None,
+) -> tuple[ModelVersion, bool]:
+    """The model version at ``path`` and whether the state lacks it as it is; nothing is written.
+
+    Commands that must leave the state untouched when they fail (adopt) check with
+    this first and register only once every check has passed.
+    """
     settings = settings or ModelSettings()
     root = check_model_folder(path)
     fp = fingerprint(root, settings)
@@ -34,10 +54,10 @@ def register_model(
         if existing.path != str(root) and not os.path.isdir(existing.path):
             # The same bytes moved: keep the registration usable from the new place.
             existing.path = str(root)
-            state.save(existing)
-        return existing
+            return existing, True
+        return existing, False
     info = inspect_model(root, settings, name)
-    return state.save_model(
+    return (
         ModelVersion(
             fingerprint=info.fingerprint,
             name=info.name,
@@ -49,7 +69,8 @@ def register_model(
             base_model=base_model,
             train_data=train_data,
             run_id=run_id,
-        )
+        ),
+        True,
     )
 
 
