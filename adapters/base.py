@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
+from reindexer.adapters.schema import CollectionSchema
 from reindexer.errors import (
     BackendError,
     ConflictError,
@@ -108,6 +109,10 @@ class CollectionSpec:
     # Index settings a copy-mode plan may change: hnsw_m, hnsw_ef_construct,
     # quantization ("none", "scalar"), shards.
     index_params: dict[str, Any] = field(default_factory=dict)
+    # The live version's schema (``VectorStore.read_schema``): the new collection gets its
+    # fields, keys, other vectors and indexes, with ``dim`` and ``metric`` for the embedded
+    # vector. None: the tool's own schema.
+    schema: CollectionSchema | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -294,6 +299,13 @@ class VectorStore(abc.ABC):
         where: dict[str, Any] | None = None,
     ) -> list[Hit]:
         """Top-k by the collection's metric, best first; ``where`` is payload equality."""
+
+    def read_schema(self, name: str) -> CollectionSchema | None:
+        """The schema of a collection or alias, to create new versions and copies like it.
+
+        None where the adapter cannot read one: those get the tool's own schema.
+        """
+        return None
 
     def holds_point_tags(self, name: str) -> bool:
         """True when every point of ``name`` can carry the ``MODEL_KEY`` tag in its payload.

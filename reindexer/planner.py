@@ -184,7 +184,8 @@ def make_plan(
         source = SourceSpec(kind="payload", text_field=text_field)
 
     live_model = state.get_model(live.model_fingerprint) if live else None
-    metric = metric or (live.metric if live and live_model and live_model.dim == model.dim else model.similarity)
+    # The live version's metric is the application's choice: kept unless the plan names another.
+    metric = metric or (live.metric if live else model.similarity)
     index_params = dict(index_params if index_params is not None else (live.index_params if live else {}))
     CollectionSpec(name=collection, dim=model.dim, metric=metric)  # validates the metric early
 
@@ -195,6 +196,8 @@ def make_plan(
         reason = f"model changes from {live_model.label} to {model.label}"
         if live.dim != model.dim:
             reason += f" (dimension {live.dim} -> {model.dim})"
+        if metric != live.metric:
+            reason += f" (metric {live.metric} -> {metric})"
     elif metric != live.metric or index_params != (live.index_params or {}):
         mode, reason = "copy", "same model, new index settings: vectors are copied, not re-embedded"
     else:
