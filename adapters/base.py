@@ -88,6 +88,10 @@ class Point:
     doc_id: str
     vector: list[float] | None
     payload: dict[str, Any] = field(default_factory=dict)
+    # The point's vectors besides the one the tool embeds (Qdrant: other named dense vectors,
+    # sparse vectors as {"indices": [...], "values": [...]}), read with ``with_vectors`` and
+    # written back unchanged: they belong to the application.
+    other_vectors: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -306,6 +310,14 @@ class VectorStore(abc.ABC):
         None where the adapter cannot read one: those get the tool's own schema.
         """
         return None
+
+    def set_other_vectors(self, name: str, points: Sequence[Point]) -> None:
+        """Write ``other_vectors`` of existing points, leaving their embedded vector and payload alone.
+
+        Only stores whose collections can hold more than one vector per point implement it.
+        """
+        if any(p.other_vectors for p in points):
+            raise BackendError(f"{self.backend} collections hold one vector per point")
 
     def holds_point_tags(self, name: str) -> bool:
         """True when every point of ``name`` can carry the ``MODEL_KEY`` tag in its payload.

@@ -40,6 +40,7 @@ from reindexer.killpoints import kill_point
 from reindexer.model_registry import embedder_for, model_at, register_model
 from reindexer.planner import Plan, check_plan, live_version, make_plan, physical_name
 from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile, reconcile_readonly
+from reindexer.schema import carry_other_vectors
 from reindexer.sources.base import content_hash, extract_text
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
@@ -408,6 +409,8 @@ def _build(
             # Documents edited while a pass ran are picked up by the next; stop once one finds none.
             if stats.changed == 0:
                 break
+        if live is not None and plan.mode != "copy":
+            carry_other_vectors(ws.store, live.physical_name, version.physical_name, ws.batch_size)
         finish_run(ws, run)
     except BaseException as exc:
         finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
@@ -553,6 +556,7 @@ def rollback(
                 stats = sync_into(ws, previous, model, source, lease=lease, label="catching up")
             finally:
                 source.close()
+            carry_other_vectors(ws.store, current.physical_name, previous.physical_name, ws.batch_size)
         swap_alias(ws, lc, previous, current, set_previous=False, action="rollback",
                    audit={"to": previous.physical_name, "previous": current.physical_name,
                           "re_embedded": stats.embedded, "deleted": stats.deleted})
