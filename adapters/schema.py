@@ -62,9 +62,11 @@ class CollectionSchema:
 
     def for_version(self, dim: int, metric: str) -> CollectionSchema:
         """This schema with the embedded vector's dimension and metric set to a new version's."""
-        fields = tuple(
-            replace(f, params={**f.params, "dim": dim}) if f.name == self.vector else f for f in self.fields
-        )
+        def sized(f: FieldSchema) -> FieldSchema:
+            key = "size" if "size" in f.params else "dim"  # Qdrant's name for it, Milvus'
+            return replace(f, params={**f.params, key: dim})
+
+        fields = tuple(sized(f) if f.name == self.vector else f for f in self.fields)
         return replace(self, fields=fields, metric=metric)
 
     def to_dict(self) -> dict[str, Any]:
