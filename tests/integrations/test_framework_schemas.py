@@ -71,7 +71,7 @@ def _ws(tmp_path, store_url):
 @pytest.mark.slow  # two model versions over a real framework store
 def test_langchain_milvus_defaults_keep_their_schema_and_their_writes(tmp_path, minilm_path, minilm, minilm_256,
                                                                      corpus):
-    langchain_milvus = pytest.importorskip("langchain_milvus", reason="pip install langchain-milvus (in the test extra)")
+    langchain_milvus = pytest.importorskip("langchain_milvus", reason="pip install langchain-milvus (test extra)")
     texts, metadatas, queries = corpus
     db = str(tmp_path / "m.db")
 
