@@ -151,3 +151,34 @@ def test_adopt_keeps_the_sparse_vectors_of_a_hybrid_qdrant_collection(tmp_path, 
         assert {p.id: p.vector["sparse"] for p in points} == sparse
         assert {p.payload[MODEL_KEY] for p in points} == {ws.state.find_model(r["model"]).short}
         assert verify(ws, "hybrid").ok
+
+
+@pytest.mark.server
+def test_langchain_milvus_defaults_on_the_milvus_server(milvus_server, tmp_path, minilm_path, texts, vectors):
+    """Adopt and migrate on a real server: the copy keeps the key, auto-id, fields, index and shards."""
+    import uuid
+
+    from pymilvus import MilvusClient
+
+    name = f"kb_{uuid.uuid4().hex[:8]}"
+    client = MilvusClient(uri=milvus_server.uri)
+    try:
+        _langchain_milvus_default(client, name, texts, vectors)
+        rows = _milvus_rows(client, name)
+        with _ws(tmp_path, milvus_server.url) as ws:
+            original = ws.store.read_schema(name)
+            assert commands.adopt(ws, name, str(minilm_path))["tag"] == "collection"
+            assert commands.migrate(ws, name)["migrated"]
+            assert original.differences(ws.store.read_schema(f"{name}__v2")) == []
+            assert _milvus_rows(client, name) == rows
+            assert verify(ws, name).ok
+            client.insert(name, [{"text": "one more", "vector": vectors[0].tolist(), "source": "s9"}])
+            assert len(_milvus_rows(client, name)) == N + 1
+    finally:
+        for alias in client.list_aliases().get("aliases", []):
+            if alias.startswith(name):
+                client.drop_alias(alias)
+        for c in client.list_collections():
+            if c.startswith(name):
+                client.drop_collection(c)
+        client.close()
