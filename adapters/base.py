@@ -319,6 +319,14 @@ class VectorStore(abc.ABC):
         if any(p.other_vectors for p in points):
             raise BackendError(f"{self.backend} collections hold one vector per point")
 
+    def check_copyable(self, name: str) -> None:
+        """Raise ``UsageError`` when new versions of ``name`` cannot be written with its points' keys.
+
+        Called before the first write of migrate and apply, so a store that would
+        refuse the copy half-way refuses it up front instead.
+        """
+        return None
+
     def holds_point_tags(self, name: str) -> bool:
         """True when every point of ``name`` can carry the ``MODEL_KEY`` tag in its payload.
 

@@ -539,6 +539,8 @@ class MilvusStore(VectorStore):
         else:
             schema = _pymilvus_schema(like, spec.dim)
             properties.update(like.options.get("properties") or {})
+            if like.primary is not None and like.primary.auto_id and not self._lite:
+                properties["allow_insert_auto_id"] = "true"  # the copies keep their keys (servers from 2.6)
             if like.shards:
                 extra["num_shards"] = like.shards
             if like.partition_key and like.options.get("num_partitions"):
@@ -629,6 +631,27 @@ class MilvusStore(VectorStore):
                 lambda ip=index_params: self._client.create_index(name, ip, timeout=self._timeout, sync=False),
                 f"create index on {name!r}.{field_name}",
                 missing_is_transient=True,
+            )
+
+    def _explicit_auto_ids(self) -> bool | None:
+        """Whether this store takes given keys into an auto-id collection: Lite does; servers from 2.6
+        when the collection allows it (``allow_insert_auto_id``); older servers refuse them."""
+        if self._lite:
+            return True
+        version = str(self._call(lambda: self._client.get_server_version(timeout=self._timeout),
+                                 "read the server version"))
+        numbers = [int(x) for x in re.findall(r"\d+", version)[:2]] or [0, 0]
+        return tuple(numbers) >= (2, 6)
+
+    def check_copyable(self, name: str) -> None:
+        s = self._schema(name, refresh=True)
+        pk = next((f for f in self.read_schema(name).fields if f.primary), None)
+        if pk is not None and pk.auto_id and not self._explicit_auto_ids():
+            raise UsageError(
+                f"{s.collection!r} has an auto-id primary key {s.pk!r}, and this Milvus server "
+                "refuses given keys in an auto-id collection: a new version could not keep its points' keys",
+                hint="Milvus Lite and servers from 2.6 accept them; on this server, copy the collection into one "
+                "with auto_id=False (the application then passes ids) and adopt that",
             )
 
     def read_schema(self, name: str) -> CollectionSchema:

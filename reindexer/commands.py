@@ -183,6 +183,8 @@ def apply(
             _refuse_if_live_moved(ws, plan, version)
         lc, live, model = check_plan(ws, plan) if version is None else _resume_context(ws, plan, version)
         if version is None:
+            if live is not None:
+                ws.store.check_copyable(live.physical_name)
             version = ws.state.save(
                 IndexVersion(
                     collection_id=lc.id,
@@ -865,6 +867,7 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
         source = ws.state.version_by_physical(lc.id, collection)
         if source is None:
             raise ConflictError(f"{collection} is not adopted", hint=f"`reindex adopt {collection} --model PATH` first")
+        store.check_copyable(collection)
         model = ws.state.get_model(source.model_fingerprint)
         number = max(ws.state.next_version_number(lc.id), source.version + 1)
         target = ws.state.save(IndexVersion(

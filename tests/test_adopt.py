@@ -17,7 +17,7 @@ from reindexer import commands
 from reindexer.adapters.base import MODEL_KEY
 from reindexer.config import Config
 from reindexer.embedding import Embedder, ModelSettings
-from reindexer.errors import ConflictError, VerificationError
+from reindexer.errors import ConflictError, UsageError, VerificationError
 from reindexer.sync import verify
 from reindexer.workspace import Workspace
 
@@ -155,7 +155,7 @@ def test_adopt_keeps_the_sparse_vectors_of_a_hybrid_qdrant_collection(tmp_path, 
 
 @pytest.mark.server
 def test_langchain_milvus_defaults_on_the_milvus_server(milvus_server, tmp_path, minilm_path, texts, vectors):
-    """Adopt and migrate on a real server: the copy keeps the key, auto-id, fields, index and shards."""
+    """Adopt on a real server; migrate refuses up front where the server cannot keep auto-id keys (before 2.6)."""
     import uuid
 
     from pymilvus import MilvusClient
@@ -168,10 +168,18 @@ def test_langchain_milvus_defaults_on_the_milvus_server(milvus_server, tmp_path,
         with _ws(tmp_path, milvus_server.url) as ws:
             original = ws.store.read_schema(name)
             assert commands.adopt(ws, name, str(minilm_path))["tag"] == "collection"
-            assert commands.migrate(ws, name)["migrated"]
-            assert original.differences(ws.store.read_schema(f"{name}__v2")) == []
-            assert _milvus_rows(client, name) == rows
             assert verify(ws, name).ok
+            if ws.store._explicit_auto_ids():
+                assert commands.migrate(ws, name)["migrated"]
+                assert original.differences(ws.store.read_schema(f"{name}__v2")) == []
+            else:  # the 2.3.5 test server: refused before anything is written
+                lc = ws.state.get_collection(ws.store_url, name)
+                with pytest.raises(UsageError, match="auto-id primary key") as exc:
+                    commands.migrate(ws, name)
+                assert exc.value.exit_code == 2
+                assert [v.physical_name for v in ws.state.versions(lc.id)] == [name]
+                assert sorted(c for c in client.list_collections() if c.startswith(name)) == [name]
+            assert _milvus_rows(client, name) == rows
             client.insert(name, [{"text": "one more", "vector": vectors[0].tolist(), "source": "s9"}])
             assert len(_milvus_rows(client, name)) == N + 1
     finally:
