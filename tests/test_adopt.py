@@ -21,6 +21,9 @@ from reindexer.errors import ConflictError, UsageError, VerificationError
 from reindexer.sync import verify
 from reindexer.workspace import Workspace
 
+# Milvus Lite and the real model: 30-100 s a test on a shared machine, so out of make test-fast.
+pytestmark = pytest.mark.slow
+
 N = 24
 
 
