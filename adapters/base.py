@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
+from reindexer.adapters.schema import CollectionSchema
 from reindexer.errors import (
     BackendError,
     ConflictError,
@@ -87,6 +88,10 @@ class Point:
     doc_id: str
     vector: list[float] | None
     payload: dict[str, Any] = field(default_factory=dict)
+    # The point's vectors besides the one the tool embeds (Qdrant: other named dense vectors,
+    # sparse vectors as {"indices": [...], "values": [...]}), read with ``with_vectors`` and
+    # written back unchanged: they belong to the application.
+    other_vectors: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +113,10 @@ class CollectionSpec:
     # Index settings a copy-mode plan may change: hnsw_m, hnsw_ef_construct,
     # quantization ("none", "scalar"), shards.
     index_params: dict[str, Any] = field(default_factory=dict)
+    # The live version's schema (``VectorStore.read_schema``): the new collection gets its
+    # fields, keys, other vectors and indexes, with ``dim`` and ``metric`` for the embedded
+    # vector. None: the tool's own schema.
+    schema: CollectionSchema | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -294,6 +303,52 @@ class VectorStore(abc.ABC):
         where: dict[str, Any] | None = None,
     ) -> list[Hit]:
         """Top-k by the collection's metric, best first; ``where`` is payload equality."""
+
+    def read_schema(self, name: str) -> CollectionSchema | None:
+        """The schema of a collection or alias, to create new versions and copies like it.
+
+        None where the adapter cannot read one: those get the tool's own schema.
+        """
+        return None
+
+    def set_other_vectors(self, name: str, points: Sequence[Point]) -> None:
+        """Write ``other_vectors`` of existing points, leaving their embedded vector and payload alone.
+
+        Only stores whose collections can hold more than one vector per point implement it.
+        """
+        if any(p.other_vectors for p in points):
+            raise BackendError(f"{self.backend} collections hold one vector per point")
+
+    def check_copyable(self, name: str) -> None:
+        """Raise ``UsageError`` when new versions of ``name`` cannot be written with its points' keys.
+
+        Called before the first write of migrate and apply, so a store that would
+        refuse the copy half-way refuses it up front instead.
+        """
+        return None
+
+    def holds_point_tags(self, name: str) -> bool:
+        """True when every point of ``name`` can carry the ``MODEL_KEY`` tag in its payload.
+
+        Where False (a Milvus collection with neither a dynamic field nor a
+        ``reindex_model`` field) the model is recorded once, in the collection's
+        metadata, and adapters leave ``MODEL_KEY`` out of the points they write.
+        """
+        return True
+
+    def set_payload_key(self, name: str, points: Sequence[Point], key: str, value: Any | None) -> None:
+        """Set ``key`` to ``value`` (None: remove it) in the payload of existing points, nothing else changed.
+
+        ``points`` are as read with ``with_vectors=True``. This default rewrites
+        them whole; adapters whose points hold more than one vector override it
+        so that the others survive.
+        """
+        for p in points:
+            if value is None:
+                p.payload.pop(key, None)
+            else:
+                p.payload[key] = value
+        self.upsert(name, points)
 
     # -- aliases -----------------------------------------------------------
     @abc.abstractmethod

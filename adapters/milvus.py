@@ -42,6 +42,7 @@ with "collection not loaded" loads the collection and is tried once more.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import math
@@ -58,6 +59,7 @@ from reindexer.adapters.base import (
     DOC_ID_KEY,
     META_INDEX_PARAMS,
     META_PAYLOAD_INDEXES,
+    MODEL_KEY,
     Capabilities,
     CollectionInfo,
     CollectionSpec,
@@ -72,6 +74,7 @@ from reindexer.adapters.base import (
     split_metadata,
     validate_spec,
 )
+from reindexer.adapters.schema import CollectionSchema, FieldSchema
 from reindexer.errors import (
     BackendError,
     ConflictError,
@@ -451,6 +454,8 @@ class MilvusStore(VectorStore):
         for key, value in p.payload.items():
             if key == DOC_ID_KEY:
                 continue
+            if key == MODEL_KEY and not self._holds_tags(s):
+                continue  # the model is recorded once, in the collection's properties
             if key in (s.pk, s.vector) or key.startswith(ESCAPED_PREFIX) or key == "$meta":
                 if not s.dynamic:
                     raise UsageError(f"payload key {key!r} collides with a field of {s.collection!r}")
@@ -472,6 +477,12 @@ class MilvusStore(VectorStore):
         row[s.pk] = pk
         row[s.vector] = [float(x) for x in p.vector]
         return row
+
+    def _holds_tags(self, s: _Schema) -> bool:
+        return s.dynamic or MODEL_KEY in s.fields
+
+    def holds_point_tags(self, name: str) -> bool:
+        return self._holds_tags(self._schema(name))
 
     def _to_payload(self, s: _Schema, row: dict[str, Any]) -> tuple[str, list[float] | None, dict[str, Any]]:
         row = dict(row)
@@ -526,13 +537,25 @@ class MilvusStore(VectorStore):
         validate_spec(spec)
         check_name(spec.name, "collection")
         self._check_new_collection(spec.name, self._alias_target(spec.name) is not None)
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
-        schema.add_field(PK_FIELD, DataType.VARCHAR, is_primary=True, max_length=PK_MAX_LENGTH)
-        schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=spec.dim)
-        properties = dict(spec.metadata)
+        like = spec.schema if spec.schema is not None and spec.schema.backend == self.backend else None
+        extra: dict[str, Any] = {}
+        properties: dict[str, str] = {}
+        if like is None:
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
+            schema.add_field(PK_FIELD, DataType.VARCHAR, is_primary=True, max_length=PK_MAX_LENGTH)
+            schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=spec.dim)
+        else:
+            schema = _pymilvus_schema(like, spec.dim)
+            properties.update(like.options.get("properties") or {})
+            if like.primary is not None and like.primary.auto_id and not self._lite:
+                properties["allow_insert_auto_id"] = "true"  # the copies keep their keys (servers from 2.6)
+            if like.shards:
+                extra["num_shards"] = like.shards
+            if like.partition_key and like.options.get("num_partitions"):
+                extra["num_partitions"] = like.options["num_partitions"]
+        properties.update(spec.metadata)
         properties[META_PAYLOAD_INDEXES] = json.dumps(spec.payload_indexes, sort_keys=True)
         properties[META_INDEX_PARAMS] = json.dumps(spec.index_params, sort_keys=True)
-        extra: dict[str, Any] = {}
         if "shards" in spec.index_params:
             extra["num_shards"] = spec.index_params["shards"]
         self._forget()
@@ -548,7 +571,9 @@ class MilvusStore(VectorStore):
             f"create collection {spec.name!r}",
         )
         try:
-            self._create_vector_index(spec)
+            self._create_vector_index(spec, like)
+            if like is not None:
+                self._create_scalar_indexes(spec.name, like)
             self._call(
                 lambda: self._client.load_collection(spec.name, timeout=self._timeout),
                 f"load {spec.name!r}",
@@ -561,12 +586,17 @@ class MilvusStore(VectorStore):
                 log.warning("could not drop half-created collection %r", spec.name)
             raise
 
-    def _create_vector_index(self, spec: CollectionSpec) -> None:
+    def _create_vector_index(self, spec: CollectionSpec, like: CollectionSchema | None = None) -> None:
         from pymilvus import MilvusClient
 
         m = spec.index_params.get("hnsw_m", DEFAULT_HNSW_M)
         efc = spec.index_params.get("hnsw_ef_construct", DEFAULT_HNSW_EF_CONSTRUCT)
-        if spec.index_params.get("quantization") == "scalar":
+        vector_field = like.vector if like is not None else VECTOR_FIELD
+        same = like.options.get("vector_index") if like is not None else None
+        if same and like is not None and like.options.get("index_params") == spec.index_params:
+            # The plan left the index settings alone: the live version's index, as it is.
+            candidates = [(same["index_type"], dict(same.get("params") or {}))]
+        elif spec.index_params.get("quantization") == "scalar":
             candidates = [
                 ("HNSW_SQ", {"M": m, "efConstruction": efc, "sq_type": "SQ8"}),
                 ("IVF_SQ8", {"nlist": 128}),  # servers before 2.5 have no HNSW_SQ
@@ -576,7 +606,7 @@ class MilvusStore(VectorStore):
         for i, (index_type, params) in enumerate(candidates):
             index_params = MilvusClient.prepare_index_params()
             index_params.add_index(
-                field_name=VECTOR_FIELD,
+                field_name=vector_field,
                 index_type=index_type,
                 metric_type=_METRIC_TO_MILVUS[spec.metric],
                 params=params,
@@ -596,6 +626,86 @@ class MilvusStore(VectorStore):
                 if i + 1 < len(candidates) and "index type" in str(exc).lower():
                     continue
                 raise
+
+    def _create_scalar_indexes(self, name: str, like: CollectionSchema) -> None:
+        from pymilvus import MilvusClient
+
+        for field_name, index in sorted(like.indexes.items()):
+            index_params = MilvusClient.prepare_index_params()
+            index_params.add_index(field_name=field_name, index_type=index.get("index_type", ""),
+                                   index_name=index.get("index_name") or field_name,
+                                   params=dict(index.get("params") or {}))
+            self._call(
+                lambda ip=index_params: self._client.create_index(name, ip, timeout=self._timeout, sync=False),
+                f"create index on {name!r}.{field_name}",
+                missing_is_transient=True,
+            )
+
+    def _explicit_auto_ids(self) -> bool | None:
+        """Whether this store takes given keys into an auto-id collection: Lite does; servers from 2.6
+        when the collection allows it (``allow_insert_auto_id``); older servers refuse them."""
+        if self._lite:
+            return True
+        version = str(self._call(lambda: self._client.get_server_version(timeout=self._timeout),
+                                 "read the server version"))
+        numbers = [int(x) for x in re.findall(r"\d+", version)[:2]] or [0, 0]
+        return tuple(numbers) >= (2, 6)
+
+    def check_copyable(self, name: str) -> None:
+        s = self._schema(name, refresh=True)
+        pk = next((f for f in self.read_schema(name).fields if f.primary), None)
+        if pk is not None and pk.auto_id and not self._explicit_auto_ids():
+            raise UsageError(
+                f"{s.collection!r} has an auto-id primary key {s.pk!r}, and this Milvus server "
+                "refuses given keys in an auto-id collection: a new version could not keep its points' keys",
+                hint="Milvus Lite and servers from 2.6 accept them; on this server, copy the collection into one "
+                "with auto_id=False (the application then passes ids) and adopt that",
+            )
+
+    def read_schema(self, name: str) -> CollectionSchema:
+        s, desc = self._describe_raw(name)
+        fields = []
+        for f in desc.get("fields", []):
+            if f.get("is_dynamic") or f.get("name") == "$meta":
+                continue
+            params = {k: _plain(v) for k, v in (f.get("params") or {}).items()}
+            for key in ("element_type", "max_capacity"):
+                if f.get(key) is not None:
+                    params[key] = _plain(f[key])
+            fields.append(FieldSchema(
+                name=f["name"], kind=_plain(f.get("type")), params=params, primary=bool(f.get("is_primary")),
+                auto_id=bool(f.get("auto_id")) if f.get("is_primary") else False,
+                nullable=bool(f.get("nullable")), partition_key=bool(f.get("is_partition_key")),
+                default=_plain(f.get("default_value")) if f.get("default_value") is not None else None))
+        indexes: dict[str, dict[str, Any]] = {}
+        vector_index: dict[str, Any] = {}
+        for index_name in self._call(lambda: self._client.list_indexes(s.collection, timeout=self._timeout),
+                                     f"list indexes of {s.collection!r}") or []:
+            info = self._call(
+                lambda n=index_name: self._client.describe_index(s.collection, n, timeout=self._timeout),
+                f"describe index of {s.collection!r}") or {}
+            kept = {"index_type": str(info.get("index_type", "")), "index_name": index_name,
+                    "params": {k: _plain(v) for k, v in info.items() if k not in _INDEX_INFO_KEYS}}
+            if info.get("field_name") == s.vector:
+                vector_index = kept
+            elif info.get("field_name"):
+                indexes[str(info["field_name"])] = kept
+        raw_props = {str(k): str(v) for k, v in (desc.get("properties") or {}).items()}
+        own, _, index_params = split_metadata(raw_props)
+        options: dict[str, Any] = {
+            "vector_index": vector_index,
+            "index_params": index_params if index_params is not None else _derived_index_params(s),
+            "properties": {k: v for k, v in own.items() if not k.startswith("reindex.")},
+        }
+        if desc.get("description"):
+            options["description"] = str(desc["description"])
+        if any(f.partition_key for f in fields):
+            options["num_partitions"] = int(desc.get("num_partitions") or 0) or None
+        return CollectionSchema(
+            backend=self.backend, fields=tuple(fields), vector=s.vector,
+            metric=_METRIC_FROM_MILVUS.get(s.metric, s.metric.lower()), dynamic=s.dynamic,
+            indexes=indexes, shards=s.num_shards, options=options,
+        )
 
     def drop_collection(self, name: str) -> None:
         # Milvus 2.3 and Lite would drop the aliases with the collection: refused first.
@@ -979,3 +1089,52 @@ def _derived_index_params(s: _Schema) -> dict[str, Any]:
     out["quantization"] = "scalar" if "SQ" in s.index_type else "none"
     out["shards"] = s.num_shards
     return out
+
+
+# What describe_index reports beside the index's own parameters.
+_INDEX_INFO_KEYS = frozenset({"index_type", "metric_type", "field_name", "index_name", "total_rows",
+                              "indexed_rows", "pending_index_rows", "state"})
+
+
+def _plain(value: Any) -> Any:
+    """A client value as JSON-able data: DataType members by their lowercased name."""
+    if isinstance(value, enum.Enum):
+        return str(value.name).lower()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _pymilvus_schema(like: CollectionSchema, dim: int) -> Any:
+    """The pymilvus schema of ``like``, with ``dim`` for the vector the tool embeds into."""
+    from pymilvus import DataType, MilvusClient
+
+    pk = like.primary
+    schema = MilvusClient.create_schema(auto_id=bool(pk and pk.auto_id), enable_dynamic_field=like.dynamic,
+                                        description=like.options.get("description", ""))
+    for f in like.fields:
+        kwargs: dict[str, Any] = {}
+        for key, value in f.params.items():
+            if key == "element_type":
+                kwargs[key] = DataType[str(value).upper()]
+            elif key in ("max_length", "dim", "max_capacity"):
+                kwargs[key] = int(value)
+            else:
+                kwargs[key] = value
+        if f.name == like.vector:
+            kwargs["dim"] = dim
+        if f.primary:
+            kwargs["is_primary"] = True
+            kwargs["auto_id"] = f.auto_id
+        if f.nullable:
+            kwargs["nullable"] = True
+        if f.partition_key:
+            kwargs["is_partition_key"] = True
+        if f.default is not None:
+            kwargs["default_value"] = f.default
+        schema.add_field(f.name, DataType[f.kind.upper()], **kwargs)
+    return schema

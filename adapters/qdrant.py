@@ -54,6 +54,7 @@ from reindexer.adapters.base import (
     split_metadata,
     validate_spec,
 )
+from reindexer.adapters.schema import CollectionSchema, FieldSchema
 from reindexer.errors import (
     BackendError,
     ConflictError,
@@ -131,6 +132,7 @@ class QdrantStore(VectorStore):
         self._local = path is not None or _is_local_client(client)
         self._secrets = [api_key] if api_key else []
         self._vector_names: dict[str, str | None] = {}
+        self._sparse_names: dict[str, tuple[str, ...]] = {}
         self._client: Any = None
         # A client handed in belongs to the application that opened it: close() leaves it open.
         self._owns_client = client is None
@@ -243,14 +245,21 @@ class QdrantStore(VectorStore):
         if name not in self._vector_names:
             info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
             self._vector_names[name] = _vector_params(info, name)[0]
+            self._sparse_names[name] = tuple(sorted(info.config.params.sparse_vectors or {}))
         return self._vector_names[name]
+
+    def _has_other_vectors(self, name: str) -> bool:
+        self._vector_name(name)
+        return bool(self._sparse_names.get(name))
 
     def _forget(self, *names: str) -> None:
         if names:
             for n in names:
                 self._vector_names.pop(n, None)
+                self._sparse_names.pop(n, None)
         else:
             self._vector_names.clear()
+            self._sparse_names.clear()
 
     def _to_point(self, record: Any, with_vectors: bool, vector_name: str | None) -> Point:
         payload = dict(record.payload or {})
@@ -258,9 +267,12 @@ class QdrantStore(VectorStore):
         if not isinstance(doc_id, str):
             doc_id = str(record.id)
         vector = None
+        others: dict[str, Any] = {}
         if with_vectors:
             vector = _extract_vector(record.vector, vector_name)
-        return Point(doc_id=doc_id, vector=vector, payload=payload)
+            if isinstance(record.vector, dict):
+                others = {k: _plain_vector(v) for k, v in record.vector.items() if k != (vector_name or "")}
+        return Point(doc_id=doc_id, vector=vector, payload=payload, other_vectors=others)
 
     # -- collections ---------------------------------------------------------
     def list_collections(self) -> list[str]:
@@ -284,15 +296,34 @@ class QdrantStore(VectorStore):
         metadata = dict(spec.metadata)
         metadata[META_PAYLOAD_INDEXES] = json.dumps(spec.payload_indexes, sort_keys=True)
         metadata[META_INDEX_PARAMS] = json.dumps(params, sort_keys=True)
+        own: Any = models.VectorParams(size=spec.dim, distance=_distance(spec.metric))
+        vectors_config, sparse_config, extra = own, None, {}
+        like = spec.schema if spec.schema is not None and spec.schema.backend == self.backend else None
+        if like is not None:
+            # The application's vectors: the one the tool embeds gets the plan's size and metric,
+            # every other dense and sparse vector comes over as it was.
+            dense = {f.name: own if f.name == like.vector else models.VectorParams(
+                size=int(f.params["size"]), distance=models.Distance(f.params["distance"]))
+                for f in like.fields if f.kind == "dense_vector"}
+            vectors_config = dense.get("", own) if set(dense) <= {""} else dense
+            sparse_config = {f.name: models.SparseVectorParams(
+                modifier=models.Modifier(f.params["modifier"]) if f.params.get("modifier") else None)
+                for f in like.fields if f.kind == "sparse_vector"} or None
+            if like.replicas:
+                extra["replication_factor"] = like.replicas
+            if like.options.get("on_disk_payload") is not None:
+                extra["on_disk_payload"] = like.options["on_disk_payload"]
         self._forget(spec.name)
         self._call(
             lambda: self._client.create_collection(
                 spec.name,
-                vectors_config=models.VectorParams(size=spec.dim, distance=_distance(spec.metric)),
+                vectors_config=vectors_config,
+                sparse_vectors_config=sparse_config,
                 hnsw_config=hnsw,
                 quantization_config=quantization,
-                shard_number=params.get("shards"),
+                shard_number=params.get("shards") or (like.shards if like is not None else None),
                 metadata=metadata,
+                **extra,
             ),
             f"create collection {spec.name!r}",
         )
@@ -361,13 +392,15 @@ class QdrantStore(VectorStore):
         if not points:
             return
         vector_name = self._vector_name(name)
+        kept = self._kept_other_vectors(name, points)
         structs = []
         for p in points:
             if p.vector is None:
                 raise UsageError(f"point {p.doc_id!r} has no vector")
             vector: Any = [float(x) for x in p.vector]
-            if vector_name:
-                vector = {vector_name: vector}
+            others = p.other_vectors or kept.get(p.doc_id) or {}
+            if vector_name or others:
+                vector = {vector_name or "": vector, **{k: _client_vector(v) for k, v in others.items()}}
             payload = dict(p.payload)
             payload[DOC_ID_KEY] = p.doc_id
             structs.append(models.PointStruct(id=point_id_for(p.doc_id), vector=vector, payload=payload))
@@ -375,6 +408,62 @@ class QdrantStore(VectorStore):
             lambda: self._client.upsert(name, points=structs, wait=True),
             f"upsert {len(structs)} points into {name!r}",
         )
+
+    def _kept_other_vectors(self, name: str, points: Sequence[Point]) -> dict[str, dict[str, Any]]:
+        """The stored other vectors of points written without theirs (a re-embedded text keeps its sparse vector)."""
+        if not self._has_other_vectors(name):
+            return {}
+        bare = [p.doc_id for p in points if not p.other_vectors]
+        if not bare:
+            return {}
+        return {p.doc_id: p.other_vectors for p in self.retrieve(name, bare, with_vectors=True) if p.other_vectors}
+
+    def set_other_vectors(self, name: str, points: Sequence[Point]) -> None:
+        from qdrant_client import models
+
+        todo = [models.PointVectors(id=point_id_for(p.doc_id),
+                                    vector={k: _client_vector(v) for k, v in p.other_vectors.items()})
+                for p in points if p.other_vectors]
+        if todo:
+            self._call(lambda: self._client.update_vectors(name, points=todo, wait=True),
+                       f"write other vectors of {len(todo)} points of {name!r}")
+
+    def read_schema(self, name: str) -> CollectionSchema:
+        info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
+        vector_name, params = _vector_params(info, name)
+        vectors = info.config.params.vectors
+        dense = vectors if isinstance(vectors, dict) else {"": vectors}
+        fields = [FieldSchema(name=n, kind="dense_vector", params=_dense_params(v)) for n, v in sorted(dense.items())]
+        for n, v in sorted((info.config.params.sparse_vectors or {}).items()):
+            modifier = getattr(v, "modifier", None)
+            fields.append(FieldSchema(name=n, kind="sparse_vector",
+                                      params={"modifier": getattr(modifier, "value", modifier)} if modifier else {}))
+        metadata, recorded, _ = split_metadata(info.config.metadata)
+        indexes = {f: {"type": k} for f, k in (recorded or {}).items()} or {
+            f: {"type": _schema_kind(v)} for f, v in (info.payload_schema or {}).items()}
+        distance = params.distance.value if hasattr(params.distance, "value") else str(params.distance)
+        return CollectionSchema(
+            backend=self.backend, fields=tuple(fields), vector=vector_name or "",
+            metric=_METRICS_BACK.get(distance.lower(), distance.lower()),
+            indexes=indexes, shards=getattr(info.config.params, "shard_number", None),
+            replicas=getattr(info.config.params, "replication_factor", None),
+            options={"on_disk_payload": getattr(info.config.params, "on_disk_payload", None)},
+        )
+
+    def set_payload_key(self, name: str, points: Sequence[Point], key: str, value: Any | None) -> None:
+        # set_payload / delete_payload leave every vector of the point (sparse, other named ones) as it is.
+        from qdrant_client import models
+
+        if not points:
+            return
+        ids: list[Any] = [point_id_for(p.doc_id) for p in points]
+        if value is None:
+            self._call(lambda: self._client.delete_payload(name, keys=[key], points=ids, wait=True),
+                       f"remove {key!r} from {len(ids)} points of {name!r}")
+        else:
+            self._call(lambda: self._client.set_payload(name, payload={key: value},
+                                                        points=models.PointIdsList(points=ids), wait=True),
+                       f"set {key!r} on {len(ids)} points of {name!r}")
 
     def delete(self, name: str, doc_ids: Sequence[str]) -> None:
         from qdrant_client import models
@@ -614,3 +703,23 @@ def _filter(where: dict[str, Any] | None) -> Any:
                 f"where: {key!r} must equal a string, number or boolean, not {type(value).__name__}"
             )
     return models.Filter(must=must)
+
+
+def _dense_params(v: Any) -> dict[str, Any]:
+    distance = v.distance.value if hasattr(v.distance, "value") else str(v.distance)
+    return {"size": int(v.size), "distance": distance}
+
+
+def _plain_vector(v: Any) -> Any:
+    """A vector as read, as plain data: a sparse one as {"indices": [...], "values": [...]}."""
+    if hasattr(v, "indices") and hasattr(v, "values"):
+        return {"indices": [int(i) for i in v.indices], "values": [float(x) for x in v.values]}
+    return v
+
+
+def _client_vector(v: Any) -> Any:
+    from qdrant_client import models
+
+    if isinstance(v, dict) and set(v) == {"indices", "values"}:
+        return models.SparseVector(indices=v["indices"], values=v["values"])
+    return v

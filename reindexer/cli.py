@@ -666,7 +666,21 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, tex
                        sample=sample, min_cosine=min_cosine, name=name)
     ctx.emit(r, lambda r: out.print(
         f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}: "
-        f"{r['sample']} sampled vectors agree (min cosine {r['min_cosine']}), {r['points_tagged']} points tagged"))
+        f"{r['sample']} sampled vectors agree (min cosine {r['min_cosine']}), "
+        + (f"{r['points_tagged']} points tagged" if r["tag"] == "point"
+           else "model recorded in the collection's properties (no field for a per-point tag)")))
+
+
+@cli.command("forget")
+@click.argument("collection")
+@run_command
+def forget_cmd(ctx: Ctx, collection: str) -> None:
+    """Remove reindexer's records of COLLECTION; the store is left as it is."""
+    ctx.require_confirmable("forget")
+    r = commands.forget(ctx.ws, collection, confirm=ctx.confirm)
+    ctx.emit(r, lambda r: out.print(
+        f"forgot {r['collection']}: {', '.join(r['versions']) or 'no versions'}; still in the store: "
+        f"{', '.join(r['left_in_store']) or 'nothing'}" if r["forgotten"] else f"{r['collection']}: nothing forgotten"))
 
 
 @cli.command("eval")

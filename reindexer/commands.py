@@ -41,9 +41,10 @@ from reindexer.executor import (
 from reindexer.killpoints import kill_point
 from reindexer.lookup import find_version
 from reindexer.lookup import managed_collection as _collection
-from reindexer.model_registry import embedder_for, register_model
+from reindexer.model_registry import describe_model, embedder_for, register_model
 from reindexer.planner import Plan, check_plan, decide, gather_inputs, live_version, physical_name, record_plan
 from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile, reconcile_readonly
+from reindexer.schema import carry_other_vectors
 from reindexer.sources.base import content_hash, extract_text
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
@@ -207,6 +208,8 @@ def apply(
             _refuse_if_live_moved(ws, plan, version)
         lc, live, model = check_plan(ws, plan) if version is None else _resume_context(ws, plan, version)
         if version is None:
+            if live is not None:
+                ws.store.check_copyable(live.physical_name)
             version = ws.state.save(
                 IndexVersion(
                     collection_id=lc.id,
@@ -435,6 +438,8 @@ def _build(
             # Documents edited while a pass ran are picked up by the next; stop once one finds none.
             if stats.changed == 0:
                 break
+        if live is not None and plan.mode != "copy":
+            carry_other_vectors(ws.store, live.physical_name, version.physical_name, ws.batch_size)
         finish_run(ws, run)
     except BaseException as exc:
         finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
@@ -561,6 +566,7 @@ def rollback(
                 stats = sync_into(ws, previous, model, source, lease=lease, label="catching up")
             finally:
                 source.close()
+            carry_other_vectors(ws.store, current.physical_name, previous.physical_name, ws.batch_size)
         swap_alias(ws, lc, previous, current, set_previous=False, action="rollback",
                    audit={"to": previous.physical_name, "previous": current.physical_name,
                           "re_embedded": stats.embedded, "deleted": stats.deleted})
@@ -689,65 +695,92 @@ def adopt(
     name: str | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Tag a collection made outside the tool with the model that made it, after checking a sample."""
+    """Tag a collection made outside the tool with the model that made it, after checking a sample.
+
+    All or nothing: every check runs before the first write; the store is written
+    next (the tags, then the collection's metadata; a failure there takes the tags
+    back off), and the state last, in one transaction. A crash between the two
+    leaves tags and metadata without records, which running adopt again completes.
+    """
     text_field = text_field or policy.configured_text_field(ws.config, collection) or policy.DEFAULT_TEXT_FIELD
     store = ws.store
     physical = store.resolve(collection)
     if physical is None:
         raise NotFoundError(f"unknown collection {collection!r} in {ws.store_url}")
-    lc = ws.state.get_collection(ws.store_url, collection)
-    if lc is not None and ws.state.version_by_physical(lc.id, physical) is not None:
-        raise ConflictError(f"{collection} is already managed by reindexer", hint="see `reindex status`")
+    _refuse_if_managed(ws, collection, physical)
     info = store.describe(physical)
-    model = register_model(ws.state, model_path, name=name, settings=settings)
+    model = describe_model(ws.state, model_path, name=name, settings=settings)
     if info.dim != model.dim:
         raise VerificationError(
             f"{collection} holds {info.dim}-dimensional vectors but {model.label} makes {model.dim}",
             hint="adopt it with the model that made it",
         )
+    ids = [p.doc_id for page in store.scroll(physical, batch_size=ws.batch_size) for p in page]
+    if not ids:
+        raise UsageError(f"{collection} is empty: there is nothing to compare the model against")
+    cos = _sample_cosines(ws, physical, model, ids, text_field, sample, min_cosine, seed)
     with ws.lease(collection):
-        ids = [p.doc_id for page in store.scroll(physical, batch_size=ws.batch_size) for p in page]
-        if not ids:
-            raise UsageError(f"{collection} is empty: there is nothing to compare the model against")
-        chosen = random.Random(seed).sample(ids, min(sample, len(ids)))
-        points = store.retrieve(physical, chosen, with_vectors=True)
-        texts, vectors, missing = [], [], []
-        for p in points:
-            text = extract_text(p.payload, text_field)
-            if text is None:
-                missing.append(p.doc_id)
-                continue
-            texts.append(text)
-            vectors.append(p.vector)
-        if missing:
-            raise UsageError(
-                f"{len(missing)} of {len(points)} sampled points have no text under {text_field!r} "
-                f"(e.g. {', '.join(missing[:3])})",
-                hint="pass --text-field with the payload path that holds the text, e.g. page_content",
-            )
-        fresh = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size).embed_documents(texts)
-        cos = cosine_rows(np.asarray(vectors), fresh)
-        bad = int((cos < min_cosine).sum())
-        if bad:
-            raise VerificationError(
-                f"{bad} of {len(cos)} sampled vectors of {collection} do not match {model.label} "
-                f"(cosine min {cos.min():.3f}, needs {min_cosine}): it was made by another model, or by several",
-                hint="adopt it with the model that made it; a mixed collection needs a full re-index from its text",
-            )
-        lc = ws.state.ensure_collection(ws.store_url, collection, text_field=text_field)
-        number = _version_number_of(physical, collection)
-        version = ws.state.save(
-            IndexVersion(collection_id=lc.id, version=number, physical_name=physical,
-                         model_fingerprint=model.fingerprint, dim=info.dim, metric=info.metric,
-                         index_params=info.index_params, status="live", live_since=utcnow(),
-                         point_count=len(ids))
+        _refuse_if_managed(ws, collection, physical)  # another adopt may have finished meanwhile
+        lc = ws.state.get_collection(ws.store_url, collection) or LogicalCollection(
+            store_url=ws.store_url, name=collection, text_field=text_field)
+        version = IndexVersion(collection_id=lc.id or 0, version=_version_number_of(physical, collection),
+                               physical_name=physical, model_fingerprint=model.fingerprint, dim=info.dim,
+                               metric=info.metric, index_params=info.index_params, status="live",
+                               live_since=utcnow(), point_count=len(ids))
+        per_point = store.holds_point_tags(physical)
+        rows, tagged = _tag_points(ws, physical, model, text_field, per_point)
+        try:
+            store.set_metadata(physical, version_metadata(lc, version, model, text_field))
+        except BaseException:
+            _untag_points(ws, physical, tagged)
+            raise
+        kill_point("adopt-before-record")
+        detail = {"model": model.label, "physical": physical, "sample": len(cos), "min_cosine": float(cos.min()),
+                  "tagged": len(tagged), "tag": "point" if per_point else "collection"}
+        version = ws.state.record_adoption(ws.store_url, collection, text_field, model, version, rows, detail)
+        return {"collection": collection, "physical": physical, "model": model.label, "version": version.version,
+                "sample": len(cos), "min_cosine": round(float(cos.min()), 5), "points_tagged": len(tagged),
+                "tag": "point" if per_point else "collection"}
+
+
+def _refuse_if_managed(ws: Workspace, collection: str, physical: str) -> None:
+    lc = ws.state.get_collection(ws.store_url, collection)
+    if lc is not None and ws.state.version_by_physical(lc.id, physical) is not None:
+        raise ConflictError(
+            f"{collection} is already managed by reindexer",
+            hint=f"see `reindex status {collection}`; `reindex forget {collection}` drops the tool's records of it",
         )
-        store.set_metadata(physical, version_metadata(lc, version, model))
-        tagged = _tag_points(ws, physical, version, model, text_field)
-        ws.state.audit("adopt", collection, model=model.label, physical=physical,
-                       sample=len(cos), min_cosine=float(cos.min()), tagged=tagged)
-        return {"collection": collection, "physical": physical, "model": model.label, "version": number,
-                "sample": len(cos), "min_cosine": round(float(cos.min()), 5), "points_tagged": tagged}
+
+
+def _sample_cosines(ws: Workspace, physical: str, model: ModelVersion, ids: list[str], text_field: str,
+                    sample: int, min_cosine: float, seed: int) -> np.ndarray:
+    """Re-embed a sample of the stored texts; refuse unless each matches its stored vector."""
+    chosen = random.Random(seed).sample(ids, min(sample, len(ids)))
+    points = ws.store.retrieve(physical, chosen, with_vectors=True)
+    texts, vectors, missing = [], [], []
+    for p in points:
+        text = extract_text(p.payload, text_field)
+        if text is None:
+            missing.append(p.doc_id)
+            continue
+        texts.append(text)
+        vectors.append(p.vector)
+    if missing:
+        raise UsageError(
+            f"{len(missing)} of {len(points)} sampled points have no text under {text_field!r} "
+            f"(e.g. {', '.join(missing[:3])})",
+            hint="pass --text-field with the payload path that holds the text, e.g. page_content",
+        )
+    fresh = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size).embed_documents(texts)
+    cos = cosine_rows(np.asarray(vectors), fresh)
+    bad = int((cos < min_cosine).sum())
+    if bad:
+        raise VerificationError(
+            f"{bad} of {len(cos)} sampled vectors of {physical} do not match {model.label} "
+            f"(cosine min {cos.min():.3f}, needs {min_cosine}): it was made by another model, or by several",
+            hint="adopt it with the model that made it; a mixed collection needs a full re-index from its text",
+        )
+    return cos
 
 
 def _version_number_of(physical: str, collection: str) -> int:
@@ -757,21 +790,66 @@ def _version_number_of(physical: str, collection: str) -> int:
     return 1
 
 
-def _tag_points(ws: Workspace, physical: str, version: IndexVersion, model: ModelVersion, text_field: str) -> int:
-    """Add the model tag to every point's payload and fill the ledger from what is stored."""
-    tagged = 0
-    for page in ws.store.scroll(physical, batch_size=ws.batch_size, with_vectors=True):
-        rows = []
-        for p in page:
-            payload = {k: v for k, v in p.payload.items() if k not in (MODEL_KEY, DOC_ID_KEY)}
-            text = extract_text(payload, text_field)
-            if text is not None:  # the same hash PayloadSource computes, so the first sync skips it
-                rows.append((p.doc_id, content_hash(text, payload)))
-            p.payload[MODEL_KEY] = model.short
-        ws.store.upsert(physical, page)
-        ws.state.record_batch(version.id, model.fingerprint, rows)
-        tagged += len(page)
-    return tagged
+def _tag_points(ws: Workspace, physical: str, model: ModelVersion, text_field: str,
+                per_point: bool) -> tuple[list[tuple[str, str]], list[tuple[str, Any]]]:
+    """Ledger rows for every stored point, and (doc id, earlier tag) of each point tagged here.
+
+    A failure part-way takes the tags written so far back off before it is raised.
+    """
+    rows: list[tuple[str, str]] = []
+    tagged: list[tuple[str, Any]] = []
+    try:
+        for page in ws.store.scroll(physical, batch_size=ws.batch_size, with_vectors=per_point):
+            todo = []
+            for p in page:
+                payload = {k: v for k, v in p.payload.items() if k not in (MODEL_KEY, DOC_ID_KEY)}
+                text = extract_text(payload, text_field)
+                if text is not None:  # the same hash PayloadSource computes, so the first sync skips it
+                    rows.append((p.doc_id, content_hash(text, payload)))
+                if per_point and p.payload.get(MODEL_KEY) != model.short:
+                    todo.append(p)
+            if todo:
+                before = [(p.doc_id, p.payload.get(MODEL_KEY)) for p in todo]
+                ws.store.set_payload_key(physical, todo, MODEL_KEY, model.short)
+                tagged.extend(before)
+    except BaseException:
+        _untag_points(ws, physical, tagged)
+        raise
+    return rows, tagged
+
+
+def _untag_points(ws: Workspace, physical: str, tagged: list[tuple[str, Any]]) -> None:
+    """Put back the tag each point had before adopt (none, mostly)."""
+    by_tag: dict[Any, list[str]] = {}
+    for doc_id, tag in tagged:
+        by_tag.setdefault(tag, []).append(doc_id)
+    for tag, doc_ids in by_tag.items():
+        for i in range(0, len(doc_ids), ws.batch_size):
+            points = ws.store.retrieve(physical, doc_ids[i:i + ws.batch_size], with_vectors=True)
+            ws.store.set_payload_key(physical, points, MODEL_KEY, tag)
+
+
+# -- forget -------------------------------------------------------------------
+def forget(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dict[str, Any]:
+    """Remove the tool's records of a collection (versions, ledgers, plans); the store is not touched.
+
+    For a collection adopted by mistake, or one whose records no longer match its
+    store. Its collections, aliases, points and tags stay as they are; adopt can
+    take it on again.
+    """
+    lc = _collection(ws, collection)
+    versions = ws.state.versions(lc.id)
+    names = [v.physical_name for v in versions]
+    if not confirm(
+        f"Forget {collection} ({len(names)} version(s): {', '.join(names) or 'none'})? reindexer drops its "
+        "records of it; the store keeps every collection, alias and point as it is."
+    ):
+        return {"collection": collection, "forgotten": False, "versions": names}
+    with ws.lease(collection):
+        ws.state.forget_collection(lc.id, pending_key(ws.store_url, collection), {"versions": names})
+    in_store = set(ws.store.list_collections())
+    return {"collection": collection, "forgotten": True, "versions": names,
+            "left_in_store": [n for n in names if n in in_store]}
 
 
 # -- migrate ------------------------------------------------------------------
@@ -800,6 +878,7 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
         source = ws.state.version_by_physical(lc.id, collection)
         if source is None:
             raise ConflictError(f"{collection} is not adopted", hint=f"`reindex adopt {collection} --model PATH` first")
+        store.check_copyable(collection)
         model = ws.state.get_model(source.model_fingerprint)
         number = max(ws.state.next_version_number(lc.id), source.version + 1)
         target = ws.state.save(IndexVersion(

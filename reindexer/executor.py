@@ -153,11 +153,13 @@ def version_metadata(
 def create_physical(
     ws: Workspace, lc: LogicalCollection, version: IndexVersion, model: ModelVersion, like: str | None
 ) -> None:
-    """Create the version's collection, with the payload indexes of ``like`` (the live version)."""
+    """Create the version's collection with the schema and payload indexes of ``like`` (the live version)."""
     store = ws.store
     if store.collection_exists(version.physical_name):
         return  # resuming an interrupted build
     payload_indexes = store.describe(like).payload_indexes if like else {}
+    # The application's schema (fields, keys, other vectors, indexes) carries over to every version.
+    schema = store.read_schema(like) if like else None
     store.create_collection(
         CollectionSpec(
             name=version.physical_name,
@@ -166,6 +168,7 @@ def create_physical(
             metadata=version_metadata(lc, version, model, version_text_field(ws, lc, version)),
             payload_indexes=dict(payload_indexes),
             index_params=dict(version.index_params or {}),
+            schema=schema.for_version(model.dim, version.metric) if schema is not None else None,
         )
     )
 
@@ -352,6 +355,10 @@ def verify_version(
     store = ws.store
     ledger = ws.state.ledger(version.id)
     ids, tags = store_ids_and_tags(store, version.physical_name, ws.batch_size)
+    if not store.holds_point_tags(version.physical_name):
+        # The model is recorded once, in the collection's metadata (stale_metadata checks it);
+        # the sampled re-embedding below is what checks the points.
+        tags = dict.fromkeys(ids, model.short)
     report = VerifyReport(
         store_count=store.count(version.physical_name),
         ledger_count=len(ledger),

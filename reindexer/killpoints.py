@@ -19,6 +19,7 @@ import signal
 ENV = "REINDEX_TEST_KILL_AT"
 
 KILL_POINTS = {
+    "adopt-before-record": "adopt tagged the points and set the collection's metadata; the state has no record yet",
     "before-alias-swap": "the intent of a cut-over, rollback or apply is recorded; the alias has not moved",
     "after-alias-swap": "the alias has moved; the state still names the old live version",
     "gc-after-drop": "gc dropped a retired version's collection; the state still calls it retired",

@@ -186,6 +186,8 @@ def choose_mode(collection: str, live: IndexVersion | None, live_model: ModelVer
         reason = f"model changes from {live_model.label} to {model.label}"
         if live.dim != model.dim:
             reason += f" (dimension {live.dim} -> {model.dim})"
+        if metric != live.metric:
+            reason += f" (metric {live.metric} -> {metric})"
         return "full", reason
     if metric != live.metric or index_params != (live.index_params or {}):
         return "copy", "same model, new index settings: vectors are copied, not re-embedded"
@@ -239,7 +241,8 @@ def gather_inputs(
         source = SourceSpec(kind="payload", text_field=text_field)
 
     live_model = state.get_model(live.model_fingerprint) if live else None
-    metric = metric or (live.metric if live and live_model and live_model.dim == model.dim else model.similarity)
+    # The live version's metric is the application's choice: kept unless the plan names another.
+    metric = metric or (live.metric if live else model.similarity)
     backend.validate_metric(metric)
     index_params = dict(index_params if index_params is not None else (live.index_params if live else {}))
     validate_spec(CollectionSpec(name=collection, dim=model.dim, metric=metric, index_params=index_params))

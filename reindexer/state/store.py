@@ -329,6 +329,77 @@ class StateStore:
                 s.refresh(row)
         return rows
 
+    # -- adopt and forget: a collection's records made or removed in one transaction --
+    def record_adoption(
+        self,
+        store_url: str,
+        name: str,
+        text_field: str,
+        model: ModelVersion,
+        version: IndexVersion,
+        ledger_rows: Iterable[tuple[str, str]],
+        audit_detail: dict[str, Any],
+    ) -> IndexVersion:
+        """The model, the collection, its live version, its ledger and the audit event, all or nothing.
+
+        ``version.collection_id`` is filled in here. A crash before the commit leaves the
+        state as it was, so running adopt again is the repair.
+        """
+        user, host = actor()
+        now = utcnow()
+        with self.session() as s:
+            s.merge(model)
+            lc = s.exec(
+                select(LogicalCollection).where(
+                    LogicalCollection.store_url == store_url, LogicalCollection.name == name
+                )
+            ).first()
+            if lc is None:
+                lc = LogicalCollection(store_url=store_url, name=name, text_field=text_field)
+                s.add(lc)
+                s.flush()
+            version.collection_id = lc.id
+            version.updated_at = now
+            s.add(version)
+            s.flush()
+            rows = [
+                dict(index_version_id=version.id, doc_id=d, content_hash=h,
+                     model_fingerprint=model.fingerprint, updated_at=now)
+                for d, h in ledger_rows
+            ]
+            if rows:
+                s.bulk_insert_mappings(LedgerEntry, rows)
+            s.add(AuditEvent(user=user, host=host, action="adopt", collection=name, result="ok",
+                             detail=audit_detail))
+            s.commit()
+            s.refresh(version)
+        return version
+
+    def forget_collection(self, collection_id: int, pending: str, audit_detail: dict[str, Any]) -> None:
+        """Every record of one logical collection (versions, ledgers, runs, plans, its intent), then the audit event."""
+        from reindexer.state.models import PlanRecord, Run
+
+        user, host = actor()
+        with self.session() as s:
+            lc = s.get(LogicalCollection, collection_id)
+            if lc is None:
+                return
+            version_ids = list(
+                s.exec(select(IndexVersion.id).where(IndexVersion.collection_id == collection_id)).all()
+            )
+            for chunk in _chunks(version_ids, 500):
+                s.exec(delete(LedgerEntry).where(LedgerEntry.index_version_id.in_(chunk)))
+                s.exec(delete(Run).where(Run.index_version_id.in_(chunk)))
+            s.exec(delete(IndexVersion).where(IndexVersion.collection_id == collection_id))
+            s.exec(delete(PlanRecord).where(PlanRecord.collection_id == collection_id))
+            intent = s.get(Meta, pending)
+            if intent is not None:
+                s.delete(intent)
+            s.add(AuditEvent(user=user, host=host, action="forget", collection=lc.name, result="ok",
+                             detail=audit_detail))
+            s.delete(lc)
+            s.commit()
+
     # -- intents: a step that changes the store, recorded before it does -----
     def get_pending(self, key: str) -> dict[str, Any] | None:
         with self.session() as s:

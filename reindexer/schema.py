@@ -1,0 +1,37 @@
+"""What of an application's collection the tool carries from one version to the next, besides text and payload.
+
+The schema itself (fields, keys, indexes, other vectors' settings) is read by the
+adapter (``VectorStore.read_schema``, ``reindexer.adapters.schema``) and given to
+every new version's ``create_collection``. What remains are the values the tool
+does not make: a point's other vectors (a sparse vector for hybrid search, a
+second named dense vector). Copies (migrate, copy-mode plans) take them with
+each point; a re-embedding writes only the vector it embeds, so after a build
+or a catch-up pass ``carry_other_vectors`` writes the source version's other
+vectors onto the new one, point by point, unchanged.
+"""
+
+from __future__ import annotations
+
+from reindexer.adapters.base import VectorStore
+
+
+def has_other_vectors(store: VectorStore, physical: str) -> bool:
+    schema = store.read_schema(physical)
+    return schema is not None and any(
+        f.kind.endswith("vector") and f.name != schema.vector for f in schema.fields
+    )
+
+
+def carry_other_vectors(store: VectorStore, src: str, dst: str, batch_size: int) -> int:
+    """Write each point's other vectors from ``src`` onto the same point of ``dst``; the number written."""
+    if not has_other_vectors(store, src):
+        return 0
+    written = 0
+    for page in store.scroll(src, batch_size=batch_size, with_vectors=True):
+        todo = [p for p in page if p.other_vectors]
+        present = {p.doc_id for p in store.retrieve(dst, [p.doc_id for p in todo])}
+        todo = [p for p in todo if p.doc_id in present]
+        if todo:
+            store.set_other_vectors(dst, todo)
+            written += len(todo)
+    return written
