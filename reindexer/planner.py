@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 from reindexer.adapters.base import CollectionSpec
 from reindexer.embedding import ModelSettings
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
-from reindexer.model_registry import embedder_for, register_model, require_unchanged
+from reindexer.estimate import build_estimate
+from reindexer.model_registry import register_model, require_unchanged
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, utcnow
@@ -224,18 +224,8 @@ def make_plan(
 
     est: dict[str, Any] = {"seconds": 0.0}
     if estimate and mode == "full" and sample:
-        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
-        embedder.embed_documents(sample[:8])  # warm-up: the first call pays for lazy initialisation
-        started = time.perf_counter()
-        embedder.embed_documents(sample)
-        rate = len(sample) / max(time.perf_counter() - started, 1e-6)
-        per_doc = model.dim * 4 + payload_bytes / max(len(sample), 1)
-        est = {
-            "seconds": round(docs / rate * 1.15, 1),  # 15% for store writes and the ledger
-            "docs_per_second": round(rate, 1),
-            "device": embedder.device,
-            "storage_bytes": int(docs * per_doc),
-        }
+        est = build_estimate(ws, model, docs, sample)
+        est["storage_bytes"] = int(docs * (model.dim * 4 + payload_bytes / max(len(sample), 1)))
     elif mode == "copy":
         est = {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
 
