@@ -61,9 +61,10 @@ def test_windows_embed_sorted_by_length_and_write_each_vector_to_its_own_documen
         assert result.live == "docs__v1" and result.stats["embedded"] == 40
         build = [c for c in calls if len(c) <= BATCH]  # verification's re-embedded sample is one larger call
         assert [len(c) for c in build] == [8, 8, 8, 8, 8]
+        tokens = Embedder(minilm_path).token_lengths
         for first, second in ((build[0], build[1]), (build[2], build[3])):  # one window each
-            lengths = [len(t) for t in first + second]
-            assert lengths == sorted(lengths)
+            lengths = tokens(first + second)
+            assert lengths == sorted(lengths) and len(set(lengths)) > 1
         # Sorting must not move a vector to another document: each stored vector is its own text's.
         fresh = Embedder(minilm_path).embed_documents([d["text"] for d in docs])
         points = {p.doc_id: p for p in ws.store.retrieve("docs__v1", [d["id"] for d in docs], with_vectors=True)}
