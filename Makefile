@@ -1,4 +1,4 @@
-.PHONY: setup demo test test-fast lint bench bench-query bench-scale clean
+.PHONY: setup demo test test-fast lint bench bench-query bench-scale bench-throughput clean
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,10 @@ lint: setup
 bench: setup
 	.venv/bin/python -m pip install -q -e ".[bench]"
 	HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run.py
+
+# Raw encode vs the end-to-end build per store, raw insert rates, peak RSS (docs/benchmarks.md).
+bench-throughput: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/throughput.py
 
 bench-query: setup
 	.venv/bin/python -m pip install -q -e ".[serve]"

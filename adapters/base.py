@@ -65,6 +65,9 @@ class Capabilities:
     they are only recorded in the metadata and ``describe`` still reports them.
     ``embedded``: one process per data folder; opening a held folder raises
     ``StoreLockedError`` (``VectorStore._held_elsewhere``).
+    ``write_concurrency``: how many upsert batches the executor keeps in flight at
+    once; more than one only where the store does the work outside this process's
+    interpreter (a server, Milvus Lite's own process), so parallel requests overlap.
     """
 
     atomic_alias_swap: bool
@@ -72,6 +75,7 @@ class Capabilities:
     payload_indexes: bool
     # Embedded stores allow one process per data folder.
     embedded: bool
+    write_concurrency: int = 1
 
 
 @dataclass(frozen=True)

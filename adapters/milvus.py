@@ -234,6 +234,8 @@ class MilvusStore(VectorStore):
             collection_metadata=True,
             payload_indexes=False,
             embedded=self._lite,
+            # Milvus Lite ingests in its own server process, beside ours; a server takes more.
+            write_concurrency=2 if self._lite else 4,
         )
         if client is not None:
             self._client = client

@@ -142,6 +142,8 @@ class QdrantStore(VectorStore):
             # Local mode accepts payload indexes but ignores them (and warns).
             payload_indexes=not self._local,
             embedded=self._local,
+            # Local mode is pure Python in this process: parallel writes only contend for the GIL.
+            write_concurrency=1 if self._local else 4,
         )
         if client is not None:
             self._client = client

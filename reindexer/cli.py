@@ -370,6 +370,8 @@ def _print_plan(p, output: Path | None) -> None:
     if p.estimate.get("seconds"):
         out.print(f"  estimate: {p.estimate['seconds']:.0f} s at {p.estimate['docs_per_second']:.0f} docs/s on "
                   f"{p.estimate['device']}, about {p.estimate['storage_bytes'] / 1e6:.1f} MB")
+        if p.estimate.get("basis"):
+            out.print(f"    {p.estimate['basis']}")
     if p.gate:
         out.print(f"  gate: {p.gate}")
     if output:

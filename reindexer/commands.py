@@ -7,6 +7,7 @@ dataclasses with ``to_dict``), so Python callers get the same behaviour as the C
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from reindexer.errors import (
     UsageError,
     VerificationError,
 )
+from reindexer.estimate import record_run
 from reindexer.executor import (
     MAX_CATCHUP_PASSES,
     SyncStats,
@@ -424,6 +426,7 @@ def _build(
             total.add(copy_into(ws, live, version, model, run, text_field=lc.text_field))
         embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
         seen: set[str] = set()
+        started = time.perf_counter()
         for attempt in range(MAX_CATCHUP_PASSES + 1):
             source = _open(ws, spec, live)
             ids = _RecordingSource(source)
@@ -441,6 +444,10 @@ def _build(
         if live is not None and plan.mode != "copy":
             carry_other_vectors(ws.store, live.physical_name, version.physical_name, ws.batch_size)
         finish_run(ws, run)
+        if total.embedded:
+            # What later plans of this model estimate from (reindexer.estimate).
+            record_run(ws.state, model.fingerprint, embedder.device, ws.store_url, total.embedded,
+                       time.perf_counter() - started, total.embed_seconds)
     except BaseException as exc:
         finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
         raise

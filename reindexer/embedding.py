@@ -308,6 +308,15 @@ class Embedder:
             )
         return np.asarray(vectors, dtype=np.float32)
 
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text as the model sees them (truncated): the key a window of documents is sorted by."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None or not callable(tokenizer):
+            return [len(t) for t in texts]
+        with self.model.__dict__.get("_reindex_encode_lock") or _NO_LOCK:
+            ids = tokenizer(list(texts), truncation=True, max_length=self.model.max_seq_length)["input_ids"]
+        return [len(i) for i in ids]
+
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self.settings.document_prompt)
 

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import logging
 import random
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY, CollectionSpec, Point, VectorStore
+from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY, CollectionSpec, VectorStore
 from reindexer.embedding import Embedder, cosine_rows
 from reindexer.encoders import model_metadata
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
 from reindexer.killpoints import kill_point
 from reindexer.model_registry import embedder_for
+from reindexer.pipeline import Pipeline
 from reindexer.progress import progress
 from reindexer.reconcile import liveness_changes, new_intent, pending_key
-from reindexer.sources.base import Document, Source, extract_text
+from reindexer.sources.base import Source, extract_text
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, Run
 from reindexer.state.models import iso, utcnow
 from reindexer.workspace import Workspace
@@ -44,6 +44,9 @@ class SyncStats:
     unchanged: int = 0
     deleted: int = 0
     copied: int = 0
+    # Time inside encode calls, and where they ran: what reindexer.estimate learns rates from.
+    embed_seconds: float = 0.0
+    device: str | None = None
 
     @property
     def changed(self) -> int:
@@ -57,6 +60,8 @@ class SyncStats:
         self.unchanged = other.unchanged if first else self.unchanged
         self.deleted += other.deleted
         self.copied += other.copied
+        self.embed_seconds += other.embed_seconds
+        self.device = other.device or self.device
 
 
 @dataclass
@@ -173,13 +178,6 @@ def create_physical(
     )
 
 
-def _points(docs: list[Document], vectors: np.ndarray, model_short: str) -> list[Point]:
-    return [
-        Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: model_short})
-        for d, v in zip(docs, vectors, strict=True)
-    ]
-
-
 def start_run(ws: Workspace, version: IndexVersion, kind: str, plan_id: str | None = None) -> Run:
     """A new run; earlier runs of the version still marked running were killed (we hold the lease)."""
     from sqlmodel import select
@@ -216,81 +214,22 @@ def sync_into(
 ) -> SyncStats:
     """Make ``version`` hold exactly the source's documents, embedding only what the ledger lacks.
 
-    Embedding of batch i+1 overlaps the store write of batch i (one writer thread),
-    which keeps a GPU busy while the database ingests.
+    The work is a streaming pipeline (reindexer.pipeline): the source is read and diffed
+    on its own thread, the embedder runs here, writes run beside it, several in flight.
     """
-    state, store = ws.state, ws.store
     # The model loads on the first batch that needs it: a scheduled no-op sync never pays for it.
-    embedder_cache: list[Embedder] = [embedder] if embedder is not None else []
+    loaded: list[Embedder] = [embedder] if embedder is not None else []
 
     def encoder() -> Embedder:
-        if not embedder_cache:
-            embedder_cache.append(embedder_for(model, device=ws.config.device, batch_size=ws.batch_size))
-        return embedder_cache[0]
+        if not loaded:
+            loaded.append(embedder_for(model, device=ws.config.device, batch_size=ws.batch_size))
+        return loaded[0]
 
-    ledger = state.ledger(version.id)
-    stats = SyncStats()
-    seen: set[str] = set()
-    pending: list[Document] = []
-    batch_size = ws.batch_size
-
-    def write(docs: list[Document], vectors: np.ndarray) -> None:
-        store.upsert(version.physical_name, _points(docs, vectors, model.short))
-        state.record_batch(
-            version.id,
-            model.fingerprint,
-            [(d.doc_id, d.content_hash) for d in docs],
-            run_id=run.id if run else None,
-            checkpoint={"last_doc_id": docs[-1].doc_id},
-            embedded=len(docs),
-        )
-        if lease is not None:
-            ws.renew(lease)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reindex-writer") as writer, progress(
-        f"{label} {version.physical_name}", total
-    ) as advance:
-        in_flight: Future | None = None
-
-        def flush() -> None:
-            nonlocal in_flight, pending
-            if not pending:
-                return
-            docs, pending = pending, []
-            vectors = encoder().embed_documents([d.text for d in docs])
-            if in_flight is not None:
-                in_flight.result()
-            in_flight = writer.submit(write, docs, vectors)
-            stats.embedded += len(docs)
-
-        for doc in source:
-            if doc.doc_id in seen:
-                continue
-            seen.add(doc.doc_id)
-            stats.seen += 1
-            if ledger.get(doc.doc_id) == doc.content_hash:
-                stats.unchanged += 1
-                advance(1)
-                continue
-            pending.append(doc)
-            if len(pending) >= batch_size:
-                n = len(pending)
-                flush()
-                advance(n)
-        n = len(pending)
-        flush()
-        advance(n)
-        if in_flight is not None:
-            in_flight.result()
-
-    if delete_missing:
-        gone = sorted(set(ledger) - seen)
-        for i in range(0, len(gone), batch_size):
-            chunk = gone[i : i + batch_size]
-            store.delete(version.physical_name, chunk)
-            state.record_batch(version.id, model.fingerprint, [], deleted=chunk, run_id=run.id if run else None)
-            stats.deleted += len(chunk)
-    return stats
+    with progress(f"{label} {version.physical_name}", total) as advance:
+        done = Pipeline(ws, version, model, encoder, run=run, lease=lease, advance=advance).run(
+            source, delete_missing=delete_missing)
+    return SyncStats(seen=done.seen, embedded=done.embedded, unchanged=done.unchanged, deleted=done.deleted,
+                     embed_seconds=done.embed_seconds, device=loaded[0].device if loaded else None)
 
 
 def copy_into(

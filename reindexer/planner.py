@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 from reindexer.adapters.base import CollectionSpec, validate_spec
 from reindexer.embedding import ModelSettings
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
-from reindexer.model_registry import describe_model, embedder_for, require_unchanged, save_model
+from reindexer.estimate import build_estimate
+from reindexer.model_registry import describe_model, require_unchanged, save_model
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, utcnow
@@ -283,23 +283,14 @@ def gather_inputs(
 
 def _estimate(ws: Workspace, model: ModelVersion, mode: str, docs: int, sample: list[str], payload_bytes: int,
               live_count: int | None) -> dict[str, Any]:
-    """Time and storage: a full build is measured by embedding a sample with the target model."""
+    """Time and storage: a full build from earlier runs' rates, else from a timed sample (reindexer.estimate)."""
     if mode == "copy":
         return {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
     if mode != "full" or not sample:
         return {"seconds": 0.0}
-    embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
-    embedder.embed_documents(sample[:8])  # warm-up: the first call pays for lazy initialisation
-    started = time.perf_counter()
-    embedder.embed_documents(sample)
-    rate = len(sample) / max(time.perf_counter() - started, 1e-6)
-    per_doc = model.dim * 4 + payload_bytes / max(len(sample), 1)
-    return {
-        "seconds": round(docs / rate * 1.15, 1),  # 15% for store writes and the ledger
-        "docs_per_second": round(rate, 1),
-        "device": embedder.device,
-        "storage_bytes": int(docs * per_doc),
-    }
+    est = build_estimate(ws, model, docs, sample)
+    est["storage_bytes"] = int(docs * (model.dim * 4 + payload_bytes / max(len(sample), 1)))
+    return est
 
 
 def decide(inputs: PlanInputs, plan_id: str | None = None, created_at: str | None = None) -> Plan:

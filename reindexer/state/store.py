@@ -424,6 +424,31 @@ class StateStore:
             ).all()
         return {doc_id: h for doc_id, h in rows}
 
+    def ledger_hashes(self, version_id: int, doc_ids: list[str]) -> dict[str, str]:
+        """doc_id -> content hash for those of ``doc_ids`` the version's ledger holds: one chunk of a streamed diff."""
+        found: dict[str, str] = {}
+        with self.session() as s:
+            for chunk in _chunks(doc_ids, 900):
+                found.update(s.exec(
+                    select(LedgerEntry.doc_id, LedgerEntry.content_hash).where(
+                        LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk))
+                ).all())
+        return found
+
+    def ledger_id_pages(self, version_id: int, page: int = 2000) -> Iterator[list[str]]:
+        """The version's ledger ids in id order, a page at a time (keyset paging: memory stays flat)."""
+        last: str | None = None
+        while True:
+            q = select(LedgerEntry.doc_id).where(LedgerEntry.index_version_id == version_id)
+            if last is not None:
+                q = q.where(LedgerEntry.doc_id > last)
+            with self.session() as s:
+                ids = list(s.exec(q.order_by(LedgerEntry.doc_id).limit(page)).all())
+            if not ids:
+                return
+            yield ids
+            last = ids[-1]
+
     def ledger_count(self, version_id: int) -> int:
         with self.session() as s:
             return s.exec(

@@ -1,0 +1,287 @@
+"""The streaming pipeline that carries a sync or a build out: read -> batch -> embed -> write.
+
+- **read**, on its own thread: iterate the source (parsing), hash each document, skip
+  repeated ids, and diff a chunk at a time against the ledger; unchanged documents never
+  leave this thread. The ids seen go to a temporary SQLite file, not a set in memory.
+- **batch**: documents to embed fill a window of many batches, sorted there by token length
+  so that each encode call pads little (sentence-transformers sorts only within one call).
+- **embed**, on the calling thread (where a GPU context lives): one encode call per batch.
+- **write**, on ``store.capabilities.write_concurrency`` threads: each window goes back to
+  source order and is written in batches, several in flight; a batch's ledger rows are
+  recorded after its upsert returns, one recorder at a time, so the ledger stays the
+  checkpoint and a crash anywhere resumes by skipping what is recorded.
+
+Bounded queues between the stages keep memory flat whatever the size of the corpus; the
+documents deleted from the source are found by paging the ledger against the ids seen.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from reindexer.adapters.base import MODEL_KEY, Point
+from reindexer.embedding import Embedder
+from reindexer.sources.base import Document
+from reindexer.state import IndexVersion, ModelVersion, Run
+from reindexer.workspace import Workspace
+
+#: documents per ledger lookup (one query) and per item on the reader's queue
+READ_CHUNK = 1000
+#: chunks the reader may run ahead of the embedder
+READ_AHEAD = 4
+#: encode batches per length-sorted window
+WINDOW_BATCHES = 16
+
+
+@dataclass
+class _Chunk:
+    """What the reader hands on for one chunk of the source."""
+
+    todo: list[tuple[Document, str]]  # (document, content hash) to embed
+    seen: int
+    unchanged: int
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+_DONE = object()
+
+
+class SeenIds:
+    """The ids one pass met, in a temporary SQLite file: the set that would otherwise grow with the corpus."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="reindex-seen-")
+        # Filled by the reader thread, read by the caller's after the reader ends: never at once.
+        self._db = sqlite3.connect(os.path.join(self._dir.name, "seen.db"), check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE seen (doc_id TEXT PRIMARY KEY) WITHOUT ROWID")
+
+    def _present(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), 900):
+            part = ids[i : i + 900]
+            marks = ",".join("?" * len(part))
+            found.update(r[0] for r in self._db.execute(f"SELECT doc_id FROM seen WHERE doc_id IN ({marks})", part))
+        return found
+
+    def add_new(self, ids: list[str]) -> set[str]:
+        """Record ``ids`` (distinct); returns those an earlier chunk already had, which are skipped."""
+        repeats = self._present(ids)
+        self._db.executemany("INSERT INTO seen VALUES (?)", ((i,) for i in ids if i not in repeats))
+        return repeats
+
+    def missing(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` the pass did not meet."""
+        present = self._present(ids)
+        return [i for i in ids if i not in present]
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+
+@dataclass
+class PipelineResult:
+    seen: int = 0
+    embedded: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    embed_seconds: float = 0.0
+
+
+class Pipeline:
+    """One pass of a source into one index version; ``run`` returns what it did."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        version: IndexVersion,
+        model: ModelVersion,
+        encoder: Callable[[], Embedder],
+        run: Run | None = None,
+        lease: object | None = None,
+        advance: Callable[[int], None] = lambda n: None,
+    ):
+        self.ws, self.version, self.model = ws, version, model
+        self.encoder = encoder
+        self.run_row, self.lease, self.advance = run, lease, advance
+        self.write_batch = ws.batch_size
+        self.writers = max(1, getattr(ws.store.capabilities, "write_concurrency", 1))
+        self.result = PipelineResult()
+        self._record_lock = threading.Lock()
+        self._in_flight: deque[Future] = deque()
+        self._ledger_hits = 0
+
+    # -- the pass -----------------------------------------------------------
+    def run(self, source: Iterable[Document], delete_missing: bool = True) -> PipelineResult:
+        ledger_before = self.ws.state.ledger_count(self.version.id)
+        seen = SeenIds()
+        try:
+            with ThreadPoolExecutor(self.writers, thread_name_prefix="reindex-writer") as pool:
+                window: list[tuple[Document, str]] = []
+                for chunk in self._read(source, seen):
+                    self.result.seen += chunk.seen
+                    self.result.unchanged += chunk.unchanged
+                    self.advance(chunk.unchanged)
+                    window.extend(chunk.todo)
+                    size = self._window_size()
+                    while len(window) >= size:
+                        self._embed_and_write(window[:size], pool)
+                        window = window[size:]
+                if window:
+                    self._embed_and_write(window, pool)
+                while self._in_flight:
+                    self._in_flight.popleft().result()
+            # Every ledger id met again means none was deleted: the common case skips the scan.
+            if delete_missing and self._ledger_hits < ledger_before:
+                self._delete_missing(seen)
+        finally:
+            seen.close()
+        return self.result
+
+    # -- read ---------------------------------------------------------------
+    def _read(self, source: Iterable[Document], seen: SeenIds) -> Iterator[_Chunk]:
+        """The reader thread's chunks, as they come; its error is raised here."""
+        out: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
+        stop = threading.Event()
+        reader = threading.Thread(target=self._reader, args=(source, seen, out, stop),
+                                  name="reindex-reader", daemon=True)
+        reader.start()
+        try:
+            while True:
+                item = out.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.exc
+                yield item
+        finally:
+            stop.set()
+            reader.join()
+
+    def _reader(self, source: Iterable[Document], seen: SeenIds, out: queue.Queue, stop: threading.Event) -> None:
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            buffer: list[Document] = []
+            for doc in source:
+                buffer.append(doc)
+                if len(buffer) >= READ_CHUNK:
+                    if not put(self._diff(buffer, seen)):
+                        return
+                    buffer = []
+            if buffer and not put(self._diff(buffer, seen)):
+                return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
+            put(_Failed(exc))
+
+    def _diff(self, docs: list[Document], seen: SeenIds) -> _Chunk:
+        first: dict[str, Document] = {}
+        for d in docs:
+            first.setdefault(d.doc_id, d)  # within a chunk, the first of a repeated id counts
+        repeats = seen.add_new(list(first))
+        fresh = [d for i, d in first.items() if i not in repeats]
+        known = self.ws.state.ledger_hashes(self.version.id, [d.doc_id for d in fresh])
+        self._ledger_hits += len(known)
+        todo = []
+        for d in fresh:
+            h = d.content_hash
+            if known.get(d.doc_id) != h:
+                todo.append((d, h))
+        return _Chunk(todo=todo, seen=len(fresh), unchanged=len(fresh) - len(todo))
+
+    # -- batch and embed ----------------------------------------------------
+    def _window_size(self) -> int:
+        return self._encode_batch() * WINDOW_BATCHES
+
+    def _encode_batch(self) -> int:
+        # The embedder's batch once it is loaded; the configured one before (no load for a no-op).
+        return getattr(self, "_batch", None) or self.write_batch
+
+    def _embed_and_write(self, window: list[tuple[Document, str]], pool: ThreadPoolExecutor) -> None:
+        embedder = self.encoder()
+        self._batch = batch = embedder.batch_size
+        # The tokenizer's length, not characters (sentence-transformers' own key): on the demo abstracts
+        # in batches of 64, a window sorted by characters still pads 15% of its slots, by tokens 2%
+        # (docs/benchmarks.md); tokenizing costs a fraction of a percent of the encode.
+        lengths = embedder.token_lengths([d.text for d, _ in window])
+        order = sorted(range(len(window)), key=lengths.__getitem__)
+        vectors: np.ndarray | None = None
+        for start in range(0, len(order), batch):
+            part = order[start : start + batch]
+            began = time.perf_counter()
+            got = embedder.embed_documents([window[i][0].text for i in part])
+            self.result.embed_seconds += time.perf_counter() - began
+            if vectors is None:
+                vectors = np.empty((len(window), got.shape[1]), dtype=np.float32)
+            vectors[part] = got
+            self.result.embedded += len(part)
+            self.advance(len(part))
+        assert vectors is not None
+        for start in range(0, len(window), self.write_batch):
+            self._submit(pool, window[start : start + self.write_batch], vectors[start : start + self.write_batch])
+
+    # -- write --------------------------------------------------------------
+    def _submit(self, pool: ThreadPoolExecutor, docs: list[tuple[Document, str]], vectors: np.ndarray) -> None:
+        # Room for a whole window beside the writers' own: the embedder waits only when writes fall behind.
+        while len(self._in_flight) >= WINDOW_BATCHES + self.writers:
+            self._in_flight.popleft().result()
+        self._in_flight.append(pool.submit(self._write, docs, vectors))
+
+    def _write(self, docs: list[tuple[Document, str]], vectors: np.ndarray) -> None:
+        short = self.model.short
+        points = [Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: short})
+                  for (d, _), v in zip(docs, vectors, strict=True)]
+        self.ws.store.upsert(self.version.physical_name, points)
+        with self._record_lock:
+            self.ws.state.record_batch(
+                self.version.id,
+                self.model.fingerprint,
+                [(d.doc_id, h) for d, h in docs],
+                run_id=self.run_row.id if self.run_row else None,
+                checkpoint={"last_doc_id": docs[-1][0].doc_id},
+                embedded=len(docs),
+            )
+            if self.lease is not None:
+                self.ws.renew(self.lease)
+
+    # -- delete -------------------------------------------------------------
+    def _delete_missing(self, seen: SeenIds) -> None:
+        gone: list[str] = []
+        for page in self.ws.state.ledger_id_pages(self.version.id):
+            gone.extend(seen.missing(page))
+            while len(gone) >= self.write_batch:
+                self._delete(gone[: self.write_batch])
+                gone = gone[self.write_batch :]
+        if gone:
+            self._delete(gone)
+
+    def _delete(self, ids: list[str]) -> None:
+        self.ws.store.delete(self.version.physical_name, ids)
+        self.ws.state.record_batch(self.version.id, self.model.fingerprint, [], deleted=ids,
+                                   run_id=self.run_row.id if self.run_row else None)
+        self.result.deleted += len(ids)

@@ -1,0 +1,46 @@
+"""benchmarks/throughput.py's pieces that decide what it prints: padding by sort key, targets, the table.
+
+The benchmark itself is run by hand (docs/benchmarks.md); nothing here times anything.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.throughput import padding_waste, render, targets
+
+
+def test_sorting_a_window_by_length_pads_less_than_source_order(minilm_path, demo_corpus):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path), local_files_only=True)
+    texts = [d["text"] for d in demo_corpus.documents[:256]]
+    w = padding_waste(texts, tokenizer, batch=16, window=128)
+    assert 0 <= w["tokens"] <= w["characters"] < w["unsorted"] < 1
+
+
+def _report(device="cpu", ratio=0.96, growth=(400.0, 500.0), noop=(600.0, 25.0)):
+    store = {"build_docs_per_second": 30.0, "build_over_raw_encode": ratio, "raw_insert_docs_per_second": 900.0,
+             "build_over_slower_of_encode_and_insert": ratio}
+    return {"docs": 1000, "device": device, "batch_size": 64, "rounds": 2,
+            "machine": {"cpus_usable": 2, "load_avg_start": [1.0], "load_avg_end": [1.0]},
+            "raw_encode": {"docs_per_second": 31.0}, "stores": {"qdrant+local": store},
+            "padding_waste": {"unsorted": 0.3, "characters": 0.05, "tokens": 0.04},
+            "memory": {"build": [{"docs": 10_000, "peak_rss_mb": growth[0], "seconds": 60, "cpu_seconds": 50},
+                                 {"docs": 100_000, "peak_rss_mb": growth[1], "seconds": 600, "cpu_seconds": 500}],
+                       "noop": {"docs": 1_000_000, "peak_rss_mb": noop[0], "seconds": noop[1], "cpu_seconds": 20}}}
+
+
+@pytest.mark.parametrize("report, failed", [
+    (_report(), set()),
+    (_report(ratio=0.9), {"build qdrant+local"}),
+    (_report(device="cuda", ratio=0.9), set()),  # the GPU target is 0.85x the slower of encode and insert
+    (_report(growth=(400.0, 600.0)), {"RSS growth 10000 -> 100000"}),
+    (_report(noop=(1100.0, 31.0)), {"no-op sync 1000000 RSS", "no-op sync 1000000 time"}),
+])
+def test_targets_fail_exactly_where_a_figure_misses(report, failed):
+    result = targets(report)
+    assert {name for name, t in result.items() if not t["pass"]} == failed
+    report["targets"] = result
+    text = render(report)
+    assert text.count("FAIL") == len(failed) and "0.04" not in text and "4.0%" in text
