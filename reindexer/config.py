@@ -28,6 +28,11 @@ class Config:
     state_url: str = DEFAULT_STATE_URL
     batch_size: int = 256
     device: str | None = None
+    # How models run (reindexer.devices): unset means what suits the device.
+    devices: str | None = None
+    precision: str | None = None
+    embed_batch_size: int | None = None
+    threads: int | None = None
     keep: int = 2
     gate: str | None = None
     webhook: str | None = None
@@ -80,6 +85,11 @@ def load_config(
     cfg.state_url = state_url or os.environ.get("REINDEX_STATE") or state.get("url") or cfg.state_url
     cfg.batch_size = int(os.environ.get("REINDEX_BATCH_SIZE") or defaults.get("batch_size") or cfg.batch_size)
     cfg.device = os.environ.get("REINDEX_DEVICE") or defaults.get("device") or None
+    cfg.devices = os.environ.get("REINDEX_DEVICES") or defaults.get("devices") or None
+    cfg.precision = os.environ.get("REINDEX_PRECISION") or defaults.get("precision") or None
+    cfg.embed_batch_size = _count("embed_batch_size", os.environ.get("REINDEX_EMBED_BATCH_SIZE"),
+                                  defaults.get("embed_batch_size"))
+    cfg.threads = _count("threads", os.environ.get("REINDEX_THREADS"), defaults.get("threads"))
     cfg.keep = int(os.environ.get("REINDEX_KEEP") or defaults.get("keep") or cfg.keep)
     cfg.gate = os.environ.get("REINDEX_GATE") or defaults.get("gate") or None
     cfg.webhook = os.environ.get("REINDEX_WEBHOOK_URL") or defaults.get("webhook") or None
@@ -99,7 +109,21 @@ def load_config(
         if root else None
     if cfg.batch_size <= 0:
         raise UsageError("batch_size must be positive")
+    from reindexer.devices import runtime_from
+
+    runtime_from(cfg.device, cfg.devices, cfg.precision, cfg.embed_batch_size, cfg.threads)  # checked early
     return cfg
+
+
+def _count(name: str, env: str | None, conf: Any) -> int | None:
+    raw = env if env not in (None, "") else conf
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a whole number, not {raw!r}", hint=f"leave {name} unset for the default") \
+            from None
 
 
 def _number(name: str, env: str | None, conf: Any, default: float) -> float:
@@ -129,8 +153,12 @@ url = "qdrant+local:.reindex/qdrant"
 url = "sqlite:///.reindex/state.db"
 
 [defaults]
-batch_size = 256          # documents per embed-and-upsert batch
-# device = "cuda"         # default: cuda, then mps, then cpu
+batch_size = 256          # documents per upsert and checkpoint
+# device = "cuda"         # default: every visible GPU, then mps, then cpu
+# devices = "cuda:0,cuda:1"   # one worker process per GPU (default: every visible GPU)
+# precision = "fp16"      # fp32 | fp16 | bf16 (default: fp16 on CUDA, fp32 elsewhere; bf16 is its own model version)
+# embed_batch_size = 64   # texts per encode batch (default: 256 on CUDA, 64 on CPU)
+# threads = 8             # CPU threads for torch (default: the cores this process may use)
 keep = 2                  # retired versions `reindex gc` keeps
 # gate = "ndcg@10 >= -0.005 and not significantly worse at p < 0.05"
 
@@ -170,7 +198,9 @@ def effective(cfg: Config) -> dict[str, Any]:
         "base_dir": str(cfg.base_dir),
         "store": {"url": cfg.store_url},
         "state": {"url": redact_db_url(cfg.state_url)},
-        "defaults": {"batch_size": cfg.batch_size, "device": cfg.device, "keep": cfg.keep, "gate": cfg.gate},
+        "defaults": {"batch_size": cfg.batch_size, "device": cfg.device, "devices": cfg.devices,
+                     "precision": cfg.precision, "embed_batch_size": cfg.embed_batch_size, "threads": cfg.threads,
+                     "keep": cfg.keep, "gate": cfg.gate},
         "query": {"refresh": cfg.query_refresh, "shadow_sample": cfg.shadow_sample,
                   "record_query_text": cfg.record_query_text, "models_root": cfg.models_root},
         "collections": cfg.collections,

@@ -20,6 +20,7 @@ from typing import Any
 from reindexer.adapters.base import CollectionSpec
 from reindexer.embedding import ModelSettings
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
+from reindexer.inference_backends import torch_agreement
 from reindexer.model_registry import embedder_for, register_model, require_unchanged
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
@@ -224,7 +225,7 @@ def make_plan(
 
     est: dict[str, Any] = {"seconds": 0.0}
     if estimate and mode == "full" and sample:
-        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
         embedder.embed_documents(sample[:8])  # warm-up: the first call pays for lazy initialisation
         started = time.perf_counter()
         embedder.embed_documents(sample)
@@ -233,8 +234,10 @@ def make_plan(
         est = {
             "seconds": round(docs / rate * 1.15, 1),  # 15% for store writes and the ledger
             "docs_per_second": round(rate, 1),
-            "device": embedder.device,
+            "device": embedder.device_label,
+            "precision": embedder.precision,
             "storage_bytes": int(docs * per_doc),
+            **torch_agreement(embedder, sample),
         }
     elif mode == "copy":
         est = {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
