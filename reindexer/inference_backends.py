@@ -79,7 +79,7 @@ def require_installed(backend: str) -> None:
     runtime_module, optimum_module, extra = _NEEDS[backend]
     missing = [m for m in (runtime_module, optimum_module) if not _importable(m)]
     if missing:
-        raise UsageError(f"the {backend} backend needs {', '.join(missing)}, which is not installed",
+        raise UsageError(f"the {backend} backend needs {' and '.join(missing)}, not installed here",
                          hint=f"pip install '{extra}'")
 
 
