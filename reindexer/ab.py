@@ -89,7 +89,7 @@ def searcher_for(ws: Workspace, version: IndexVersion):
     store = ws.store
     info = store.describe(version.physical_name)
     spec = EncoderSpec.from_metadata(version.physical_name, info.metadata, info.dim, info.metric, ws.state)
-    encoder = load_encoder(spec, device=ws.config.device, batch_size=ws.batch_size)
+    encoder = load_encoder(spec, device=ws.config.device, batch_size=ws.embed_batch_size)
 
     # Adapters report euclid as a distance (lower is better); the metrics rank by score, higher first.
     sign = -1.0 if version.metric == "euclid" else 1.0

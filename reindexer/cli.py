@@ -23,8 +23,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from reindexer import commands, policy
+from reindexer.devices import PRECISIONS, RUNTIME_PRECISIONS
 from reindexer.embedding import ModelSettings
 from reindexer.errors import EXIT_UNEXPECTED, EXIT_USAGE, ReindexError, UsageError
+from reindexer.inference_backends import CHOICES, parse_backend
 from reindexer.workspace import Workspace
 
 #: Width of tables written where no terminal reads them (a log, a pipe, CI): wide enough that no
@@ -226,13 +228,22 @@ def model_settings_options(fn: Callable) -> Callable:
             click.option("--query-prompt", help="Prefix for queries, e.g. 'query: '."),
             click.option("--document-prompt", help="Prefix for documents, e.g. 'passage: '."),
             click.option("--trust-remote-code", is_flag=True, help="Allow the model folder's own Python code."),
+            click.option("--backend", type=click.Choice(CHOICES), default=None,
+                         help="Inference backend (default torch); onnx and openvino need their extra. "
+                              "Not torch: another model version."),
+            click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+                         help="fp16 on CUDA, fp32 elsewhere by default; bf16 is another model version."),
         ]
     ):
         fn = option(fn)
     return fn
 
 
-def _settings(kw: dict[str, Any]) -> ModelSettings:
+def _settings(kw: dict[str, Any], ctx: Ctx | None = None) -> ModelSettings:
+    backend, quantization = parse_backend(kw.pop("backend", None))
+    precision = kw.pop("precision", None)
+    if ctx is not None and precision:
+        ctx.ws.use_runtime(precision=precision)
     return ModelSettings(
         normalize=kw.pop("normalize"),
         truncate_dim=kw.pop("truncate_dim"),
@@ -240,7 +251,29 @@ def _settings(kw: dict[str, Any]) -> ModelSettings:
         query_prompt=kw.pop("query_prompt"),
         document_prompt=kw.pop("document_prompt"),
         trust_remote_code=kw.pop("trust_remote_code"),
+        precision=precision,
+        backend=backend,
+        quantization=quantization,
     )
+
+
+def runtime_options(fn: Callable) -> Callable:
+    for option in reversed(
+        [
+            click.option("--devices", help="Devices to embed on, e.g. cuda:0,cuda:1 (default: every visible GPU, "
+                                           "else the CPU)."),
+            click.option("--embed-batch-size", type=click.IntRange(min=1),
+                         help="Texts per encode batch (default: 256 on CUDA, 64 on CPU)."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _use_runtime(ctx: Ctx, kw: dict[str, Any]) -> None:
+    devices, batch = kw.pop("devices", None), kw.pop("embed_batch_size", None)
+    if devices or batch:
+        ctx.ws.use_runtime(devices=devices, batch_size=batch)
 
 
 def source_options(fn: Callable) -> Callable:
@@ -285,7 +318,7 @@ def model() -> None:
 @run_command
 def model_register(ctx: Ctx, path: Path, name: str | None, base_model, train_data, run_id, **kw: Any) -> None:
     """Fingerprint and register the sentence-transformers model at PATH."""
-    mv = commands.model_register(ctx.ws, str(path), name=name, settings=_settings(kw),
+    mv = commands.model_register(ctx.ws, str(path), name=name, settings=_settings(kw, ctx),
                                  base_model=base_model, train_data=train_data, run_id=run_id)
     ctx.emit(mv, lambda m: out.print(f"registered {m.label}  dim={m.dim}  similarity={m.similarity}  path={m.path}"))
 
@@ -335,11 +368,13 @@ def _training_facts(m: Any) -> str:
 @click.option("--quantization", type=click.Choice(["none", "scalar"]), help="Vector quantisation of the new index.")
 @click.option("--gate", help="Promotion gate, e.g. 'ndcg@10 >= -0.005 and not significantly worse at p < 0.05'.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the plan JSON here.")
+@runtime_options
 @run_command
 def plan_cmd(ctx: Ctx, collection: str, model_path, model_ref, model_name, metric, hnsw_m, hnsw_ef_construct,
              quantization, gate, output, **kw: Any) -> None:
     """Compute what putting a model behind COLLECTION takes, as a reviewable plan."""
-    settings = _settings(kw)
+    _use_runtime(ctx, kw)
+    settings = _settings(kw, ctx)
     source = _source(kw, ctx, collection)
     if model_path and model_ref:
         raise UsageError("pass either --model or --model-ref, not both")
@@ -372,6 +407,11 @@ def _print_plan(p, output: Path | None) -> None:
                   f"{p.estimate['device']}, about {p.estimate['storage_bytes'] / 1e6:.1f} MB")
         if p.estimate.get("basis"):
             out.print(f"    {p.estimate['basis']}")
+    agreement = p.estimate.get("agreement_with_torch")
+    if agreement:
+        out.print(f"  agreement with torch fp32 ({agreement['backend']}, {agreement['precision']}): cosine mean "
+                  f"{agreement['mean_cosine']:.5f}, min {agreement['min_cosine']:.5f} over {agreement['sample']} "
+                  "documents")
     if p.gate:
         out.print(f"  gate: {p.gate}")
     if output:
@@ -395,11 +435,17 @@ def _print_plan(p, output: Path | None) -> None:
               help="Write the gate's evaluation as JSON (as eval does).")
 @click.option("--report-md", type=click.Path(path_type=Path), help="Write the gate's evaluation as Markdown.")
 @click.option("--report-html", type=click.Path(path_type=Path), help="Write the gate's evaluation as one HTML file.")
+@runtime_options
+@click.option("--precision", type=click.Choice(sorted(RUNTIME_PRECISIONS)),
+              help="Run the model at this precision (default fp16 on CUDA, fp32 elsewhere).")
 @run_command
 def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, cutover: bool, no_delete: bool,
               gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool,
-              report_json: Path | None, report_md: Path | None, report_html: Path | None) -> None:
+              report_json: Path | None, report_md: Path | None, report_html: Path | None, **kw: Any) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
+    _use_runtime(ctx, kw)
+    if kw.get("precision"):
+        ctx.ws.use_runtime(precision=kw["precision"])
     from reindexer.planner import load_plan_file
 
     if bool(plan_file) == bool(resume_collection):
@@ -514,11 +560,13 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
 @source_options
 @click.option("--since", help="Only rows updated after this value, or 'last' for the stored watermark (SQL sources).")
 @click.option("--no-delete", is_flag=True, help="Keep documents that are gone from the source.")
+@runtime_options
 @click.option("--wait", type=click.FloatRange(min=0), default=0,
               help="Seconds to wait for a held lease (default: fail at once).")
 @run_command
 def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait: float, **kw: Any) -> None:
     """Embed only new and changed documents into COLLECTION (and its built shadows); delete removed ones."""
+    _use_runtime(ctx, kw)
     from reindexer.sync import sync
 
     r = sync(ctx.ws, collection, source=_source(kw, ctx, collection),
@@ -664,7 +712,7 @@ def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, tex
               **kw: Any) -> None:
     """Tag a collection made outside reindexer with the model that made it."""
     text_field = policy.text_field(text_field, text_template)
-    r = commands.adopt(ctx.ws, collection, str(model_path), settings=_settings(kw), text_field=text_field,
+    r = commands.adopt(ctx.ws, collection, str(model_path), settings=_settings(kw, ctx), text_field=text_field,
                        sample=sample, min_cosine=min_cosine, name=name)
     ctx.emit(r, lambda r: out.print(
         f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}: "

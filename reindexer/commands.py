@@ -424,7 +424,7 @@ def _build(
     try:
         if plan.mode == "copy":
             total.add(copy_into(ws, live, version, model, run, text_field=lc.text_field))
-        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
         seen: set[str] = set()
         started = time.perf_counter()
         for attempt in range(MAX_CATCHUP_PASSES + 1):
@@ -778,7 +778,7 @@ def _sample_cosines(ws: Workspace, physical: str, model: ModelVersion, ids: list
             f"(e.g. {', '.join(missing[:3])})",
             hint="pass --text-field with the payload path that holds the text, e.g. page_content",
         )
-    fresh = embedder_for(model, device=ws.config.device, batch_size=ws.batch_size).embed_documents(texts)
+    fresh = embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size).embed_documents(texts)
     cos = cosine_rows(np.asarray(vectors), fresh)
     bad = int((cos < min_cosine).sum())
     if bad:

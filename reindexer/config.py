@@ -45,6 +45,11 @@ class StateSection(_Section):
 class DefaultsSection(_Section):
     batch_size: int | None = Field(default=None, gt=0)
     device: str | None = None
+    # how models run (reindexer.devices); unset means what suits the device
+    devices: str | None = None
+    precision: str | None = None
+    embed_batch_size: int | None = Field(default=None, gt=0)
+    threads: int | None = Field(default=None, gt=0)
     keep: int | None = Field(default=None, ge=0)
     gate: str | None = None
     webhook: str | None = None
@@ -87,6 +92,10 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "REINDEX_STATE": ("state", "url"),
     "REINDEX_BATCH_SIZE": ("defaults", "batch_size"),
     "REINDEX_DEVICE": ("defaults", "device"),
+    "REINDEX_DEVICES": ("defaults", "devices"),
+    "REINDEX_PRECISION": ("defaults", "precision"),
+    "REINDEX_EMBED_BATCH_SIZE": ("defaults", "embed_batch_size"),
+    "REINDEX_THREADS": ("defaults", "threads"),
     "REINDEX_KEEP": ("defaults", "keep"),
     "REINDEX_GATE": ("defaults", "gate"),
     "REINDEX_WEBHOOK_URL": ("defaults", "webhook"),
@@ -157,6 +166,11 @@ class Config:
     state_url: str = DEFAULT_STATE_URL
     batch_size: int = 256
     device: str | None = None
+    # How models run (reindexer.devices): unset means what suits the device.
+    devices: str | None = None
+    precision: str | None = None
+    embed_batch_size: int | None = None
+    threads: int | None = None
     keep: int = 2
     gate: str | None = None
     webhook: str | None = None
@@ -220,6 +234,10 @@ def load_config(
     cfg.state_url = state_url or pick("state", "url", cfg.state_url)
     cfg.batch_size = pick("defaults", "batch_size", cfg.batch_size)
     cfg.device = pick("defaults", "device")
+    cfg.devices = pick("defaults", "devices")
+    cfg.precision = pick("defaults", "precision")
+    cfg.embed_batch_size = pick("defaults", "embed_batch_size")
+    cfg.threads = pick("defaults", "threads")
     cfg.keep = pick("defaults", "keep", cfg.keep)
     cfg.gate = pick("defaults", "gate")
     cfg.webhook = pick("defaults", "webhook")
@@ -230,6 +248,9 @@ def load_config(
     root = pick("query", "models_root")
     cfg.models_root = str((base_dir / root) if root and "=" not in root and not Path(root).is_absolute() else root) \
         if root else None
+    from reindexer.devices import runtime_from
+
+    runtime_from(cfg.device, cfg.devices, cfg.precision, cfg.embed_batch_size, cfg.threads)  # checked early
     return cfg
 
 
@@ -250,8 +271,12 @@ url = "qdrant+local:.reindex/qdrant"
 url = "sqlite:///.reindex/state.db"
 
 [defaults]
-batch_size = 256          # documents per embed-and-upsert batch
-# device = "cuda"         # default: cuda, then mps, then cpu
+batch_size = 256          # documents per upsert and checkpoint
+# device = "cuda"         # default: every visible GPU, then mps, then cpu
+# devices = "cuda:0,cuda:1"   # one worker process per GPU (default: every visible GPU)
+# precision = "fp16"      # fp32 | fp16 | bf16 (default: fp16 on CUDA, fp32 elsewhere; bf16 is its own model version)
+# embed_batch_size = 64   # texts per encode batch (default: 256 on CUDA, 64 on CPU)
+# threads = 8             # CPU threads for torch (default: the cores this process may use)
 keep = 2                  # retired versions `reindex gc` keeps
 # gate = "ndcg@10 >= -0.005 and not significantly worse at p < 0.05"
 
@@ -293,7 +318,9 @@ def effective(cfg: Config) -> dict[str, Any]:
         "base_dir": str(cfg.base_dir),
         "store": {"url": cfg.store_url},
         "state": {"url": redact_db_url(cfg.state_url)},
-        "defaults": {"batch_size": cfg.batch_size, "device": cfg.device, "keep": cfg.keep, "gate": cfg.gate},
+        "defaults": {"batch_size": cfg.batch_size, "device": cfg.device, "devices": cfg.devices,
+                     "precision": cfg.precision, "embed_batch_size": cfg.embed_batch_size, "threads": cfg.threads,
+                     "keep": cfg.keep, "gate": cfg.gate},
         "query": {"refresh": cfg.query_refresh, "shadow_sample": cfg.shadow_sample,
                   "record_query_text": cfg.record_query_text, "models_root": cfg.models_root},
         "collections": cfg.collections,

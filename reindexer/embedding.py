@@ -8,6 +8,7 @@ tokenizer, config or settings gets a new one.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -23,6 +24,18 @@ from typing import Any
 
 import numpy as np
 
+from reindexer.devices import (
+    apply_cpu_threads,
+    check_precision,
+    default_batch_size,
+    default_precision,
+    device_kind,
+    identity_precision,
+    parse_devices,
+    resolve_devices,
+    runtime,
+    visible_devices,
+)
 from reindexer.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -43,14 +56,35 @@ class ModelSettings:
     query_prompt: str | None = None
     document_prompt: str | None = None
     trust_remote_code: bool = False
+    # Only a precision that moves vectors beyond reindexer.devices.PRECISION_TOLERANCE (bf16);
+    # fp32 and fp16 are runtime choices, like the device.
+    precision: str | None = None
+    backend: str = "torch"  # torch | onnx | openvino (reindexer.inference_backends)
+    quantization: str | None = None  # onnx int8: the optimum config it was quantised with (avx2, arm64)
+
+    def __post_init__(self) -> None:
+        from reindexer.devices import identity_precision
+        from reindexer.inference_backends import check_backend
+
+        object.__setattr__(self, "precision", identity_precision(self.precision))
+        check_backend(self.backend, self.quantization, self.precision)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings; those added later are left out at their defaults, so the fingerprints and
+        collection tags of versions made before them stay what they were."""
+        data = asdict(self)
+        for name, default in _LATER_SETTINGS.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ModelSettings:
         data = dict(data or {})
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+_LATER_SETTINGS: dict[str, Any] = {"precision": None, "backend": "torch", "quantization": None}
 
 
 @dataclass
@@ -171,10 +205,40 @@ def pick_device(requested: str | None = None) -> str:
     return "cpu"
 
 
+def pick_devices(device: str | None = None, devices: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The devices to run on: the caller's, else the process's runtime (reindex.toml, REINDEX_*), else
+    every visible GPU, MPS or the CPU (reindexer.devices.resolve_devices)."""
+    rt = runtime()
+    device = device or rt.device or os.environ.get("REINDEX_DEVICE") or None
+    devices = devices or rt.devices or parse_devices(os.environ.get("REINDEX_DEVICES"))
+    if devices is None and device in ("cpu", "mps"):
+        return (device,)
+    cuda_count, mps = visible_devices()
+    return resolve_devices(device, devices, cuda_count, mps)
+
+
+def run_precision(settings: ModelSettings, device: str, requested: str | None = None) -> str:
+    """The precision a model runs at: the version's own (bf16), else the caller's or the runtime's,
+    else the device's default. Only the torch backend runs below fp32."""
+    if settings.precision:
+        return settings.precision
+    explicit = check_precision(requested or runtime().precision or os.environ.get("REINDEX_PRECISION"))
+    if explicit is not None and identity_precision(explicit):
+        raise UsageError(f"{explicit} vectors differ from fp32 beyond the tolerance, so {explicit} is a model "
+                         "version of its own, not a way to run this one",
+                         hint=f"plan the version with --precision {explicit} (the model setting)")
+    if settings.backend != "torch":
+        if explicit not in (None, "fp32"):
+            raise UsageError(f"precision {explicit} applies to the torch backend, not {settings.backend}",
+                             hint="leave the precision unset with --backend onnx or openvino")
+        return "fp32"
+    return explicit or default_precision(device)
+
+
 # Loaded models, least recently used first. Bounded, because a long-running query
 # service meets a new model version at every cut-over; what a Searcher still holds
 # stays alive through its own reference.
-_LOADED: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_LOADED: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
 _LOADED_LOCK = threading.Lock()
 MODEL_CACHE_SIZE = int(os.environ.get("REINDEX_MODEL_CACHE", "4"))
 
@@ -189,26 +253,32 @@ def _quiet_library_progress() -> None:
         pass
 
 
-def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, device: str | None = None):
+def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, device: str | None = None,
+                              precision: str | None = None):
     """Load (once per process) a SentenceTransformer with the given settings, from local files only."""
     root = check_model_folder(path)
     device = pick_device(device)
-    key = (f"{root}|{json.dumps(settings.to_dict(), sort_keys=True)}", device)
+    precision = run_precision(settings, device, precision)
+    key = (f"{root}|{json.dumps(settings.to_dict(), sort_keys=True)}", device, precision)
     with _LOADED_LOCK:
         if key in _LOADED:
             _LOADED.move_to_end(key)
             return _LOADED[key]
     from sentence_transformers import SentenceTransformer
 
+    from reindexer.inference_backends import backend_kwargs
+
     _quiet_library_progress()
     started = time.perf_counter()
+    folder, extra = backend_kwargs(root, settings)
     try:
         model = SentenceTransformer(
-            str(root),
+            str(folder),
             device=device,
             truncate_dim=settings.truncate_dim,
             trust_remote_code=settings.trust_remote_code,
             local_files_only=True,
+            **extra,
         )
     except Exception as exc:  # noqa: BLE001 - a broken folder fails in many library-specific ways
         raise UsageError(
@@ -217,7 +287,12 @@ def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, 
         ) from None
     if settings.max_seq_length:
         model.max_seq_length = settings.max_seq_length
-    log.info("loaded %s on %s in %.1fs", root, device, time.perf_counter() - started)
+    if precision != "fp32":
+        import torch
+
+        model.to({"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
+    log.info("loaded %s (%s, %s) on %s in %.1fs", root, settings.backend, precision, device,
+             time.perf_counter() - started)
     # Tokenizers refuse concurrent calls ("Already borrowed"): one encode at a time per model.
     model.__dict__["_reindex_encode_lock"] = threading.Lock()
     with _LOADED_LOCK:
@@ -277,10 +352,28 @@ def inspect_model(
 
 
 _NO_LOCK = contextlib.nullcontext()
+_POOLS: list[tuple[Any, dict]] = []
+_POOLS_LOCK = threading.Lock()
+
+
+def _stop_pools() -> None:
+    with _POOLS_LOCK:
+        while _POOLS:
+            model, pool = _POOLS.pop()
+            model.stop_multi_process_pool(pool)
+            model.__dict__.pop("_reindex_pool", None)
+
+
+atexit.register(_stop_pools)
 
 
 class Embedder:
-    """Encodes documents and queries with one model version."""
+    """Encodes documents and queries with one model version.
+
+    ``device``/``devices``, ``batch_size`` and ``precision`` default to the process's runtime
+    (reindex.toml ``[defaults]``, REINDEX_*), then to what suits the device. With several GPUs
+    the work of a call longer than one batch is spread over one worker process per GPU.
+    """
 
     def __init__(
         self,
@@ -288,16 +381,49 @@ class Embedder:
         settings: ModelSettings | None = None,
         device: str | None = None,
         batch_size: int | None = None,
+        precision: str | None = None,
+        devices: tuple[str, ...] | None = None,
     ):
         self.settings = settings or ModelSettings()
-        self.device = pick_device(device)
-        self.model = load_sentence_transformer(path, self.settings, self.device)
-        self.batch_size = batch_size or (256 if self.device == "cuda" else 64)
+        self.model_path = str(path)
+        self.devices = pick_devices(device, devices)
+        # A pool places the model on each GPU itself; this process keeps the weights on the CPU.
+        self.device = self.devices[0] if len(self.devices) == 1 else "cpu"
+        self.precision = run_precision(self.settings, self.devices[0], precision)
+        if device_kind(self.device) == "cpu" and len(self.devices) == 1:
+            env_threads = os.environ.get("REINDEX_THREADS")
+            self.threads: int | None = apply_cpu_threads(runtime().threads or (int(env_threads) if env_threads
+                                                                                  else None))
+        else:
+            self.threads = None
+        self.model = load_sentence_transformer(path, self.settings, self.device, self.precision)
+        self.batch_size = batch_size or runtime().batch_size or default_batch_size(self.devices[0])
+
+    @property
+    def device_label(self) -> str:
+        return ",".join(self.devices)
+
+    def _pool(self, texts: Sequence[str]) -> dict | None:
+        """The model's worker pool, started at the first call that has work for more than one GPU."""
+        if len(self.devices) < 2:
+            return None
+        pool = self.model.__dict__.get("_reindex_pool")
+        if pool is None and len(texts) > self.batch_size:
+            pool = self.model.start_multi_process_pool(list(self.devices))
+            self.model.__dict__["_reindex_pool"] = pool
+            with _POOLS_LOCK:
+                _POOLS.append((self.model, pool))
+        return pool
 
     def _encode(self, texts: Sequence[str], prompt: str | None) -> np.ndarray:
         if not texts:
             return np.zeros((0, model_dimension(self.model) or 0), dtype=np.float32)
         with self.model.__dict__.get("_reindex_encode_lock") or _NO_LOCK:
+            pool = self._pool(texts)
+            extra: dict[str, Any] = {}
+            if pool is not None:
+                # A few chunks per worker: long enough to fill a batch, short enough to balance the GPUs.
+                extra = {"pool": pool, "chunk_size": max(self.batch_size, len(texts) // (4 * len(self.devices)))}
             vectors = self.model.encode(
                 list(texts),
                 batch_size=self.batch_size,
@@ -305,6 +431,7 @@ class Embedder:
                 convert_to_numpy=True,
                 normalize_embeddings=self.settings.normalize,
                 show_progress_bar=False,
+                **extra,
             )
         return np.asarray(vectors, dtype=np.float32)
 

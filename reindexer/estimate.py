@@ -113,12 +113,21 @@ def build_estimate(ws: Any, model: Any, docs: int, sample: list[str]) -> dict[st
 
     device = pick_device(ws.config.device)
     runs = past_runs(ws.state, model.fingerprint, device)
-    if runs:
-        return from_history(runs, docs, device)
+    from reindexer.embedding import ModelSettings
+    from reindexer.inference_backends import torch_agreement
     from reindexer.model_registry import embedder_for
 
-    embedder = embedder_for(model, device=device, batch_size=ws.batch_size)
+    if runs:
+        est = from_history(runs, docs, device)
+        if ModelSettings.from_dict(model.settings).backend != "torch":
+            # another inference backend is another model version: the plan shows how far it is from torch
+            est.update(torch_agreement(embedder_for(model, device=device, batch_size=ws.embed_batch_size), sample))
+        return est
+    embedder = embedder_for(model, device=device, batch_size=ws.embed_batch_size)
     embedder.embed_documents(sample[:8])
     started = time.perf_counter()
     embedder.embed_documents(sample)
-    return from_sample(len(sample), time.perf_counter() - started, docs, embedder.device)
+    est = from_sample(len(sample), time.perf_counter() - started, docs, embedder.device_label)
+    est["precision"] = embedder.precision
+    est.update(torch_agreement(embedder, sample))
+    return est

@@ -222,7 +222,7 @@ def sync_into(
 
     def encoder() -> Embedder:
         if not loaded:
-            loaded.append(embedder_for(model, device=ws.config.device, batch_size=ws.batch_size))
+            loaded.append(embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size))
         return loaded[0]
 
     with progress(f"{label} {version.physical_name}", total) as advance:
@@ -321,7 +321,7 @@ def verify_version(
                 texts.append(text)
                 stored.append(p.vector)
         if texts:
-            embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.batch_size)
+            embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
             fresh = embedder.embed_documents(texts)
             report.sample_size = len(texts)
             report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())

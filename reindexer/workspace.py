@@ -12,6 +12,7 @@ from reindexer.adapters import VectorStore, open_store, parse_store_url
 from reindexer.adapters.base import Backend
 from reindexer.adapters.registry import backends
 from reindexer.config import Config, load_config
+from reindexer.devices import runtime, runtime_from, set_runtime
 from reindexer.errors import LeaseHeldError, NotFoundError
 from reindexer.state import StateStore
 
@@ -28,6 +29,9 @@ class Workspace:
         self.store_url = self.location.url
         self.state = state or StateStore(config.state_url, config.base_dir, create=not read_only)
         self._store: VectorStore | None = None
+        # The executor, the planner and the query side build their embedders without a config in hand.
+        set_runtime(runtime_from(config.device, config.devices, config.precision, config.embed_batch_size,
+                                 config.threads))
 
     @classmethod
     def open(
@@ -40,6 +44,13 @@ class Workspace:
         if self._store is None:
             self._store = open_store(self.config.store_url, self.config.base_dir)
         return self._store
+
+    def use_runtime(self, **changes: object) -> None:
+        """Run models as ``changes`` say (devices, precision, batch_size, threads) from now on, over the config."""
+        current = runtime()
+        merged = {k: getattr(current, k) for k in ("device", "devices", "precision", "batch_size", "threads")}
+        merged.update({k: v for k, v in changes.items() if v is not None})
+        set_runtime(runtime_from(**merged))  # type: ignore[arg-type]
 
     @property
     def backend(self) -> Backend:
@@ -59,7 +70,13 @@ class Workspace:
 
     @property
     def batch_size(self) -> int:
+        """Documents per upsert and checkpoint."""
         return self.config.batch_size
+
+    @property
+    def embed_batch_size(self) -> int | None:
+        """Texts per encode batch; None lets the Embedder choose the device's default."""
+        return self.config.embed_batch_size
 
     @contextmanager
     def lease(self, collection: str, wait: float = 0) -> Iterator[object]:

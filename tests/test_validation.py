@@ -19,6 +19,7 @@ from reindexer.cli import cli
 from reindexer.config import ENV_KEYS, Config
 from reindexer.errors import UsageError
 from reindexer.sources.spec import SourceSpec
+from reindexer.state import StateStore
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl
 
@@ -145,6 +146,8 @@ def test_a_read_only_command_on_a_missing_store_is_exit_3_and_creates_nothing(tm
     missing = tmp_path / "no-such-folder"
     url = f"qdrant+local:{missing / 'qdrant'}" if kind == "qdrant-local" else f"milvus+lite:{missing / 'v.db'}"
     (tmp_path / "queries.txt").write_text("who to page\n")
+    # a state that exists, so the missing store is what the command meets (a missing state is exit 3 too)
+    StateStore(f"sqlite:///{tmp_path / 'state.db'}").close()
     r = CliRunner().invoke(cli, ["--store", url, "--state", f"sqlite:///{tmp_path / 'state.db'}", *args])
     assert r.exit_code == 3, r.output
     assert f"no store at {missing}" in r.output and "--store" in r.output

@@ -1,0 +1,187 @@
+"""ONNX Runtime and OpenVINO: other inference backends of sentence-transformers, for the same model folder.
+
+A backend other than torch makes different (if close) vectors, so it is a model
+setting and a different model version, with its own fingerprint. The exported
+files are derived data: they are written once, from the local folder and offline,
+into a folder this tool owns (``REINDEX_EXPORTS``, default ``~/.cache/reindexer/exports``),
+keyed by the source's fingerprint and the backend, and made again on any host that
+lacks them. The user's model folder is never written to (that would change its
+own fingerprint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reindexer.errors import UsageError
+
+if TYPE_CHECKING:
+    from reindexer.embedding import ModelSettings
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "openvino")
+#: What --backend accepts: onnx-int8 is ONNX with dynamic int8 quantisation (no calibration data).
+CHOICES = ("torch", "onnx", "onnx-int8", "openvino")
+QUANTIZATIONS = ("avx2", "avx512", "avx512_vnni", "arm64")
+EXPORTS_ENV = "REINDEX_EXPORTS"
+_COMPLETE = "reindex-export.json"
+_NEEDS = {"onnx": ("onnxruntime", "optimum.onnxruntime", "reindexer[onnx]"),
+          "openvino": ("openvino", "optimum.intel", "reindexer[openvino]")}
+
+
+def default_quantization() -> str:
+    """avx2 on x86-64 (it runs on every AVX2 and AVX-512 machine, so index and query hosts agree), arm64 on ARM."""
+    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "avx2"
+
+
+def parse_backend(choice: str | None) -> tuple[str, str | None]:
+    """``--backend`` as (backend, quantization)."""
+    if choice is None or choice == "":
+        return "torch", None
+    c = choice.strip().lower()
+    if c not in CHOICES:
+        raise UsageError(f"unknown backend {choice!r}", hint=f"use one of {', '.join(CHOICES)}")
+    if c == "onnx-int8":
+        return "onnx", default_quantization()
+    return c, None
+
+
+def check_backend(backend: str, quantization: str | None, precision: str | None) -> None:
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(CHOICES)}")
+    if quantization is not None and (backend != "onnx" or quantization not in QUANTIZATIONS):
+        raise UsageError(f"quantization {quantization!r} is not offered for the {backend} backend",
+                         hint="int8 quantisation is --backend onnx-int8")
+    if precision is not None and backend != "torch":
+        raise UsageError(f"precision {precision} applies to the torch backend, not {backend}",
+                         hint="leave --precision unset with --backend onnx or openvino")
+
+
+def backend_label(settings: ModelSettings) -> str:
+    if settings.backend == "onnx" and settings.quantization:
+        return f"onnx-int8 ({settings.quantization})"
+    return settings.backend
+
+
+def require_installed(backend: str) -> None:
+    """A UsageError naming the extra when the backend's libraries are missing; checked before any write."""
+    if backend == "torch":
+        return
+    runtime_module, optimum_module, extra = _NEEDS[backend]
+    missing = [m for m in (runtime_module, optimum_module) if not _importable(m)]
+    if missing:
+        raise UsageError(f"the {backend} backend needs {' and '.join(missing)}, not installed here",
+                         hint=f"pip install '{extra}'")
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def exports_root() -> Path:
+    raw = os.environ.get(EXPORTS_ENV)
+    if raw:
+        return Path(raw).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "reindexer" / "exports"
+
+
+def _file_name(settings: ModelSettings) -> str:
+    if settings.backend == "openvino":
+        return "openvino/openvino_model.xml"
+    if settings.quantization:
+        return f"onnx/model_qint8_{settings.quantization}.onnx"
+    return "onnx/model.onnx"
+
+
+def export_folder(root: Path, settings: ModelSettings) -> Path:
+    """Where the export of ``root`` for ``settings``' backend lives: named by the source's own files."""
+    from reindexer.embedding import ModelSettings, default_name, fingerprint
+
+    source = fingerprint(root, ModelSettings(trust_remote_code=settings.trust_remote_code))
+    key = hashlib.sha256(f"{source}|{settings.backend}|{settings.quantization}".encode()).hexdigest()[:16]
+    return exports_root() / f"{default_name(root)}-{settings.backend}-{key}"
+
+
+def backend_kwargs(root: Path, settings: ModelSettings) -> tuple[Path, dict[str, Any]]:
+    """The folder and SentenceTransformer keyword arguments that load ``root`` on ``settings``' backend."""
+    if settings.backend == "torch":
+        return root, {}
+    require_installed(settings.backend)
+    folder = ensure_export(root, settings)
+    return folder, {"backend": settings.backend, "model_kwargs": {"file_name": _file_name(settings)}}
+
+
+def ensure_export(root: Path, settings: ModelSettings) -> Path:
+    """Export ``root`` for the backend once; a crash mid-export leaves only a temp folder, redone next time."""
+    target = export_folder(root, settings)
+    if (target / _COMPLETE).is_file() and (target / _file_name(settings)).is_file():
+        return target
+    from sentence_transformers import SentenceTransformer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # an export whose files were removed since: made again
+        shutil.rmtree(target)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("exporting %s for %s into %s", root, settings.backend, target)
+    try:
+        model = SentenceTransformer(str(root), device="cpu", backend=settings.backend, local_files_only=True,
+                                    trust_remote_code=settings.trust_remote_code)
+        model.save(str(tmp))
+        if settings.quantization:
+            from sentence_transformers.backend import export_dynamic_quantized_onnx_model
+
+            export_dynamic_quantized_onnx_model(model, settings.quantization, str(tmp))
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - optimum and the runtimes fail in many library-specific ways
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UsageError(f"cannot export {root} for the {settings.backend} backend: {type(exc).__name__}: {exc}",
+                         hint="check the backend's extra is installed and the model folder is complete") from None
+    if not (tmp / _file_name(settings)).is_file():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UsageError(f"exporting {root} for {settings.backend} wrote no {_file_name(settings)}",
+                         hint="this sentence-transformers version saves its exports elsewhere; use --backend torch")
+    (tmp / _COMPLETE).write_text(json.dumps({"source": str(root), "backend": settings.backend,
+                                             "quantization": settings.quantization}, sort_keys=True))
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        # Another process finished the same export first: its copy is as good as ours.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / _COMPLETE).is_file():
+            raise
+    return target
+
+
+def torch_agreement(embedder: Any, texts: list[str]) -> dict[str, Any]:
+    """How closely ``embedder``'s vectors follow the torch fp32 ones of the same folder on ``texts``.
+
+    Empty when ``embedder`` is torch at fp32: there is nothing to compare.
+    """
+    from dataclasses import replace
+
+    from reindexer.embedding import Embedder, cosine_rows
+
+    settings = embedder.settings
+    if not texts or (settings.backend == "torch" and embedder.precision == "fp32"):
+        return {}
+    reference = Embedder(embedder.model_path, replace(settings, backend="torch", quantization=None, precision=None),
+                         device="cpu", precision="fp32", batch_size=embedder.batch_size)
+    cos = cosine_rows(reference.embed_documents(texts), embedder.embed_documents(texts))
+    return {"agreement_with_torch": {"mean_cosine": round(float(cos.mean()), 6),
+                                     "min_cosine": round(float(cos.min()), 6), "sample": len(texts),
+                                     "backend": backend_label(settings), "precision": embedder.precision}}

@@ -1,0 +1,91 @@
+"""ONNX and OpenVINO backends: another model version, exported offline into a folder the tool owns.
+
+The export tests need the backend's extra (reindexer[onnx], reindexer[openvino]) and skip
+without it; the refusal when it is missing runs everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from reindexer.cli import cli
+from reindexer.embedding import Embedder, ModelSettings, cosine_rows, files_signature, fingerprint
+from reindexer.inference_backends import CHOICES, default_quantization, export_folder, parse_backend
+
+
+def _installed(*modules: str) -> bool:
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in modules)
+    except (ImportError, ValueError):
+        return False
+
+
+ONNX = _installed("onnxruntime", "optimum.onnxruntime")
+OPENVINO = _installed("openvino", "optimum.intel")
+
+
+def test_backend_choices_parse_to_backend_and_quantisation():
+    assert parse_backend(None) == ("torch", None)
+    assert parse_backend("onnx") == ("onnx", None)
+    assert parse_backend("onnx-int8") == ("onnx", default_quantization())
+    assert parse_backend("OpenVINO") == ("openvino", None)
+    assert set(CHOICES) == {"torch", "onnx", "onnx-int8", "openvino"}
+
+
+def test_exports_live_outside_the_model_folder_keyed_by_its_files(minilm_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("REINDEX_EXPORTS", str(tmp_path / "exports"))
+    onnx = export_folder(minilm_path, ModelSettings(backend="onnx"))
+    int8 = export_folder(minilm_path, ModelSettings(backend="onnx", quantization="avx2"))
+    assert onnx.parent == int8.parent == tmp_path / "exports" and onnx != int8
+    assert export_folder(minilm_path, ModelSettings(backend="onnx")) == onnx
+
+
+@pytest.mark.skipif(ONNX and OPENVINO, reason="both backends are installed: nothing to refuse")
+def test_a_missing_backend_is_refused_before_any_write(minilm_path, tmp_path, monkeypatch, demo_corpus):
+    from tests.plugins.corpus import write_jsonl
+
+    backend = "openvino" if not OPENVINO else "onnx"
+    monkeypatch.chdir(tmp_path)
+    corpus = write_jsonl(tmp_path / "c.jsonl", demo_corpus.documents[:8])
+    runner = CliRunner()
+    state = tmp_path / ".reindex" / "state.db"
+    first = runner.invoke(cli, ["model", "register", str(minilm_path)])
+    assert first.exit_code == 0, first.output
+    before = hashlib.sha256(state.read_bytes()).hexdigest()
+    result = runner.invoke(cli, ["plan", "docs", "--model", str(minilm_path), "--source", f"jsonl:{corpus}",
+                                 "--backend", backend])
+    assert result.exit_code == 2, result.output
+    assert f"reindexer[{backend}]" in result.output and "Traceback" not in result.output
+    assert hashlib.sha256(state.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.skipif(not ONNX, reason="pip install 'reindexer[onnx]' (optimum-onnx, onnxruntime)")
+@pytest.mark.parametrize("quantization", [None, default_quantization()], ids=["onnx", "onnx-int8"])
+def test_onnx_is_exported_offline_and_agrees_with_torch(minilm_path, tmp_path, monkeypatch, quantization,
+                                                        demo_corpus):
+    monkeypatch.setenv("REINDEX_EXPORTS", str(tmp_path / "exports"))
+    signature = files_signature(minilm_path)
+    settings = ModelSettings(backend="onnx", quantization=quantization)
+    texts = [d["text"] for d in demo_corpus.documents[:16]]
+    vectors = Embedder(minilm_path, settings, device="cpu").embed_documents(texts)
+    reference = Embedder(minilm_path, device="cpu").embed_documents(texts)
+    floor = 0.98 if quantization else 0.9999
+    assert float(cosine_rows(reference, vectors).min()) > floor
+    assert files_signature(minilm_path) == signature  # the user's folder is never written to
+    done = json.loads((export_folder(minilm_path, settings) / "reindex-export.json").read_text())
+    assert done["backend"] == "onnx" and done["quantization"] == quantization
+    assert fingerprint(minilm_path, settings) != fingerprint(minilm_path)
+
+
+@pytest.mark.skipif(not OPENVINO, reason="pip install 'reindexer[openvino]' (optimum-intel, openvino)")
+def test_openvino_is_exported_offline_and_agrees_with_torch(minilm_path, tmp_path, monkeypatch, demo_corpus):
+    monkeypatch.setenv("REINDEX_EXPORTS", str(tmp_path / "exports"))
+    texts = [d["text"] for d in demo_corpus.documents[:16]]
+    vectors = Embedder(minilm_path, ModelSettings(backend="openvino"), device="cpu").embed_documents(texts)
+    reference = Embedder(minilm_path, device="cpu").embed_documents(texts)
+    assert float(cosine_rows(reference, vectors).min()) > 0.9999
