@@ -270,7 +270,7 @@ def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, 
 
     _quiet_library_progress()
     started = time.perf_counter()
-    folder, extra = backend_kwargs(root, settings)
+    folder, extra = backend_kwargs(root, settings, *export_source(root, settings))
     try:
         model = SentenceTransformer(
             str(folder),
@@ -458,3 +458,28 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     na = np.linalg.norm(a, axis=1)
     nb = np.linalg.norm(b, axis=1)
     return (a * b).sum(axis=1) / np.maximum(na * nb, 1e-12)
+
+
+def export_source(root: Path, settings: ModelSettings) -> tuple[str, str]:
+    """(fingerprint of the source files alone, name): what names ``root``'s export for another backend."""
+    return fingerprint(root, ModelSettings(trust_remote_code=settings.trust_remote_code)), default_name(root)
+
+
+def torch_agreement(embedder: Any, texts: list[str]) -> dict[str, Any]:
+    """How closely ``embedder``'s vectors follow the torch fp32 ones of the same folder on ``texts``.
+
+    Empty when ``embedder`` is torch at fp32: there is nothing to compare.
+    """
+    from dataclasses import replace
+
+    from reindexer.inference_backends import backend_label
+
+    settings = embedder.settings
+    if not texts or (settings.backend == "torch" and embedder.precision == "fp32"):
+        return {}
+    reference = Embedder(embedder.model_path, replace(settings, backend="torch", quantization=None, precision=None),
+                         device="cpu", precision="fp32", batch_size=embedder.batch_size)
+    cos = cosine_rows(reference.embed_documents(texts), embedder.embed_documents(texts))
+    return {"agreement_with_torch": {"mean_cosine": round(float(cos.mean()), 6),
+                                     "min_cosine": round(float(cos.min()), 6), "sample": len(texts),
+                                     "backend": backend_label(settings), "precision": embedder.precision}}

@@ -113,8 +113,7 @@ def build_estimate(ws: Any, model: Any, docs: int, sample: list[str]) -> dict[st
 
     device = pick_device(ws.config.device)
     runs = past_runs(ws.state, model.fingerprint, device)
-    from reindexer.embedding import ModelSettings
-    from reindexer.inference_backends import torch_agreement
+    from reindexer.embedding import ModelSettings, torch_agreement
     from reindexer.model_registry import embedder_for
 
     if runs:

@@ -106,27 +106,25 @@ def _file_name(settings: ModelSettings) -> str:
     return "onnx/model.onnx"
 
 
-def export_folder(root: Path, settings: ModelSettings) -> Path:
-    """Where the export of ``root`` for ``settings``' backend lives: named by the source's own files."""
-    from reindexer.embedding import ModelSettings, default_name, fingerprint
-
-    source = fingerprint(root, ModelSettings(trust_remote_code=settings.trust_remote_code))
+def export_folder(root: Path, settings: ModelSettings, source: str, name: str) -> Path:
+    """Where the export of ``root`` (files fingerprinted as ``source``, named ``name``) for ``settings``' backend
+    lives: named by the source's own files, so changed weights get a new export."""
     key = hashlib.sha256(f"{source}|{settings.backend}|{settings.quantization}".encode()).hexdigest()[:16]
-    return exports_root() / f"{default_name(root)}-{settings.backend}-{key}"
+    return exports_root() / f"{name}-{settings.backend}-{key}"
 
 
-def backend_kwargs(root: Path, settings: ModelSettings) -> tuple[Path, dict[str, Any]]:
+def backend_kwargs(root: Path, settings: ModelSettings, source: str, name: str) -> tuple[Path, dict[str, Any]]:
     """The folder and SentenceTransformer keyword arguments that load ``root`` on ``settings``' backend."""
     if settings.backend == "torch":
         return root, {}
     require_installed(settings.backend)
-    folder = ensure_export(root, settings)
+    folder = ensure_export(root, settings, source, name)
     return folder, {"backend": settings.backend, "model_kwargs": {"file_name": _file_name(settings)}}
 
 
-def ensure_export(root: Path, settings: ModelSettings) -> Path:
+def ensure_export(root: Path, settings: ModelSettings, source: str, name: str) -> Path:
     """Export ``root`` for the backend once; a crash mid-export leaves only a temp folder, redone next time."""
-    target = export_folder(root, settings)
+    target = export_folder(root, settings, source, name)
     if (target / _COMPLETE).is_file() and (target / _file_name(settings)).is_file():
         return target
     from sentence_transformers import SentenceTransformer
@@ -165,23 +163,3 @@ def ensure_export(root: Path, settings: ModelSettings) -> Path:
         if not (target / _COMPLETE).is_file():
             raise
     return target
-
-
-def torch_agreement(embedder: Any, texts: list[str]) -> dict[str, Any]:
-    """How closely ``embedder``'s vectors follow the torch fp32 ones of the same folder on ``texts``.
-
-    Empty when ``embedder`` is torch at fp32: there is nothing to compare.
-    """
-    from dataclasses import replace
-
-    from reindexer.embedding import Embedder, cosine_rows
-
-    settings = embedder.settings
-    if not texts or (settings.backend == "torch" and embedder.precision == "fp32"):
-        return {}
-    reference = Embedder(embedder.model_path, replace(settings, backend="torch", quantization=None, precision=None),
-                         device="cpu", precision="fp32", batch_size=embedder.batch_size)
-    cos = cosine_rows(reference.embed_documents(texts), embedder.embed_documents(texts))
-    return {"agreement_with_torch": {"mean_cosine": round(float(cos.mean()), 6),
-                                     "min_cosine": round(float(cos.min()), 6), "sample": len(texts),
-                                     "backend": backend_label(settings), "precision": embedder.precision}}

@@ -28,12 +28,22 @@ def _is_package(name: str, files: dict[str, Path]) -> bool:
     return files[name].name == "__init__.py"
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def imports_of(name: str, files: dict[str, Path]) -> list[tuple[str, str | None, int]]:
     """(imported module, imported name or None, line) for each import in module ``name``."""
     tree = ast.parse(files[name].read_text(), filename=str(files[name]))
     package = name if _is_package(name, files) else name.rpartition(".")[0]
     out: list[tuple[str, str | None, int]] = []
+    # imports under `if TYPE_CHECKING:` never run, so they make no cycle (annotations only)
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                 for stmt in block.body for n in ast.walk(stmt)}
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             out += [(alias.name, None, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from reindexer.cli import cli
-from reindexer.embedding import Embedder, ModelSettings, cosine_rows, files_signature, fingerprint
+from reindexer.embedding import Embedder, ModelSettings, cosine_rows, export_source, files_signature, fingerprint
 from reindexer.inference_backends import CHOICES, default_quantization, export_folder, parse_backend
 
 
@@ -39,10 +39,11 @@ def test_backend_choices_parse_to_backend_and_quantisation():
 
 def test_exports_live_outside_the_model_folder_keyed_by_its_files(minilm_path, tmp_path, monkeypatch):
     monkeypatch.setenv("REINDEX_EXPORTS", str(tmp_path / "exports"))
-    onnx = export_folder(minilm_path, ModelSettings(backend="onnx"))
-    int8 = export_folder(minilm_path, ModelSettings(backend="onnx", quantization="avx2"))
+    source = export_source(minilm_path, ModelSettings())
+    onnx = export_folder(minilm_path, ModelSettings(backend="onnx"), *source)
+    int8 = export_folder(minilm_path, ModelSettings(backend="onnx", quantization="avx2"), *source)
     assert onnx.parent == int8.parent == tmp_path / "exports" and onnx != int8
-    assert export_folder(minilm_path, ModelSettings(backend="onnx")) == onnx
+    assert export_folder(minilm_path, ModelSettings(backend="onnx"), *source) == onnx
 
 
 @pytest.mark.skipif(ONNX and OPENVINO, reason="both backends are installed: nothing to refuse")
@@ -77,7 +78,8 @@ def test_onnx_is_exported_offline_and_agrees_with_torch(minilm_path, tmp_path, m
     floor = 0.98 if quantization else 0.9999
     assert float(cosine_rows(reference, vectors).min()) > floor
     assert files_signature(minilm_path) == signature  # the user's folder is never written to
-    done = json.loads((export_folder(minilm_path, settings) / "reindex-export.json").read_text())
+    done = json.loads((export_folder(minilm_path, settings, *export_source(minilm_path, settings))
+                       / "reindex-export.json").read_text())
     assert done["backend"] == "onnx" and done["quantization"] == quantization
     assert fingerprint(minilm_path, settings) != fingerprint(minilm_path)
 
