@@ -432,10 +432,16 @@ def _print_plan(p, output: Path | None) -> None:
               help="Write the gate's evaluation as JSON (as eval does).")
 @click.option("--report-md", type=click.Path(path_type=Path), help="Write the gate's evaluation as Markdown.")
 @click.option("--report-html", type=click.Path(path_type=Path), help="Write the gate's evaluation as one HTML file.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="Where the build reads and embeds: this process (local) or a Ray cluster (ray); "
+              "default [apply] executor.")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="The Ray cluster for --executor ray (ray://HOST:10001); default RAY_ADDRESS, else a local Ray.")
 @run_command
 def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, cutover: bool, no_delete: bool,
               gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool,
-              report_json: Path | None, report_md: Path | None, report_html: Path | None) -> None:
+              report_json: Path | None, report_md: Path | None, report_html: Path | None,
+              executor: str | None, ray_address: str | None) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
     from reindexer.ab import Judgements
     from reindexer.planner import load_plan_file
@@ -458,7 +464,8 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
     refusal: GateRefusedError | None = None
     try:
         result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
-                                judgements=judgements, gate=gate, force=force, k=k)
+                                judgements=judgements, gate=gate, force=force, k=k, executor=executor,
+                                ray_address=ray_address)
     except GateRefusedError as exc:
         if getattr(exc, "result", None) is None:
             raise

@@ -38,6 +38,9 @@ class Config:
     shadow_sample: float = 0.0
     record_query_text: bool = False
     models_root: str | None = None
+    # Where apply's build runs ([apply]): "local", or "ray" on the Ray cluster at ray_address.
+    executor: str = "local"
+    ray_address: str | None = None
 
     def collection(self, name: str) -> dict[str, Any]:
         return self.collections.get(name, {})
@@ -97,6 +100,9 @@ def load_config(
     root = os.environ.get("REINDEX_MODELS") or query.get("models_root")
     cfg.models_root = str((base_dir / root) if root and "=" not in root and not Path(root).is_absolute() else root) \
         if root else None
+    apply = data.get("apply", {})
+    cfg.executor = os.environ.get("REINDEX_EXECUTOR") or apply.get("executor") or cfg.executor
+    cfg.ray_address = apply.get("ray_address") or None  # RAY_ADDRESS, Ray's own variable, is read by Ray
     if cfg.batch_size <= 0:
         raise UsageError("batch_size must be positive")
     return cfg
@@ -141,6 +147,10 @@ shadow_sample = 0.0       # share of live queries mirrored to the newest built s
 record_query_text = false # shadow traffic stores a hash of each query unless this is true
 # models_root = "/mnt/models"   # where model folders are on this host (or "/old/prefix=/mnt/models")
 
+[apply]
+executor = "local"        # or "ray": read and embed on a Ray cluster (pip install "reindexer[ray]"; docs/ray.md)
+# ray_address = "ray://head.internal:10001"   # default: RAY_ADDRESS, else a local Ray
+
 # [collections.docs]
 # text_field = "text"                      # payload path of the text, e.g. page_content
 # source = "jsonl:data/docs.jsonl"         # default source for plan and sync (default: the payload)
@@ -173,6 +183,7 @@ def effective(cfg: Config) -> dict[str, Any]:
         "defaults": {"batch_size": cfg.batch_size, "device": cfg.device, "keep": cfg.keep, "gate": cfg.gate},
         "query": {"refresh": cfg.query_refresh, "shadow_sample": cfg.shadow_sample,
                   "record_query_text": cfg.record_query_text, "models_root": cfg.models_root},
+        "apply": {"executor": cfg.executor, "ray_address": cfg.ray_address},
         "collections": cfg.collections,
         "secrets": {name: ("set" if os.environ.get(name) else "unset") for name in SECRET_ENV},
     }

@@ -79,10 +79,15 @@ def deploy(
     base_model: str | None = None,
     train_data: str | None = None,
     run_id: str | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> DeployResult:
     """Put the model at ``model_path`` behind ``collection``, gated when ``gate`` is given."""
     ws = workspace or Workspace.open(store=store, state=state)
     try:
+        from reindexer.raydata import check_executor
+
+        check_executor(executor or ws.config.executor)  # before the model is registered: nothing written yet
         if isinstance(source, str):
             source = parse_source(source)
         model = register_model(ws.state, model_path, name=name, settings=settings, base_model=base_model,
@@ -94,7 +99,8 @@ def deploy(
             result.message = plan.reason
             return result
         try:
-            applied = commands.apply(ws, plan, cutover=cutover, judgements=judgements, force=force)
+            applied = commands.apply(ws, plan, cutover=cutover, judgements=judgements, force=force,
+                                     executor=executor, ray_address=ray_address)
         except GateRefusedError as exc:
             applied = getattr(exc, "result", None)
             result.apply, result.decision, result.message = applied, "refused", str(exc)
