@@ -20,6 +20,7 @@ import numpy as np
 
 from reindexer.errors import ReindexError, UsageError
 from reindexer.executor import SyncStats
+from reindexer.killpoints import kill_point
 from reindexer.progress import progress
 from reindexer.raydata import stages
 from reindexer.raydata.ledger_table import LedgerTable
@@ -112,50 +113,44 @@ def sync_on_ray(
     import ray
 
     options = options or RayOptions()
-    from ray.data import ActorPoolStrategy, DataContext
-
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-
-    state, store = ws.state, ws.store
+    _quiet_ray_data()
+    state = ws.state
     ledger = state.ledger(version.id)
     ledger_ref = ray.put(LedgerTable.from_ledger(ledger)) if ledger else None
     description = _description(ws, spec, live_physical)
     cpus, _ = cluster_shape()
-    pages = _payload_pages(ws, spec, live_physical) if spec.kind == "payload" else None
-    ds = dataset(spec, parallelism=max(2, 2 * cpus), payload_pages=pages)
-    ds = ds.map_batches(stages.parse_and_filter, fn_kwargs={"spec": spec, "description": description,
-                                                            "ledger_ref": ledger_ref},
-                        batch_format="numpy", num_cpus=0.25)
-    shape = replica_resources(options)
-    ds = ds.map_batches(
-        stages.EmbedReplica,
-        fn_constructor_kwargs={"path": model.path, "settings": dict(model.settings or {}),
-                               "fingerprint": model.fingerprint, "dim": model.dim,
-                               "device": ws.config.device or shape["device"], "batch_size": None},
-        compute=ActorPoolStrategy(size=shape["concurrency"]),
-        batch_size=ws.batch_size, batch_format="numpy", num_cpus=shape["num_cpus"], num_gpus=shape["num_gpus"],
-    )
-    from_workers = not ws.location.embedded
-    if from_workers:
-        ds = ds.map_batches(
-            stages.StoreWriter,
-            fn_constructor_kwargs={"store_url": ws.config.store_url, "base_dir": str(ws.config.base_dir),
-                                   "physical": version.physical_name, "model_short": model.short},
-            compute=ActorPoolStrategy(size=options.writers), batch_size=ws.batch_size, batch_format="numpy",
-            num_cpus=0.25,
-        )
+
+    def documents():
+        pages = _payload_pages(ws, spec, live_physical) if spec.kind == "payload" else None
+        ds = dataset(spec, parallelism=max(2, 2 * cpus), payload_pages=pages)
+        return ds.map_batches(stages.parse_and_filter, batch_format="numpy",
+                              fn_kwargs={"spec": spec, "description": description, "ledger_ref": ledger_ref})
 
     stats = SyncStats()
     seen: set[str] = set()
     with progress(f"{label} {version.physical_name} on Ray", total) as advance:
-        try:
-            for batch in ds.iter_batches(batch_size=ws.batch_size, batch_format="numpy"):
-                _take(ws, version, model, batch, seen, stats, run, from_workers, description)
+
+        def consume(pipeline, probe: bool) -> bool:
+            """Take the pipeline's batches; a probe stops at the first document to embed (False)."""
+            for batch in pipeline.iter_batches(batch_size=ws.batch_size, batch_format="numpy"):
+                if probe and batch[stages.TODO].astype(bool).any():
+                    return False
+                _take(ws, version, model, batch, seen, stats, run, not ws.location.embedded, description)
                 if lease is not None:
                     ws.renew(lease)
-                advance(len(batch[stages.DOC_ID]))
+                if not probe:
+                    advance(len(batch[stages.DOC_ID]))
+            return True
+
+        try:
+            # A resume or catch-up pass often finds nothing to embed: a read-and-hash pass on Ray tasks
+            # finds out first, so the model replicas start only when there is work for them.
+            if not (ledger and consume(documents(), probe=True)):
+                seen.clear()
+                stats = SyncStats()
+                consume(_embedded(ws, version, model, documents(), options), probe=False)
+            else:
+                advance(stats.seen)
         except ReindexError:
             raise
         except Exception as exc:
@@ -167,10 +162,45 @@ def sync_on_ray(
         gone = sorted(set(ledger) - seen)
         for i in range(0, len(gone), ws.batch_size):
             chunk = gone[i : i + ws.batch_size]
-            store.delete(version.physical_name, chunk)
+            ws.store.delete(version.physical_name, chunk)
             state.record_batch(version.id, model.fingerprint, [], deleted=chunk, run_id=run.id if run else None)
             stats.deleted += len(chunk)
     return stats, seen
+
+
+def _quiet_ray_data() -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    # The build reports its own progress; Ray Data's per-dataset notices would interleave with it.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _embedded(ws: Workspace, version: IndexVersion, model: ModelVersion, documents, options: RayOptions):
+    """``documents`` embedded on the replica pool and, for a server store, written by the writer pool."""
+    from ray.data import ActorPoolStrategy
+
+    shape = replica_resources(options)
+    ds = documents.map_batches(
+        stages.EmbedReplica,
+        fn_constructor_kwargs={"path": model.path, "settings": dict(model.settings or {}),
+                               "fingerprint": model.fingerprint, "dim": model.dim,
+                               "device": ws.config.device or shape["device"], "batch_size": None},
+        compute=ActorPoolStrategy(size=shape["concurrency"]),
+        batch_size=ws.batch_size, batch_format="numpy", num_cpus=shape["num_cpus"], num_gpus=shape["num_gpus"],
+        max_restarts=0,  # a replica that dies fails the pass; the ledger makes the rerun resume
+    )
+    if ws.location.embedded:
+        return ds  # only this process may hold the store: it writes
+    return ds.map_batches(
+        stages.StoreWriter,
+        fn_constructor_kwargs={"store_url": ws.config.store_url, "base_dir": str(ws.config.base_dir),
+                               "physical": version.physical_name, "model_short": model.short},
+        compute=ActorPoolStrategy(size=options.writers), batch_size=ws.batch_size, batch_format="numpy",
+        num_cpus=0.25, max_restarts=0,
+    )
 
 
 def _take(ws: Workspace, version: IndexVersion, model: ModelVersion, batch: dict[str, np.ndarray],
@@ -189,6 +219,7 @@ def _take(ws: Workspace, version: IndexVersion, model: ModelVersion, batch: dict
         return
     if not written:
         ws.store.upsert(version.physical_name, stages.points(batch, model.short))
+    kill_point("ray-before-ledger")
     done = [(d, str(h)) for d, h, t in zip(ids, batch[stages.HASH], todo, strict=True) if t]
     ws.state.record_batch(version.id, model.fingerprint, done, run_id=run.id if run else None,
                           checkpoint={"last_doc_id": done[-1][0]}, embedded=len(done))

@@ -136,4 +136,4 @@ def dataset(spec: SourceSpec, parallelism: int, payload_pages: Iterator[list] | 
         def estimate_inmemory_data_size(self) -> int | None:
             return None
 
-    return ray.data.read_datasource(RecordDatasource(), ray_remote_args={"num_cpus": 0.25})
+    return ray.data.read_datasource(RecordDatasource())

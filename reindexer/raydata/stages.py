@@ -65,27 +65,38 @@ def parse_and_filter(batch: dict[str, np.ndarray], spec: SourceSpec, description
 
 
 class EmbedReplica:
-    """One model replica: loads the registered version from its recorded path, offline, once per actor."""
+    """One model replica: loads the registered version from its recorded path, offline, once per actor.
+
+    The weights load on the first batch that needs embedding, so a catch-up pass that finds
+    nothing changed never pays for them.
+    """
 
     def __init__(self, path: str, settings: dict[str, Any], fingerprint: str, dim: int, device: str | None,
                  batch_size: int | None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        self.path, self.settings, self.fingerprint = path, settings, fingerprint
+        self.dim, self.device, self.batch_size = dim, device, batch_size
+        self.embedder = None
+
+    def _load(self):
         from reindexer.embedding import Embedder, ModelSettings, fingerprint_matches
         from reindexer.errors import UsageError
 
-        model_settings = ModelSettings.from_dict(settings)
-        if not os.path.isdir(path) or not fingerprint_matches(path, model_settings, fingerprint):
+        settings = ModelSettings.from_dict(self.settings)
+        if not os.path.isdir(self.path) or not fingerprint_matches(self.path, settings, self.fingerprint):
             # A worker whose copy of the model differs would write other vectors under the same version.
-            raise UsageError(f"the model at {path} on this Ray worker is not the registered version {fingerprint[:12]}",
-                             hint="give every worker the same model folder (a shared volume or the image)")
-        self.embedder = Embedder(path, model_settings, device=device, batch_size=batch_size)
-        self.dim = dim
+            raise UsageError(
+                f"the model at {self.path} on this Ray worker is not the registered version {self.fingerprint[:12]}",
+                hint="give every worker the same model folder (a shared volume or the image)")
+        return Embedder(self.path, settings, device=self.device, batch_size=self.batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         todo = batch[TODO].astype(bool)
         vectors = np.zeros((len(todo), self.dim), dtype=np.float32)
         if todo.any():
+            if self.embedder is None:
+                self.embedder = self._load()
             vectors[todo] = self.embedder.embed_documents([str(t) for t in batch[TEXT][todo]])
         out = {k: batch[k] for k in (DOC_ID, HASH, TODO, PAYLOAD)}
         out[VECTOR] = vectors
