@@ -199,7 +199,7 @@ def _embedded(ws: Workspace, version: IndexVersion, model: ModelVersion, documen
         fn_constructor_kwargs={"store_url": ws.config.store_url, "base_dir": str(ws.config.base_dir),
                                "physical": version.physical_name, "model_short": model.short},
         compute=ActorPoolStrategy(size=options.writers), batch_size=ws.batch_size, batch_format="numpy",
-        num_cpus=0.25, max_restarts=0,
+        num_cpus=0, max_restarts=0,  # waits on the store: it must not take a CPU from the replicas or the reads
     )
 
 
