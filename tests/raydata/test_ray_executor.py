@@ -23,7 +23,8 @@ from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl
 
-pytestmark = pytest.mark.slow
+# Ray starts actors and loads the model per build: minutes on a loaded 2-core machine, not the default 600 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 DOCS = 36
 BATCH = 8
