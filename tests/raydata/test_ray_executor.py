@@ -141,10 +141,11 @@ def test_cli_apply_executor_ray_builds_verifies_and_cuts_over(ray_local, referen
     """
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address,
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    store = f"qdrant+local:{tmp_path}/qdrant"
+    store, state = f"qdrant+local:{tmp_path}/qdrant", f"sqlite:///{tmp_path}/state.db"
 
     def reindex(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "reindexer.cli", "--store", store, *args], cwd=tmp_path,
+        return subprocess.run([sys.executable, "-m", "reindexer.cli", "--store", store, "--state", state, *args],
+                              cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=900)
 
     planned = reindex("plan", "docs", "--model", str(minilm_path), "--source", f"jsonl:{corpus_file}",
