@@ -438,10 +438,16 @@ def _print_plan(p, output: Path | None) -> None:
 @runtime_options
 @click.option("--precision", type=click.Choice(sorted(RUNTIME_PRECISIONS)),
               help="Run the model at this precision (default fp16 on CUDA, fp32 elsewhere).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="Where the build reads and embeds: this process (local) or a Ray cluster (ray); "
+              "default [apply] executor.")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="The Ray cluster for --executor ray (ray://HOST:10001); default RAY_ADDRESS, else a local Ray.")
 @run_command
 def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, cutover: bool, no_delete: bool,
               gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool,
-              report_json: Path | None, report_md: Path | None, report_html: Path | None, **kw: Any) -> None:
+              report_json: Path | None, report_md: Path | None, report_html: Path | None,
+              executor: str | None, ray_address: str | None, **kw: Any) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
     _use_runtime(ctx, kw)
     if kw.get("precision"):
@@ -461,7 +467,8 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
     refusal: GateRefusedError | None = None
     try:
         result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
-                                queries=queries, qrels=qrels, gate=gate, force=force, k=k)
+                                queries=queries, qrels=qrels, gate=gate, force=force, k=k, executor=executor,
+                                ray_address=ray_address)
     except GateRefusedError as exc:
         if getattr(exc, "result", None) is None:
             raise

@@ -156,6 +156,8 @@ def apply(
     k: int = 10,
     queries: str | Path | None = None,
     qrels: str | Path | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> ApplyResult:
     """Build the plan's shadow version, catch it up, verify it, gate it and (optionally) cut over.
 
@@ -165,8 +167,14 @@ def apply(
     unless ``force``, which is recorded in the audit log. The gate and the
     judged queries (``judgements``, or the ``queries`` and ``qrels`` files)
     default as configured (reindexer.policy).
+
+    ``executor`` ("local" or "ray", default the config's) says where the build's read and
+    embed stages run; ``ray_address`` names the Ray cluster (default RAY_ADDRESS, else a local Ray).
     """
     from reindexer.evaluation import Gate
+    from reindexer.raydata import check_executor
+
+    executor = check_executor(executor or ws.config.executor)
 
     result = ApplyResult(plan.id, plan.collection, plan.mode, None, None)
     if plan.mode == "noop":
@@ -229,7 +237,8 @@ def apply(
         if version.status in ("building", "built"):
             # "built" is a run that stopped before verifying (killed, or verification failed):
             # build again, which only catches up, and verify before anything can cut over.
-            stats, source_ids = _build(ws, lc, live, version, model, plan, lease, delete_missing)
+            stats, source_ids = _build(ws, lc, live, version, model, plan, lease, delete_missing,
+                                       executor, ray_address or ws.config.ray_address)
             result.stats = stats.__dict__
             ws.state.set_status(version, "built", point_count=ws.store.count(version.physical_name))
             report = verify_version(ws, lc, version, model, source_ids)
@@ -416,6 +425,8 @@ def _build(
     plan: Plan,
     lease: object,
     delete_missing: bool,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> tuple[SyncStats, set[str]]:
     create_physical(ws, lc, version, model, like=live.physical_name if live else None)
     run = start_run(ws, version, "copy" if plan.mode == "copy" else "build", plan.id)
@@ -424,20 +435,20 @@ def _build(
     try:
         if plan.mode == "copy":
             total.add(copy_into(ws, live, version, model, run, text_field=lc.text_field))
-        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
+        # On Ray the replicas load the model; this process does not need the weights.
+        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size) if executor == "local" \
+            else None
+        if executor == "ray":
+            from reindexer.raydata import connect
+
+            connect(ray_address)
         seen: set[str] = set()
         started = time.perf_counter()
         for attempt in range(MAX_CATCHUP_PASSES + 1):
-            source = _open(ws, spec, live)
-            ids = _RecordingSource(source)
-            try:
-                stats = sync_into(ws, version, model, ids, embedder, delete_missing, run, lease,
-                                  label="embedding" if attempt == 0 else "catching up",
-                                  total=plan.counts.get("source_docs") if attempt == 0 else None)
-            finally:
-                source.close()
+            stats, seen = _one_pass(ws, version, model, spec, live, embedder, delete_missing, run, lease, executor,
+                                    label="embedding" if attempt == 0 else "catching up",
+                                    total=plan.counts.get("source_docs") if attempt == 0 else None)
             total.add(stats)
-            seen = ids.ids
             # Documents edited while a pass ran are picked up by the next; stop once one finds none.
             if stats.changed == 0:
                 break
@@ -452,6 +463,22 @@ def _build(
         finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
         raise
     return total, seen
+
+
+def _one_pass(ws, version, model, spec, live, embedder, delete_missing, run, lease, executor, label, total):
+    """One sync pass of the source into ``version`` on the chosen executor: its stats and the ids it saw."""
+    if executor == "ray":
+        from reindexer.raydata.executor import sync_on_ray
+
+        return sync_on_ray(ws, version, model, spec, live.physical_name if live else None, delete_missing, run,
+                           lease, label=label, total=total)
+    source = _open(ws, spec, live)
+    ids = _RecordingSource(source)
+    try:
+        stats = sync_into(ws, version, model, ids, embedder, delete_missing, run, lease, label=label, total=total)
+    finally:
+        source.close()
+    return stats, ids.ids
 
 
 class _RecordingSource:

@@ -62,6 +62,12 @@ class QuerySection(_Section):
     models_root: str | None = None
 
 
+class ApplySection(_Section):
+    #: where a build's read and embed stages run: "local", or "ray" (reindexer.raydata)
+    executor: str | None = None
+    ray_address: str | None = None
+
+
 class CollectionSection(_Section):
     """``[collections.NAME]``: the defaults plan, apply, sync and gc take for one collection."""
 
@@ -83,6 +89,7 @@ class FileSchema(_Section):
     state: StateSection = StateSection()
     defaults: DefaultsSection = DefaultsSection()
     query: QuerySection = QuerySection()
+    apply: ApplySection = ApplySection()
     collections: dict[str, CollectionSection] = {}
 
 
@@ -103,10 +110,12 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "REINDEX_SHADOW_SAMPLE": ("query", "shadow_sample"),
     "REINDEX_RECORD_QUERY_TEXT": ("query", "record_query_text"),
     "REINDEX_MODELS": ("query", "models_root"),
+    "REINDEX_EXECUTOR": ("apply", "executor"),
 }
 
 _SECTIONS: dict[str, type[_Section]] = {
     "store": StoreSection, "state": StateSection, "defaults": DefaultsSection, "query": QuerySection,
+    "apply": ApplySection,
 }
 
 
@@ -181,6 +190,9 @@ class Config:
     shadow_sample: float = 0.0
     record_query_text: bool = False
     models_root: str | None = None
+    # Where apply's build runs ([apply]): "local", or "ray" on the Ray cluster at ray_address.
+    executor: str = "local"
+    ray_address: str | None = None
 
     def collection(self, name: str) -> dict[str, Any]:
         return self.collections.get(name, {})
@@ -251,6 +263,8 @@ def load_config(
     from reindexer.devices import runtime_from
 
     runtime_from(cfg.device, cfg.devices, cfg.precision, cfg.embed_batch_size, cfg.threads)  # checked early
+    cfg.executor = pick("apply", "executor", cfg.executor)
+    cfg.ray_address = pick("apply", "ray_address")  # RAY_ADDRESS, Ray's own variable, is read by Ray
     return cfg
 
 
@@ -286,6 +300,10 @@ refresh = 1.0             # seconds between re-reads of the alias (0: every quer
 shadow_sample = 0.0       # share of live queries mirrored to the newest built shadow (0.1 = 10%)
 record_query_text = false # shadow traffic stores a hash of each query unless this is true
 # models_root = "/mnt/models"   # where model folders are on this host (or "/old/prefix=/mnt/models")
+
+[apply]
+executor = "local"        # or "ray": read and embed on a Ray cluster (pip install "reindexer[ray]"; docs/ray.md)
+# ray_address = "ray://head.internal:10001"   # default: RAY_ADDRESS, else a local Ray
 
 # [collections.docs]
 # text_field = "text"                      # payload path of the text, e.g. page_content;
@@ -323,6 +341,7 @@ def effective(cfg: Config) -> dict[str, Any]:
                      "keep": cfg.keep, "gate": cfg.gate},
         "query": {"refresh": cfg.query_refresh, "shadow_sample": cfg.shadow_sample,
                   "record_query_text": cfg.record_query_text, "models_root": cfg.models_root},
+        "apply": {"executor": cfg.executor, "ray_address": cfg.ray_address},
         "collections": cfg.collections,
         "secrets": {name: ("set" if os.environ.get(name) else "unset") for name in SECRET_ENV},
     }

@@ -80,10 +80,15 @@ def deploy(
     base_model: str | None = None,
     train_data: str | None = None,
     run_id: str | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> DeployResult:
     """Put the model at ``model_path`` behind ``collection``, gated when ``gate`` is given."""
     ws = workspace or Workspace.open(store=store, state=state)
     try:
+        from reindexer.raydata import check_executor
+
+        check_executor(executor or ws.config.executor)  # before the model is registered: nothing written yet
         # planning checks every input before it registers the model or writes anything else
         plan = commands.plan(ws, collection, model_path=str(model_path), settings=settings, model_name=name,
                              training={"base_model": base_model, "train_data": train_data, "run_id": run_id},
@@ -94,7 +99,8 @@ def deploy(
             return result
         applied: commands.ApplyResult | None
         try:
-            applied = commands.apply(ws, plan, cutover=cutover, queries=queries, qrels=qrels, force=force)
+            applied = commands.apply(ws, plan, cutover=cutover, queries=queries, qrels=qrels, force=force,
+                                     executor=executor, ray_address=ray_address)
         except GateRefusedError as exc:
             applied = getattr(exc, "result", None)
             result.apply, result.decision, result.message = applied, "refused", str(exc)

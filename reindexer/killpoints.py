@@ -25,6 +25,7 @@ KILL_POINTS = {
     "gc-after-drop": "gc dropped a retired version's collection; the state still calls it retired",
     "migrate-after-drop": "migrate dropped the original collection; the alias of its name does not exist yet",
     "migrate-after-alias": "migrate created the alias; the state still names the original as live",
+    "ray-before-ledger": "a Ray build wrote a batch to the store; the ledger does not record it yet",
 }
 
 

@@ -36,6 +36,12 @@ from reindexer.sources.base import Document
 from reindexer.state import IndexVersion, ModelVersion, Run
 from reindexer.workspace import Workspace
 
+
+def store_points(docs: list[Document], vectors: np.ndarray, model_short: str) -> list[Point]:
+    """The points a build writes: each document's payload, tagged with the model that embedded it."""
+    return [Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: model_short})
+            for d, v in zip(docs, vectors, strict=True)]
+
 #: documents per ledger lookup (one query) and per item on the reader's queue
 READ_CHUNK = 1000
 #: chunks the reader may run ahead of the embedder
@@ -254,8 +260,7 @@ class Pipeline:
 
     def _write(self, docs: list[tuple[Document, str]], vectors: np.ndarray) -> None:
         short = self.model.short
-        points = [Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: short})
-                  for (d, _), v in zip(docs, vectors, strict=True)]
+        points = store_points([d for d, _ in docs], vectors, short)
         self.ws.store.upsert(self.version.physical_name, points)
         with self._record_lock:
             self.ws.state.record_batch(

@@ -1,0 +1,139 @@
+"""The source read in partitions: each Ray read task yields the raw records of its share.
+
+A record is what the local source's ``_records()`` yields, ``(where, doc_id, record)``,
+pickled into one binary column, so parsing, text extraction and hashing downstream are
+the local source's own code and give the same documents and content hashes.
+
+- JSONL: byte ranges of the file, each starting after a newline (a ``.gz`` file is one task:
+  gzip cannot be entered mid-stream);
+- Parquet: groups of row groups;
+- SQL: one task streaming the query with the source's server-side cursor (a SELECT has no
+  portable way to split itself; the parse and embed stages after it still run in parallel);
+- payload: pages of the collection scrolled by the driver, the one process that may hold an
+  embedded store, and put into the object store (which spills to disk) page by page.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from reindexer.sources.spec import SourceSpec, open_source
+
+RECORD = "record"
+ROWS_PER_BLOCK = 1024
+MIN_SPLIT_BYTES = 1 << 20
+
+
+def _block(records: list[tuple[str, str | None, dict[str, Any]]]):
+    import pyarrow as pa
+
+    return pa.table({RECORD: pa.array([pickle.dumps(r, protocol=5) for r in records], type=pa.binary())})
+
+
+def _blocks(records: Iterator[tuple[str, str | None, dict[str, Any]]]) -> Iterator[Any]:
+    chunk: list = []
+    for r in records:
+        chunk.append(r)
+        if len(chunk) >= ROWS_PER_BLOCK:
+            yield _block(chunk)
+            chunk = []
+    if chunk:
+        yield _block(chunk)
+
+
+def unpickle(column: Any) -> list[tuple[str, str | None, dict[str, Any]]]:
+    return [pickle.loads(b) for b in column]
+
+
+def jsonl_ranges(path: Path, partitions: int) -> list[tuple[int, int]]:
+    """``partitions`` byte ranges covering the file; a range owns the lines that start inside it."""
+    size = path.stat().st_size
+    if path.name.endswith(".gz") or size == 0:
+        return [(0, size)]
+    n = max(1, min(partitions, max(2, size // MIN_SPLIT_BYTES)))
+    step = -(-size // n)
+    return [(start, min(start + step, size)) for start in range(0, size, step)]
+
+
+def jsonl_records(spec: SourceSpec, start: int, end: int) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    source = open_source(spec)
+    if start == 0 and end == Path(spec.location).stat().st_size:
+        yield from source._records()  # the whole file (and every .gz): line numbers as the local source gives them
+        return
+    with open(spec.location, "rb") as fh:
+        if start:
+            fh.seek(start - 1)
+            if fh.read(1) != b"\n":
+                fh.readline()  # this line started in the previous range
+        while fh.tell() < end:
+            offset = fh.tell()
+            raw = fh.readline()
+            if not raw:
+                break
+            if offset == 0 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if raw.strip():
+                yield f"the line at byte {offset}", None, source._parse(raw, f"at byte {offset}")
+
+
+def parquet_groups(path: str, partitions: int) -> list[list[int]]:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        groups = list(range(pf.num_row_groups))
+    n = max(1, min(partitions, len(groups)))
+    return [groups[i::n] for i in range(n) if groups[i::n]]
+
+
+def parquet_records(path: str, row_groups: list[int]) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        for g in row_groups:
+            for i, record in enumerate(pf.read_row_group(g).to_pylist(), start=1):
+                yield f"row {i} of row group {g}", None, record
+
+
+def sql_records(spec: SourceSpec) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    source = open_source(spec)
+    try:
+        yield from source._records()
+    finally:
+        source.close()
+
+
+def dataset(spec: SourceSpec, parallelism: int, payload_pages: Iterator[list] | None = None):
+    """A Ray Dataset of raw-record blocks for ``spec`` (``payload_pages``: the driver's scroll, for payload)."""
+    import ray
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+
+    if spec.kind == "payload":
+        assert payload_pages is not None
+        refs = [ray.put(_block(page)) for page in payload_pages if page]
+        if not refs:
+            return ray.data.from_items([]).map_batches(lambda b: {RECORD: []})
+        return ray.data.from_arrow_refs(refs)
+
+    def tasks() -> list[tuple[Any, ...]]:
+        if spec.kind == "jsonl":
+            return [(jsonl_records, spec, s, e) for s, e in jsonl_ranges(Path(spec.location), parallelism)]
+        if spec.kind == "parquet":
+            return [(parquet_records, spec.location, g) for g in parquet_groups(spec.location, parallelism)]
+        return [(sql_records, spec)]
+
+    class RecordDatasource(Datasource):
+        def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
+            out = []
+            for fn, *args in tasks():
+                meta = BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=None)
+                out.append(ReadTask(lambda fn=fn, args=args: _blocks(fn(*args)), meta))
+            return out
+
+        def estimate_inmemory_data_size(self) -> int | None:
+            return None
+
+    return ray.data.read_datasource(RecordDatasource())
