@@ -30,8 +30,9 @@ def small_windows(monkeypatch):
 
 
 def _ws(tmp_path, store_url):
+    # embed_batch_size too: unset, the encode batch is the device's default, not the upsert batch
     return Workspace(Config(base_dir=tmp_path, store_url=store_url, state_url=f"sqlite:///{tmp_path}/state.db",
-                            batch_size=BATCH))
+                            batch_size=BATCH, embed_batch_size=BATCH))
 
 
 def _docs(demo_corpus, n=40):
@@ -144,7 +145,8 @@ def test_a_plan_estimates_from_the_previous_apply_and_says_so(tmp_path, minilm_p
                                source=SourceSpec(kind="jsonl", location=str(tmp_path / "c.jsonl")))
         assert second.estimate["method"] == "history" and second.estimate["runs"] == 1
         assert second.estimate["docs_per_second"] == pytest.approx(run["docs_per_second"], rel=0.01)
-        assert second.estimate["seconds"] == pytest.approx(40 / run["docs_per_second"], rel=0.02)
+        # seconds are rounded to a tenth
+        assert second.estimate["seconds"] == pytest.approx(40 / run["docs_per_second"], rel=0.02, abs=0.051)
         assert second.estimate["basis"].startswith("from 1 previous run of this model on ")
 
 
