@@ -21,6 +21,7 @@ test-fast: setup
 # ruff (lint) and mypy over reindexer/ and adapters/; .ci/run runs the ruff half before the tests.
 lint: setup
 	.venv/bin/python -m ruff check reindexer adapters
+	.venv/bin/python -m ruff format --check reindexer adapters
 	@bash scripts/typecheck.sh
 
 bench: setup

@@ -287,15 +287,11 @@ class VectorStore(abc.ABC):
         """Exact number of points."""
 
     @abc.abstractmethod
-    def scroll(
-        self, name: str, batch_size: int = 256, with_vectors: bool = False
-    ) -> Iterator[list[Point]]:
+    def scroll(self, name: str, batch_size: int = 256, with_vectors: bool = False) -> Iterator[list[Point]]:
         """Every point, page by page, in no guaranteed order."""
 
     @abc.abstractmethod
-    def retrieve(
-        self, name: str, doc_ids: Sequence[str], with_vectors: bool = False
-    ) -> list[Point]:
+    def retrieve(self, name: str, doc_ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
         """The points among ``doc_ids`` that exist, in no guaranteed order."""
 
     @abc.abstractmethod
@@ -399,9 +395,7 @@ def validate_spec(spec: CollectionSpec) -> None:
     check_metadata(spec.metadata)
     for field_name, kind in spec.payload_indexes.items():
         if kind not in PAYLOAD_INDEX_TYPES:
-            raise UsageError(
-                f"payload index {field_name!r}: type must be one of {PAYLOAD_INDEX_TYPES}, not {kind!r}"
-            )
+            raise UsageError(f"payload index {field_name!r}: type must be one of {PAYLOAD_INDEX_TYPES}, not {kind!r}")
     unknown = set(spec.index_params) - INDEX_PARAM_KEYS
     if unknown:
         raise UsageError(
@@ -492,8 +486,9 @@ def secret_from_env(name: str) -> str | None:
 
 
 # -- backends: what the registry finds through the ``reindexer.backends`` entry points --
-SAFE_NAME_RULE = ("ASCII letters, digits, '_', '-' and '.'; starting with a letter, digit or '_'; "
-                  "no '..'; at most 255 characters")
+SAFE_NAME_RULE = (
+    "ASCII letters, digits, '_', '-' and '.'; starting with a letter, digit or '_'; no '..'; at most 255 characters"
+)
 _SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
@@ -561,8 +556,10 @@ class Backend(abc.ABC):
         """
         problem = safe_name_problem(name)
         if problem is not None:
-            raise UsageError(f"{name!r} is not a valid {self.name} {what} name: {problem}",
-                             hint=f"{self.name} {what} names: {self.name_rule}")
+            raise UsageError(
+                f"{name!r} is not a valid {self.name} {what} name: {problem}",
+                hint=f"{self.name} {what} names: {self.name_rule}",
+            )
 
     def validate_doc_ids(self, doc_ids: Iterable[str]) -> None:
         """Raise ``UsageError`` naming the document ids the adapter could not key a point on."""
@@ -577,11 +574,15 @@ class Backend(abc.ABC):
             problems.append(f"{empty} document id(s) are empty")
         if too_long:
             examples = ", ".join(repr(d[:40] + "...") for d in too_long[:3])
-            problems.append(f"{len(too_long)} document id(s) are longer than {self.max_doc_id_bytes} bytes, "
-                            f"the {self.name} primary key limit (e.g. {examples})")
+            problems.append(
+                f"{len(too_long)} document id(s) are longer than {self.max_doc_id_bytes} bytes, "
+                f"the {self.name} primary key limit (e.g. {examples})"
+            )
         if problems:
-            raise UsageError("; ".join(problems),
-                             hint="give every document a non-empty id within the limit (--id-field names the field)")
+            raise UsageError(
+                "; ".join(problems),
+                hint="give every document a non-empty id within the limit (--id-field names the field)",
+            )
 
     def validate_metric(self, metric: str) -> None:
         if metric not in self.metrics:

@@ -100,8 +100,10 @@ CHUNK = 1000
 # Milvus servers accept only these names for collections and aliases (Milvus
 # Lite is laxer); the adapter holds both to the server's rule.
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
-MILVUS_NAME_RULE = ("ASCII letters, digits and underscores, starting with a letter or underscore, "
-                    "at most 255 characters, on Milvus Lite too")
+MILVUS_NAME_RULE = (
+    "ASCII letters, digits and underscores, starting with a letter or underscore, "
+    "at most 255 characters, on Milvus Lite too"
+)
 
 _METRIC_TO_MILVUS = {"cosine": "COSINE", "dot": "IP", "euclid": "L2"}
 _METRIC_FROM_MILVUS = {"COSINE": "cosine", "IP": "dot", "L2": "euclid"}
@@ -277,12 +279,8 @@ class MilvusStore(VectorStore):
                 client = self._new_client()
             except Exception as exc:  # noqa: BLE001
                 if _lite_lock_held(path):
-                    raise self._held_elsewhere(
-                        f"Milvus Lite store {path}", "Milvus", "milvus://HOST:PORT"
-                    ) from None
-                raise BackendError(
-                    f"cannot open the Milvus Lite store {path}: {self._redact(str(exc))}"
-                ) from None
+                    raise self._held_elsewhere(f"Milvus Lite store {path}", "Milvus", "milvus://HOST:PORT") from None
+                raise BackendError(f"cannot open the Milvus Lite store {path}: {self._redact(str(exc))}") from None
             _LITE_USERS[path] = _LITE_USERS.get(path, 0) + 1
             self._lite_path = path
             return client
@@ -303,12 +301,18 @@ class MilvusStore(VectorStore):
                 return BackendError(f"{where}: {code.name}: {message}")
             if _is_not_loaded(exc):
                 return TransientBackendError(f"{where}: {message}")
-            if code in (100, 1600) or "not found" in lowered or "does not exist" in lowered or (
-                "can't find" in lowered
+            if (
+                code in (100, 1600)
+                or "not found" in lowered
+                or "does not exist" in lowered
+                or ("can't find" in lowered)
             ):
                 return NotFoundError(f"{where}: {message}")
-            if code == 1601 or "already exist" in lowered or "conflict" in lowered or (
-                "duplicate collection" in lowered
+            if (
+                code == 1601
+                or "already exist" in lowered
+                or "conflict" in lowered
+                or ("duplicate collection" in lowered)
             ):
                 return ConflictError(f"{where}: {message}")
             if code in (2, 8) or any(s in lowered for s in _TRANSIENT_WORDS):
@@ -358,9 +362,7 @@ class MilvusStore(VectorStore):
         """Fetch a collection's description, refresh the cached schema, return both."""
         if not valid_name(name):
             raise NotFoundError(f"no collection or alias {name!r} on {self.location}")
-        desc = self._call(
-            lambda: self._client.describe_collection(name, timeout=self._timeout), f"describe {name!r}"
-        )
+        desc = self._call(lambda: self._client.describe_collection(name, timeout=self._timeout), f"describe {name!r}")
         schema = self._parse_schema(name, desc)
         self._schemas[name] = schema
         return schema, desc
@@ -465,9 +467,7 @@ class MilvusStore(VectorStore):
             elif key in s.fields or s.dynamic:
                 row[key] = value
             else:
-                raise UsageError(
-                    f"collection {s.collection!r} has no field {key!r} and no dynamic fields"
-                )
+                raise UsageError(f"collection {s.collection!r} has no field {key!r} and no dynamic fields")
         pk = self._pk_value(s, p.doc_id)
         if pk is None:
             raise UsageError(f"collection {s.collection!r} has an integer primary key; {p.doc_id!r} is not one")
@@ -617,9 +617,7 @@ class MilvusStore(VectorStore):
                 self._call(
                     # sync=False: the collection is empty, so nothing waits on the
                     # build; pymilvus would otherwise poll it every 0.5 s.
-                    lambda ip=index_params: self._client.create_index(
-                        spec.name, ip, timeout=self._timeout, sync=False
-                    ),
+                    lambda ip=index_params: self._client.create_index(spec.name, ip, timeout=self._timeout, sync=False),
                     f"create index on {spec.name!r}",
                     missing_is_transient=True,
                 )
@@ -634,9 +632,12 @@ class MilvusStore(VectorStore):
 
         for field_name, index in sorted(like.indexes.items()):
             index_params = MilvusClient.prepare_index_params()
-            index_params.add_index(field_name=field_name, index_type=index.get("index_type", ""),
-                                   index_name=index.get("index_name") or field_name,
-                                   params=dict(index.get("params") or {}))
+            index_params.add_index(
+                field_name=field_name,
+                index_type=index.get("index_type", ""),
+                index_name=index.get("index_name") or field_name,
+                params=dict(index.get("params") or {}),
+            )
             self._call(
                 lambda ip=index_params: self._client.create_index(name, ip, timeout=self._timeout, sync=False),
                 f"create index on {name!r}.{field_name}",
@@ -648,8 +649,9 @@ class MilvusStore(VectorStore):
         when the collection allows it (``allow_insert_auto_id``); older servers refuse them."""
         if self._lite:
             return True
-        version = str(self._call(lambda: self._client.get_server_version(timeout=self._timeout),
-                                 "read the server version"))
+        version = str(
+            self._call(lambda: self._client.get_server_version(timeout=self._timeout), "read the server version")
+        )
         numbers = [int(x) for x in re.findall(r"\d+", version)[:2]] or [0, 0]
         return tuple(numbers) >= (2, 6)
 
@@ -674,20 +676,39 @@ class MilvusStore(VectorStore):
             for key in ("element_type", "max_capacity"):
                 if f.get(key) is not None:
                     params[key] = _plain(f[key])
-            fields.append(FieldSchema(
-                name=f["name"], kind=_plain(f.get("type")), params=params, primary=bool(f.get("is_primary")),
-                auto_id=bool(f.get("auto_id")) if f.get("is_primary") else False,
-                nullable=bool(f.get("nullable")), partition_key=bool(f.get("is_partition_key")),
-                default=_plain(f.get("default_value")) if f.get("default_value") is not None else None))
+            fields.append(
+                FieldSchema(
+                    name=f["name"],
+                    kind=_plain(f.get("type")),
+                    params=params,
+                    primary=bool(f.get("is_primary")),
+                    auto_id=bool(f.get("auto_id")) if f.get("is_primary") else False,
+                    nullable=bool(f.get("nullable")),
+                    partition_key=bool(f.get("is_partition_key")),
+                    default=_plain(f.get("default_value")) if f.get("default_value") is not None else None,
+                )
+            )
         indexes: dict[str, dict[str, Any]] = {}
         vector_index: dict[str, Any] = {}
-        for index_name in self._call(lambda: self._client.list_indexes(s.collection, timeout=self._timeout),
-                                     f"list indexes of {s.collection!r}") or []:
-            info = self._call(
-                lambda n=index_name: self._client.describe_index(s.collection, n, timeout=self._timeout),
-                f"describe index of {s.collection!r}") or {}
-            kept = {"index_type": str(info.get("index_type", "")), "index_name": index_name,
-                    "params": {k: _plain(v) for k, v in info.items() if k not in _INDEX_INFO_KEYS}}
+        for index_name in (
+            self._call(
+                lambda: self._client.list_indexes(s.collection, timeout=self._timeout),
+                f"list indexes of {s.collection!r}",
+            )
+            or []
+        ):
+            info = (
+                self._call(
+                    lambda n=index_name: self._client.describe_index(s.collection, n, timeout=self._timeout),
+                    f"describe index of {s.collection!r}",
+                )
+                or {}
+            )
+            kept = {
+                "index_type": str(info.get("index_type", "")),
+                "index_name": index_name,
+                "params": {k: _plain(v) for k, v in info.items() if k not in _INDEX_INFO_KEYS},
+            }
             if info.get("field_name") == s.vector:
                 vector_index = kept
             elif info.get("field_name"):
@@ -704,18 +725,21 @@ class MilvusStore(VectorStore):
         if any(f.partition_key for f in fields):
             options["num_partitions"] = int(desc.get("num_partitions") or 0) or None
         return CollectionSchema(
-            backend=self.backend, fields=tuple(fields), vector=s.vector,
-            metric=_METRIC_FROM_MILVUS.get(s.metric, s.metric.lower()), dynamic=s.dynamic,
-            indexes=indexes, shards=s.num_shards, options=options,
+            backend=self.backend,
+            fields=tuple(fields),
+            vector=s.vector,
+            metric=_METRIC_FROM_MILVUS.get(s.metric, s.metric.lower()),
+            dynamic=s.dynamic,
+            indexes=indexes,
+            shards=s.num_shards,
+            options=options,
         )
 
     def drop_collection(self, name: str) -> None:
         # Milvus 2.3 and Lite would drop the aliases with the collection: refused first.
         self._check_droppable(name, lambda: self._alias_target(name) is not None)
         self._forget()
-        self._call(
-            lambda: self._client.drop_collection(name, timeout=self._timeout), f"drop collection {name!r}"
-        )
+        self._call(lambda: self._client.drop_collection(name, timeout=self._timeout), f"drop collection {name!r}")
 
     def describe(self, name: str) -> CollectionInfo:
         s, desc = self._describe_raw(name)
@@ -811,9 +835,7 @@ class MilvusStore(VectorStore):
         )
         return int(res[0]["count(*)"]) if res else 0
 
-    def scroll(
-        self, name: str, batch_size: int = 256, with_vectors: bool = False
-    ) -> Iterator[list[Point]]:
+    def scroll(self, name: str, batch_size: int = 256, with_vectors: bool = False) -> Iterator[list[Point]]:
         """Pages in primary-key order: each request asks for keys above the last one.
 
         Requests carry Milvus' ``iterator`` flag, which makes the server (and
@@ -863,9 +885,7 @@ class MilvusStore(VectorStore):
         if buffer:
             yield buffer
 
-    def retrieve(
-        self, name: str, doc_ids: Sequence[str], with_vectors: bool = False
-    ) -> list[Point]:
+    def retrieve(self, name: str, doc_ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
         s = self._schema(name)
         fields = self._output_fields(s, with_vectors)
         unique = list(dict.fromkeys(doc_ids))
@@ -1094,8 +1114,18 @@ def _derived_index_params(s: _Schema) -> dict[str, Any]:
 
 
 # What describe_index reports beside the index's own parameters.
-_INDEX_INFO_KEYS = frozenset({"index_type", "metric_type", "field_name", "index_name", "total_rows",
-                              "indexed_rows", "pending_index_rows", "state"})
+_INDEX_INFO_KEYS = frozenset(
+    {
+        "index_type",
+        "metric_type",
+        "field_name",
+        "index_name",
+        "total_rows",
+        "indexed_rows",
+        "pending_index_rows",
+        "state",
+    }
+)
 
 
 def _plain(value: Any) -> Any:
@@ -1116,8 +1146,11 @@ def _pymilvus_schema(like: CollectionSchema, dim: int) -> Any:
     from pymilvus import DataType, MilvusClient
 
     pk = like.primary
-    schema = MilvusClient.create_schema(auto_id=bool(pk and pk.auto_id), enable_dynamic_field=like.dynamic,
-                                        description=like.options.get("description", ""))
+    schema = MilvusClient.create_schema(
+        auto_id=bool(pk and pk.auto_id),
+        enable_dynamic_field=like.dynamic,
+        description=like.options.get("description", ""),
+    )
     for f in like.fields:
         kwargs: dict[str, Any] = {}
         for key, value in f.params.items():

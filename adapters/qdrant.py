@@ -162,18 +162,14 @@ class QdrantStore(VectorStore):
                     ) from None
                 raise BackendError(f"cannot open the Qdrant local store in {folder}: {exc}") from None
             except OSError as exc:
-                raise BackendError(
-                    f"cannot open the Qdrant local store in {folder}: {exc.strerror or exc}"
-                ) from None
+                raise BackendError(f"cannot open the Qdrant local store in {folder}: {exc.strerror or exc}") from None
             self._tune_local_storage()
         else:
             self.location = url or ""
             with warnings.catch_warnings():
                 # "Api key is used with an insecure connection": the operator's choice.
                 warnings.simplefilter("ignore", UserWarning)
-                self._client = QdrantClient(
-                    url=url, api_key=api_key, timeout=timeout, check_compatibility=False
-                )
+                self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
             try:
                 self._call(lambda: self._client.get_collections(), "connect")
             except BaseException:
@@ -304,13 +300,21 @@ class QdrantStore(VectorStore):
         if like is not None:
             # The application's vectors: the one the tool embeds gets the plan's size and metric,
             # every other dense and sparse vector comes over as it was.
-            dense = {f.name: own if f.name == like.vector else models.VectorParams(
-                size=int(f.params["size"]), distance=models.Distance(f.params["distance"]))
-                for f in like.fields if f.kind == "dense_vector"}
+            dense = {
+                f.name: own
+                if f.name == like.vector
+                else models.VectorParams(size=int(f.params["size"]), distance=models.Distance(f.params["distance"]))
+                for f in like.fields
+                if f.kind == "dense_vector"
+            }
             vectors_config = dense.get("", own) if set(dense) <= {""} else dense
-            sparse_config = {f.name: models.SparseVectorParams(
-                modifier=models.Modifier(f.params["modifier"]) if f.params.get("modifier") else None)
-                for f in like.fields if f.kind == "sparse_vector"} or None
+            sparse_config = {
+                f.name: models.SparseVectorParams(
+                    modifier=models.Modifier(f.params["modifier"]) if f.params.get("modifier") else None
+                )
+                for f in like.fields
+                if f.kind == "sparse_vector"
+            } or None
             if like.replicas:
                 extra["replication_factor"] = like.replicas
             if like.options.get("on_disk_payload") is not None:
@@ -359,9 +363,7 @@ class QdrantStore(VectorStore):
         self._vector_names[name] = vector_name
         metadata, indexes, index_params = split_metadata(info.config.metadata)
         if indexes is None:
-            indexes = {
-                field_name: _schema_kind(schema) for field_name, schema in (info.payload_schema or {}).items()
-            }
+            indexes = {field_name: _schema_kind(schema) for field_name, schema in (info.payload_schema or {}).items()}
         if index_params is None:
             index_params = _derived_index_params(info, params)
         distance = params.distance.value if hasattr(params.distance, "value") else str(params.distance)
@@ -423,12 +425,18 @@ class QdrantStore(VectorStore):
     def set_other_vectors(self, name: str, points: Sequence[Point]) -> None:
         from qdrant_client import models
 
-        todo = [models.PointVectors(id=point_id_for(p.doc_id),
-                                    vector={k: _client_vector(v) for k, v in p.other_vectors.items()})
-                for p in points if p.other_vectors]
+        todo = [
+            models.PointVectors(
+                id=point_id_for(p.doc_id), vector={k: _client_vector(v) for k, v in p.other_vectors.items()}
+            )
+            for p in points
+            if p.other_vectors
+        ]
         if todo:
-            self._call(lambda: self._client.update_vectors(name, points=todo, wait=True),
-                       f"write other vectors of {len(todo)} points of {name!r}")
+            self._call(
+                lambda: self._client.update_vectors(name, points=todo, wait=True),
+                f"write other vectors of {len(todo)} points of {name!r}",
+            )
 
     def read_schema(self, name: str) -> CollectionSchema:
         info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
@@ -438,16 +446,25 @@ class QdrantStore(VectorStore):
         fields = [FieldSchema(name=n, kind="dense_vector", params=_dense_params(v)) for n, v in sorted(dense.items())]
         for n, v in sorted((info.config.params.sparse_vectors or {}).items()):
             modifier = getattr(v, "modifier", None)
-            fields.append(FieldSchema(name=n, kind="sparse_vector",
-                                      params={"modifier": getattr(modifier, "value", modifier)} if modifier else {}))
+            fields.append(
+                FieldSchema(
+                    name=n,
+                    kind="sparse_vector",
+                    params={"modifier": getattr(modifier, "value", modifier)} if modifier else {},
+                )
+            )
         metadata, recorded, _ = split_metadata(info.config.metadata)
         indexes = {f: {"type": k} for f, k in (recorded or {}).items()} or {
-            f: {"type": _schema_kind(v)} for f, v in (info.payload_schema or {}).items()}
+            f: {"type": _schema_kind(v)} for f, v in (info.payload_schema or {}).items()
+        }
         distance = params.distance.value if hasattr(params.distance, "value") else str(params.distance)
         return CollectionSchema(
-            backend=self.backend, fields=tuple(fields), vector=vector_name or "",
+            backend=self.backend,
+            fields=tuple(fields),
+            vector=vector_name or "",
             metric=_METRICS_BACK.get(distance.lower(), distance.lower()),
-            indexes=indexes, shards=getattr(info.config.params, "shard_number", None),
+            indexes=indexes,
+            shards=getattr(info.config.params, "shard_number", None),
             replicas=getattr(info.config.params, "replication_factor", None),
             options={"on_disk_payload": getattr(info.config.params, "on_disk_payload", None)},
         )
@@ -460,12 +477,17 @@ class QdrantStore(VectorStore):
             return
         ids: list[Any] = [point_id_for(p.doc_id) for p in points]
         if value is None:
-            self._call(lambda: self._client.delete_payload(name, keys=[key], points=ids, wait=True),
-                       f"remove {key!r} from {len(ids)} points of {name!r}")
+            self._call(
+                lambda: self._client.delete_payload(name, keys=[key], points=ids, wait=True),
+                f"remove {key!r} from {len(ids)} points of {name!r}",
+            )
         else:
-            self._call(lambda: self._client.set_payload(name, payload={key: value},
-                                                        points=models.PointIdsList(points=ids), wait=True),
-                       f"set {key!r} on {len(ids)} points of {name!r}")
+            self._call(
+                lambda: self._client.set_payload(
+                    name, payload={key: value}, points=models.PointIdsList(points=ids), wait=True
+                ),
+                f"set {key!r} on {len(ids)} points of {name!r}",
+            )
 
     def delete(self, name: str, doc_ids: Sequence[str]) -> None:
         from qdrant_client import models
@@ -484,9 +506,7 @@ class QdrantStore(VectorStore):
         result = self._call(lambda: self._client.count(name, exact=True), f"count {name!r}")
         return int(result.count)
 
-    def scroll(
-        self, name: str, batch_size: int = 256, with_vectors: bool = False
-    ) -> Iterator[list[Point]]:
+    def scroll(self, name: str, batch_size: int = 256, with_vectors: bool = False) -> Iterator[list[Point]]:
         if batch_size <= 0:
             raise UsageError("batch_size must be positive")
         vector_name = self._vector_name(name) if with_vectors else None
@@ -503,18 +523,14 @@ class QdrantStore(VectorStore):
             if offset is None:
                 return
 
-    def retrieve(
-        self, name: str, doc_ids: Sequence[str], with_vectors: bool = False
-    ) -> list[Point]:
+    def retrieve(self, name: str, doc_ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
         vector_name = self._vector_name(name) if with_vectors else None
         unique = list(dict.fromkeys(doc_ids))
         out: list[Point] = []
         for start in range(0, len(unique), 1024):
             ids = [point_id_for(d) for d in unique[start : start + 1024]]
             records = self._call(
-                lambda ids=ids: self._client.retrieve(
-                    name, ids=ids, with_payload=True, with_vectors=with_vectors
-                ),
+                lambda ids=ids: self._client.retrieve(name, ids=ids, with_payload=True, with_vectors=with_vectors),
                 f"retrieve from {name!r}",
             )
             out.extend(self._to_point(r, with_vectors, vector_name) for r in records)
@@ -569,9 +585,7 @@ class QdrantStore(VectorStore):
         if current is not None:
             ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
         ops.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
-            )
+            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))
         )
         self._forget(alias)
         # One request: Qdrant applies the delete and the create atomically.
@@ -643,7 +657,7 @@ def _vector_params(info: Any, name: str) -> tuple[str | None, Any]:
                 f"collection {name!r} has {len(vectors)} named dense vectors; "
                 "reindexer handles collections with exactly one"
             )
-        (vname, params), = vectors.items()
+        ((vname, params),) = vectors.items()
         return (vname or None), params
     if vectors is None:
         raise BackendError(f"collection {name!r} has no dense vector")
@@ -701,9 +715,7 @@ def _filter(where: dict[str, Any] | None) -> Any:
         elif isinstance(value, float):
             must.append(models.FieldCondition(key=key, range=models.Range(gte=value, lte=value)))
         else:
-            raise UsageError(
-                f"where: {key!r} must equal a string, number or boolean, not {type(value).__name__}"
-            )
+            raise UsageError(f"where: {key!r} must equal a string, number or boolean, not {type(value).__name__}")
     return models.Filter(must=must)
 
 

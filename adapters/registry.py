@@ -192,8 +192,7 @@ def open_store(url: str, base_dir: Path | None = None) -> VectorStore:
             "model there and cannot manage this store"
         )
     if not caps.atomic_alias_swap:
-        log.warning("%s: cut-overs are not atomic on this backend; readers may briefly see no collection",
-                    location.url)
+        log.warning("%s: cut-overs are not atomic on this backend; readers may briefly see no collection", location.url)
     return store
 
 

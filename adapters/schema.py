@@ -62,6 +62,7 @@ class CollectionSchema:
 
     def for_version(self, dim: int, metric: str) -> CollectionSchema:
         """This schema with the embedded vector's dimension and metric set to a new version's."""
+
         def sized(f: FieldSchema) -> FieldSchema:
             key = "size" if "size" in f.params else "dim"  # Qdrant's name for it, Milvus'
             return replace(f, params={**f.params, key: dim})
@@ -85,8 +86,10 @@ class CollectionSchema:
         for name in sorted(set(mine) | set(theirs)):
             a, b = mine.get(name), theirs.get(name)
             if a is None or b is None:
-                out.append(f"field {name!r}: {'missing' if a is None else 'present'} here, "
-                           f"{'missing' if b is None else 'present'} there")
+                out.append(
+                    f"field {name!r}: {'missing' if a is None else 'present'} here, "
+                    f"{'missing' if b is None else 'present'} there"
+                )
             elif a != b:
                 out.append(f"field {name!r}: {_describe(a)} != {_describe(b)}")
         for key in ("vector", "metric", "dynamic", "indexes", "shards", "replicas", "options"):

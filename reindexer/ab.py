@@ -95,8 +95,10 @@ def searcher_for(ws: Workspace, version: IndexVersion):
     sign = -1.0 if version.metric == "euclid" else 1.0
 
     def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
-        return [[(h.doc_id, sign * h.score) for h in hits]
-                for hits in search_version(store, version.physical_name, encoder, texts, k)]
+        return [
+            [(h.doc_id, sign * h.score) for h in hits]
+            for hits in search_version(store, version.physical_name, encoder, texts, k)
+        ]
 
     return search
 
@@ -120,16 +122,23 @@ def run_evaluation(
             hint="qrels must name the collection's document ids",
         )
     if gate is not None and len(versions) < 2:
-        raise UsageError("a gate judges a candidate against a baseline; one version has nothing to compare",
-                         hint="drop --gate to record the baseline, or name two versions: --versions v1,v2")
+        raise UsageError(
+            "a gate judges a candidate against a baseline; one version has nothing to compare",
+            hint="drop --gate to record the baseline, or name two versions: --versions v1,v2",
+        )
     gate_ks = list(gate.ks) if gate else []
     ks = sorted({k, *(at or []), *gate_ks}) if at else _with_defaults(sorted({k, *gate_ks}))
     searchers = {label(v): searcher_for(ws, v) for v in versions}
-    result = evaluate(searchers, judgements.queries, judgements.qrels, k=k, ks=ks,
-                      baseline=label(versions[0]), seed=seed, depth=depth)
-    ws.state.audit("eval", lc.name, versions=[label(v) for v in versions], queries=len(result.query_ids),
-                   means={v: {m: float(x) for m, x in result.means[v].items() if m.endswith(f"@{k}")}
-                          for v in result.versions})
+    result = evaluate(
+        searchers, judgements.queries, judgements.qrels, k=k, ks=ks, baseline=label(versions[0]), seed=seed, depth=depth
+    )
+    ws.state.audit(
+        "eval",
+        lc.name,
+        versions=[label(v) for v in versions],
+        queries=len(result.query_ids),
+        means={v: {m: float(x) for m, x in result.means[v].items() if m.endswith(f"@{k}")} for v in result.versions},
+    )
     return result
 
 
@@ -152,6 +161,9 @@ def summary(result: EvaluationResult, k: int = 10) -> dict[str, Any]:
     """The headline numbers, for logs and the apply result."""
     out: dict[str, Any] = {"queries": len(result.query_ids), "versions": {}}
     for v in result.versions:
-        out["versions"][v] = {m: round(float(x), 4) for m, x in result.means[v].items()
-                              if m in (f"ndcg@{k}", f"recall@{k}", f"mrr@{k}", f"map@{k}")}
+        out["versions"][v] = {
+            m: round(float(x), 4)
+            for m, x in result.means[v].items()
+            if m in (f"ndcg@{k}", f"recall@{k}", f"mrr@{k}", f"map@{k}")
+        }
     return out

@@ -184,8 +184,9 @@ def _late_globals() -> list[click.Option]:
         click.Option(["--state"], hidden=True, expose_value=False, callback=_late_global("state")),
         click.Option(["--json"], is_flag=True, hidden=True, expose_value=False, callback=_late_global("json")),
         click.Option(["-y", "--yes"], is_flag=True, hidden=True, expose_value=False, callback=_late_global("yes")),
-        click.Option(["-v", "--verbose"], count=True, hidden=True, expose_value=False,
-                     callback=_late_global("verbose")),
+        click.Option(
+            ["-v", "--verbose"], count=True, hidden=True, expose_value=False, callback=_late_global("verbose")
+        ),
     ]
 
 
@@ -203,7 +204,9 @@ class ReindexGroup(click.Group):
 
 @click.group(cls=ReindexGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", envvar="REINDEX_STORE", help="Vector store URL (default qdrant+local:.reindex/qdrant).")
-@click.option("--state", envvar="REINDEX_STATE", help="State store SQLAlchemy URL (default sqlite:///.reindex/state.db).")
+@click.option(
+    "--state", envvar="REINDEX_STATE", help="State store SQLAlchemy URL (default sqlite:///.reindex/state.db)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 @click.option("-y", "--yes", is_flag=True, help="Confirm destructive steps (cut-over, rollback, gc) without asking.")
 @click.option("-v", "--verbose", count=True, help="Log more to stderr.")
@@ -214,8 +217,9 @@ def cli(click_ctx: click.Context, store: str | None, state: str | None, as_json:
 
     The options above are accepted after the verb too: `reindex status --json`.
     """
-    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(verbose, 2), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     click_ctx.obj = Ctx(store, state, as_json, yes)
 
 
@@ -228,11 +232,19 @@ def model_settings_options(fn: Callable) -> Callable:
             click.option("--query-prompt", help="Prefix for queries, e.g. 'query: '."),
             click.option("--document-prompt", help="Prefix for documents, e.g. 'passage: '."),
             click.option("--trust-remote-code", is_flag=True, help="Allow the model folder's own Python code."),
-            click.option("--backend", type=click.Choice(CHOICES), default=None,
-                         help="Inference backend (default torch); onnx and openvino need their extra. "
-                              "Not torch: another model version."),
-            click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-                         help="fp16 on CUDA, fp32 elsewhere by default; bf16 is another model version."),
+            click.option(
+                "--backend",
+                type=click.Choice(CHOICES),
+                default=None,
+                help="Inference backend (default torch); onnx and openvino need their extra. "
+                "Not torch: another model version.",
+            ),
+            click.option(
+                "--precision",
+                type=click.Choice(PRECISIONS),
+                default=None,
+                help="fp16 on CUDA, fp32 elsewhere by default; bf16 is another model version.",
+            ),
         ]
     ):
         fn = option(fn)
@@ -260,10 +272,14 @@ def _settings(kw: dict[str, Any], ctx: Ctx | None = None) -> ModelSettings:
 def runtime_options(fn: Callable) -> Callable:
     for option in reversed(
         [
-            click.option("--devices", help="Devices to embed on, e.g. cuda:0,cuda:1 (default: every visible GPU, "
-                                           "else the CPU)."),
-            click.option("--embed-batch-size", type=click.IntRange(min=1),
-                         help="Texts per encode batch (default: 256 on CUDA, 64 on CPU)."),
+            click.option(
+                "--devices", help="Devices to embed on, e.g. cuda:0,cuda:1 (default: every visible GPU, else the CPU)."
+            ),
+            click.option(
+                "--embed-batch-size",
+                type=click.IntRange(min=1),
+                help="Texts per encode batch (default: 256 on CUDA, 64 on CPU).",
+            ),
         ]
     ):
         fn = option(fn)
@@ -281,12 +297,18 @@ def source_options(fn: Callable) -> Callable:
         [
             click.option("--source", "source_text", help="payload (default), jsonl:PATH, parquet:PATH or sql:URL."),
             click.option("--query", help="SQL query for an sql: source."),
-            click.option("--text-field", multiple=True,
-                         help="Field (dotted path) holding the text (default: text); repeat it to embed several "
-                              "fields together, joined by a blank line."),
-            click.option("--text", "text_template", metavar="TEMPLATE",
-                         help="Text template over payload paths, e.g. '{title}. {text}' "
-                              "(missing fields render empty)."),
+            click.option(
+                "--text-field",
+                multiple=True,
+                help="Field (dotted path) holding the text (default: text); repeat it to embed several "
+                "fields together, joined by a blank line.",
+            ),
+            click.option(
+                "--text",
+                "text_template",
+                metavar="TEMPLATE",
+                help="Text template over payload paths, e.g. '{title}. {text}' (missing fields render empty).",
+            ),
             click.option("--id-field", help="Field holding the document id, for file and SQL sources (default: id)."),
             click.option("--updated-field", help="Field holding an updated-at value, for --since."),
         ]
@@ -298,8 +320,13 @@ def source_options(fn: Callable) -> Callable:
 def _source(kw: dict[str, Any], ctx: Ctx, collection: str):
     """A SourceSpec from the shared source options, or None when none was given (the library defaults it)."""
     return commands.source_spec(
-        ctx.ws, collection, kw.pop("source_text"), text_fields=kw.pop("text_field", ()),
-        template=kw.pop("text_template", None), **{k: kw.pop(k) for k in ("query", "id_field", "updated_field")})
+        ctx.ws,
+        collection,
+        kw.pop("source_text"),
+        text_fields=kw.pop("text_field", ()),
+        template=kw.pop("text_template", None),
+        **{k: kw.pop(k) for k in ("query", "id_field", "updated_field")},
+    )
 
 
 # -- model ----------------------------------------------------------------------
@@ -318,8 +345,15 @@ def model() -> None:
 @run_command
 def model_register(ctx: Ctx, path: Path, name: str | None, base_model, train_data, run_id, **kw: Any) -> None:
     """Fingerprint and register the sentence-transformers model at PATH."""
-    mv = commands.model_register(ctx.ws, str(path), name=name, settings=_settings(kw, ctx),
-                                 base_model=base_model, train_data=train_data, run_id=run_id)
+    mv = commands.model_register(
+        ctx.ws,
+        str(path),
+        name=name,
+        settings=_settings(kw, ctx),
+        base_model=base_model,
+        train_data=train_data,
+        run_id=run_id,
+    )
     ctx.emit(mv, lambda m: out.print(f"registered {m.label}  dim={m.dim}  similarity={m.similarity}  path={m.path}"))
 
 
@@ -334,8 +368,15 @@ def model_list(ctx: Ctx) -> None:
         t = Table("model", "dim", "similarity", "max seq", "settings", "training", "path")
         for m in rows:
             settings = {k: v for k, v in (m.settings or {}).items() if v not in (None, False)}
-            t.add_row(m.label, str(m.dim), m.similarity, str(m.max_seq_length), escape(key_values(settings)),
-                      escape(_training_facts(m)) or "-", m.path)
+            t.add_row(
+                m.label,
+                str(m.dim),
+                m.similarity,
+                str(m.max_seq_length),
+                escape(key_values(settings)),
+                escape(_training_facts(m)) or "-",
+                m.path,
+            )
         out.print(t)
 
     ctx.emit(models, show)
@@ -370,8 +411,20 @@ def _training_facts(m: Any) -> str:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the plan JSON here.")
 @runtime_options
 @run_command
-def plan_cmd(ctx: Ctx, collection: str, model_path, model_ref, model_name, metric, hnsw_m, hnsw_ef_construct,
-             quantization, gate, output, **kw: Any) -> None:
+def plan_cmd(
+    ctx: Ctx,
+    collection: str,
+    model_path,
+    model_ref,
+    model_name,
+    metric,
+    hnsw_m,
+    hnsw_ef_construct,
+    quantization,
+    gate,
+    output,
+    **kw: Any,
+) -> None:
     """Compute what putting a model behind COLLECTION takes, as a reviewable plan."""
     _use_runtime(ctx, kw)
     settings = _settings(kw, ctx)
@@ -380,11 +433,23 @@ def plan_cmd(ctx: Ctx, collection: str, model_path, model_ref, model_name, metri
         raise UsageError("pass either --model or --model-ref, not both")
     index_params = None
     if hnsw_m or hnsw_ef_construct or quantization:
-        index_params = {k: v for k, v in (("hnsw_m", hnsw_m), ("hnsw_ef_construct", hnsw_ef_construct),
-                                          ("quantization", quantization)) if v is not None}
-    p = commands.plan(ctx.ws, collection, model_path=str(model_path) if model_path else None, model_ref=model_ref,
-                      settings=settings, model_name=model_name, source=source, metric=metric,
-                      index_params=index_params, gate=gate)
+        index_params = {
+            k: v
+            for k, v in (("hnsw_m", hnsw_m), ("hnsw_ef_construct", hnsw_ef_construct), ("quantization", quantization))
+            if v is not None
+        }
+    p = commands.plan(
+        ctx.ws,
+        collection,
+        model_path=str(model_path) if model_path else None,
+        model_ref=model_ref,
+        settings=settings,
+        model_name=model_name,
+        source=source,
+        metric=metric,
+        index_params=index_params,
+        gate=gate,
+    )
     if output:
         output.write_text(p.to_json() + "\n")
     ctx.emit(json.loads(p.to_json()), lambda _: _print_plan(p, output))
@@ -393,25 +458,35 @@ def plan_cmd(ctx: Ctx, collection: str, model_path, model_ref, model_name, metri
 def _print_plan(p, output: Path | None) -> None:
     out.print(f"[bold]plan {p.id[:12]}[/] for [bold]{p.collection}[/]: {p.mode} ({p.reason})")
     if p.from_version:
-        out.print(f"  from  {p.from_version['physical']}  {p.from_version['model']}  dim {p.from_version['dim']}  "
-                  f"{p.from_version['count']} points")
-    out.print(f"  to    {p.to_version['physical']}  {p.to_version['model']}  dim {p.to_version['dim']}  "
-              f"metric {p.to_version['metric']}")
+        out.print(
+            f"  from  {p.from_version['physical']}  {p.from_version['model']}  dim {p.from_version['dim']}  "
+            f"{p.from_version['count']} points"
+        )
+    out.print(
+        f"  to    {p.to_version['physical']}  {p.to_version['model']}  dim {p.to_version['dim']}  "
+        f"metric {p.to_version['metric']}"
+    )
     c = p.counts
-    out.print(f"  source {p.source.get('kind')}: {c['source_docs']} documents; embed {c['to_embed']}, "
-              f"copy {c['to_copy']}, delete {c['to_delete']}")
+    out.print(
+        f"  source {p.source.get('kind')}: {c['source_docs']} documents; embed {c['to_embed']}, "
+        f"copy {c['to_copy']}, delete {c['to_delete']}"
+    )
     if p.dimension_change:
         out.print("  dimension changes: a full rebuild into a new collection")
     if p.estimate.get("seconds"):
-        out.print(f"  estimate: {p.estimate['seconds']:.0f} s at {p.estimate['docs_per_second']:.0f} docs/s on "
-                  f"{p.estimate['device']}, about {p.estimate['storage_bytes'] / 1e6:.1f} MB")
+        out.print(
+            f"  estimate: {p.estimate['seconds']:.0f} s at {p.estimate['docs_per_second']:.0f} docs/s on "
+            f"{p.estimate['device']}, about {p.estimate['storage_bytes'] / 1e6:.1f} MB"
+        )
         if p.estimate.get("basis"):
             out.print(f"    {p.estimate['basis']}")
     agreement = p.estimate.get("agreement_with_torch")
     if agreement:
-        out.print(f"  agreement with torch fp32 ({agreement['backend']}, {agreement['precision']}): cosine mean "
-                  f"{agreement['mean_cosine']:.5f}, min {agreement['min_cosine']:.5f} over {agreement['sample']} "
-                  "documents")
+        out.print(
+            f"  agreement with torch fp32 ({agreement['backend']}, {agreement['precision']}): cosine mean "
+            f"{agreement['mean_cosine']:.5f}, min {agreement['min_cosine']:.5f} over {agreement['sample']} "
+            "documents"
+        )
     if p.gate:
         out.print(f"  gate: {p.gate}")
     if output:
@@ -421,33 +496,58 @@ def _print_plan(p, output: Path | None) -> None:
 @cli.command("apply")
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
 @click.option("--resume", "resume_collection", metavar="COLLECTION", help="Resume the interrupted apply of COLLECTION.")
-@click.option("--cutover/--no-cutover", default=True,
-              help="Cut over when the shadow is verified (default) or leave it built.")
+@click.option(
+    "--cutover/--no-cutover", default=True, help="Cut over when the shadow is verified (default) or leave it built."
+)
 @click.option("--no-delete", is_flag=True, help="Keep documents that vanished from the source during the build.")
-@click.option("--gate",
-              help="Promotion gate (overrides the plan's), "
-              "e.g. 'ndcg@10 >= 0 and not significantly worse at p < 0.05'.")
+@click.option(
+    "--gate", help="Promotion gate (overrides the plan's), e.g. 'ndcg@10 >= 0 and not significantly worse at p < 0.05'."
+)
 @click.option("--queries", type=click.Path(path_type=Path), help="Judged queries (BEIR queries.jsonl) for the gate.")
 @click.option("--qrels", type=click.Path(path_type=Path), help="Relevance judgements (BEIR TSV or TREC) for the gate.")
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's evaluation.")
 @click.option("--force", is_flag=True, help="Cut over even when the gate refuses (recorded in the audit log).")
-@click.option("--report-json", type=click.Path(path_type=Path),
-              help="Write the gate's evaluation as JSON (as eval does).")
+@click.option(
+    "--report-json", type=click.Path(path_type=Path), help="Write the gate's evaluation as JSON (as eval does)."
+)
 @click.option("--report-md", type=click.Path(path_type=Path), help="Write the gate's evaluation as Markdown.")
 @click.option("--report-html", type=click.Path(path_type=Path), help="Write the gate's evaluation as one HTML file.")
 @runtime_options
-@click.option("--precision", type=click.Choice(sorted(RUNTIME_PRECISIONS)),
-              help="Run the model at this precision (default fp16 on CUDA, fp32 elsewhere).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
-              help="Where the build reads and embeds: this process (local) or a Ray cluster (ray); "
-              "default [apply] executor.")
-@click.option("--ray-address", metavar="ADDRESS",
-              help="The Ray cluster for --executor ray (ray://HOST:10001); default RAY_ADDRESS, else a local Ray.")
+@click.option(
+    "--precision",
+    type=click.Choice(sorted(RUNTIME_PRECISIONS)),
+    help="Run the model at this precision (default fp16 on CUDA, fp32 elsewhere).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help="Where the build reads and embeds: this process (local) or a Ray cluster (ray); default [apply] executor.",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    help="The Ray cluster for --executor ray (ray://HOST:10001); default RAY_ADDRESS, else a local Ray.",
+)
 @run_command
-def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, cutover: bool, no_delete: bool,
-              gate: str | None, queries: Path | None, qrels: Path | None, k: int, force: bool,
-              report_json: Path | None, report_md: Path | None, report_html: Path | None,
-              executor: str | None, ray_address: str | None, **kw: Any) -> None:
+def apply_cmd(
+    ctx: Ctx,
+    plan_file: Path | None,
+    resume_collection: str | None,
+    cutover: bool,
+    no_delete: bool,
+    gate: str | None,
+    queries: Path | None,
+    qrels: Path | None,
+    k: int,
+    force: bool,
+    report_json: Path | None,
+    report_md: Path | None,
+    report_html: Path | None,
+    executor: str | None,
+    ray_address: str | None,
+    **kw: Any,
+) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
     _use_runtime(ctx, kw)
     if kw.get("precision"):
@@ -466,9 +566,20 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
 
     refusal: GateRefusedError | None = None
     try:
-        result = commands.apply(ctx.ws, p, cutover=cutover, confirm=ctx.confirm, delete_missing=not no_delete,
-                                queries=queries, qrels=qrels, gate=gate, force=force, k=k, executor=executor,
-                                ray_address=ray_address)
+        result = commands.apply(
+            ctx.ws,
+            p,
+            cutover=cutover,
+            confirm=ctx.confirm,
+            delete_missing=not no_delete,
+            queries=queries,
+            qrels=qrels,
+            gate=gate,
+            force=force,
+            k=k,
+            executor=executor,
+            ray_address=ray_address,
+        )
     except GateRefusedError as exc:
         if getattr(exc, "result", None) is None:
             raise
@@ -485,21 +596,27 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
         if report_html:
             report_html.write_text(report.to_html(evaluation, gate_obj, title=f"{p.collection}: gate evaluation"))
     elif report_json or report_md or report_html:
-        err.print("no judged evaluation ran (no gate with judged clauses, or nothing to compare): no report written",
-                  highlight=False)
+        err.print(
+            "no judged evaluation ran (no gate with judged clauses, or nothing to compare): no report written",
+            highlight=False,
+        )
 
     def show(r) -> None:
         if r.message:
             out.print(r.message)
         if r.stats:
             s = r.stats
-            out.print(f"built {r.physical}: {s['embedded']} embedded, {s['copied']} copied, "
-                      f"{s['deleted']} deleted, {s['unchanged']} unchanged")
+            out.print(
+                f"built {r.physical}: {s['embedded']} embedded, {s['copied']} copied, "
+                f"{s['deleted']} deleted, {s['unchanged']} unchanged"
+            )
         if r.verification:
             v = r.verification
             cos = v["sample_min_cosine"]
-            out.print(f"verified: {v['store_count']} points = ledger {v['ledger_count']}"
-                      + (f", sample of {v['sample_size']} re-embedded (min cosine {cos:.4f})" if cos else ""))
+            out.print(
+                f"verified: {v['store_count']} points = ledger {v['ledger_count']}"
+                + (f", sample of {v['sample_size']} re-embedded (min cosine {cos:.4f})" if cos else "")
+            )
         if evaluation is not None:
             out.print(report.skipped_line(evaluation), highlight=False)
             out.print(report.headline_line(evaluation), highlight=False)
@@ -508,16 +625,21 @@ def apply_cmd(ctx: Ctx, plan_file: Path | None, resume_collection: str | None, c
                 if c.worst_regressions:
                     out.print(f"worst regressions of {c.candidate} by {evaluation.headline_metric}:", highlight=False)
                 for reg in c.worst_regressions[:5]:
-                    out.print(f"  {reg.query_id}  {reg.baseline_value:.4f} -> {reg.candidate_value:.4f}  "
-                              f"{reg.query_text!r}  missed: {', '.join(reg.missed_relevant) or '-'}", highlight=False)
+                    out.print(
+                        f"  {reg.query_id}  {reg.baseline_value:.4f} -> {reg.candidate_value:.4f}  "
+                        f"{reg.query_text!r}  missed: {', '.join(reg.missed_relevant) or '-'}",
+                        highlight=False,
+                    )
         elif r.evaluation:
             for version, means in r.evaluation["versions"].items():
                 out.print(f"  {version}: " + "  ".join(f"{m} {x:.4f}" for m, x in means.items()))
         if r.traffic:
             t = r.traffic
             overlap = next(v for key, v in t.items() if key.startswith("overlap@"))
-            out.print(f"  traffic: {t['queries']} mirrored queries, overlap@{t['k']} mean {overlap['mean']}, "
-                      f"rbo mean {t['rbo']['mean']}, p95 latency {t['latency_ratio']['p95']}x live")
+            out.print(
+                f"  traffic: {t['queries']} mirrored queries, overlap@{t['k']} mean {overlap['mean']}, "
+                f"rbo mean {t['rbo']['mean']}, p95 latency {t['latency_ratio']['p95']}x live"
+            )
         if r.gate:
             verdict = "forced past a refusal" if r.gate["forced"] else ("passed" if r.gate["passed"] else "refused")
             out.print(f"gate {verdict}: {r.gate['gate']}")
@@ -544,8 +666,19 @@ def cutover_cmd(ctx: Ctx, collection: str, to: str | None) -> None:
     """Point COLLECTION's alias at a built version, atomically."""
     ctx.require_confirmable("cutover")
     r = commands.cutover(ctx.ws, collection, to=to, confirm=ctx.confirm)
-    ctx.emit(r, lambda r: out.print(f"{r['collection']} -> {r['live']}" + (
-        " (completed the interrupted cut-over)" if r.get("completed") else "" if r["changed"] else " (unchanged)")))
+    ctx.emit(
+        r,
+        lambda r: out.print(
+            f"{r['collection']} -> {r['live']}"
+            + (
+                " (completed the interrupted cut-over)"
+                if r.get("completed")
+                else ""
+                if r["changed"]
+                else " (unchanged)"
+            )
+        ),
+    )
 
 
 @cli.command("rollback")
@@ -556,10 +689,19 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
     """Point COLLECTION back at the version that was live before."""
     ctx.require_confirmable("rollback")
     r = commands.rollback(ctx.ws, collection, confirm=ctx.confirm, catch_up=not no_catch_up)
-    ctx.emit(r, lambda r: out.print(
-        f"rolled back {r['collection']}: {r.get('from')} -> {r['live']}"
-        + (f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)" if r.get("changed")
-           else " (completed the interrupted rollback)" if r.get("completed") else " (unchanged)")))
+    ctx.emit(
+        r,
+        lambda r: out.print(
+            f"rolled back {r['collection']}: {r.get('from')} -> {r['live']}"
+            + (
+                f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)"
+                if r.get("changed")
+                else " (completed the interrupted rollback)"
+                if r.get("completed")
+                else " (unchanged)"
+            )
+        ),
+    )
 
 
 @cli.command("sync")
@@ -568,21 +710,30 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
 @click.option("--since", help="Only rows updated after this value, or 'last' for the stored watermark (SQL sources).")
 @click.option("--no-delete", is_flag=True, help="Keep documents that are gone from the source.")
 @runtime_options
-@click.option("--wait", type=click.FloatRange(min=0), default=0,
-              help="Seconds to wait for a held lease (default: fail at once).")
+@click.option(
+    "--wait", type=click.FloatRange(min=0), default=0, help="Seconds to wait for a held lease (default: fail at once)."
+)
 @run_command
 def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait: float, **kw: Any) -> None:
     """Embed only new and changed documents into COLLECTION (and its built shadows); delete removed ones."""
     _use_runtime(ctx, kw)
     from reindexer.sync import sync
 
-    r = sync(ctx.ws, collection, source=_source(kw, ctx, collection),
-             delete_missing=not no_delete, since=_since_value(since), wait=wait)
+    r = sync(
+        ctx.ws,
+        collection,
+        source=_source(kw, ctx, collection),
+        delete_missing=not no_delete,
+        since=_since_value(since),
+        wait=wait,
+    )
 
     def show(r) -> None:
         for version, s in r.versions.items():
-            out.print(f"{r.collection} {version}: {s['embedded']} embedded, {s['deleted']} deleted, "
-                      f"{s['unchanged']} unchanged (source {r.source})")
+            out.print(
+                f"{r.collection} {version}: {s['embedded']} embedded, {s['deleted']} deleted, "
+                f"{s['unchanged']} unchanged (source {r.source})"
+            )
         if r.watermark is not None:
             out.print(f"watermark now {r.watermark}")
 
@@ -617,8 +768,10 @@ def verify_cmd(ctx: Ctx, collection: str, version_ref: str | None, fix: bool, **
 
     def show(r) -> None:
         before = r.before
-        out.print(f"{r.collection} v{r.version}: {before['store_count']} points, ledger {before['ledger_count']}"
-                  + (f", source {before['source_count']}" if before["source_count"] is not None else ""))
+        out.print(
+            f"{r.collection} v{r.version}: {before['store_count']} points, ledger {before['ledger_count']}"
+            + (f", source {before['source_count']}" if before["source_count"] is not None else "")
+        )
         for problem in before["problems"]:
             out.print(f"  [red]problem:[/] {problem}")
         if r.after is not None:
@@ -660,8 +813,9 @@ def status_cmd(ctx: Ctx, collection: str | None) -> None:
         out.print(t)
         for r in rows:
             for repair in r.get("repairs", []):
-                out.print(f"{r['collection']}: {'repaired' if repair['recorded'] else 'not repaired'}: "
-                          f"{repair['message']}")
+                out.print(
+                    f"{r['collection']}: {'repaired' if repair['recorded'] else 'not repaired'}: {repair['message']}"
+                )
 
     ctx.emit(rows, show)
 
@@ -678,13 +832,21 @@ def history_cmd(ctx: Ctx, collection: str, limit: int) -> None:
     def show(h: dict) -> None:
         t = Table("version", "physical", "status", "model", "dim", "points", "live since")
         for v in h["versions"]:
-            t.add_row(f"v{v['version']}", v["physical"], v["status"], v["model"], str(v["dim"]),
-                      str(v["count"] or ""), v["live_since"] or "")
+            t.add_row(
+                f"v{v['version']}",
+                v["physical"],
+                v["status"],
+                v["model"],
+                str(v["dim"]),
+                str(v["count"] or ""),
+                v["live_since"] or "",
+            )
         out.print(t)
         e = Table("at", "action", "result", "who", "details")
         for ev in h["events"]:
-            e.add_row(ev["at"], ev["action"], ev["result"], f"{ev['user']}@{ev['host']}",
-                      escape(key_values(ev["detail"])))
+            e.add_row(
+                ev["at"], ev["action"], ev["result"], f"{ev['user']}@{ev['host']}", escape(key_values(ev["detail"]))
+            )
         out.print(e)
         if h["events"]:
             out.print("[dim]full details: reindex history --json[/]")
@@ -700,8 +862,9 @@ def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
     """Drop retired versions of COLLECTION beyond the newest KEEP."""
     ctx.require_confirmable("gc")
     r = commands.gc(ctx.ws, collection, keep, confirm=ctx.confirm)
-    ctx.emit(r, lambda r: out.print(
-        f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}"))
+    ctx.emit(
+        r, lambda r: out.print(f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}")
+    )
 
 
 @cli.command("adopt")
@@ -710,22 +873,39 @@ def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
 @click.option("--name", help="Name to register the model under.")
 @model_settings_options
 @click.option("--text-field", multiple=True, help="Payload path of the text (default: text); repeatable.")
-@click.option("--text", "text_template", metavar="TEMPLATE",
-              help="Text template over payload paths, e.g. '{title}. {text}'.")
+@click.option(
+    "--text", "text_template", metavar="TEMPLATE", help="Text template over payload paths, e.g. '{title}. {text}'."
+)
 @click.option("--sample", default=32, show_default=True, help="Points to re-embed and compare.")
 @click.option("--min-cosine", default=0.99, show_default=True, help="Agreement needed for each sampled point.")
 @run_command
-def adopt_cmd(ctx: Ctx, collection: str, model_path: Path, name, text_field, text_template, sample, min_cosine,
-              **kw: Any) -> None:
+def adopt_cmd(
+    ctx: Ctx, collection: str, model_path: Path, name, text_field, text_template, sample, min_cosine, **kw: Any
+) -> None:
     """Tag a collection made outside reindexer with the model that made it."""
     text_field = policy.text_field(text_field, text_template)
-    r = commands.adopt(ctx.ws, collection, str(model_path), settings=_settings(kw, ctx), text_field=text_field,
-                       sample=sample, min_cosine=min_cosine, name=name)
-    ctx.emit(r, lambda r: out.print(
-        f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}: "
-        f"{r['sample']} sampled vectors agree (min cosine {r['min_cosine']}), "
-        + (f"{r['points_tagged']} points tagged" if r["tag"] == "point"
-           else "model recorded in the collection's properties (no field for a per-point tag)")))
+    r = commands.adopt(
+        ctx.ws,
+        collection,
+        str(model_path),
+        settings=_settings(kw, ctx),
+        text_field=text_field,
+        sample=sample,
+        min_cosine=min_cosine,
+        name=name,
+    )
+    ctx.emit(
+        r,
+        lambda r: out.print(
+            f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}: "
+            f"{r['sample']} sampled vectors agree (min cosine {r['min_cosine']}), "
+            + (
+                f"{r['points_tagged']} points tagged"
+                if r["tag"] == "point"
+                else "model recorded in the collection's properties (no field for a per-point tag)"
+            )
+        ),
+    )
 
 
 @cli.command("forget")
@@ -735,9 +915,15 @@ def forget_cmd(ctx: Ctx, collection: str) -> None:
     """Remove reindexer's records of COLLECTION; the store is left as it is."""
     ctx.require_confirmable("forget")
     r = commands.forget(ctx.ws, collection, confirm=ctx.confirm)
-    ctx.emit(r, lambda r: out.print(
-        f"forgot {r['collection']}: {', '.join(r['versions']) or 'no versions'}; still in the store: "
-        f"{', '.join(r['left_in_store']) or 'nothing'}" if r["forgotten"] else f"{r['collection']}: nothing forgotten"))
+    ctx.emit(
+        r,
+        lambda r: out.print(
+            f"forgot {r['collection']}: {', '.join(r['versions']) or 'no versions'}; still in the store: "
+            f"{', '.join(r['left_in_store']) or 'nothing'}"
+            if r["forgotten"]
+            else f"{r['collection']}: nothing forgotten"
+        ),
+    )
 
 
 @cli.command("eval")
@@ -745,29 +931,61 @@ def forget_cmd(ctx: Ctx, collection: str) -> None:
 @click.option("--queries", type=click.Path(path_type=Path), help="BEIR queries.jsonl (_id, text).")
 @click.option("--qrels", type=click.Path(path_type=Path), help="Qrels: BEIR TSV (query-id corpus-id score) or TREC.")
 @click.option("--log", "log", type=click.Path(path_type=Path), help="Label-free: a query log (lines or JSONL) instead.")
-@click.option("--from-traffic", is_flag=True,
-              help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.")
-@click.option("--since", "since",
-              help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d).")
+@click.option(
+    "--from-traffic",
+    is_flag=True,
+    help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.",
+)
+@click.option(
+    "--since", "since", help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d)."
+)
 @click.option("--shadow", "shadow", help="With --from-traffic: the shadow version (default: the newest mirrored).")
-@click.option("--versions", help="live,shadow (default; the live version alone when there is no shadow), one version "
-                                 "(v1: absolute metrics, the baseline) or several (v3,v4,v5); "
-                                 "the first is the baseline.")
-@click.option("-k", "k", default=10, show_default=True, help="Headline cut-off: nDCG@K heads the report and ranks "
-                                                              "the worst queries.")
-@click.option("--at", "at", metavar="K1,K2,...",
-              help="Cut-offs to report, e.g. 1,3,5,10,100 (default: 1, 3, 5 ... up to -k).")
+@click.option(
+    "--versions",
+    help="live,shadow (default; the live version alone when there is no shadow), one version "
+    "(v1: absolute metrics, the baseline) or several (v3,v4,v5); "
+    "the first is the baseline.",
+)
+@click.option(
+    "-k",
+    "k",
+    default=10,
+    show_default=True,
+    help="Headline cut-off: nDCG@K heads the report and ranks the worst queries.",
+)
+@click.option(
+    "--at", "at", metavar="K1,K2,...", help="Cut-offs to report, e.g. 1,3,5,10,100 (default: 1, 3, 5 ... up to -k)."
+)
 @click.option("--depth", type=click.IntRange(min=1), help="Results each query asks for (default: the largest cut-off).")
 @click.option("--per-query", is_flag=True, help="Put per-query values in the JSON (always for a single version).")
 @click.option("--gate", help="Judge each candidate with this gate.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
-@click.option("--report-json", type=click.Path(path_type=Path),
-              help="Write the JSON report (schema reindexer.evaluation/v1).")
+@click.option(
+    "--report-json", type=click.Path(path_type=Path), help="Write the JSON report (schema reindexer.evaluation/v1)."
+)
 @click.option("--report-md", type=click.Path(path_type=Path), help="Write a Markdown report.")
 @click.option("--report-html", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
 @run_command
-def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since, shadow, versions, k, at, depth,
-             per_query, gate, seed, report_json, report_md, report_html) -> None:
+def eval_cmd(
+    ctx: Ctx,
+    collection: str,
+    queries,
+    qrels,
+    log,
+    from_traffic,
+    since,
+    shadow,
+    versions,
+    k,
+    at,
+    depth,
+    per_query,
+    gate,
+    seed,
+    report_json,
+    report_md,
+    report_html,
+) -> None:
     """A/B(/n) retrieval quality of index versions, each searched with its own model."""
     from reindexer.evaluation import report
 
@@ -777,7 +995,8 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since
     if from_traffic:
         if queries or qrels or log or versions:
             raise UsageError(
-                "--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions")
+                "--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions"
+            )
         summary, gate_obj, decision = commands.traffic_report(ctx.ws, collection, since, shadow, gate)
         data = summary.to_dict()
         if decision is not None:
@@ -802,8 +1021,9 @@ def eval_cmd(ctx: Ctx, collection: str, queries, qrels, log, from_traffic, since
         return
     if not (queries and qrels):
         raise UsageError("pass --queries and --qrels (judged), or --log (label-free)")
-    result, gate_obj, decisions = commands.evaluate_versions(ctx.ws, collection, str(queries), str(qrels),
-                                                             versions, k, gate, seed, at=_cutoffs(at), depth=depth)
+    result, gate_obj, decisions = commands.evaluate_versions(
+        ctx.ws, collection, str(queries), str(qrels), versions, k, gate, seed, at=_cutoffs(at), depth=depth
+    )
     per_query = True if per_query else None
     if report_json:
         report_json.write_text(report.to_json(result, gate_obj, per_query=per_query))
@@ -853,12 +1073,16 @@ def _cutoffs(text: str | None) -> list[int] | None:
 
 def _print_traffic(summary, gate_obj, decision) -> None:
     if not summary.queries:
-        out.print(f"no mirrored queries recorded for {summary.collection}; run the Searcher or `reindex serve` "
-                  "with a shadow sample (--shadow-sample 0.1) while a shadow version is built")
+        out.print(
+            f"no mirrored queries recorded for {summary.collection}; run the Searcher or `reindex serve` "
+            "with a shadow sample (--shadow-sample 0.1) while a shadow version is built"
+        )
     else:
         d = summary.to_dict()
-        out.print(f"{summary.collection}: {summary.queries} live queries mirrored from {summary.live} "
-                  f"({summary.live_model}) to {summary.shadow} ({summary.shadow_model}), {d['first']} to {d['last']}")
+        out.print(
+            f"{summary.collection}: {summary.queries} live queries mirrored from {summary.live} "
+            f"({summary.live_model}) to {summary.shadow} ({summary.shadow_model}), {d['first']} to {d['last']}"
+        )
         table = Table(title=None, show_edge=False)
         for col in ("measure", "mean", "min", "p5", "p25", "p50", "p75", "p95"):
             table.add_column(col, justify="left" if col == "measure" else "right")
@@ -922,9 +1146,15 @@ def state_group() -> None:
 def state_upgrade(ctx: Ctx) -> None:
     """Upgrade the state database's schema to this reindexer's (needed once for a shared PostgreSQL)."""
     done = commands.upgrade_state(state=ctx.state_opt)
-    ctx.emit(done, lambda d: out.print(
-        f"{d.url}: schema revision {d.from_revision or 'none (made before migrations)'} -> {d.to_revision}"
-        + (f" (backup: {d.backup})" if d.backup else "") if d.upgraded else f"{d.url}: already at {d.to_revision}"))
+    ctx.emit(
+        done,
+        lambda d: out.print(
+            f"{d.url}: schema revision {d.from_revision or 'none (made before migrations)'} -> {d.to_revision}"
+            + (f" (backup: {d.backup})" if d.backup else "")
+            if d.upgraded
+            else f"{d.url}: already at {d.to_revision}"
+        ),
+    )
 
 
 @cli.command("migrate")
@@ -934,33 +1164,77 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
     """Move an adopted collection behind an alias of its own name (a copy, no re-embedding)."""
     ctx.require_confirmable("migrate drops the original collection after copying it")
     r = commands.migrate(ctx.ws, collection, confirm=ctx.confirm)
-    ctx.emit(r, lambda r: out.print(
-        f"{r['collection']} is now an alias of {r['copied_to']} ("
-        + ("completed the interrupted migrate; " if r.get("completed") else "")
-        + f"{r['copied']} points copied; the name was missing for {r['name_missing_ms']} ms)"
-        if r["migrated"] else f"copied to {r['copied_to']}; not migrated"))
+    ctx.emit(
+        r,
+        lambda r: out.print(
+            f"{r['collection']} is now an alias of {r['copied_to']} ("
+            + ("completed the interrupted migrate; " if r.get("completed") else "")
+            + f"{r['copied']} points copied; the name was missing for {r['name_missing_ms']} ms)"
+            if r["migrated"]
+            else f"copied to {r['copied_to']}; not migrated"
+        ),
+    )
 
 
 @cli.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; 0.0.0.0 only where something in front guards it (a pod, a proxy).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 only where something in front guards it (a pod, a proxy).",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
-@click.option("--shadow-sample", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of live queries mirrored to the shadow version, off the answering path.")
-@click.option("--refresh", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Seconds between re-resolutions of each alias (0: every request).")
-@click.option("--max-k", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Largest k a request may ask for.")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), default=65536, show_default=True,
-              help="Largest request body; larger ones get 413.")
-@click.option("--preload", "preload", multiple=True, metavar="COLLECTION",
-              help="Load COLLECTION's live model at start (repeatable); /readyz waits for it.")
-@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
-              show_default=True)
+@click.option(
+    "--shadow-sample",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of live queries mirrored to the shadow version, off the answering path.",
+)
+@click.option(
+    "--refresh",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds between re-resolutions of each alias (0: every request).",
+)
+@click.option(
+    "--max-k", type=click.IntRange(min=1), default=100, show_default=True, help="Largest k a request may ask for."
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=65536,
+    show_default=True,
+    help="Largest request body; larger ones get 413.",
+)
+@click.option(
+    "--preload",
+    "preload",
+    multiple=True,
+    metavar="COLLECTION",
+    help="Load COLLECTION's live model at start (repeatable); /readyz waits for it.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log each request to stderr.")
 @run_command
-def serve_cmd(ctx: Ctx, host: str, port: int, shadow_sample: float, refresh: float, max_k: int, max_body_bytes: int,
-              preload: tuple[str, ...], log_level: str, access_log: bool) -> None:
+def serve_cmd(
+    ctx: Ctx,
+    host: str,
+    port: int,
+    shadow_sample: float,
+    refresh: float,
+    max_k: int,
+    max_body_bytes: int,
+    preload: tuple[str, ...],
+    log_level: str,
+    access_log: bool,
+) -> None:
     """Answer searches over HTTP: POST /collections/NAME/search, with /healthz, /readyz, /metrics.
 
     The bearer token, when wanted, comes from REINDEX_SERVE_TOKEN or the file named by
@@ -971,20 +1245,33 @@ def serve_cmd(ctx: Ctx, host: str, port: int, shadow_sample: float, refresh: flo
     except ImportError as exc:
         if (exc.name or "").split(".")[0] not in ("fastapi", "starlette", "uvicorn", "prometheus_client"):
             raise
-        raise UsageError(f"reindex serve needs the serve extra ({exc.name} is not installed)",
-                         hint='pip install "reindexer[serve]"') from None
+        raise UsageError(
+            f"reindex serve needs the serve extra ({exc.name} is not installed)", hint='pip install "reindexer[serve]"'
+        ) from None
     token = serve.token_from_env()
     sock = serve.listen(host, port)  # first: a taken port fails before the store is opened
     serve.hold_store(ctx.ws)
-    app = serve.create_app(ctx.ws, token=token, max_k=max_k, max_body_bytes=max_body_bytes,
-                           shadow_sample=shadow_sample, refresh=refresh, preload=preload)
+    app = serve.create_app(
+        ctx.ws,
+        token=token,
+        max_k=max_k,
+        max_body_bytes=max_body_bytes,
+        shadow_sample=shadow_sample,
+        refresh=refresh,
+        preload=preload,
+    )
     bound_host, bound_port = sock.getsockname()[:2]
-    err.print(f"reindex serve: http://{bound_host}:{bound_port} over {ctx.ws.store_url}; "
-              + ("bearer token required" if token else "no token (set REINDEX_SERVE_TOKEN to require one)"),
-              highlight=False)
+    err.print(
+        f"reindex serve: http://{bound_host}:{bound_port} over {ctx.ws.store_url}; "
+        + ("bearer token required" if token else "no token (set REINDEX_SERVE_TOKEN to require one)"),
+        highlight=False,
+    )
     if not token and host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"[bold yellow]warning:[/] listening on {host} without a token: anyone who reaches it can search",
-                  markup=True, highlight=False)
+        err.print(
+            f"[bold yellow]warning:[/] listening on {host} without a token: anyone who reaches it can search",
+            markup=True,
+            highlight=False,
+        )
     serve.run_server(app, sock, log_level=log_level, access_log=access_log)
     err.print("reindex serve: stopped", highlight=False)
 

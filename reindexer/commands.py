@@ -77,12 +77,18 @@ def model_list(ws: Workspace) -> list[ModelVersion]:
 
 
 # -- plan and apply -----------------------------------------------------------
-def plan(ws: Workspace, collection: str, *, source: SourceSpec | str | None = None, gate: str | None = None,
-         **options: Any) -> Plan:
+def plan(
+    ws: Workspace, collection: str, *, source: SourceSpec | str | None = None, gate: str | None = None, **options: Any
+) -> Plan:
     """What putting a model behind ``collection`` takes; ``source`` and ``gate`` default as configured."""
     reconcile_readonly(ws, ws.state.get_collection(ws.store_url, collection), "plan")
-    inputs = gather_inputs(ws, collection, source=policy.source(ws.config, collection, source),
-                           gate=policy.plan_gate(ws.config, collection, gate), **options)
+    inputs = gather_inputs(
+        ws,
+        collection,
+        source=policy.source(ws.config, collection, source),
+        gate=policy.plan_gate(ws.config, collection, gate),
+        **options,
+    )
     return record_plan(ws, decide(inputs), inputs)
 
 
@@ -92,8 +98,9 @@ def source_spec(ws: Workspace, collection: str, text: str | None = None, **piece
     Without a text option it reads the text the way the collection records it.
     """
     lc = ws.state.get_collection(ws.store_url, collection)
-    return policy.source_from_options(ws.config, collection, text,
-                                      recorded_text_field=lc.text_field if lc else None, **pieces)
+    return policy.source_from_options(
+        ws.config, collection, text, recorded_text_field=lc.text_field if lc else None, **pieces
+    )
 
 
 @dataclass
@@ -237,27 +244,51 @@ def apply(
         if version.status in ("building", "built"):
             # "built" is a run that stopped before verifying (killed, or verification failed):
             # build again, which only catches up, and verify before anything can cut over.
-            stats, source_ids = _build(ws, lc, live, version, model, plan, lease, delete_missing,
-                                       executor, ray_address or ws.config.ray_address)
+            stats, source_ids = _build(
+                ws,
+                lc,
+                live,
+                version,
+                model,
+                plan,
+                lease,
+                delete_missing,
+                executor,
+                ray_address or ws.config.ray_address,
+            )
             result.stats = stats.__dict__
             ws.state.set_status(version, "built", point_count=ws.store.count(version.physical_name))
             report = verify_version(ws, lc, version, model, source_ids)
             result.verification = report.to_dict()
             if not report.ok:
-                ws.state.audit("apply", lc.name, "failed", plan.inputs_fingerprint, plan_id=plan.id,
-                               problems=report.problems())
+                ws.state.audit(
+                    "apply", lc.name, "failed", plan.inputs_fingerprint, plan_id=plan.id, problems=report.problems()
+                )
                 require_verified(report, f"v{version.version}")
             version = ws.state.set_status(version, "verified")
-        ws.state.audit("apply", lc.name, plan_fingerprint=plan.inputs_fingerprint, plan_id=plan.id,
-                       version=version.version, stats=result.stats)
+        ws.state.audit(
+            "apply",
+            lc.name,
+            plan_fingerprint=plan.inputs_fingerprint,
+            plan_id=plan.id,
+            version=version.version,
+            stats=result.stats,
+        )
         current = live_version(ws, lc, lc.name)
         if gate_obj is not None and current is not None and current.id != version.id:
             version = _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result)
         if cutover:
             if confirm(f"Point {lc.name} at v{version.version} ({model.label})?"):
                 swap_alias(ws, lc, version, current, verb="apply", plan_fingerprint=plan.inputs_fingerprint)
-                _notify(ws, "cutover", lc.name, to=version.physical_name, model=model.label,
-                        previous=current.physical_name if current else None, gate=result.gate)
+                _notify(
+                    ws,
+                    "cutover",
+                    lc.name,
+                    to=version.physical_name,
+                    model=model.label,
+                    previous=current.physical_name if current else None,
+                    gate=result.gate,
+                )
                 result.cut_over = True
                 result.live = version.physical_name
             else:
@@ -324,8 +355,9 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
         return ws.state.set_status(version, "evaluated")
     if force:
         result.gate["forced"] = True
-        ws.state.audit("gate-forced", lc.name, "forced", plan.inputs_fingerprint, gate=str(gate_obj),
-                       reasons=decision.reasons)
+        ws.state.audit(
+            "gate-forced", lc.name, "forced", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons
+        )
         return version
     ws.state.audit("gate", lc.name, "refused", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
     _notify(ws, "gate-refused", lc.name, version=version.physical_name, reasons=decision.reasons)
@@ -345,8 +377,16 @@ def _notify(ws: Workspace, event: str, collection: str, **detail: Any) -> None:
 
 
 def evaluate_versions(
-    ws: Workspace, collection: str, queries: str, qrels: str, versions: str | None = None, k: int = 10,
-    gate: str | None = None, seed: int = 0, at: list[int] | None = None, depth: int | None = None,
+    ws: Workspace,
+    collection: str,
+    queries: str,
+    qrels: str,
+    versions: str | None = None,
+    k: int = 10,
+    gate: str | None = None,
+    seed: int = 0,
+    at: list[int] | None = None,
+    depth: int | None = None,
 ):
     """Run judged queries against one version (absolute) or several (A/B/n); returns (result, gate,
     decisions by candidate). ``k`` is the headline cut-off, ``at`` the cut-offs reported, ``depth``
@@ -359,19 +399,24 @@ def evaluate_versions(
     reconcile_readonly(ws, lc, "eval")
     chosen = ab.resolve_versions(ws, lc, versions)
     gate_obj = Gate.parse(gate) if gate else None
-    result = ab.run_evaluation(ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed,
-                               at=at, depth=depth)
+    result = ab.run_evaluation(
+        ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed, at=at, depth=depth
+    )
     decisions = None
     if gate_obj is not None:
         by_label = {ab.label(v): v for v in chosen}
-        decisions = {name: gate_obj.evaluate(c, _traffic_against(ws, lc, by_label[name], chosen[0])
-                                             if gate_obj.needs_traffic else None)
-                     for name, c in result.comparisons.items()}
+        decisions = {
+            name: gate_obj.evaluate(
+                c, _traffic_against(ws, lc, by_label[name], chosen[0]) if gate_obj.needs_traffic else None
+            )
+            for name, c in result.comparisons.items()
+        }
     return result, gate_obj, decisions
 
 
-def traffic_report(ws: Workspace, collection: str, since: str | None = None, shadow: str | None = None,
-                   gate: str | None = None):
+def traffic_report(
+    ws: Workspace, collection: str, since: str | None = None, shadow: str | None = None, gate: str | None = None
+):
     """What shadow traffic says about the newest mirrored shadow: (TrafficSummary, gate, decision or None)."""
     from reindexer.evaluation import Gate
     from reindexer.traffic import parse_since, summarize
@@ -379,13 +424,21 @@ def traffic_report(ws: Workspace, collection: str, since: str | None = None, sha
     lc = _collection(ws, collection)
     gate_obj = Gate.parse(gate) if gate else None
     if gate_obj is not None and gate_obj.needs_judgements:
-        raise UsageError(f"the gate {gate_obj} has judged clauses; --from-traffic takes only traffic clauses",
-                         hint="evaluate judged clauses with --queries and --qrels")
+        raise UsageError(
+            f"the gate {gate_obj} has judged clauses; --from-traffic takes only traffic clauses",
+            hint="evaluate judged clauses with --queries and --qrels",
+        )
     physical = find_version(ws, lc, shadow).physical_name if shadow else None
     summary = summarize(lc.name, ws.state.traffic(ws.store_url, lc.name, since=parse_since(since), shadow=physical))
     decision = gate_obj.evaluate(traffic=summary) if gate_obj is not None else None
-    ws.state.audit("eval-traffic", lc.name, queries=summary.queries, shadow=summary.shadow,
-                   gate=str(gate_obj) if gate_obj else None, passed=decision.passed if decision else None)
+    ws.state.audit(
+        "eval-traffic",
+        lc.name,
+        queries=summary.queries,
+        shadow=summary.shadow,
+        gate=str(gate_obj) if gate_obj else None,
+        passed=decision.passed if decision else None,
+    )
     return summary, gate_obj, decision
 
 
@@ -436,8 +489,11 @@ def _build(
         if plan.mode == "copy":
             total.add(copy_into(ws, live, version, model, run, text_field=lc.text_field))
         # On Ray the replicas load the model; this process does not need the weights.
-        embedder = embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size) if executor == "local" \
+        embedder = (
+            embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
+            if executor == "local"
             else None
+        )
         if executor == "ray":
             from reindexer.raydata import connect
 
@@ -445,9 +501,20 @@ def _build(
         seen: set[str] = set()
         started = time.perf_counter()
         for attempt in range(MAX_CATCHUP_PASSES + 1):
-            stats, seen = _one_pass(ws, version, model, spec, live, embedder, delete_missing, run, lease, executor,
-                                    label="embedding" if attempt == 0 else "catching up",
-                                    total=plan.counts.get("source_docs") if attempt == 0 else None)
+            stats, seen = _one_pass(
+                ws,
+                version,
+                model,
+                spec,
+                live,
+                embedder,
+                delete_missing,
+                run,
+                lease,
+                executor,
+                label="embedding" if attempt == 0 else "catching up",
+                total=plan.counts.get("source_docs") if attempt == 0 else None,
+            )
             total.add(stats)
             # Documents edited while a pass ran are picked up by the next; stop once one finds none.
             if stats.changed == 0:
@@ -457,8 +524,15 @@ def _build(
         finish_run(ws, run)
         if total.embedded:
             # What later plans of this model estimate from (reindexer.estimate).
-            record_run(ws.state, model.fingerprint, embedder.device, ws.store_url, total.embedded,
-                       time.perf_counter() - started, total.embed_seconds)
+            record_run(
+                ws.state,
+                model.fingerprint,
+                embedder.device,
+                ws.store_url,
+                total.embedded,
+                time.perf_counter() - started,
+                total.embed_seconds,
+            )
     except BaseException as exc:
         finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -470,8 +544,18 @@ def _one_pass(ws, version, model, spec, live, embedder, delete_missing, run, lea
     if executor == "ray":
         from reindexer.raydata.executor import sync_on_ray
 
-        return sync_on_ray(ws, version, model, spec, live.physical_name if live else None, delete_missing, run,
-                           lease, label=label, total=total)
+        return sync_on_ray(
+            ws,
+            version,
+            model,
+            spec,
+            live.physical_name if live else None,
+            delete_missing,
+            run,
+            lease,
+            label=label,
+            total=total,
+        )
     source = _open(ws, spec, live)
     ids = _RecordingSource(source)
     try:
@@ -515,8 +599,14 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
         current = live_version(ws, lc, collection)
         done = rec.completed("cutover")
         if done is not None and current is not None and (to is None or find_version(ws, lc, to).id == current.id):
-            return {"collection": collection, "live": current.physical_name, "changed": False, "completed": True,
-                    "previous": done.detail.get("previous"), "repairs": repairs}
+            return {
+                "collection": collection,
+                "live": current.physical_name,
+                "changed": False,
+                "completed": True,
+                "previous": done.detail.get("previous"),
+                "repairs": repairs,
+            }
         if to is not None:
             target = find_version(ws, lc, to)
         else:
@@ -532,19 +622,29 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
                 hint="finish it with `reindex apply --resume` or pick another version",
             )
         if not confirm(f"Point {collection} at v{target.version} ({target.physical_name})?"):
-            return {"collection": collection, "live": current.physical_name if current else None, "changed": False,
-                    "repairs": repairs}
+            return {
+                "collection": collection,
+                "live": current.physical_name if current else None,
+                "changed": False,
+                "repairs": repairs,
+            }
         swap_alias(ws, lc, target, current, verb="cutover")
         _notify(ws, "cutover", collection, to=target.physical_name, previous=current.physical_name if current else None)
-        return {"collection": collection, "live": target.physical_name, "changed": True,
-                "previous": current.physical_name if current else None, "repairs": repairs}
+        return {
+            "collection": collection,
+            "live": target.physical_name,
+            "changed": True,
+            "previous": current.physical_name if current else None,
+            "repairs": repairs,
+        }
 
 
 def _no_shadow(ws: Workspace, lc: LogicalCollection, current: IndexVersion | None) -> NotFoundError:
     """Nothing built to cut over to; name the retired version to go forward (or back) to, if one is kept."""
     name = lc.name
-    kept = [v for v in ws.state.versions(lc.id)
-            if v.status == "retired" and ws.store.collection_exists(v.physical_name)]
+    kept = [
+        v for v in ws.state.versions(lc.id) if v.status == "retired" and ws.store.collection_exists(v.physical_name)
+    ]
     forward = [v for v in kept if current is None or v.version > current.version]
     if forward:
         v = forward[-1]
@@ -559,13 +659,12 @@ def _no_shadow(ws: Workspace, lc: LogicalCollection, current: IndexVersion | Non
             hint=f"`reindex cutover {name} --to v{kept[-1].version}` returns to a retired version; "
             "or build one with `reindex plan` and `reindex apply`",
         )
-    return NotFoundError(f"{name} has no built shadow version to cut over to",
-                         hint="build one with `reindex plan` and `reindex apply`")
+    return NotFoundError(
+        f"{name} has no built shadow version to cut over to", hint="build one with `reindex plan` and `reindex apply`"
+    )
 
 
-def rollback(
-    ws: Workspace, collection: str, confirm: ConfirmFn = _always, catch_up: bool = True
-) -> dict[str, Any]:
+def rollback(ws: Workspace, collection: str, confirm: ConfirmFn = _always, catch_up: bool = True) -> dict[str, Any]:
     """Point the collection back at the version live before the current one.
 
     Documents changed since the cut-over are first re-embedded into that version
@@ -577,9 +676,16 @@ def rollback(
         current = live_version(ws, lc, collection)
         done = rec.completed("rollback")
         if done is not None and current is not None:  # the crash came after the swap: do not roll back twice
-            return {"collection": collection, "live": current.physical_name, "changed": False, "completed": True,
-                    "from": done.detail.get("previous"), "re_embedded": done.detail.get("re_embedded", 0),
-                    "deleted": done.detail.get("deleted", 0), "repairs": rec.messages()}
+            return {
+                "collection": collection,
+                "live": current.physical_name,
+                "changed": False,
+                "completed": True,
+                "from": done.detail.get("previous"),
+                "re_embedded": done.detail.get("re_embedded", 0),
+                "deleted": done.detail.get("deleted", 0),
+                "repairs": rec.messages(),
+            }
         if current is None or current.previous_id is None:
             raise NotFoundError(f"{collection} has no previous version to roll back to")
         previous = ws.state.get_version(current.previous_id)
@@ -589,8 +695,12 @@ def rollback(
                 hint="pick a kept version with `reindex cutover --to`",
             )
         if not confirm(f"Roll {collection} back from v{current.version} to v{previous.version}?"):
-            return {"collection": collection, "live": current.physical_name, "changed": False,
-                    "repairs": rec.messages()}
+            return {
+                "collection": collection,
+                "live": current.physical_name,
+                "changed": False,
+                "repairs": rec.messages(),
+            }
         stats = SyncStats()
         if catch_up:
             model = ws.state.get_model(previous.model_fingerprint)
@@ -601,13 +711,30 @@ def rollback(
             finally:
                 source.close()
             carry_other_vectors(ws.store, current.physical_name, previous.physical_name, ws.batch_size)
-        swap_alias(ws, lc, previous, current, set_previous=False, action="rollback",
-                   audit={"to": previous.physical_name, "previous": current.physical_name,
-                          "re_embedded": stats.embedded, "deleted": stats.deleted})
+        swap_alias(
+            ws,
+            lc,
+            previous,
+            current,
+            set_previous=False,
+            action="rollback",
+            audit={
+                "to": previous.physical_name,
+                "previous": current.physical_name,
+                "re_embedded": stats.embedded,
+                "deleted": stats.deleted,
+            },
+        )
         _notify(ws, "rollback", collection, to=previous.physical_name, previous=current.physical_name)
-        return {"collection": collection, "live": previous.physical_name, "changed": True,
-                "from": current.physical_name, "re_embedded": stats.embedded, "deleted": stats.deleted,
-                "repairs": rec.messages()}
+        return {
+            "collection": collection,
+            "live": previous.physical_name,
+            "changed": True,
+            "from": current.physical_name,
+            "re_embedded": stats.embedded,
+            "deleted": stats.deleted,
+            "repairs": rec.messages(),
+        }
 
 
 # -- status, history, retention -----------------------------------------------
@@ -704,8 +831,12 @@ def gc(ws: Workspace, collection: str, keep: int | None = None, confirm: Confirm
         if not doomed or not confirm(
             f"Drop {', '.join(v.physical_name for v in doomed)} of {collection}? This cannot be undone."
         ):
-            return {"collection": collection, "dropped": [], "kept": [v.physical_name for v in retired[:keep]],
-                    "repairs": repairs}
+            return {
+                "collection": collection,
+                "dropped": [],
+                "kept": [v.physical_name for v in retired[:keep]],
+                "repairs": repairs,
+            }
         for v in doomed:
             if ws.store.collection_exists(v.physical_name):
                 ws.store.drop_collection(v.physical_name)
@@ -713,8 +844,12 @@ def gc(ws: Workspace, collection: str, keep: int | None = None, confirm: Confirm
             ws.state.transition({v.id: {"status": "dropped"}}, drop_ledgers=[v.id])
         dropped = [v.physical_name for v in doomed]
         ws.state.audit("gc", collection, dropped=dropped, keep=keep)
-        return {"collection": collection, "dropped": dropped, "kept": [v.physical_name for v in retired[:keep]],
-                "repairs": repairs}
+        return {
+            "collection": collection,
+            "dropped": dropped,
+            "kept": [v.physical_name for v in retired[:keep]],
+            "repairs": repairs,
+        }
 
 
 # -- adopt --------------------------------------------------------------------
@@ -756,11 +891,20 @@ def adopt(
     with ws.lease(collection):
         _refuse_if_managed(ws, collection, physical)  # another adopt may have finished meanwhile
         lc = ws.state.get_collection(ws.store_url, collection) or LogicalCollection(
-            store_url=ws.store_url, name=collection, text_field=text_field)
-        version = IndexVersion(collection_id=lc.id or 0, version=_version_number_of(physical, collection),
-                               physical_name=physical, model_fingerprint=model.fingerprint, dim=info.dim,
-                               metric=info.metric, index_params=info.index_params, status="live",
-                               live_since=utcnow(), point_count=len(ids))
+            store_url=ws.store_url, name=collection, text_field=text_field
+        )
+        version = IndexVersion(
+            collection_id=lc.id or 0,
+            version=_version_number_of(physical, collection),
+            physical_name=physical,
+            model_fingerprint=model.fingerprint,
+            dim=info.dim,
+            metric=info.metric,
+            index_params=info.index_params,
+            status="live",
+            live_since=utcnow(),
+            point_count=len(ids),
+        )
         per_point = store.holds_point_tags(physical)
         rows, tagged = _tag_points(ws, physical, model, text_field, per_point)
         try:
@@ -769,12 +913,25 @@ def adopt(
             _untag_points(ws, physical, tagged)
             raise
         kill_point("adopt-before-record")
-        detail = {"model": model.label, "physical": physical, "sample": len(cos), "min_cosine": float(cos.min()),
-                  "tagged": len(tagged), "tag": "point" if per_point else "collection"}
+        detail = {
+            "model": model.label,
+            "physical": physical,
+            "sample": len(cos),
+            "min_cosine": float(cos.min()),
+            "tagged": len(tagged),
+            "tag": "point" if per_point else "collection",
+        }
         version = ws.state.record_adoption(ws.store_url, collection, text_field, model, version, rows, detail)
-        return {"collection": collection, "physical": physical, "model": model.label, "version": version.version,
-                "sample": len(cos), "min_cosine": round(float(cos.min()), 5), "points_tagged": len(tagged),
-                "tag": "point" if per_point else "collection"}
+        return {
+            "collection": collection,
+            "physical": physical,
+            "model": model.label,
+            "version": version.version,
+            "sample": len(cos),
+            "min_cosine": round(float(cos.min()), 5),
+            "points_tagged": len(tagged),
+            "tag": "point" if per_point else "collection",
+        }
 
 
 def _refuse_if_managed(ws: Workspace, collection: str, physical: str) -> None:
@@ -786,8 +943,16 @@ def _refuse_if_managed(ws: Workspace, collection: str, physical: str) -> None:
         )
 
 
-def _sample_cosines(ws: Workspace, physical: str, model: ModelVersion, ids: list[str], text_field: str,
-                    sample: int, min_cosine: float, seed: int) -> np.ndarray:
+def _sample_cosines(
+    ws: Workspace,
+    physical: str,
+    model: ModelVersion,
+    ids: list[str],
+    text_field: str,
+    sample: int,
+    min_cosine: float,
+    seed: int,
+) -> np.ndarray:
     """Re-embed a sample of the stored texts; refuse unless each matches its stored vector."""
     chosen = random.Random(seed).sample(ids, min(sample, len(ids)))
     points = ws.store.retrieve(physical, chosen, with_vectors=True)
@@ -819,13 +984,14 @@ def _sample_cosines(ws: Workspace, physical: str, model: ModelVersion, ids: list
 
 def _version_number_of(physical: str, collection: str) -> int:
     prefix = f"{collection}__v"
-    if physical.startswith(prefix) and physical[len(prefix):].isdigit():
-        return int(physical[len(prefix):])
+    if physical.startswith(prefix) and physical[len(prefix) :].isdigit():
+        return int(physical[len(prefix) :])
     return 1
 
 
-def _tag_points(ws: Workspace, physical: str, model: ModelVersion, text_field: str,
-                per_point: bool) -> tuple[list[tuple[str, str]], list[tuple[str, Any]]]:
+def _tag_points(
+    ws: Workspace, physical: str, model: ModelVersion, text_field: str, per_point: bool
+) -> tuple[list[tuple[str, str]], list[tuple[str, Any]]]:
     """Ledger rows for every stored point, and (doc id, earlier tag) of each point tagged here.
 
     A failure part-way takes the tags written so far back off before it is raised.
@@ -859,7 +1025,7 @@ def _untag_points(ws: Workspace, physical: str, tagged: list[tuple[str, Any]]) -
         by_tag.setdefault(tag, []).append(doc_id)
     for tag, doc_ids in by_tag.items():
         for i in range(0, len(doc_ids), ws.batch_size):
-            points = ws.store.retrieve(physical, doc_ids[i:i + ws.batch_size], with_vectors=True)
+            points = ws.store.retrieve(physical, doc_ids[i : i + ws.batch_size], with_vectors=True)
             ws.store.set_payload_key(physical, points, MODEL_KEY, tag)
 
 
@@ -882,8 +1048,12 @@ def forget(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dict
     with ws.lease(collection):
         ws.state.forget_collection(lc.id, pending_key(ws.store_url, collection), {"versions": names})
     in_store = set(ws.store.list_collections())
-    return {"collection": collection, "forgotten": True, "versions": names,
-            "left_in_store": [n for n in names if n in in_store]}
+    return {
+        "collection": collection,
+        "forgotten": True,
+        "versions": names,
+        "left_in_store": [n for n in names if n in in_store],
+    }
 
 
 # -- migrate ------------------------------------------------------------------
@@ -904,9 +1074,15 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
         done = rec.completed("migrate")
         if done is not None:
             target = find_version(ws, lc, str(done.version))
-            return {"collection": collection, "copied_to": target.physical_name, "migrated": True, "completed": True,
-                    "copied": done.detail.get("copied"), "name_missing_ms": done.detail.get("gap_ms"),
-                    "repairs": rec.messages()}
+            return {
+                "collection": collection,
+                "copied_to": target.physical_name,
+                "migrated": True,
+                "completed": True,
+                "copied": done.detail.get("copied"),
+                "name_missing_ms": done.detail.get("gap_ms"),
+                "repairs": rec.messages(),
+            }
         if not store.collection_exists(collection):
             raise ConflictError(f"{collection} is already an alias (or missing): nothing to migrate")
         source = ws.state.version_by_physical(lc.id, collection)
@@ -915,10 +1091,18 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
         store.check_copyable(collection)
         model = ws.state.get_model(source.model_fingerprint)
         number = max(ws.state.next_version_number(lc.id), source.version + 1)
-        target = ws.state.save(IndexVersion(
-            collection_id=lc.id, version=number, physical_name=physical_name(collection, number),
-            model_fingerprint=model.fingerprint, dim=source.dim, metric=source.metric,
-            index_params=source.index_params, status="building"))
+        target = ws.state.save(
+            IndexVersion(
+                collection_id=lc.id,
+                version=number,
+                physical_name=physical_name(collection, number),
+                model_fingerprint=model.fingerprint,
+                dim=source.dim,
+                metric=source.metric,
+                index_params=source.index_params,
+                status="building",
+            )
+        )
         create_physical(ws, lc, target, model, like=collection)
         run = start_run(ws, target, "copy")
         stats = copy_into(ws, source, target, model, run, text_field=lc.text_field)
@@ -934,20 +1118,42 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
             return {"collection": collection, "copied_to": target.physical_name, "migrated": False}
         # Recorded before the drop: whatever command comes after a crash in the gap makes the alias.
         key = pending_key(ws.store_url, collection)
-        ws.state.set_pending(key, new_intent("migrate", "migrate", target, source, False,
-                                             {"to": target.physical_name, "copied": stats.copied}))
+        ws.state.set_pending(
+            key,
+            new_intent(
+                "migrate", "migrate", target, source, False, {"to": target.physical_name, "copied": stats.copied}
+            ),
+        )
         started = time.perf_counter()
         store.drop_collection(collection)
         kill_point("migrate-after-drop")
         store.set_alias(collection, target.physical_name)
         gap_ms = (time.perf_counter() - started) * 1000
         kill_point("migrate-after-alias")
-        changes, drops = liveness_changes(ws.state.versions(lc.id), target, source, "migrate", False,
-                                          report.store_count, utcnow())
-        ws.state.transition(changes, [("migrate", collection, "ok", None, {
-            "to": target.physical_name, "copied": stats.copied, "gap_ms": round(gap_ms, 1)})], drops, clear_pending=key)
-        return {"collection": collection, "copied_to": target.physical_name, "migrated": True,
-                "copied": stats.copied, "name_missing_ms": round(gap_ms, 1)}
+        changes, drops = liveness_changes(
+            ws.state.versions(lc.id), target, source, "migrate", False, report.store_count, utcnow()
+        )
+        ws.state.transition(
+            changes,
+            [
+                (
+                    "migrate",
+                    collection,
+                    "ok",
+                    None,
+                    {"to": target.physical_name, "copied": stats.copied, "gap_ms": round(gap_ms, 1)},
+                )
+            ],
+            drops,
+            clear_pending=key,
+        )
+        return {
+            "collection": collection,
+            "copied_to": target.physical_name,
+            "migrated": True,
+            "copied": stats.copied,
+            "name_missing_ms": round(gap_ms, 1),
+        }
 
 
 def upgrade_state(state: str | None = None, cwd: Any = None) -> Any:

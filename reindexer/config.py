@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib  # type: ignore[no-redef]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reindexer.adapters.registry import DEFAULT_STORE_URL
@@ -114,7 +117,10 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
 }
 
 _SECTIONS: dict[str, type[_Section]] = {
-    "store": StoreSection, "state": StateSection, "defaults": DefaultsSection, "query": QuerySection,
+    "store": StoreSection,
+    "state": StateSection,
+    "defaults": DefaultsSection,
+    "query": QuerySection,
     "apply": ApplySection,
 }
 
@@ -258,8 +264,9 @@ def load_config(
     cfg.shadow_sample = float(pick("query", "shadow_sample", cfg.shadow_sample))
     cfg.record_query_text = pick("query", "record_query_text", cfg.record_query_text)
     root = pick("query", "models_root")
-    cfg.models_root = str((base_dir / root) if root and "=" not in root and not Path(root).is_absolute() else root) \
-        if root else None
+    cfg.models_root = (
+        str((base_dir / root) if root and "=" not in root and not Path(root).is_absolute() else root) if root else None
+    )
     from reindexer.devices import runtime_from
 
     runtime_from(cfg.device, cfg.devices, cfg.precision, cfg.embed_batch_size, cfg.threads)  # checked early
@@ -336,11 +343,22 @@ def effective(cfg: Config) -> dict[str, Any]:
         "base_dir": str(cfg.base_dir),
         "store": {"url": cfg.store_url},
         "state": {"url": redact_db_url(cfg.state_url)},
-        "defaults": {"batch_size": cfg.batch_size, "device": cfg.device, "devices": cfg.devices,
-                     "precision": cfg.precision, "embed_batch_size": cfg.embed_batch_size, "threads": cfg.threads,
-                     "keep": cfg.keep, "gate": cfg.gate},
-        "query": {"refresh": cfg.query_refresh, "shadow_sample": cfg.shadow_sample,
-                  "record_query_text": cfg.record_query_text, "models_root": cfg.models_root},
+        "defaults": {
+            "batch_size": cfg.batch_size,
+            "device": cfg.device,
+            "devices": cfg.devices,
+            "precision": cfg.precision,
+            "embed_batch_size": cfg.embed_batch_size,
+            "threads": cfg.threads,
+            "keep": cfg.keep,
+            "gate": cfg.gate,
+        },
+        "query": {
+            "refresh": cfg.query_refresh,
+            "shadow_sample": cfg.shadow_sample,
+            "record_query_text": cfg.record_query_text,
+            "models_root": cfg.models_root,
+        },
         "apply": {"executor": cfg.executor, "ray_address": cfg.ray_address},
         "collections": cfg.collections,
         "secrets": {name: ("set" if os.environ.get(name) else "unset") for name in SECRET_ENV},

@@ -79,15 +79,24 @@ def run_demo(keep_dir: Path | None = None, console: Console | None = None, train
             step("a corpus, queries and training pairs, written by the project")
             corpus = build_demo_corpus()
             files = write_demo_files(corpus, work / "data")
-            console.print(f"{len(corpus.documents)} documents, {len(corpus.queries)} evaluation queries, "
-                          f"{len(corpus.train_pairs)} training pairs in {files['corpus'].parent}")
+            console.print(
+                f"{len(corpus.documents)} documents, {len(corpus.queries)} evaluation queries, "
+                f"{len(corpus.train_pairs)} training pairs in {files['corpus'].parent}"
+            )
 
             step("v1: index the corpus with all-MiniLM-L6-v2")
             base = base_model_path()
-            p1 = commands.plan(ws, COLLECTION, model_path=str(base), model_name="all-MiniLM-L6-v2",
-                               source=SourceSpec(kind="jsonl", location=str(files["corpus"])))
-            console.print(f"plan: {p1.mode} ({p1.reason}), {p1.counts['to_embed']} to embed, "
-                          f"estimated {p1.estimate.get('seconds')} s")
+            p1 = commands.plan(
+                ws,
+                COLLECTION,
+                model_path=str(base),
+                model_name="all-MiniLM-L6-v2",
+                source=SourceSpec(kind="jsonl", location=str(files["corpus"])),
+            )
+            console.print(
+                f"plan: {p1.mode} ({p1.reason}), {p1.counts['to_embed']} to embed, "
+                f"estimated {p1.estimate.get('seconds')} s"
+            )
             r1 = commands.apply(ws, p1)
             console.print(f"applied: {r1.stats['embedded']} embedded into {r1.physical}; {COLLECTION} -> {r1.live}")
             query = next(iter(corpus.queries.values()))
@@ -95,29 +104,35 @@ def run_demo(keep_dir: Path | None = None, console: Console | None = None, train
 
             step("v2: fine-tune the model on the demo's training pairs (a real, short training run)")
             t0 = time.perf_counter()
-            tuned = finetune(base, corpus.train_pairs, work / "models" / "minilm-tuned", max_steps=train_steps,
-                             **DEMO_FINETUNE)
+            tuned = finetune(
+                base, corpus.train_pairs, work / "models" / "minilm-tuned", max_steps=train_steps, **DEMO_FINETUNE
+            )
             console.print(f"fine-tuned in {time.perf_counter() - t0:.1f}s -> {tuned}")
 
             step("plan the re-index: the live collection's own payload is the source")
             p2 = commands.plan(ws, COLLECTION, model_path=str(tuned), model_name="minilm-tuned")
             (work / "plan.json").write_text(p2.to_json())
             live_before = p2.from_version or {}  # v1 is live: the plan always has a from version here
-            console.print(f"plan {p2.id[:12]}: {p2.mode} ({p2.reason}); {p2.counts['to_embed']} to embed; "
-                          f"from {live_before.get('physical')} to {p2.to_version['physical']}")
+            console.print(
+                f"plan {p2.id[:12]}: {p2.mode} ({p2.reason}); {p2.counts['to_embed']} to embed; "
+                f"from {live_before.get('physical')} to {p2.to_version['physical']}"
+            )
 
             step("apply: build, verify and gate the shadow while v1 keeps serving")
             judgements = Judgements.load(files["queries"], files["qrels"])
             r2 = commands.apply(ws, p2, cutover=False, judgements=judgements, gate=GATE)
             v = r2.verification
             assert v is not None, "apply verifies every shadow it builds"
-            console.print(f"shadow {r2.physical}: {r2.stats['embedded']} embedded; verified {v['store_count']} points, "
-                          f"sample min cosine {v['sample_min_cosine']:.4f}")
+            console.print(
+                f"shadow {r2.physical}: {r2.stats['embedded']} embedded; verified {v['store_count']} points, "
+                f"sample min cosine {v['sample_min_cosine']:.4f}"
+            )
             _show_status(ws, console)
 
             step(f"A/B: v1 against v2 on {len(corpus.queries)} held-out queries, each with its own model")
             result, gate, decisions = commands.evaluate_versions(
-                ws, COLLECTION, str(files["queries"]), str(files["qrels"]), versions="live,shadow", gate=GATE)
+                ws, COLLECTION, str(files["queries"]), str(files["qrels"]), versions="live,shadow", gate=GATE
+            )
             console.print(report.rich_table(result))
             decision = decisions["v2"]
             verdict = "[bold green]passed[/]" if decision.passed else "[bold red]refused[/]"
@@ -148,8 +163,11 @@ def run_demo(keep_dir: Path | None = None, console: Console | None = None, train
             step("cut over to v2 again")
             commands.cutover(ws, COLLECTION, to="v2")
             _show_status(ws, console)
-            summary.update(rollback_same_answers=same, seconds=round(time.perf_counter() - started, 1),
-                           live=ws.store.resolve(COLLECTION))
+            summary.update(
+                rollback_same_answers=same,
+                seconds=round(time.perf_counter() - started, 1),
+                live=ws.store.resolve(COLLECTION),
+            )
     console.rule(f"[bold green]demo finished in {summary['seconds']}s[/]")
     return summary
 
@@ -167,7 +185,12 @@ def _show_status(ws: Workspace, console: Console) -> None:
     table = Table("collection", "live", "model", "points", "shadows", "retired")
     for row in commands.status(ws):
         live = row.get("live") or {}
-        table.add_row(row["collection"], live.get("physical", "-"), live.get("model", "-"), str(live.get("count", "")),
-                      ", ".join(f"{s['physical']} ({s['status']})" for s in row.get("shadows", [])) or "-",
-                      ", ".join(s["physical"] for s in row.get("retired", [])) or "-")
+        table.add_row(
+            row["collection"],
+            live.get("physical", "-"),
+            live.get("model", "-"),
+            str(live.get("count", "")),
+            ", ".join(f"{s['physical']} ({s['status']})" for s in row.get("shadows", [])) or "-",
+            ", ".join(s["physical"] for s in row.get("retired", [])) or "-",
+        )
     console.print(table)

@@ -77,15 +77,18 @@ def parse_devices(text: str | None) -> tuple[str, ...] | None:
     for d in items:
         kind, _, index = d.partition(":")
         if kind not in DEVICE_KINDS or (index and not index.isdigit()):
-            raise UsageError(f"unknown device {d!r} in {text!r}",
-                             hint="name devices as cpu, mps, cuda or cuda:N, separated by commas: cuda:0,cuda:1")
+            raise UsageError(
+                f"unknown device {d!r} in {text!r}",
+                hint="name devices as cpu, mps, cuda or cuda:N, separated by commas: cuda:0,cuda:1",
+            )
     if len(set(items)) != len(items):
         raise UsageError(f"a device is named twice in {text!r}", hint="name each device once")
     return items
 
 
-def resolve_devices(device: str | None, devices: tuple[str, ...] | None, cuda_count: int,
-                    mps: bool = False) -> tuple[str, ...]:
+def resolve_devices(
+    device: str | None, devices: tuple[str, ...] | None, cuda_count: int, mps: bool = False
+) -> tuple[str, ...]:
     """The devices a model runs on: one for a single process, several for a multi-process pool.
 
     Named devices are checked against the machine. Unnamed, every visible GPU is used;
@@ -105,8 +108,10 @@ def resolve_devices(device: str | None, devices: tuple[str, ...] | None, cuda_co
         if kinds == {"cuda"} and "cuda" in devices:
             return tuple(f"cuda:{i}" for i in range(cuda_count)) if cuda_count > 1 else ("cuda",)
         if kinds != {"cuda"} and len(devices) > 1:
-            raise UsageError(f"several {next(iter(kinds))} devices named ({','.join(devices)})",
-                             hint="a pool of processes is for several GPUs; one CPU process uses every core")
+            raise UsageError(
+                f"several {next(iter(kinds))} devices named ({','.join(devices)})",
+                hint="a pool of processes is for several GPUs; one CPU process uses every core",
+            )
         return tuple(devices)
     if device:
         kind, _, index = device.partition(":")
@@ -187,9 +192,13 @@ def set_runtime(value: Runtime) -> None:
     _RUNTIME = value
 
 
-def runtime_from(device: str | None = None, devices: str | tuple[str, ...] | None = None,
-                 precision: str | None = None, batch_size: int | None = None,
-                 threads: int | None = None) -> Runtime:
+def runtime_from(
+    device: str | None = None,
+    devices: str | tuple[str, ...] | None = None,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+) -> Runtime:
     """A checked Runtime; bad values are a UsageError naming the fix."""
     if isinstance(devices, str) or devices is None:
         devices = parse_devices(devices)
@@ -197,8 +206,13 @@ def runtime_from(device: str | None = None, devices: str | tuple[str, ...] | Non
         raise UsageError("embed_batch_size must be positive", hint="leave it unset for the device's default")
     if threads is not None and threads <= 0:
         raise UsageError("threads must be positive", hint="leave it unset to use every core this process may use")
-    return Runtime(device=device or None, devices=devices, precision=check_precision(precision),
-                   batch_size=batch_size, threads=threads)
+    return Runtime(
+        device=device or None,
+        devices=devices,
+        precision=check_precision(precision),
+        batch_size=batch_size,
+        threads=threads,
+    )
 
 
 def with_overrides(base: Runtime, **changes) -> Runtime:

@@ -224,13 +224,17 @@ def run_precision(settings: ModelSettings, device: str, requested: str | None = 
         return settings.precision
     explicit = check_precision(requested or runtime().precision or os.environ.get("REINDEX_PRECISION"))
     if explicit is not None and identity_precision(explicit):
-        raise UsageError(f"{explicit} vectors differ from fp32 beyond the tolerance, so {explicit} is a model "
-                         "version of its own, not a way to run this one",
-                         hint=f"plan the version with --precision {explicit} (the model setting)")
+        raise UsageError(
+            f"{explicit} vectors differ from fp32 beyond the tolerance, so {explicit} is a model "
+            "version of its own, not a way to run this one",
+            hint=f"plan the version with --precision {explicit} (the model setting)",
+        )
     if settings.backend != "torch":
         if explicit not in (None, "fp32"):
-            raise UsageError(f"precision {explicit} applies to the torch backend, not {settings.backend}",
-                             hint="leave the precision unset with --backend onnx or openvino")
+            raise UsageError(
+                f"precision {explicit} applies to the torch backend, not {settings.backend}",
+                hint="leave the precision unset with --backend onnx or openvino",
+            )
         return "fp32"
     return explicit or default_precision(device)
 
@@ -253,8 +257,9 @@ def _quiet_library_progress() -> None:
         pass
 
 
-def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, device: str | None = None,
-                              precision: str | None = None):
+def load_sentence_transformer(
+    path: str | os.PathLike, settings: ModelSettings, device: str | None = None, precision: str | None = None
+):
     """Load (once per process) a SentenceTransformer with the given settings, from local files only."""
     root = check_model_folder(path)
     device = pick_device(device)
@@ -291,8 +296,9 @@ def load_sentence_transformer(path: str | os.PathLike, settings: ModelSettings, 
         import torch
 
         model.to({"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
-    log.info("loaded %s (%s, %s) on %s in %.1fs", root, settings.backend, precision, device,
-             time.perf_counter() - started)
+    log.info(
+        "loaded %s (%s, %s) on %s in %.1fs", root, settings.backend, precision, device, time.perf_counter() - started
+    )
     # Tokenizers refuse concurrent calls ("Already borrowed"): one encode at a time per model.
     model.__dict__["_reindex_encode_lock"] = threading.Lock()
     with _LOADED_LOCK:
@@ -323,9 +329,7 @@ def _check_truncation(model, truncate_dim: int, name: str) -> None:
         )
 
 
-def inspect_model(
-    path: str | os.PathLike, settings: ModelSettings | None = None, name: str | None = None
-) -> ModelInfo:
+def inspect_model(path: str | os.PathLike, settings: ModelSettings | None = None, name: str | None = None) -> ModelInfo:
     """Fingerprint and load a model folder to learn its dimension and similarity."""
     settings = settings or ModelSettings()
     root = check_model_folder(path)
@@ -392,8 +396,9 @@ class Embedder:
         self.precision = run_precision(self.settings, self.devices[0], precision)
         if device_kind(self.device) == "cpu" and len(self.devices) == 1:
             env_threads = os.environ.get("REINDEX_THREADS")
-            self.threads: int | None = apply_cpu_threads(runtime().threads or (int(env_threads) if env_threads
-                                                                                  else None))
+            self.threads: int | None = apply_cpu_threads(
+                runtime().threads or (int(env_threads) if env_threads else None)
+            )
         else:
             self.threads = None
         self.model = load_sentence_transformer(path, self.settings, self.device, self.precision)
@@ -477,9 +482,20 @@ def torch_agreement(embedder: Any, texts: list[str]) -> dict[str, Any]:
     settings = embedder.settings
     if not texts or (settings.backend == "torch" and embedder.precision == "fp32"):
         return {}
-    reference = Embedder(embedder.model_path, replace(settings, backend="torch", quantization=None, precision=None),
-                         device="cpu", precision="fp32", batch_size=embedder.batch_size)
+    reference = Embedder(
+        embedder.model_path,
+        replace(settings, backend="torch", quantization=None, precision=None),
+        device="cpu",
+        precision="fp32",
+        batch_size=embedder.batch_size,
+    )
     cos = cosine_rows(reference.embed_documents(texts), embedder.embed_documents(texts))
-    return {"agreement_with_torch": {"mean_cosine": round(float(cos.mean()), 6),
-                                     "min_cosine": round(float(cos.min()), 6), "sample": len(texts),
-                                     "backend": backend_label(settings), "precision": embedder.precision}}
+    return {
+        "agreement_with_torch": {
+            "mean_cosine": round(float(cos.mean()), 6),
+            "min_cosine": round(float(cos.min()), 6),
+            "sample": len(texts),
+            "backend": backend_label(settings),
+            "precision": embedder.precision,
+        }
+    }

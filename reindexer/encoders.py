@@ -69,8 +69,9 @@ class EncoderSpec:
         return self.fingerprint[:12]
 
     @classmethod
-    def from_metadata(cls, physical: str, metadata: dict[str, str], dim: int, metric: str,
-                      state: Any = None) -> EncoderSpec:
+    def from_metadata(
+        cls, physical: str, metadata: dict[str, str], dim: int, metric: str, state: Any = None
+    ) -> EncoderSpec:
         """Read the spec from a collection's metadata; ``state`` fills in what older tags lack."""
         fp = metadata.get(META_FINGERPRINT)
         if not fp:
@@ -143,7 +144,7 @@ def locate_model(recorded: str, models_root: str | os.PathLike | None = None) ->
     for prefix, root in models_roots(models_root):
         if prefix is not None:
             if recorded == prefix or recorded.startswith(prefix.rstrip("/") + "/"):
-                candidates.append(root / recorded[len(prefix):].lstrip("/"))
+                candidates.append(root / recorded[len(prefix) :].lstrip("/"))
         else:
             parts = rec.parts[1:] if rec.is_absolute() else rec.parts
             candidates.extend(root.joinpath(*parts[i:]) for i in range(len(parts)))
@@ -160,8 +161,12 @@ def locate_model(recorded: str, models_root: str | os.PathLike | None = None) ->
     )
 
 
-def load_encoder(spec: EncoderSpec, models_root: str | os.PathLike | None = None, device: str | None = None,
-                 batch_size: int | None = None) -> Embedder:
+def load_encoder(
+    spec: EncoderSpec,
+    models_root: str | os.PathLike | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+) -> Embedder:
     """The query encoder for ``spec``: found on this host, checked against its fingerprint, loaded."""
     folder = locate_model(spec.path, models_root)
     if not fingerprint_matches(folder, spec.settings, spec.fingerprint):

@@ -80,7 +80,7 @@ def from_history(runs: list[dict[str, Any]], docs: int, device: str) -> dict[str
         "method": "history",
         "runs": n,
         "basis": f"from {n} previous run{'s' if n != 1 else ''} of this model on {device} "
-                 f"(median {rate:.1f} docs/s end to end)",
+        f"(median {rate:.1f} docs/s end to end)",
     }
 
 
@@ -98,8 +98,8 @@ def from_sample(sample_docs: int, seconds: float, docs: int, device: str) -> dic
         "load_average": load,
         "cpus": cpus,
         "basis": f"from a sample of {sample_docs} documents embedded in {seconds:.2f} s "
-                 f"({rate:.1f} docs/s, load average {load if load is not None else '?'} on {cpus} CPUs; "
-                 f"no previous run of this model on {device})",
+        f"({rate:.1f} docs/s, load average {load if load is not None else '?'} on {cpus} CPUs; "
+        f"no previous run of this model on {device})",
     }
 
 

@@ -106,8 +106,10 @@ class VerifyReport:
             if ids:
                 out.append(f"{len(ids)} ids {label} (e.g. {', '.join(sorted(ids)[:5])})")
         if self.stale_metadata:
-            out.append(f"collection metadata lacks or misstates {', '.join(self.stale_metadata)}, which the query "
-                       "side rebuilds its encoder from")
+            out.append(
+                f"collection metadata lacks or misstates {', '.join(self.stale_metadata)}, which the query "
+                "side rebuilds its encoder from"
+            )
         if self.sample_min_cosine is not None and self.sample_min_cosine < VERIFY_MIN_COSINE:
             out.append(f"re-embedded sample disagrees with stored vectors (min cosine {self.sample_min_cosine:.4f})")
         return out
@@ -227,9 +229,16 @@ def sync_into(
 
     with progress(f"{label} {version.physical_name}", total) as advance:
         done = Pipeline(ws, version, model, encoder, run=run, lease=lease, advance=advance).run(
-            source, delete_missing=delete_missing)
-    return SyncStats(seen=done.seen, embedded=done.embedded, unchanged=done.unchanged, deleted=done.deleted,
-                     embed_seconds=done.embed_seconds, device=loaded[0].device if loaded else None)
+            source, delete_missing=delete_missing
+        )
+    return SyncStats(
+        seen=done.seen,
+        embedded=done.embedded,
+        unchanged=done.unchanged,
+        deleted=done.deleted,
+        embed_seconds=done.embed_seconds,
+        device=loaded[0].device if loaded else None,
+    )
 
 
 def copy_into(
@@ -370,15 +379,20 @@ def swap_alias(
         )
     if not store.collection_exists(target.physical_name):
         raise NotFoundError(f"index version v{target.version} ({target.physical_name}) is not in the store")
-    detail = audit if audit is not None else {
-        "to": target.physical_name, "previous": current.physical_name if current else None}
+    detail = (
+        audit
+        if audit is not None
+        else {"to": target.physical_name, "previous": current.physical_name if current else None}
+    )
     key = pending_key(ws.store_url, name)
-    ws.state.set_pending(key, new_intent(action, verb or action, target, current, set_previous, detail,
-                                         plan_fingerprint))
+    ws.state.set_pending(
+        key, new_intent(action, verb or action, target, current, set_previous, detail, plan_fingerprint)
+    )
     kill_point("before-alias-swap")
     store.set_alias(name, target.physical_name)
     kill_point("after-alias-swap")
-    changes, drops = liveness_changes(ws.state.versions(lc.id), target, current, action, set_previous,
-                                      store.count(target.physical_name), utcnow())
+    changes, drops = liveness_changes(
+        ws.state.versions(lc.id), target, current, action, set_previous, store.count(target.physical_name), utcnow()
+    )
     rows = ws.state.transition(changes, [(action, name, "ok", plan_fingerprint, detail)], drops, clear_pending=key)
     return rows[target.id]

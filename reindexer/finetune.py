@@ -198,7 +198,11 @@ def finetune(
 
     log.info(
         "fine-tuned %s on %d pairs: %d steps, loss %.4f, %.1f s -> %s",
-        base_model_path, len(anchors), result.global_step, result.training_loss,
-        time.perf_counter() - started, output_dir,
+        base_model_path,
+        len(anchors),
+        result.global_step,
+        result.training_loss,
+        time.perf_counter() - started,
+        output_dir,
     )
     return output_dir

@@ -90,17 +90,32 @@ def deploy(
 
         check_executor(executor or ws.config.executor)  # before the model is registered: nothing written yet
         # planning checks every input before it registers the model or writes anything else
-        plan = commands.plan(ws, collection, model_path=str(model_path), settings=settings, model_name=name,
-                             training={"base_model": base_model, "train_data": train_data, "run_id": run_id},
-                             source=source, gate=gate)
+        plan = commands.plan(
+            ws,
+            collection,
+            model_path=str(model_path),
+            settings=settings,
+            model_name=name,
+            training={"base_model": base_model, "train_data": train_data, "run_id": run_id},
+            source=source,
+            gate=gate,
+        )
         result = DeployResult(collection, plan.to_version["model"], plan, "unchanged")
         if plan.mode == "noop":
             result.message = plan.reason
             return result
         applied: commands.ApplyResult | None
         try:
-            applied = commands.apply(ws, plan, cutover=cutover, queries=queries, qrels=qrels, force=force,
-                                     executor=executor, ray_address=ray_address)
+            applied = commands.apply(
+                ws,
+                plan,
+                cutover=cutover,
+                queries=queries,
+                qrels=qrels,
+                force=force,
+                executor=executor,
+                ray_address=ray_address,
+            )
         except GateRefusedError as exc:
             applied = getattr(exc, "result", None)
             result.apply, result.decision, result.message = applied, "refused", str(exc)
@@ -157,8 +172,9 @@ class ReindexCallback(_CallbackBase):
         model.save(str(target))
         options = dict(self.deploy_options)
         options.setdefault("run_id", getattr(args, "run_name", None))
-        options.setdefault("base_model", getattr(model, "model_card_data", None) and
-                           getattr(model.model_card_data, "base_model", None))
+        options.setdefault(
+            "base_model", getattr(model, "model_card_data", None) and getattr(model.model_card_data, "base_model", None)
+        )
         self.result = deploy(target, self.collection, **options)
         log.info("reindex %s: %s", self.collection, self.result.decision)
         return control

@@ -34,8 +34,10 @@ CHOICES = ("torch", "onnx", "onnx-int8", "openvino")
 QUANTIZATIONS = ("avx2", "avx512", "avx512_vnni", "arm64")
 EXPORTS_ENV = "REINDEX_EXPORTS"
 _COMPLETE = "reindex-export.json"
-_NEEDS = {"onnx": ("onnxruntime", "optimum.onnxruntime", "reindexer[onnx]"),
-          "openvino": ("openvino", "optimum.intel", "reindexer[openvino]")}
+_NEEDS = {
+    "onnx": ("onnxruntime", "optimum.onnxruntime", "reindexer[onnx]"),
+    "openvino": ("openvino", "optimum.intel", "reindexer[openvino]"),
+}
 
 
 def default_quantization() -> str:
@@ -59,11 +61,15 @@ def check_backend(backend: str, quantization: str | None, precision: str | None)
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(CHOICES)}")
     if quantization is not None and (backend != "onnx" or quantization not in QUANTIZATIONS):
-        raise UsageError(f"quantization {quantization!r} is not offered for the {backend} backend",
-                         hint="int8 quantisation is --backend onnx-int8")
+        raise UsageError(
+            f"quantization {quantization!r} is not offered for the {backend} backend",
+            hint="int8 quantisation is --backend onnx-int8",
+        )
     if precision is not None and backend != "torch":
-        raise UsageError(f"precision {precision} applies to the torch backend, not {backend}",
-                         hint="leave --precision unset with --backend onnx or openvino")
+        raise UsageError(
+            f"precision {precision} applies to the torch backend, not {backend}",
+            hint="leave --precision unset with --backend onnx or openvino",
+        )
 
 
 def backend_label(settings: ModelSettings) -> str:
@@ -79,8 +85,9 @@ def require_installed(backend: str) -> None:
     runtime_module, optimum_module, extra = _NEEDS[backend]
     missing = [m for m in (runtime_module, optimum_module) if not _importable(m)]
     if missing:
-        raise UsageError(f"the {backend} backend needs {' and '.join(missing)}, not installed here",
-                         hint=f"pip install '{extra}'")
+        raise UsageError(
+            f"the {backend} backend needs {' and '.join(missing)}, not installed here", hint=f"pip install '{extra}'"
+        )
 
 
 def _importable(module: str) -> bool:
@@ -136,8 +143,13 @@ def ensure_export(root: Path, settings: ModelSettings, source: str, name: str) -
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("exporting %s for %s into %s", root, settings.backend, target)
     try:
-        model = SentenceTransformer(str(root), device="cpu", backend=settings.backend, local_files_only=True,
-                                    trust_remote_code=settings.trust_remote_code)
+        model = SentenceTransformer(
+            str(root),
+            device="cpu",
+            backend=settings.backend,
+            local_files_only=True,
+            trust_remote_code=settings.trust_remote_code,
+        )
         model.save(str(tmp))
         if settings.quantization:
             from sentence_transformers.backend import export_dynamic_quantized_onnx_model
@@ -147,14 +159,21 @@ def ensure_export(root: Path, settings: ModelSettings, source: str, name: str) -
         raise
     except Exception as exc:  # noqa: BLE001 - optimum and the runtimes fail in many library-specific ways
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UsageError(f"cannot export {root} for the {settings.backend} backend: {type(exc).__name__}: {exc}",
-                         hint="check the backend's extra is installed and the model folder is complete") from None
+        raise UsageError(
+            f"cannot export {root} for the {settings.backend} backend: {type(exc).__name__}: {exc}",
+            hint="check the backend's extra is installed and the model folder is complete",
+        ) from None
     if not (tmp / _file_name(settings)).is_file():
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UsageError(f"exporting {root} for {settings.backend} wrote no {_file_name(settings)}",
-                         hint="this sentence-transformers version saves its exports elsewhere; use --backend torch")
-    (tmp / _COMPLETE).write_text(json.dumps({"source": str(root), "backend": settings.backend,
-                                             "quantization": settings.quantization}, sort_keys=True))
+        raise UsageError(
+            f"exporting {root} for {settings.backend} wrote no {_file_name(settings)}",
+            hint="this sentence-transformers version saves its exports elsewhere; use --backend torch",
+        )
+    (tmp / _COMPLETE).write_text(
+        json.dumps(
+            {"source": str(root), "backend": settings.backend, "quantization": settings.quantization}, sort_keys=True
+        )
+    )
     try:
         os.replace(tmp, target)
     except OSError:

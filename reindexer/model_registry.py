@@ -26,8 +26,9 @@ def register_model(
     run_id: str | None = None,
 ) -> ModelVersion:
     """Register (idempotently) the model version at ``path`` with ``settings``."""
-    model = describe_model(state, path, name=name, settings=settings, base_model=base_model,
-                           train_data=train_data, run_id=run_id)
+    model = describe_model(
+        state, path, name=name, settings=settings, base_model=base_model, train_data=train_data, run_id=run_id
+    )
     return save_model(state, model)
 
 

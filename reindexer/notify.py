@@ -42,8 +42,12 @@ def notify(url: str | None, event: str, collection: str, attempts: int = 4, **de
     if token:
         headers["Authorization"] = f"Bearer {token}"
 
-    @retry(retry=retry_if_exception_type(_Retryable), stop=stop_after_attempt(attempts),
-           wait=wait_exponential_jitter(initial=0.2, max=5), reraise=True)
+    @retry(
+        retry=retry_if_exception_type(_Retryable),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(initial=0.2, max=5),
+        reraise=True,
+    )
     def send() -> None:
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:

@@ -39,8 +39,11 @@ from reindexer.workspace import Workspace
 
 def store_points(docs: list[Document], vectors: np.ndarray, model_short: str) -> list[Point]:
     """The points a build writes: each document's payload, tagged with the model that embedded it."""
-    return [Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: model_short})
-            for d, v in zip(docs, vectors, strict=True)]
+    return [
+        Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: model_short})
+        for d, v in zip(docs, vectors, strict=True)
+    ]
+
 
 #: documents per ledger lookup (one query) and per item on the reader's queue
 READ_CHUNK = 1000
@@ -166,8 +169,9 @@ class Pipeline:
         """The reader thread's chunks, as they come; its error is raised here."""
         out: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
         stop = threading.Event()
-        reader = threading.Thread(target=self._reader, args=(source, seen, out, stop),
-                                  name="reindex-reader", daemon=True)
+        reader = threading.Thread(
+            target=self._reader, args=(source, seen, out, stop), name="reindex-reader", daemon=True
+        )
         reader.start()
         try:
             while True:
@@ -287,6 +291,7 @@ class Pipeline:
 
     def _delete(self, ids: list[str]) -> None:
         self.ws.store.delete(self.version.physical_name, ids)
-        self.ws.state.record_batch(self.version.id, self.model.fingerprint, [], deleted=ids,
-                                   run_id=self.run_row.id if self.run_row else None)
+        self.ws.state.record_batch(
+            self.version.id, self.model.fingerprint, [], deleted=ids, run_id=self.run_row.id if self.run_row else None
+        )
         self.result.deleted += len(ids)

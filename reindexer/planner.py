@@ -177,8 +177,14 @@ class PlanInputs:
     fingerprinted: dict[str, Any]
 
 
-def choose_mode(collection: str, live: IndexVersion | None, live_model: ModelVersion | None,
-                model: ModelVersion, metric: str, index_params: dict[str, Any]) -> tuple[str, str]:
+def choose_mode(
+    collection: str,
+    live: IndexVersion | None,
+    live_model: ModelVersion | None,
+    model: ModelVersion,
+    metric: str,
+    index_params: dict[str, Any],
+) -> tuple[str, str]:
     """(mode, reason): full for a new collection or a new model, copy for new index settings, else noop."""
     if live is None:
         return "full", "new collection"
@@ -274,15 +280,36 @@ def gather_inputs(
         backend.validate_collection_name(physical_name(collection, number), "version collection")
     est = _estimate(ws, model, mode, docs, sample, payload_bytes, live_count) if estimate else {"seconds": 0.0}
     return PlanInputs(
-        collection=collection, store_url=ws.store_url, state_store_id=state.store_id, text_field=text_field,
-        live=live, live_model=live_model, live_count=live_count, model=model, source=source, metric=metric,
-        index_params=index_params, mode=mode, reason=reason, source_docs=docs, next_version=number, gate=gate,
-        estimate=est, fingerprinted=inputs_of(ws, collection, live, model, source, metric, index_params),
+        collection=collection,
+        store_url=ws.store_url,
+        state_store_id=state.store_id,
+        text_field=text_field,
+        live=live,
+        live_model=live_model,
+        live_count=live_count,
+        model=model,
+        source=source,
+        metric=metric,
+        index_params=index_params,
+        mode=mode,
+        reason=reason,
+        source_docs=docs,
+        next_version=number,
+        gate=gate,
+        estimate=est,
+        fingerprinted=inputs_of(ws, collection, live, model, source, metric, index_params),
     )
 
 
-def _estimate(ws: Workspace, model: ModelVersion, mode: str, docs: int, sample: list[str], payload_bytes: int,
-              live_count: int | None) -> dict[str, Any]:
+def _estimate(
+    ws: Workspace,
+    model: ModelVersion,
+    mode: str,
+    docs: int,
+    sample: list[str],
+    payload_bytes: int,
+    live_count: int | None,
+) -> dict[str, Any]:
     """Time and storage: a full build from earlier runs' rates, else from a timed sample (reindexer.estimate)."""
     if mode == "copy":
         return {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
@@ -344,8 +371,14 @@ def record_plan(ws: Workspace, plan: Plan, inputs: PlanInputs) -> Plan:
             id=plan.id, collection_id=lc.id, inputs_fingerprint=plan.inputs_fingerprint, body=json.loads(plan.to_json())
         )
     )
-    state.audit("plan", plan.collection, plan_fingerprint=plan.inputs_fingerprint, plan_id=plan.id, mode=plan.mode,
-                reason=plan.reason)
+    state.audit(
+        "plan",
+        plan.collection,
+        plan_fingerprint=plan.inputs_fingerprint,
+        plan_id=plan.id,
+        mode=plan.mode,
+        reason=plan.reason,
+    )
     return plan
 
 

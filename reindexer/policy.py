@@ -34,11 +34,15 @@ def text_field(fields: tuple[str, ...] | list[str] | str | None, template: str |
     fields = tuple(f for f in (fields or ()) if f)
     if template is not None:
         if fields:
-            raise UsageError("pass --text TEMPLATE or --text-field, not both",
-                             hint="a template names its fields itself: --text '{title}. {text}'")
+            raise UsageError(
+                "pass --text TEMPLATE or --text-field, not both",
+                hint="a template names its fields itself: --text '{title}. {text}'",
+            )
         if not is_template(template):
-            raise UsageError(f"--text {template!r} has no {{field}} placeholder",
-                             hint="e.g. --text '{title}. {text}'; a single field is --text-field FIELD")
+            raise UsageError(
+                f"--text {template!r} has no {{field}} placeholder",
+                hint="e.g. --text '{title}. {text}'; a single field is --text-field FIELD",
+            )
         return template
     return fields_template(fields) if fields else None
 
@@ -59,8 +63,9 @@ def configured_source(config: Config, collection: str) -> SourceSpec | None:
     return parse_source(conf.get("source", "payload"), base_dir=config.base_dir, **options)
 
 
-def source(config: Config, collection: str, given: SourceSpec | str | None,
-           base_dir: Path | None = None) -> SourceSpec | None:
+def source(
+    config: Config, collection: str, given: SourceSpec | str | None, base_dir: Path | None = None
+) -> SourceSpec | None:
     """The given source (a spec or its text form), else the configured one, else None (the command's own)."""
     if isinstance(given, str):
         given = parse_source(given, base_dir=base_dir)
@@ -107,8 +112,9 @@ def apply_gate(config: Config, collection: str, given: str | None, planned: str 
     return given or planned or plan_gate(config, collection, None)
 
 
-def judgement_paths(config: Config, collection: str, queries: str | Path | None,
-                    qrels: str | Path | None) -> tuple[Path | None, Path | None]:
+def judgement_paths(
+    config: Config, collection: str, queries: str | Path | None, qrels: str | Path | None
+) -> tuple[Path | None, Path | None]:
     """Judged queries for the gate: both given, else both configured (relative to reindex.toml's folder)."""
     if bool(queries) != bool(qrels):
         raise UsageError("queries and qrels go together", hint="pass both (--queries FILE --qrels FILE), or neither")
@@ -116,15 +122,22 @@ def judgement_paths(config: Config, collection: str, queries: str | Path | None,
         return Path(queries), Path(qrels)
     conf = config.collection(collection)
     if bool(conf.get("queries")) != bool(conf.get("qrels")):
-        raise UsageError(f"[collections.{collection}] sets one of queries and qrels",
-                         hint=f"set both in {config.path or 'reindex.toml'}, or neither")
+        raise UsageError(
+            f"[collections.{collection}] sets one of queries and qrels",
+            hint=f"set both in {config.path or 'reindex.toml'}, or neither",
+        )
     if conf.get("queries"):
         return config.base_dir / conf["queries"], config.base_dir / conf["qrels"]
     return None, None
 
 
-def judgements(config: Config, collection: str, given: Judgements | None = None,
-               queries: str | Path | None = None, qrels: str | Path | None = None) -> Judgements | None:
+def judgements(
+    config: Config,
+    collection: str,
+    given: Judgements | None = None,
+    queries: str | Path | None = None,
+    qrels: str | Path | None = None,
+) -> Judgements | None:
     """Loaded judgements: those given, else from the given paths, else from the configured ones."""
     if given is not None:
         return given

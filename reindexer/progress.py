@@ -61,8 +61,15 @@ def _duration(seconds: float) -> str:
 class LineProgress:
     """``advance(n)`` that writes one line to stderr at most every ``interval`` seconds, and one at the end."""
 
-    def __init__(self, description: str, total: int | None, interval: float, unit: str = "documents",
-                 clock: Callable[[], float] = time.monotonic, write: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        description: str,
+        total: int | None,
+        interval: float,
+        unit: str = "documents",
+        clock: Callable[[], float] = time.monotonic,
+        write: Callable[[str], None] | None = None,
+    ) -> None:
         self.description, self.total, self.interval, self.unit = description, total, interval, unit
         self.clock = clock
         self.write = write or self._stderr
@@ -80,8 +87,10 @@ class LineProgress:
         elapsed = max(self.clock() - self.started, 1e-9)
         rate = self.done / elapsed
         if final:
-            return (f"reindex: {self.description}: done, {self.done} {self.unit} in {_duration(elapsed)} "
-                    f"({rate:.1f} {self.unit}/s)")
+            return (
+                f"reindex: {self.description}: done, {self.done} {self.unit} in {_duration(elapsed)} "
+                f"({rate:.1f} {self.unit}/s)"
+            )
         if self.total:
             share = f"{self.done}/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%)"
             eta = f", ETA {_duration((self.total - self.done) / rate)}" if rate > 0 and self.done < self.total else ""

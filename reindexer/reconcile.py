@@ -50,19 +50,39 @@ def pending_key(store_url: str, collection: str) -> str:
     return f"pending:{store_url}#{collection}"
 
 
-def new_intent(action: str, verb: str, target: IndexVersion, source: IndexVersion | None, set_previous: bool,
-               audit: dict[str, Any], plan_fingerprint: str | None = None) -> dict[str, Any]:
+def new_intent(
+    action: str,
+    verb: str,
+    target: IndexVersion,
+    source: IndexVersion | None,
+    set_previous: bool,
+    audit: dict[str, Any],
+    plan_fingerprint: str | None = None,
+) -> dict[str, Any]:
     """What an alias change is about to do, recorded before it touches the store."""
     from reindexer.state.store import this_holder
 
-    return {"action": action, "verb": verb, "to": target.id, "from": source.id if source else None,
-            "set_previous": set_previous, "audit": audit, "plan_fingerprint": plan_fingerprint,
-            "at": iso(utcnow()), "by": this_holder()}
+    return {
+        "action": action,
+        "verb": verb,
+        "to": target.id,
+        "from": source.id if source else None,
+        "set_previous": set_previous,
+        "audit": audit,
+        "plan_fingerprint": plan_fingerprint,
+        "at": iso(utcnow()),
+        "by": this_holder(),
+    }
 
 
 def liveness_changes(
-    versions: list[IndexVersion], target: IndexVersion, source: IndexVersion | None, action: str,
-    set_previous: bool, count: int | None, now: datetime,
+    versions: list[IndexVersion],
+    target: IndexVersion,
+    source: IndexVersion | None,
+    action: str,
+    set_previous: bool,
+    count: int | None,
+    now: datetime,
 ) -> tuple[dict[int, dict[str, Any]], list[int]]:
     """The state writes that record ``target`` as the one live version: (fields by version id, ledgers to drop).
 
@@ -119,8 +139,14 @@ class Reconciliation:
 
     def completed(self, *actions: str) -> Repair | None:
         """The repair that completed an interrupted step of one of ``actions``, if any."""
-        return next((r for r in self.repairs if r.kind in ("completed", "alias-restored") and r.recorded
-                     and r.action in actions), None)
+        return next(
+            (
+                r
+                for r in self.repairs
+                if r.kind in ("completed", "alias-restored") and r.recorded and r.action in actions
+            ),
+            None,
+        )
 
     def view(self, versions: list[IndexVersion]) -> list[IndexVersion]:
         """``versions`` as they are once the changes are applied (for a repair that was not recorded)."""
@@ -156,28 +182,48 @@ def examine(ws, lc: LogicalCollection, store_writes: bool = True) -> Reconciliat
                 rec.restore_alias = target = to.physical_name
                 gap = (now - aware(datetime.fromisoformat(intent["at"].rstrip("Z")))).total_seconds() * 1000
                 intent["audit"]["gap_ms"] = round(gap, 1)
-                rec.repairs.append(Repair(
-                    "alias-restored", f"an interrupted migrate had dropped {name} and not yet made the alias: "
-                    f"{name} now points at {to.physical_name} (the name was missing for about {gap / 1000:.1f} s)",
-                    to.version, "migrate", detail=intent["audit"]))
+                rec.repairs.append(
+                    Repair(
+                        "alias-restored",
+                        f"an interrupted migrate had dropped {name} and not yet made the alias: "
+                        f"{name} now points at {to.physical_name} (the name was missing for about {gap / 1000:.1f} s)",
+                        to.version,
+                        "migrate",
+                        detail=intent["audit"],
+                    )
+                )
             else:
-                rec.repairs.append(Repair(
-                    "unresolved", f"{name} resolves to nothing: a migrate was interrupted between dropping {name} "
-                    f"and making the alias to {to.physical_name}; `reindex migrate {name}` (or any command that "
-                    "changes it) makes the alias", to.version, "migrate", recorded=False))
+                rec.repairs.append(
+                    Repair(
+                        "unresolved",
+                        f"{name} resolves to nothing: a migrate was interrupted between dropping {name} "
+                        f"and making the alias to {to.physical_name}; `reindex migrate {name}` (or any command that "
+                        "changes it) makes the alias",
+                        to.version,
+                        "migrate",
+                        recorded=False,
+                    )
+                )
                 return _gc_repairs(rec, versions, collections, now)
 
     found = by_physical.get(target) if target is not None else None
     if target is not None and found is None:
-        rec.repairs.append(Repair(
-            "unresolved", f"{name} points at {target!r}, which the state store does not know: nothing repaired",
-            recorded=False))
+        rec.repairs.append(
+            Repair(
+                "unresolved",
+                f"{name} points at {target!r}, which the state store does not know: nothing repaired",
+                recorded=False,
+            )
+        )
     elif found is not None:
         others = [v for v in live_rows if v.id != found.id]
         intended = intent is not None and intent.get("to") == found.id
         source = by_id.get(intent["from"]) if intended and intent.get("from") is not None else None
-        unfinished = found.status != "live" or bool(others) or (
-            intended and intent["action"] == "migrate" and source is not None and source.status != "dropped")
+        unfinished = (
+            found.status != "live"
+            or bool(others)
+            or (intended and intent["action"] == "migrate" and source is not None and source.status != "dropped")
+        )
         if intended and unfinished:
             _complete(ws, rec, lc, intent, found, source, versions, now)
         elif unfinished:
@@ -191,9 +237,14 @@ def examine(ws, lc: LogicalCollection, store_writes: bool = True) -> Reconciliat
             rec.clear_pending = True
         for v in live_rows:
             rec.changes[v.id] = {"status": "retired", "retired_at": now}
-            rec.repairs.append(Repair(
-                "no-alias", f"{name} resolves to nothing in the store but v{v.version} was recorded live: now "
-                f"recorded retired; `reindex cutover {name} --to v{v.version}` points {name} at it again", v.version))
+            rec.repairs.append(
+                Repair(
+                    "no-alias",
+                    f"{name} resolves to nothing in the store but v{v.version} was recorded live: now "
+                    f"recorded retired; `reindex cutover {name} --to v{v.version}` points {name} at it again",
+                    v.version,
+                )
+            )
     return _gc_repairs(rec, versions, collections, now)
 
 
@@ -204,14 +255,30 @@ def _complete(ws, rec: Reconciliation, lc, intent, found, source, versions, now)
     rec.changes.update(changes)
     rec.drop_ledgers.extend(drops)
     was = ", ".join(f"v{v.version}" for v in versions if v.status == "live" and v.id != found.id) or "none"
-    rec.repairs.append(Repair(
-        "completed", f"completed an interrupted {VERBS.get(action, action)} ({verb}): {lc.name} already pointed at "
-        f"{found.physical_name} while the state recorded {was} live; v{found.version} is now recorded live"
-        + (f", with v{source.version} as the version to roll back to"
-           if intent.get("set_previous", True) and source is not None and action != "migrate" else ""),
-        found.version, action, detail=dict(intent.get("audit", {}))))
-    rec.audits.append((action, lc.name, "ok", intent.get("plan_fingerprint"),
-                       {**intent.get("audit", {}), "completed_by": "reconcile", "started_at": intent.get("at")}))
+    rec.repairs.append(
+        Repair(
+            "completed",
+            f"completed an interrupted {VERBS.get(action, action)} ({verb}): {lc.name} already pointed at "
+            f"{found.physical_name} while the state recorded {was} live; v{found.version} is now recorded live"
+            + (
+                f", with v{source.version} as the version to roll back to"
+                if intent.get("set_previous", True) and source is not None and action != "migrate"
+                else ""
+            ),
+            found.version,
+            action,
+            detail=dict(intent.get("audit", {})),
+        )
+    )
+    rec.audits.append(
+        (
+            action,
+            lc.name,
+            "ok",
+            intent.get("plan_fingerprint"),
+            {**intent.get("audit", {}), "completed_by": "reconcile", "started_at": intent.get("at")},
+        )
+    )
     if action in ("cutover", "rollback"):
         rec.events.append((action, {k: v for k, v in intent.get("audit", {}).items() if k in ("to", "previous")}))
 
@@ -222,21 +289,38 @@ def _adopt_alias(ws, rec: Reconciliation, lc, found, others, versions, now) -> N
     count = ws.store.count(found.physical_name)
     changes, _ = liveness_changes(versions, found, previous, "cutover", previous is not None, count, now)
     rec.changes.update(changes)
-    rec.repairs.append(Repair(
-        "adopted-alias", f"{lc.name} points at {found.physical_name} (v{found.version}, recorded {found.status}) "
-        f"and no interrupted step explains it: v{found.version} is now recorded live"
-        + (f", {', '.join(f'v{v.version}' for v in others)} retired" if others else ""), found.version))
+    rec.repairs.append(
+        Repair(
+            "adopted-alias",
+            f"{lc.name} points at {found.physical_name} (v{found.version}, recorded {found.status}) "
+            f"and no interrupted step explains it: v{found.version} is now recorded live"
+            + (f", {', '.join(f'v{v.version}' for v in others)} retired" if others else ""),
+            found.version,
+        )
+    )
 
 
 def _interrupted(rec: Reconciliation, lc, intent, by_id) -> None:
     to = by_id.get(intent.get("to"))
     verb = intent.get("verb", intent["action"])
     what = f"v{to.version}" if to is not None else "a version"
-    rec.repairs.append(Repair(
-        "interrupted", f"an interrupted {verb} to {what} stopped before the alias moved: nothing had changed",
-        to.version if to is not None else None, intent["action"]))
-    rec.audits.append((intent["action"], lc.name, "interrupted", intent.get("plan_fingerprint"),
-                       {**intent.get("audit", {}), "started_at": intent.get("at")}))
+    rec.repairs.append(
+        Repair(
+            "interrupted",
+            f"an interrupted {verb} to {what} stopped before the alias moved: nothing had changed",
+            to.version if to is not None else None,
+            intent["action"],
+        )
+    )
+    rec.audits.append(
+        (
+            intent["action"],
+            lc.name,
+            "interrupted",
+            intent.get("plan_fingerprint"),
+            {**intent.get("audit", {}), "started_at": intent.get("at")},
+        )
+    )
 
 
 def _gc_repairs(rec: Reconciliation, versions, collections: set[str], now) -> Reconciliation:
@@ -245,9 +329,14 @@ def _gc_repairs(rec: Reconciliation, versions, collections: set[str], now) -> Re
         if v.status == "retired" and v.id not in rec.changes and v.physical_name not in collections:
             rec.changes[v.id] = {"status": "dropped"}
             rec.drop_ledgers.append(v.id)
-            rec.repairs.append(Repair(
-                "dropped", f"v{v.version}'s collection {v.physical_name} is no longer in the store (a gc "
-                "interrupted after the drop, or dropped by hand): recorded dropped, its ledger removed", v.version))
+            rec.repairs.append(
+                Repair(
+                    "dropped",
+                    f"v{v.version}'s collection {v.physical_name} is no longer in the store (a gc "
+                    "interrupted after the drop, or dropped by hand): recorded dropped, its ledger removed",
+                    v.version,
+                )
+            )
     return rec
 
 
@@ -259,8 +348,12 @@ def commit(ws, lc: LogicalCollection, rec: Reconciliation, by: str) -> Reconcili
     audits = list(rec.audits)
     if recorded:
         audits.append(("reconcile", lc.name, "ok", None, {"by": by, "repairs": [r.message for r in recorded]}))
-    ws.state.transition(rec.changes, audits, rec.drop_ledgers,
-                        clear_pending=pending_key(ws.store_url, lc.name) if rec.clear_pending else None)
+    ws.state.transition(
+        rec.changes,
+        audits,
+        rec.drop_ledgers,
+        clear_pending=pending_key(ws.store_url, lc.name) if rec.clear_pending else None,
+    )
     for r in recorded:
         log.warning("%s: repaired: %s", lc.name, r.message)
     if rec.events:

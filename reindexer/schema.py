@@ -17,9 +17,7 @@ from reindexer.adapters.base import VectorStore
 
 def has_other_vectors(store: VectorStore, physical: str) -> bool:
     schema = store.read_schema(physical)
-    return schema is not None and any(
-        f.kind.endswith("vector") and f.name != schema.vector for f in schema.fields
-    )
+    return schema is not None and any(f.kind.endswith("vector") and f.name != schema.vector for f in schema.fields)
 
 
 def carry_other_vectors(store: VectorStore, src: str, dst: str, batch_size: int) -> int:

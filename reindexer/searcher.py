@@ -58,8 +58,13 @@ class SearchHit:
     """That version's model label, ``name@<12 hex>``."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.doc_id, "score": self.score, "payload": self.payload, "version": self.version,
-                "model": self.model}
+        return {
+            "id": self.doc_id,
+            "score": self.score,
+            "payload": self.payload,
+            "version": self.version,
+            "model": self.model,
+        }
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,16 @@ class VersionInfo:
 
     @classmethod
     def of(cls, collection: str, spec: EncoderSpec) -> VersionInfo:
-        return cls(collection, spec.physical, spec.label, spec.fingerprint, spec.dim, spec.metric,
-                   spec.text_field, spec.version)
+        return cls(
+            collection,
+            spec.physical,
+            spec.label,
+            spec.fingerprint,
+            spec.dim,
+            spec.metric,
+            spec.text_field,
+            spec.version,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -121,8 +134,11 @@ class Searcher:
     ):
         if not isinstance(collection, str) or not collection:
             raise UsageError("Searcher needs a collection name")
-        self._config = workspace.config if workspace is not None else (
-            None if isinstance(store, VectorStore) or _is_client(store) else _load_config(store, cwd))
+        self._config = (
+            workspace.config
+            if workspace is not None
+            else (None if isinstance(store, VectorStore) or _is_client(store) else _load_config(store, cwd))
+        )
         # What the caller leaves unset comes from [query] in reindex.toml and REINDEX_* (when there is one).
         conf = self._config
         refresh = _default(refresh, conf, "query_refresh", 1.0)
@@ -162,8 +178,9 @@ class Searcher:
         if shadow_sample > 0:
             from reindexer.shadow import ShadowMirror
 
-            self.mirror = ShadowMirror(self, shadow_sample, self._require_state(), record_query_text,
-                                       queue_size=shadow_queue)
+            self.mirror = ShadowMirror(
+                self, shadow_sample, self._require_state(), record_query_text, queue_size=shadow_queue
+            )
 
     # -- opening ---------------------------------------------------------------
     def _open_store(self, store: Any, workspace: Any, cwd: Path | None) -> tuple[VectorStore, str]:
@@ -182,8 +199,10 @@ class Searcher:
         location = parse_store_url(url, self._config.base_dir)
         if location.embedded and not Path(location.target).exists():
             # A query never creates a store: a mistyped path would otherwise answer "unknown collection".
-            raise NotFoundError(f"no store at {location.url}",
-                                hint="point REINDEX_STORE, reindex.toml's [store] url or store= at the store")
+            raise NotFoundError(
+                f"no store at {location.url}",
+                hint="point REINDEX_STORE, reindex.toml's [store] url or store= at the store",
+            )
         opened = open_store(url, self._config.base_dir)
         self._closers.append(opened)
         return opened, location.url
@@ -324,8 +343,12 @@ class Searcher:
                 except Exception as exc:  # noqa: BLE001 - retried after LOAD_RETRY_S
                     with self._lock:
                         self._failed_loads[spec.fingerprint] = time.monotonic()
-                    log.warning("cannot load the model of %s (%s); answering from the version in hand, "
-                                "retrying in %.0f s", spec.physical, exc, LOAD_RETRY_S)
+                    log.warning(
+                        "cannot load the model of %s (%s); answering from the version in hand, retrying in %.0f s",
+                        spec.physical,
+                        exc,
+                        LOAD_RETRY_S,
+                    )
                 finally:
                     with self._lock:
                         self._loading.pop(spec.fingerprint, None)
@@ -396,8 +419,9 @@ class Searcher:
             started = time.perf_counter()
             spec, answers = self._search_pinned(queries, k, filter)
             elapsed_ms = (time.perf_counter() - started) * 1000
-        hits = [[SearchHit(h.doc_id, h.score, h.payload, spec.physical, spec.label) for h in answer]
-                for answer in answers]
+        hits = [
+            [SearchHit(h.doc_id, h.score, h.payload, spec.physical, spec.label) for h in answer] for answer in answers
+        ]
         if self.mirror is not None:
             self.mirror.offer(queries, k, filter, spec, hits, elapsed_ms)
         return VersionInfo.of(self.collection, spec), (hits[0] if single else hits)
@@ -505,5 +529,5 @@ def _store_url_of(store: VectorStore) -> str:
     location = getattr(store, "location", "") or ""
     for http, suffix in (("https://", "+https"), ("http://", "")):
         if location.startswith(http):
-            return f"{store.backend}{suffix}://{location[len(http):].rstrip('/')}"
+            return f"{store.backend}{suffix}://{location[len(http) :].rstrip('/')}"
     return location

@@ -138,16 +138,22 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "reindex_search_requests", "Search requests answered, by collection, answering version and HTTP status.",
-            ["collection", "version", "status"], registry=self.registry,
+            "reindex_search_requests",
+            "Search requests answered, by collection, answering version and HTTP status.",
+            ["collection", "version", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "reindex_search_latency_seconds", "Time to answer a search (encode and search), by collection and version.",
-            ["collection", "version"], registry=self.registry,
+            "reindex_search_latency_seconds",
+            "Time to answer a search (encode and search), by collection and version.",
+            ["collection", "version"],
+            registry=self.registry,
         )
         self.errors = Counter(
-            "reindex_search_errors", "Search requests that failed, by collection and kind of error.",
-            ["collection", "kind"], registry=self.registry,
+            "reindex_search_errors",
+            "Search requests that failed, by collection and kind of error.",
+            ["collection", "kind"],
+            registry=self.registry,
         )
 
     def answered(self, collection: str, version: str, seconds: float) -> None:
@@ -163,14 +169,21 @@ class Metrics:
 class ServeError(Exception):
     """An error answer decided inside the service (auth, body size)."""
 
-    def __init__(self, status: int, error: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, error: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.error, self.message, self.field, self.headers = status, error, message, field, headers
 
 
-def _error_response(status: int, error: str, message: str, field: str | None = None, hint: str | None = None,
-                    headers: dict[str, str] | None = None) -> JSONResponse:
+def _error_response(
+    status: int,
+    error: str,
+    message: str,
+    field: str | None = None,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorBody(error=error, message=message, field=field, hint=hint)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
@@ -190,8 +203,12 @@ def _validation_answer(exc: RequestValidationError, max_k: int, content_type: st
         return 400, "invalid_json", f"the body is not valid JSON{where}: {reason}", None
     if not loc and kind in ("model_attributes_type", "dict_type") and "json" not in content_type:
         # FastAPI parses JSON only when the request says it is JSON (curl -d says it is a form).
-        return 415, "unsupported_media_type", (
-            f"send the body as JSON with Content-Type: application/json (got {content_type or 'none'})"), None
+        return (
+            415,
+            "unsupported_media_type",
+            (f"send the body as JSON with Content-Type: application/json (got {content_type or 'none'})"),
+            None,
+        )
     field = ".".join(loc) or None
     message = f"{field}: {problem.get('msg', 'invalid value')}" if field else problem.get("msg", "invalid body")
     if kind == "missing":
@@ -251,7 +268,9 @@ class BodyLimit:
         if match:
             self.on_refused(match.group(1))
         response = _error_response(
-            413, "body_too_large", f"the request body is over this server's limit of {self.max_bytes} bytes",
+            413,
+            "body_too_large",
+            f"the request body is over this server's limit of {self.max_bytes} bytes",
             # The unread rest of the body would be taken for the next request on this connection.
             headers={"Connection": "close"},
         )
@@ -395,8 +414,7 @@ def create_app(
             return searcher_factory(name)
         from reindexer.searcher import Searcher
 
-        return Searcher(name, workspace=workspace(), refresh=refresh, shadow_sample=shadow_sample,
-                        **searcher_options)
+        return Searcher(name, workspace=workspace(), refresh=refresh, shadow_sample=shadow_sample, **searcher_options)
 
     searchers = _Searchers(make_searcher)
     warmer = _Warmer(list(preload), searchers)
@@ -427,8 +445,9 @@ def create_app(
         responses=_ERRORS,
     )
     app.state.metrics = metrics
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
-                       on_refused=lambda name: metrics.failed(label(name), 413, "body_too_large"))
+    app.add_middleware(
+        BodyLimit, max_bytes=max_body_bytes, on_refused=lambda name: metrics.failed(label(name), 413, "body_too_large")
+    )
 
     bearer = HTTPBearer(auto_error=False, description=f"The token in {TOKEN_ENV} (or the file {TOKEN_ENV}_FILE).")
     expected = token.encode() if token else None
@@ -438,8 +457,9 @@ def create_app(
             return
         challenge = {"WWW-Authenticate": "Bearer"}
         if credentials is None:
-            raise ServeError(401, "unauthorized", "this server needs `Authorization: Bearer <token>`",
-                             headers=challenge)
+            raise ServeError(
+                401, "unauthorized", "this server needs `Authorization: Bearer <token>`", headers=challenge
+            )
         if not hmac.compare_digest(credentials.credentials.encode(), expected):
             raise ServeError(401, "unauthorized", "wrong bearer token", headers=challenge)
 
@@ -462,8 +482,11 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = f"no such endpoint: {request.method} {request.url.path}" if exc.status_code in (404, 405) \
+        message = (
+            f"no such endpoint: {request.method} {request.url.path}"
+            if exc.status_code in (404, 405)
             else str(exc.detail)
+        )
         return _error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -501,35 +524,56 @@ def create_app(
             return _error_response(500, "internal", f"unexpected error ({type(exc).__name__}); see the server's log")
         metrics.answered(name, version, time.perf_counter() - started)
         return SearchResponse(
-            version=version, model=model,
+            version=version,
+            model=model,
             hits=[Hit(id=h.doc_id, score=h.score, payload=h.payload) for h in hits],
         )
 
     # Registered by hand: the body's model is made per app (it carries max_k).
     app.add_api_route(
-        "/collections/{name}/search", search, methods=["POST"], response_model=SearchResponse,
+        "/collections/{name}/search",
+        search,
+        methods=["POST"],
+        response_model=SearchResponse,
         summary="Top-k hits for one query from the collection's live version",
-        name="search", tags=["search"],
+        name="search",
+        tags=["search"],
     )
 
-    @app.get("/collections/{name}", response_model=CollectionInfo, tags=["search"],
-             summary="The version the collection resolves to now, and its model")
+    @app.get(
+        "/collections/{name}",
+        response_model=CollectionInfo,
+        tags=["search"],
+        summary="The version the collection resolves to now, and its model",
+    )
     def collection_info(name: str = collection_name, _: None = Depends(authorised)):
         try:
             info = searchers.get(name).current()
         except ReindexError as exc:
             return _tool_error(name, exc, count=False)
-        return CollectionInfo(collection=info.collection, version=info.physical, number=info.version, model=info.model,
-                              fingerprint=info.fingerprint, dim=info.dim, metric=info.metric,
-                              text_field=info.text_field)
+        return CollectionInfo(
+            collection=info.collection,
+            version=info.physical,
+            number=info.version,
+            model=info.model,
+            fingerprint=info.fingerprint,
+            dim=info.dim,
+            metric=info.metric,
+            text_field=info.text_field,
+        )
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> Health:
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Readiness, response_model_exclude_none=True, tags=["operations"],
-             responses={503: {"model": Readiness}},
-             summary="Readiness: the store answers")
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        response_model_exclude_none=True,
+        tags=["operations"],
+        responses={503: {"model": Readiness}},
+        summary="Readiness: the store answers",
+    )
     async def readyz():
         ws = holder.get("ws")
 
@@ -552,8 +596,13 @@ def create_app(
             return not_ready(warming)
         return Readiness(ready=True, store=ws.store_url)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
-             response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
     def prometheus(_: None = Depends(authorised)) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -599,8 +648,10 @@ def listen(host: str, port: int):
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConflictError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                            hint="pick another --port, or stop what holds this one") from None
+        raise ConflictError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another --port, or stop what holds this one",
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -626,8 +677,15 @@ def run_server(app: FastAPI, sock, *, log_level: str = "info", access_log: bool 
             "uvicorn.access": {"handlers": ["stderr"], "level": log_level.upper(), "propagate": False},
         },
     }
-    config = uvicorn.Config(app, log_config=logging_config, log_level=log_level, access_log=access_log,
-                            timeout_graceful_shutdown=GRACE_SECONDS, lifespan="on", server_header=False)
+    config = uvicorn.Config(
+        app,
+        log_config=logging_config,
+        log_level=log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        lifespan="on",
+        server_header=False,
+    )
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal it caught, with the handler it found, once it has stopped.
     # Found handlers that do nothing make a graceful stop end the process with 0, not 143.

@@ -47,8 +47,15 @@ class _Mirrored:
 
 
 class ShadowMirror:
-    def __init__(self, searcher: Any, sample: float, state: Any, record_text: bool = False,
-                 queue_size: int = 1000, seed: int | None = None):
+    def __init__(
+        self,
+        searcher: Any,
+        sample: float,
+        state: Any,
+        record_text: bool = False,
+        queue_size: int = 1000,
+        seed: int | None = None,
+    ):
         self.searcher = searcher
         self.sample = sample
         self.state = state
@@ -69,8 +76,15 @@ class ShadowMirror:
             self.counts[key] += n
 
     # -- the live side: O(1), never blocks -------------------------------------
-    def offer(self, queries: list[str], k: int, where: dict[str, Any] | None, live: EncoderSpec,
-              hits: list[list[Any]], live_ms: float) -> None:
+    def offer(
+        self,
+        queries: list[str],
+        k: int,
+        where: dict[str, Any] | None,
+        live: EncoderSpec,
+        hits: list[list[Any]],
+        live_ms: float,
+    ) -> None:
         with self._rng_lock:
             chosen = self._rng.random() < self.sample
         self._count("offered")
@@ -132,21 +146,32 @@ class ShadowMirror:
             return
         self.searcher.wait_idle(YIELD_TIMEOUT_S)
         started = time.perf_counter()
-        answers = [[h.doc_id for h in hits] for hits in
-                   search_version(self.searcher.store, shadow.physical, encoder, item.queries, item.k, item.where)]
+        answers = [
+            [h.doc_id for h in hits]
+            for hits in search_version(self.searcher.store, shadow.physical, encoder, item.queries, item.k, item.where)
+        ]
         shadow_ms = (time.perf_counter() - started) * 1000
         n = len(item.queries)
         for text, live_ids, shadow_ids in zip(item.queries, item.live_ids, answers, strict=True):
-            self._buffer.append(TrafficRecord(
-                store_url=self.searcher.store_url, collection=self.searcher.collection,
-                live=item.live.physical, shadow=shadow.physical, live_model=item.live.label,
-                shadow_model=shadow.label, k=item.k,
-                query_hash=hashlib.sha256(text.encode()).hexdigest(),
-                query_text=text if self.record_text else None,
-                live_ids=live_ids, shadow_ids=shadow_ids,
-                overlap=overlap_at_k(live_ids, shadow_ids, item.k), rbo=rbo_ext(live_ids, shadow_ids),
-                live_ms=item.live_ms / n, shadow_ms=shadow_ms / n,
-            ))
+            self._buffer.append(
+                TrafficRecord(
+                    store_url=self.searcher.store_url,
+                    collection=self.searcher.collection,
+                    live=item.live.physical,
+                    shadow=shadow.physical,
+                    live_model=item.live.label,
+                    shadow_model=shadow.label,
+                    k=item.k,
+                    query_hash=hashlib.sha256(text.encode()).hexdigest(),
+                    query_text=text if self.record_text else None,
+                    live_ids=live_ids,
+                    shadow_ids=shadow_ids,
+                    overlap=overlap_at_k(live_ids, shadow_ids, item.k),
+                    rbo=rbo_ext(live_ids, shadow_ids),
+                    live_ms=item.live_ms / n,
+                    shadow_ms=shadow_ms / n,
+                )
+            )
         self._count("mirrored", n)
 
     def _flush(self, force: bool = False) -> None:

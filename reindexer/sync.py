@@ -128,8 +128,16 @@ def sync(
             run = start_run(ws, version, "sync")
             source_obj = _Watermarked(_open(ws, spec, live))
             try:
-                stats = sync_into(ws, version, model, source_obj, delete_missing=delete_missing, run=run,
-                                  lease=lease, label=f"sync v{version.version}")
+                stats = sync_into(
+                    ws,
+                    version,
+                    model,
+                    source_obj,
+                    delete_missing=delete_missing,
+                    run=run,
+                    lease=lease,
+                    label=f"sync v{version.version}",
+                )
                 finish_run(ws, run)
             except BaseException as exc:
                 finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
@@ -222,8 +230,9 @@ def verify(
                     hint="pass --source with the original documents (jsonl:, parquet:, sql:)",
                 )
             if report.stale_metadata:
-                ws.store.set_metadata(version.physical_name,
-                                      version_metadata(lc, version, model, version_text_field(ws, lc, version)))
+                ws.store.set_metadata(
+                    version.physical_name, version_metadata(lc, version, model, version_text_field(ws, lc, version))
+                )
             forget = set(report.missing_in_store) | set(report.wrong_model)
             if forget:
                 ws.state.record_batch(version.id, model.fingerprint, [], deleted=sorted(forget))
@@ -234,9 +243,20 @@ def verify(
                 sync_into(ws, version, model, src, delete_missing=True, lease=lease, label="repairing")
             after = verify_version(ws, lc, version, model, source_ids)
             result.after, result.fixed = after.to_dict(), after.ok
-            ws.state.audit("verify-fix", collection, "ok" if after.ok else "failed", version=version.version,
-                           problems_before=report.problems(), problems_after=after.problems())
+            ws.state.audit(
+                "verify-fix",
+                collection,
+                "ok" if after.ok else "failed",
+                version=version.version,
+                problems_before=report.problems(),
+                problems_after=after.problems(),
+            )
         else:
-            ws.state.audit("verify", collection, "ok" if report.ok else "failed", version=version.version,
-                           problems=report.problems())
+            ws.state.audit(
+                "verify",
+                collection,
+                "ok" if report.ok else "failed",
+                version=version.version,
+                problems=report.problems(),
+            )
         return result

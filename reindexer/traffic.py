@@ -36,12 +36,17 @@ class Distribution:
         if not values:
             return cls(0, float("nan"), float("nan"), {p: float("nan") for p in percentiles})
         arr = np.asarray(values, dtype=np.float64)
-        return cls(len(values), float(arr.mean()), float(arr.min()),
-                   {p: float(np.percentile(arr, p)) for p in percentiles})
+        return cls(
+            len(values), float(arr.mean()), float(arr.min()), {p: float(np.percentile(arr, p)) for p in percentiles}
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mean": _round(self.mean), "min": _round(self.min),
-                **{f"p{p}": _round(v) for p, v in self.percentiles.items()}}
+        return {
+            "n": self.n,
+            "mean": _round(self.mean),
+            "min": _round(self.min),
+            **{f"p{p}": _round(v) for p, v in self.percentiles.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,10 @@ class TrafficSummary:
         deep = [r for r in self._records if r.k >= k]
         if self._records and not deep:
             largest = max(r.k for r in self._records)
-            raise UsageError(f"the mirrored queries asked for at most {largest} results; overlap@{k} needs more",
-                             hint=f"use overlap@{largest} or less, or mirror queries with a larger k")
+            raise UsageError(
+                f"the mirrored queries asked for at most {largest} results; overlap@{k} needs more",
+                hint=f"use overlap@{largest} or less, or mirror queries with a larger k",
+            )
         values = [overlap_at_k(r.live_ids, r.shadow_ids, k) for r in deep]
         return float(np.mean(values)) if values else float("nan")
 
@@ -104,12 +111,14 @@ class TrafficSummary:
             "last": _iso(self.last),
             f"overlap@{self.k}": self.overlap.to_dict(),
             "rbo": self.rbo.to_dict(),
-            "overlap_histogram": {f"{lo:.1f}-{hi:.1f}": n
-                                  for (lo, hi), n in zip(pairwise(HISTOGRAM_EDGES), self.histogram, strict=True)},
+            "overlap_histogram": {
+                f"{lo:.1f}-{hi:.1f}": n for (lo, hi), n in zip(pairwise(HISTOGRAM_EDGES), self.histogram, strict=True)
+            },
             "live_ms": self.live_ms.to_dict(),
             "shadow_ms": self.shadow_ms.to_dict(),
-            "latency_ratio": {f"p{p}": _round(self.latency_ratio(p)) if self.queries else None
-                              for p in LATENCY_PERCENTILES},
+            "latency_ratio": {
+                f"p{p}": _round(self.latency_ratio(p)) if self.queries else None for p in LATENCY_PERCENTILES
+            },
             "most_changed": [c.__dict__ for c in self.most_changed],
         }
 
@@ -126,8 +135,16 @@ def summarize(collection: str, records: list[Any], worst: int = 10) -> TrafficSu
     rbos = [rbo_ext(r.live_ids[:k], r.shadow_ids[:k]) for r in deep]
     histogram = np.histogram(overlaps, bins=np.asarray(HISTOGRAM_EDGES))[0].tolist() if deep else [0] * 10
     order = sorted(range(len(deep)), key=lambda i: (rbos[i], overlaps[i]))[:worst]
-    changed = [ChangedQuery(deep[i].query_text or deep[i].query_hash[:12], round(overlaps[i], 4),
-                            round(rbos[i], 4), deep[i].live_ids[:5], deep[i].shadow_ids[:5]) for i in order]
+    changed = [
+        ChangedQuery(
+            deep[i].query_text or deep[i].query_hash[:12],
+            round(overlaps[i], 4),
+            round(rbos[i], 4),
+            deep[i].live_ids[:5],
+            deep[i].shadow_ids[:5],
+        )
+        for i in order
+    ]
     first = records[0] if records else None
     last = records[-1] if records else None
     return TrafficSummary(
@@ -166,8 +183,10 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     try:
         when = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--since: not a time or a duration: {text!r}",
-                         hint="use an ISO time such as 2026-12-01T09:00 or a duration such as 30m, 6h, 2d") from None
+        raise UsageError(
+            f"--since: not a time or a duration: {text!r}",
+            hint="use an ISO time such as 2026-12-01T09:00 or a duration such as 30m, 6h, 2d",
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 

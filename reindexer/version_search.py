@@ -13,8 +13,14 @@ from reindexer.adapters.base import Hit, VectorStore
 from reindexer.embedding import Embedder
 
 
-def search_version(store: VectorStore, physical: str, encoder: Embedder, queries: list[str], k: int,
-                   where: dict[str, Any] | None = None) -> list[list[Hit]]:
+def search_version(
+    store: VectorStore,
+    physical: str,
+    encoder: Embedder,
+    queries: list[str],
+    k: int,
+    where: dict[str, Any] | None = None,
+) -> list[list[Hit]]:
     """Encode ``queries`` with one version's encoder and search the collection ``physical``."""
     vectors = encoder.embed_queries(queries)
     return [store.search(physical, v.tolist(), k, where) for v in vectors]

@@ -30,8 +30,9 @@ class Workspace:
         self.state = state or StateStore(config.state_url, config.base_dir, create=not read_only)
         self._store: VectorStore | None = None
         # The executor, the planner and the query side build their embedders without a config in hand.
-        set_runtime(runtime_from(config.device, config.devices, config.precision, config.embed_batch_size,
-                                 config.threads))
+        set_runtime(
+            runtime_from(config.device, config.devices, config.precision, config.embed_batch_size, config.threads)
+        )
 
     @classmethod
     def open(

@@ -383,8 +383,10 @@ class Gate:
         value = clause.measured(traffic)
         ok = value == value and _OPS[clause.op](value, clause.value)  # NaN never passes
         unit = "x" if clause.is_latency else ""
-        return ok, (f"{value:.4f}{unit} {'meets' if ok else 'misses'} {clause.op} {clause.value:g}{unit} "
-                    f"over {traffic.queries} mirrored queries")
+        return ok, (
+            f"{value:.4f}{unit} {'meets' if ok else 'misses'} {clause.op} {clause.value:g}{unit} "
+            f"over {traffic.queries} mirrored queries"
+        )
 
     @staticmethod
     def _threshold(clause: Threshold, test: PairedTest) -> tuple[bool, str]:

@@ -275,13 +275,10 @@ def align(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]) ->
         if qrels and len(unknown) == len(qrels):
             example = next(iter(qrels))
             raise UsageError(
-                f"none of the {len(qrels)} query ids in the qrels is in the queries "
-                f"(for example {example!r})",
+                f"none of the {len(qrels)} query ids in the qrels is in the queries (for example {example!r})",
                 hint="the qrels and queries files are probably from different data sets or splits",
             )
-        raise UsageError(
-            f"no query has a relevant judgement (grade >= {RELEVANCE_THRESHOLD}); nothing to evaluate"
-        )
+        raise UsageError(f"no query has a relevant judgement (grade >= {RELEVANCE_THRESHOLD}); nothing to evaluate")
     return LabelledQueries(kept_queries, kept_qrels, skipped)
 
 

@@ -120,9 +120,7 @@ class QueryMetrics:
         return {name: float(v[i]) for name, v in self.values.items()}
 
 
-def _grade_matrix(
-    ranked_docs: Sequence[Sequence[str]], qrels: Sequence[Mapping[str, int]], depth: int
-) -> np.ndarray:
+def _grade_matrix(ranked_docs: Sequence[Sequence[str]], qrels: Sequence[Mapping[str, int]], depth: int) -> np.ndarray:
     """grades[i, r] = grade of the document at rank r+1 for query i (0 if unjudged or absent)."""
     grades = np.zeros((len(ranked_docs), depth), dtype=np.float64)
     for i, (docs, judged) in enumerate(zip(ranked_docs, qrels, strict=True)):

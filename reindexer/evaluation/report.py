@@ -118,8 +118,9 @@ def _comparison_dict(c: Comparison) -> dict[str, Any]:
     }
 
 
-def to_json(result: EvaluationResult, gate: Gate | None = None, *, per_query: bool | None = None,
-            indent: int = 2) -> str:
+def to_json(
+    result: EvaluationResult, gate: Gate | None = None, *, per_query: bool | None = None, indent: int = 2
+) -> str:
     return json.dumps(to_dict(result, gate, per_query=per_query), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
@@ -383,8 +384,11 @@ def _html_gate(gate: Gate, decisions: dict[str, GateDecision]) -> str:
 def to_html(result: EvaluationResult, gate: Gate | None = None, *, title: str = "Retrieval evaluation") -> str:
     """One self-contained HTML file: inline CSS and SVG, no scripts, no external references."""
     decisions = _decisions(result, gate)
-    body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(_skipped_line(result))}</p>",
-            f"<p>{escape(headline_line(result))}</p>"]
+    body = [
+        f"<h1>{escape(title)}</h1>",
+        f"<p>{escape(_skipped_line(result))}</p>",
+        f"<p>{escape(headline_line(result))}</p>",
+    ]
     if gate is not None:
         body.append(_html_gate(gate, decisions))
     if not result.candidates:
@@ -429,9 +433,7 @@ def to_html(result: EvaluationResult, gate: Gate | None = None, *, title: str = 
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 
 

@@ -207,9 +207,7 @@ def search_all(
         batch = list(texts[start : start + batch_size])
         answer = searcher(batch, depth)
         if len(answer) != len(batch):
-            raise ReindexError(
-                f"searcher {name!r} returned {len(answer)} result lists for {len(batch)} queries"
-            )
+            raise ReindexError(f"searcher {name!r} returned {len(answer)} result lists for {len(batch)} queries")
         try:
             results.extend(rank(hits)[:depth] for hits in answer)
         except ValueError as exc:
@@ -246,9 +244,7 @@ def _regressions(
         qid = query_ids[i]
         judged = labelled.qrels[qid]
         cand_top = set(cand_rankings[qid][:k])
-        missed = [
-            d for d in base_rankings[qid][:k] if judged.get(d, 0) >= RELEVANCE_THRESHOLD and d not in cand_top
-        ]
+        missed = [d for d in base_rankings[qid][:k] if judged.get(d, 0) >= RELEVANCE_THRESHOLD and d not in cand_top]
         out.append(
             Regression(
                 query_id=qid,
@@ -293,8 +289,10 @@ def evaluate(
     cutoffs = _resolve_ks(k, ks)
     depth = cutoffs[-1] if depth is None else int(depth)
     if depth < cutoffs[-1]:
-        raise UsageError(f"search depth {depth} is below the largest cut-off {cutoffs[-1]}",
-                         hint=f"pass --depth {cutoffs[-1]} or more, or smaller cut-offs")
+        raise UsageError(
+            f"search depth {depth} is below the largest cut-off {cutoffs[-1]}",
+            hint=f"pass --depth {cutoffs[-1]} or more, or smaller cut-offs",
+        )
     labelled = align(queries, qrels)
     query_ids = list(labelled.queries)
     judged = [labelled.qrels[q] for q in query_ids]
@@ -331,8 +329,9 @@ def evaluate(
         comparisons[candidate] = Comparison(baseline, candidate, tests, regressions)
 
     intervals = {
-        v: bootstrap_intervals({m: per_query[v][m] for m in names}, seed=seed, resamples=resamples,
-                               confidence=confidence)
+        v: bootstrap_intervals(
+            {m: per_query[v][m] for m in names}, seed=seed, resamples=resamples, confidence=confidence
+        )
         for v in versions
     }
     worst_queries = {

@@ -66,7 +66,7 @@ def interval_plot(rows: Sequence[tuple[str, float, float, float]], *, title: str
         tip = f"{label}: delta {delta:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]"
         parts += [
             f'<text x="{left - 8}" y="{cy + 4:.1f}" font-size="12" text-anchor="end">{escape(label)}</text>',
-            f'<g><title>{escape(tip)}</title>'
+            f"<g><title>{escape(tip)}</title>"
             f'<line x1="{x(lo):.1f}" y1="{cy:.1f}" x2="{x(hi):.1f}" y2="{cy:.1f}" stroke="{colour}" stroke-width="2"/>'
             f'<circle cx="{x(delta):.1f}" cy="{cy:.1f}" r="4" fill="{colour}"/></g>',
         ]

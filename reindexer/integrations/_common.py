@@ -22,7 +22,6 @@ REINDEX_KEY = "reindex"
 LANGCHAIN_METADATA_KEY = "metadata"
 
 
-
 def make_searcher(
     searcher: Any = None,
     collection: str | None = None,
@@ -86,8 +85,14 @@ class Answer:
 class Answers:
     """Queries through a Searcher and splits payloads; thread-safe as the Searcher is."""
 
-    def __init__(self, searcher: Any, owned: bool, *, text_field: str | None = None,
-                 metadata_key: str | None = LANGCHAIN_METADATA_KEY):
+    def __init__(
+        self,
+        searcher: Any,
+        owned: bool,
+        *,
+        text_field: str | None = None,
+        metadata_key: str | None = LANGCHAIN_METADATA_KEY,
+    ):
         self.searcher = searcher
         self.owned = owned
         self.text_field = text_field

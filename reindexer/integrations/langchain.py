@@ -116,8 +116,12 @@ class ReindexerRetriever(BaseRetriever):
     @model_validator(mode="after")
     def _open_searcher(self) -> ReindexerRetriever:
         searcher, owned = make_searcher(
-            self.searcher, self.collection, store=self.store, state=self.state,
-            workspace=self.workspace, options=self.searcher_options,
+            self.searcher,
+            self.collection,
+            store=self.store,
+            state=self.state,
+            workspace=self.workspace,
+            options=self.searcher_options,
         )
         self.searcher = searcher
         self._answers = Answers(searcher, owned, text_field=self.text_field, metadata_key=self.metadata_key)
@@ -166,8 +170,9 @@ class ReindexerVectorStore(VectorStore):
         metadata_key: str | None = LANGCHAIN_METADATA_KEY,
         **searcher_options: Any,
     ) -> None:
-        searcher, owned = make_searcher(searcher, collection, store=store, state=state,
-                                        workspace=workspace, options=searcher_options)
+        searcher, owned = make_searcher(
+            searcher, collection, store=store, state=state, workspace=workspace, options=searcher_options
+        )
         self.searcher = searcher
         self.collection = collection
         self._answers = Answers(searcher, owned, text_field=text_field, metadata_key=metadata_key)
@@ -219,18 +224,21 @@ class ReindexerVectorStore(VectorStore):
 
     # -- writes: refused, plainly -------------------------------------------------
     def _read_only(self) -> NotImplementedError:
-        return NotImplementedError(READ_ONLY.format(what="ReindexerVectorStore",
-                                                    collection=self.collection or "COLLECTION"))
+        return NotImplementedError(
+            READ_ONLY.format(what="ReindexerVectorStore", collection=self.collection or "COLLECTION")
+        )
 
-    def add_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *,
-                  ids: list[str] | None = None, **kwargs: Any) -> list[str]:
+    def add_texts(
+        self, texts: Iterable[str], metadatas: list[dict] | None = None, *, ids: list[str] | None = None, **kwargs: Any
+    ) -> list[str]:
         raise self._read_only()
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         raise self._read_only()
 
-    async def aadd_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *,
-                         ids: list[str] | None = None, **kwargs: Any) -> list[str]:
+    async def aadd_texts(
+        self, texts: Iterable[str], metadatas: list[dict] | None = None, *, ids: list[str] | None = None, **kwargs: Any
+    ) -> list[str]:
         raise self._read_only()
 
     async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
@@ -243,10 +251,17 @@ class ReindexerVectorStore(VectorStore):
         raise self._read_only()
 
     @classmethod
-    def from_texts(cls, texts: list[str], embedding: Embeddings, metadatas: list[dict] | None = None, *,
-                   ids: list[str] | None = None, **kwargs: Any) -> ReindexerVectorStore:
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> ReindexerVectorStore:
         raise NotImplementedError(
             READ_ONLY.format(what="ReindexerVectorStore", collection="COLLECTION")
             + "; build a new collection with `reindex plan COLLECTION --model PATH --source jsonl:FILE` "
-              "and `reindex apply`"
+            "and `reindex apply`"
         )

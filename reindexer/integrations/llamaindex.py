@@ -89,8 +89,9 @@ def _node(answer: Answer) -> BaseNode:
         except (ValueError, TypeError, KeyError):
             node = None  # not a node LlamaIndex wrote: read it as plain text and metadata
     if node is None:
-        node = TextNode(id_=answer.doc_id, text=answer.text,
-                        metadata={k: v for k, v in answer.metadata.items() if k != REINDEX_KEY})
+        node = TextNode(
+            id_=answer.doc_id, text=answer.text, metadata={k: v for k, v in answer.metadata.items() if k != REINDEX_KEY}
+        )
     node.metadata[REINDEX_KEY] = dict(answer.info)
     for keys in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
         if REINDEX_KEY not in keys:
@@ -126,8 +127,9 @@ class ReindexerRetriever(BaseRetriever):
         verbose: bool = False,
     ) -> None:
         self._filter = filters_to_dict(filters)
-        searcher, owned = make_searcher(searcher, collection, store=store, state=state,
-                                        workspace=workspace, options=searcher_options)
+        searcher, owned = make_searcher(
+            searcher, collection, store=store, state=state, workspace=workspace, options=searcher_options
+        )
         self.searcher = searcher
         self.collection = collection
         self.similarity_top_k = similarity_top_k

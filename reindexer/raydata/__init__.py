@@ -31,8 +31,10 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401 - the extra is ray[data]; plain ray lacks it
     except ImportError:
-        raise UsageError("the ray executor needs Ray Data, which is not installed",
-                         hint=f"{INSTALL_HINT}, or apply with --executor local") from None
+        raise UsageError(
+            "the ray executor needs Ray Data, which is not installed",
+            hint=f"{INSTALL_HINT}, or apply with --executor local",
+        ) from None
     return ray
 
 
@@ -48,10 +50,16 @@ def connect(address: str | None = None) -> bool:
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
-                 configure_logging=True)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+            configure_logging=True,
+        )
     except ConnectionError as exc:
-        raise UsageError(f"cannot join the Ray cluster at {address}: {exc}",
-                         hint="check --ray-address (ray://HOST:10001 or HOST:6379), or leave it out for a local Ray") \
-            from None
+        raise UsageError(
+            f"cannot join the Ray cluster at {address}: {exc}",
+            hint="check --ray-address (ray://HOST:10001 or HOST:6379), or leave it out for a local Ray",
+        ) from None
     return True

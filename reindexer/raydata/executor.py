@@ -123,8 +123,11 @@ def sync_on_ray(
     def documents():
         pages = _payload_pages(ws, spec, live_physical) if spec.kind == "payload" else None
         ds = dataset(spec, parallelism=max(2, 2 * cpus), payload_pages=pages)
-        return ds.map_batches(stages.parse_and_filter, batch_format="numpy",
-                              fn_kwargs={"spec": spec, "description": description, "ledger_ref": ledger_ref})
+        return ds.map_batches(
+            stages.parse_and_filter,
+            batch_format="numpy",
+            fn_kwargs={"spec": spec, "description": description, "ledger_ref": ledger_ref},
+        )
 
     stats = SyncStats()
     seen: set[str] = set()
@@ -185,32 +188,58 @@ def _embedded(ws: Workspace, version: IndexVersion, model: ModelVersion, documen
     shape = replica_resources(options)
     ds = documents.map_batches(
         stages.EmbedReplica,
-        fn_constructor_kwargs={"path": model.path, "settings": dict(model.settings or {}),
-                               "fingerprint": model.fingerprint, "dim": model.dim,
-                               "device": ws.config.device or shape["device"], "batch_size": None},
+        fn_constructor_kwargs={
+            "path": model.path,
+            "settings": dict(model.settings or {}),
+            "fingerprint": model.fingerprint,
+            "dim": model.dim,
+            "device": ws.config.device or shape["device"],
+            "batch_size": None,
+        },
         compute=ActorPoolStrategy(size=shape["concurrency"]),
-        batch_size=ws.batch_size, batch_format="numpy", num_cpus=shape["num_cpus"], num_gpus=shape["num_gpus"],
+        batch_size=ws.batch_size,
+        batch_format="numpy",
+        num_cpus=shape["num_cpus"],
+        num_gpus=shape["num_gpus"],
         max_restarts=0,  # a replica that dies fails the pass; the ledger makes the rerun resume
     )
     if ws.location.embedded:
         return ds  # only this process may hold the store: it writes
     return ds.map_batches(
         stages.StoreWriter,
-        fn_constructor_kwargs={"store_url": ws.config.store_url, "base_dir": str(ws.config.base_dir),
-                               "physical": version.physical_name, "model_short": model.short},
-        compute=ActorPoolStrategy(size=options.writers), batch_size=ws.batch_size, batch_format="numpy",
-        num_cpus=0, max_restarts=0,  # waits on the store: it must not take a CPU from the replicas or the reads
+        fn_constructor_kwargs={
+            "store_url": ws.config.store_url,
+            "base_dir": str(ws.config.base_dir),
+            "physical": version.physical_name,
+            "model_short": model.short,
+        },
+        compute=ActorPoolStrategy(size=options.writers),
+        batch_size=ws.batch_size,
+        batch_format="numpy",
+        num_cpus=0,
+        max_restarts=0,  # waits on the store: it must not take a CPU from the replicas or the reads
     )
 
 
-def _take(ws: Workspace, version: IndexVersion, model: ModelVersion, batch: dict[str, np.ndarray],
-          seen: set[str], stats: SyncStats, run: Run | None, written: bool, description: str) -> None:
+def _take(
+    ws: Workspace,
+    version: IndexVersion,
+    model: ModelVersion,
+    batch: dict[str, np.ndarray],
+    seen: set[str],
+    stats: SyncStats,
+    run: Run | None,
+    written: bool,
+    description: str,
+) -> None:
     """Check one batch's ids, write it here unless a worker did, then record it in the ledger."""
     ids = [str(d) for d in batch[stages.DOC_ID]]
     for doc_id in ids:
         if doc_id in seen:
-            raise UsageError(f"{description}: duplicate id {doc_id!r}",
-                             hint="every document needs its own id; deduplicate the source")
+            raise UsageError(
+                f"{description}: duplicate id {doc_id!r}",
+                hint="every document needs its own id; deduplicate the source",
+            )
         seen.add(doc_id)
     todo = batch[stages.TODO].astype(bool)
     stats.seen += len(ids)
@@ -221,6 +250,12 @@ def _take(ws: Workspace, version: IndexVersion, model: ModelVersion, batch: dict
         ws.store.upsert(version.physical_name, stages.points(batch, model.short))
     kill_point("ray-before-ledger")
     done = [(d, str(h)) for d, h, t in zip(ids, batch[stages.HASH], todo, strict=True) if t]
-    ws.state.record_batch(version.id, model.fingerprint, done, run_id=run.id if run else None,
-                          checkpoint={"last_doc_id": done[-1][0]}, embedded=len(done))
+    ws.state.record_batch(
+        version.id,
+        model.fingerprint,
+        done,
+        run_id=run.id if run else None,
+        checkpoint={"last_doc_id": done[-1][0]},
+        embedded=len(done),
+    )
     stats.embedded += len(done)

@@ -46,8 +46,9 @@ def parse_and_filter(batch: dict[str, np.ndarray], spec: SourceSpec, description
         doc_id = parser._doc_id(where, doc_id, record, ())  # duplicates across partitions: the driver's check
         text = extract_text(record, parser.text_field)
         if text is None:
-            raise UsageError(f"{description}: {where} (id {doc_id!r}) has no text under {parser.text_field!r}",
-                             hint=TEXT_FIELD_HINT)
+            raise UsageError(
+                f"{description}: {where} (id {doc_id!r}) has no text under {parser.text_field!r}", hint=TEXT_FIELD_HINT
+            )
         doc = parser._document(where, doc_id, text, record)
         ids.append(doc.doc_id)
         hashes.append(doc.content_hash)
@@ -71,8 +72,15 @@ class EmbedReplica:
     nothing changed never pays for them.
     """
 
-    def __init__(self, path: str, settings: dict[str, Any], fingerprint: str, dim: int, device: str | None,
-                 batch_size: int | None):
+    def __init__(
+        self,
+        path: str,
+        settings: dict[str, Any],
+        fingerprint: str,
+        dim: int,
+        device: str | None,
+        batch_size: int | None,
+    ):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.path, self.settings, self.fingerprint = path, settings, fingerprint
@@ -88,7 +96,8 @@ class EmbedReplica:
             # A worker whose copy of the model differs would write other vectors under the same version.
             raise UsageError(
                 f"the model at {self.path} on this Ray worker is not the registered version {self.fingerprint[:12]}",
-                hint="give every worker the same model folder (a shared volume or the image)")
+                hint="give every worker the same model folder (a shared volume or the image)",
+            )
         return Embedder(self.path, settings, device=self.device, batch_size=self.batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -109,8 +118,7 @@ def points(batch: dict[str, np.ndarray], model_short: str) -> list:
     from reindexer.sources.base import Document
 
     todo = batch[TODO].astype(bool)
-    docs = [Document(str(d), "", json.loads(p)) for d, p in zip(batch[DOC_ID][todo], batch[PAYLOAD][todo],
-                                                                strict=True)]
+    docs = [Document(str(d), "", json.loads(p)) for d, p in zip(batch[DOC_ID][todo], batch[PAYLOAD][todo], strict=True)]
     return store_points(docs, batch[VECTOR][todo], model_short)
 
 

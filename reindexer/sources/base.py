@@ -68,8 +68,7 @@ class Source(abc.ABC):
     description: str
 
     @abc.abstractmethod
-    def __iter__(self) -> Iterator[Document]:
-        ...
+    def __iter__(self) -> Iterator[Document]: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook: sources holding nothing keep it
         """Release files, connections or store handles."""
@@ -100,8 +99,10 @@ class Source(abc.ABC):
 # ---------------------------------------------------------------------------
 
 #: Where every source points users whose text is not where they said.
-TEXT_FIELD_HINT = ("pass --text-field with the payload path that holds the text, e.g. page_content; "
-                   "for several fields, a template such as --text '{title}. {text}'")
+TEXT_FIELD_HINT = (
+    "pass --text-field with the payload path that holds the text, e.g. page_content; "
+    "for several fields, a template such as --text '{title}. {text}'"
+)
 
 # LlamaIndex keeps each node as a JSON string under this payload key.
 NODE_CONTENT_KEY = "_node_content"
@@ -357,8 +358,7 @@ class RecordSource(Source):
         self.updated_field = updated_field
 
     @abc.abstractmethod
-    def _records(self) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
-        ...
+    def _records(self) -> Iterator[tuple[str, str | None, dict[str, Any]]]: ...
 
     # -- the shared pipeline ------------------------------------------------
     def __iter__(self) -> Iterator[Document]:
@@ -368,8 +368,7 @@ class RecordSource(Source):
             text = extract_text(record, self.text_field)
             if text is None:
                 raise UsageError(
-                    f"{self.description}: {where} (id {doc_id!r}) has no text under "
-                    f"{self.text_field!r}",
+                    f"{self.description}: {where} (id {doc_id!r}) has no text under {self.text_field!r}",
                     hint=TEXT_FIELD_HINT,
                 )
             yield self._document(where, doc_id, text, record)
@@ -441,9 +440,7 @@ class RecordSource(Source):
             try:
                 updated_at = resolve_path(record, self.updated_field)
             except KeyError:
-                raise UsageError(
-                    f"{self.description}: {where} has no updated field {self.updated_field!r}"
-                ) from None
+                raise UsageError(f"{self.description}: {where} has no updated field {self.updated_field!r}") from None
         if self.convert_payload:
             try:
                 payload = {k: jsonable(v) for k, v in payload.items()}
@@ -451,8 +448,7 @@ class RecordSource(Source):
             except TypeError as exc:
                 bad = _first_unjsonable(payload)
                 raise UsageError(
-                    f"{self.description}: {where} has a {exc} value under {bad!r}, which a "
-                    f"payload cannot store",
+                    f"{self.description}: {where} has a {exc} value under {bad!r}, which a payload cannot store",
                     hint="cast or drop that field (in SQL, select it as text)",
                 ) from None
         return Document(doc_id, text, payload, updated_at)

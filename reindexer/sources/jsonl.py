@@ -83,8 +83,7 @@ class JsonlSource(RecordSource):
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UsageError(
-                f"{self.description}: line {line_no} is not valid JSON "
-                f"({exc.msg} at column {exc.colno})",
+                f"{self.description}: line {line_no} is not valid JSON ({exc.msg} at column {exc.colno})",
                 hint="a JSONL file holds one JSON object per line",
             ) from None
         if not isinstance(obj, dict):

@@ -77,18 +77,14 @@ class SourceSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise UsageError(
-                f"unknown source kind {self.kind!r}", hint=f"use one of: {', '.join(KINDS)}"
-            )
+            raise UsageError(f"unknown source kind {self.kind!r}", hint=f"use one of: {', '.join(KINDS)}")
         if not self.text_field or not isinstance(self.text_field, str):
             raise UsageError("the text field must be a non-empty field path")
         if self.kind == "payload":
             if self.location:
                 raise UsageError("a payload source reads the collection itself and takes no location")
             if self.id_field is not None:
-                raise UsageError(
-                    "--id-field does not apply to the payload source: its ids come from the points"
-                )
+                raise UsageError("--id-field does not apply to the payload source: its ids come from the points")
         else:
             if not self.location:
                 raise UsageError(f"a {self.kind} source needs a location, as in {self.kind}:PATH")
@@ -111,9 +107,7 @@ class SourceSpec:
                     hint="the diff of a full pass against the ledger finds changed and deleted documents",
                 )
             if not self.updated_field:
-                raise UsageError(
-                    "--since needs --updated-field, the column compared with the watermark"
-                )
+                raise UsageError("--since needs --updated-field, the column compared with the watermark")
 
     # -- plans -----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -154,9 +148,7 @@ class SourceSpec:
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
-def parse_source(
-    text: str | None = None, *, base_dir: Path | None = None, **options: Any
-) -> SourceSpec:
+def parse_source(text: str | None = None, *, base_dir: Path | None = None, **options: Any) -> SourceSpec:
     """A ``SourceSpec`` from a CLI string and options.
 
     ``options`` are SourceSpec fields (text_field, id_field, query, since,
@@ -235,28 +227,41 @@ def open_source(
         from reindexer.sources.payload import PayloadSource
 
         return PayloadSource(
-            store, collection, text_field=spec.text_field,
-            updated_field=spec.updated_field, batch_size=batch_size,
+            store,
+            collection,
+            text_field=spec.text_field,
+            updated_field=spec.updated_field,
+            batch_size=batch_size,
         )
     assert spec.location is not None and spec.id_field is not None
     if spec.kind == "jsonl":
         from reindexer.sources.jsonl import JsonlSource
 
         return JsonlSource(
-            spec.location, text_field=spec.text_field, id_field=spec.id_field,
+            spec.location,
+            text_field=spec.text_field,
+            id_field=spec.id_field,
             updated_field=spec.updated_field,
         )
     if spec.kind == "parquet":
         from reindexer.sources.parquet import ParquetSource
 
         return ParquetSource(
-            spec.location, text_field=spec.text_field, id_field=spec.id_field,
-            updated_field=spec.updated_field, batch_size=batch_size,
+            spec.location,
+            text_field=spec.text_field,
+            id_field=spec.id_field,
+            updated_field=spec.updated_field,
+            batch_size=batch_size,
         )
     from reindexer.sources.sql import SqlSource
 
     assert spec.query is not None
     return SqlSource(
-        spec.location, spec.query, text_field=spec.text_field, id_field=spec.id_field,
-        updated_field=spec.updated_field, since=spec.since, batch_size=batch_size,
+        spec.location,
+        spec.query,
+        text_field=spec.text_field,
+        id_field=spec.id_field,
+        updated_field=spec.updated_field,
+        since=spec.since,
+        batch_size=batch_size,
     )

@@ -127,9 +127,7 @@ class SqlSource(RecordSource):
                     hint="check the dialect and driver names, e.g. postgresql+psycopg://",
                 ) from None
             except ImportError as exc:
-                raise UsageError(
-                    f"{self.description}: the database driver is not installed ({exc.name})"
-                ) from None
+                raise UsageError(f"{self.description}: the database driver is not installed ({exc.name})") from None
         return self._engine
 
     def _records(self) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
@@ -139,16 +137,12 @@ class SqlSource(RecordSource):
         try:
             conn = engine.connect()
         except DBAPIError as exc:
-            raise BackendUnavailableError(
-                f"{self.description}: cannot connect ({_first_line(exc.orig)})"
-            ) from None
+            raise BackendUnavailableError(f"{self.description}: cannot connect ({_first_line(exc.orig)})") from None
         row = 0
         try:
             stmt = self.statement(engine.dialect)
             try:
-                result = conn.execution_options(
-                    stream_results=True, yield_per=self.batch_size
-                ).execute(stmt)
+                result = conn.execution_options(stream_results=True, yield_per=self.batch_size).execute(stmt)
             except SQLAlchemyError as exc:
                 raise UsageError(
                     f"{self.description}: the query failed ({_first_line(getattr(exc, 'orig', exc))})",
@@ -163,9 +157,7 @@ class SqlSource(RecordSource):
                 raise BackendUnavailableError(
                     f"{self.description}: connection lost after row {row} ({_first_line(exc.orig)})"
                 ) from None
-            raise UsageError(
-                f"{self.description}: reading failed after row {row} ({_first_line(exc.orig)})"
-            ) from None
+            raise UsageError(f"{self.description}: reading failed after row {row} ({_first_line(exc.orig)})") from None
         finally:
             conn.close()
 

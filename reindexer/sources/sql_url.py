@@ -40,9 +40,7 @@ def check_sql_url(url: str) -> None:
         )
     password = m.group("password")
     if password is not None and password != "" and not _PLACEHOLDER.fullmatch(password):
-        raise UsageError(
-            f"the SQL URL {redact_sql_url(url)} contains a literal password", hint=_SECRET_HINT
-        )
+        raise UsageError(f"the SQL URL {redact_sql_url(url)} contains a literal password", hint=_SECRET_HINT)
     _, _, query = m.group("rest").partition("?")
     for pair in query.split("&") if query else ():
         key, _, value = pair.partition("=")

@@ -46,8 +46,13 @@ class SchemaUpgrade:
         return not self.created and self.from_revision != self.to_revision
 
     def to_dict(self) -> dict[str, object]:
-        return {"url": self.url, "from_revision": self.from_revision, "to_revision": self.to_revision,
-                "upgraded": self.upgraded, "backup": self.backup}
+        return {
+            "url": self.url,
+            "from_revision": self.from_revision,
+            "to_revision": self.to_revision,
+            "upgraded": self.upgraded,
+            "backup": self.backup,
+        }
 
 
 def _config(connection: sa.Connection | None = None) -> Config:
@@ -91,17 +96,23 @@ def check_sqlite_file(path: Path, create: bool) -> None:
         with path.open("rb") as fh:
             header = fh.read(len(SQLITE_HEADER))
     except OSError as exc:
-        raise UsageError(f"cannot read the state database {path}: {exc.strerror}",
-                         hint="check the file's permissions, or point --state / REINDEX_STATE elsewhere") from None
+        raise UsageError(
+            f"cannot read the state database {path}: {exc.strerror}",
+            hint="check the file's permissions, or point --state / REINDEX_STATE elsewhere",
+        ) from None
     if header and header != SQLITE_HEADER:
-        raise UsageError(f"{path} is not a SQLite database (corrupt, or another kind of file)",
-                         hint="restore it from a backup, or point --state / REINDEX_STATE at another file")
+        raise UsageError(
+            f"{path} is not a SQLite database (corrupt, or another kind of file)",
+            hint="restore it from a backup, or point --state / REINDEX_STATE at another file",
+        )
     tables = sqlite_tables(path) if header else []
     ours = [t for t in tables if t.startswith(TABLE_PREFIX)]
     if tables and not ours:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-        raise UsageError(f"{path} is not a reindexer state database (it holds other tables: {shown})",
-                         hint="point --state / REINDEX_STATE at a reindexer state, or at a new file")
+        raise UsageError(
+            f"{path} is not a reindexer state database (it holds other tables: {shown})",
+            hint="point --state / REINDEX_STATE at a reindexer state, or at a new file",
+        )
 
 
 def sqlite_tables(path: Path) -> list[str]:
@@ -115,8 +126,10 @@ def sqlite_tables(path: Path) -> list[str]:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        raise UsageError(f"the state database {path} cannot be read: {exc}",
-                         hint="restore it from a backup, or point --state / REINDEX_STATE at another file") from None
+        raise UsageError(
+            f"the state database {path} cannot be read: {exc}",
+            hint="restore it from a backup, or point --state / REINDEX_STATE at another file",
+        ) from None
 
 
 def backup_sqlite(path: Path, revision: str | None) -> Path:
@@ -148,8 +161,9 @@ def _upgrade(engine: Engine) -> None:
         command.upgrade(_config(conn), "head")
 
 
-def open_schema(engine: Engine, shown_url: str, create: bool, upgrade_on_open: bool,
-                sqlite_path: Path | None = None) -> SchemaUpgrade:
+def open_schema(
+    engine: Engine, shown_url: str, create: bool, upgrade_on_open: bool, sqlite_path: Path | None = None
+) -> SchemaUpgrade:
     """Make sure the database holds a state at the head revision, or say exactly why it cannot.
 
     ``create``: an empty database gets the schema (commands that write); otherwise it is not found.
@@ -160,9 +174,11 @@ def open_schema(engine: Engine, shown_url: str, create: bool, upgrade_on_open: b
     ours = {t for t in tables if t.startswith(TABLE_PREFIX)}
     if not ours:
         if not create:
-            raise NotFoundError(f"no reindexer state in {shown_url}",
-                                hint="check --state / REINDEX_STATE (a command that writes, such as "
-                                "`reindex plan` or `reindex adopt`, creates it)")
+            raise NotFoundError(
+                f"no reindexer state in {shown_url}",
+                hint="check --state / REINDEX_STATE (a command that writes, such as "
+                "`reindex plan` or `reindex adopt`, creates it)",
+            )
         try:
             _upgrade(engine)
         except SADatabaseError:

@@ -112,17 +112,25 @@ class StateStore:
     def _open_schema(self, create: bool, upgrade: bool) -> SchemaUpgrade:
         shown = redact_db_url(self.url)
         try:
-            opened = open_schema(self.engine, shown, create=create, upgrade_on_open=upgrade,
-                                 sqlite_path=self.sqlite_path)
+            opened = open_schema(
+                self.engine, shown, create=create, upgrade_on_open=upgrade, sqlite_path=self.sqlite_path
+            )
         except OperationalError as exc:
             raise _unopenable(shown, exc) from None
         except DatabaseError as exc:
-            raise UsageError(f"the state database {shown} cannot be read: {exc.orig}",
-                             hint="restore it from a backup, or point --state / REINDEX_STATE elsewhere") from None
+            raise UsageError(
+                f"the state database {shown} cannot be read: {exc.orig}",
+                hint="restore it from a backup, or point --state / REINDEX_STATE elsewhere",
+            ) from None
         self._stamp_meta()
         if opened.upgraded:
-            self.audit("state-upgrade", None, from_revision=opened.from_revision or "none",
-                       to_revision=opened.to_revision, backup=opened.backup)
+            self.audit(
+                "state-upgrade",
+                None,
+                from_revision=opened.from_revision or "none",
+                to_revision=opened.to_revision,
+                backup=opened.backup,
+            )
         return opened
 
     def _stamp_meta(self) -> None:
@@ -156,8 +164,13 @@ class StateStore:
             engine.dispose()
         state = cls(url)  # stamps the meta rows and records the upgrade in the audit log
         if done.upgraded:
-            state.audit("state-upgrade", None, from_revision=done.from_revision or "none",
-                        to_revision=done.to_revision, backup=done.backup)
+            state.audit(
+                "state-upgrade",
+                None,
+                from_revision=done.from_revision or "none",
+                to_revision=done.to_revision,
+                backup=done.backup,
+            )
         state.close()
         return done
 
@@ -318,8 +331,17 @@ class StateStore:
             for version_id in drop_ledgers:
                 s.exec(delete(LedgerEntry).where(LedgerEntry.index_version_id == version_id))
             for action, collection, result, fingerprint, detail in audits:
-                s.add(AuditEvent(user=user, host=host, action=action, collection=collection,
-                                 plan_fingerprint=fingerprint, result=result, detail=detail))
+                s.add(
+                    AuditEvent(
+                        user=user,
+                        host=host,
+                        action=action,
+                        collection=collection,
+                        plan_fingerprint=fingerprint,
+                        result=result,
+                        detail=detail,
+                    )
+                )
             if clear_pending is not None:
                 pending = s.get(Meta, clear_pending)
                 if pending is not None:
@@ -363,14 +385,18 @@ class StateStore:
             s.add(version)
             s.flush()
             rows = [
-                dict(index_version_id=version.id, doc_id=d, content_hash=h,
-                     model_fingerprint=model.fingerprint, updated_at=now)
+                dict(
+                    index_version_id=version.id,
+                    doc_id=d,
+                    content_hash=h,
+                    model_fingerprint=model.fingerprint,
+                    updated_at=now,
+                )
                 for d, h in ledger_rows
             ]
             if rows:
                 s.bulk_insert_mappings(LedgerEntry, rows)
-            s.add(AuditEvent(user=user, host=host, action="adopt", collection=name, result="ok",
-                             detail=audit_detail))
+            s.add(AuditEvent(user=user, host=host, action="adopt", collection=name, result="ok", detail=audit_detail))
             s.commit()
             s.refresh(version)
         return version
@@ -384,9 +410,7 @@ class StateStore:
             lc = s.get(LogicalCollection, collection_id)
             if lc is None:
                 return
-            version_ids = list(
-                s.exec(select(IndexVersion.id).where(IndexVersion.collection_id == collection_id)).all()
-            )
+            version_ids = list(s.exec(select(IndexVersion.id).where(IndexVersion.collection_id == collection_id)).all())
             for chunk in _chunks(version_ids, 500):
                 s.exec(delete(LedgerEntry).where(LedgerEntry.index_version_id.in_(chunk)))
                 s.exec(delete(Run).where(Run.index_version_id.in_(chunk)))
@@ -395,8 +419,9 @@ class StateStore:
             intent = s.get(Meta, pending)
             if intent is not None:
                 s.delete(intent)
-            s.add(AuditEvent(user=user, host=host, action="forget", collection=lc.name, result="ok",
-                             detail=audit_detail))
+            s.add(
+                AuditEvent(user=user, host=host, action="forget", collection=lc.name, result="ok", detail=audit_detail)
+            )
             s.delete(lc)
             s.commit()
 
@@ -418,9 +443,7 @@ class StateStore:
         """doc_id -> content hash for one index version."""
         with self.session() as s:
             rows = s.exec(
-                select(LedgerEntry.doc_id, LedgerEntry.content_hash).where(
-                    LedgerEntry.index_version_id == version_id
-                )
+                select(LedgerEntry.doc_id, LedgerEntry.content_hash).where(LedgerEntry.index_version_id == version_id)
             ).all()
         return {doc_id: h for doc_id, h in rows}
 
@@ -429,10 +452,13 @@ class StateStore:
         found: dict[str, str] = {}
         with self.session() as s:
             for chunk in _chunks(doc_ids, 900):
-                found.update(s.exec(
-                    select(LedgerEntry.doc_id, LedgerEntry.content_hash).where(
-                        LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk))
-                ).all())
+                found.update(
+                    s.exec(
+                        select(LedgerEntry.doc_id, LedgerEntry.content_hash).where(
+                            LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk)
+                        )
+                    ).all()
+                )
         return found
 
     def ledger_id_pages(self, version_id: int, page: int = 2000) -> Iterator[list[str]]:
@@ -494,9 +520,7 @@ class StateStore:
                 )
             for chunk in _chunks(deleted, 500):
                 s.exec(
-                    delete(LedgerEntry).where(
-                        LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk)
-                    )
+                    delete(LedgerEntry).where(LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk))
                 )
             if run_id is not None:
                 from reindexer.state.models import Run
@@ -559,8 +583,9 @@ class StateStore:
         self, store_url: str, collection: str, since: datetime | None = None, shadow: str | None = None
     ) -> list[TrafficRecord]:
         with self.session() as s:
-            q = select(TrafficRecord).where(TrafficRecord.store_url == store_url,
-                                            TrafficRecord.collection == collection)
+            q = select(TrafficRecord).where(
+                TrafficRecord.store_url == store_url, TrafficRecord.collection == collection
+            )
             if since is not None:
                 q = q.where(TrafficRecord.at >= since)
             if shadow is not None:
@@ -647,16 +672,24 @@ def _unopenable(shown_url: str, exc: OperationalError) -> ReindexError:
     """A database server's refusal, as the error a user can act on: missing, not allowed, or unreachable."""
     text = str(exc.orig)
     if "does not exist" in text and "database" in text:
-        return NotFoundError(f"no database for the state at {shown_url}",
-                             hint="check --state / REINDEX_STATE, or create the database (createdb) first")
+        return NotFoundError(
+            f"no database for the state at {shown_url}",
+            hint="check --state / REINDEX_STATE, or create the database (createdb) first",
+        )
     if "password authentication failed" in text or "permission denied" in text or "readonly" in text:
-        return UsageError(f"not allowed to use the state database {shown_url}: {text.splitlines()[0]}",
-                          hint="check the user, password and grants in --state / REINDEX_STATE")
+        return UsageError(
+            f"not allowed to use the state database {shown_url}: {text.splitlines()[0]}",
+            hint="check the user, password and grants in --state / REINDEX_STATE",
+        )
     if "unable to open database file" in text:
-        return UsageError(f"cannot open the state database {shown_url}: {text}",
-                          hint="check the file's folder exists and is writable, or point --state elsewhere")
-    return ReindexError(f"cannot open the state store {shown_url}: {text.splitlines()[0] if text else exc}",
-                        hint="check --state / REINDEX_STATE")
+        return UsageError(
+            f"cannot open the state database {shown_url}: {text}",
+            hint="check the file's folder exists and is writable, or point --state elsewhere",
+        )
+    return ReindexError(
+        f"cannot open the state store {shown_url}: {text.splitlines()[0] if text else exc}",
+        hint="check --state / REINDEX_STATE",
+    )
 
 
 def _make_engine(url: str) -> Engine:

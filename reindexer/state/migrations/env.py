@@ -8,7 +8,11 @@ connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("reindexer's migrations run through `reindex state upgrade` or on open, not the alembic CLI")
 
-context.configure(connection=connection, target_metadata=None, version_table=VERSION_TABLE,
-                  render_as_batch=connection.dialect.name == "sqlite")
+context.configure(
+    connection=connection,
+    target_metadata=None,
+    version_table=VERSION_TABLE,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
 with context.begin_transaction():
     context.run_migrations()
