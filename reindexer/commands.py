@@ -17,7 +17,7 @@ import numpy as np
 
 from reindexer import policy
 from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY
-from reindexer.embedding import ModelSettings, cosine_rows
+from reindexer.embedding import ModelSettings, check_model_folder, cosine_rows
 from reindexer.errors import (
     ConflictError,
     DriftError,
@@ -67,6 +67,7 @@ def _always(_: str) -> bool:
 def model_register(
     ws: Workspace, path: str, name: str | None = None, settings: ModelSettings | None = None, **training: Any
 ) -> ModelVersion:
+    check_model_folder(path)  # a path that is no model leaves no new state behind
     model = register_model(ws.state, path, name=name, settings=settings, **training)
     ws.state.audit("model-register", None, model=model.label, path=model.path)
     return model
@@ -81,7 +82,9 @@ def plan(
     ws: Workspace, collection: str, *, source: SourceSpec | str | None = None, gate: str | None = None, **options: Any
 ) -> Plan:
     """What putting a model behind ``collection`` takes; ``source`` and ``gate`` default as configured."""
-    reconcile_readonly(ws, ws.state.get_collection(ws.store_url, collection), "plan")
+    # No state yet means no collection: reading one must not create the file a refused plan leaves behind.
+    lc = ws.state.get_collection(ws.store_url, collection) if ws.state_exists() else None
+    reconcile_readonly(ws, lc, "plan")
     inputs = gather_inputs(
         ws,
         collection,
@@ -97,7 +100,7 @@ def source_spec(ws: Workspace, collection: str, text: str | None = None, **piece
 
     Without a text option it reads the text the way the collection records it.
     """
-    lc = ws.state.get_collection(ws.store_url, collection)
+    lc = ws.state.get_collection(ws.store_url, collection) if ws.state_exists() else None
     return policy.source_from_options(
         ws.config, collection, text, recorded_text_field=lc.text_field if lc else None, **pieces
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reindexer.adapters.base import CollectionSpec, validate_spec
-from reindexer.embedding import ModelSettings
+from reindexer.embedding import ModelSettings, check_model_folder
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
 from reindexer.estimate import build_estimate
 from reindexer.model_registry import describe_model, require_unchanged, save_model
@@ -225,6 +225,8 @@ def gather_inputs(
     backend.validate_collection_name(collection)
     if metric is not None:
         backend.validate_metric(metric)
+    if model_path:
+        check_model_folder(model_path)  # before the state and the store are opened
     state = ws.state
     lc = state.get_collection(ws.store_url, collection)
     live = live_version(ws, lc, collection)

@@ -15,6 +15,7 @@ from reindexer.config import Config, load_config
 from reindexer.devices import runtime, runtime_from, set_runtime
 from reindexer.errors import LeaseHeldError, NotFoundError
 from reindexer.state import StateStore
+from reindexer.state.store import sqlite_file
 
 LEASE_TTL = timedelta(minutes=10)
 
@@ -27,8 +28,12 @@ class Workspace:
         self.read_only = read_only
         self.location = parse_store_url(config.store_url, config.base_dir)
         self.store_url = self.location.url
-        self.state = state or StateStore(config.state_url, config.base_dir, create=not read_only)
+        # A writing command opens it on first use, so input refused before then leaves no new state file.
+        self._state: StateStore | None = state
         self._store: VectorStore | None = None
+        if read_only:
+            self.state  # noqa: B018 - a command that only reads meets a missing or bad state first, before the store
+
         # The executor, the planner and the query side build their embedders without a config in hand.
         set_runtime(
             runtime_from(config.device, config.devices, config.precision, config.embed_batch_size, config.threads)
@@ -39,6 +44,23 @@ class Workspace:
         cls, store: str | None = None, state: str | None = None, cwd: Path | None = None, read_only: bool = False
     ) -> Workspace:
         return cls(load_config(store_url=store, state_url=state, cwd=cwd), read_only=read_only)
+
+    @property
+    def state(self) -> StateStore:
+        if self._state is None:
+            self._state = StateStore(self.config.state_url, self.config.base_dir, create=not self.read_only)
+        return self._state
+
+    def state_exists(self) -> bool:
+        """Whether the state is there to read without creating it (a server database always counts)."""
+        if self._state is not None:
+            return True
+        path = sqlite_file(self.config.state_url, self.config.base_dir)
+        return path is None or path.exists()
+
+    @state.setter
+    def state(self, value: StateStore) -> None:
+        self._state = value
 
     @property
     def store(self) -> VectorStore:
@@ -110,7 +132,8 @@ class Workspace:
         if self._store is not None:
             self._store.close()
             self._store = None
-        self.state.close()
+        if self._state is not None:
+            self._state.close()
 
     def __enter__(self) -> Workspace:
         return self

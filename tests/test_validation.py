@@ -160,3 +160,21 @@ def test_config_show_creates_nothing(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["store"]["url"] == "milvus+lite:data/v.db"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reindex.toml"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("plan", "docs", "--model", "/no/such/model", "--source", "jsonl:d.jsonl"),
+        ("plan", "a/b", "--model", "/no/such/model", "--source", "jsonl:d.jsonl"),
+        ("plan", "docs", "--model", "/no/such/model", "--source", "jsonl:d.jsonl", "--metric", "manhattan"),
+        ("model", "register", "/no/such/model"),
+    ],
+    ids=["missing model", "bad name", "bad metric", "register a missing model"],
+)
+def test_a_refused_writing_command_in_a_fresh_folder_leaves_no_state_or_store(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.jsonl").write_text('{"id": "1", "text": "a"}\n')
+    r = CliRunner().invoke(cli, list(args))
+    assert r.exit_code == 2, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]

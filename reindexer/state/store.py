@@ -661,6 +661,11 @@ def _absolute_sqlite(url: str, base_dir: Path | None, create: bool = True) -> st
     return url
 
 
+def sqlite_file(url: str, base_dir: Path | None = None) -> Path | None:
+    """The file a SQLite state URL names (relative to ``base_dir``), or None for a server database."""
+    return _sqlite_path(_absolute_sqlite(url, base_dir, create=False))
+
+
 def _sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
