@@ -33,7 +33,7 @@ def register_model(
 
 
 def describe_model(
-    state: StateStore,
+    state: StateStore | None,
     path: str | os.PathLike,
     name: str | None = None,
     settings: ModelSettings | None = None,
@@ -45,7 +45,7 @@ def describe_model(
     unsaved one (the weights are loaded to learn its dimension). Writes nothing."""
     settings = settings or ModelSettings()
     root = check_model_folder(path)
-    existing = state.get_model(fingerprint(root, settings))
+    existing = state.get_model(fingerprint(root, settings)) if state is not None else None
     if existing is not None:
         if existing.path != str(root) and not os.path.isdir(existing.path):
             existing.path = str(root)  # the same bytes moved: save_model keeps it usable from the new place

@@ -225,8 +225,13 @@ def gather_inputs(
     backend.validate_collection_name(collection)
     if metric is not None:
         backend.validate_metric(metric)
+    early = None
     if model_path:
         check_model_folder(model_path)  # before the state and the store are opened
+        if not ws.state_exists():
+            # A new state knows no model yet: inspect this one (dimension, truncation) before the state
+            # and the store are made, so a refused model leaves a fresh folder as it was.
+            early = describe_model(None, model_path, name=model_name, settings=settings, **(training or {}))
     state = ws.state
     lc = state.get_collection(ws.store_url, collection)
     live = live_version(ws, lc, collection)
@@ -236,7 +241,7 @@ def gather_inputs(
             hint="check the name (`reindex status` lists collections), or pass --source jsonl:FILE to create it",
         )
     if model_path:
-        model = describe_model(state, model_path, name=model_name, settings=settings, **(training or {}))
+        model = early or describe_model(state, model_path, name=model_name, settings=settings, **(training or {}))
     elif model_ref:
         model = state.find_model(model_ref)
     elif live is not None:

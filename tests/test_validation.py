@@ -178,3 +178,12 @@ def test_a_refused_writing_command_in_a_fresh_folder_leaves_no_state_or_store(tm
     r = CliRunner().invoke(cli, list(args))
     assert r.exit_code == 2, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]
+
+
+def test_a_truncation_past_the_model_in_a_fresh_folder_leaves_no_state_or_store(tmp_path, monkeypatch, minilm_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.jsonl").write_text('{"id": "1", "text": "a"}\n')
+    args = ["plan", "docs", "--model", str(minilm_path), "--source", "jsonl:d.jsonl", "--truncate-dim", "1000"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and "truncate dimension 1000" in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]
