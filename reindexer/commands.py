@@ -525,8 +525,9 @@ def _build(
         if live is not None and plan.mode != "copy":
             carry_other_vectors(ws.store, live.physical_name, version.physical_name, ws.batch_size)
         finish_run(ws, run)
-        if total.embedded:
-            # What later plans of this model estimate from (reindexer.estimate).
+        if total.embedded and embedder is not None:
+            # What later plans of this model estimate from (reindexer.estimate); a Ray build's rate is the
+            # cluster's, not this device's, so it is not recorded as one.
             record_run(
                 ws.state,
                 model.fingerprint,
