@@ -4,23 +4,41 @@
 # cannot listen on, or talk over, any other interface. Elsewhere the server tests skip
 # and say why. pytest's exit code 5 (nothing collected) is a failure here: a suite
 # that ran no test has not passed.
+#
+# With no arguments (make test, .ci/run) the tests that stop and restart a Milvus server
+# of their own (tests/test_backend_faults.py) run in a second pytest process: a second
+# standalone server does not start beside the session's shared one in one namespace.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-PYTEST=(.venv/bin/python -m pytest --durations=25 "$@")
-if unshare -n true 2>/dev/null; then
-  unshare -n sh -c 'ip link set lo up 2>/dev/null || true; exec "$@"' sh "${PYTEST[@]}"
+ISOLATED=tests/test_backend_faults.py
+
+run_pytest() {
+  local cmd=(.venv/bin/python -m pytest --durations=25 "$@") rc
+  if unshare -n true 2>/dev/null; then
+    unshare -n sh -c 'ip link set lo up 2>/dev/null || true; exec "$@"' sh "${cmd[@]}"
+    rc=$?
+  elif unshare -rn true 2>/dev/null; then
+    unshare -rn sh -c 'ip link set lo up 2>/dev/null || true; exec "$@"' sh "${cmd[@]}"
+    rc=$?
+  else
+    echo "note: cannot create a network namespace here; Milvus server tests will skip" >&2
+    "${cmd[@]}"
+    rc=$?
+  fi
+  if [ "$rc" -eq 5 ]; then
+    echo "error: pytest collected no tests" >&2
+    return 1
+  fi
+  return "$rc"
+}
+
+if [ "$#" -eq 0 ]; then
+  run_pytest --ignore="$ISOLATED"
   rc=$?
-elif unshare -rn true 2>/dev/null; then
-  unshare -rn sh -c 'ip link set lo up 2>/dev/null || true; exec "$@"' sh "${PYTEST[@]}"
-  rc=$?
-else
-  echo "note: cannot create a network namespace here; Milvus server tests will skip" >&2
-  "${PYTEST[@]}"
-  rc=$?
+  run_pytest "$ISOLATED"
+  rc2=$?
+  [ "$rc" -ne 0 ] && exit "$rc"
+  exit "$rc2"
 fi
-if [ "$rc" -eq 5 ]; then
-  echo "error: pytest collected no tests" >&2
-  exit 1
-fi
-exit "$rc"
+run_pytest "$@"
