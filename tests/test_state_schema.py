@@ -253,7 +253,7 @@ def test_postgresql_state_before_migrations_waits_for_reindex_state_upgrade(pg_s
         conn.execute(sa.text("UPDATE reindex_meta SET value = '1' WHERE key = 'schema_version'"))
     engine.dispose()
 
-    for args in (["status"], ["model", "list"], ["model", "register", "/nowhere"]):
+    for args in (["status"], ["model", "list"], ["--yes", "forget", "docs"]):
         r = invoke("--state", pg_state, *args, cwd=tmp_path)
         assert r.exit_code == 4, r.output
         assert "reindex state upgrade" in r.output and "none (made before migrations)" in r.output
