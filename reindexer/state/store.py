@@ -123,15 +123,18 @@ class StateStore:
                 hint="restore it from a backup, or point --state / REINDEX_STATE elsewhere",
             ) from None
         self._stamp_meta()
-        if opened.upgraded:
+        self._audit_upgrade(opened)
+        return opened
+
+    def _audit_upgrade(self, done: SchemaUpgrade) -> None:
+        if done.upgraded:
             self.audit(
                 "state-upgrade",
                 None,
-                from_revision=opened.from_revision or "none",
-                to_revision=opened.to_revision,
-                backup=opened.backup,
+                from_revision=done.from_revision or "none",
+                to_revision=done.to_revision,
+                backup=done.backup,
             )
-        return opened
 
     def _stamp_meta(self) -> None:
         with Session(self.engine) as s:
@@ -162,15 +165,8 @@ class StateStore:
             raise _unopenable(shown, exc) from None
         finally:
             engine.dispose()
-        state = cls(url)  # stamps the meta rows and records the upgrade in the audit log
-        if done.upgraded:
-            state.audit(
-                "state-upgrade",
-                None,
-                from_revision=done.from_revision or "none",
-                to_revision=done.to_revision,
-                backup=done.backup,
-            )
+        state = cls(url)  # stamps the meta rows
+        state._audit_upgrade(done)
         state.close()
         return done
 
