@@ -389,10 +389,10 @@ def ledger_count(world: World, number: int) -> int:
 def assert_same(actual: Snapshot, expected: Snapshot, model_short: str) -> None:
     n = len(expected.ids)
     assert len(actual.ids) == len(set(actual.ids)), "the store holds duplicate ids"
-    assert actual.count == n, f"{actual.physical} counts {actual.count} points, the uninterrupted run {n}"
     assert set(actual.ids) == set(expected.ids), (
-        f"missing {sorted(set(expected.ids) - set(actual.ids))[:5]}, extra {sorted(set(actual.ids) - set(expected.ids))[:5]}"
+        f"missing {sorted(set(expected.ids) - set(actual.ids))[:30]}, extra {sorted(set(actual.ids) - set(expected.ids))[:5]}"
     )
+    assert actual.count == n, f"{actual.physical} counts {actual.count} points, the uninterrupted run {n}"
     assert actual.ledger == expected.ledger, "the ledger differs from the uninterrupted run's"
     assert set(actual.ledger) == set(actual.ids)
     assert {p.get(MODEL_KEY) for p in actual.payloads.values()} == {model_short}
