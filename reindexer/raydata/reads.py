@@ -7,21 +7,29 @@ the local source's own code and give the same documents and content hashes.
 - JSONL: byte ranges of the file, each starting after a newline (a ``.gz`` file is one task:
   gzip cannot be entered mid-stream);
 - Parquet: groups of row groups;
-- SQL: one task streaming the query with the source's server-side cursor (a SELECT has no
-  portable way to split itself; the parse and embed stages after it still run in parallel);
+- SQL: ranges of the id column, their bounds the largest id of each ``NTILE`` of the query
+  by id (one query the database sorts; ``SqlSource.id_boundaries``), each task streaming its
+  range with a server-side cursor; a database without window functions gets one task;
 - payload: pages of the collection scrolled by the driver, the one process that may hold an
   embedded store, and put into the object store (which spills to disk) page by page.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from reindexer.errors import UsageError
 from reindexer.sources.spec import SourceSpec, open_source
+from reindexer.sources.sql import SqlSource
 
+log = logging.getLogger(__name__)
+
+#: what a local source's ``_records()`` yields: (where, doc id or None, the raw record)
+Record = tuple[str, str | None, dict[str, Any]]
 RECORD = "record"
 ROWS_PER_BLOCK = 1024
 MIN_SPLIT_BYTES = 1 << 20
@@ -97,12 +105,39 @@ def parquet_records(path: str, row_groups: list[int]) -> Iterator[tuple[str, str
                 yield f"row {i} of row group {g}", None, record
 
 
-def sql_records(spec: SourceSpec) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
-    source = open_source(spec)
+def sql_ranges(spec: SourceSpec, partitions: int) -> list[tuple[Any, Any]]:
+    """``(low, high]`` id ranges covering the query's rows, open at both ends of the list."""
+    source = _sql_source(spec)
     try:
-        yield from source._records()
+        highs = source.id_boundaries(partitions)
+    except UsageError as exc:
+        # No window functions (or an id column the database cannot order): read it whole.
+        log.info("%s; reading it in one task", exc.message)
+        return [(None, None)]
     finally:
         source.close()
+    lows: list[Any] = [None, *highs]
+    return list(zip(lows, [*highs, None], strict=True))
+
+
+def sql_records(spec: SourceSpec, low: Any = None, high: Any = None) -> Iterator[Record]:
+    whole = _sql_source(spec)
+    if (low, high) == (None, None):
+        part, suffix = whole, ""
+    else:
+        part, suffix = whole.partition(low, high), f" of the ids after {low!r}" if low is not None else ""
+    try:
+        for where, doc_id, record in part._records():
+            yield f"{where}{suffix}", doc_id, record
+    finally:
+        part.close()
+        whole.close()
+
+
+def _sql_source(spec: SourceSpec) -> SqlSource:
+    source = open_source(spec)
+    assert isinstance(source, SqlSource)
+    return source
 
 
 def dataset(spec: SourceSpec, parallelism: int, payload_pages: Iterator[list] | None = None):
@@ -123,7 +158,7 @@ def dataset(spec: SourceSpec, parallelism: int, payload_pages: Iterator[list] | 
             return [(jsonl_records, spec, s, e) for s, e in jsonl_ranges(Path(spec.location), parallelism)]
         if spec.kind == "parquet":
             return [(parquet_records, spec.location, g) for g in parquet_groups(spec.location, parallelism)]
-        return [(sql_records, spec)]
+        return [(sql_records, spec, low, high) for low, high in sql_ranges(spec, parallelism)]
 
     class RecordDatasource(Datasource):
         def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list[ReadTask]:

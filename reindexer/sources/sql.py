@@ -22,6 +22,14 @@ the query cannot take bind parameters of its own. A trailing ``;`` is dropped.
 With ``since`` the query becomes a subquery, so it must be valid as one (an
 ``ORDER BY`` inside is fine on PostgreSQL, SQLite and MySQL, not on SQL Server).
 
+Partitions (the Ray executor's parallel read): ``id_boundaries(n)`` asks the database for
+the largest id of each of ``n`` equal tiles of the query ordered by id (``NTILE``, one
+query, sorted by the database), and ``partition(lo, hi)`` is the same source restricted to
+``lo < id <= hi`` (either end open) through bound parameters. The ranges are disjoint and
+cover every row, since the database's own ordering decides both the tiles and the
+filters; rows with a NULL id go to the first range, where they meet the same error as in
+a whole read.
+
 Incremental semantics:
 
 - A full pass (no ``since``) lists every current doc id, so diffing it against
@@ -51,6 +59,7 @@ from reindexer.sources.sql_url import check_sql_url, expand_sql_url, redact_sql_
 
 SUBQUERY_ALIAS = "reindex_src"
 SINCE_PARAM = "reindex_since"
+LOW_PARAM, HIGH_PARAM, TILES_PARAM = "reindex_id_low", "reindex_id_high", "reindex_tiles"
 
 
 class SqlSource(RecordSource):
@@ -81,37 +90,119 @@ class SqlSource(RecordSource):
         self.since = since
         self.batch_size = batch_size
         self.engine_options = engine_options or {}
+        #: (low, high): only rows with ``low < id <= high``; None at either end is open
+        self.id_range: tuple[Any, Any] | None = None
         self._engine: Any = None
         self.description = f"sql:{redact_sql_url(url)}"
         if since is not None:
             self.description += f" since {updated_field}>{since}"
 
     # -- SQL -------------------------------------------------------------
-    def statement(self, dialect: Any = None) -> Any:
-        """The ``TextClause`` to run: the query, wrapped and filtered when ``since`` is set."""
-        from sqlalchemy import bindparam, text
-        from sqlalchemy.types import NullType
-
+    def _query(self) -> str:
         query = self.query.strip()
         while query.endswith(";"):
             query = query[:-1].rstrip()
-        query = query.replace(":", "\\:")  # literal colons; the query takes no binds
-        if self.since is None:
-            return text(query)
+        return query.replace(":", "\\:")  # literal colons; the query takes no binds
+
+    @staticmethod
+    def _quote(dialect: Any) -> Any:
         if dialect is None:
             from sqlalchemy.dialects import sqlite
 
             dialect = sqlite.dialect()
-        quote = dialect.identifier_preparer.quote
-        column = quote(self.updated_field)
+        return dialect.identifier_preparer.quote
+
+    def statement(self, dialect: Any = None) -> Any:
+        """The ``TextClause`` to run: the query, wrapped and filtered when ``since`` or ``id_range`` is set."""
+        from sqlalchemy import text
+
+        sql, binds = self._filtered(self._quote(dialect))
+        return text(sql).bindparams(*binds) if binds else text(sql)
+
+    def _filtered(self, quote: Any) -> tuple[str, list[Any]]:
+        """The query's SQL with the ``since`` and ``id_range`` filters, and their bound parameters."""
+        from sqlalchemy import bindparam
+        from sqlalchemy.types import NullType
+
+        query = self._query()
         alias = quote(SUBQUERY_ALIAS)
+        where: list[str] = []
         # Untyped on purpose: a typed str bind renders as ``::VARCHAR`` on
         # PostgreSQL, and ``timestamp > varchar`` has no operator. Untyped, the
         # database casts the value to the column's type.
-        return text(
-            # newlines: a trailing ``-- comment`` in the query must not swallow the ``)``
-            f"SELECT * FROM (\n{query}\n) AS {alias} WHERE {alias}.{column} > :{SINCE_PARAM}"
-        ).bindparams(bindparam(SINCE_PARAM, self.since, type_=NullType()))
+        binds = []
+        if self.since is not None:
+            where.append(f"{alias}.{quote(self.updated_field)} > :{SINCE_PARAM}")
+            binds.append(bindparam(SINCE_PARAM, self.since, type_=NullType()))
+        if self.id_range is not None:
+            low, high = self.id_range
+            column = f"{alias}.{quote(self.id_field)}"
+            if low is not None:
+                where.append(f"{column} > :{LOW_PARAM}")
+                binds.append(bindparam(LOW_PARAM, low, type_=NullType()))
+            if high is not None:
+                # NULL ids fall in the first range, where they fail as in a whole read
+                null = f" OR {column} IS NULL" if low is None else ""
+                where.append(f"({column} <= :{HIGH_PARAM}{null})")
+                binds.append(bindparam(HIGH_PARAM, high, type_=NullType()))
+        if not where:
+            return query, []
+        # newlines: a trailing ``-- comment`` in the query must not swallow the ``)``
+        return f"SELECT * FROM (\n{query}\n) AS {alias} WHERE {' AND '.join(where)}", binds
+
+    def partition(self, low: Any, high: Any) -> SqlSource:
+        """This source restricted to ``low < id <= high`` (None: that end open)."""
+        part = SqlSource(
+            self.url,
+            self.query,
+            text_field=self.text_field,
+            id_field=self.id_field or "id",
+            updated_field=self.updated_field,
+            since=self.since,
+            batch_size=self.batch_size,
+            engine_options=self.engine_options,
+        )
+        part.id_range = (low, high)
+        return part
+
+    def id_boundaries(self, parts: int) -> list[Any]:
+        """The largest id of each of ``parts`` tiles of the query by id, smallest first, distinct.
+
+        The last is left out: the last range stays open above, so rows added since are read
+        too. Empty when the query has fewer rows than two tiles need.
+        """
+        from sqlalchemy import bindparam, text
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+        if parts < 2:
+            return []
+        engine = self._get_engine()
+        quote = self._quote(engine.dialect)
+        sql, binds = self._filtered(quote)
+        column, alias = quote(self.id_field), quote(SUBQUERY_ALIAS)
+        tiles = text(
+            f"SELECT MAX(t.{column}) AS high FROM (SELECT {alias}.{column}, NTILE(:{TILES_PARAM}) OVER "
+            f"(ORDER BY {alias}.{column}) AS tile FROM (\n{sql}\n) AS {alias} "
+            f"WHERE {alias}.{column} IS NOT NULL) AS t GROUP BY t.tile ORDER BY t.tile"
+        ).bindparams(*binds, bindparam(TILES_PARAM, parts))
+        try:
+            conn = engine.connect()
+        except DBAPIError as exc:
+            raise BackendUnavailableError(f"{self.description}: cannot connect ({_first_line(exc.orig)})") from None
+        try:
+            highs = [row[0] for row in conn.execute(tiles)]
+        except SQLAlchemyError as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                reason = _first_line(exc.orig)
+                raise BackendUnavailableError(f"{self.description}: connection lost ({reason})") from None
+            raise UsageError(
+                f"{self.description}: the query cannot be split by {self.id_field} "
+                f"({_first_line(getattr(exc, 'orig', exc))})",
+                hint="the Ray executor splits an sql source with NTILE over the id column",
+            ) from None
+        finally:
+            conn.close()
+        return list(dict.fromkeys(highs[:-1]))
 
     def _get_engine(self) -> Any:
         if self._engine is None:
