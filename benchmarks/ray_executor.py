@@ -3,7 +3,8 @@
 Measures, in one run: raw ``encode`` of the corpus (one call, the model loaded), a full build
 (``apply``: build, catch-up pass, verification, cut-over) with ``--executor local``, and the
 same build with ``--executor ray`` on a local Ray instance with this machine's CPUs (or GPUs),
-and prints Ray's overhead as the ratio of the two apply times. Ray's own start-up (``ray.init``)
+alternated ``--rounds`` times with Ray up throughout, and prints Ray's overhead as the ratio of
+the two median apply times (and per round). Ray's own start-up (``ray.init``)
 is reported apart: a cluster is started once, not per build. The load average is printed
 beside the figures, since a shared machine moves them. See docs/benchmarks.md.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--store", default="qdrant+local", choices=["qdrant+local", "milvus+lite"])
     p.add_argument("--batch-size", type=int, default=64, help="documents per batch (default 64)")
     p.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray instance")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="local and Ray applies, alternated, this many times each (default 2); medians reported")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     return p.parse_args(argv)
 
@@ -92,26 +96,37 @@ def main(argv: list[str] | None = None) -> int:
         raw = time.perf_counter() - start
         report["raw_encode"] = {"seconds": round(raw, 2), "docs_per_s": round(len(texts) / raw, 2), "load_before": load}
         del embedder
-        report["local"] = _apply(folder / "local", args.store, model, corpus, args.batch_size, "local")
         start = time.perf_counter()
         ray.init(num_cpus=args.cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level="ERROR", log_to_driver=False)
         report["ray_init_seconds"] = round(time.perf_counter() - start, 2)
+        # Alternated, with Ray up throughout, so that a shared machine's load moves both alike.
+        runs: dict[str, list[dict]] = {"local": [], "ray": []}
         try:
-            report["ray"] = _apply(folder / "ray", args.store, model, corpus, args.batch_size, "ray")
+            for i in range(args.rounds):
+                for name in ("local", "ray"):
+                    runs[name].append(_apply(folder / f"{name}{i}", args.store, model, corpus, args.batch_size, name))
         finally:
             ray.shutdown()
+    for name, got in runs.items():
+        seconds = statistics.median(r["seconds"] for r in got)
+        report[name] = {"seconds": round(seconds, 2), "docs_per_s": round(args.docs / seconds, 2), "runs": got}
     report["ray_over_local"] = round(report["ray"]["seconds"] / report["local"]["seconds"], 2)
+    report["ray_over_local_per_round"] = [
+        round(r["seconds"] / lo["seconds"], 2) for lo, r in zip(runs["local"], runs["ray"], strict=True)
+    ]
     report["local_over_raw"] = round(report["local"]["docs_per_s"] / report["raw_encode"]["docs_per_s"], 2)
     report["ray_over_raw"] = round(report["ray"]["docs_per_s"] / report["raw_encode"]["docs_per_s"], 2)
     print(f"{args.docs} documents, {device}, {args.store}, batch {args.batch_size}")
     print(f"  raw encode      {report['raw_encode']['docs_per_s']:8.1f} docs/s")
     for name in ("local", "ray"):
         r = report[name]
-        print(f"  apply --executor {name:5} {r['seconds']:7.1f} s  {r['docs_per_s']:6.1f} docs/s  "
-              f"(load {r['load_before']} -> {r['load_after']})")
+        loads = ", ".join(f"{x['load_before']} -> {x['load_after']}" for x in r["runs"])
+        print(f"  apply --executor {name:5} median {r['seconds']:7.1f} s  {r['docs_per_s']:6.1f} docs/s  "
+              f"(runs {[x['seconds'] for x in r['runs']]}; load {loads})")
     print(f"  ray.init {report['ray_init_seconds']} s (once per cluster, not counted)")
-    print(f"  Ray's overhead: {report['ray_over_local']}x the local apply's time")
+    print(f"  Ray's overhead: {report['ray_over_local']}x the local apply's time "
+          f"(per round {report['ray_over_local_per_round']})")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
