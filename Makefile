@@ -18,7 +18,7 @@ test: setup
 test-fast: setup
 	@bash scripts/test.sh -m "not slow and not server" $(PYTEST_ARGS)
 
-# ruff (lint) and mypy over reindexer/ and adapters/; .ci/run runs the ruff half before the tests.
+# ruff (lint, format) and mypy over reindexer/ and adapters/; .ci/run runs the same before the tests.
 lint: setup
 	.venv/bin/python -m ruff check reindexer adapters
 	.venv/bin/python -m ruff format --check reindexer adapters

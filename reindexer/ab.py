@@ -15,7 +15,6 @@ from reindexer.errors import NotFoundError, UsageError
 from reindexer.evaluation import (
     EvaluationResult,
     Gate,
-    GateDecision,
     check_doc_ids,
     compare_unlabelled,
     evaluate,
@@ -151,10 +150,6 @@ def run_unlabelled(ws: Workspace, versions: list[IndexVersion], log_path: str | 
     queries = load_query_log(log_path)
     searchers = {label(v): searcher_for(ws, v) for v in versions}
     return compare_unlabelled(searchers, queries, k=k, baseline=label(versions[0]))
-
-
-def gate_decision(gate: Gate, result: EvaluationResult, candidate: str) -> GateDecision:
-    return gate.evaluate(result.comparisons[candidate])
 
 
 def summary(result: EvaluationResult, k: int = 10) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def key_values(detail: Any) -> str:
 def _plain(data: Any) -> Any:
     if hasattr(data, "to_dict"):
         return data.to_dict()
-    if is_dataclass(data):
+    if is_dataclass(data) and not isinstance(data, type):
         return asdict(data)
     if isinstance(data, list):
         return [_plain(x) for x in data]
@@ -554,13 +554,17 @@ def apply_cmd(
         ctx.ws.use_runtime(precision=kw["precision"])
     from reindexer.planner import load_plan_file
 
-    if bool(plan_file) == bool(resume_collection):
+    if (plan_file is None) == (resume_collection is None):
         raise UsageError("pass a plan file, or --resume COLLECTION")
     if bool(queries) != bool(qrels):
         raise UsageError("--queries and --qrels go together")
     if cutover:
         ctx.require_confirmable("apply cuts over at the end (or pass --no-cutover)")
-    p = load_plan_file(plan_file) if plan_file else commands.latest_unfinished_plan(ctx.ws, resume_collection)
+    if plan_file is not None:
+        p = load_plan_file(plan_file)
+    else:
+        assert resume_collection is not None  # one of the two, checked above
+        p = commands.latest_unfinished_plan(ctx.ws, resume_collection)
     from reindexer.errors import GateRefusedError
     from reindexer.evaluation import Gate, report
 
@@ -581,7 +585,7 @@ def apply_cmd(
             ray_address=ray_address,
         )
     except GateRefusedError as exc:
-        if getattr(exc, "result", None) is None:
+        if exc.result is None:
             raise
         refusal, result = exc, exc.result  # still say what was built and verified, then exit 6
     evaluation = getattr(result, "_evaluation", None)
@@ -717,14 +721,14 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
 def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait: float, **kw: Any) -> None:
     """Embed only new and changed documents into COLLECTION (and its built shadows); delete removed ones."""
     _use_runtime(ctx, kw)
-    from reindexer.sync import sync
+    from reindexer.sync import number_or_text, sync
 
     r = sync(
         ctx.ws,
         collection,
         source=_source(kw, ctx, collection),
         delete_missing=not no_delete,
-        since=_since_value(since),
+        since=since if since is None or since == "last" else number_or_text(since),
         wait=wait,
     )
 
@@ -738,18 +742,6 @@ def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait
             out.print(f"watermark now {r.watermark}")
 
     ctx.emit(r, show)
-
-
-def _since_value(since: str | None) -> Any:
-    if since is None or since == "last":
-        return since
-    try:
-        return int(since)
-    except ValueError:
-        try:
-            return float(since)
-        except ValueError:
-            return since
 
 
 @cli.command("verify")

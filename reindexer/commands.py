@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,10 @@ from reindexer.model_registry import describe_model, embedder_for, register_mode
 from reindexer.planner import Plan, check_plan, decide, gather_inputs, live_version, physical_name, record_plan
 from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile, reconcile_readonly
 from reindexer.schema import carry_other_vectors
-from reindexer.sources.base import content_hash, extract_text
+from reindexer.sources.base import Document, content_hash, extract_text
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
-from reindexer.state.models import iso, utcnow
+from reindexer.state.models import iso, saved_id, utcnow
 from reindexer.workspace import Workspace
 
 ConfirmFn = Callable[[str], bool]
@@ -144,12 +144,14 @@ def latest_unfinished_plan(ws: Workspace, collection: str) -> Plan:
     its plan file does.
     """
     lc = _collection(ws, collection)
-    for v in reversed(ws.state.versions(lc.id)):
+    for v in reversed(ws.state.versions(saved_id(lc))):
         if v.status in ("live", "retired", "dropped"):
             break
         if v.status in RESUMABLE and v.plan_id:
             with ws.state.session() as s:
                 record = s.get(PlanRecord, v.plan_id)
+            if record is None:
+                raise NotFoundError(f"v{v.version} was built by plan {v.plan_id[:12]}, which the state no longer holds")
             return Plan.from_dict(record.body)
     raise NotFoundError(f"no interrupted apply to resume for {collection!r}")
 
@@ -364,13 +366,12 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
         return version
     ws.state.audit("gate", lc.name, "refused", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
     _notify(ws, "gate-refused", lc.name, version=version.physical_name, reasons=decision.reasons)
-    refusal = GateRefusedError(
+    raise GateRefusedError(
         f"the gate refused promoting v{version.version}: " + "; ".join(r for r in decision.reasons if "FAIL" in r),
         hint=f"v{version.version} stays built for inspection (`reindex eval {lc.name}`); "
         "--force overrides, and is audited",
+        result=result,
     )
-    refusal.result = result  # the evaluation, for callers such as reindexer.deploy
-    raise refusal
 
 
 def _notify(ws: Workspace, event: str, collection: str, **detail: Any) -> None:
@@ -467,7 +468,7 @@ def compare_versions(ws: Workspace, collection: str, log: str, versions: str | N
 
 def _resume_context(ws: Workspace, plan: Plan, version: IndexVersion):
     lc = _collection(ws, plan.collection)
-    model = ws.state.get_model(version.model_fingerprint)
+    model = ws.state.model_of(version)
     live = live_version(ws, lc, lc.name)
     return lc, live, model
 
@@ -490,6 +491,8 @@ def _build(
     total = SyncStats()
     try:
         if plan.mode == "copy":
+            if live is None:  # the drift check before the build compares the live version with the plan's
+                raise DriftError(f"plan {plan.id[:12]} copies the live version of {lc.name}, which has none now")
             total.add(copy_into(ws, live, version, model, run, text_field=lc.text_field))
         # On Ray the replicas load the model; this process does not need the weights.
         embedder = (
@@ -572,11 +575,11 @@ def _one_pass(ws, version, model, spec, live, embedder, delete_missing, run, lea
 class _RecordingSource:
     """Wraps a source and remembers every doc id it yielded."""
 
-    def __init__(self, source):
+    def __init__(self, source: Iterable[Document]) -> None:
         self.source = source
         self.ids: set[str] = set()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Document]:
         for doc in self.source:
             self.ids.add(doc.doc_id)
             yield doc
@@ -614,7 +617,7 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
         if to is not None:
             target = find_version(ws, lc, to)
         else:
-            ready = [v for v in ws.state.versions(lc.id) if v.status in ("built", "verified", "evaluated")]
+            ready = [v for v in ws.state.versions(saved_id(lc)) if v.status in ("built", "verified", "evaluated")]
             if not ready:
                 raise _no_shadow(ws, lc, current)
             target = ready[-1]
@@ -647,7 +650,9 @@ def _no_shadow(ws: Workspace, lc: LogicalCollection, current: IndexVersion | Non
     """Nothing built to cut over to; name the retired version to go forward (or back) to, if one is kept."""
     name = lc.name
     kept = [
-        v for v in ws.state.versions(lc.id) if v.status == "retired" and ws.store.collection_exists(v.physical_name)
+        v
+        for v in ws.state.versions(saved_id(lc))
+        if v.status == "retired" and ws.store.collection_exists(v.physical_name)
     ]
     forward = [v for v in kept if current is None or v.version > current.version]
     if forward:
@@ -707,7 +712,7 @@ def rollback(ws: Workspace, collection: str, confirm: ConfirmFn = _always, catch
             }
         stats = SyncStats()
         if catch_up:
-            model = ws.state.get_model(previous.model_fingerprint)
+            model = ws.state.model_of(previous)
             spec = SourceSpec(kind="payload", text_field=lc.text_field)
             source = open_source(spec, store=ws.store, collection=current.physical_name)
             try:
@@ -771,7 +776,7 @@ def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]
     for lc in managed:
         # What the store says wins; repairs are recorded when the lease is free, else only shown.
         rec = reconcile_readonly(ws, lc, "status")
-        versions = rec.view(ws.state.versions(lc.id))
+        versions = rec.view(ws.state.versions(saved_id(lc)))
         known_physical.update(v.physical_name for v in versions)
         target = store.resolve(lc.name)
         live = next((v for v in versions if v.physical_name == target), None)
@@ -803,7 +808,7 @@ def history(ws: Workspace, collection: str, limit: int = 50) -> dict[str, Any]:
     reconcile_readonly(ws, lc, "history")
     return {
         "collection": collection,
-        "versions": [_version_row(ws, v) for v in ws.state.versions(lc.id)],
+        "versions": [_version_row(ws, v) for v in ws.state.versions(saved_id(lc))],
         "events": [
             {
                 "at": iso(e.at),
@@ -827,7 +832,7 @@ def gc(ws: Workspace, collection: str, keep: int | None = None, confirm: Confirm
     lc = _collection(ws, collection)
     with ws.lease(collection):
         repairs = reconcile(ws, lc, "gc").messages()
-        retired = [v for v in ws.state.versions(lc.id) if v.status == "retired"]
+        retired = [v for v in ws.state.versions(saved_id(lc)) if v.status == "retired"]
         retired.sort(key=lambda v: v.retired_at or v.updated_at, reverse=True)
         doomed = retired[keep:]
         aliased = set(ws.store.list_aliases().values())
@@ -845,7 +850,7 @@ def gc(ws: Workspace, collection: str, keep: int | None = None, confirm: Confirm
             if ws.store.collection_exists(v.physical_name):
                 ws.store.drop_collection(v.physical_name)
             kill_point("gc-after-drop")  # the next command sees the collection gone and records the drop
-            ws.state.transition({v.id: {"status": "dropped"}}, drop_ledgers=[v.id])
+            ws.state.transition({saved_id(v): {"status": "dropped"}}, drop_ledgers=[saved_id(v)])
         dropped = [v.physical_name for v in doomed]
         ws.state.audit("gc", collection, dropped=dropped, keep=keep)
         return {
@@ -940,7 +945,7 @@ def adopt(
 
 def _refuse_if_managed(ws: Workspace, collection: str, physical: str) -> None:
     lc = ws.state.get_collection(ws.store_url, collection)
-    if lc is not None and ws.state.version_by_physical(lc.id, physical) is not None:
+    if lc is not None and ws.state.version_by_physical(saved_id(lc), physical) is not None:
         raise ConflictError(
             f"{collection} is already managed by reindexer",
             hint=f"see `reindex status {collection}`; `reindex forget {collection}` drops the tool's records of it",
@@ -1042,7 +1047,7 @@ def forget(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dict
     take it on again.
     """
     lc = _collection(ws, collection)
-    versions = ws.state.versions(lc.id)
+    versions = ws.state.versions(saved_id(lc))
     names = [v.physical_name for v in versions]
     if not confirm(
         f"Forget {collection} ({len(names)} version(s): {', '.join(names) or 'none'})? reindexer drops its "
@@ -1050,7 +1055,7 @@ def forget(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dict
     ):
         return {"collection": collection, "forgotten": False, "versions": names}
     with ws.lease(collection):
-        ws.state.forget_collection(lc.id, pending_key(ws.store_url, collection), {"versions": names})
+        ws.state.forget_collection(saved_id(lc), pending_key(ws.store_url, collection), {"versions": names})
     in_store = set(ws.store.list_collections())
     return {
         "collection": collection,
@@ -1089,12 +1094,12 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
             }
         if not store.collection_exists(collection):
             raise ConflictError(f"{collection} is already an alias (or missing): nothing to migrate")
-        source = ws.state.version_by_physical(lc.id, collection)
+        source = ws.state.version_by_physical(saved_id(lc), collection)
         if source is None:
             raise ConflictError(f"{collection} is not adopted", hint=f"`reindex adopt {collection} --model PATH` first")
         store.check_copyable(collection)
-        model = ws.state.get_model(source.model_fingerprint)
-        number = max(ws.state.next_version_number(lc.id), source.version + 1)
+        model = ws.state.model_of(source)
+        number = max(ws.state.next_version_number(saved_id(lc)), source.version + 1)
         target = ws.state.save(
             IndexVersion(
                 collection_id=lc.id,
@@ -1135,7 +1140,7 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
         gap_ms = (time.perf_counter() - started) * 1000
         kill_point("migrate-after-alias")
         changes, drops = liveness_changes(
-            ws.state.versions(lc.id), target, source, "migrate", False, report.store_count, utcnow()
+            ws.state.versions(saved_id(lc)), target, source, "migrate", False, report.store_count, utcnow()
         )
         ws.state.transition(
             changes,

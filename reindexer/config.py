@@ -14,15 +14,17 @@ the default.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from reindexer.adapters.registry import DEFAULT_STORE_URL
 from reindexer.errors import UsageError
@@ -129,7 +131,7 @@ def _valid(model: type[BaseModel]) -> str:
     return ", ".join(sorted(model.model_fields))
 
 
-def _problem(err: dict[str, Any]) -> str:
+def _problem(err: ErrorDetails) -> str:
     """One pydantic error as a sentence about reindex.toml's sections and keys."""
     loc = [str(part) for part in err["loc"]]
     if err["type"] == "extra_forbidden":

@@ -6,6 +6,11 @@ planner, executor and CLI never see a qdrant-client or pymilvus exception.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reindexer.commands import ApplyResult
+
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_USAGE = 2
@@ -81,7 +86,13 @@ class BackendUnavailableError(BackendError):
 
 
 class GateRefusedError(ReindexError):
+    """``result`` is what the apply built, verified and measured before the gate said no (None outside an apply)."""
+
     exit_code = EXIT_GATE_REFUSED
+
+    def __init__(self, message: str, hint: str | None = None, result: ApplyResult | None = None):
+        super().__init__(message, hint)
+        self.result = result
 
 
 class VerificationError(ReindexError):

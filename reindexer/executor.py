@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +26,9 @@ from reindexer.model_registry import embedder_for
 from reindexer.pipeline import Pipeline
 from reindexer.progress import progress
 from reindexer.reconcile import liveness_changes, new_intent, pending_key
-from reindexer.sources.base import Source, extract_text
+from reindexer.sources.base import Document, extract_text
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, Run
-from reindexer.state.models import iso, utcnow
+from reindexer.state.models import iso, saved_id, utcnow
 from reindexer.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,8 @@ def start_run(ws: Workspace, version: IndexVersion, kind: str, plan_id: str | No
 def finish_run(ws: Workspace, run: Run, error: str | None = None) -> None:
     with ws.state.session() as s:
         row = s.get(Run, run.id)
+        if row is None:
+            raise NotFoundError(f"no run with id {run.id} to finish")
         row.status = "failed" if error else "succeeded"
         row.error = error
         row.finished_at = utcnow()
@@ -206,7 +209,7 @@ def sync_into(
     ws: Workspace,
     version: IndexVersion,
     model: ModelVersion,
-    source: Source,
+    source: Iterable[Document],
     embedder: Embedder | None = None,
     delete_missing: bool = True,
     run: Run | None = None,
@@ -252,8 +255,8 @@ def copy_into(
     """Copy vectors and payloads from ``src`` to ``dst`` (same model): nothing is re-embedded."""
     store = ws.store
     stats = SyncStats()
-    src_ledger = ws.state.ledger(src.id)
-    done = ws.state.ledger(dst.id)
+    src_ledger = ws.state.ledger(saved_id(src))
+    done = ws.state.ledger(saved_id(dst))
     total = store.count(src.physical_name)
     from reindexer.sources.base import content_hash
 
@@ -272,7 +275,9 @@ def copy_into(
                         payload = {k: v for k, v in p.payload.items() if k not in (MODEL_KEY, DOC_ID_KEY)}
                         h = content_hash(extract_text(payload, text_field) or "", payload)
                     rows.append((p.doc_id, h))
-                ws.state.record_batch(dst.id, model.fingerprint, rows, run_id=run.id if run else None, copied=len(todo))
+                ws.state.record_batch(
+                    saved_id(dst), model.fingerprint, rows, run_id=run.id if run else None, copied=len(todo)
+                )
                 stats.copied += len(todo)
             stats.seen += len(page)
             advance(len(page))
@@ -301,7 +306,7 @@ def verify_version(
 ) -> VerifyReport:
     """Compare store, ledger and (optionally) source ids; re-embed a sample and compare vectors."""
     store = ws.store
-    ledger = ws.state.ledger(version.id)
+    ledger = ws.state.ledger(saved_id(version))
     ids, tags = store_ids_and_tags(store, version.physical_name, ws.batch_size)
     if not store.holds_point_tags(version.physical_name):
         # The model is recorded once, in the collection's metadata (stale_metadata checks it);
@@ -392,7 +397,13 @@ def swap_alias(
     store.set_alias(name, target.physical_name)
     kill_point("after-alias-swap")
     changes, drops = liveness_changes(
-        ws.state.versions(lc.id), target, current, action, set_previous, store.count(target.physical_name), utcnow()
+        ws.state.versions(saved_id(lc)),
+        target,
+        current,
+        action,
+        set_previous,
+        store.count(target.physical_name),
+        utcnow(),
     )
     rows = ws.state.transition(changes, [(action, name, "ok", plan_fingerprint, detail)], drops, clear_pending=key)
-    return rows[target.id]
+    return rows[saved_id(target)]

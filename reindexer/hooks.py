@@ -117,7 +117,7 @@ def deploy(
                 ray_address=ray_address,
             )
         except GateRefusedError as exc:
-            applied = getattr(exc, "result", None)
+            applied = exc.result
             result.apply, result.decision, result.message = applied, "refused", str(exc)
             if applied is not None:
                 result.evaluation, result.gate = applied.evaluation, applied.gate

@@ -34,6 +34,7 @@ from reindexer.adapters.base import MODEL_KEY, Point
 from reindexer.embedding import Embedder
 from reindexer.sources.base import Document
 from reindexer.state import IndexVersion, ModelVersion, Run
+from reindexer.state.models import saved_id
 from reindexer.workspace import Workspace
 
 
@@ -139,7 +140,7 @@ class Pipeline:
 
     # -- the pass -----------------------------------------------------------
     def run(self, source: Iterable[Document], delete_missing: bool = True) -> PipelineResult:
-        ledger_before = self.ws.state.ledger_count(self.version.id)
+        ledger_before = self.ws.state.ledger_count(saved_id(self.version))
         seen = SeenIds()
         try:
             with ThreadPoolExecutor(self.writers, thread_name_prefix="reindex-writer") as pool:
@@ -215,7 +216,7 @@ class Pipeline:
             first.setdefault(d.doc_id, d)  # within a chunk, the first of a repeated id counts
         repeats = seen.add_new(list(first))
         fresh = [d for i, d in first.items() if i not in repeats]
-        known = self.ws.state.ledger_hashes(self.version.id, [d.doc_id for d in fresh])
+        known = self.ws.state.ledger_hashes(saved_id(self.version), [d.doc_id for d in fresh])
         self._ledger_hits += len(known)
         todo = []
         for d in fresh:
@@ -268,7 +269,7 @@ class Pipeline:
         self.ws.store.upsert(self.version.physical_name, points)
         with self._record_lock:
             self.ws.state.record_batch(
-                self.version.id,
+                saved_id(self.version),
                 self.model.fingerprint,
                 [(d.doc_id, h) for d, h in docs],
                 run_id=self.run_row.id if self.run_row else None,
@@ -281,7 +282,7 @@ class Pipeline:
     # -- delete -------------------------------------------------------------
     def _delete_missing(self, seen: SeenIds) -> None:
         gone: list[str] = []
-        for page in self.ws.state.ledger_id_pages(self.version.id):
+        for page in self.ws.state.ledger_id_pages(saved_id(self.version)):
             gone.extend(seen.missing(page))
             while len(gone) >= self.write_batch:
                 self._delete(gone[: self.write_batch])
@@ -292,6 +293,10 @@ class Pipeline:
     def _delete(self, ids: list[str]) -> None:
         self.ws.store.delete(self.version.physical_name, ids)
         self.ws.state.record_batch(
-            self.version.id, self.model.fingerprint, [], deleted=ids, run_id=self.run_row.id if self.run_row else None
+            saved_id(self.version),
+            self.model.fingerprint,
+            [],
+            deleted=ids,
+            run_id=self.run_row.id if self.run_row else None,
         )
         self.result.deleted += len(ids)

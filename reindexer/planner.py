@@ -23,7 +23,7 @@ from reindexer.estimate import build_estimate
 from reindexer.model_registry import describe_model, require_unchanged, save_model
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
-from reindexer.state.models import iso, utcnow
+from reindexer.state.models import iso, saved_id, utcnow
 from reindexer.workspace import Workspace
 
 PLAN_SCHEMA = "reindexer.plan/v1"
@@ -99,7 +99,7 @@ def live_version(ws: Workspace, lc: LogicalCollection | None, collection: str) -
             f"collection {collection!r} exists in {ws.store_url} but reindexer does not manage it",
             hint=f"tag it first with `reindex adopt {collection} --model PATH`",
         )
-    found = ws.state.version_by_physical(lc.id, physical)
+    found = ws.state.version_by_physical(saved_id(lc), physical)
     if found is None:
         raise ConflictError(
             f"{collection!r} points at {physical!r}, which the state store does not know",
@@ -189,7 +189,8 @@ def choose_mode(
     if live is None:
         return "full", "new collection"
     if live.model_fingerprint != model.fingerprint:
-        reason = f"model changes from {live_model.label} to {model.label}"
+        was = live_model.label if live_model else live.model_fingerprint[:12]
+        reason = f"model changes from {was} to {model.label}"
         if live.dim != model.dim:
             reason += f" (dimension {live.dim} -> {model.dim})"
         if metric != live.metric:
@@ -245,7 +246,7 @@ def gather_inputs(
     elif model_ref:
         model = state.find_model(model_ref)
     elif live is not None:
-        model = state.get_model(live.model_fingerprint)
+        model = state.model_of(live)
     else:
         raise UsageError("a new collection needs a model", hint="pass --model PATH")
 
@@ -253,7 +254,7 @@ def gather_inputs(
     if source is None:
         source = SourceSpec(kind="payload", text_field=text_field)
 
-    live_model = state.get_model(live.model_fingerprint) if live else None
+    live_model = state.model_of(live) if live else None
     # The live version's metric is the application's choice: kept unless the plan names another.
     metric = metric or (live.metric if live else model.similarity)
     backend.validate_metric(metric)
@@ -280,7 +281,7 @@ def gather_inputs(
     if mode == "full":
         backend.validate_doc_ids(scanned.hashes)
 
-    number = state.next_version_number(lc.id) if lc is not None else 1
+    number = state.next_version_number(saved_id(lc)) if lc is not None else 1
     while ws.store.collection_exists(physical_name(collection, number)):
         number += 1
     if mode != "noop":
@@ -335,7 +336,7 @@ def decide(inputs: PlanInputs, plan_id: str | None = None, created_at: str | Non
         counts["to_embed"] = i.source_docs
     elif i.mode == "copy":
         counts["to_copy"] = i.live_count or 0
-    if i.mode == "noop":
+    if i.mode == "noop" and i.live is not None:  # noop: the live version already is what the plan asks for
         to_version = _version_summary(i.live, i.model, i.live_count)
     else:
         to_version = {
@@ -356,7 +357,7 @@ def decide(inputs: PlanInputs, plan_id: str | None = None, created_at: str | Non
         store=i.store_url,
         mode=i.mode,
         reason=i.reason,
-        from_version=_version_summary(i.live, i.live_model, i.live_count) if i.live else None,
+        from_version=_version_summary(i.live, i.live_model, i.live_count) if i.live and i.live_model else None,
         to_version=to_version,
         source=i.source.to_dict(),
         counts=counts,
@@ -410,6 +411,8 @@ def check_plan(ws: Workspace, plan: Plan) -> tuple[LogicalCollection, IndexVersi
             f"plan {plan.id[:12]} is for store {plan.store}, not {ws.store_url}", hint="pass --store to match"
         )
     lc = state.get_collection(ws.store_url, plan.collection)
+    if lc is None:  # saving the plan registered it, so it was forgotten since
+        raise NotFoundError(f"plan {plan.id[:12]} is for {plan.collection}, which this state store no longer knows")
     live = live_version(ws, lc, plan.collection)
     model = state.get_model(plan.to_version["model_fingerprint"])
     if model is None:

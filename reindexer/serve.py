@@ -112,18 +112,24 @@ class Readiness(BaseModel):
     message: str | None = None
 
 
-def _search_request_model(max_k: int) -> type[BaseModel]:
+class SearchBody(BaseModel):
+    """The request body's fields; the app's own subclass adds its bound on k (``_search_request_model``)."""
+
+    # A misspelt field ("top_k") is an error that names it, not a silent default.
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, description="The query text; encoded by the answering version's model.")
+    k: int = Field(default=10, ge=1)
+    filter: dict[str, Any] | None = Field(
+        default=None, description="Payload equality: field (dotted path) -> value; all must match."
+    )
+
+
+def _search_request_model(max_k: int) -> type[SearchBody]:
     """The request body, with this server's bound on k in its schema."""
 
-    class SearchRequest(BaseModel):
-        # A misspelt field ("top_k") is an error that names it, not a silent default.
-        model_config = ConfigDict(extra="forbid")
-
-        query: str = Field(min_length=1, description="The query text; encoded by the answering version's model.")
+    class SearchRequest(SearchBody):
         k: int = Field(default=min(10, max_k), ge=1, le=max_k, description=f"Hits to return, 1 to {max_k}.")
-        filter: dict[str, Any] | None = Field(
-            default=None, description="Payload equality: field (dotted path) -> value; all must match."
-        )
 
     return SearchRequest
 
@@ -512,9 +518,10 @@ def create_app(
         _: None = Depends(authorised),
     ):
         started = time.perf_counter()
+        request: SearchBody = body
         try:
             searcher = searchers.get(name)
-            info, hits = searcher.search_with_version(body.query, k=body.k, filter=body.filter)
+            info, hits = searcher.search_with_version(request.query, k=request.k, filter=request.filter)
             version, model = info.physical, info.model  # named even when nothing matched
         except ReindexError as exc:
             return _tool_error(name, exc, count=True)

@@ -30,7 +30,7 @@ from reindexer.policy import configured_source
 from reindexer.reconcile import reconcile
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, PlanRecord
-from reindexer.state.models import Meta
+from reindexer.state.models import Meta, saved_id
 from reindexer.workspace import Workspace
 
 SYNC_TARGET_STATUSES = ("built", "verified", "evaluated")
@@ -66,10 +66,11 @@ def _watermark_key(ws: Workspace, collection: str, spec: SourceSpec) -> str:
 def get_watermark(ws: Workspace, collection: str, spec: SourceSpec) -> Any:
     with ws.state.session() as s:
         row = s.get(Meta, _watermark_key(ws, collection, spec))
-    return None if row is None else _number_or_text(row.value)
+    return None if row is None else number_or_text(row.value)
 
 
-def _number_or_text(value: str) -> Any:
+def number_or_text(value: str) -> Any:
+    """A stored watermark, or a --since value, as the number it spells (int, then float), else the text."""
     try:
         return int(value)
     except ValueError:
@@ -121,10 +122,10 @@ def sync(
             spec = spec.with_since(since)
             delete_missing = False
         result = SyncResult(collection, spec.describe(), since=since, repairs=repairs)
-        targets = [live] + [v for v in ws.state.versions(lc.id) if v.status in SYNC_TARGET_STATUSES]
+        targets = [live] + [v for v in ws.state.versions(saved_id(lc)) if v.status in SYNC_TARGET_STATUSES]
         watermark = None
         for version in targets:
-            model = ws.state.get_model(version.model_fingerprint)
+            model = ws.state.model_of(version)
             run = start_run(ws, version, "sync")
             source_obj = _Watermarked(_open(ws, spec, live))
             try:
@@ -214,7 +215,7 @@ def verify(
         version = find_version(ws, lc, version_ref) if version_ref else live
         if version is None:
             raise NotFoundError(f"{collection} has no live version to verify")
-        model = ws.state.get_model(version.model_fingerprint)
+        model = ws.state.model_of(version)
         spec = source or default_source(ws, lc, version)
         if spec.kind == "payload" and version.id == (live.id if live else None):
             source_ids = None  # the live payload is the store itself: nothing independent to compare
@@ -235,7 +236,7 @@ def verify(
                 )
             forget = set(report.missing_in_store) | set(report.wrong_model)
             if forget:
-                ws.state.record_batch(version.id, model.fingerprint, [], deleted=sorted(forget))
+                ws.state.record_batch(saved_id(version), model.fingerprint, [], deleted=sorted(forget))
             strays = [d for d in report.extra_in_store if source_ids is not None and d not in source_ids]
             if strays:
                 ws.store.delete(version.physical_name, strays)

@@ -51,16 +51,16 @@ class Workspace:
             self._state = StateStore(self.config.state_url, self.config.base_dir, create=not self.read_only)
         return self._state
 
+    @state.setter
+    def state(self, value: StateStore) -> None:
+        self._state = value
+
     def state_exists(self) -> bool:
         """Whether the state is there to read without creating it (a server database always counts)."""
         if self._state is not None:
             return True
         path = sqlite_file(self.config.state_url, self.config.base_dir)
         return path is None or path.exists()
-
-    @state.setter
-    def state(self, value: StateStore) -> None:
-        self._state = value
 
     @property
     def store(self) -> VectorStore:
@@ -73,7 +73,7 @@ class Workspace:
         current = runtime()
         merged = {k: getattr(current, k) for k in ("device", "devices", "precision", "batch_size", "threads")}
         merged.update({k: v for k, v in changes.items() if v is not None})
-        set_runtime(runtime_from(**merged))  # type: ignore[arg-type]
+        set_runtime(runtime_from(**merged))
 
     @property
     def backend(self) -> Backend:

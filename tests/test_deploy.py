@@ -1,35 +1,43 @@
 """The deployment files in deploy/: they parse, have the structure they promise, hold no literal
 secrets, and every `reindex ...` they run or document exists in the CLI.
 
-The last point is the one that matters over time: `check_invocation` walks an argv through click's
-own description of `reindexer.cli.cli` (subcommands, options, arguments, flags, value types), so a
-renamed option or verb fails this file instead of failing a CronJob at 3 a.m. Invocations are
-collected from Kubernetes container command/args (shell wrappers included), compose `command`,
-Dockerfile ENTRYPOINT/CMD/RUN, systemd Exec* lines, crontab entries, workflow `run` steps, the code
-blocks and `inline code` of deploy/README.md, and command lines quoted in comments.
+The last point is the one that matters over time: each `reindex` argv goes through click's own
+parser over `reindexer.cli.cli` (verbs, options, arguments, flags, value types), so a renamed option
+or verb fails this file instead of failing a CronJob at 3 a.m. Each format is read by a library
+that knows it: shell by bashlex (commands in pipelines, lists, subshells and substitutions),
+Dockerfiles by dockerfile-parse, crontabs by python-crontab, Markdown by markdown-it, YAML by
+PyYAML with yamllint's comment tokens, systemd units by configparser. Invocations are collected
+from Kubernetes container command/args (shell wrappers included), compose `command`, Dockerfile
+ENTRYPOINT/CMD/RUN, systemd Exec* lines, crontab entries, workflow `run` steps, the code blocks
+and `inline code` of deploy/README.md, and command lines quoted in comments.
 
 Formats are checked by their own tools in tests/test_deploy_tools.py (kubernetes-validate,
 hadolint, systemd-analyze, yamllint). Fast and offline: no Docker, no cluster, no network.
-Needs PyYAML (the test extra).
 """
 
 from __future__ import annotations
 
 import configparser
-import difflib
 import json
 import re
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import bashlex
 import click
 import pytest
 import tomllib
 import yaml
+from click.core import ParameterSource
+from crontab import CronTab
+from dockerfile_parse import DockerfileParser
+from markdown_it import MarkdownIt
+from yamllint.parser import Comment, token_or_comment_generator
 
 from reindexer.cli import cli as REINDEX_CLI
 
@@ -38,213 +46,110 @@ DEPLOY = ROOT / "deploy"
 
 
 # =================================================================================================
-# The checker: one argv against click's description of the CLI
+# The checker: one argv through click's parser of the CLI
 # =================================================================================================
-
-
-def _gate_problem(value: str) -> str | None:
-    from reindexer.evaluation import Gate
-
-    try:
-        Gate.parse(value)
-    except Exception as exc:  # UsageError with the grammar in its hint
-        return f"invalid gate {value!r}: {getattr(exc, 'message', exc)}"
-    return None
-
-
-# Extra checks of literal option values, by click parameter name (values with $VARS are skipped).
-VALUE_CHECKS = {"gate": _gate_problem}
-
-
-@dataclass
-class ParsedInvocation:
-    """An argv resolved against a click group: which command, with which options and arguments."""
-
-    argv: list[str]
-    command: tuple[str, ...] = ()  # ("sync",), ("model", "register"), ("config", "show")
-    global_options: dict[str, list[Any]] = field(default_factory=dict)  # param name -> values
-    options: dict[str, list[Any]] = field(default_factory=dict)  # the (sub)command's, by param name
-    arguments: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    eager: bool = False  # --help or --version: click stops there, nothing else is checked
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def value(self, name: str) -> Any:
-        values = self.options.get(name) or self.global_options.get(name)
-        return values[-1] if values else None
-
-
-def _context(command: click.Command, root: click.Group) -> click.Context:
-    """A context like click's own: the root's context_settings (help_option_names ...) inherited."""
-    root_ctx = click.Context(root, info_name="reindex", **root.context_settings)
-    return root_ctx if command is root else click.Context(command, parent=root_ctx, info_name=command.name)
-
-
-def _option_table(command: click.Command, root: click.Group = REINDEX_CLI) -> dict[str, click.Parameter]:
-    ctx = _context(command, root)
-    table: dict[str, click.Parameter] = {}
-    for param in command.get_params(ctx):
-        if isinstance(param, click.Option):
-            for opt in (*param.opts, *param.secondary_opts):
-                table[opt] = param
-    return table
-
-
-def _takes_value(param: click.Parameter) -> bool:
-    return isinstance(param, click.Option) and not param.is_flag and not param.count
 
 
 def _is_dynamic(value: str) -> bool:
     return "$" in value or "{{" in value
 
 
-def _convert(param: click.Parameter, value: str, problems: list[str], where: str) -> None:
-    if _is_dynamic(value):
-        return
+class _AsWritten(click.ParamType):
+    """A parameter's own type checks each literal value; $VARS pass, since they are filled in when
+    the file runs. The value stays the text the file holds."""
+
+    def __init__(self, inner: click.ParamType) -> None:
+        self.inner, self.name = inner, inner.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not _is_dynamic(value):
+            self.inner.convert(value, param, ctx)
+        return value
+
+
+def _commands(command: click.Command) -> Iterator[click.Command]:
+    yield command
+    for sub in getattr(command, "commands", {}).values():
+        yield from _commands(sub)
+
+
+@contextmanager
+def _values_as_written(root: click.Group) -> Iterator[None]:
+    params = [p for c in _commands(root) for p in c.params
+              if not (isinstance(p, click.Option) and (p.is_flag or p.count))]
+    types = [p.type for p in params]
+    for p in params:
+        p.type = _AsWritten(p.type)
     try:
-        param.type.convert(value, param, None)
-    except click.BadParameter as exc:
-        problems.append(f"{where}: bad value {value!r} for {param.opts[0]}: {exc.message}")
-        return
-    check = VALUE_CHECKS.get(param.name or "")
-    if check and (problem := check(value)):
-        problems.append(f"{where}: {problem}")
+        yield
+    finally:
+        for p, t in zip(params, types):
+            p.type = t
+
+
+@dataclass
+class ParsedInvocation:
+    """An argv as click parsed it: which command, every parameter's value, the problems click saw."""
+
+    argv: list[str]
+    command: tuple[str, ...] = ()  # ("sync",), ("model", "register"), ("config", "show")
+    values: dict[str, Any] = field(default_factory=dict)  # by parameter name, defaults included
+    arguments: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    eager: bool = False  # --help or --version: click stops there
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def value(self, name: str) -> Any:
+        return self.values.get(name)
+
+    def record(self, ctx: click.Context) -> None:
+        self.values.update(ctx.params)
+        for param in ctx.command.params:  # a global option after the verb: hidden, unexposed, same meaning
+            if not param.expose_value and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+                self.values[{"json": "as_json"}.get(param.name, param.name)] = True
 
 
 def parse_invocation(argv: Sequence[str], root: click.Group = REINDEX_CLI) -> ParsedInvocation:
-    """Resolve ``argv`` (``["reindex", ...]``) against ``root`` the way click would parse it.
-
-    Problems reported: unknown verbs, unknown options, global options placed after the verb (click
-    only accepts them before it), options of a verb placed before it, missing values, bad literal
-    values (choices, numbers, gates), missing or surplus arguments, missing required options, and
-    a group left without its subcommand.
-    """
-    argv = list(argv)
-    inv = ParsedInvocation(argv)
-    root_table = _option_table(root, root)
-    command: click.Command = root
-    table = root_table
-    path: list[str] = []
-    positionals: list[str] = []
-    eager = False
-    i = 1
-    only_positionals = False
-
-    def here() -> str:
-        return "reindex" + "".join(f" {p}" for p in path)
-
-    def record(param: click.Parameter, value: Any) -> None:
-        bucket = inv.global_options if command is root else inv.options
-        bucket.setdefault(param.name, []).append(value)
-        if isinstance(param, click.Option) and param.is_eager and not param.expose_value:  # --help, --version
-            nonlocal eager
-            eager = True
-
-    def unknown(opt: str) -> None:
-        if command is not root and opt in root_table:
-            inv.problems.append(f"{here()}: global option {opt} must come before the verb (reindex {opt} {path[0]} ...)")
-            return
-        if command is root:
-            for sub in root.commands.values():
-                if opt in _option_table(sub, root):
-                    inv.problems.append(f"reindex: {opt} is an option of a verb ({sub.name}), not a global one; "
-                                        "put it after the verb")
-                    return
-        close = difflib.get_close_matches(opt, list(table), n=1)
-        inv.problems.append(f"{here()}: no such option {opt}" + (f" (did you mean {close[0]}?)" if close else ""))
-
-    while i < len(argv):
-        tok = argv[i]
-        i += 1
-        if only_positionals or tok == "-" or not tok.startswith("-"):
-            if isinstance(command, click.Group) and not only_positionals:
-                sub = command.commands.get(tok)
-                if sub is None:
-                    close = difflib.get_close_matches(tok, list(command.commands), n=1)
-                    inv.problems.append(f"{here()}: no such command {tok!r}"
-                                        + (f" (did you mean {close[0]!r}?)" if close else ""))
-                    return inv
-                command, table = sub, _option_table(sub, root)
-                path.append(tok)
-                continue
-            positionals.append(tok)
-            continue
-        if tok == "--":
-            only_positionals = True
-            continue
-        if tok.startswith("--"):
-            name, eq, attached = tok.partition("=")
-            param = table.get(name)
-            if param is None:
-                unknown(name)
-                continue
-            if _takes_value(param):
-                if eq:
-                    value = attached
-                elif i < len(argv):
-                    value = argv[i]
-                    i += 1
-                else:
-                    inv.problems.append(f"{here()}: {name} needs a value")
-                    continue
-                _convert(param, value, inv.problems, here())
-                record(param, value)
-            else:
-                if eq:
-                    inv.problems.append(f"{here()}: {name} is a flag and takes no value")
-                record(param, name not in getattr(param, "secondary_opts", ()))
-            continue
-        # short options, possibly clustered (-yv) or with an attached value (-o/tmp/plan.json)
-        chars = tok[1:]
-        while chars:
-            opt, chars = "-" + chars[0], chars[1:]
-            param = table.get(opt)
-            if param is None:
-                unknown(opt)
-                break
-            if _takes_value(param):
-                if chars:
-                    value, chars = chars, ""
-                elif i < len(argv):
-                    value = argv[i]
-                    i += 1
-                else:
-                    inv.problems.append(f"{here()}: {opt} needs a value")
-                    break
-                _convert(param, value, inv.problems, here())
-                record(param, value)
-            else:
-                record(param, True)
-
-    inv.command = tuple(path)
-    inv.arguments = positionals
-    inv.eager = eager
-    if eager:
-        return inv
-    if isinstance(command, click.Group):
-        subs = ", ".join(sorted(command.commands))
-        inv.problems.append(f"{here()}: no command given (one of: {subs})")
-        return inv
-    params = [p for p in command.params if isinstance(p, click.Argument)]
-    if any(p.nargs == -1 for p in params):
-        most = None
+    """Parse ``argv`` (``["reindex", ...]``) with click, as running it would, up to the callback."""
+    inv = ParsedInvocation(list(argv))
+    try:
+        with _values_as_written(root):
+            ctx = root.make_context("reindex", inv.argv[1:])
+            inv.record(ctx)
+            while isinstance(ctx.command, click.Group):
+                # the rest of the argv, as click.Group.invoke hands it on
+                name, sub, rest = ctx.command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+                ctx = sub.make_context(name, rest, parent=ctx)
+                inv.command += (name,)
+                inv.record(ctx)
+    except click.exceptions.Exit:
+        inv.eager = True
+    except click.exceptions.NoArgsIsHelpError as exc:
+        inv.problems.append(f"{exc.ctx.command_path if exc.ctx else 'reindex'}: no command given")
+    except click.UsageError as exc:
+        inv.problems.append(f"{exc.ctx.command_path if exc.ctx else 'reindex'}: {exc.format_message()}")
     else:
-        most = sum(p.nargs for p in params)
-    least = sum(max(p.nargs, 1) if p.nargs != -1 else 1 for p in params if p.required)
-    if most is not None and len(positionals) > most:
-        inv.problems.append(f"{here()}: unexpected argument(s) {positionals[most:]} (takes {most})")
-    if len(positionals) < least:
-        missing = [p.human_readable_name for p in params if p.required][len(positionals):]
-        inv.problems.append(f"{here()}: missing argument {' '.join(missing) or '?'}")
-    for p in command.params:
-        if isinstance(p, click.Option) and p.required and p.name not in inv.options:
-            inv.problems.append(f"{here()}: missing required option {p.opts[0]}")
-    for p, value in zip((p for p in params if p.nargs == 1), positionals):
-        _convert(p, value, inv.problems, here())
+        args = [p for p in ctx.command.params if isinstance(p, click.Argument)]
+        inv.arguments = [v for p in args for v in (ctx.params[p.name] if p.nargs != 1 else [ctx.params[p.name]])
+                         if v is not None]
+        gate = inv.value("gate")
+        if isinstance(gate, str) and not _is_dynamic(gate):
+            inv.problems.extend(_gate_problems(gate))
     return inv
+
+
+def _gate_problems(value: str) -> list[str]:
+    from reindexer.errors import UsageError
+    from reindexer.evaluation import Gate
+
+    try:
+        Gate.parse(value)
+    except UsageError as exc:  # with the grammar in its hint
+        return [f"invalid gate {value!r}: {exc.message}"]
+    return []
 
 
 # Rules the commands enforce in their own code (UsageError, exit 2), not in click's declarations.
@@ -288,103 +193,16 @@ def needs_yes(inv: ParsedInvocation) -> bool:
     """Would this invocation stop for confirmation (exit 2 without a terminal) unless --yes?"""
     if inv.command in (("cutover",), ("rollback",), ("gc",)):
         return True
-    return inv.command == ("apply",) and inv.options.get("cutover", [True])[-1] is not False
+    return inv.command == ("apply",) and inv.value("cutover") is not False
 
 
 # =================================================================================================
 # Finding invocations: shell text, then each kind of deploy file
 # =================================================================================================
 
-_REDIRECT = re.compile(r"^\d*(>>?|<<?|&>>?|>&|<&)(.*)$")
-_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _REINDEX_IMAGE = re.compile(r"(^|/)reindexer(:[\w.-]+)?(@sha256:[0-9a-f]+)?$")
 # Compose services built from deploy/Dockerfile* (their entrypoint is `reindex`); filled in below.
 COMPOSE_TOOL_SERVICES: set[str] = set()
-
-
-def split_shell(script: str) -> list[str]:
-    """Split shell text into simple commands at unquoted ; & && | || ( ) $( ` and newlines.
-
-    Handles quotes, backslash escapes and line continuations, drops # comments, keeps >&
-    redirections in one piece. Not a shell: enough for deployment scripts.
-    """
-    out: list[str] = []
-    cur: list[str] = []
-    quote: str | None = None
-    i, n = 0, len(script)
-
-    def flush() -> None:
-        text = "".join(cur).strip()
-        if text:
-            out.append(text)
-        cur.clear()
-
-    while i < n:
-        c = script[i]
-        if quote == "'":
-            cur.append(c)
-            if c == "'":
-                quote = None
-        elif quote == '"':
-            cur.append(c)
-            if c == "\\" and i + 1 < n:
-                cur.append(script[i + 1])
-                i += 1
-            elif c == '"':
-                quote = None
-        elif c == "\\" and i + 1 < n:
-            if script[i + 1] == "\n":
-                cur.append(" ")
-            else:
-                cur.append(c + script[i + 1])
-            i += 1
-        elif c in "'\"":
-            quote = c
-            cur.append(c)
-        elif c == "#" and (not cur or cur[-1] in " \t"):
-            while i < n and script[i] != "\n":
-                i += 1
-            continue
-        elif c in "\n;()`":
-            if c == "(" and cur and cur[-1] == "$":
-                cur.pop()
-            flush()
-        elif c == "|":
-            flush()
-            if i + 1 < n and script[i + 1] == "|":
-                i += 1
-        elif c == "&":
-            prev = cur[-1] if cur else ""
-            nxt = script[i + 1] if i + 1 < n else ""
-            if prev in ("<", ">") or nxt == ">":  # >&2, <&0, &> file: a redirection, not an operator
-                cur.append(c)
-            else:
-                flush()
-                if nxt == "&":
-                    i += 1
-        else:
-            cur.append(c)
-        i += 1
-    flush()
-    return out
-
-
-def _words(command: str) -> list[str]:
-    words = shlex.split(command, posix=True)
-    out: list[str] = []
-    skip = False
-    for w in words:
-        if skip:
-            skip = False
-            continue
-        m = _REDIRECT.match(w)
-        if m:
-            skip = not m.group(2)  # `> file` (target in the next word) vs `>file`
-            continue
-        out.append(w)
-    return out
-
-
 _DOCKER_VALUE_OPTS = {
     "-e", "--env", "-v", "--volume", "-w", "--workdir", "-u", "--user", "--name", "-p", "--publish",
     "--gpus", "--network", "--net", "--env-file", "--mount", "-l", "--label", "--platform", "-m",
@@ -404,13 +222,8 @@ def _after_docker_options(words: list[str], start: int) -> tuple[int, bool]:
 
 
 def _invocation_in_words(words: list[str]) -> list[str] | None:
-    i = 0
-    while i < len(words) and _ASSIGNMENT.match(words[i]):
-        i += 1
-    words = words[i:]
-    if not words:
-        return None
-    if words[0] in ("docker", "podman", "docker-compose"):
+    """The `reindex` argv in one simple command: direct, behind a wrapper (flock, env), or via docker/compose run."""
+    if words[:1] in (["docker"], ["podman"], ["docker-compose"]):
         rest = words[1:] if words[0] != "docker-compose" else ["compose", *words[1:]]
         if rest[:1] == ["compose"]:
             j, _ = _after_docker_options(rest, 1)
@@ -431,14 +244,23 @@ def _invocation_in_words(words: list[str]) -> list[str] | None:
     return None
 
 
+class _SimpleCommands(bashlex.ast.nodevisitor):
+    """The words of every simple command, nested ones ($(...), subshells) included; no redirections."""
+
+    def __init__(self) -> None:
+        self.words: list[list[str]] = []
+
+    def visitcommand(self, node: Any, parts: list[Any]) -> bool:
+        self.words.append([p.word for p in parts if p.kind == "word"])
+        return True
+
+
 def invocations_in_shell(script: str) -> list[list[str]]:
-    """Every `reindex ...` argv in a piece of shell (direct, wrapped, or via docker/compose run)."""
-    found = []
-    for command in split_shell(script):
-        argv = _invocation_in_words(_words(command))
-        if argv is not None:
-            found.append(argv)
-    return found
+    """Every `reindex ...` argv in a piece of shell."""
+    visitor = _SimpleCommands()
+    for tree in bashlex.parse(script) if script.strip() else []:
+        visitor.visit(tree)
+    return [argv for words in visitor.words if (argv := _invocation_in_words(words))]
 
 
 @dataclass
@@ -448,43 +270,36 @@ class Found:
     executed: bool  # run by the file (True) or only shown in its comments/docs (False)
 
 
-def _comment_commands(text: str, marker: str = "#") -> Iterator[tuple[int, str]]:
-    """Command lines quoted in comments: `reindex ...` spans, and comment lines that start with a
-    reindex or docker command (continuation lines joined)."""
-    pending: tuple[int, str] | None = None
-    for lineno, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped.startswith(marker):
-            pending = None
-            continue
-        body = stripped.lstrip(marker).strip()
-        for span in re.findall(r"`([^`]+)`", body):
-            yield lineno, span
-        if pending is not None:
-            start, acc = pending
-            acc += " " + body
-            if body.endswith("\\"):
-                pending = (start, acc[:-1])
-            else:
-                pending = None
-                yield start, acc
-            continue
-        if re.match(r"(\$ )?(reindex|/\S*/bin/reindex|docker|podman)\s", body):
-            if body.endswith("\\"):
-                pending = (lineno, body[:-1])
-            else:
-                yield lineno, body
-
-
 def _span_invocations(where: str, text: str) -> Iterator[Found]:
-    for argv in invocations_in_shell(text.removeprefix("$ ")):
+    try:
+        argvs = invocations_in_shell(text.removeprefix("$ "))
+    except bashlex.errors.ParsingError:
+        return  # prose or a fragment in backticks, not a command line
+    for argv in argvs:
         if len(argv) > 1:  # a bare `reindex` in prose names the tool
             yield Found(where, argv, executed=False)
 
 
-def _comments(rel: str, text: str) -> Iterator[Found]:
-    for lineno, command in _comment_commands(text):
-        yield from _span_invocations(f"{rel}:{lineno} (comment)", command)
+def _commented_commands(rel: str, comments: Iterable[tuple[int, str]]) -> Iterator[Found]:
+    """Command lines quoted in comments: `reindex ...` spans, and comment lines that start with a
+    reindex or docker command (continuation lines joined). ``comments``: (line, text after #)."""
+    pending: tuple[int, str] | None = None
+    for lineno, body in comments:
+        body = body.strip()
+        for span in re.findall(r"`([^`]+)`", body):
+            yield from _span_invocations(f"{rel}:{lineno} (comment)", span)
+        if pending is None and re.match(r"(\$ )?(reindex|/\S*/bin/reindex|docker|podman)\s", body):
+            pending = (lineno, "")
+        if pending is not None:
+            start, acc = pending[0], pending[1] + " " + body.removesuffix("\\")
+            pending = (start, acc) if body.endswith("\\") else None
+            if pending is None:
+                yield from _span_invocations(f"{rel}:{start} (comment)", acc.strip())
+
+
+def _hash_comments(text: str) -> list[tuple[int, str]]:
+    """Whole-line # comments of the line-based formats: systemd units, crontabs, env and TOML files."""
+    return [(n, line.strip()[1:]) for n, line in enumerate(text.splitlines(), 1) if line.strip().startswith("#")]
 
 
 def _shell_command(value: Any) -> list[str]:
@@ -496,8 +311,7 @@ def _shell_command(value: Any) -> list[str]:
 def _container_argvs(cmd: list[str], args: list[str], image: str) -> list[list[str]]:
     if cmd:
         argv = cmd + args
-        shell = Path(argv[0]).name in ("sh", "bash", "dash", "ash")
-        if shell:
+        if Path(argv[0]).name in ("sh", "bash", "dash", "ash"):
             for k, word in enumerate(argv[1:], 1):
                 if re.fullmatch(r"-[a-z]*c[a-z]*", word) and k + 1 < len(argv):
                     return invocations_in_shell(argv[k + 1])
@@ -528,83 +342,54 @@ def _load_yaml_all(path: Path) -> list[Any]:
 
 def yaml_invocations(path: Path) -> Iterator[Found]:
     rel = str(path.relative_to(DEPLOY))
-    docs = _load_yaml_all(path)
-    for doc in docs:
+    for doc in _load_yaml_all(path):
         if not isinstance(doc, dict):
             continue
-        if "services" in doc:  # compose
-            for name, svc in (doc["services"] or {}).items():
-                if name not in COMPOSE_TOOL_SERVICES:
-                    continue
+        for name, svc in (doc.get("services") or {}).items():  # compose
+            if name in COMPOSE_TOOL_SERVICES:
                 entry = _shell_command(svc.get("entrypoint")) or ["reindex"]
-                command = _shell_command(svc.get("command"))
-                for n, argv in enumerate(_container_argvs(entry, command, svc.get("image", "")), 1):
+                argvs = _container_argvs(entry, _shell_command(svc.get("command")), svc.get("image", ""))
+                for n, argv in enumerate(argvs, 1):
                     yield Found(f"{rel}: services.{name}.command #{n}", argv, True)
-        if "jobs" in doc:  # GitHub Actions
-            for job_name, job in doc["jobs"].items():
-                for k, step in enumerate(job.get("steps") or []):
-                    if "run" in step:
-                        label = step.get("name") or f"step {k}"
-                        for argv in invocations_in_shell(step["run"]):
-                            yield Found(f"{rel}: jobs.{job_name} '{label}'", argv, True)
-        kind = doc.get("kind")
-        if kind:
-            name = (doc.get("metadata") or {}).get("name") or (doc.get("metadata") or {}).get("generateName")
-            for trail, c in _k8s_containers(doc, f"{kind} {name}"):
+        for job_name, job in (doc.get("jobs") or {}).items():  # GitHub Actions
+            for k, step in enumerate(job.get("steps") or []):
+                for argv in invocations_in_shell(step.get("run", "")):
+                    yield Found(f"{rel}: jobs.{job_name} '{step.get('name') or f'step {k}'}'", argv, True)
+        if kind := doc.get("kind"):
+            meta = doc.get("metadata") or {}
+            for trail, c in _k8s_containers(doc, f"{kind} {meta.get('name') or meta.get('generateName')}"):
                 argvs = _container_argvs(_shell_command(c.get("command")), _shell_command(c.get("args")),
                                          c.get("image", ""))
                 for n, argv in enumerate(argvs, 1):
                     yield Found(f"{rel}: {trail} #{n}", argv, True)
-    yield from _comments(rel, path.read_text())
+    comments = [(t.line_no, str(t)[1:]) for t in token_or_comment_generator(path.read_text()) if isinstance(t, Comment)]
+    yield from _commented_commands(rel, comments)
 
 
-def dockerfile_instructions(path: Path) -> list[tuple[int, str, str]]:
-    """(line, INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    out: list[tuple[int, str, str]] = []
-    buf: list[str] = []
-    start = 0
-    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.rstrip()
-        if not buf and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if buf and line.lstrip().startswith("#"):
-            continue
-        if not buf:
-            start = lineno
-        if line.endswith("\\"):
-            buf.append(line[:-1])
-            continue
-        buf.append(line)
-        text = " ".join(part.strip() for part in buf)
-        buf = []
-        instr, _, args = text.partition(" ")
-        out.append((start, instr.upper(), args.strip()))
-    return out
-
-
-def _exec_form(args: str) -> list[str] | None:
-    if args.startswith("["):
-        return json.loads(args)
-    return None
+def dockerfile_instructions(path: Path) -> list[dict[str, Any]]:
+    """dockerfile-parse's instructions (continuation lines joined), comments as COMMENT ones."""
+    with path.open("rb") as fh:
+        return DockerfileParser(fileobj=fh).structure
 
 
 def dockerfile_invocations(path: Path) -> Iterator[Found]:
     rel = str(path.relative_to(DEPLOY))
     entrypoint: list[str] = []
     cmd: list[str] = []
-    for lineno, instr, args in dockerfile_instructions(path):
-        if instr == "ENTRYPOINT":
-            entrypoint = _exec_form(args) or ["/bin/sh", "-c", args]
-        elif instr == "CMD":
-            cmd = _exec_form(args) or ["/bin/sh", "-c", args]
-        elif instr == "RUN":
-            form = _exec_form(args)
-            script = shlex.join(form) if form else args
-            for argv in invocations_in_shell(script):
-                yield Found(f"{rel}:{lineno} RUN", argv, True)
+    instructions = dockerfile_instructions(path)
+    for ins in instructions:
+        form = json.loads(ins["value"]) if ins["value"].startswith("[") else None
+        if ins["instruction"] == "ENTRYPOINT":
+            entrypoint = form or ["/bin/sh", "-c", ins["value"]]
+        elif ins["instruction"] == "CMD":
+            cmd = form or ["/bin/sh", "-c", ins["value"]]
+        elif ins["instruction"] == "RUN":
+            for argv in invocations_in_shell(shlex.join(form) if form else ins["value"]):
+                yield Found(f"{rel}:{ins['startline'] + 1} RUN", argv, True)
     for argv in _container_argvs(entrypoint, cmd, ""):
         yield Found(f"{rel}: ENTRYPOINT + CMD", argv, True)
-    yield from _comments(rel, path.read_text())
+    comments = [(i["startline"] + 1, i["value"]) for i in instructions if i["instruction"] == "COMMENT"]
+    yield from _commented_commands(rel, comments)
 
 
 EXEC_KEYS = ("execstart", "execstartpre", "execstartpost", "execstop", "execstoppost", "execreload",
@@ -622,91 +407,52 @@ def read_unit(path: Path) -> configparser.ConfigParser:
 def systemd_invocations(path: Path) -> Iterator[Found]:
     rel = str(path.relative_to(DEPLOY))
     unit = read_unit(path)
-    if unit.has_section("Service"):
-        for key in EXEC_KEYS:
-            value = unit.get("Service", key, fallback=None)
-            if value:
-                for line in value.splitlines():
-                    line = line.strip().lstrip("@-:+!")
-                    for argv in invocations_in_shell(line):
-                        yield Found(f"{rel}: [Service] {key}", argv, True)
-    yield from _comments(rel, path.read_text())
+    for key in EXEC_KEYS if unit.has_section("Service") else ():
+        for line in (unit.get("Service", key, fallback=None) or "").splitlines():
+            for argv in invocations_in_shell(line.strip().lstrip("@-:+!")):
+                yield Found(f"{rel}: [Service] {key}", argv, True)
+    yield from _commented_commands(rel, _hash_comments(path.read_text()))
 
 
-CRON_ENTRY = re.compile(r"^\s*(@\w+|(\S+\s+){4}\S+)\s+(?P<command>.+)$")
-
-
-def crontab_entries(path: Path) -> list[tuple[int, str, str]]:
-    """(line, schedule, command) of each entry; environment lines and comments skipped."""
-    out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        s = line.strip()
-        if not s or s.startswith("#") or _ASSIGNMENT.match(s):
-            continue
-        m = CRON_ENTRY.match(s)
-        assert m, f"{path.name}:{lineno}: not a crontab entry: {s!r}"
-        out.append((lineno, s[: m.start("command")].strip(), m.group("command")))
-    return out
+def crontab_entries(path: Path) -> list[tuple[str, str]]:
+    """(schedule, command) of each enabled entry, as python-crontab reads the file."""
+    jobs = [job for job in CronTab(tabfile=str(path)) if job.is_enabled()]
+    assert all(job.is_valid() for job in jobs), f"{path.name}: an entry cron cannot schedule"
+    return [(job.slices.render(), job.command) for job in jobs]
 
 
 def crontab_invocations(path: Path) -> Iterator[Found]:
     rel = str(path.relative_to(DEPLOY))
-    for lineno, _, command in crontab_entries(path):
-        assert "%" not in command.replace("\\%", ""), f"{rel}:{lineno}: unescaped % means newline in crontab"
+    for schedule, command in crontab_entries(path):
+        assert "%" not in command.replace("\\%", ""), f"{rel}: {schedule}: unescaped % means newline in crontab"
         for argv in invocations_in_shell(command):
-            yield Found(f"{rel}:{lineno}", argv, True)
-    yield from _comments(rel, path.read_text())
+            yield Found(f"{rel}: {schedule}", argv, True)
+    yield from _commented_commands(rel, _hash_comments(path.read_text()))
 
 
 def markdown_invocations(path: Path) -> Iterator[Found]:
-    """Shell code blocks, and `inline code` in paragraphs (spans may wrap across lines)."""
+    """Shell code blocks, and `inline code` in the text, as markdown-it reads them."""
     rel = str(path.relative_to(DEPLOY))
-    text = path.read_text()
-    in_block, lang, start, block = False, "", 0, []
-    para: list[str] = []
-    para_start = 0
-
-    def paragraph() -> Iterator[Found]:
-        for span in re.findall(r"`([^`]+)`", " ".join(para)):
-            yield from _span_invocations(f"{rel}:{para_start}", span)
-        para.clear()
-
-    for lineno, line in enumerate(text.splitlines(), 1):
-        fence = re.match(r"^\s*```(\w*)", line)
-        if fence and not in_block:
-            yield from paragraph()
-            in_block, lang, start, block = True, fence.group(1), lineno, []
-            continue
-        if fence and in_block:
-            in_block = False
-            if lang in ("bash", "sh", "shell", "console", ""):
-                script = "\n".join(ln.strip().removeprefix("$ ") for ln in block)
-                for argv in invocations_in_shell(script):
-                    yield Found(f"{rel}:{start} ({lang or 'code'} block)", argv, False)
-            continue
-        if in_block:
-            block.append(line)
-        elif not line.strip() or line.lstrip().startswith(("|", "#")):
-            yield from paragraph()
-            if line.lstrip().startswith("|"):  # a table row is its own paragraph
-                para_start, para[:] = lineno, [line]
-                yield from paragraph()
-        else:
-            if not para:
-                para_start = lineno
-            para.append(line.strip())
-    yield from paragraph()
+    for token in MarkdownIt("commonmark").enable("table").parse(path.read_text()):
+        line = token.map[0] + 1 if token.map else 0
+        if token.type == "fence" and token.info in ("bash", "sh", "shell", "console", ""):
+            script = "\n".join(ln.strip().removeprefix("$ ") for ln in token.content.splitlines())
+            for argv in invocations_in_shell(script):
+                yield Found(f"{rel}:{line} ({token.info or 'code'} block)", argv, False)
+        for child in token.children or []:
+            if child.type == "code_inline":
+                yield from _span_invocations(f"{rel}:{line}", child.content)
 
 
 def shell_file_invocations(path: Path) -> Iterator[Found]:
     rel = str(path.relative_to(DEPLOY))
     for argv in invocations_in_shell(path.read_text()):
         yield Found(rel, argv, True)
-    yield from _comments(rel, path.read_text())
+    yield from _commented_commands(rel, _hash_comments(path.read_text()))
 
 
 def comments_only(path: Path) -> Iterator[Found]:
-    yield from _comments(str(path.relative_to(DEPLOY)), path.read_text())
+    yield from _commented_commands(str(path.relative_to(DEPLOY)), _hash_comments(path.read_text()))
 
 
 def handler_for(path: Path):
@@ -747,18 +493,7 @@ def _compose_tool_services() -> set[str]:
 
 
 COMPOSE_TOOL_SERVICES.update(_compose_tool_services())
-
-
-def all_invocations() -> list[Found]:
-    found: list[Found] = []
-    for path in deploy_files():
-        handler = handler_for(path)
-        if handler is not None:
-            found.extend(handler(path))
-    return found
-
-
-ALL = all_invocations()
+ALL = [found for path in deploy_files() if (handler := handler_for(path)) for found in handler(path)]
 
 
 # =================================================================================================
@@ -792,21 +527,21 @@ def test_checker_accepts_valid_invocations(argv: str) -> None:
 
 
 @pytest.mark.parametrize("argv, expected", [
-    ("reindex sync docs --wiat 300", "no such option --wiat (did you mean --wait?)"),
-    ("reindex --wait 300 sync docs", "--wait is an option of a verb"),
-    ("reindex synk docs", "no such command 'synk' (did you mean 'sync'?)"),
-    ("reindex sync --wait 300", "missing argument COLLECTION"),
-    ("reindex sync docs extra", "unexpected argument"),
-    ("reindex sync docs --wait", "--wait needs a value"),
-    ("reindex sync docs --wait soon", "bad value 'soon' for --wait"),
-    ("reindex plan docs --metric manhattan", "bad value 'manhattan' for --metric"),
+    ("reindex sync docs --wiat 300", "No such option '--wiat'. (Did you mean one of: '--state', '--wait'?)"),
+    ("reindex --wait 300 sync docs", "reindex: No such option '--wait'"),
+    ("reindex synk docs", "No such command 'synk'. Did you mean 'sync'?"),
+    ("reindex sync --wait 300", "Missing argument 'COLLECTION'"),
+    ("reindex sync docs extra", "unexpected extra argument (extra)"),
+    ("reindex sync docs --wait", "Option '--wait' requires an argument"),
+    ("reindex sync docs --wait soon", "Invalid value for '--wait': 'soon' is not a valid float range"),
+    ("reindex plan docs --metric manhattan", "Invalid value for '--metric': 'manhattan' is not one of"),
     ("reindex apply p.json --gate 'ndcg@10 >== 0'", "invalid gate"),
-    ("reindex apply p.json --force=yes", "is a flag and takes no value"),
-    ("reindex adopt docs", "missing required option --model"),
-    ("reindex model", "no command given"),
-    ("reindex config shw", "no such command 'shw'"),
+    ("reindex apply p.json --force=yes", "Option '--force' does not take a value"),
+    ("reindex adopt docs", "Missing option '--model'"),
+    ("reindex model", "reindex model: no command given"),
+    ("reindex config shw", "No such command 'shw'"),
     ("reindex", "no command given"),
-    ("reindex -x status", "no such option -x"),
+    ("reindex -x status", "No such option '-x'"),
     ("reindex apply", "pass a plan file, or --resume"),
     ("reindex apply p.json --queries q.jsonl", "--queries and --qrels go together"),
     ("reindex eval docs --versions live,shadow", "pass --queries and --qrels"),
@@ -835,13 +570,13 @@ def test_renaming_an_option_breaks_the_deploy_files() -> None:
     for f in using_wait:
         assert check_invocation(f.argv) == [], f.where
         problems = check_invocation(f.argv, fake)
-        assert any("no such option --wait" in p for p in problems), (f.where, problems)
+        assert any("No such option '--wait'" in p for p in problems), (f.where, problems)
 
 
 def test_renaming_a_verb_breaks_the_deploy_files() -> None:
     fake = click.Group(REINDEX_CLI.name, params=REINDEX_CLI.params,
                        commands={("synchronise" if k == "sync" else k): v for k, v in REINDEX_CLI.commands.items()})
-    broken = [f for f in ALL if any("no such command 'sync'" in p for p in check_invocation(f.argv, fake))]
+    broken = [f for f in ALL if any("No such command 'sync'" in p for p in check_invocation(f.argv, fake))]
     assert {f.where.split(":")[0] for f in broken} >= {
         "kubernetes/cronjob-sync.yaml", "systemd/reindex-sync.service", "cron/crontab.example"}
 
@@ -891,7 +626,7 @@ def test_unattended_destructive_steps_pass_yes() -> None:
         inv = parse_invocation(f.argv)
         if f.executed and needs_yes(inv):
             checked += 1
-            assert inv.global_options.get("yes"), f"{f.where}: {shlex.join(f.argv)} would stop at its confirmation"
+            assert inv.value("yes"), f"{f.where}: {shlex.join(f.argv)} would stop at its confirmation"
     assert checked >= 3  # the Job's apply, the workflow's apply, the crontab's gc
 
 
@@ -955,8 +690,8 @@ def embedded_scripts() -> list[tuple[str, str, str]]:
                     if argv and Path(argv[0]).name in ("sh", "bash") and len(argv) >= 3:
                         out.append((trail, Path(argv[0]).name, argv[2]))
         elif path.name.startswith("crontab"):
-            for lineno, _, command in crontab_entries(path):
-                out.append((f"{rel}:{lineno}", "sh", command))
+            for schedule, command in crontab_entries(path):
+                out.append((f"{rel}: {schedule}", "sh", command))
     return out
 
 
@@ -992,7 +727,7 @@ def test_cronjob_sync() -> None:
     assert len(argv) == 1
     inv = parse_invocation(argv[0])
     assert inv.ok and inv.command == ("sync",) and inv.arguments == ["docs"]
-    assert inv.global_options.get("as_json") and float(inv.value("wait")) == 300
+    assert inv.value("as_json") and float(inv.value("wait")) == 300
     env = _env_names(container)
     for name in ("QDRANT_API_KEY", "MILVUS_TOKEN", "PGPASSWORD"):
         assert "secretKeyRef" in env[name]["valueFrom"], name
@@ -1039,7 +774,7 @@ def test_job_apply() -> None:
     plan, apply = by_verb[("plan",)], by_verb[("apply",)]
     assert plan.arguments == ["docs"] and plan.value("model_path") and plan.value("output")
     assert apply.arguments == [plan.value("output")]  # applies the plan it just wrote
-    assert apply.global_options.get("yes")
+    assert apply.value("yes")
     assert apply.value("queries") == "/eval/queries.jsonl" and apply.value("qrels") == "/eval/qrels.tsv"
     assert apply.value("gate") == "ndcg@10 >= 0 and not significantly worse at p < 0.05"
     # the GPU is optional: present only as a comment
@@ -1188,16 +923,16 @@ def test_systemd_units() -> None:
 
 def test_crontab() -> None:
     entries = crontab_entries(DEPLOY / "cron/crontab.example")
-    syncs = [e for e in entries if any(parse_invocation(a).command == ("sync",) for a in invocations_in_shell(e[2]))]
+    syncs = [e for e in entries if any(parse_invocation(a).command == ("sync",) for a in invocations_in_shell(e[1]))]
     assert syncs, "crontab.example must call reindex sync"
-    for _, schedule, _ in entries:
+    for schedule, _ in entries:
         assert schedule.startswith("@") or len(schedule.split()) == 5
 
 
 def _dockerfile(name: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for _, instr, args in dockerfile_instructions(DEPLOY / name):
-        out.setdefault(instr, []).append(args)
+    for ins in dockerfile_instructions(DEPLOY / name):
+        out.setdefault(ins["instruction"], []).append(ins["value"])
     return out
 
 
@@ -1251,7 +986,7 @@ def test_workflow() -> None:
     verbs = {i.command[0]: (k, i) for k, i in invs}
     _, plan = verbs["plan"]
     applies = [(k, i) for k, i in invs if i.command == ("apply",)]
-    gated = [(k, i) for k, i in applies if i.global_options.get("yes") and i.value("gate")]
+    gated = [(k, i) for k, i in applies if i.value("yes") and i.value("gate")]
     assert gated, "the workflow must run `reindex --yes apply ... --gate ...`"
     eval_step, ev = verbs["eval"]
     assert ev.value("versions") == "live,shadow"

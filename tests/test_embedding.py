@@ -106,10 +106,14 @@ def test_truncated_embeddings_are_prefixes(minilm_path):
     assert np.allclose(full[0, :64], short[0], atol=1e-5)
 
 
-def test_device_defaults_to_cpu_here(monkeypatch):
-    monkeypatch.delenv("REINDEX_DEVICE", raising=False)
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
     import torch
 
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert pick_device() in (expected, "mps")
-    assert pick_device("cpu") == "cpu"
+    monkeypatch.delenv("REINDEX_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert pick_device() == expected
+    assert pick_device("cpu") == "cpu"  # the caller's choice, then REINDEX_DEVICE, win over what is there
+    monkeypatch.setenv("REINDEX_DEVICE", "cpu")
+    assert pick_device() == "cpu"

@@ -27,6 +27,7 @@ from reindexer.raydata.ledger_table import LedgerTable
 from reindexer.raydata.reads import dataset
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, ModelVersion, Run
+from reindexer.state.models import saved_id
 from reindexer.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def _reindex_cause(exc: BaseException) -> ReindexError | None:
 
 
 def _payload_pages(ws: Workspace, spec: SourceSpec, live_physical: str | None) -> Iterator[list]:
+    if live_physical is None:
+        raise UsageError("a payload source reads the live collection, and there is none yet", hint="pass --source")
     source = open_source(spec, store=ws.store, collection=live_physical)
     for page in ws.store.scroll(live_physical, batch_size=ws.batch_size, with_vectors=False):
         yield [(f"point {p.doc_id!r}", p.doc_id, p.payload or {}) for p in page]
@@ -115,7 +118,7 @@ def sync_on_ray(
     options = options or RayOptions()
     _quiet_ray_data()
     state = ws.state
-    ledger = state.ledger(version.id)
+    ledger = state.ledger(saved_id(version))
     ledger_ref = ray.put(LedgerTable.from_ledger(ledger)) if ledger else None
     description = _description(ws, spec, live_physical)
     cpus, _ = cluster_shape()
@@ -166,7 +169,7 @@ def sync_on_ray(
         for i in range(0, len(gone), ws.batch_size):
             chunk = gone[i : i + ws.batch_size]
             ws.store.delete(version.physical_name, chunk)
-            state.record_batch(version.id, model.fingerprint, [], deleted=chunk, run_id=run.id if run else None)
+            state.record_batch(saved_id(version), model.fingerprint, [], deleted=chunk, run_id=run.id if run else None)
             stats.deleted += len(chunk)
     return stats, seen
 
@@ -251,7 +254,7 @@ def _take(
     kill_point("ray-before-ledger")
     done = [(d, str(h)) for d, h, t in zip(ids, batch[stages.HASH], todo, strict=True) if t]
     ws.state.record_batch(
-        version.id,
+        saved_id(version),
         model.fingerprint,
         done,
         run_id=run.id if run else None,

@@ -16,13 +16,16 @@ the local source's own code and give the same documents and content hashes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from reindexer.errors import UsageError
+from reindexer.sources.base import RecordSource
+from reindexer.sources.jsonl import JsonlSource
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.sources.sql import SqlSource
 
@@ -52,6 +55,10 @@ def _blocks(records: Iterator[tuple[str, str | None, dict[str, Any]]]) -> Iterat
         yield _block(chunk)
 
 
+def _read_blocks(records: Callable[..., Iterator[tuple[str, str | None, dict[str, Any]]]], args: list[Any]):
+    return _blocks(records(*args))
+
+
 def unpickle(column: Any) -> list[tuple[str, str | None, dict[str, Any]]]:
     return [pickle.loads(b) for b in column]
 
@@ -66,12 +73,28 @@ def jsonl_ranges(path: Path, partitions: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, size)) for start in range(0, size, step)]
 
 
-def jsonl_records(spec: SourceSpec, start: int, end: int) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+def _record_source(spec: SourceSpec) -> RecordSource:
     source = open_source(spec)
-    if start == 0 and end == Path(spec.location).stat().st_size:
+    if not isinstance(source, RecordSource):
+        raise TypeError(f"a {spec.kind} source yields no raw records to partition")
+    return source
+
+
+def _location(spec: SourceSpec) -> str:
+    if spec.location is None:  # SourceSpec.validate requires it for every kind but payload
+        raise UsageError(f"a {spec.kind} source needs a location")
+    return spec.location
+
+
+def jsonl_records(spec: SourceSpec, start: int, end: int) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    source = _record_source(spec)
+    if not isinstance(source, JsonlSource):
+        raise TypeError(f"a {spec.kind} source is not read in byte ranges")
+    path = _location(spec)
+    if start == 0 and end == Path(path).stat().st_size:
         yield from source._records()  # the whole file (and every .gz): line numbers as the local source gives them
         return
-    with open(spec.location, "rb") as fh:
+    with open(path, "rb") as fh:
         if start:
             fh.seek(start - 1)
             if fh.read(1) != b"\n":
@@ -84,7 +107,7 @@ def jsonl_records(spec: SourceSpec, start: int, end: int) -> Iterator[tuple[str,
             if offset == 0 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if raw.strip():
-                yield f"the line at byte {offset}", None, source._parse(raw, f"at byte {offset}")
+                yield f"the line at byte {offset}", None, source._parse(raw, f"the line at byte {offset}")
 
 
 def parquet_groups(path: str, partitions: int) -> list[list[int]]:
@@ -151,11 +174,12 @@ def dataset(spec: SourceSpec, parallelism: int, payload_pages: Iterator[list] | 
         refs = [ray.put(_block(page)) for page in payload_pages if page]
         if not refs:
             return ray.data.from_items([]).map_batches(lambda b: {RECORD: []})
-        return ray.data.from_arrow_refs(refs)
+        # ray.put gives the Cython ObjectRef; ray annotates from_arrow_refs with its typing twin, ray.types.ObjectRef
+        return ray.data.from_arrow_refs(refs)  # type: ignore[arg-type]
 
     def tasks() -> list[tuple[Any, ...]]:
         if spec.kind == "jsonl":
-            return [(jsonl_records, spec, s, e) for s, e in jsonl_ranges(Path(spec.location), parallelism)]
+            return [(jsonl_records, spec, s, e) for s, e in jsonl_ranges(Path(_location(spec)), parallelism)]
         if spec.kind == "parquet":
             return [(parquet_records, spec.location, g) for g in parquet_groups(spec.location, parallelism)]
         return [(sql_records, spec, low, high) for low, high in sql_ranges(spec, parallelism)]
@@ -165,7 +189,7 @@ def dataset(spec: SourceSpec, parallelism: int, payload_pages: Iterator[list] | 
             out = []
             for fn, *args in tasks():
                 meta = BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=None)
-                out.append(ReadTask(lambda fn=fn, args=args: _blocks(fn(*args)), meta))
+                out.append(ReadTask(functools.partial(_read_blocks, fn, args), meta))
             return out
 
         def estimate_inmemory_data_size(self) -> int | None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reindexer.raydata.reads import RECORD, unpickle
 from reindexer.sources.base import RecordSource
 from reindexer.sources.spec import SourceSpec
+
+if TYPE_CHECKING:
+    from reindexer.embedding import Embedder
 
 DOC_ID, HASH, TODO, TEXT, PAYLOAD, VECTOR = "doc_id", "hash", "todo", "text", "payload", "vector"
 
@@ -85,7 +88,7 @@ class EmbedReplica:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.path, self.settings, self.fingerprint = path, settings, fingerprint
         self.dim, self.device, self.batch_size = dim, device, batch_size
-        self.embedder = None
+        self.embedder: Embedder | None = None
 
     def _load(self):
         from reindexer.embedding import Embedder, ModelSettings, fingerprint_matches

@@ -22,7 +22,6 @@ from reindexer.sources.base import (  # noqa: F401
     Source,
     content_hash,
     extract_text,
-    get_path,
 )
 from reindexer.sources.spec import (  # noqa: F401
     KINDS,
@@ -51,7 +50,6 @@ __all__ = [
     "SqlSource",
     "content_hash",
     "extract_text",
-    "get_path",
     "open_source",
     "parse_source",
 ]

@@ -49,18 +49,6 @@ def content_hash(text: str, payload: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def get_path(obj: dict[str, Any], path: str) -> Any:
-    """``obj['a']['b']`` for ``path='a.b'``; a key that itself contains dots wins."""
-    if path in obj:
-        return obj[path]
-    cur: Any = obj
-    for part in path.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            raise KeyError(path)
-        cur = cur[part]
-    return cur
-
-
 class Source(abc.ABC):
     """A finite stream of documents; iterate it again to read it again."""
 
@@ -143,7 +131,8 @@ class ScanResult:
 
 
 def resolve_path(obj: Any, path: str) -> Any:
-    """Like ``get_path``, but a JSON string holding an object is descended into.
+    """``obj['a']['b']`` for ``path='a.b'`` (a key that itself contains dots wins); a JSON string holding an
+    object is descended into.
 
     ``metadata.title`` reads ``obj["metadata"]["title"]``; when
     ``obj["metadata"]`` is the *string* ``'{"title": ...}'`` it is parsed first.

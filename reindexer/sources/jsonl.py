@@ -70,25 +70,26 @@ class JsonlSource(RecordSource):
                         raw = raw[3:]
                     if not raw.strip():
                         continue
-                    yield f"line {line_no}", None, self._parse(raw, line_no)
+                    yield f"line {line_no}", None, self._parse(raw, f"line {line_no}")
             except (OSError, EOFError) as exc:  # a truncated or corrupt .gz
                 raise UsageError(f"{self.description}: cannot read after line {line_no} ({exc})") from None
 
-    def _parse(self, raw: bytes, line_no: int) -> dict[str, Any]:
+    def _parse(self, raw: bytes, where: str) -> dict[str, Any]:
+        """One line as a JSON object; ``where`` names the line in errors ("line 7", or a byte offset)."""
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise UsageError(f"{self.description}: line {line_no} is not valid UTF-8") from None
+            raise UsageError(f"{self.description}: {where} is not valid UTF-8") from None
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UsageError(
-                f"{self.description}: line {line_no} is not valid JSON ({exc.msg} at column {exc.colno})",
+                f"{self.description}: {where} is not valid JSON ({exc.msg} at column {exc.colno})",
                 hint="a JSONL file holds one JSON object per line",
             ) from None
         if not isinstance(obj, dict):
             raise UsageError(
-                f"{self.description}: line {line_no} holds a JSON {type(obj).__name__}, not an object",
+                f"{self.description}: {where} holds a JSON {type(obj).__name__}, not an object",
                 hint="a JSONL file holds one JSON object per line",
             )
         return obj

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, overload
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -18,6 +18,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@overload
+def iso(dt: datetime) -> str: ...
+@overload
+def iso(dt: datetime | None) -> str | None: ...
 def iso(dt: datetime | None) -> str | None:
     """UTC ISO-8601 with a Z, whatever the database gave back (SQLite drops the zone)."""
     if dt is None:
@@ -29,6 +33,18 @@ def iso(dt: datetime | None) -> str | None:
 
 def aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+class _Keyed(Protocol):
+    @property
+    def id(self) -> Optional[int]: ...
+
+
+def saved_id(row: _Keyed) -> int:
+    """The primary key of a row that has been saved (read back, or flushed): None only before that."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: save it before passing it on")
+    return row.id
 
 
 class Meta(SQLModel, table=True):

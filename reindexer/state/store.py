@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, event, func
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
-from sqlmodel import Session, create_engine, select
+from sqlmodel import Session, col, create_engine, select
 
 from reindexer.errors import LeaseHeldError, NotFoundError, ReindexError, UsageError
 from reindexer.state.models import (
@@ -31,6 +31,7 @@ from reindexer.state.models import (
     ModelVersion,
     TrafficRecord,
     aware,
+    saved_id,
     utcnow,
 )
 from reindexer.state.schema import (
@@ -177,7 +178,10 @@ class StateStore:
     @property
     def store_id(self) -> str:
         with Session(self.engine) as s:
-            return s.get(Meta, "store_id").value
+            row = s.get(Meta, "store_id")
+        if row is None:  # every open stamps it; only a state edited by hand lacks it
+            raise ReindexError("the state database has no store_id", hint="open it once with a writing command")
+        return row.value
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -192,15 +196,25 @@ class StateStore:
         with self.session() as s:
             return s.get(ModelVersion, fingerprint)
 
+    def model_of(self, version: IndexVersion) -> ModelVersion:
+        """The model that made ``version``: the foreign key keeps it registered while the version is."""
+        model = self.get_model(version.model_fingerprint)
+        if model is None:
+            raise NotFoundError(
+                f"{version.physical_name} was made by model {version.model_fingerprint[:12]}, "
+                "which this state store has not registered"
+            )
+        return model
+
     def find_model(self, ref: str) -> ModelVersion:
         """A model by full or short fingerprint, ``name@short`` label, or name (newest)."""
         with self.session() as s:
             fp = ref.split("@", 1)[1] if "@" in ref else ref
-            rows = s.exec(select(ModelVersion).where(ModelVersion.fingerprint.startswith(fp))).all()
+            rows = s.exec(select(ModelVersion).where(col(ModelVersion.fingerprint).startswith(fp))).all()
             if len(rows) == 1:
                 return rows[0]
             rows = s.exec(
-                select(ModelVersion).where(ModelVersion.name == ref).order_by(ModelVersion.created_at.desc())
+                select(ModelVersion).where(ModelVersion.name == ref).order_by(col(ModelVersion.created_at).desc())
             ).all()
             if rows:
                 return rows[0]
@@ -217,7 +231,7 @@ class StateStore:
 
     def list_models(self) -> list[ModelVersion]:
         with self.session() as s:
-            return list(s.exec(select(ModelVersion).order_by(ModelVersion.created_at)).all())
+            return list(s.exec(select(ModelVersion).order_by(col(ModelVersion.created_at))).all())
 
     # -- collections and versions -----------------------------------------
     def get_collection(self, store_url: str, name: str) -> LogicalCollection | None:
@@ -291,7 +305,7 @@ class StateStore:
 
     def set_status(self, version: IndexVersion, status: str, **fields: Any) -> IndexVersion:
         with self.session() as s:
-            row = s.get(IndexVersion, version.id)
+            row = _version_row(s, saved_id(version))
             row.status = status
             for key, value in fields.items():
                 setattr(row, key, value)
@@ -318,14 +332,14 @@ class StateStore:
         with self.session() as s:
             rows = {}
             for version_id, fields in changes.items():
-                row = s.get(IndexVersion, version_id)
+                row = _version_row(s, version_id)
                 for key, value in fields.items():
                     setattr(row, key, value)
                 row.updated_at = now
                 s.add(row)
                 rows[version_id] = row
             for version_id in drop_ledgers:
-                s.exec(delete(LedgerEntry).where(LedgerEntry.index_version_id == version_id))
+                s.exec(delete(LedgerEntry).where(col(LedgerEntry.index_version_id) == version_id))
             for action, collection, result, fingerprint, detail in audits:
                 s.add(
                     AuditEvent(
@@ -408,10 +422,10 @@ class StateStore:
                 return
             version_ids = list(s.exec(select(IndexVersion.id).where(IndexVersion.collection_id == collection_id)).all())
             for chunk in _chunks(version_ids, 500):
-                s.exec(delete(LedgerEntry).where(LedgerEntry.index_version_id.in_(chunk)))
-                s.exec(delete(Run).where(Run.index_version_id.in_(chunk)))
-            s.exec(delete(IndexVersion).where(IndexVersion.collection_id == collection_id))
-            s.exec(delete(PlanRecord).where(PlanRecord.collection_id == collection_id))
+                s.exec(delete(LedgerEntry).where(col(LedgerEntry.index_version_id).in_(chunk)))
+                s.exec(delete(Run).where(col(Run.index_version_id).in_(chunk)))
+            s.exec(delete(IndexVersion).where(col(IndexVersion.collection_id) == collection_id))
+            s.exec(delete(PlanRecord).where(col(PlanRecord.collection_id) == collection_id))
             intent = s.get(Meta, pending)
             if intent is not None:
                 s.delete(intent)
@@ -451,7 +465,7 @@ class StateStore:
                 found.update(
                     s.exec(
                         select(LedgerEntry.doc_id, LedgerEntry.content_hash).where(
-                            LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk)
+                            LedgerEntry.index_version_id == version_id, col(LedgerEntry.doc_id).in_(chunk)
                         )
                     ).all()
                 )
@@ -498,7 +512,7 @@ class StateStore:
                 for chunk in _chunks(ids, 500):
                     s.exec(
                         delete(LedgerEntry).where(
-                            LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk)
+                            col(LedgerEntry.index_version_id) == version_id, col(LedgerEntry.doc_id).in_(chunk)
                         )
                     )
                 s.bulk_insert_mappings(
@@ -516,12 +530,16 @@ class StateStore:
                 )
             for chunk in _chunks(deleted, 500):
                 s.exec(
-                    delete(LedgerEntry).where(LedgerEntry.index_version_id == version_id, LedgerEntry.doc_id.in_(chunk))
+                    delete(LedgerEntry).where(
+                        col(LedgerEntry.index_version_id) == version_id, col(LedgerEntry.doc_id).in_(chunk)
+                    )
                 )
             if run_id is not None:
                 from reindexer.state.models import Run
 
                 run = s.get(Run, run_id)
+                if run is None:
+                    raise NotFoundError(f"no run with id {run_id} to checkpoint")
                 run.batches += 1
                 run.embedded += embedded
                 run.copied += copied
@@ -533,7 +551,7 @@ class StateStore:
 
     def drop_ledger(self, version_id: int) -> None:
         with self.session() as s:
-            s.exec(delete(LedgerEntry).where(LedgerEntry.index_version_id == version_id))
+            s.exec(delete(LedgerEntry).where(col(LedgerEntry.index_version_id) == version_id))
             s.commit()
 
     # -- audit -------------------------------------------------------------
@@ -562,7 +580,7 @@ class StateStore:
 
     def history(self, collection: str | None = None, limit: int = 100) -> list[AuditEvent]:
         with self.session() as s:
-            q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+            q = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
             if collection is not None:
                 q = q.where(AuditEvent.collection == collection)
             return list(s.exec(q).all())
@@ -604,7 +622,7 @@ class StateStore:
                 )
             if current is not None:
                 # Take over an expired lease only if nobody else just did: delete by its old token.
-                taken = s.exec(delete(Lease).where(Lease.resource == resource, Lease.token == current.token))
+                taken = s.exec(delete(Lease).where(col(Lease.resource) == resource, col(Lease.token) == current.token))
                 if taken.rowcount != 1:
                     s.rollback()
                     raise LeaseHeldError(f"{resource} was just locked by another process")
@@ -632,6 +650,13 @@ class StateStore:
             if row is not None and row.token == lease.token:
                 s.delete(row)
                 s.commit()
+
+
+def _version_row(s: Session, version_id: int) -> IndexVersion:
+    row = s.get(IndexVersion, version_id)
+    if row is None:
+        raise NotFoundError(f"no index version with id {version_id}")
+    return row
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

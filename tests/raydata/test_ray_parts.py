@@ -41,6 +41,14 @@ def test_jsonl_byte_ranges_yield_every_record_once(tmp_path, monkeypatch, partit
     assert [r[2] for r in got] == [r[2] for r in want]
 
 
+def test_a_bad_line_in_a_later_range_is_named_by_its_byte_offset(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"id": "a", "text": "ok"}\n{"id": "b", "text": \n')
+    spec = SourceSpec(kind="jsonl", location=str(path))
+    with pytest.raises(UsageError, match=r"the line at byte 26 is not valid JSON"):
+        list(jsonl_records(spec, 10, path.stat().st_size))
+
+
 def test_a_gzip_file_is_one_range(tmp_path):
     import gzip
 
