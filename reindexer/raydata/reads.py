@@ -181,7 +181,8 @@ def dataset(spec: SourceSpec, parallelism: int, payload_pages: Iterator[list] | 
         if spec.kind == "jsonl":
             return [(jsonl_records, spec, s, e) for s, e in jsonl_ranges(Path(_location(spec)), parallelism)]
         if spec.kind == "parquet":
-            return [(parquet_records, spec.location, g) for g in parquet_groups(spec.location, parallelism)]
+            path = _location(spec)
+            return [(parquet_records, path, g) for g in parquet_groups(path, parallelism)]
         return [(sql_records, spec, low, high) for low, high in sql_ranges(spec, parallelism)]
 
     class RecordDatasource(Datasource):
