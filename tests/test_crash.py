@@ -75,6 +75,7 @@ pytestmark = pytest.mark.slow
 # corpus large: each killed process pays its torch and model import anyway.
 N_DOCS = 96
 APPLY_BATCH = 8  # 12 batches for a full build of N_DOCS
+SMALL_WS_BATCH = 32  # the in-process test kills nothing mid-build: two batches are enough
 SYNC_BATCH = 4  # small batches, so that a 10% change takes several embed and delete batches
 MAX_ABS_DIFF = 1e-5
 RUN_TIMEOUT = 240  # seconds for one subprocess; far beyond what one takes
@@ -518,7 +519,7 @@ def test_sync_killed_midway_then_rerun(world: World):
 def small_ws(embedded_store_url, tmp_path, minilm_path, small_corpus_file):
     """v1 of 60 documents, live."""
     config = Config(base_dir=tmp_path, store_url=embedded_store_url, state_url=f"sqlite:///{tmp_path}/state.db",
-                    batch_size=APPLY_BATCH)
+                    batch_size=SMALL_WS_BATCH)
     with Workspace(config) as ws:
         commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path),
                                          source=SourceSpec(kind="jsonl", location=str(small_corpus_file))))
