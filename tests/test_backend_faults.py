@@ -5,6 +5,10 @@ server goes away either rides through within its retry bounds, or exits 5 and `a
 ends equal to an uninterrupted run: the same ids, count, payloads, model tags, vectors and ledger.
 A server lost during a cut-over leaves an exit 5 and a recorded intent; the next command's
 reconcile finishes or clears it from what the alias says.
+
+Only a build that meets the fault runs in a process of its own; the plans before it and the
+commands after it run the same command lines in this process (``World.reindex``), which spares
+each one the torch and model import.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -34,6 +39,7 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 N_DOCS = 48
 BATCH = 6
+N_CUT_DOCS = 12  # the cut-over tests need two versions, not a build that takes a while
 RUN_TIMEOUT = 300
 #: The run that must give up: about 3 s of retries, so the test is bounded and the exit is 5.
 SHORT_RETRIES = {"REINDEX_RETRY_ATTEMPTS": "3", "REINDEX_RETRY_INITIAL": "0.3", "REINDEX_RETRY_MAX_SECONDS": "5",
@@ -53,6 +59,7 @@ class World:
     folder: Path
     server: MilvusServerHandle
     corpus: Path
+    small_corpus: Path  # the first N_CUT_DOCS documents
     minilm: Path
     clean: dict  # the uninterrupted build's snapshot
 
@@ -69,9 +76,14 @@ class World:
                "REINDEX_STATE": f"sqlite:///{self.state_db}", "REINDEX_BATCH_SIZE": str(BATCH)}
         return env
 
-    def reindex(self, *args: str, retries: dict[str, str] = LONG_RETRIES) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "reindexer.cli", *args], cwd=self.folder, env=self.env(retries),
-                              capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    def reindex(self, *args: str, retries: dict[str, str] = LONG_RETRIES) -> SimpleNamespace:
+        """The CLI, in this process, with the environment a subprocess would get."""
+        from click.testing import CliRunner
+
+        from reindexer.cli import cli
+
+        result = CliRunner().invoke(cli, list(args), env=self.env(retries), catch_exceptions=False)
+        return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)
 
     def start(self, *args: str, retries: dict[str, str]) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "reindexer.cli", *args], cwd=self.folder,
@@ -116,7 +128,8 @@ def world(tmp_path_factory, minilm_path, demo_corpus):
     server = start_milvus_server(milvus.MilvusServer(), folder / "milvus")
     try:
         corpus = write_jsonl(folder / "corpus.jsonl", demo_corpus.documents[:N_DOCS])
-        w = World(folder, server, corpus, minilm_path, clean={})
+        small = write_jsonl(folder / "small.jsonl", demo_corpus.documents[:N_CUT_DOCS])
+        w = World(folder, server, corpus, small, minilm_path, clean={})
         with Workspace(w.config()) as ws:
             commands.apply(ws, commands.plan(ws, "clean", model_path=str(minilm_path),
                                              source=SourceSpec(kind="jsonl", location=str(corpus))))
@@ -141,9 +154,10 @@ def _batches(world: World) -> int:
 
 def _build_until(world: World, collection: str, retries: dict[str, str], batches: int = 2) -> subprocess.Popen:
     plan_file = world.folder / f"plan-{collection}.json"
-    planned = world.reindex("plan", collection, "--model", str(world.minilm), "--source", f"jsonl:{world.corpus}",
-                            "-o", str(plan_file))
-    assert planned.returncode == 0, planned.stderr
+    with Workspace(world.config()) as ws:
+        plan = commands.plan(ws, collection, model_path=str(world.minilm), estimate=False,
+                             source=SourceSpec(kind="jsonl", location=str(world.corpus)))
+    plan_file.write_text(plan.to_json() + "\n")
     proc = world.start("--yes", "apply", str(plan_file), retries=retries)
     deadline = time.monotonic() + RUN_TIMEOUT
     while _batches(world) < batches:
@@ -218,9 +232,9 @@ def two_versions(world):
     """``cut`` with v1 live and v2 (the 128-dimension truncation) built, on the module's server."""
     name = f"cut{int(time.monotonic() * 1000) % 100000}"
     with Workspace(world.config()) as ws:
-        commands.apply(ws, commands.plan(ws, name, model_path=str(world.minilm),
-                                         source=SourceSpec(kind="jsonl", location=str(world.corpus))))
-        commands.apply(ws, commands.plan(ws, name, model_path=str(world.minilm),
+        commands.apply(ws, commands.plan(ws, name, model_path=str(world.minilm), estimate=False,
+                                         source=SourceSpec(kind="jsonl", location=str(world.small_corpus))))
+        commands.apply(ws, commands.plan(ws, name, model_path=str(world.minilm), estimate=False,
                                          settings=ModelSettings(truncate_dim=128)), cutover=False)
     return name
 

@@ -21,16 +21,19 @@ It then re-runs the same command, or ``apply --resume docs``, to completion and
 compares the store and the ledger with the reference: the same ids, no
 duplicates, the same payloads and model tags, the same vectors, the same ledger,
 the alias on the same version. Re-runs find the lease, lock files and WAL files
-that the killed process left behind.
+that the killed process left behind. A run that is to be killed gets a process of
+its own; a run that finishes the job runs the same command line in this process
+(``reindex_here``), which spares it the torch and model import.
 
 Windows too short for a watcher (microseconds between a store change and the
 state write that records it) have named kill points instead: the process, run
 with ``REINDEX_TEST_KILL_AT=<point>``, SIGKILLs itself there (reindexer.killpoints).
 The last section kills cutover, apply and rollback after the alias swap, gc after
-a drop and migrate between the drop and the alias, on Qdrant local, Milvus Lite
-and the Milvus server, and checks that the next command repairs the state from
-the store. tests/test_reconcile.py runs every kill point in process, with every
-command that reconciles as the next one.
+a drop, migrate between the drop and the alias, and adopt between tagging the
+points and recording them, on Qdrant local, Milvus Lite and the Milvus server,
+and checks that the next command repairs the state from the store.
+tests/test_reconcile.py runs every kill point in process, with every command
+that reconciles as the next one.
 """
 
 from __future__ import annotations
@@ -53,11 +56,12 @@ import numpy as np
 import pytest
 
 from reindexer import commands, killpoints
-from reindexer.adapters.base import MODEL_KEY
+from reindexer.adapters.base import MODEL_KEY, CollectionSpec, Point
 from reindexer.config import Config
 from reindexer.embedding import ModelSettings
-from reindexer.errors import NotFoundError, VerificationError
+from reindexer.errors import ConflictError, NotFoundError, VerificationError
 from reindexer.planner import load_plan_file
+from reindexer.state.models import iso
 from reindexer.sources.spec import SourceSpec
 from reindexer.sync import sync
 from reindexer.workspace import Workspace
@@ -67,8 +71,11 @@ from tests.plugins.stores import EMBEDDED_KINDS
 
 pytestmark = pytest.mark.slow
 
-N_DOCS = 300
-APPLY_BATCH = 32  # 10 batches for a full build of N_DOCS
+# A kill point needs only "more than a few batches", so the batches are small rather than the
+# corpus large: each killed process pays its torch and model import anyway.
+N_DOCS = 96
+APPLY_BATCH = 8  # 12 batches for a full build of N_DOCS
+SMALL_WS_BATCH = 32  # the in-process test kills nothing mid-build: two batches are enough
 SYNC_BATCH = 4  # small batches, so that a 10% change takes several embed and delete batches
 MAX_ABS_DIFF = 1e-5
 RUN_TIMEOUT = 240  # seconds for one subprocess; far beyond what one takes
@@ -186,10 +193,11 @@ def world(request, tmp_path_factory, minilm_path, demo_corpus) -> World:
               documents=documents, changed_documents=changed_corpus(documents))
     write_jsonl(w.corpus, documents)
     with w.workspace() as ws:
-        p1 = commands.plan(ws, "docs", model_path=str(minilm_path),
+        p1 = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
                            source=SourceSpec(kind="jsonl", location=str(w.corpus)))
         assert commands.apply(ws, p1).live == "docs__v1"
-        p2 = commands.plan(ws, "docs", model_path=str(minilm_path), settings=ModelSettings(truncate_dim=256))
+        p2 = commands.plan(ws, "docs", model_path=str(minilm_path), settings=ModelSettings(truncate_dim=256),
+                           estimate=False)
         assert p2.mode == "full" and p2.dimension_change and p2.counts["to_embed"] == N_DOCS
         w.plan_file.write_text(p2.to_json() + "\n")
         w.v1_model_short = p1.to_version["model_fingerprint"][:12]
@@ -238,14 +246,18 @@ class Outcome:
 Watch = Callable[[sqlite3.Connection], Any]
 
 
-def reindex(world: World, *args: str, kill_when: Watch | None = None, batch_size: int = APPLY_BATCH,
+def _env(world: World, batch_size: int | None) -> dict[str, str]:
+    return world.env() if batch_size is None else world.env(batch_size)
+
+
+def reindex(world: World, *args: str, kill_when: Watch | None = None, batch_size: int | None = None,
             kill_at: str | None = None) -> Outcome:
     """Run the CLI in a subprocess; SIGKILL it as soon as ``kill_when`` returns something truthy.
 
     With ``kill_at``, the process SIGKILLs itself at that kill point (reindexer.killpoints).
     """
     out_path, err_path = world.base / "stdout.txt", world.base / "stderr.txt"
-    env = world.env(batch_size)
+    env = _env(world, batch_size)
     if kill_at is not None:
         env[killpoints.ENV] = kill_at
     started = time.monotonic()
@@ -275,6 +287,22 @@ def reindex(world: World, *args: str, kill_when: Watch | None = None, batch_size
                 db.close()
     return Outcome(tuple(args), proc.returncode, out_path.read_text(), err_path.read_text(), seen,
                    time.monotonic() - started)
+
+
+def reindex_here(world: World, *args: str, batch_size: int | None = None) -> Outcome:
+    """Run the CLI in this process, with the environment a subprocess would get.
+
+    For the commands that follow a kill: only a process that is killed needs one of its
+    own, and a fresh one pays the torch and model import again (seconds on a busy machine).
+    What the killed process left (its lease, lock and WAL files) is found the same way.
+    """
+    from click.testing import CliRunner
+
+    from reindexer.cli import cli
+
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, list(args), env=_env(world, batch_size), catch_exceptions=False)
+    return Outcome(tuple(args), result.exit_code, result.stdout, result.stderr, None, time.monotonic() - started)
 
 
 def completed(outcome: Outcome) -> dict[str, Any]:
@@ -443,7 +471,7 @@ def test_apply_killed_at_each_point_then_finished(world: World):
         assert ledger_count(world, 2) == N_DOCS
         with world.workspace() as ws:
             assert ws.store.resolve("docs") == "docs__v1", "the alias moved before the cut-over"
-        final = reindex(world, *same)
+        final = reindex_here(world, *same)
         result = completed(final)
         world.notes.append(f"re-run after (c) finished in {final.seconds:.1f}s: {result['stats']}")
         assert result["cut_over"] and result["live"] == "docs__v2"
@@ -454,7 +482,7 @@ def test_apply_killed_at_each_point_then_finished(world: World):
         result = completed(c)
         world.notes.append(f"(c) went by too fast to catch; --resume finished in {c.seconds:.1f}s: {result['stats']}")
         assert result["cut_over"] and result["verification"]["ok"]
-        again = completed(reindex(world, *same))
+        again = completed(reindex_here(world, *same))
         assert "already applied" in again["message"]
     assert_same(snapshot(world, "docs__v2"), world.applied, world.v2_model_short)
 
@@ -475,7 +503,7 @@ def test_sync_killed_midway_then_rerun(world: World):
         world.notes.append(f"sync re-run killed after {s2.killed_at['deleted']} of 9 deletions "
                            f"at {s2.killed_at} after {s2.seconds:.1f}s")
         assert s2.returncode == -signal.SIGKILL
-        final = reindex(world, *cmd, batch_size=SYNC_BATCH)
+        final = reindex_here(world, *cmd, batch_size=SYNC_BATCH)
         result = completed(final)
         world.notes.append(f"second sync re-run finished in {final.seconds:.1f}s: {result['versions']}")
         assert result["versions"]["v1"]["deleted"] < 9
@@ -491,7 +519,7 @@ def test_sync_killed_midway_then_rerun(world: World):
 def small_ws(embedded_store_url, tmp_path, minilm_path, small_corpus_file):
     """v1 of 60 documents, live."""
     config = Config(base_dir=tmp_path, store_url=embedded_store_url, state_url=f"sqlite:///{tmp_path}/state.db",
-                    batch_size=APPLY_BATCH)
+                    batch_size=SMALL_WS_BATCH)
     with Workspace(config) as ws:
         commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path),
                                          source=SourceSpec(kind="jsonl", location=str(small_corpus_file))))
@@ -561,7 +589,7 @@ def test_cutover_sigkilled_after_the_alias_swap_is_repaired_by_status(pair):
     was_killed(reindex(pair, "--yes", "cutover", "docs", kill_at="after-alias-swap"))
     assert _state(pair) == ("docs__v2", {1: "live", 2: "verified"})  # the store moved, the state did not
 
-    [row] = completed(reindex(pair, "--json", "status", "docs"))  # takes over the dead process's lease
+    [row] = completed(reindex_here(pair, "--json", "status", "docs"))  # takes over the dead process's lease
     assert row["live"]["physical"] == "docs__v2" and [r["physical"] for r in row["retired"]] == ["docs__v1"]
     assert [(r["kind"], r["recorded"]) for r in row["repairs"]] == [("completed", True)]
     assert _state(pair) == ("docs__v2", {1: "retired", 2: "live"})
@@ -576,11 +604,11 @@ def test_apply_sigkilled_after_the_alias_swap_is_finished_by_applying_again(pair
     was_killed(reindex(pair, "--yes", "apply", plan, kill_at="after-alias-swap"))
     assert _state(pair) == ("docs__v2", {1: "live", 2: "verified"})
 
-    r = completed(reindex(pair, "--json", "--yes", "apply", plan))
+    r = completed(reindex_here(pair, "--json", "--yes", "apply", plan))
     assert r["cut_over"] and r["live"] == "docs__v2" and "interrupted cut-over" in r["message"]
     assert _state(pair) == ("docs__v2", {1: "retired", 2: "live"})
 
-    old = reindex(pair, "--yes", "apply", str(pair.plan_v1))  # a plan is applied once
+    old = reindex_here(pair, "--yes", "apply", str(pair.plan_v1))  # a plan is applied once
     assert old.returncode == 4, old.describe()
     assert "applied once" in old.stderr and "reindex cutover docs --to v1" in old.stderr
     assert "cut over" not in old.stdout and _state(pair)[0] == "docs__v2"
@@ -593,11 +621,11 @@ def test_rollback_sigkilled_after_the_alias_swap_is_finished_not_repeated(pair):
     was_killed(reindex(pair, "--yes", "rollback", "docs", kill_at="after-alias-swap"))
     assert _state(pair) == ("docs__v1", {1: "retired", 2: "live"})  # v1 serves while recorded retired
 
-    again = reindex(pair, "--yes", "rollback", "docs")
+    again = reindex_here(pair, "--yes", "rollback", "docs")
     assert again.returncode == 0 and "completed the interrupted rollback" in again.stdout, again.describe()
     assert _state(pair) == ("docs__v1", {1: "live", 2: "retired"})
 
-    forward = reindex(pair, "--yes", "cutover", "docs")  # nothing built: it names the way forward
+    forward = reindex_here(pair, "--yes", "cutover", "docs")  # nothing built: it names the way forward
     assert forward.returncode == 3 and "reindex cutover docs --to v2" in forward.stderr, forward.describe()
     with pair.workspace() as ws:
         assert commands.cutover(ws, "docs", to="v2")["live"] == "docs__v2"
@@ -612,7 +640,7 @@ def test_gc_sigkilled_after_the_drop_is_recorded_by_the_next_gc(pair):
     with pair.workspace() as ws:
         assert not ws.store.collection_exists("docs__v1") and statuses(ws)[1] == "retired"
 
-    r = completed(reindex(pair, "--json", "--yes", "gc", "docs", "--keep", "0"))
+    r = completed(reindex_here(pair, "--json", "--yes", "gc", "docs", "--keep", "0"))
     assert r["dropped"] == [] and [x["kind"] for x in r["repairs"]] == ["dropped"]
     with pair.workspace() as ws:
         assert statuses(ws) == {1: "dropped", 2: "live"} and ws.state.ledger_count(v1.id) == 0
@@ -628,7 +656,64 @@ def test_migrate_sigkilled_between_the_drop_and_the_alias_is_finished_by_migrate
         assert row["live"] is None and "reindex migrate kb" in row["repairs"][0]["message"]
         assert ws.store.resolve("kb") is None, "status wrote to the store"
 
-    r = completed(reindex(pair, "--json", "--yes", "migrate", "kb"))
+    r = completed(reindex_here(pair, "--json", "--yes", "migrate", "kb"))
     assert r["migrated"] and r["completed"] and r["copied_to"] == "kb__v2"
     assert _state(pair, "kb") == ("kb__v2", {1: "dropped", 2: "live"})
     assert ("migrate", "ok") in _actions(pair, "kb")
+
+
+def _unadopted_copy(ws: Workspace, name: str) -> None:
+    """A collection made outside the tool: kb's points (MiniLM's vectors, the text), untagged."""
+    points = [p for page in ws.store.scroll("kb", with_vectors=True) for p in page]
+    ws.store.create_collection(CollectionSpec(name=name, dim=len(points[0].vector)))
+    ws.store.upsert(name, [Point(p.doc_id, p.vector, {"text": p.payload["text"]}) for p in points])
+
+
+def _adoption(ws: Workspace, name: str) -> dict[str, Any]:
+    """What adopt leaves: the points (tags included), the collection's metadata, the state's records."""
+    lc = ws.state.get_collection(ws.store_url, name)
+    [v] = ws.state.versions(lc.id)
+    points = [p for page in ws.store.scroll(name, with_vectors=True) for p in page]
+    metadata = dict(ws.store.describe(name).metadata)
+    assert metadata.pop("reindex.logical") == name
+    assert metadata.pop("reindex.created") == iso(v.created_at)  # the store's tag names the recorded version
+    return {
+        "ids": sorted(p.doc_id for p in points),
+        "count": ws.store.count(name),
+        "payloads": {p.doc_id: dict(p.payload) for p in points},
+        "vectors": {p.doc_id: list(p.vector) for p in points},
+        "metadata": metadata,
+        "text_field": lc.text_field,
+        "version": (v.version, v.physical_name == name, v.status, v.model_fingerprint, v.dim, v.metric,
+                    v.point_count, v.live_since is not None),
+        "ledger": ws.state.ledger(v.id),
+        "audit": [(e["action"], e["result"]) for e in commands.history(ws, name, limit=100)["events"]],
+    }
+
+
+def test_adopt_sigkilled_before_the_record_is_finished_by_adopting_again(pair, minilm_path):
+    """Killed with the points tagged and the metadata set, before the state knows: adopt again completes it.
+
+    The reference is an uninterrupted adopt of an identical copy, in the same store.
+    """
+    pair.restore()
+    with pair.workspace() as ws:
+        _unadopted_copy(ws, "notes")
+        _unadopted_copy(ws, "notes_ref")
+        commands.adopt(ws, "notes_ref", str(minilm_path), sample=4)
+        expected = _adoption(ws, "notes_ref")
+    adopt = ("--json", "adopt", "notes", "--model", str(minilm_path), "--sample", "4")
+
+    was_killed(reindex(pair, *adopt, kill_at="adopt-before-record"))
+    with pair.workspace() as ws:  # the store changed, the state did not
+        assert ws.state.get_collection(ws.store_url, "notes") is None
+        tags = {p.payload.get(MODEL_KEY) for page in ws.store.scroll("notes") for p in page}
+        assert tags == {expected["payloads"][expected["ids"][0]][MODEL_KEY]}
+        assert ws.store.describe("notes").metadata.get("reindex.fingerprint")
+
+    r = completed(reindex_here(pair, *adopt))  # takes over the dead process's lease, finds the tags in place
+    assert r["collection"] == r["physical"] == "notes" and r["version"] == 1
+    with pair.workspace() as ws:
+        assert _adoption(ws, "notes") == expected
+        with pytest.raises(ConflictError, match="already managed"):
+            commands.adopt(ws, "notes", str(minilm_path), sample=4)

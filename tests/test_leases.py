@@ -80,7 +80,7 @@ def test_two_concurrent_applies_never_both_proceed(state_url, tmp_path, minilm_p
     store = f"qdrant+local:{tmp_path}/q"
     config = Config(base_dir=tmp_path, store_url=store, state_url=state_url, batch_size=16)
     with Workspace(config) as ws:
-        plan = commands.plan(ws, "docs", model_path=str(minilm_path),
+        plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
                              source=SourceSpec(kind="jsonl", location=str(small_corpus_file)))
         (tmp_path / "plan.json").write_text(plan.to_json())
     env = {**os.environ, "REINDEX_STORE": store, "REINDEX_STATE": state_url, "REINDEX_PROGRESS": "0",
@@ -97,10 +97,16 @@ def test_two_concurrent_applies_never_both_proceed(state_url, tmp_path, minilm_p
                 break
         assert first.poll() is None, first.communicate()
         time.sleep(0.05)
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    # The second apply runs in this process: it reaches the lease at once, where a process of its
+    # own would first spend seconds importing, racing the end of the first apply.
+    from click.testing import CliRunner
+
+    from reindexer.cli import cli
+
+    second = CliRunner().invoke(cli, cmd[3:], env=env, catch_exceptions=False)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    assert second.returncode == 4, second.stderr
+    assert second.exit_code == 4, second.output
     assert "is locked by" in second.stderr and "since" in second.stderr
     with Workspace(config) as ws:
         assert ws.store.resolve("docs") == "docs__v1"

@@ -135,23 +135,28 @@ def test_a_ray_build_killed_between_write_and_ledger_resumes_with_the_local_exec
 
 def test_cli_apply_executor_ray_builds_verifies_and_cuts_over(ray_local, reference, tmp_path, corpus_file,
                                                               minilm_path):
-    """The user's path, in a fresh folder and a fresh process: plan, then apply --executor ray.
+    """The user's path, in a fresh folder: plan, then apply --executor ray in a fresh process.
 
-    The process joins the session's Ray instance through RAY_ADDRESS, as `ray job submit` does.
+    That process joins the session's Ray instance through RAY_ADDRESS, as `ray job submit` does.
+    The plan runs the same command line in this process: it does not touch Ray, and a process
+    of its own would only pay the torch and model import once more.
     """
+    from click.testing import CliRunner
+
+    from reindexer.cli import cli
+
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address,
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     store, state = f"qdrant+local:{tmp_path}/qdrant", f"sqlite:///{tmp_path}/state.db"
+    where = ("--store", store, "--state", state)
 
-    def reindex(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "reindexer.cli", "--store", store, "--state", state, *args],
-                              cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=900)
-
-    planned = reindex("plan", "docs", "--model", str(minilm_path), "--source", f"jsonl:{corpus_file}",
-                      "-o", "plan.json")
-    assert planned.returncode == 0, planned.stderr
-    applied = reindex("--yes", "--json", "apply", "plan.json", "--executor", "ray")
+    planned = CliRunner().invoke(cli, [*where, "plan", "docs", "--model", str(minilm_path), "--source",
+                                       f"jsonl:{corpus_file}", "-o", str(tmp_path / "plan.json")], env=env,
+                                 catch_exceptions=False)
+    assert planned.exit_code == 0, planned.output
+    applied = subprocess.run([sys.executable, "-m", "reindexer.cli", *where, "--yes", "--json", "apply", "plan.json",
+                              "--executor", "ray"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=900)
     assert applied.returncode == 0, applied.stderr
     out = json.loads(applied.stdout)
     assert out["cut_over"] and out["live"] == "docs__v1" and out["verification"]["ok"]
