@@ -32,11 +32,19 @@ from reindexer.workspace import Workspace  # noqa: E402
 
 
 def full_model_change(store_url: str, workdir: Path, model_path: str, docs: list[dict[str, Any]],
-                      queries: list[str]) -> dict[str, Any]:
-    """Index ``docs``, re-index them truncated to 256 dimensions, roll back; the facts to check, and timings."""
+                      queries: list[str], batch_size: int | None = None,
+                      embed_batch_size: int | None = None) -> dict[str, Any]:
+    """Index ``docs``, re-index them truncated to 256 dimensions, roll back; the facts to check, and timings.
+
+    ``batch_size`` (documents per upsert, checkpoint and scroll page) and ``embed_batch_size``
+    default to the configuration's; the suite sets them small so a small corpus still takes
+    several batches of every step.
+    """
     corpus = workdir / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    config = Config(base_dir=workdir, store_url=store_url, state_url=f"sqlite:///{workdir}/state.db")
+    sizes = {"batch_size": batch_size} if batch_size else {}
+    config = Config(base_dir=workdir, store_url=store_url, state_url=f"sqlite:///{workdir}/state.db",
+                    embed_batch_size=embed_batch_size, **sizes)
     facts: dict[str, Any] = {"docs": len(docs), "store": store_url.split(":", 1)[0]}
     with Workspace(config) as ws:
         t0 = time.perf_counter()
@@ -52,7 +60,9 @@ def full_model_change(store_url: str, workdir: Path, model_path: str, docs: list
         facts["live"], facts["alias"] = result.live, ws.store.resolve("docs")
         ids: set[str] = set()
         tags: set[str] = set()
-        for page in ws.store.scroll("docs__v2", batch_size=500):
+        facts["scroll_pages"] = 0
+        for page in ws.store.scroll("docs__v2", batch_size=ws.batch_size):
+            facts["scroll_pages"] += 1
             for p in page:
                 ids.add(p.doc_id)
                 tags.add(p.payload[MODEL_KEY])

@@ -57,7 +57,18 @@ def _workdir(keep_dir: Path | None) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_demo(keep_dir: Path | None = None, console: Console | None = None, train_steps: int | None = None) -> dict:
+def finetune_v2(base: Path, train_pairs: list[tuple[str, str]], out: Path, train_steps: int | None = None) -> Path:
+    """The demo's v2: ``base`` fine-tuned on the demo corpus's training pairs with ``DEMO_FINETUNE``."""
+    return finetune(base, train_pairs, out, max_steps=train_steps, **DEMO_FINETUNE)
+
+
+def run_demo(
+    keep_dir: Path | None = None,
+    console: Console | None = None,
+    train_steps: int | None = None,
+    tuned_model: Path | None = None,
+) -> dict:
+    """Run the demo; ``tuned_model``, a v2 that ``finetune_v2`` already made, skips training it again."""
     # v2 is a real fine-tune: without the train extra, stop before the work folder exists
     require_train("the demo's fine-tune")
     base_model_path()
@@ -103,11 +114,13 @@ def run_demo(keep_dir: Path | None = None, console: Console | None = None, train
             before = _show_search(ws, console, query)
 
             step("v2: fine-tune the model on the demo's training pairs (a real, short training run)")
-            t0 = time.perf_counter()
-            tuned = finetune(
-                base, corpus.train_pairs, work / "models" / "minilm-tuned", max_steps=train_steps, **DEMO_FINETUNE
-            )
-            console.print(f"fine-tuned in {time.perf_counter() - t0:.1f}s -> {tuned}")
+            if tuned_model is None:
+                t0 = time.perf_counter()
+                tuned = finetune_v2(base, corpus.train_pairs, work / "models" / "minilm-tuned", train_steps)
+                console.print(f"fine-tuned in {time.perf_counter() - t0:.1f}s -> {tuned}")
+            else:
+                tuned = Path(tuned_model)
+                console.print(f"fine-tuned earlier by the same training run -> {tuned}")
 
             step("plan the re-index: the live collection's own payload is the source")
             p2 = commands.plan(ws, COLLECTION, model_path=str(tuned), model_name="minilm-tuned")

@@ -1,4 +1,9 @@
-"""`reindex demo` end to end: the same run `make demo` does, fine-tune included."""
+"""`reindex demo` end to end: the same run `make demo` does.
+
+The demo's fine-tune step (``reindexer.demo.finetune_v2``) runs once per session, as the
+``tuned_model_path`` fixture, and the demo here is handed its result; every other step
+runs as `make demo` runs it.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ from reindexer.demo import run_demo
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_flow(tmp_path):
+def test_demo_runs_the_whole_flow(tmp_path, tuned_model_path):
     buffer = io.StringIO()
-    summary = run_demo(keep_dir=tmp_path / "demo", console=Console(file=buffer, width=120))
+    console = Console(file=buffer, width=120)
+    summary = run_demo(keep_dir=tmp_path / "demo", console=console, tuned_model=tuned_model_path)
     text = buffer.getvalue()
     for step in ("index the corpus", "fine-tune", "plan the re-index", "apply", "A/B", "gate", "cut over", "rollback"):
         assert step in text

@@ -12,12 +12,13 @@ import reindexer
 import reindexer.hooks
 from reindexer import commands
 from reindexer.config import Config
-from reindexer.demo_corpus import DEMO_FINETUNE, write_demo_files
+from reindexer.demo_corpus import DEMO_FINETUNE
 from reindexer.embedding import ModelSettings
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 
 GATE = "ndcg@10 >= 0 and not significantly worse at p < 0.05"
+CONTINUED_STEPS = 3  # trainer steps on top of the session's fine-tune
 
 
 @pytest.fixture
@@ -47,8 +48,30 @@ def webhook():
     server.shutdown()
 
 
+def _demo_subset(demo_corpus, folder, n_docs: int):
+    """The demo corpus's first ``n_docs`` documents, with the judged queries whose answers are all among them."""
+    docs = demo_corpus.documents[:n_docs]
+    kept = {d["id"] for d in docs}
+    qrels = {q: r for q, r in demo_corpus.qrels.items() if set(r) <= kept}
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": demo_corpus.queries[q]}) + "\n"
+                                                  for q in qrels))
+    (folder / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t{g}\n" for q, r in qrels.items() for d, g in r.items()))
+    return folder
+
+
 @pytest.mark.slow
-def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minilm_path, demo_corpus, webhook, monkeypatch):
+def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minilm_path, tuned_model_path, demo_corpus,
+                                                                 webhook, monkeypatch):
+    """A real trainer run fires the callback, which deploys what it trained behind the gate.
+
+    The run continues the session's fine-tune (``tuned_model_path``) for a few steps rather
+    than training from scratch: the callback's work (save, register, build, gate, cut over,
+    notify) is the same, and the model it deploys wins against the base v1 with margin.
+    The collection is the demo corpus's first 300 documents with their 22 judged queries.
+    """
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -59,7 +82,8 @@ def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minil
     from sentence_transformers.training_args import BatchSamplers
 
     url, received = webhook
-    files = write_demo_files(demo_corpus, tmp_path / "data")
+    folder = _demo_subset(demo_corpus, tmp_path / "data", 300)
+    files = {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl", "qrels": folder / "qrels.tsv"}
     store, state = f"milvus+lite:{tmp_path}/vectors.db", f"sqlite:///{tmp_path}/state.db"
     config = Config(base_dir=tmp_path, store_url=store, state_url=state)
     with Workspace(config) as ws:
@@ -68,7 +92,7 @@ def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minil
     monkeypatch.setenv("REINDEX_WEBHOOK_URL", url)
     monkeypatch.setenv("REINDEX_WEBHOOK_TOKEN", "hook-secret")
 
-    model = SentenceTransformer(str(minilm_path), device="cpu")
+    model = SentenceTransformer(str(tuned_model_path), device="cpu")
     pairs = Dataset.from_dict({"anchor": [q for q, _ in demo_corpus.train_pairs],
                                "positive": [p for _, p in demo_corpus.train_pairs]})
     callback = reindexer.hooks.ReindexCallback(
@@ -76,7 +100,7 @@ def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minil
         queries=files["queries"], qrels=files["qrels"], train_data="demo train_pairs",
     )
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path / "run"), num_train_epochs=DEMO_FINETUNE["epochs"],
+        output_dir=str(tmp_path / "run"), max_steps=CONTINUED_STEPS,
         per_device_train_batch_size=DEMO_FINETUNE["batch_size"], learning_rate=DEMO_FINETUNE["learning_rate"],
         batch_sampler=BatchSamplers.NO_DUPLICATES, report_to="none", save_strategy="no", seed=0,
         disable_tqdm=True, run_name="callback-test",
@@ -103,16 +127,7 @@ def test_trainer_callback_ends_in_a_gated_cutover_on_milvus_lite(tmp_path, minil
 
 @pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_deploy_reports_a_refusal_instead_of_raising(tmp_path, minilm_path, demo_corpus):
-    docs = demo_corpus.documents[:120]
-    kept = {d["id"] for d in docs}
-    qrels = {q: r for q, r in demo_corpus.qrels.items() if set(r) <= kept}
-    folder = tmp_path / "data"
-    folder.mkdir()
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": demo_corpus.queries[q]}) + "\n"
-                                                  for q in qrels))
-    (folder / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
-        f"{q}\t{d}\t{g}\n" for q, r in qrels.items() for d, g in r.items()))
+    folder = _demo_subset(demo_corpus, tmp_path / "data", 120)
     store, state = f"qdrant+local:{tmp_path}/q", f"sqlite:///{tmp_path}/state.db"
     first = reindexer.deploy(minilm_path, "docs", store=store, state=state, source=f"jsonl:{folder / 'corpus.jsonl'}")
     assert first.decision == "promoted" and first.gate is None  # nothing to compare a first version with
