@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from reindexer import policy
-from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY
+from reindexer.adapters.base import DOC_ID_KEY, META_VECTOR, MODEL_KEY
 from reindexer.embedding import ModelSettings, check_model_folder, cosine_rows
 from reindexer.errors import (
     ConflictError,
@@ -85,6 +85,7 @@ def plan(
     # No state yet means no collection: reading one must not create the file a refused plan leaves behind.
     lc = ws.state.get_collection(ws.store_url, collection) if ws.state_exists() else None
     reconcile_readonly(ws, lc, "plan")
+    options["vector_name"] = policy.vector_name(ws.config, collection, options.get("vector_name"))
     inputs = gather_inputs(
         ws,
         collection,
@@ -867,6 +868,7 @@ def adopt(
     min_cosine: float = 0.99,
     name: str | None = None,
     seed: int = 0,
+    vector_name: str | None = None,
 ) -> dict[str, Any]:
     """Tag a collection made outside the tool with the model that made it, after checking a sample.
 
@@ -874,13 +876,41 @@ def adopt(
     next (the tags, then the collection's metadata; a failure there takes the tags
     back off), and the state last, in one transaction. A crash between the two
     leaves tags and metadata without records, which running adopt again completes.
+
+    ``vector_name`` (default: ``[collections.NAME] vector_name``) names the dense vector
+    the model made, in a collection with several; the metadata records it, and every
+    later version re-embeds, verifies and searches that one.
     """
     text_field = text_field or policy.configured_text_field(ws.config, collection) or policy.DEFAULT_TEXT_FIELD
+    vector_name = policy.vector_name(ws.config, collection, vector_name)
     store = ws.store
     physical = store.resolve(collection)
     if physical is None:
         raise NotFoundError(f"unknown collection {collection!r} in {ws.store_url}")
     _refuse_if_managed(ws, collection, physical)
+    if vector_name is None:
+        return _adopt(ws, collection, physical, model_path, settings, text_field, sample, min_cosine, name, seed)
+    store.use_vector(physical, vector_name)  # a name the collection lacks is refused here, listing its vectors
+    try:
+        return _adopt(ws, collection, physical, model_path, settings, text_field, sample, min_cosine, name, seed)
+    except BaseException:
+        store.use_vector(physical, None)  # the store's metadata still says what it said
+        raise
+
+
+def _adopt(
+    ws: Workspace,
+    collection: str,
+    physical: str,
+    model_path: str,
+    settings: ModelSettings | None,
+    text_field: str,
+    sample: int,
+    min_cosine: float,
+    name: str | None,
+    seed: int,
+) -> dict[str, Any]:
+    store = ws.store
     info = store.describe(physical)
     model = describe_model(ws.state, model_path, name=name, settings=settings)
     if info.dim != model.dim:
@@ -910,9 +940,12 @@ def adopt(
             point_count=len(ids),
         )
         per_point = store.holds_point_tags(physical)
+        metadata = version_metadata(lc, version, model, text_field)
+        if info.vector:
+            metadata[META_VECTOR] = info.vector
         rows, tagged = _tag_points(ws, physical, model, text_field, per_point)
         try:
-            store.set_metadata(physical, version_metadata(lc, version, model, text_field))
+            store.set_metadata(physical, metadata)
         except BaseException:
             _untag_points(ws, physical, tagged)
             raise
@@ -924,6 +957,7 @@ def adopt(
             "min_cosine": float(cos.min()),
             "tagged": len(tagged),
             "tag": "point" if per_point else "collection",
+            "vector": info.vector,
         }
         version = ws.state.record_adoption(ws.store_url, collection, text_field, model, version, rows, detail)
         return {
@@ -935,6 +969,7 @@ def adopt(
             "min_cosine": round(float(cos.min()), 5),
             "points_tagged": len(tagged),
             "tag": "point" if per_point else "collection",
+            "vector": info.vector,
         }
 
 
