@@ -349,6 +349,16 @@ class VectorStore(abc.ABC):
         """
         return None
 
+    def advance_generated_ids(self, name: str) -> int:
+        """Make the ids the store generates for new points of ``name`` start above every id it holds.
+
+        Called before an alias moves to a version the tool wrote with the keys of another
+        collection (a copy, a shadow, a rollback target), so that an application's next
+        insert without ids cannot be given the key of a point it already has. The number of
+        ids skipped; 0 where the store's generated ids never collide (the default).
+        """
+        return 0
+
     def holds_point_tags(self, name: str) -> bool:
         """True when every point of ``name`` can carry the ``MODEL_KEY`` tag in its payload.
 

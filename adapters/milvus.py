@@ -99,6 +99,8 @@ DEFAULT_HNSW_M = 16
 DEFAULT_HNSW_EF_CONSTRUCT = 100
 #: ids per ``pk in [...]`` expression and rows per upsert request
 CHUNK = 1000
+#: The most rows ``advance_generated_ids`` writes again to move Milvus Lite's auto-id counter.
+_MAX_REWRITTEN_ROWS = 100_000
 
 # Milvus servers accept only these names for collections and aliases (Milvus
 # Lite is laxer); the adapter holds both to the server's rule.
@@ -692,6 +694,101 @@ class MilvusStore(VectorStore):
         numbers = [int(x) for x in re.findall(r"\d+", version)[:2]] or [0, 0]
         return tuple(numbers) >= (2, 6)
 
+    def advance_generated_ids(self, name: str) -> int:
+        """Milvus Lite: move the auto-id counter past the largest key by writing stored rows again, unchanged.
+
+        Lite's auto-ids count the rows ever inserted into the collection (explicit keys
+        included) and never look at the keys themselves, and its insert replaces a row with
+        the same key. A version holding keys that another collection allocated (a copy of a
+        collection that lost rows, a shadow caught up with later writes, a rollback target)
+        would hand an application's next ``add_texts`` the key of a stored point, silently
+        overwriting it. One insert without a key finds the counter; every row it could have
+        landed on is read first and written back. Servers allocate from a global, rising
+        timestamp and need nothing.
+        """
+        s = self._schema(name, refresh=True)
+        pk = next((f for f in self.read_schema(name).fields if f.primary), None)
+        if not self._lite or pk is None or not pk.auto_id or s.pk_is_str:
+            return 0
+        count = self.count(name)
+        keys = self._keys_above(s, count)  # the counter is past ``count``: only these can be handed out
+        if not keys:
+            return 0
+        if len(keys) > _MAX_REWRITTEN_ROWS:
+            log.warning(
+                "%s: %r holds %d keys above its row count; its auto-ids are not advanced, and an insert "
+                "without ids may replace one of them",
+                self.location,
+                name,
+                len(keys),
+            )
+            return 0
+        fields = self._output_fields(s, with_vectors=True)
+        rows = [r for chunk in _chunks(keys, CHUNK) for r in self._rows(s, name, chunk, fields)]
+        probe = self._insert_rows(name, [{k: v for k, v in rows[-1].items() if k != s.pk}])[0]
+        by_key = {int(r[s.pk]): r for r in rows}
+        if probe in by_key:
+            self._insert_rows(name, [by_key[probe]])  # the row the probe replaced, as it was
+        else:
+            self._call(
+                lambda: self._client.delete(name, filter=f"{s.pk} in [{probe}]", timeout=self._timeout),
+                f"delete the probe row of {name!r}",
+                load=s.collection,
+            )
+        todo = max(keys) - probe
+        written = 0
+        while written < todo:
+            batch = rows[: min(todo - written, len(rows), CHUNK)]
+            self._insert_rows(name, batch)
+            written += len(batch)
+        log.info("%s: auto-ids of %r now start above %d", self.location, name, max(keys))
+        return todo
+
+    def _keys_above(self, s: _Schema, floor: int) -> list[int]:
+        keys: list[int] = []
+        last = floor
+        while len(keys) <= _MAX_REWRITTEN_ROWS:
+            rows = self._call(
+                lambda e=f"{s.pk} > {last}": self._client.query(
+                    s.collection, filter=e, output_fields=[s.pk], limit=16384, iterator="True", timeout=self._timeout
+                ),
+                f"read the keys of {s.collection!r}",
+                load=s.collection,
+            )
+            if not rows:
+                break
+            page = sorted(int(r[s.pk]) for r in rows)
+            keys += page
+            last = page[-1]
+            if len(rows) < 16384:
+                break
+        return keys
+
+    def _rows(self, s: _Schema, name: str, keys: list[int], fields: list[str]) -> list[dict[str, Any]]:
+        rows = self._call(
+            lambda: self._client.query(
+                name,
+                filter=f"{s.pk} in [{', '.join(str(k) for k in keys)}]",
+                output_fields=fields,
+                consistency_level="Strong",
+                timeout=self._timeout,
+            ),
+            f"read rows of {name!r}",
+            load=s.collection,
+        )
+        out = []
+        for row in rows:
+            row = dict(row)
+            meta = row.pop("$meta", None)
+            out.append({**meta, **row} if isinstance(meta, dict) else row)
+        return out
+
+    def _insert_rows(self, name: str, rows: list[dict[str, Any]]) -> list[int]:
+        res = self._call(
+            lambda: self._client.insert(name, rows, timeout=self._timeout), f"write {len(rows)} rows into {name!r}"
+        )
+        return [int(i) for i in res["ids"]]
+
     def check_copyable(self, name: str) -> None:
         s = self._schema(name, refresh=True)
         pk = next((f for f in self.read_schema(name).fields if f.primary), None)
@@ -1138,6 +1235,11 @@ def _lite_lock_held(path: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _float_vectors(desc: dict[str, Any]) -> dict[str, int]:

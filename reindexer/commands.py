@@ -17,6 +17,7 @@ import numpy as np
 
 from reindexer import policy
 from reindexer.adapters.base import DOC_ID_KEY, META_VECTOR, MODEL_KEY
+from reindexer.catchup import catch_up_from_live
 from reindexer.embedding import ModelSettings, check_model_folder, cosine_rows
 from reindexer.errors import (
     ConflictError,
@@ -283,6 +284,9 @@ def apply(
             version = _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result)
         if cutover:
             if confirm(f"Point {lc.name} at v{version.version} ({model.label})?"):
+                # What the application wrote while the shadow was verified and gated.
+                caught_up = catch_up_from_live(ws, lc, version, current, lease)
+                result.stats = {**result.stats, "caught_up": caught_up.embedded + caught_up.deleted}
                 swap_alias(ws, lc, version, current, verb="apply", plan_fingerprint=plan.inputs_fingerprint)
                 _notify(
                     ws,
@@ -598,7 +602,7 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
     that cut-over (reconcile) and reports it instead of picking another target.
     """
     lc = _collection(ws, collection)
-    with ws.lease(collection):
+    with ws.lease(collection) as lease:
         rec = reconcile(ws, lc, "cutover")
         repairs = rec.messages()
         current = live_version(ws, lc, collection)
@@ -633,6 +637,8 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
                 "changed": False,
                 "repairs": repairs,
             }
+        # What the application wrote into the live version since the target was last synced.
+        caught_up = catch_up_from_live(ws, lc, target, current, lease)
         swap_alias(ws, lc, target, current, verb="cutover")
         _notify(ws, "cutover", collection, to=target.physical_name, previous=current.physical_name if current else None)
         return {
@@ -640,6 +646,7 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
             "live": target.physical_name,
             "changed": True,
             "previous": current.physical_name if current else None,
+            "caught_up": {"embedded": caught_up.embedded, "deleted": caught_up.deleted},
             "repairs": repairs,
         }
 
@@ -708,14 +715,7 @@ def rollback(ws: Workspace, collection: str, confirm: ConfirmFn = _always, catch
             }
         stats = SyncStats()
         if catch_up:
-            model = ws.state.get_model(previous.model_fingerprint)
-            spec = SourceSpec(kind="payload", text_field=lc.text_field)
-            source = open_source(spec, store=ws.store, collection=current.physical_name)
-            try:
-                stats = sync_into(ws, previous, model, source, lease=lease, label="catching up")
-            finally:
-                source.close()
-            carry_other_vectors(ws.store, current.physical_name, previous.physical_name, ws.batch_size)
+            stats = catch_up_from_live(ws, lc, previous, current, lease, text_field=lc.text_field)
         swap_alias(
             ws,
             lc,
@@ -1155,6 +1155,7 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
         target = ws.state.set_status(target, "verified", point_count=report.store_count)
         if not confirm(f"Drop collection {collection} and replace it by an alias to {target.physical_name}?"):
             return {"collection": collection, "copied_to": target.physical_name, "migrated": False}
+        store.advance_generated_ids(target.physical_name)  # before applications insert into the copy
         # Recorded before the drop: whatever command comes after a crash in the gap makes the alias.
         key = pending_key(ws.store_url, collection)
         ws.state.set_pending(
