@@ -134,3 +134,21 @@ def test_langchain_qdrant_generated_uuids(tmp_path, minilm_path, minilm, minilm_
         _flow(ws, minilm_path,
               lambda v: langchain_qdrant.QdrantVectorStore(client=client, collection_name="kb", embedding=models[v]),
               lambda i: str(uuid.UUID(str(i))), "page_content", "_id")
+
+
+def test_langchain_milvus_insert_after_migrating_a_collection_that_lost_documents(tmp_path, minilm_path, minilm,
+                                                                                texts):
+    """A copy of keys 1..N with one deleted: Milvus Lite's counter would hand the app's next insert key N."""
+    langchain_milvus = pytest.importorskip("langchain_milvus", reason="pip install langchain-milvus (test extra)")
+    db = str(tmp_path / "m.db")
+    first = langchain_milvus.Milvus.from_texts(texts, minilm, metadatas=[{"source": "corpus"}] * N,
+                                               collection_name="kb", connection_args={"uri": db})
+    first.delete(ids=[first.similarity_search(texts[0], k=1)[0].metadata["pk"]])  # the application drops one
+    with _ws(tmp_path, f"milvus+lite:{db}") as ws:
+        commands.adopt(ws, "kb", str(minilm_path), text_field="text")
+        commands.migrate(ws, "kb")
+        before = {p.doc_id: p.payload["text"] for page in ws.store.scroll("kb") for p in page}
+        app = langchain_milvus.Milvus(minilm, collection_name="kb", connection_args={"uri": db})
+        [new] = app.add_texts(WRITES[0], metadatas=[{"source": "app"}])
+        after = {p.doc_id: p.payload["text"] for page in ws.store.scroll("kb") for p in page}
+        assert str(new) not in before and after == {**before, str(new): WRITES[0][0]}
