@@ -49,7 +49,9 @@ PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "text")
 # (Qdrant local ignores payload indexes; index settings read back differently per backend).
 META_PAYLOAD_INDEXES = "reindex.payload_indexes"
 META_INDEX_PARAMS = "reindex.index_params"
-INTERNAL_META_KEYS = frozenset({META_PAYLOAD_INDEXES, META_INDEX_PARAMS})
+#: Which of a collection's dense vectors the tool embeds into, where it has several (or a named one).
+META_VECTOR = "reindex.vector"
+INTERNAL_META_KEYS = frozenset({META_PAYLOAD_INDEXES, META_INDEX_PARAMS, META_VECTOR})
 INDEX_PARAM_KEYS = frozenset({"hnsw_m", "hnsw_ef_construct", "quantization", "shards"})
 
 
@@ -137,6 +139,8 @@ class CollectionInfo:
     metadata: dict[str, str]
     payload_indexes: dict[str, str]
     index_params: dict[str, Any] = field(default_factory=dict)
+    #: The dense vector ``dim`` and ``metric`` describe, the one the tool embeds into ("" : the only, unnamed one).
+    vector: str = ""
 
 
 class VectorStore(abc.ABC):
@@ -160,6 +164,9 @@ class VectorStore(abc.ABC):
     _owns_client: bool = True
     #: Strings removed from every error message (API keys, tokens).
     _secrets: list[str] = []  # replaced per instance, never mutated
+    #: True where a row is written whole (Milvus): a point's other vector fields then travel in its
+    #: payload with every write, and ``set_other_vectors`` is never needed.
+    other_vectors_in_payload: ClassVar[bool] = False
 
     # -- plumbing shared by every adapter ------------------------------------
     def _redact(self, text: str) -> str:
@@ -311,6 +318,21 @@ class VectorStore(abc.ABC):
         """
         return None
 
+    def vector_names(self, name: str) -> list[str]:
+        """The dense vectors of ``name`` the tool could embed into, by name ("" for an unnamed one)."""
+        return [""]
+
+    def use_vector(self, name: str, vector: str | None) -> None:
+        """Embed into, read and search ``vector`` of collection ``name`` from now on (None: forget the choice).
+
+        For a collection with several dense vectors whose metadata does not yet say
+        which one the tool manages (``META_VECTOR``): adopt chooses before its first
+        read and records the choice in the metadata, which every later command and
+        every version made like it reads. ``UsageError`` for a name the collection lacks.
+        """
+        if vector is not None:
+            check_vector_name(name, vector, self.vector_names(name))
+
     def set_other_vectors(self, name: str, points: Sequence[Point]) -> None:
         """Write ``other_vectors`` of existing points, leaving their embedded vector and payload alone.
 
@@ -326,6 +348,16 @@ class VectorStore(abc.ABC):
         refuse the copy half-way refuses it up front instead.
         """
         return None
+
+    def advance_generated_ids(self, name: str) -> int:
+        """Make the ids the store generates for new points of ``name`` start above every id it holds.
+
+        Called before an alias moves to a version the tool wrote with the keys of another
+        collection (a copy, a shadow, a rollback target), so that an application's next
+        insert without ids cannot be given the key of a point it already has. The number of
+        ids skipped; 0 where the store's generated ids never collide (the default).
+        """
+        return 0
 
     def holds_point_tags(self, name: str) -> bool:
         """True when every point of ``name`` can carry the ``MODEL_KEY`` tag in its payload.
@@ -410,6 +442,29 @@ def validate_spec(spec: CollectionSpec) -> None:
             value = spec.index_params[key]
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise UsageError(f"{key} must be a positive integer, not {value!r}")
+
+
+def check_vector_name(collection: str, vector: str, names: Sequence[str]) -> None:
+    """``UsageError`` naming the dense vectors of ``collection`` when ``vector`` is not one of them."""
+    if vector not in names:
+        raise UsageError(
+            f"collection {collection!r} has no dense vector {vector!r}; its dense vectors: {_vector_list(names)}",
+            hint="pass --vector-name with one of them (or set vector_name in [collections.NAME] of reindex.toml)",
+        )
+
+
+def ambiguous_vector(collection: str, names: Sequence[str]) -> UsageError:
+    """The error for a collection with several dense vectors and no recorded choice among them."""
+    return UsageError(
+        f"collection {collection!r} has {len(names)} dense vectors ({_vector_list(names)}) and reindexer "
+        "was not told which one to embed into",
+        hint="name it when adopting: `reindex adopt COLLECTION --vector-name NAME` "
+        "(or vector_name in [collections.NAME] of reindex.toml)",
+    )
+
+
+def _vector_list(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) if n else "the unnamed vector" for n in sorted(names)) or "none"
 
 
 def check_metadata(metadata: dict[str, str]) -> None:

@@ -59,6 +59,7 @@ from reindexer.adapters.base import (
     DOC_ID_KEY,
     META_INDEX_PARAMS,
     META_PAYLOAD_INDEXES,
+    META_VECTOR,
     MODEL_KEY,
     Capabilities,
     CollectionInfo,
@@ -67,7 +68,9 @@ from reindexer.adapters.base import (
     Hit,
     Point,
     VectorStore,
+    ambiguous_vector,
     check_metadata,
+    check_vector_name,
     grpc_transient_codes,
     map_common_error,
     redact_url,
@@ -96,6 +99,8 @@ DEFAULT_HNSW_M = 16
 DEFAULT_HNSW_EF_CONSTRUCT = 100
 #: ids per ``pk in [...]`` expression and rows per upsert request
 CHUNK = 1000
+#: The most rows ``advance_generated_ids`` writes again to move Milvus Lite's auto-id counter.
+_MAX_REWRITTEN_ROWS = 100_000
 
 # Milvus servers accept only these names for collections and aliases (Milvus
 # Lite is laxer); the adapter holds both to the server's rule.
@@ -143,7 +148,8 @@ class _Schema:
     pk_max_length: int
     vector: str
     dim: int
-    fields: tuple[str, ...]  # other schema fields: payload
+    fields: tuple[str, ...]  # other schema fields: payload (other vector fields included)
+    other_vectors: tuple[str, ...]  # the vector fields among ``fields``: never asked of a search
     dynamic: bool
     metric: str  # Milvus metric type: COSINE, IP, L2
     index_type: str
@@ -205,6 +211,7 @@ class MilvusBackend(EmbeddedOrServerBackend):
 
 class MilvusStore(VectorStore):
     backend = "milvus"
+    other_vectors_in_payload = True
 
     def __init__(
         self,
@@ -229,6 +236,8 @@ class MilvusStore(VectorStore):
         self._timeout = float(timeout or os.environ.get("REINDEX_STORE_TIMEOUT", "60"))
         self._connect_timeout = float(connect_timeout or os.environ.get("REINDEX_CONNECT_TIMEOUT", "5"))
         self._schemas: dict[str, _Schema] = {}
+        # collection -> the vector field adopt chose, until the collection's properties record it
+        self._chosen: dict[str, str] = {}
         self._client: Any = None
         self._lite_path: str | None = None
         self.capabilities = Capabilities(
@@ -375,8 +384,10 @@ class MilvusStore(VectorStore):
         physical = desc.get("collection_name") or name
         pk = pk_is_str = None
         pk_max = PK_MAX_LENGTH
-        vectors: list[tuple[str, int]] = []
+        dims = _float_vectors(desc)
+        vector = self._managed_vector(name, physical, desc, list(dims))
         fields: list[str] = []
+        other_vectors: list[str] = []
         for f in desc.get("fields", []):
             ftype = f.get("type")
             params = f.get("params") or {}
@@ -384,20 +395,16 @@ class MilvusStore(VectorStore):
                 pk = f["name"]
                 pk_is_str = ftype == DataType.VARCHAR
                 pk_max = int(params.get("max_length", PK_MAX_LENGTH) or PK_MAX_LENGTH)
-            elif ftype == DataType.FLOAT_VECTOR:
-                vectors.append((f["name"], int(params.get("dim", 0))))
-            elif f.get("is_dynamic") or f.get("name") == "$meta":
+            elif f["name"] == vector or f.get("is_dynamic") or f.get("name") == "$meta":
                 continue
             else:
+                # Every other field is payload, other vector fields too: a row is written whole.
                 fields.append(f["name"])
+                if "VECTOR" in getattr(ftype, "name", str(ftype)).upper():
+                    other_vectors.append(f["name"])
         if pk is None:
             raise BackendError(f"collection {name!r} has no primary key")
-        if len(vectors) != 1:
-            raise BackendError(
-                f"collection {name!r} has {len(vectors)} float vector fields; "
-                "reindexer handles collections with exactly one"
-            )
-        vector, dim = vectors[0]
+        dim = dims[vector]
         metric, index_type, index_params = self._vector_index(physical, vector)
         return _Schema(
             collection=physical,
@@ -407,12 +414,40 @@ class MilvusStore(VectorStore):
             vector=vector,
             dim=dim,
             fields=tuple(fields),
+            other_vectors=tuple(other_vectors),
             dynamic=bool(desc.get("enable_dynamic_field")),
             metric=metric,
             index_type=index_type,
             index_params=index_params,
             num_shards=int(desc.get("num_shards") or 1),
         )
+
+    def _managed_vector(self, name: str, physical: str, desc: dict[str, Any], vectors: list[str]) -> str:
+        """The float vector field the tool embeds into: adopt's choice, else the recorded one, else the only one."""
+        if not vectors:
+            raise BackendError(f"collection {name!r} has no float vector field")
+        chosen = self._chosen.get(name, self._chosen.get(physical))
+        wanted = chosen if chosen is not None else (desc.get("properties") or {}).get(META_VECTOR)
+        if wanted is None:
+            if len(vectors) > 1:
+                raise ambiguous_vector(name, vectors)
+            return vectors[0]
+        check_vector_name(name, str(wanted), vectors)
+        return str(wanted)
+
+    def vector_names(self, name: str) -> list[str]:
+        if not valid_name(name):
+            raise NotFoundError(f"no collection or alias {name!r} on {self.location}")
+        desc = self._call(lambda: self._client.describe_collection(name, timeout=self._timeout), f"describe {name!r}")
+        return list(_float_vectors(desc))
+
+    def use_vector(self, name: str, vector: str | None) -> None:
+        if vector is None:
+            self._chosen.pop(name, None)
+        else:
+            check_vector_name(name, vector, self.vector_names(name))
+            self._chosen[name] = vector
+        self._forget()
 
     def _vector_index(self, collection: str, vector: str) -> tuple[str, str, dict[str, Any]]:
         names = self._call(
@@ -434,8 +469,8 @@ class MilvusStore(VectorStore):
     def _forget(self) -> None:
         self._schemas.clear()
 
-    def _output_fields(self, s: _Schema, with_vectors: bool) -> list[str]:
-        out = [s.pk, *s.fields]
+    def _output_fields(self, s: _Schema, with_vectors: bool, searching: bool = False) -> list[str]:
+        out = [s.pk, *(f for f in s.fields if not (searching and f in s.other_vectors))]
         if s.dynamic:
             out.append("$meta")
         if with_vectors:
@@ -557,6 +592,7 @@ class MilvusStore(VectorStore):
                 extra["num_shards"] = like.shards
             if like.partition_key and like.options.get("num_partitions"):
                 extra["num_partitions"] = like.options["num_partitions"]
+            properties[META_VECTOR] = like.vector
         properties.update(spec.metadata)
         properties[META_PAYLOAD_INDEXES] = json.dumps(spec.payload_indexes, sort_keys=True)
         properties[META_INDEX_PARAMS] = json.dumps(spec.index_params, sort_keys=True)
@@ -639,6 +675,7 @@ class MilvusStore(VectorStore):
                 index_type=index.get("index_type", ""),
                 index_name=index.get("index_name") or field_name,
                 params=dict(index.get("params") or {}),
+                **({"metric_type": index["metric_type"]} if index.get("metric_type") else {}),
             )
             self._call(
                 lambda ip=index_params: self._client.create_index(name, ip, timeout=self._timeout, sync=False),
@@ -656,6 +693,101 @@ class MilvusStore(VectorStore):
         )
         numbers = [int(x) for x in re.findall(r"\d+", version)[:2]] or [0, 0]
         return tuple(numbers) >= (2, 6)
+
+    def advance_generated_ids(self, name: str) -> int:
+        """Milvus Lite: move the auto-id counter past the largest key by writing stored rows again, unchanged.
+
+        Lite's auto-ids count the rows ever inserted into the collection (explicit keys
+        included) and never look at the keys themselves, and its insert replaces a row with
+        the same key. A version holding keys that another collection allocated (a copy of a
+        collection that lost rows, a shadow caught up with later writes, a rollback target)
+        would hand an application's next ``add_texts`` the key of a stored point, silently
+        overwriting it. One insert without a key finds the counter; every row it could have
+        landed on is read first and written back. Servers allocate from a global, rising
+        timestamp and need nothing.
+        """
+        s = self._schema(name, refresh=True)
+        pk = next((f for f in self.read_schema(name).fields if f.primary), None)
+        if not self._lite or pk is None or not pk.auto_id or s.pk_is_str:
+            return 0
+        count = self.count(name)
+        keys = self._keys_above(s, count)  # the counter is past ``count``: only these can be handed out
+        if not keys:
+            return 0
+        if len(keys) > _MAX_REWRITTEN_ROWS:
+            log.warning(
+                "%s: %r holds %d keys above its row count; its auto-ids are not advanced, and an insert "
+                "without ids may replace one of them",
+                self.location,
+                name,
+                len(keys),
+            )
+            return 0
+        fields = self._output_fields(s, with_vectors=True)
+        rows = [r for chunk in _chunks(keys, CHUNK) for r in self._rows(s, name, chunk, fields)]
+        probe = self._insert_rows(name, [{k: v for k, v in rows[-1].items() if k != s.pk}])[0]
+        by_key = {int(r[s.pk]): r for r in rows}
+        if probe in by_key:
+            self._insert_rows(name, [by_key[probe]])  # the row the probe replaced, as it was
+        else:
+            self._call(
+                lambda: self._client.delete(name, filter=f"{s.pk} in [{probe}]", timeout=self._timeout),
+                f"delete the probe row of {name!r}",
+                load=s.collection,
+            )
+        todo = max(keys) - probe
+        written = 0
+        while written < todo:
+            batch = rows[: min(todo - written, len(rows), CHUNK)]
+            self._insert_rows(name, batch)
+            written += len(batch)
+        log.info("%s: auto-ids of %r now start above %d", self.location, name, max(keys))
+        return todo
+
+    def _keys_above(self, s: _Schema, floor: int) -> list[int]:
+        keys: list[int] = []
+        last = floor
+        while len(keys) <= _MAX_REWRITTEN_ROWS:
+            rows = self._call(
+                lambda e=f"{s.pk} > {last}": self._client.query(
+                    s.collection, filter=e, output_fields=[s.pk], limit=16384, iterator="True", timeout=self._timeout
+                ),
+                f"read the keys of {s.collection!r}",
+                load=s.collection,
+            )
+            if not rows:
+                break
+            page = sorted(int(r[s.pk]) for r in rows)
+            keys += page
+            last = page[-1]
+            if len(rows) < 16384:
+                break
+        return keys
+
+    def _rows(self, s: _Schema, name: str, keys: list[int], fields: list[str]) -> list[dict[str, Any]]:
+        rows = self._call(
+            lambda: self._client.query(
+                name,
+                filter=f"{s.pk} in [{', '.join(str(k) for k in keys)}]",
+                output_fields=fields,
+                consistency_level="Strong",
+                timeout=self._timeout,
+            ),
+            f"read rows of {name!r}",
+            load=s.collection,
+        )
+        out = []
+        for row in rows:
+            row = dict(row)
+            meta = row.pop("$meta", None)
+            out.append({**meta, **row} if isinstance(meta, dict) else row)
+        return out
+
+    def _insert_rows(self, name: str, rows: list[dict[str, Any]]) -> list[int]:
+        res = self._call(
+            lambda: self._client.insert(name, rows, timeout=self._timeout), f"write {len(rows)} rows into {name!r}"
+        )
+        return [int(i) for i in res["ids"]]
 
     def check_copyable(self, name: str) -> None:
         s = self._schema(name, refresh=True)
@@ -711,6 +843,8 @@ class MilvusStore(VectorStore):
                 "index_name": index_name,
                 "params": {k: _plain(v) for k, v in info.items() if k not in _INDEX_INFO_KEYS},
             }
+            if info.get("metric_type"):  # another vector field's index: its metric comes over with it
+                kept["metric_type"] = str(info["metric_type"])
             if info.get("field_name") == s.vector:
                 vector_index = kept
             elif info.get("field_name"):
@@ -757,6 +891,7 @@ class MilvusStore(VectorStore):
             metadata=metadata,
             payload_indexes=indexes,
             index_params=index_params,
+            vector=s.vector,
         )
 
     def _scalar_indexes(self, s: _Schema, desc: dict[str, Any]) -> dict[str, str]:
@@ -773,7 +908,7 @@ class MilvusStore(VectorStore):
                 f"describe index of {s.collection!r}",
             )
             field_name = (info or {}).get("field_name")
-            if field_name and field_name != s.vector and field_name in types:
+            if field_name and field_name in types and field_name != s.vector and field_name not in s.other_vectors:
                 out[field_name] = _SCALAR_KINDS.get(types[field_name], types[field_name].lower())
         return out
 
@@ -787,6 +922,7 @@ class MilvusStore(VectorStore):
             lambda: self._client.alter_collection_properties(physical, metadata, timeout=self._timeout),
             f"set metadata of {physical!r}",
         )
+        self._forget()  # a recorded META_VECTOR changes which field every name means
 
     # -- points --------------------------------------------------------------
     def upsert(self, name: str, points: Sequence[Point]) -> None:
@@ -928,7 +1064,7 @@ class MilvusStore(VectorStore):
             params["params"] = {"ef": max(k, 64)}
         elif s.index_type.startswith("IVF"):
             params["params"] = {"nprobe": 32}
-        fields = self._output_fields(s, with_vectors=False)
+        fields = self._output_fields(s, with_vectors=False, searching=True)
         res = self._call(
             lambda: self._client.search(
                 name,
@@ -1099,6 +1235,22 @@ def _lite_lock_held(path: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _float_vectors(desc: dict[str, Any]) -> dict[str, int]:
+    """Name -> dimension of each FLOAT_VECTOR field: the fields the tool can embed into."""
+    from pymilvus import DataType
+
+    return {
+        f["name"]: int((f.get("params") or {}).get("dim", 0))
+        for f in desc.get("fields", [])
+        if f.get("type") == DataType.FLOAT_VECTOR
+    }
 
 
 def _derived_index_params(s: _Schema) -> dict[str, Any]:

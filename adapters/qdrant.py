@@ -39,6 +39,7 @@ from reindexer.adapters.base import (
     DOC_ID_KEY,
     META_INDEX_PARAMS,
     META_PAYLOAD_INDEXES,
+    META_VECTOR,
     Capabilities,
     CollectionInfo,
     CollectionSpec,
@@ -46,7 +47,9 @@ from reindexer.adapters.base import (
     Hit,
     Point,
     VectorStore,
+    ambiguous_vector,
     check_metadata,
+    check_vector_name,
     grpc_transient_codes,
     map_common_error,
     meta_str,
@@ -133,6 +136,9 @@ class QdrantStore(VectorStore):
         self._secrets = [api_key] if api_key else []
         self._vector_names: dict[str, str | None] = {}
         self._sparse_names: dict[str, tuple[str, ...]] = {}
+        self._dense_names: dict[str, tuple[str, ...]] = {}
+        # collection -> the dense vector adopt chose, until the collection's metadata records it
+        self._chosen: dict[str, str] = {}
         self._client: Any = None
         # A client handed in belongs to the application that opened it: close() leaves it open.
         self._owns_client = client is None
@@ -239,25 +245,43 @@ class QdrantStore(VectorStore):
             log.debug("could not tune Qdrant local storage", exc_info=True)
 
     def _vector_name(self, name: str) -> str | None:
-        """'' or None for the unnamed vector, else the single named vector's name."""
+        """None for the unnamed vector, else the name of the dense vector the tool embeds into."""
         if name not in self._vector_names:
             info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
-            self._vector_names[name] = _vector_params(info, name)[0]
-            self._sparse_names[name] = tuple(sorted(info.config.params.sparse_vectors or {}))
+            self._remember(name, info)
         return self._vector_names[name]
+
+    def _remember(self, name: str, info: Any) -> tuple[str | None, Any]:
+        vector_name, params = _vector_params(info, name, self._chosen.get(name))
+        self._vector_names[name] = vector_name
+        self._sparse_names[name] = tuple(sorted(info.config.params.sparse_vectors or {}))
+        self._dense_names[name] = tuple(_dense_vectors(info))
+        return vector_name, params
 
     def _has_other_vectors(self, name: str) -> bool:
         self._vector_name(name)
-        return bool(self._sparse_names.get(name))
+        return bool(self._sparse_names.get(name)) or len(self._dense_names.get(name, ())) > 1
 
     def _forget(self, *names: str) -> None:
-        if names:
-            for n in names:
-                self._vector_names.pop(n, None)
-                self._sparse_names.pop(n, None)
+        caches = (self._vector_names, self._sparse_names, self._dense_names)
+        for cache in caches:
+            if names:
+                for n in names:
+                    cache.pop(n, None)
+            else:
+                cache.clear()
+
+    def vector_names(self, name: str) -> list[str]:
+        info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
+        return list(_dense_vectors(info))
+
+    def use_vector(self, name: str, vector: str | None) -> None:
+        if vector is None:
+            self._chosen.pop(name, None)
         else:
-            self._vector_names.clear()
-            self._sparse_names.clear()
+            check_vector_name(name, vector, self.vector_names(name))
+            self._chosen[name] = vector
+        self._forget(name)
 
     def _to_point(self, record: Any, with_vectors: bool, vector_name: str | None) -> Point:
         payload = dict(record.payload or {})
@@ -319,6 +343,8 @@ class QdrantStore(VectorStore):
                 extra["replication_factor"] = like.replicas
             if like.options.get("on_disk_payload") is not None:
                 extra["on_disk_payload"] = like.options["on_disk_payload"]
+            if like.vector:
+                metadata[META_VECTOR] = like.vector
         self._forget(spec.name)
         self._call(
             lambda: self._client.create_collection(
@@ -359,8 +385,7 @@ class QdrantStore(VectorStore):
 
     def describe(self, name: str) -> CollectionInfo:
         info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
-        vector_name, params = _vector_params(info, name)
-        self._vector_names[name] = vector_name
+        vector_name, params = self._remember(name, info)
         metadata, indexes, index_params = split_metadata(info.config.metadata)
         if indexes is None:
             indexes = {field_name: _schema_kind(schema) for field_name, schema in (info.payload_schema or {}).items()}
@@ -374,6 +399,7 @@ class QdrantStore(VectorStore):
             metadata=metadata,
             payload_indexes=indexes,
             index_params=index_params,
+            vector=vector_name or "",
         )
 
     def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
@@ -384,6 +410,7 @@ class QdrantStore(VectorStore):
         info = self._call(lambda: self._client.get_collection(target), f"describe {target!r}")
         merged = {str(k): meta_str(v) for k, v in (info.config.metadata or {}).items()}
         merged.update(metadata)
+        self._forget()  # a recorded META_VECTOR changes which vector every name means
         self._call(
             lambda: self._client.update_collection(target, metadata=merged),
             f"set metadata of {target!r}",
@@ -440,7 +467,7 @@ class QdrantStore(VectorStore):
 
     def read_schema(self, name: str) -> CollectionSchema:
         info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
-        vector_name, params = _vector_params(info, name)
+        vector_name, params = self._remember(name, info)
         vectors = info.config.params.vectors
         dense = vectors if isinstance(vectors, dict) else {"": vectors}
         fields = [FieldSchema(name=n, kind="dense_vector", params=_dense_params(v)) for n, v in sorted(dense.items())]
@@ -649,27 +676,41 @@ def _response_detail(exc: Any) -> str:
     return str(detail)[:500]
 
 
-def _vector_params(info: Any, name: str) -> tuple[str | None, Any]:
+def _dense_vectors(info: Any) -> dict[str, Any]:
+    """Name ("" for the unnamed one) -> parameters of each dense vector, by name."""
     vectors = info.config.params.vectors
-    if isinstance(vectors, dict):
-        if len(vectors) != 1:
-            raise BackendError(
-                f"collection {name!r} has {len(vectors)} named dense vectors; "
-                "reindexer handles collections with exactly one"
-            )
-        ((vname, params),) = vectors.items()
-        return (vname or None), params
     if vectors is None:
+        return {}
+    return dict(sorted(vectors.items())) if isinstance(vectors, dict) else {"": vectors}
+
+
+def _vector_params(info: Any, name: str, chosen: str | None = None) -> tuple[str | None, Any]:
+    """(name or None for the unnamed one, parameters) of the vector the tool embeds into.
+
+    The one ``chosen`` (adopt's choice, not yet recorded), else the one the collection's
+    metadata records (``META_VECTOR``), else its only dense vector.
+    """
+    dense = _dense_vectors(info)
+    if not dense:
         raise BackendError(f"collection {name!r} has no dense vector")
-    return None, vectors
+    wanted = chosen if chosen is not None else (info.config.metadata or {}).get(META_VECTOR)
+    if wanted is None:
+        if len(dense) > 1:
+            raise ambiguous_vector(name, list(dense))
+        wanted = next(iter(dense))
+    check_vector_name(name, wanted, list(dense))
+    return (wanted or None), dense[wanted]
 
 
 def _extract_vector(raw: Any, vector_name: str | None) -> list[float] | None:
     if raw is None:
         return None
     if isinstance(raw, dict):
-        if vector_name is not None and vector_name in raw:
-            raw = raw[vector_name]
+        if vector_name is not None:
+            # A point may lack a named vector; another vector is never handed back in its place.
+            raw = raw.get(vector_name)
+            if raw is None:
+                return None
         elif "" in raw:
             raw = raw[""]
         elif len(raw) == 1:

@@ -408,6 +408,9 @@ def _training_facts(m: Any) -> str:
 @click.option("--hnsw-ef-construct", type=click.IntRange(min=4), help="HNSW ef_construct of the new index.")
 @click.option("--quantization", type=click.Choice(["none", "scalar"]), help="Vector quantisation of the new index.")
 @click.option("--gate", help="Promotion gate, e.g. 'ndcg@10 >= -0.005 and not significantly worse at p < 0.05'.")
+@click.option(
+    "--vector-name", help="The dense vector to re-embed (checked against the one the collection was adopted with)."
+)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the plan JSON here.")
 @runtime_options
 @run_command
@@ -422,6 +425,7 @@ def plan_cmd(
     hnsw_ef_construct,
     quantization,
     gate,
+    vector_name,
     output,
     **kw: Any,
 ) -> None:
@@ -449,6 +453,7 @@ def plan_cmd(
         metric=metric,
         index_params=index_params,
         gate=gate,
+        vector_name=vector_name,
     )
     if output:
         output.write_text(p.to_json() + "\n")
@@ -465,6 +470,7 @@ def _print_plan(p, output: Path | None) -> None:
     out.print(
         f"  to    {p.to_version['physical']}  {p.to_version['model']}  dim {p.to_version['dim']}  "
         f"metric {p.to_version['metric']}"
+        + (f"  vector {p.to_version['vector']}" if p.to_version.get("vector") else "")
     )
     c = p.counts
     out.print(
@@ -870,9 +876,19 @@ def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
 )
 @click.option("--sample", default=32, show_default=True, help="Points to re-embed and compare.")
 @click.option("--min-cosine", default=0.99, show_default=True, help="Agreement needed for each sampled point.")
+@click.option("--vector-name", help="The dense vector the model made, in a collection with several.")
 @run_command
 def adopt_cmd(
-    ctx: Ctx, collection: str, model_path: Path, name, text_field, text_template, sample, min_cosine, **kw: Any
+    ctx: Ctx,
+    collection: str,
+    model_path: Path,
+    name,
+    text_field,
+    text_template,
+    sample,
+    min_cosine,
+    vector_name,
+    **kw: Any,
 ) -> None:
     """Tag a collection made outside reindexer with the model that made it."""
     text_field = policy.text_field(text_field, text_template)
@@ -885,11 +901,14 @@ def adopt_cmd(
         sample=sample,
         min_cosine=min_cosine,
         name=name,
+        vector_name=vector_name,
     )
     ctx.emit(
         r,
         lambda r: out.print(
-            f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}: "
+            f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}"
+            + (f", vector {r['vector']!r}" if r["vector"] else "")
+            + ": "
             f"{r['sample']} sampled vectors agree (min cosine {r['min_cosine']}), "
             + (
                 f"{r['points_tagged']} points tagged"

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from reindexer import policy
-from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY
+from reindexer.adapters.base import DOC_ID_KEY, META_VECTOR, MODEL_KEY
+from reindexer.catchup import catch_up_from_live
 from reindexer.embedding import ModelSettings, check_model_folder, cosine_rows
 from reindexer.errors import (
     ConflictError,
@@ -85,6 +86,7 @@ def plan(
     # No state yet means no collection: reading one must not create the file a refused plan leaves behind.
     lc = ws.state.get_collection(ws.store_url, collection) if ws.state_exists() else None
     reconcile_readonly(ws, lc, "plan")
+    options["vector_name"] = policy.vector_name(ws.config, collection, options.get("vector_name"))
     inputs = gather_inputs(
         ws,
         collection,
@@ -284,6 +286,9 @@ def apply(
             version = _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result)
         if cutover:
             if confirm(f"Point {lc.name} at v{version.version} ({model.label})?"):
+                # What the application wrote while the shadow was verified and gated.
+                caught_up = catch_up_from_live(ws, lc, version, current, lease)
+                result.stats = {**result.stats, "caught_up": caught_up.embedded + caught_up.deleted}
                 swap_alias(ws, lc, version, current, verb="apply", plan_fingerprint=plan.inputs_fingerprint)
                 _notify(
                     ws,
@@ -600,7 +605,7 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
     that cut-over (reconcile) and reports it instead of picking another target.
     """
     lc = _collection(ws, collection)
-    with ws.lease(collection):
+    with ws.lease(collection) as lease:
         rec = reconcile(ws, lc, "cutover")
         repairs = rec.messages()
         current = live_version(ws, lc, collection)
@@ -635,6 +640,8 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
                 "changed": False,
                 "repairs": repairs,
             }
+        # What the application wrote into the live version since the target was last synced.
+        caught_up = catch_up_from_live(ws, lc, target, current, lease)
         swap_alias(ws, lc, target, current, verb="cutover")
         _notify(ws, "cutover", collection, to=target.physical_name, previous=current.physical_name if current else None)
         return {
@@ -642,6 +649,7 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
             "live": target.physical_name,
             "changed": True,
             "previous": current.physical_name if current else None,
+            "caught_up": {"embedded": caught_up.embedded, "deleted": caught_up.deleted},
             "repairs": repairs,
         }
 
@@ -712,14 +720,7 @@ def rollback(ws: Workspace, collection: str, confirm: ConfirmFn = _always, catch
             }
         stats = SyncStats()
         if catch_up:
-            model = ws.state.model_of(previous)
-            spec = SourceSpec(kind="payload", text_field=lc.text_field)
-            source = open_source(spec, store=ws.store, collection=current.physical_name)
-            try:
-                stats = sync_into(ws, previous, model, source, lease=lease, label="catching up")
-            finally:
-                source.close()
-            carry_other_vectors(ws.store, current.physical_name, previous.physical_name, ws.batch_size)
+            stats = catch_up_from_live(ws, lc, previous, current, lease, text_field=lc.text_field)
         swap_alias(
             ws,
             lc,
@@ -872,6 +873,7 @@ def adopt(
     min_cosine: float = 0.99,
     name: str | None = None,
     seed: int = 0,
+    vector_name: str | None = None,
 ) -> dict[str, Any]:
     """Tag a collection made outside the tool with the model that made it, after checking a sample.
 
@@ -879,13 +881,41 @@ def adopt(
     next (the tags, then the collection's metadata; a failure there takes the tags
     back off), and the state last, in one transaction. A crash between the two
     leaves tags and metadata without records, which running adopt again completes.
+
+    ``vector_name`` (default: ``[collections.NAME] vector_name``) names the dense vector
+    the model made, in a collection with several; the metadata records it, and every
+    later version re-embeds, verifies and searches that one.
     """
     text_field = text_field or policy.configured_text_field(ws.config, collection) or policy.DEFAULT_TEXT_FIELD
+    vector_name = policy.vector_name(ws.config, collection, vector_name)
     store = ws.store
     physical = store.resolve(collection)
     if physical is None:
         raise NotFoundError(f"unknown collection {collection!r} in {ws.store_url}")
     _refuse_if_managed(ws, collection, physical)
+    if vector_name is None:
+        return _adopt(ws, collection, physical, model_path, settings, text_field, sample, min_cosine, name, seed)
+    store.use_vector(physical, vector_name)  # a name the collection lacks is refused here, listing its vectors
+    try:
+        return _adopt(ws, collection, physical, model_path, settings, text_field, sample, min_cosine, name, seed)
+    except BaseException:
+        store.use_vector(physical, None)  # the store's metadata still says what it said
+        raise
+
+
+def _adopt(
+    ws: Workspace,
+    collection: str,
+    physical: str,
+    model_path: str,
+    settings: ModelSettings | None,
+    text_field: str,
+    sample: int,
+    min_cosine: float,
+    name: str | None,
+    seed: int,
+) -> dict[str, Any]:
+    store = ws.store
     info = store.describe(physical)
     model = describe_model(ws.state, model_path, name=name, settings=settings)
     if info.dim != model.dim:
@@ -915,9 +945,12 @@ def adopt(
             point_count=len(ids),
         )
         per_point = store.holds_point_tags(physical)
+        metadata = version_metadata(lc, version, model, text_field)
+        if info.vector:
+            metadata[META_VECTOR] = info.vector
         rows, tagged = _tag_points(ws, physical, model, text_field, per_point)
         try:
-            store.set_metadata(physical, version_metadata(lc, version, model, text_field))
+            store.set_metadata(physical, metadata)
         except BaseException:
             _untag_points(ws, physical, tagged)
             raise
@@ -929,6 +962,7 @@ def adopt(
             "min_cosine": float(cos.min()),
             "tagged": len(tagged),
             "tag": "point" if per_point else "collection",
+            "vector": info.vector,
         }
         version = ws.state.record_adoption(ws.store_url, collection, text_field, model, version, rows, detail)
         return {
@@ -940,6 +974,7 @@ def adopt(
             "min_cosine": round(float(cos.min()), 5),
             "points_tagged": len(tagged),
             "tag": "point" if per_point else "collection",
+            "vector": info.vector,
         }
 
 
@@ -1125,6 +1160,7 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
         target = ws.state.set_status(target, "verified", point_count=report.store_count)
         if not confirm(f"Drop collection {collection} and replace it by an alias to {target.physical_name}?"):
             return {"collection": collection, "copied_to": target.physical_name, "migrated": False}
+        store.advance_generated_ids(target.physical_name)  # before applications insert into the copy
         # Recorded before the drop: whatever command comes after a crash in the gap makes the alias.
         key = pending_key(ws.store_url, collection)
         ws.state.set_pending(

@@ -79,6 +79,8 @@ class CollectionSection(_Section):
     source: str | None = None
     #: a payload path, a template over paths ("{title}. {text}") or a list of paths
     text_field: str | list[str] | None = None
+    #: the dense vector adopt and plan embed into, in a collection with several (a Qdrant named vector, a Milvus field)
+    vector_name: str | None = None
     id_field: str | None = None
     updated_field: str | None = None
     query: str | None = None
@@ -317,6 +319,7 @@ executor = "local"        # or "ray": read and embed on a Ray cluster (pip insta
 # [collections.docs]
 # text_field = "text"                      # payload path of the text, e.g. page_content;
 #                                          # a template "{title}. {text}" or a list ["title", "text"]
+# vector_name = "body"                     # the dense vector to re-embed, where a collection has several
 # source = "jsonl:data/docs.jsonl"         # default source for plan and sync (default: the payload)
 # queries = "eval/queries.jsonl"           # judged queries for the gate (BEIR layout)
 # qrels = "eval/qrels.tsv"

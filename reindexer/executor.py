@@ -389,6 +389,8 @@ def swap_alias(
         if audit is not None
         else {"to": target.physical_name, "previous": current.physical_name if current else None}
     )
+    # The application's next insert without ids must not get the key of a point the target holds.
+    store.advance_generated_ids(target.physical_name)
     key = pending_key(ws.store_url, name)
     ws.state.set_pending(
         key, new_intent(action, verb or action, target, current, set_previous, detail, plan_fingerprint)

@@ -82,8 +82,13 @@ def deploy(
     run_id: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
+    vector_name: str | None = None,
 ) -> DeployResult:
-    """Put the model at ``model_path`` behind ``collection``, gated when ``gate`` is given."""
+    """Put the model at ``model_path`` behind ``collection``, gated when ``gate`` is given.
+
+    ``vector_name`` is checked against the dense vector the collection was adopted with
+    (``reindex plan --vector-name``): the one a collection with several re-embeds.
+    """
     ws = workspace or Workspace.open(store=store, state=state)
     try:
         from reindexer.raydata import check_executor
@@ -99,6 +104,7 @@ def deploy(
             training={"base_model": base_model, "train_data": train_data, "run_id": run_id},
             source=source,
             gate=gate,
+            vector_name=vector_name,
         )
         result = DeployResult(collection, plan.to_version["model"], plan, "unchanged")
         if plan.mode == "noop":

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reindexer.adapters.base import CollectionSpec, validate_spec
+from reindexer.adapters.base import CollectionSpec, check_vector_name, validate_spec
 from reindexer.embedding import ModelSettings, check_model_folder
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
 from reindexer.estimate import build_estimate
@@ -175,6 +175,8 @@ class PlanInputs:
     estimate: dict[str, Any]
     #: what the inputs fingerprint covers (``inputs_of``)
     fingerprinted: dict[str, Any]
+    #: the dense vector the new version embeds into ("": the collection's only, unnamed one)
+    vector: str = ""
 
 
 def choose_mode(
@@ -214,13 +216,15 @@ def gather_inputs(
     gate: str | None = None,
     estimate: bool = True,
     training: dict[str, Any] | None = None,
+    vector_name: str | None = None,
 ) -> PlanInputs:
     """Read and check what a plan needs; every bad input is refused here, before anything is written.
 
     The backend's own rules (``Backend.validate_collection_name``, ``validate_doc_ids``,
     ``validate_metric``) are checked before the store is opened or the source read.
     ``training`` holds the facts a new model version is registered with (base_model,
-    train_data, run_id).
+    train_data, run_id). ``vector_name``, where given, must be the vector the live
+    version embeds into (recorded when it was adopted): a plan re-embeds that one.
     """
     backend = ws.backend
     backend.validate_collection_name(collection)
@@ -254,6 +258,7 @@ def gather_inputs(
     if source is None:
         source = SourceSpec(kind="payload", text_field=text_field)
 
+    vector = _managed_vector(ws, collection, live, vector_name)
     live_model = state.model_of(live) if live else None
     # The live version's metric is the application's choice: kept unless the plan names another.
     metric = metric or (live.metric if live else model.similarity)
@@ -306,7 +311,30 @@ def gather_inputs(
         gate=gate,
         estimate=est,
         fingerprinted=inputs_of(ws, collection, live, model, source, metric, index_params),
+        vector=vector,
     )
+
+
+def _managed_vector(ws: Workspace, collection: str, live: IndexVersion | None, requested: str | None) -> str:
+    """The vector the live version embeds into; a requested other one is refused, naming the vectors there are."""
+    if live is None:
+        if requested is not None:
+            raise UsageError(
+                f"--vector-name {requested!r}: {collection!r} does not exist yet, and a new collection gets "
+                "the tool's own schema, with one vector",
+                hint="adopt an existing collection with --vector-name, or plan without it",
+            )
+        return ""
+    managed = ws.store.describe(live.physical_name).vector
+    if requested is not None and requested != managed:
+        check_vector_name(collection, requested, ws.store.vector_names(live.physical_name))
+        raise UsageError(
+            f"{collection} embeds into the vector {managed or '(unnamed)'!r}, recorded when it was adopted; "
+            f"a plan re-embeds that one and cannot move to {requested!r}",
+            hint=f"plan without --vector-name; to manage {requested!r} instead, "
+            f"`reindex forget {collection}` and adopt it again with --vector-name {requested}",
+        )
+    return managed
 
 
 def _estimate(
@@ -348,6 +376,7 @@ def decide(inputs: PlanInputs, plan_id: str | None = None, created_at: str | Non
             "dim": i.model.dim,
             "metric": i.metric,
             "index_params": i.index_params,
+            "vector": i.vector,
         }
     return Plan(
         id=plan_id or uuid.uuid4().hex,

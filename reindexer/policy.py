@@ -51,6 +51,11 @@ def configured_text_field(config: Config, collection: str) -> str | None:
     return text_field(config.collection(collection).get("text_field"))
 
 
+def vector_name(config: Config, collection: str, given: str | None) -> str | None:
+    """The dense vector to embed into: the given name, else ``[collections.NAME] vector_name``, else None."""
+    return given if given is not None else config.collection(collection).get("vector_name")
+
+
 def configured_source(config: Config, collection: str) -> SourceSpec | None:
     """``[collections.NAME] source`` and its reading options, or None when none is configured."""
     conf = config.collection(collection)

@@ -16,6 +16,9 @@ from reindexer.adapters.base import VectorStore
 
 
 def has_other_vectors(store: VectorStore, physical: str) -> bool:
+    """True where ``physical``'s points hold vectors besides the embedded one that a re-embedding leaves out."""
+    if store.other_vectors_in_payload:
+        return False  # they travel in each point's payload, written with it
     schema = store.read_schema(physical)
     return schema is not None and any(f.kind.endswith("vector") and f.name != schema.vector for f in schema.fields)
 

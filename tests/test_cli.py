@@ -129,3 +129,23 @@ def test_global_options_are_accepted_after_the_verb(tmp_path, monkeypatch):
     assert json.loads(after.output) == json.loads(before.output)
     assert json.loads(after.output)["store"]["url"] == store
     assert CliRunner().invoke(cli, ["history", "docs", "--yes", "--state", f"sqlite:///{tmp_path}/s.db"]).exit_code == 3
+
+
+def test_adopt_names_the_vectors_of_a_collection_with_several(env, minilm_path, tmp_path):
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=f"{tmp_path}/q")
+    client.create_collection("kb", vectors_config={n: models.VectorParams(size=384, distance=models.Distance.COSINE)
+                                                   for n in ("title", "body")})
+    client.upsert("kb", [models.PointStruct(id=1, vector={"title": [1.0] * 384, "body": [1.0] * 384},
+                                            payload={"text": "one"})])
+    client.close()
+    r = invoke("adopt", "kb", "--model", str(minilm_path))
+    assert r.exit_code == 2 and "2 dense vectors ('body', 'title')" in r.output and "--vector-name" in r.output
+    r = invoke("adopt", "kb", "--model", str(minilm_path), "--vector-name", "summary")
+    assert r.exit_code == 2 and "no dense vector 'summary'; its dense vectors: 'body', 'title'" in r.output
+    (tmp_path / "reindex.toml").write_text('[collections.kb]\nvector_name = "abstract"\n')
+    r = invoke("adopt", "kb", "--model", str(minilm_path))
+    assert r.exit_code == 2 and "no dense vector 'abstract'" in r.output
+    # Nothing recorded: the collection is still unmanaged.
+    assert json.loads(invoke("--json", "status").output) == [{"collection": "kb", "managed": False, "live": "kb"}]
