@@ -41,6 +41,7 @@ from reindexer.executor import (
     verify_version,
     version_metadata,
 )
+from reindexer.idset import IdSet
 from reindexer.killpoints import kill_point
 from reindexer.lookup import find_version
 from reindexer.lookup import managed_collection as _collection
@@ -265,7 +266,10 @@ def apply(
             )
             result.stats = stats.__dict__
             ws.state.set_status(version, "built", point_count=ws.store.count(version.physical_name))
-            report = verify_version(ws, lc, version, model, source_ids)
+            try:
+                report = verify_version(ws, lc, version, model, source_ids)
+            finally:
+                _close_ids(source_ids)
             result.verification = report.to_dict()
             if not report.ok:
                 ws.state.audit(
@@ -489,7 +493,7 @@ def _build(
     delete_missing: bool,
     executor: str = "local",
     ray_address: str | None = None,
-) -> tuple[SyncStats, set[str]]:
+) -> tuple[SyncStats, IdSet | set[str]]:
     create_physical(ws, lc, version, model, like=live.physical_name if live else None)
     run = start_run(ws, version, "copy" if plan.mode == "copy" else "build", plan.id)
     spec = SourceSpec.from_dict(plan.source)
@@ -509,9 +513,10 @@ def _build(
             from reindexer.raydata import connect
 
             connect(ray_address)
-        seen: set[str] = set()
+        seen: IdSet | set[str] | None = None
         started = time.perf_counter()
         for attempt in range(MAX_CATCHUP_PASSES + 1):
+            _close_ids(seen)
             stats, seen = _one_pass(
                 ws,
                 version,
@@ -548,6 +553,7 @@ def _build(
     except BaseException as exc:
         finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
         raise
+    assert seen is not None
     return total, seen
 
 
@@ -578,16 +584,28 @@ def _one_pass(ws, version, model, spec, live, embedder, delete_missing, run, lea
 
 
 class _RecordingSource:
-    """Wraps a source and remembers every doc id it yielded."""
+    """Wraps a source and remembers every doc id it yielded, in an IdSet (flat memory)."""
 
     def __init__(self, source: Iterable[Document]) -> None:
         self.source = source
-        self.ids: set[str] = set()
+        self.ids = IdSet()
 
     def __iter__(self) -> Iterator[Document]:
-        for doc in self.source:
-            self.ids.add(doc.doc_id)
-            yield doc
+        batch: list[str] = []
+        try:
+            for doc in self.source:
+                batch.append(doc.doc_id)
+                if len(batch) >= 1000:
+                    self.ids.add(batch)
+                    batch = []
+                yield doc
+        finally:
+            self.ids.add(batch)
+
+
+def _close_ids(ids: IdSet | set[str] | None) -> None:
+    if isinstance(ids, IdSet):
+        ids.close()
 
 
 def _open(ws: Workspace, spec: SourceSpec, live: IndexVersion | None):

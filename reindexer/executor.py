@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY, CollectionSpec, Vecto
 from reindexer.embedding import Embedder, cosine_rows
 from reindexer.encoders import model_metadata
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
+from reindexer.idset import IdSet
 from reindexer.killpoints import kill_point
 from reindexer.model_registry import embedder_for
 from reindexer.pipeline import Pipeline
@@ -284,49 +285,70 @@ def copy_into(
     return stats
 
 
-def store_ids_and_tags(store: VectorStore, physical: str, batch_size: int) -> tuple[set[str], dict[str, Any]]:
-    ids: set[str] = set()
-    tags: dict[str, Any] = {}
-    for page in store.scroll(physical, batch_size=batch_size, with_vectors=False):
-        for p in page:
-            ids.add(p.doc_id)
-            tags[p.doc_id] = p.payload.get(MODEL_KEY)
-    return ids, tags
-
-
 def verify_version(
     ws: Workspace,
     lc: LogicalCollection,
     version: IndexVersion,
     model: ModelVersion,
-    source_ids: set[str] | None = None,
+    source_ids: IdSet | Collection[str] | None = None,
     sample: int = VERIFY_SAMPLE,
     embedder: Embedder | None = None,
     seed: int = 0,
 ) -> VerifyReport:
-    """Compare store, ledger and (optionally) source ids; re-embed a sample and compare vectors."""
+    """Compare store, ledger and (optionally) source ids; re-embed a sample and compare vectors.
+
+    One pass over the store's pages, each checked against the ledger a page at a time; the
+    store's ids go to an IdSet, against which the ledger's pages (and the source's ids) are
+    checked after: no structure holds the version whole. The sample is a reservoir over the
+    pass, seeded, so the same store gives the same sample.
+    """
     store = ws.store
-    ledger = ws.state.ledger(saved_id(version))
-    ids, tags = store_ids_and_tags(store, version.physical_name, ws.batch_size)
-    if not store.holds_point_tags(version.physical_name):
-        # The model is recorded once, in the collection's metadata (stale_metadata checks it);
-        # the sampled re-embedding below is what checks the points.
-        tags = dict.fromkeys(ids, model.short)
-    report = VerifyReport(
-        store_count=store.count(version.physical_name),
-        ledger_count=len(ledger),
-        source_count=len(source_ids) if source_ids is not None else None,
-        missing_in_store=sorted(set(ledger) - ids),
-        extra_in_store=sorted(ids - set(ledger)),
-        wrong_model=sorted(d for d, tag in tags.items() if tag != model.short),
-        stale_metadata=stale_metadata(store, lc, version, model),
-    )
-    if source_ids is not None:
-        report.missing_from_source = sorted(ids - source_ids)
-        report.not_in_ledger_source = sorted(source_ids - ids)
-    if sample and ids:
-        chosen = random.Random(seed).sample(sorted(ids), min(sample, len(ids)))
-        points = [p for p in store.retrieve(version.physical_name, chosen, with_vectors=True)]
+    per_point = store.holds_point_tags(version.physical_name)
+    rng = random.Random(seed)
+    chosen: list[str] = []
+    met = 0
+    extra: list[str] = []
+    wrong: list[str] = []
+    gone: list[str] = []
+    sources = _as_idset(source_ids)
+    with IdSet() as in_store:
+        for page in store.scroll(version.physical_name, batch_size=ws.batch_size, with_vectors=False):
+            ids = [p.doc_id for p in page]
+            in_store.add(ids)
+            known = ws.state.ledger_hashes(saved_id(version), ids)
+            extra.extend(i for i in ids if i not in known)
+            # Without per-point tags the model is recorded once, in the collection's metadata
+            # (stale_metadata checks it); the sampled re-embedding below checks the points.
+            if per_point:
+                wrong.extend(p.doc_id for p in page if p.payload.get(MODEL_KEY) != model.short)
+            if sources is not None:
+                gone.extend(sources.missing(ids))
+            for doc_id in ids:
+                met += 1
+                if len(chosen) < sample:
+                    chosen.append(doc_id)
+                else:
+                    slot = rng.randrange(met)
+                    if slot < sample:
+                        chosen[slot] = doc_id
+        missing = [i for page in ws.state.ledger_id_pages(saved_id(version)) for i in in_store.missing(page)]
+        unindexed = [i for page in sources.pages() for i in in_store.missing(page)] if sources is not None else []
+        report = VerifyReport(
+            store_count=store.count(version.physical_name),
+            ledger_count=ws.state.ledger_count(saved_id(version)),
+            source_count=len(sources) if sources is not None else None,
+            missing_in_store=sorted(missing),
+            extra_in_store=sorted(extra),
+            wrong_model=sorted(wrong),
+            stale_metadata=stale_metadata(store, lc, version, model),
+        )
+    if sources is not None:
+        report.missing_from_source = sorted(gone)
+        report.not_in_ledger_source = sorted(unindexed)
+        if sources is not source_ids:
+            sources.close()
+    if chosen:
+        points = list(store.retrieve(version.physical_name, sorted(chosen), with_vectors=True))
         texts, stored = [], []
         text_field = version_text_field(ws, lc, version)
         for p in points:
@@ -340,6 +362,29 @@ def verify_version(
             report.sample_size = len(texts)
             report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())
     return report
+
+
+def ids_of(documents: Iterable[Any], chunk: int = 10_000) -> IdSet:
+    """The ids of ``documents`` (anything with ``doc_id``), gathered into an IdSet a chunk at a time."""
+    out = IdSet()
+    batch: list[str] = []
+    for d in documents:
+        batch.append(d.doc_id)
+        if len(batch) >= chunk:
+            out.add(batch)
+            batch = []
+    out.add(batch)
+    return out
+
+
+def _as_idset(ids: IdSet | Collection[str] | None) -> IdSet | None:
+    if ids is None or isinstance(ids, IdSet):
+        return ids
+    out = IdSet()
+    listed = list(ids)
+    for start in range(0, len(listed), 10_000):
+        out.add(listed[start : start + 10_000])
+    return out
 
 
 def stale_metadata(store: VectorStore, lc: LogicalCollection, version: IndexVersion, model: ModelVersion) -> list[str]:

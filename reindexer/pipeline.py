@@ -2,7 +2,7 @@
 
 - **read**, on its own thread: iterate the source (parsing), hash each document, skip
   repeated ids, and diff a chunk at a time against the ledger; unchanged documents never
-  leave this thread. The ids seen go to a temporary SQLite file, not a set in memory.
+  leave this thread. The ids seen go to an IdSet (reindexer.idset), on disk beyond 200,000.
 - **batch**: documents to embed fill a window of many batches, sorted there by token length
   so that each encode call pads little (sentence-transformers sorts only within one call).
 - **embed**, on the calling thread (where a GPU context lives): one encode call per batch.
@@ -17,10 +17,7 @@ documents deleted from the source are found by paging the ledger against the ids
 
 from __future__ import annotations
 
-import os
 import queue
-import sqlite3
-import tempfile
 import threading
 import time
 from collections import deque
@@ -32,6 +29,7 @@ import numpy as np
 
 from reindexer.adapters.base import MODEL_KEY, Point
 from reindexer.embedding import Embedder
+from reindexer.idset import IdSet
 from reindexer.sources.base import Document
 from reindexer.state import IndexVersion, ModelVersion, Run
 from reindexer.state.models import saved_id
@@ -71,41 +69,6 @@ class _Failed:
 _DONE = object()
 
 
-class SeenIds:
-    """The ids one pass met, in a temporary SQLite file: the set that would otherwise grow with the corpus."""
-
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="reindex-seen-")
-        # Filled by the reader thread, read by the caller's after the reader ends: never at once.
-        self._db = sqlite3.connect(os.path.join(self._dir.name, "seen.db"), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE seen (doc_id TEXT PRIMARY KEY) WITHOUT ROWID")
-
-    def _present(self, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(ids), 900):
-            part = ids[i : i + 900]
-            marks = ",".join("?" * len(part))
-            found.update(r[0] for r in self._db.execute(f"SELECT doc_id FROM seen WHERE doc_id IN ({marks})", part))
-        return found
-
-    def add_new(self, ids: list[str]) -> set[str]:
-        """Record ``ids`` (distinct); returns those an earlier chunk already had, which are skipped."""
-        repeats = self._present(ids)
-        self._db.executemany("INSERT INTO seen VALUES (?)", ((i,) for i in ids if i not in repeats))
-        return repeats
-
-    def missing(self, ids: list[str]) -> list[str]:
-        """Those of ``ids`` the pass did not meet."""
-        present = self._present(ids)
-        return [i for i in ids if i not in present]
-
-    def close(self) -> None:
-        self._db.close()
-        self._dir.cleanup()
-
-
 @dataclass
 class PipelineResult:
     seen: int = 0
@@ -141,7 +104,7 @@ class Pipeline:
     # -- the pass -----------------------------------------------------------
     def run(self, source: Iterable[Document], delete_missing: bool = True) -> PipelineResult:
         ledger_before = self.ws.state.ledger_count(saved_id(self.version))
-        seen = SeenIds()
+        seen = IdSet()
         try:
             with ThreadPoolExecutor(self.writers, thread_name_prefix="reindex-writer") as pool:
                 window: list[tuple[Document, str]] = []
@@ -166,7 +129,7 @@ class Pipeline:
         return self.result
 
     # -- read ---------------------------------------------------------------
-    def _read(self, source: Iterable[Document], seen: SeenIds) -> Iterator[_Chunk]:
+    def _read(self, source: Iterable[Document], seen: IdSet) -> Iterator[_Chunk]:
         """The reader thread's chunks, as they come; its error is raised here."""
         out: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
         stop = threading.Event()
@@ -186,7 +149,7 @@ class Pipeline:
             stop.set()
             reader.join()
 
-    def _reader(self, source: Iterable[Document], seen: SeenIds, out: queue.Queue, stop: threading.Event) -> None:
+    def _reader(self, source: Iterable[Document], seen: IdSet, out: queue.Queue, stop: threading.Event) -> None:
         def put(item: object) -> bool:
             while not stop.is_set():
                 try:
@@ -210,7 +173,7 @@ class Pipeline:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
             put(_Failed(exc))
 
-    def _diff(self, docs: list[Document], seen: SeenIds) -> _Chunk:
+    def _diff(self, docs: list[Document], seen: IdSet) -> _Chunk:
         first: dict[str, Document] = {}
         for d in docs:
             first.setdefault(d.doc_id, d)  # within a chunk, the first of a repeated id counts
@@ -280,7 +243,7 @@ class Pipeline:
                 self.ws.renew(self.lease)
 
     # -- delete -------------------------------------------------------------
-    def _delete_missing(self, seen: SeenIds) -> None:
+    def _delete_missing(self, seen: IdSet) -> None:
         gone: list[str] = []
         for page in self.ws.state.ledger_id_pages(saved_id(self.version)):
             gone.extend(seen.missing(page))

@@ -17,19 +17,21 @@ from reindexer.executor import (
     SyncStats,
     VerifyReport,
     finish_run,
+    ids_of,
     start_run,
     sync_into,
     verify_version,
     version_metadata,
     version_text_field,
 )
+from reindexer.idset import IdSet
 from reindexer.lookup import find_version
 from reindexer.lookup import managed_collection as _collection
 from reindexer.planner import live_version
 from reindexer.policy import configured_source
 from reindexer.reconcile import reconcile
 from reindexer.sources.spec import SourceSpec, open_source
-from reindexer.state import IndexVersion, LogicalCollection, PlanRecord
+from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import Meta, saved_id
 from reindexer.workspace import Workspace
 
@@ -217,47 +219,67 @@ def verify(
             raise NotFoundError(f"{collection} has no live version to verify")
         model = ws.state.model_of(version)
         spec = source or default_source(ws, lc, version)
-        if spec.kind == "payload" and version.id == (live.id if live else None):
-            source_ids = None  # the live payload is the store itself: nothing independent to compare
-        else:
+        source_ids: IdSet | None = None
+        if spec.kind != "payload" or version.id != (live.id if live else None):
+            # (the live payload is the store itself: nothing independent to compare)
             with _open(ws, spec, live or version) as src:
-                source_ids = set(src.scan().hashes)
-        report: VerifyReport = verify_version(ws, lc, version, model, source_ids)
-        result = VerifyResult(collection, version.version, report.to_dict())
-        if fix and not report.ok:
-            if spec.kind == "payload" and version.id == (live.id if live else None) and report.missing_in_store:
-                raise UsageError(
-                    "points missing from the live collection cannot be rebuilt from its own payload",
-                    hint="pass --source with the original documents (jsonl:, parquet:, sql:)",
-                )
-            if report.stale_metadata:
-                ws.store.set_metadata(
-                    version.physical_name, version_metadata(lc, version, model, version_text_field(ws, lc, version))
-                )
-            forget = set(report.missing_in_store) | set(report.wrong_model)
-            if forget:
-                ws.state.record_batch(saved_id(version), model.fingerprint, [], deleted=sorted(forget))
-            strays = [d for d in report.extra_in_store if source_ids is not None and d not in source_ids]
-            if strays:
-                ws.store.delete(version.physical_name, strays)
-            with _open(ws, spec, live or version) as src:
-                sync_into(ws, version, model, src, delete_missing=True, lease=lease, label="repairing")
-            after = verify_version(ws, lc, version, model, source_ids)
-            result.after, result.fixed = after.to_dict(), after.ok
-            ws.state.audit(
-                "verify-fix",
-                collection,
-                "ok" if after.ok else "failed",
-                version=version.version,
-                problems_before=report.problems(),
-                problems_after=after.problems(),
+                source_ids = ids_of(src)
+        try:
+            return _verify_and_fix(ws, lc, collection, version, model, spec, live, source_ids, fix, lease)
+        finally:
+            if source_ids is not None:
+                source_ids.close()
+
+
+def _verify_and_fix(
+    ws: Workspace,
+    lc: LogicalCollection,
+    collection: str,
+    version: IndexVersion,
+    model: ModelVersion,
+    spec: SourceSpec,
+    live: IndexVersion | None,
+    source_ids: IdSet | None,
+    fix: bool,
+    lease: object,
+) -> VerifyResult:
+    """Verify ``version`` against its ledger and the source's ids; with ``fix``, repair it and verify again."""
+    report: VerifyReport = verify_version(ws, lc, version, model, source_ids)
+    result = VerifyResult(collection, version.version, report.to_dict())
+    if fix and not report.ok:
+        if spec.kind == "payload" and version.id == (live.id if live else None) and report.missing_in_store:
+            raise UsageError(
+                "points missing from the live collection cannot be rebuilt from its own payload",
+                hint="pass --source with the original documents (jsonl:, parquet:, sql:)",
             )
-        else:
-            ws.state.audit(
-                "verify",
-                collection,
-                "ok" if report.ok else "failed",
-                version=version.version,
-                problems=report.problems(),
+        if report.stale_metadata:
+            ws.store.set_metadata(
+                version.physical_name, version_metadata(lc, version, model, version_text_field(ws, lc, version))
             )
-        return result
+        forget = set(report.missing_in_store) | set(report.wrong_model)
+        if forget:
+            ws.state.record_batch(saved_id(version), model.fingerprint, [], deleted=sorted(forget))
+        strays = source_ids.missing(report.extra_in_store) if source_ids is not None else []
+        if strays:
+            ws.store.delete(version.physical_name, strays)
+        with _open(ws, spec, live or version) as src:
+            sync_into(ws, version, model, src, delete_missing=True, lease=lease, label="repairing")
+        after = verify_version(ws, lc, version, model, source_ids)
+        result.after, result.fixed = after.to_dict(), after.ok
+        ws.state.audit(
+            "verify-fix",
+            collection,
+            "ok" if after.ok else "failed",
+            version=version.version,
+            problems_before=report.problems(),
+            problems_after=after.problems(),
+        )
+    else:
+        ws.state.audit(
+            "verify",
+            collection,
+            "ok" if report.ok else "failed",
+            version=version.version,
+            problems=report.problems(),
+        )
+    return result

@@ -123,16 +123,6 @@ def test_a_source_error_on_the_reader_thread_reaches_the_caller_and_a_rerun_fini
         assert ws.state.ledger_count(version.id) == ws.store.count(version.physical_name) == 40
 
 
-def test_seen_ids_report_repeats_and_missing_ids(tmp_path):
-    seen = pipeline.SeenIds()
-    try:
-        assert seen.add_new([str(i) for i in range(2000)]) == set()
-        assert seen.add_new(["1999", "2000", "7"]) == {"1999", "7"}
-        assert seen.missing(["0", "2000", "2001", "x"]) == ["2001", "x"]
-    finally:
-        seen.close()
-
-
 def test_a_plan_estimates_from_the_previous_apply_and_says_so(tmp_path, minilm_path, demo_corpus):
     docs = _docs(demo_corpus)
     with _ws(tmp_path, f"qdrant+local:{tmp_path}/q") as ws:

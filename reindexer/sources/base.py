@@ -21,6 +21,7 @@ from typing import Any
 
 from reindexer.adapters.base import RESERVED_PAYLOAD_KEYS
 from reindexer.errors import UsageError
+from reindexer.idset import IdSet
 
 
 @dataclass
@@ -96,6 +97,7 @@ TEXT_FIELD_HINT = (
 NODE_CONTENT_KEY = "_node_content"
 
 _EXAMPLES = 5  # ids quoted in an error message
+ID_CHUNK = 1000  # rows whose ids are checked against the pass's IdSet at once
 
 
 @dataclass
@@ -128,6 +130,13 @@ class ScanResult:
                 f"updated-field values of different types cannot be compared: "
                 f"{self.max_updated_at!r} and {updated_at!r}"
             ) from None
+
+
+def _duplicate(description: str, doc_id: str, where: str) -> UsageError:
+    return UsageError(
+        f"{description}: duplicate id {doc_id!r} at {where}",
+        hint="every document needs its own id; deduplicate the source",
+    )
 
 
 def resolve_path(obj: Any, path: str) -> Any:
@@ -351,9 +360,39 @@ class RecordSource(Source):
 
     # -- the shared pipeline ------------------------------------------------
     def __iter__(self) -> Iterator[Document]:
-        seen: set[str] = set()
-        for where, doc_id, record in self._records():
-            doc_id = self._doc_id(where, doc_id, record, seen)
+        # Repeated ids are found against an IdSet a chunk at a time: the ids of a pass stay
+        # out of memory however large the source (reindexer.idset).
+        seen = IdSet()
+        try:
+            chunk: list[tuple[str, str | None, dict[str, Any]]] = []
+            for item in self._records():
+                chunk.append(item)
+                if len(chunk) >= ID_CHUNK:
+                    yield from self._documents(chunk, seen)
+                    chunk = []
+            yield from self._documents(chunk, seen)
+        finally:
+            seen.close()
+
+    def _documents(self, chunk: list[tuple[str, str | None, dict[str, Any]]], seen: IdSet) -> Iterator[Document]:
+        """The chunk's documents in order; a bad row raises where it stands, after the rows before it."""
+        ids: list[str | UsageError] = []
+        for where, doc_id, record in chunk:
+            try:
+                ids.append(self._read_id(where, doc_id, record))
+            except UsageError as exc:
+                ids.append(exc)
+        valid = [i for i in ids if isinstance(i, str)]
+        before = seen.present(valid)
+        seen.add(valid)
+        here: set[str] = set()
+        for (where, _, record), got in zip(chunk, ids, strict=True):
+            if isinstance(got, UsageError):
+                raise got
+            doc_id = got
+            if doc_id in before or doc_id in here:
+                raise _duplicate(self.description, doc_id, where)
+            here.add(doc_id)
             text = extract_text(record, self.text_field)
             if text is None:
                 raise UsageError(
@@ -394,6 +433,14 @@ class RecordSource(Source):
 
     # -- helpers ------------------------------------------------------------
     def _doc_id(self, where: str, doc_id: str | None, record: dict[str, Any], seen: Any) -> str:
+        doc_id = self._read_id(where, doc_id, record)
+        if doc_id in seen:
+            raise _duplicate(self.description, doc_id, where)
+        if isinstance(seen, set):
+            seen.add(doc_id)
+        return doc_id
+
+    def _read_id(self, where: str, doc_id: str | None, record: dict[str, Any]) -> str:
         if doc_id is None:
             assert self.id_field is not None
             try:
@@ -409,13 +456,6 @@ class RecordSource(Source):
                     f"{self.description}: {where} has an unusable id {raw!r} under "
                     f"{self.id_field!r}: ids must be non-empty strings or integers"
                 )
-        if doc_id in seen:
-            raise UsageError(
-                f"{self.description}: duplicate id {doc_id!r} at {where}",
-                hint="every document needs its own id; deduplicate the source",
-            )
-        if isinstance(seen, set):
-            seen.add(doc_id)
         return doc_id
 
     def _document(self, where: str, doc_id: str, text: str, record: dict[str, Any]) -> Document:
