@@ -52,7 +52,7 @@ def test_plan_check_status_verify_and_encoder_check_load_no_weights(minilm_path,
     config = Config(base_dir=tmp_path, store_url=f"qdrant+local:{tmp_path / 'q'}",
                     state_url=f"sqlite:///{tmp_path}/state.db", batch_size=8)
     with Workspace(config) as ws:
-        commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path),
+        commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
                                          source=SourceSpec(kind="jsonl", location=str(corpus))))
         pending = commands.plan(ws, "docs", model_path=str(minilm_path), settings=ModelSettings(truncate_dim=64),
                                 estimate=False)

@@ -79,6 +79,7 @@ def test_destructive_steps_refuse_without_yes_off_a_terminal(env, minilm_path, s
            "-o", str(tmp_path / "p.json"))
     r = reindex("apply", str(tmp_path / "p.json"))
     assert r.returncode == 2 and "--yes" in r.stderr
+    assert "Traceback" not in r.stderr
     assert not os.path.exists(tmp_path / ".reindex")  # nothing was built
 
 
@@ -94,9 +95,12 @@ def test_destructive_steps_refuse_without_yes_off_a_terminal(env, minilm_path, s
     ],
 )
 def test_errors_map_to_exit_codes(env, minilm_path, small_corpus_file, tmp_path, args, code, text):
+    # In process: the mapping is run_command's. The console script's own exit (sys.exit from main,
+    # no traceback on stderr) is the subprocess tests' here and in test_destructive_steps_refuse_...
     fill = {"model": str(minilm_path), "tmp": str(tmp_path), "corpus": str(small_corpus_file)}
-    r = reindex(*[a.format(**fill) for a in args])
-    assert r.returncode == code, r.stderr
+    r = CliRunner().invoke(cli, [a.format(**fill) for a in args])
+    assert isinstance(r.exception, SystemExit), r.exc_info  # mapped and exited, not raised
+    assert r.exit_code == code, r.stderr
     assert r.stderr.startswith("error:") and text in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -108,12 +112,13 @@ def test_unreachable_backend_exits_5_after_bounded_retries(tmp_path):
     r = reindex("--store", "milvus://127.0.0.1:9", "--state", f"sqlite:///{tmp_path}/s.db", "status",
                 env_extra={"REINDEX_RETRY_ATTEMPTS": "2", "REINDEX_RETRY_INITIAL": "0.05"})
     assert r.returncode == 5, r.stderr
-    assert "unavailable" in r.stderr
+    assert "unavailable" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_credentials_in_store_url_are_refused_and_not_echoed(tmp_path):
-    r = reindex("--store", "qdrant://admin:s3cret@127.0.0.1:6333", "--state", f"sqlite:///{tmp_path}/s.db", "status")
-    assert r.returncode == 2 and "s3cret" not in r.stderr + r.stdout
+    r = CliRunner().invoke(cli, ["--store", "qdrant://admin:s3cret@127.0.0.1:6333",
+                                 "--state", f"sqlite:///{tmp_path}/s.db", "status"])
+    assert r.exit_code == 2 and "s3cret" not in r.stderr + r.stdout
 
 
 def test_global_options_are_accepted_after_the_verb(tmp_path, monkeypatch):

@@ -39,7 +39,7 @@ def ws(embedded_store_url, tmp_path):
 
 
 def _build_v1(ws, minilm_path, corpus_file):
-    p = commands.plan(ws, "docs", model_path=str(minilm_path),
+    p = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
                       source=SourceSpec(kind="jsonl", location=str(corpus_file)))
     return p, commands.apply(ws, p)
 
@@ -91,7 +91,7 @@ def test_new_collection_then_model_change_then_rollback(ws, minilm_path, small_c
 @pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_status_shows_live_and_shadow(ws, minilm_path, small_corpus_file):
     _build_v1(ws, minilm_path, small_corpus_file)
-    p2 = commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
+    p2 = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
     r2 = commands.apply(ws, p2, cutover=False)
     assert not r2.cut_over and ws.store.resolve("docs") == "docs__v1"
     [row] = commands.status(ws, "docs")
@@ -106,7 +106,7 @@ def test_status_shows_live_and_shadow(ws, minilm_path, small_corpus_file):
 def test_gc_keeps_the_newest_retired_versions(ws, minilm_path, small_corpus_file):
     _build_v1(ws, minilm_path, small_corpus_file)
     for dim in (256, 128):
-        commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path),
+        commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
                                          settings=ModelSettings(truncate_dim=dim)))
     assert ws.store.resolve("docs") == "docs__v3"
     r = commands.gc(ws, "docs", keep=1)
@@ -121,7 +121,7 @@ def test_gc_keeps_the_newest_retired_versions(ws, minilm_path, small_corpus_file
 @pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_plan_is_data_and_applies_from_a_file(ws, minilm_path, small_corpus_file, tmp_path):
     _build_v1(ws, minilm_path, small_corpus_file)
-    p = commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
+    p = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
     path = tmp_path / "plan.json"
     path.write_text(p.to_json())
     loaded = load_plan_file(path)
@@ -133,7 +133,7 @@ def test_plan_is_data_and_applies_from_a_file(ws, minilm_path, small_corpus_file
 
 def test_same_model_and_settings_is_a_noop(ws, minilm_path, small_corpus_file):
     _build_v1(ws, minilm_path, small_corpus_file)
-    p = commands.plan(ws, "docs", model_path=str(minilm_path))
+    p = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False)
     assert p.mode == "noop"
     assert commands.apply(ws, p).version is None
     assert ws.store.list_collections() == ["docs__v1"]
@@ -236,7 +236,7 @@ def test_malformed_plan_files(tmp_path):
 
 
 def test_plan_from_another_state_store(local_ws, minilm_path, small_corpus_file, tmp_path):
-    p = commands.plan(local_ws, "docs", model_path=str(minilm_path),
+    p = commands.plan(local_ws, "docs", model_path=str(minilm_path), estimate=False,
                       source=SourceSpec(kind="jsonl", location=str(small_corpus_file)))
     other = Workspace(Config(base_dir=tmp_path, store_url=local_ws.config.store_url,
                              state_url=f"sqlite:///{tmp_path}/other.db"), state=None)
@@ -251,7 +251,7 @@ def test_plan_from_another_state_store(local_ws, minilm_path, small_corpus_file,
 
 
 def test_edited_plan_is_refused(local_ws, minilm_path, small_corpus_file):
-    p = commands.plan(local_ws, "docs", model_path=str(minilm_path),
+    p = commands.plan(local_ws, "docs", model_path=str(minilm_path), estimate=False,
                       source=SourceSpec(kind="jsonl", location=str(small_corpus_file)))
     edited = Plan(**{**p.__dict__, "counts": {**p.counts, "to_embed": 1}})
     with pytest.raises(UsageError, match="edited"):
@@ -261,8 +261,8 @@ def test_edited_plan_is_refused(local_ws, minilm_path, small_corpus_file):
 @pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_drifted_plan_is_refused(local_ws, minilm_path, small_corpus_file):
     _build_v1(local_ws, minilm_path, small_corpus_file)
-    stale = commands.plan(local_ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
-    commands.apply(local_ws, commands.plan(local_ws, "docs", model_path=str(minilm_path), settings=ModelSettings(truncate_dim=128)))
+    stale = commands.plan(local_ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
+    commands.apply(local_ws, commands.plan(local_ws, "docs", model_path=str(minilm_path), estimate=False, settings=ModelSettings(truncate_dim=128)))
     before = _snapshot(local_ws)
     with pytest.raises(DriftError, match="live_physical") as exc:
         commands.apply(local_ws, stale)
@@ -273,7 +273,7 @@ def test_drifted_plan_is_refused(local_ws, minilm_path, small_corpus_file):
 @pytest.mark.slow  # builds versions with the real model: left out of make test-fast
 def test_cutover_to_a_version_that_is_not_built(local_ws, minilm_path, small_corpus_file, monkeypatch):
     _build_v1(local_ws, minilm_path, small_corpus_file)
-    p2 = commands.plan(local_ws, "docs", model_path=str(minilm_path), settings=TRUNCATED)
+    p2 = commands.plan(local_ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
     import reindexer.commands as cmd
 
     def crash(*args, **kwargs):
@@ -312,7 +312,7 @@ def test_migrate_moves_an_adopted_collection_behind_an_alias(ws, minilm_path, de
     ws.store.create_collection(CollectionSpec(name="kb", dim=384))
     ws.store.upsert("kb", [Point(d["id"], v.tolist(), {"text": d["text"]}) for d, v in zip(docs, vectors)])
     commands.adopt(ws, "kb", str(minilm_path))
-    p = commands.plan(ws, "kb", model_path=str(minilm_path), settings=TRUNCATED)
+    p = commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
     with pytest.raises(ConflictError, match="reindex migrate kb"):
         commands.apply(ws, p)
     assert ws.store.collection_exists("kb")  # the refusal changed nothing applications see
@@ -324,5 +324,5 @@ def test_migrate_moves_an_adopted_collection_behind_an_alias(ws, minilm_path, de
     print(f"migrate on {ws.store.backend}: the name was missing for {r['name_missing_ms']} ms")
     with pytest.raises(DriftError):
         commands.apply(ws, p)  # planned against the old physical collection
-    assert commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), settings=TRUNCATED)).live == "kb__v3"
+    assert commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)).live == "kb__v3"
     assert commands.rollback(ws, "kb")["live"] == "kb__v2"

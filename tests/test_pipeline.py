@@ -39,7 +39,8 @@ def _docs(demo_corpus, n=40):
     return [dict(d) for d in demo_corpus.documents[:n]]
 
 
-def _build(ws, minilm_path, path, collection="docs", estimate=True):
+def _build(ws, minilm_path, path, collection="docs", estimate=False):
+    # no estimate unless asked: from a sample, it embeds up to 64 more documents than the build
     source = SourceSpec(kind="jsonl", location=str(path))
     plan = commands.plan(ws, collection, model_path=str(minilm_path), source=source, estimate=estimate)
     return plan, commands.apply(ws, plan)
@@ -58,7 +59,7 @@ def test_windows_embed_sorted_by_length_and_write_each_vector_to_its_own_documen
 
     monkeypatch.setattr(Embedder, "embed_documents", spy)
     with _ws(tmp_path, embedded_store_url) as ws:
-        _, result = _build(ws, minilm_path, write_jsonl(tmp_path / "c.jsonl", docs), estimate=False)
+        _, result = _build(ws, minilm_path, write_jsonl(tmp_path / "c.jsonl", docs))
         assert result.live == "docs__v1" and result.stats["embedded"] == 40
         build = [c for c in calls if len(c) <= BATCH]  # verification's re-embedded sample is one larger call
         assert [len(c) for c in build] == [8, 8, 8, 8, 8]
@@ -126,7 +127,7 @@ def test_a_source_error_on_the_reader_thread_reaches_the_caller_and_a_rerun_fini
 def test_a_plan_estimates_from_the_previous_apply_and_says_so(tmp_path, minilm_path, demo_corpus):
     docs = _docs(demo_corpus)
     with _ws(tmp_path, f"qdrant+local:{tmp_path}/q") as ws:
-        first, _ = _build(ws, minilm_path, write_jsonl(tmp_path / "c.jsonl", docs))
+        first, _ = _build(ws, minilm_path, write_jsonl(tmp_path / "c.jsonl", docs), estimate=True)
         assert first.estimate["method"] == "sample" and first.estimate["sample_docs"] == 40
         assert "from a sample of 40 documents" in first.estimate["basis"]
         [run] = estimate.past_runs(ws.state, first.to_version["model_fingerprint"], first.estimate["device"])
@@ -134,7 +135,8 @@ def test_a_plan_estimates_from_the_previous_apply_and_says_so(tmp_path, minilm_p
         second = commands.plan(ws, "other", model_path=str(minilm_path),
                                source=SourceSpec(kind="jsonl", location=str(tmp_path / "c.jsonl")))
         assert second.estimate["method"] == "history" and second.estimate["runs"] == 1
-        assert second.estimate["docs_per_second"] == pytest.approx(run["docs_per_second"], rel=0.01)
+        # the rate is shown to a tenth: at under 5 docs/s (a loaded machine) that is more than 1 %
+        assert second.estimate["docs_per_second"] == round(run["docs_per_second"], 1)
         # seconds are rounded to a tenth
         assert second.estimate["seconds"] == pytest.approx(40 / run["docs_per_second"], rel=0.02, abs=0.051)
         assert second.estimate["basis"].startswith("from 1 previous run of this model on ")

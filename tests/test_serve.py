@@ -71,7 +71,7 @@ def workspace(tmp: Path, store_url: str | None = None) -> Workspace:
 
 
 def build_v1(ws: Workspace, model: Path, corpus: Path) -> None:
-    commands.apply(ws, commands.plan(ws, "docs", model_path=str(model),
+    commands.apply(ws, commands.plan(ws, "docs", model_path=str(model), estimate=False,
                                      source=SourceSpec(kind="jsonl", location=str(corpus))))
 
 
@@ -505,11 +505,10 @@ def _queries(demo_corpus) -> list[str]:
 
 
 @pytest.mark.slow
-def test_answers_stay_whole_while_the_alias_swaps_on_an_embedded_store(tmp_path, minilm_path, small_corpus_file,
-                                                                        demo_corpus) -> None:
+def test_answers_stay_whole_while_the_alias_swaps_on_an_embedded_store(two_version_worlds, demo_corpus) -> None:
     # Embedded: one process per folder, so the app and the admin commands share one workspace.
-    with workspace(tmp_path) as ws:
-        build_two_versions(ws, minilm_path, small_corpus_file)  # v1 live (384 dims), v2 built (128)
+    config, _ = two_version_worlds.restore("qdrant-local")  # v1 live (384 dims), v2 built (128)
+    with Workspace(config) as ws:
         # shadow traffic on as well: while v2 is a built shadow, every live query is mirrored to it
         with live_server(create_app(ws, refresh=0.1, shadow_sample=1.0)) as url:
             loop = swap_back_and_forth(ws, url, _queries(demo_corpus))

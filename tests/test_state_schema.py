@@ -183,7 +183,7 @@ def test_a_state_made_by_the_previous_schema_is_upgraded_on_open_and_then_works(
     today = tmp_path / "today.db"
     config = Config(base_dir=tmp_path, store_url=store, state_url=f"sqlite:///{today}", batch_size=16)
     with Workspace(config) as ws:
-        commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path),
+        commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
                                          source=SourceSpec(kind="jsonl", location=str(corpus))))
         store_id = ws.state.store_id
     old = tmp_path / "state.db"

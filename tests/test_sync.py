@@ -36,7 +36,7 @@ def docs(demo_corpus):
 
 
 def _v1(ws, minilm_path, path):
-    return commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path),
+    return commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
                                             source=SourceSpec(kind="jsonl", location=str(path))))
 
 
@@ -93,7 +93,7 @@ def test_no_delete_keeps_documents_gone_from_the_source(ws, minilm_path, docs, t
 def test_a_built_shadow_receives_the_same_changes_by_its_own_model(ws, minilm_path, docs, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
-    plan = commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNC,
+    plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNC,
                          source=SourceSpec(kind="jsonl", location=str(path)))
     commands.apply(ws, plan, cutover=False)
     docs[5]["text"] = "The search service is renamed Osprey in every runbook."
@@ -118,7 +118,7 @@ def test_sql_source_with_an_updated_at_watermark(ws, minilm_path, docs, tmp_path
     con.commit()
     spec = SourceSpec(kind="sql", location=f"sqlite:///{db}", query="select id, body, title, updated_at from articles",
                       text_field="body", updated_field="updated_at")
-    commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), source=spec))
+    commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, source=spec))
     first = sync(ws, "docs")
     assert first.versions["v1"]["embedded"] == 0 and first.watermark == "2026-01-01T00:00:00"
     con.execute("update articles set body = 'Rewritten body', updated_at = '2026-02-01T00:00:00' where id = ?",
@@ -135,7 +135,7 @@ def test_sql_source_with_an_updated_at_watermark(ws, minilm_path, docs, tmp_path
 def test_copy_mode_copies_vectors_instead_of_embedding(ws, minilm_path, docs, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
-    plan = commands.plan(ws, "docs", model_path=str(minilm_path), index_params={"hnsw_m": 32})
+    plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, index_params={"hnsw_m": 32})
     assert plan.mode == "copy" and plan.counts["to_copy"] == 50 and plan.counts["to_embed"] == 0
     result = commands.apply(ws, plan)
     assert result.stats["copied"] == 50 and result.stats["embedded"] == 0
@@ -166,7 +166,7 @@ def test_verify_finds_and_fix_repairs(ws, minilm_path, docs, tmp_path):
 def test_rollback_re_embeds_documents_changed_since_the_cutover(ws, minilm_path, docs, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
-    commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNC))
+    commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNC))
     # an application writes through the alias with the live (v2) model after the cut-over
     text = "Written after the cut-over: the desktop sync app is called Kestrel."
     v2_vec = Embedder(minilm_path, TRUNC).embed_documents([text])[0]
@@ -183,7 +183,7 @@ def test_rollback_re_embeds_documents_changed_since_the_cutover(ws, minilm_path,
 def test_apply_catches_up_documents_changed_during_the_build(ws, minilm_path, docs, tmp_path, monkeypatch):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
-    plan = commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNC,
+    plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNC,
                          source=SourceSpec(kind="jsonl", location=str(path)))
     import reindexer.commands as cmd
 
@@ -211,7 +211,7 @@ def test_apply_catches_up_documents_changed_during_the_build(ws, minilm_path, do
 def test_unverifiable_shadow_is_not_promoted(ws, minilm_path, docs, tmp_path, monkeypatch):
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
-    plan = commands.plan(ws, "docs", model_path=str(minilm_path), settings=TRUNC)
+    plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNC)
     import reindexer.commands as cmd
 
     real = cmd.verify_version

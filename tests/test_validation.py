@@ -40,7 +40,7 @@ def live_docs(request, tmp_path_factory, minilm_path, demo_corpus):
     state = f"sqlite:///{folder / 'state.db'}"
     corpus = write_jsonl(folder / "corpus.jsonl", demo_corpus.documents[:20])
     with Workspace(Config(base_dir=folder, store_url=url, state_url=state, batch_size=32)) as ws:
-        commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path),
+        commands.apply(ws, commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
                                          source=SourceSpec(kind="jsonl", location=str(corpus))))
     return kind, url, state, folder
 
@@ -124,9 +124,9 @@ def test_an_unknown_metric_is_refused_by_the_library_too(live_docs, minilm_path)
     before = _snapshot(url, folder)
     with Workspace(Config(base_dir=folder, store_url=url, state_url=state)) as ws:
         with pytest.raises(UsageError, match="unknown metric 'manhattan'.*cosine, dot, euclid"):
-            commands.plan(ws, "docs", model_path=str(minilm_path), metric="manhattan")
+            commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, metric="manhattan")
         with pytest.raises(UsageError, match="hnsw_m must be a positive integer"):
-            commands.plan(ws, "docs", model_path=str(minilm_path), metric="dot", index_params={"hnsw_m": 0})
+            commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, metric="dot", index_params={"hnsw_m": 0})
     assert _snapshot(url, folder) == before
 
 

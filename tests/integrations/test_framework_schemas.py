@@ -99,7 +99,7 @@ def test_langchain_milvus_defaults_keep_their_schema_and_their_writes(tmp_path, 
         assert answers(app(minilm)) == before
         added = app(minilm).add_texts(NEW_TEXTS[:1], metadatas=[{"source": "app"}])  # between two runs of the tool
 
-        plan = commands.plan(ws, "kb", model_path=str(minilm_path), settings=TRUNCATED)
+        plan = commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
         assert plan.to_version["metric"] == "euclid"  # the application's metric, not the model's default
         result = commands.apply(ws, plan)
         assert result.live == "kb__v3" and ws.store.count("kb__v3") == N + 1
@@ -162,7 +162,7 @@ def test_a_hybrid_qdrant_collection_keeps_its_sparse_vectors_through_a_re_embed(
         assert sparse_of("kb") == sparse and hybrid("kb") == before
         assert original.differences(ws.store.read_schema("kb__v2")) == []
 
-        result = commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), settings=TRUNCATED))
+        result = commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED))
         assert result.live == "kb__v3"
         assert sparse_of("kb__v3") == sparse
         assert original.for_version(256, "dot").differences(ws.store.read_schema("kb__v3")) == []
@@ -212,7 +212,7 @@ def test_llamaindex_stores_defaults_through_adopt_and_migrate(tmp_path, minilm_p
         # and then tries to create it; see docs/adapters.md.)
         assert answers(app) == before
         app.add([TextNode(text=NEW_TEXTS[0], id_="new", embedding=minilm.embed_documents(NEW_TEXTS[:1])[0])])
-        assert commands.plan(ws, "kb", model_path=str(minilm_path)).mode == "noop"
+        assert commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False).mode == "noop"
 
     from qdrant_client import QdrantClient
 

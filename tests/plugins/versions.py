@@ -1,5 +1,8 @@
 """A collection with two real model versions (MiniLM at 384 dimensions, its 128-dimension
-Matryoshka truncation), built once per module, and a loop that swaps between them under load.
+Matryoshka truncation), and a loop that swaps between them under load.
+
+On each embedded backend the world is built once per session and restored from a pristine
+copy for each module that asks for ``two_versions`` (or test that asks ``two_version_worlds``).
 
 ``two_versions`` runs on each embedded backend (parametrised by ``pytest_generate_tests`` in
 the module or conftest that asks for it); ``server_two_versions`` on the real Milvus server.
@@ -9,9 +12,11 @@ before each test that uses it.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -28,10 +33,10 @@ TRUNCATED_128 = ModelSettings(truncate_dim=128)
 
 def build_two_versions(ws: Workspace, minilm_path, corpus_file, collection: str = "docs") -> dict[str, str]:
     """v1 live (384 dims), v2 built beside it (128 dims); returns physical name -> model short tag."""
-    p1 = commands.plan(ws, collection, model_path=str(minilm_path),
+    p1 = commands.plan(ws, collection, model_path=str(minilm_path), estimate=False,
                        source=SourceSpec(kind="jsonl", location=str(corpus_file)))
     commands.apply(ws, p1)
-    p2 = commands.plan(ws, collection, model_path=str(minilm_path), settings=TRUNCATED_128)
+    p2 = commands.plan(ws, collection, model_path=str(minilm_path), estimate=False, settings=TRUNCATED_128)
     commands.apply(ws, p2, cutover=False)
     return {v: ws.store.describe(v).metadata["reindex.fingerprint"][:12]
             for v in (f"{collection}__v1", f"{collection}__v2")}
@@ -93,16 +98,51 @@ def hit_tags(hits) -> list[str]:
     return [h.payload.get(MODEL_KEY) for h in hits]
 
 
+class TwoVersionWorlds:
+    """The embedded two-version worlds, each built once per session and copied back for each user.
+
+    A world is one folder (store, state database, corpus): ``restore(kind)`` builds it on first
+    use, else puts its pristine copy back at the same path (the state records the store URL, so
+    the path must not change), and returns the Config to open it with and the model tags. Only
+    one user at a time: the previous Workspace on a world must be closed before the next restore.
+    """
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory, minilm_path, demo_corpus):
+        self._factory, self._minilm_path, self._documents = tmp_path_factory, minilm_path, demo_corpus.documents[:60]
+        self._built: dict[str, tuple[Path, dict[str, str]]] = {}
+
+    def restore(self, kind: str) -> tuple[Config, dict[str, str]]:
+        if kind in self._built:
+            base, tags = self._built[kind]
+            shutil.rmtree(base / "ws")
+            shutil.copytree(base / "pristine", base / "ws")
+            return self._config(kind, base / "ws"), tags
+        base = self._factory.mktemp(f"two-versions-{kind}")
+        (base / "ws").mkdir()
+        config = self._config(kind, base / "ws")
+        corpus = write_jsonl(base / "ws" / "corpus.jsonl", self._documents)
+        with Workspace(config) as ws:
+            tags = build_two_versions(ws, self._minilm_path, corpus)
+        shutil.copytree(base / "ws", base / "pristine")
+        self._built[kind] = (base, tags)
+        return config, tags
+
+    @staticmethod
+    def _config(kind: str, folder: Path) -> Config:
+        url = f"qdrant+local:{folder / 'qdrant'}" if kind == "qdrant-local" else f"milvus+lite:{folder / 'milvus.db'}"
+        return Config(base_dir=folder, store_url=url, state_url=f"sqlite:///{folder}/state.db", batch_size=32)
+
+
+@pytest.fixture(scope="session")
+def two_version_worlds(tmp_path_factory, minilm_path, demo_corpus) -> TwoVersionWorlds:
+    return TwoVersionWorlds(tmp_path_factory, minilm_path, demo_corpus)
+
+
 @pytest.fixture(scope="module")
-def two_versions(request, tmp_path_factory, minilm_path, demo_corpus):
-    """(workspace, {physical: model tag}) on one embedded backend, v1 live and v2 built."""
-    kind = request.param
-    folder = tmp_path_factory.mktemp(f"two-versions-{kind}")
-    url = f"qdrant+local:{folder / 'qdrant'}" if kind == "qdrant-local" else f"milvus+lite:{folder / 'milvus.db'}"
-    corpus = write_jsonl(folder / "corpus.jsonl", demo_corpus.documents[:60])
-    config = Config(base_dir=folder, store_url=url, state_url=f"sqlite:///{folder}/state.db", batch_size=32)
+def two_versions(request, two_version_worlds):
+    """(workspace, {physical: model tag}) on one embedded backend, v1 live and v2 built; a fresh copy per module."""
+    config, tags = two_version_worlds.restore(request.param)
     with Workspace(config) as ws:
-        tags = build_two_versions(ws, minilm_path, corpus)
         yield ws, tags
 
 

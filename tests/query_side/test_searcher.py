@@ -139,7 +139,7 @@ def test_application_client_is_shared_and_left_open(tmp_path, minilm_path, small
     folder = tmp_path / "qdrant"
     config = Config(base_dir=tmp_path, store_url=f"qdrant+local:{folder}", state_url=f"sqlite:///{tmp_path}/s.db")
     with Workspace(config) as ws:
-        commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path),
+        commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False,
                                          source=SourceSpec(kind="jsonl", location=str(small_corpus_file))))
     client = QdrantClient(path=str(folder))
     try:
@@ -164,7 +164,7 @@ def test_metadata_alone_rebuilds_the_encoder_on_another_host(tmp_path, minilm_pa
     config = Config(base_dir=tmp_path, store_url=url, state_url=f"sqlite:///{tmp_path}/state.db")
     settings = ModelSettings(truncate_dim=64, query_prompt="query: ", normalize=True)
     with Workspace(config) as ws:
-        commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), settings=settings,
+        commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=settings,
                                          source=SourceSpec(kind="jsonl", location=str(small_corpus_file))))
         with Searcher("kb", workspace=ws, preload_shadow=False) as searcher:
             expected = [h.doc_id for h in searcher.search("printer", k=5)]

@@ -63,7 +63,8 @@ def test_a_full_queue_drops_and_counts_without_slowing_the_live_answer(two_versi
     live_is(ws, "docs", "docs__v1")
     stuck = threading.Event()
     with Searcher("docs", workspace=ws, shadow_sample=1.0, shadow_queue=1) as searcher:
-        searcher.mirror._mirror = lambda item: stuck.wait(30)  # a shadow that does not keep up at all
+        # a shadow that does not keep up at all; released below (the bound only outlasts slow searches)
+        searcher.mirror._mirror = lambda item: stuck.wait(600)
         for q in _queries(demo_corpus, 10):
             assert searcher.search(q, k=3)  # answered while the mirror is stuck: live never waits on it
         counts = dict(searcher.mirror.counts)
