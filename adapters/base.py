@@ -330,8 +330,20 @@ class VectorStore(abc.ABC):
         read and records the choice in the metadata, which every later command and
         every version made like it reads. ``UsageError`` for a name the collection lacks.
         """
-        if vector is not None:
+        chosen = self._chosen_vectors()
+        if vector is None:
+            chosen.pop(name, None)
+        else:
             check_vector_name(name, vector, self.vector_names(name))
+            chosen[name] = vector
+        self._vector_choice_changed(name)
+
+    def _chosen_vectors(self) -> dict[str, str]:
+        """The choices ``use_vector`` made, by collection or alias name."""
+        return vars(self).setdefault("_chosen", {})
+
+    def _vector_choice_changed(self, name: str) -> None:  # noqa: B027 - optional hook
+        """Hook: drop what an adapter cached about ``name``'s vectors."""
 
     def set_other_vectors(self, name: str, points: Sequence[Point]) -> None:
         """Write ``other_vectors`` of existing points, leaving their embedded vector and payload alone.

@@ -441,12 +441,7 @@ class MilvusStore(VectorStore):
         desc = self._call(lambda: self._client.describe_collection(name, timeout=self._timeout), f"describe {name!r}")
         return list(_float_vectors(desc))
 
-    def use_vector(self, name: str, vector: str | None) -> None:
-        if vector is None:
-            self._chosen.pop(name, None)
-        else:
-            check_vector_name(name, vector, self.vector_names(name))
-            self._chosen[name] = vector
+    def _vector_choice_changed(self, name: str) -> None:
         self._forget()
 
     def _vector_index(self, collection: str, vector: str) -> tuple[str, str, dict[str, Any]]:

@@ -275,12 +275,7 @@ class QdrantStore(VectorStore):
         info = self._call(lambda: self._client.get_collection(name), f"describe {name!r}")
         return list(_dense_vectors(info))
 
-    def use_vector(self, name: str, vector: str | None) -> None:
-        if vector is None:
-            self._chosen.pop(name, None)
-        else:
-            check_vector_name(name, vector, self.vector_names(name))
-            self._chosen[name] = vector
+    def _vector_choice_changed(self, name: str) -> None:
         self._forget(name)
 
     def _to_point(self, record: Any, with_vectors: bool, vector_name: str | None) -> Point:

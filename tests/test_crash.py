@@ -61,8 +61,8 @@ from reindexer.config import Config
 from reindexer.embedding import ModelSettings
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
 from reindexer.planner import load_plan_file
-from reindexer.state.models import iso
 from reindexer.sources.spec import SourceSpec
+from reindexer.state.models import iso
 from reindexer.sync import sync
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import scaled_documents, write_jsonl
@@ -418,7 +418,8 @@ def assert_same(actual: Snapshot, expected: Snapshot, model_short: str) -> None:
     n = len(expected.ids)
     assert len(actual.ids) == len(set(actual.ids)), "the store holds duplicate ids"
     assert set(actual.ids) == set(expected.ids), (
-        f"missing {sorted(set(expected.ids) - set(actual.ids))[:30]}, extra {sorted(set(actual.ids) - set(expected.ids))[:5]}"
+        f"missing {sorted(set(expected.ids) - set(actual.ids))[:30]}, "
+        f"extra {sorted(set(actual.ids) - set(expected.ids))[:5]}"
     )
     assert actual.count == n, f"{actual.physical} counts {actual.count} points, the uninterrupted run {n}"
     assert actual.ledger == expected.ledger, "the ledger differs from the uninterrupted run's"

@@ -262,7 +262,8 @@ def test_edited_plan_is_refused(local_ws, minilm_path, small_corpus_file):
 def test_drifted_plan_is_refused(local_ws, minilm_path, small_corpus_file):
     _build_v1(local_ws, minilm_path, small_corpus_file)
     stale = commands.plan(local_ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
-    commands.apply(local_ws, commands.plan(local_ws, "docs", model_path=str(minilm_path), estimate=False, settings=ModelSettings(truncate_dim=128)))
+    commands.apply(local_ws, commands.plan(local_ws, "docs", model_path=str(minilm_path), estimate=False,
+                                           settings=ModelSettings(truncate_dim=128)))
     before = _snapshot(local_ws)
     with pytest.raises(DriftError, match="live_physical") as exc:
         commands.apply(local_ws, stale)
@@ -324,5 +325,6 @@ def test_migrate_moves_an_adopted_collection_behind_an_alias(ws, minilm_path, de
     print(f"migrate on {ws.store.backend}: the name was missing for {r['name_missing_ms']} ms")
     with pytest.raises(DriftError):
         commands.apply(ws, p)  # planned against the old physical collection
-    assert commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)).live == "kb__v3"
+    v3 = commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
+    assert commands.apply(ws, v3).live == "kb__v3"
     assert commands.rollback(ws, "kb")["live"] == "kb__v2"

@@ -126,7 +126,8 @@ def test_an_unknown_metric_is_refused_by_the_library_too(live_docs, minilm_path)
         with pytest.raises(UsageError, match="unknown metric 'manhattan'.*cosine, dot, euclid"):
             commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, metric="manhattan")
         with pytest.raises(UsageError, match="hnsw_m must be a positive integer"):
-            commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, metric="dot", index_params={"hnsw_m": 0})
+            commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, metric="dot",
+                          index_params={"hnsw_m": 0})
     assert _snapshot(url, folder) == before
 
 

@@ -21,18 +21,16 @@ import pytest
 
 pytest.importorskip("langchain_core", reason="pip install 'reindexer[langchain]' (in the test extra)")
 
-from langchain_core.embeddings import Embeddings  # noqa: E402
 
 from reindexer import commands  # noqa: E402
 from reindexer.config import Config  # noqa: E402
-from reindexer.embedding import Embedder, ModelSettings  # noqa: E402
 from reindexer.sync import sync, verify  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
+from tests.integrations.embeddings import TRUNCATED  # noqa: E402
 
 pytestmark = pytest.mark.slow  # two model versions over a real framework store
 
 N = 16
-TRUNCATED = ModelSettings(truncate_dim=256)
 WRITES = [
     ["Zebras cross the Mara river every year in search of fresh grazing."],  # after adopt and migrate
     ["A sourdough starter needs flour, water and a warm kitchen."],  # after the shadow is built
@@ -40,25 +38,8 @@ WRITES = [
 ]
 
 
-class EmbedderEmbeddings(Embeddings):
-    def __init__(self, embedder: Embedder):
-        self.embedder = embedder
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embedder.embed_documents(list(texts)).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embedder.embed_queries([text])[0].tolist()
 
 
-@pytest.fixture(scope="module")
-def minilm(minilm_path):
-    return EmbedderEmbeddings(Embedder(minilm_path))
-
-
-@pytest.fixture(scope="module")
-def minilm_256(minilm_path):
-    return EmbedderEmbeddings(Embedder(minilm_path, TRUNCATED))
 
 
 @pytest.fixture(scope="module")

@@ -18,42 +18,21 @@ import pytest
 
 pytest.importorskip("langchain_core", reason="pip install 'reindexer[langchain]' (in the test extra)")
 
-from langchain_core.embeddings import Embeddings  # noqa: E402
 
 from reindexer import commands  # noqa: E402
 from reindexer.config import Config  # noqa: E402
-from reindexer.embedding import Embedder, ModelSettings  # noqa: E402
 from reindexer.sync import verify  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
+from tests.integrations.embeddings import TRUNCATED  # noqa: E402
 
 N = 24
 K = 4
-TRUNCATED = ModelSettings(truncate_dim=256)
 NEW_TEXTS = ["Zebras cross the Mara river every year in search of fresh grazing.",
              "A sourdough starter needs flour, water and a warm kitchen."]
 
 
-class EmbedderEmbeddings(Embeddings):
-    """The application's embeddings: the same model the tool registers, behind LangChain's interface."""
-
-    def __init__(self, embedder: Embedder):
-        self.embedder = embedder
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embedder.embed_documents(list(texts)).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embedder.embed_queries([text])[0].tolist()
 
 
-@pytest.fixture(scope="module")
-def minilm(minilm_path):
-    return EmbedderEmbeddings(Embedder(minilm_path))
-
-
-@pytest.fixture(scope="module")
-def minilm_256(minilm_path):
-    return EmbedderEmbeddings(Embedder(minilm_path, TRUNCATED))
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +141,8 @@ def test_a_hybrid_qdrant_collection_keeps_its_sparse_vectors_through_a_re_embed(
         assert sparse_of("kb") == sparse and hybrid("kb") == before
         assert original.differences(ws.store.read_schema("kb__v2")) == []
 
-        result = commands.apply(ws, commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED))
+        plan = commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
+        result = commands.apply(ws, plan)
         assert result.live == "kb__v3"
         assert sparse_of("kb__v3") == sparse
         assert original.for_version(256, "dot").differences(ws.store.read_schema("kb__v3")) == []

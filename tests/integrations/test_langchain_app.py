@@ -128,7 +128,8 @@ def test_langchain_app_changes_one_line(tmp_path, minilm_path, minilm_embeddings
         retriever = store.as_retriever(search_kwargs={"k": K})
         nodes = LlamaIndexRetriever("docs", workspace=ws, similarity_top_k=K, searcher_options={"refresh": 0})
         try:
-            plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=ModelSettings(truncate_dim=128))
+            plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
+                                 settings=ModelSettings(truncate_dim=128))
             assert plan.dimension_change and plan.from_version["physical"] == "docs__v2"
             assert commands.apply(ws, plan).live == "docs__v3"
             v2_label = ws.state.get_model(plan.to_version["model_fingerprint"]).label

@@ -117,7 +117,8 @@ def test_framework_retrievers_follow_cutovers_and_rollbacks(store_url, tmp_path,
         p1 = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
                            source=SourceSpec(kind="jsonl", location=str(small_corpus_file)))
         assert commands.apply(ws, p1).live == "docs__v1"
-        p2 = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=ModelSettings(truncate_dim=128))
+        p2 = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
+                           settings=ModelSettings(truncate_dim=128))
         assert p2.dimension_change
         r2 = commands.apply(ws, p2, cutover=False)
         assert (r2.physical, r2.cut_over) == ("docs__v2", False)
