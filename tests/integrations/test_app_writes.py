@@ -15,7 +15,8 @@ running beside it. After every step:
   each alias swap pick them up: the version the alias reaches holds every point
   the live one held, once each and under its own id, and ``verify`` agrees;
 - every version's schema equals the original's field by field, except the
-  dimension the plan names.
+  dimension the plan names, and holds the payloads as the application wrote
+  them (the tool's model tag aside).
 
 The new model version is real: the same MiniLM weights under a 256-dimension
 truncation (the session fixtures ``minilm`` and ``minilm_256``).
@@ -35,6 +36,7 @@ pytest.importorskip("langchain_core", reason="pip install 'reindexer[langchain]'
 
 
 from reindexer import commands  # noqa: E402
+from reindexer.adapters.base import MODEL_KEY  # noqa: E402
 from reindexer.config import Config  # noqa: E402
 from reindexer.sync import sync, verify  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
@@ -244,6 +246,12 @@ def _ids(ws, physical) -> Counter:
     return Counter(p.doc_id for page in ws.store.scroll(physical, batch_size=64) for p in page)
 
 
+def _payloads(ws, physical) -> dict[str, dict]:
+    """Every point's payload but the tool's own model tag, by document id."""
+    return {p.doc_id: {k: v for k, v in p.payload.items() if k != MODEL_KEY}
+            for page in ws.store.scroll(physical, batch_size=64) for p in page}
+
+
 def _answers(app: Any, handle, queries, added=()) -> list[list[tuple[str, str]]]:
     """The top K of each query, the application's own additions left out (they may rank in between)."""
     return [[a for a in app.search(handle, q, K + len(added)) if a[0] not in added][:K] for q in queries]
@@ -263,14 +271,14 @@ def test_a_framework_application_through_a_model_change(app_and_store, tmp_path,
     with _ws(tmp_path, store_url) as ws:
         running = app.open(ws, minilm)  # started before the tool came, never restarted
         before = _answers(app, running, queries)
-        original = ws.store.read_schema("kb")
+        original, payloads = ws.store.read_schema("kb"), _payloads(ws, "kb")
         app.check_original(original)
 
         commands.adopt(ws, "kb", str(minilm_path), text_field=app.text_field)
         assert _answers(app, app.open(ws, minilm), queries) == before
 
         assert commands.migrate(ws, "kb")["migrated"] and ws.store.resolve("kb") == "kb__v2"
-        assert original.differences(ws.store.read_schema("kb__v2")) == []
+        assert original.differences(ws.store.read_schema("kb__v2")) == [] and _payloads(ws, "kb__v2") == payloads
         assert _answers(app, app.open(ws, minilm), queries) == before
         added = [app.add(app.open(ws, minilm), WRITES[0])]
         assert sync(ws, "kb").versions["v2"]["embedded"] == 1
@@ -281,6 +289,7 @@ def test_a_framework_application_through_a_model_change(app_and_store, tmp_path,
         built = commands.apply(ws, plan, cutover=False)
         assert built.physical == "kb__v3" and ws.store.count("kb__v3") == N + 1
         assert original.for_version(256, app.metric).differences(ws.store.read_schema("kb__v3")) == []
+        assert _payloads(ws, "kb__v3") == _payloads(ws, "kb__v2")  # the payloads as the application wrote them
         added.append(app.add(app.open(ws, minilm), WRITES[1]))  # into v2, still live
         assert _answers(app, app.open(ws, minilm), queries, added) == before
         live_ids = _ids(ws, "kb__v2")
@@ -298,6 +307,7 @@ def test_a_framework_application_through_a_model_change(app_and_store, tmp_path,
 
         assert commands.rollback(ws, "kb")["live"] == "kb__v2"
         assert _ids(ws, "kb__v2") == live_ids and set(live_ids.values()) == {1}
+        assert _payloads(ws, "kb__v2") == _payloads(ws, "kb__v3")
         assert verify(ws, "kb").ok
         assert original.differences(ws.store.read_schema("kb__v2")) == []
         back = app.open(ws, minilm)
