@@ -705,7 +705,7 @@ class MilvusStore(VectorStore):
         if len(vectors) < 2 or self._lite:
             return
         version = self._server_version()
-        if version >= (2, 4):
+        if version >= (2, 4) or version == (0, 0):  # a server that does not say decides for itself
             return
         raise UsageError(
             f"cannot create {name!r}: its schema has {len(vectors)} vector fields "
