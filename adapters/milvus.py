@@ -572,6 +572,8 @@ class MilvusStore(VectorStore):
         check_name(spec.name, "collection")
         self._check_new_collection(spec.name, self._alias_target(spec.name) is not None)
         like = spec.schema if spec.schema is not None and spec.schema.backend == self.backend else None
+        if like is not None:
+            self._check_vector_fields(spec.name, like)
         extra: dict[str, Any] = {}
         properties: dict[str, str] = {}
         if like is None:
@@ -678,16 +680,39 @@ class MilvusStore(VectorStore):
                 missing_is_transient=True,
             )
 
+    def _server_version(self) -> tuple[int, ...]:
+        """The server's (major, minor); (0, 0) when it does not say."""
+        version = str(
+            self._call(lambda: self._client.get_server_version(timeout=self._timeout), "read the server version")
+        )
+        return tuple(int(x) for x in re.findall(r"\d+", version)[:2]) or (0, 0)
+
     def _explicit_auto_ids(self) -> bool | None:
         """Whether this store takes given keys into an auto-id collection: Lite does; servers from 2.6
         when the collection allows it (``allow_insert_auto_id``); older servers refuse them."""
         if self._lite:
             return True
-        version = str(
-            self._call(lambda: self._client.get_server_version(timeout=self._timeout), "read the server version")
+        return self._server_version() >= (2, 6)
+
+    def _check_vector_fields(self, name: str, like: CollectionSchema) -> None:
+        """Refuse, before creating anything, a schema with several vector fields on a server that holds one.
+
+        Servers before 2.4 allow one vector field per collection (dense or sparse), so no such
+        collection can live there to be adopted; a schema read elsewhere (Milvus Lite, a newer
+        server) cannot be rebuilt there either.
+        """
+        vectors = [f.name for f in like.fields if f.kind.endswith("_vector")]
+        if len(vectors) < 2 or self._lite:
+            return
+        version = self._server_version()
+        if version >= (2, 4) or version == (0, 0):  # a server that does not say decides for itself
+            return
+        raise UsageError(
+            f"cannot create {name!r}: its schema has {len(vectors)} vector fields "
+            f"({', '.join(repr(v) for v in vectors)}), and this Milvus server "
+            f"({'.'.join(map(str, version))}) allows one vector field per collection",
+            hint="Milvus Lite and servers from 2.4 hold several vector fields",
         )
-        numbers = [int(x) for x in re.findall(r"\d+", version)[:2]] or [0, 0]
-        return tuple(numbers) >= (2, 6)
 
     def advance_generated_ids(self, name: str) -> int:
         """Milvus Lite: move the auto-id counter past the largest key by writing stored rows again, unchanged.

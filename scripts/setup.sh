@@ -15,5 +15,10 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | sed "/^WARNING: Location/d"
 "$VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}" 2>&1 | sed "/^WARNING: Location/d"
 "$VENV/bin/python" -m pip install -q -e ".[test]" 2>&1 | sed "/^WARNING: Location/d"
-"$VENV/bin/python" -c "import torch, sentence_transformers, qdrant_client, pymilvus, sqlmodel, reindexer.adapters" 
+# LlamaIndex's Milvus store for tests/integrations: 1.2.0 pins pymilvus<3, which langchain-milvus>=0.4
+# (pymilvus>=3) excludes, so it cannot sit in the test extra. Its only other dependency,
+# llama-index-core, is there; without its deps it runs on pymilvus 3 (the tests prove it), and
+# `pip check` then reports that pin alone.
+"$VENV/bin/python" -m pip install -q --no-deps "llama-index-vector-stores-milvus==1.2.0" 2>&1 | sed "/^WARNING: Location/d"
+"$VENV/bin/python" -c "import torch, sentence_transformers, qdrant_client, pymilvus, sqlmodel, reindexer.adapters, llama_index.vector_stores.milvus" 
 echo "$want" > "$STAMP"

@@ -10,6 +10,11 @@ works on ``body`` alone, and ``title`` and ``bm25`` come through every version
 bit for bit (a cosine-distance Qdrant vector up to float32 rounding: Qdrant
 normalises it again on every write). The new model version is real: the same MiniLM weights under a
 256-dimension truncation.
+
+The Milvus case runs on Milvus Lite, not on the suite's 2.3.5 server: servers before 2.4 allow
+one vector field per collection ("multiple vector fields is not supported"), so no such
+collection exists there to adopt, and the tool refuses to build one there from a schema read
+elsewhere (exit 2, before creating anything); the last test holds both.
 """
 
 from __future__ import annotations
@@ -195,3 +200,41 @@ def test_milvus_lite_title_and_body_vector_fields(tmp_path, minilm_path, docs, e
 
         assert commands.rollback(ws, "kb")["live"] == "kb__v2"
         assert others("kb") == kept and verify(ws, "kb").ok
+
+
+@pytest.mark.server
+def test_the_2_3_server_holds_one_vector_field_and_the_tool_refuses_a_second_up_front(milvus_server, tmp_path):
+    """Milvus before 2.4: no collection with two vector fields exists to adopt, and none is built from elsewhere."""
+    from pymilvus import DataType, MilvusClient, MilvusException
+
+    from reindexer.adapters import open_store
+    from reindexer.adapters.base import CollectionSpec
+
+    def two_vectors(client, name):
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("title_vector", DataType.FLOAT_VECTOR, dim=4)
+        schema.add_field("body_vector", DataType.FLOAT_VECTOR, dim=4)
+        index = MilvusClient.prepare_index_params()
+        for field in ("title_vector", "body_vector"):
+            index.add_index(field, index_type="FLAT", metric_type="COSINE")
+        client.create_collection(name, schema=schema, index_params=index)
+
+    lite = MilvusClient(uri=str(tmp_path / "m.db"))
+    two_vectors(lite, "kb")
+    with open_store(f"milvus+lite:{tmp_path}/m.db") as store:
+        store.use_vector("kb", "body_vector")
+        schema = store.read_schema("kb")
+    assert [f.name for f in schema.fields if f.kind == "float_vector"] == ["title_vector", "body_vector"]
+
+    server = MilvusClient(uri=milvus_server.uri)
+    if tuple(int(x) for x in server.get_server_version().lstrip("v").split(".")[:2]) >= (2, 4):
+        pytest.skip("a server from 2.4 holds several vector fields: test_milvus_lite_title_and_body_vector_fields")
+    with pytest.raises(MilvusException, match="multiple vector fields is not supported"):
+        two_vectors(server, "kb")  # the application cannot make one
+    with open_store(milvus_server.url) as store:
+        with pytest.raises(UsageError, match=r"2 vector fields \('title_vector', 'body_vector'\), and this Milvus "
+                                             r"server \(2\.3\) allows one vector field per collection") as exc:
+            store.create_collection(CollectionSpec(name="kb__v2", dim=4, schema=schema))
+        assert exc.value.exit_code == 2 and "from 2.4" in exc.value.hint
+        assert store.list_collections() == []
