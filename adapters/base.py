@@ -630,20 +630,23 @@ class Backend(abc.ABC):
 
     def validate_doc_ids(self, doc_ids: Iterable[str]) -> None:
         """Raise ``UsageError`` naming the document ids the adapter could not key a point on."""
-        empty, too_long = 0, []
+        empty, too_long = 0, 0
+        examples: list[str] = []  # counts and the first few: no list as long as the source
         for doc_id in doc_ids:
             if not isinstance(doc_id, str) or not doc_id:
                 empty += 1
             elif self.max_doc_id_bytes is not None and len(doc_id.encode("utf-8")) > self.max_doc_id_bytes:
-                too_long.append(doc_id)
+                too_long += 1
+                if len(examples) < 3:
+                    examples.append(doc_id)
         problems = []
         if empty:
             problems.append(f"{empty} document id(s) are empty")
         if too_long:
-            examples = ", ".join(repr(d[:40] + "...") for d in too_long[:3])
+            quoted = ", ".join(repr(d[:40] + "...") for d in examples)
             problems.append(
-                f"{len(too_long)} document id(s) are longer than {self.max_doc_id_bytes} bytes, "
-                f"the {self.name} primary key limit (e.g. {examples})"
+                f"{too_long} document id(s) are longer than {self.max_doc_id_bytes} bytes, "
+                f"the {self.name} primary key limit (e.g. {quoted})"
             )
         if problems:
             raise UsageError(

@@ -269,7 +269,10 @@ def gather_inputs(
 
     live_count = ws.store.count(live.physical_name) if live else None
     with open_source(source, store=ws.store, collection=live.physical_name if live else None) as src:
-        scanned = src.scan()  # one full pass: every bad record reported at once, before any work
+        with src.scan() as scanned:  # one full pass: every bad record reported at once, before any work
+            docs = scanned.count
+            if mode == "full":
+                backend.validate_doc_ids(scanned.ids)
         sample: list[str] = []
         payload_bytes = 0
         for doc in src:
@@ -277,14 +280,11 @@ def gather_inputs(
             payload_bytes += len(json.dumps(doc.payload, default=str))
             if len(sample) >= _ESTIMATE_SAMPLE:
                 break
-    docs = scanned.count
     if docs == 0 and mode != "copy":
         raise UsageError(
             f"the source {source.describe()} has no documents: nothing to index",
             hint="check the source path or query; an empty corpus would leave an empty index behind the alias",
         )
-    if mode == "full":
-        backend.validate_doc_ids(scanned.hashes)
 
     number = state.next_version_number(saved_id(lc)) if lc is not None else 1
     while ws.store.collection_exists(physical_name(collection, number)):

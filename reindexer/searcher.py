@@ -220,7 +220,7 @@ class Searcher:
         else:
             config = self._config or _load_config(None, None)
             url = self._state_arg or config.state_url
-            self._state = StateStore(url, config.base_dir)
+            self._state = StateStore(url, config.base_dir, create=False)
             self._closers.append(self._state)
         return self._state
 

@@ -47,3 +47,13 @@ def test_a_jsonl_source_finds_a_repeated_id_in_another_chunk_after_yielding_what
         for doc in JsonlSource(str(path)):
             got.append(doc.doc_id)
     assert got == [f"d{i}" for i in range(30)]
+
+
+def test_a_spilled_set_keeps_any_text_id_exactly():
+    odd = ["é", "日本", "😀", "a b", 'quote"d', "back\\slash", "null\u0000byte", "[1]", "Z", "z"]
+    with IdSet(spill_at=3) as ids:
+        ids.add(odd[:5])
+        assert ids.spilled
+        assert ids.add_new(odd) == set(odd[:5])
+        assert ids.present(odd + ["other"]) == set(odd)
+        assert list(ids) == sorted(odd) and len(ids) == len(odd)

@@ -46,7 +46,7 @@ def parse_and_filter(batch: dict[str, np.ndarray], spec: SourceSpec, description
     parser = _Parser(spec, description)
     ids, hashes, texts, payloads = [], [], [], []
     for where, doc_id, record in unpickle(batch[RECORD]):
-        doc_id = parser._doc_id(where, doc_id, record, ())  # duplicates across partitions: the driver's check
+        doc_id = parser.read_id(where, doc_id, record)  # duplicates across partitions: the driver's check
         text = extract_text(record, parser.text_field)
         if text is None:
             raise UsageError(

@@ -2,7 +2,8 @@
 
     spec = parse_source("jsonl:docs.jsonl", text_field="page_content")
     with open_source(spec) as source:
-        result = source.scan()          # every id and content hash; raises on bad rows
+        with source.scan() as scanned:  # count, ids (an IdSet), newest updated_at; every bad row
+            ...
         for doc in source:              # Document(doc_id, text, payload, updated_at)
             ...
 

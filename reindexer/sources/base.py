@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import datetime
 import decimal
+import functools
 import hashlib
 import json
 import re
@@ -46,8 +47,13 @@ def content_hash(text: str, payload: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(text.encode("utf-8"))
     h.update(b"\x00")
-    h.update(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+    h.update(_CANONICAL.encode(payload).encode("utf-8"))
     return h.hexdigest()
+
+
+# json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str) without building an
+# encoder per call (a third of the hash's time): the same bytes, so every ledger stays valid.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
 
 
 class Source(abc.ABC):
@@ -70,16 +76,20 @@ class Source(abc.ABC):
         self.close()
 
     def scan(self) -> ScanResult:
-        """One full pass: every doc id with its content hash (see ``ScanResult``).
+        """One full pass: how many documents, their ids, the newest ``updated_at`` (see ``ScanResult``).
 
         The default reads every document; ``RecordSource`` overrides it to
         collect *all* bad records into one error instead of stopping at the first.
+        Close the result (or use it as a context manager) to drop its ids.
         """
-        hashes: dict[str, str] = {}
-        result = ScanResult(hashes)
-        for doc in self:
-            hashes[doc.doc_id] = doc.content_hash
-            result._see(doc.updated_at)
+        result = ScanResult()
+        try:
+            for doc in self:
+                result.ids.add([doc.doc_id])
+                result._see(doc.updated_at)
+        except BaseException:
+            result.close()
+            raise
         return result
 
 
@@ -102,22 +112,31 @@ ID_CHUNK = 1000  # rows whose ids are checked against the pass's IdSet at once
 
 @dataclass
 class ScanResult:
-    """What a full pass over a source saw.
+    """What a full pass over a source saw, in memory that does not grow with the source.
 
-    ``hashes`` maps every current doc id to its content hash: diffing it against
-    a ledger gives the new, changed, unchanged *and deleted* documents (only when
-    the pass was not limited by ``since``). ``max_updated_at`` is the largest
-    ``Document.updated_at`` seen, the next watermark for a ``since`` pass; it is
-    None when the source has no updated field or the pass found no rows (keep
-    the previous watermark then).
+    ``ids`` holds every current doc id (an ``IdSet``: in memory for a small source,
+    in a temporary file beyond; iterated in sorted order) and ``count`` their number.
+    ``max_updated_at`` is the largest ``Document.updated_at`` seen, the next watermark
+    for a ``since`` pass; it is None when the source has no updated field or the pass
+    found no rows (keep the previous watermark then). The content hashes are not kept:
+    the diff against a ledger streams in the pipeline (reindexer.pipeline).
     """
 
-    hashes: dict[str, str]
+    ids: IdSet = field(default_factory=IdSet)
     max_updated_at: Any = None
 
     @property
     def count(self) -> int:
-        return len(self.hashes)
+        return len(self.ids)
+
+    def close(self) -> None:
+        self.ids.close()
+
+    def __enter__(self) -> ScanResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _see(self, updated_at: Any) -> None:
         if updated_at is None:
@@ -175,6 +194,7 @@ def _json_object(value: str) -> dict[str, Any] | None:
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]+)\}")
 
 
+@functools.lru_cache(maxsize=256)  # asked once per document of a pass, about a handful of strings
 def is_template(text_field: str) -> bool:
     """True when ``text_field`` is a text template (``"{title}. {text}"``), not one payload path."""
     return any(m.group(1) for m in _PLACEHOLDER.finditer(text_field or "") if m.group(1) and m.group(1).strip())
@@ -362,24 +382,35 @@ class RecordSource(Source):
     def __iter__(self) -> Iterator[Document]:
         # Repeated ids are found against an IdSet a chunk at a time: the ids of a pass stay
         # out of memory however large the source (reindexer.idset).
-        seen = IdSet()
-        try:
-            chunk: list[tuple[str, str | None, dict[str, Any]]] = []
-            for item in self._records():
-                chunk.append(item)
-                if len(chunk) >= ID_CHUNK:
-                    yield from self._documents(chunk, seen)
-                    chunk = []
-            yield from self._documents(chunk, seen)
-        finally:
-            seen.close()
+        with IdSet() as seen:
+            for chunk in self._chunks():
+                for where, doc_id, record in self._checked_ids(chunk, seen):
+                    text = extract_text(record, self.text_field)
+                    if text is None:
+                        raise UsageError(
+                            f"{self.description}: {where} (id {doc_id!r}) has no text under {self.text_field!r}",
+                            hint=TEXT_FIELD_HINT,
+                        )
+                    yield self._document(where, doc_id, text, record)
 
-    def _documents(self, chunk: list[tuple[str, str | None, dict[str, Any]]], seen: IdSet) -> Iterator[Document]:
-        """The chunk's documents in order; a bad row raises where it stands, after the rows before it."""
+    def _chunks(self) -> Iterator[list[tuple[str, str | None, dict[str, Any]]]]:
+        chunk: list[tuple[str, str | None, dict[str, Any]]] = []
+        for item in self._records():
+            chunk.append(item)
+            if len(chunk) >= ID_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def _checked_ids(
+        self, chunk: list[tuple[str, str | None, dict[str, Any]]], seen: IdSet
+    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """The chunk's rows with their ids, in order; a bad or repeated id raises where it stands."""
         ids: list[str | UsageError] = []
         for where, doc_id, record in chunk:
             try:
-                ids.append(self._read_id(where, doc_id, record))
+                ids.append(self.read_id(where, doc_id, record))
             except UsageError as exc:
                 ids.append(exc)
         valid = [i for i in ids if isinstance(i, str)]
@@ -389,39 +420,35 @@ class RecordSource(Source):
         for (where, _, record), got in zip(chunk, ids, strict=True):
             if isinstance(got, UsageError):
                 raise got
-            doc_id = got
-            if doc_id in before or doc_id in here:
-                raise _duplicate(self.description, doc_id, where)
-            here.add(doc_id)
-            text = extract_text(record, self.text_field)
-            if text is None:
-                raise UsageError(
-                    f"{self.description}: {where} (id {doc_id!r}) has no text under {self.text_field!r}",
-                    hint=TEXT_FIELD_HINT,
-                )
-            yield self._document(where, doc_id, text, record)
+            if got in before or got in here:
+                raise _duplicate(self.description, got, where)
+            here.add(got)
+            yield where, got, record
 
     def scan(self) -> ScanResult:
-        hashes: dict[str, str] = {}
-        result = ScanResult(hashes)
-        missing: list[str] = []
-        total = 0
-        for where, doc_id, record in self._records():
-            total += 1
-            doc_id = self._doc_id(where, doc_id, record, hashes)
-            text = extract_text(record, self.text_field)
-            if text is None:
-                missing.append(doc_id)
-                hashes[doc_id] = ""  # keeps duplicate detection exact
-                continue
-            doc = self._document(where, doc_id, text, record)
-            hashes[doc_id] = doc.content_hash
-            result._see(doc.updated_at)
-        if missing:
-            examples = ", ".join(repr(i) for i in missing[:_EXAMPLES])
-            more = ", ..." if len(missing) > _EXAMPLES else ""
+        result = ScanResult()
+        missing: list[str] = []  # the first few ids without text, for the message
+        missing_count = 0
+        try:
+            for chunk in self._chunks():
+                for where, doc_id, record in self._checked_ids(chunk, result.ids):
+                    text = extract_text(record, self.text_field)
+                    if text is None:
+                        missing_count += 1
+                        if len(missing) < _EXAMPLES:
+                            missing.append(doc_id)
+                        continue
+                    result._see(self._document(where, doc_id, text, record).updated_at)
+        except BaseException:
+            result.close()
+            raise
+        if missing_count:
+            total = result.count
+            result.close()
+            examples = ", ".join(repr(i) for i in missing)
+            more = ", ..." if missing_count > _EXAMPLES else ""
             raise UsageError(
-                f"{self.description}: {len(missing)} of {total} {self.unit} have no text "
+                f"{self.description}: {missing_count} of {total} {self.unit} have no text "
                 f"under {self.text_field!r} (e.g. ids {examples}{more})",
                 hint=TEXT_FIELD_HINT,
             )
@@ -429,18 +456,11 @@ class RecordSource(Source):
 
     def validate(self) -> int:
         """Full pass that raises on any bad row; returns the number of documents."""
-        return self.scan().count
+        with self.scan() as scanned:
+            return scanned.count
 
     # -- helpers ------------------------------------------------------------
-    def _doc_id(self, where: str, doc_id: str | None, record: dict[str, Any], seen: Any) -> str:
-        doc_id = self._read_id(where, doc_id, record)
-        if doc_id in seen:
-            raise _duplicate(self.description, doc_id, where)
-        if isinstance(seen, set):
-            seen.add(doc_id)
-        return doc_id
-
-    def _read_id(self, where: str, doc_id: str | None, record: dict[str, Any]) -> str:
+    def read_id(self, where: str, doc_id: str | None, record: dict[str, Any]) -> str:
         if doc_id is None:
             assert self.id_field is not None
             try:

@@ -35,6 +35,8 @@ from reindexer.sources.base import RecordSource
 
 class JsonlSource(RecordSource):
     unit = "lines"
+    # json.loads gives JSON types only: jsonable would copy every value unchanged
+    convert_payload = False
 
     def __init__(
         self,

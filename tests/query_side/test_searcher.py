@@ -244,3 +244,15 @@ def test_a_missing_embedded_store_is_not_created(tmp_path):
     with pytest.raises(NotFoundError, match="no store at"):
         Searcher("docs", store=f"milvus+lite:{tmp_path / 'nothing.db'}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_state_database_is_named_and_not_created(tmp_path):
+    from qdrant_client import QdrantClient
+
+    QdrantClient(path=str(tmp_path / "q")).close()
+    state = tmp_path / "state" / "state.db"
+    with Searcher("docs", store=f"qdrant+local:{tmp_path / 'q'}", state=f"sqlite:///{state}") as searcher:
+        # The state is read only for versions tagged before their settings were recorded (above).
+        with pytest.raises(NotFoundError, match="no state database"):
+            searcher._require_state()
+    assert not state.exists() and not state.parent.exists()

@@ -112,7 +112,7 @@ def test_scan_reports_every_missing_text(tmp_path: Path):
     assert "--text-field" in info.value.hint
 
 
-def test_scan_hashes_and_updated_at(tmp_path: Path):
+def test_scan_ids_and_updated_at(tmp_path: Path):
     rows = [
         {"id": "a", "text": "x", "updated": "2024-01-02"},
         {"id": "b", "text": "y", "updated": "2024-03-01"},
@@ -121,7 +121,7 @@ def test_scan_hashes_and_updated_at(tmp_path: Path):
     source = JsonlSource(path, updated_field="updated")
     result = source.scan()
     docs = {d.doc_id: d for d in source}
-    assert result.hashes == {k: d.content_hash for k, d in docs.items()}
+    assert list(result.ids) == sorted(docs) and result.count == 2
     assert docs["a"].updated_at == "2024-01-02"
     assert result.max_updated_at == "2024-03-01"
     assert source.validate() == 2
@@ -134,3 +134,17 @@ def test_streams_without_reading_ahead(tmp_path: Path):
     assert next(it).doc_id == "0"
     with pytest.raises(UsageError, match="line 1001"):
         list(it)
+
+
+def test_scan_keeps_its_ids_out_of_memory_and_still_finds_a_repeat_across_the_spill(tmp_path: Path, monkeypatch):
+    import reindexer.idset
+
+    monkeypatch.setattr(reindexer.idset, "SPILL_AT", 50)
+    rows = [{"id": f"d{i:04d}", "text": f"t {i}"} for i in range(2500)]  # three id chunks of 1,000
+    path = write_jsonl(tmp_path / "s.jsonl", rows)
+    with JsonlSource(path).scan() as result:
+        assert result.count == 2500 and result.ids.spilled
+        assert next(iter(result.ids)) == "d0000"
+    repeated = write_jsonl(tmp_path / "r.jsonl", rows + [{"id": "d0007", "text": "again"}])
+    with pytest.raises(UsageError, match="d0007"):
+        JsonlSource(repeated).scan()

@@ -119,7 +119,7 @@ def test_scan_matches_iteration(store: VectorStore):
     source = PayloadSource(store, COLLECTION, batch_size=3)
     result = source.scan()
     assert result.count == 7
-    assert result.hashes == {d.doc_id: d.content_hash for d in source}
+    assert list(result.ids) == sorted(d.doc_id for d in source)
     assert result.max_updated_at is None
 
 
