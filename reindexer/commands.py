@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,6 +54,10 @@ from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, saved_id, utcnow
 from reindexer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from reindexer.evaluation.runner import EvaluationResult
+    from reindexer.reports import ReportFiles
 
 ConfirmFn = Callable[[str], bool]
 SHADOW_STATUSES = ("building", "built", "verified", "evaluated")
@@ -121,14 +125,23 @@ class ApplyResult:
     cut_over: bool = False
     live: str | None = None
     message: str = ""
-    evaluation: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None  # the headline numbers (ab.summary)
     traffic: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
     repairs: list[dict[str, Any]] = field(default_factory=list)
+    #: The gate's whole judged evaluation, for reports and tables; in JSON as ``report``.
+    evaluation_result: EvaluationResult | None = field(default=None, repr=False)
+    #: Why no report file was written although some were asked for (reindexer.reports).
+    report_notice: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        # private attributes (the gate's full EvaluationResult, ``_evaluation``) are not JSON
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        from reindexer.evaluation import report
+        from reindexer.reports import report_gate
+
+        data = {k: v for k, v in self.__dict__.items() if k not in ("evaluation_result", "report_notice")}
+        if self.evaluation_result is not None:
+            data["report"] = report.to_dict(self.evaluation_result, report_gate(self.gate))
+        return data
 
 
 def _version_for_plan(ws: Workspace, plan: Plan) -> IndexVersion | None:
@@ -157,6 +170,35 @@ def latest_unfinished_plan(ws: Workspace, collection: str) -> Plan:
                 raise NotFoundError(f"v{v.version} was built by plan {v.plan_id[:12]}, which the state no longer holds")
             return Plan.from_dict(record.body)
     raise NotFoundError(f"no interrupted apply to resume for {collection!r}")
+
+
+def apply_from(
+    ws: Workspace,
+    plan_file: str | Path | None = None,
+    *,
+    resume: str | None = None,
+    reports: ReportFiles | None = None,
+    **options: Any,
+) -> ApplyResult:
+    """`reindex apply`: the plan in ``plan_file``, or the interrupted apply of ``resume``; ``options`` are apply's.
+
+    ``reports`` are written from the gate's evaluation, also when the gate refused
+    (the GateRefusedError carries the result); ``report_notice`` says when none could be.
+    """
+    from reindexer.planner import load_plan_file
+    from reindexer.reports import ReportFiles, write_apply_reports
+
+    if (plan_file is None) == (resume is None):
+        raise UsageError("pass a plan file, or --resume COLLECTION")
+    plan = load_plan_file(Path(plan_file)) if plan_file is not None else latest_unfinished_plan(ws, str(resume))
+    try:
+        result = apply(ws, plan, **options)
+    except GateRefusedError as exc:
+        if exc.result is not None:
+            exc.result.report_notice = write_apply_reports(exc.result, reports or ReportFiles())
+        raise
+    result.report_notice = write_apply_reports(result, reports or ReportFiles())
+    return result
 
 
 def apply(
@@ -417,7 +459,7 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
         evaluation = ab.run_evaluation(ws, lc, [current, version], judgements, k=k, gate=gate_obj)
         comparison = evaluation.comparisons[ab.label(version)]
         result.evaluation = ab.summary(evaluation, k)
-        result._evaluation = evaluation  # the whole comparison, for the CLI's tables and reports
+        result.evaluation_result = evaluation
     if gate_obj.needs_traffic:
         traffic = _traffic_against(ws, lc, version, current)
         result.traffic = traffic.to_dict()
@@ -484,6 +526,109 @@ def evaluate_versions(
             for name, c in result.comparisons.items()
         }
     return result, gate_obj, decisions
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What `reindex eval` is asked, checked when made: judged queries (``queries`` and ``qrels``),
+    a query ``log`` (label-free), or the mirrored traffic (``from_traffic``)."""
+
+    queries: str | Path | None = None
+    qrels: str | Path | None = None
+    log: str | Path | None = None
+    from_traffic: bool = False
+    since: str | None = None
+    shadow: str | None = None
+    versions: str | None = None
+    k: int = 10
+    at: list[int] | None = None
+    depth: int | None = None
+    per_query: bool = False
+    gate: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.since or self.shadow) and not self.from_traffic:
+            raise UsageError("--since and --shadow go with --from-traffic")
+        if self.from_traffic:
+            if self.queries or self.qrels or self.log or self.versions:
+                raise UsageError(
+                    "--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions"
+                )
+        elif self.log:
+            if self.queries or self.qrels or self.gate:
+                raise UsageError("--log compares without labels; it takes no --queries, --qrels or --gate")
+        elif not (self.queries and self.qrels):
+            raise UsageError("pass --queries and --qrels (judged), or --log (label-free)")
+
+
+@dataclass
+class EvalOutcome:
+    """What an evaluation found, in the mode it ran; ``data`` is its JSON answer."""
+
+    data: dict[str, Any]
+    gate: Any = None
+    judged: EvaluationResult | None = None
+    decisions: dict[str, Any] | None = None  # the gate's decision by candidate (judged)
+    unlabelled: Any = None
+    traffic: Any = None
+    traffic_decision: Any = None
+
+    @property
+    def refused(self) -> bool:
+        """Whether the gate refused a candidate (the CLI exits with the gate's code)."""
+        if self.traffic_decision is not None:
+            return not self.traffic_decision.passed
+        return bool(self.decisions) and not all(d.passed for d in (self.decisions or {}).values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+def evaluate(ws: Workspace, collection: str, request: EvalRequest, reports: ReportFiles | None = None) -> EvalOutcome:
+    """`reindex eval`: index versions measured as ``request`` says, each searched with its own model;
+    the reports written as ``reports`` asks."""
+    from reindexer.reports import ReportFiles
+
+    reports = reports or ReportFiles()
+    if request.from_traffic:
+        return _eval_traffic(ws, collection, request, reports)
+    if request.log:
+        return _eval_log(ws, collection, request, reports)
+    return _eval_judged(ws, collection, request, reports)
+
+
+def _eval_traffic(ws: Workspace, collection: str, request: EvalRequest, reports: ReportFiles) -> EvalOutcome:
+    from reindexer.reports import write_traffic_report
+
+    summary, gate_obj, decision = traffic_report(ws, collection, request.since, request.shadow, request.gate)
+    data = summary.to_dict()
+    if decision is not None:
+        data["gate"] = {"gate": str(gate_obj), **decision.as_dict()}
+    write_traffic_report(data, reports)
+    return EvalOutcome(data, gate_obj, traffic=summary, traffic_decision=decision)
+
+
+def _eval_log(ws: Workspace, collection: str, request: EvalRequest, reports: ReportFiles) -> EvalOutcome:
+    from reindexer.evaluation import report
+    from reindexer.reports import write_unlabelled_reports
+
+    result = compare_versions(ws, collection, str(request.log), request.versions, request.k)
+    write_unlabelled_reports(result, reports)
+    return EvalOutcome(report.unlabelled_to_dict(result), unlabelled=result)
+
+
+def _eval_judged(ws: Workspace, collection: str, request: EvalRequest, reports: ReportFiles) -> EvalOutcome:
+    from reindexer.evaluation import report
+    from reindexer.reports import write_reports
+
+    r = request
+    result, gate_obj, decisions = evaluate_versions(
+        ws, collection, str(r.queries), str(r.qrels), r.versions, r.k, r.gate, r.seed, at=r.at, depth=r.depth
+    )
+    per_query = True if r.per_query else None  # None: per-query values for a single version only
+    write_reports(result, gate_obj, reports, title=f"{collection}: retrieval evaluation", per_query=per_query)
+    return EvalOutcome(report.to_dict(result, gate_obj, per_query=per_query), gate_obj, result, decisions)
 
 
 def traffic_report(
