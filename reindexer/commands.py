@@ -174,23 +174,25 @@ def latest_unfinished_plan(ws: Workspace, collection: str) -> Plan:
 
 def apply_from(
     ws: Workspace,
-    plan_file: str | Path | None = None,
+    plan: Plan | str | Path | None = None,
     *,
     resume: str | None = None,
     reports: ReportFiles | None = None,
     **options: Any,
 ) -> ApplyResult:
-    """`reindex apply`: the plan in ``plan_file``, or the interrupted apply of ``resume``; ``options`` are apply's.
+    """`reindex apply`: ``plan`` (a Plan or a plan file), or the interrupted apply of ``resume``, then its reports.
 
-    ``reports`` are written from the gate's evaluation, also when the gate refused
-    (the GateRefusedError carries the result); ``report_notice`` says when none could be.
+    ``options`` are apply's. ``reports`` are written from the gate's evaluation, also
+    when the gate refused (the GateRefusedError carries the result); the result's
+    ``report_notice`` says why, when none could be.
     """
     from reindexer.planner import load_plan_file
     from reindexer.reports import ReportFiles, write_apply_reports
 
-    if (plan_file is None) == (resume is None):
+    if (plan is None) == (resume is None):
         raise UsageError("pass a plan file, or --resume COLLECTION")
-    plan = load_plan_file(Path(plan_file)) if plan_file is not None else latest_unfinished_plan(ws, str(resume))
+    if not isinstance(plan, Plan):
+        plan = load_plan_file(plan) if plan is not None else latest_unfinished_plan(ws, str(resume))
     try:
         result = apply(ws, plan, **options)
     except GateRefusedError as exc:
