@@ -22,7 +22,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
-from reindexer import commands, policy
+from reindexer import commands, policy, render
 from reindexer.devices import PRECISIONS, RUNTIME_PRECISIONS
 from reindexer.embedding import ModelSettings
 from reindexer.errors import EXIT_UNEXPECTED, EXIT_USAGE, ReindexError, UsageError
@@ -555,30 +555,24 @@ def apply_cmd(
     **kw: Any,
 ) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
+    from reindexer.errors import GateRefusedError
+    from reindexer.reports import ReportFiles
+
     _use_runtime(ctx, kw)
     if kw.get("precision"):
         ctx.ws.use_runtime(precision=kw["precision"])
-    from reindexer.planner import load_plan_file
-
     if (plan_file is None) == (resume_collection is None):
         raise UsageError("pass a plan file, or --resume COLLECTION")
     if bool(queries) != bool(qrels):
         raise UsageError("--queries and --qrels go together")
     if cutover:
         ctx.require_confirmable("apply cuts over at the end (or pass --no-cutover)")
-    if plan_file is not None:
-        p = load_plan_file(plan_file)
-    else:
-        assert resume_collection is not None  # one of the two, checked above
-        p = commands.latest_unfinished_plan(ctx.ws, resume_collection)
-    from reindexer.errors import GateRefusedError
-    from reindexer.evaluation import Gate, report
-
-    refusal: GateRefusedError | None = None
     try:
-        result = commands.apply(
+        result = commands.apply_from(
             ctx.ws,
-            p,
+            plan_file,
+            resume=resume_collection,
+            reports=ReportFiles(report_json, report_md, report_html),
             cutover=cutover,
             confirm=ctx.confirm,
             delete_missing=not no_delete,
@@ -591,81 +585,16 @@ def apply_cmd(
             ray_address=ray_address,
         )
     except GateRefusedError as exc:
-        if exc.result is None:
-            raise
-        refusal, result = exc, exc.result  # still say what was built and verified, then exit 6
-    evaluation = getattr(result, "_evaluation", None)
-    gate_obj = Gate.parse(result.gate["gate"]) if (evaluation is not None and result.gate) else None
-    if gate_obj is not None and gate_obj.needs_traffic:
-        gate_obj = None  # the report would judge its traffic clauses without the traffic; the verdict is printed below
-    if evaluation is not None:
-        if report_json:
-            report_json.write_text(report.to_json(evaluation, gate_obj))
-        if report_md:
-            report_md.write_text(report.to_markdown(evaluation, gate_obj))
-        if report_html:
-            report_html.write_text(report.to_html(evaluation, gate_obj, title=f"{p.collection}: gate evaluation"))
-    elif report_json or report_md or report_html:
-        err.print(
-            "no judged evaluation ran (no gate with judged clauses, or nothing to compare): no report written",
-            highlight=False,
-        )
+        if exc.result is not None:  # still say what was built and verified, then exit 6
+            _show_applied(ctx, exc.result)
+        raise
+    _show_applied(ctx, result)
 
-    def show(r) -> None:
-        if r.message:
-            out.print(r.message)
-        if r.stats:
-            s = r.stats
-            out.print(
-                f"built {r.physical}: {s['embedded']} embedded, {s['copied']} copied, "
-                f"{s['deleted']} deleted, {s['unchanged']} unchanged"
-            )
-        if r.verification:
-            v = r.verification
-            cos = v["sample_min_cosine"]
-            out.print(
-                f"verified: {v['store_count']} points = ledger {v['ledger_count']}"
-                + (f", sample of {v['sample_size']} re-embedded (min cosine {cos:.4f})" if cos else "")
-            )
-        if evaluation is not None:
-            out.print(report.skipped_line(evaluation), highlight=False)
-            out.print(report.headline_line(evaluation), highlight=False)
-            out.print(report.rich_table(evaluation))
-            for c in evaluation.comparisons.values():
-                if c.worst_regressions:
-                    out.print(f"worst regressions of {c.candidate} by {evaluation.headline_metric}:", highlight=False)
-                for reg in c.worst_regressions[:5]:
-                    out.print(
-                        f"  {reg.query_id}  {reg.baseline_value:.4f} -> {reg.candidate_value:.4f}  "
-                        f"{reg.query_text!r}  missed: {', '.join(reg.missed_relevant) or '-'}",
-                        highlight=False,
-                    )
-        elif r.evaluation:
-            for version, means in r.evaluation["versions"].items():
-                out.print(f"  {version}: " + "  ".join(f"{m} {x:.4f}" for m, x in means.items()))
-        if r.traffic:
-            t = r.traffic
-            overlap = next(v for key, v in t.items() if key.startswith("overlap@"))
-            out.print(
-                f"  traffic: {t['queries']} mirrored queries, overlap@{t['k']} mean {overlap['mean']}, "
-                f"rbo mean {t['rbo']['mean']}, p95 latency {t['latency_ratio']['p95']}x live"
-            )
-        if r.gate:
-            verdict = "forced past a refusal" if r.gate["forced"] else ("passed" if r.gate["passed"] else "refused")
-            out.print(f"gate {verdict}: {r.gate['gate']}")
-            for reason in r.gate["reasons"]:
-                out.print(f"  {reason}")
-        if r.cut_over:
-            out.print(f"[bold green]cut over:[/] {r.collection} -> {r.live}")
-        elif r.physical and not r.message:
-            out.print(f"shadow {r.physical} is built; `reindex cutover {r.collection}` promotes it")
 
-    data = result.to_dict()
-    if evaluation is not None:
-        data["report"] = report.to_dict(evaluation, gate_obj)
-    ctx.emit(data, lambda _: show(result))
-    if refusal is not None:
-        raise refusal
+def _show_applied(ctx: Ctx, result: commands.ApplyResult) -> None:
+    if result.report_notice:
+        err.print(result.report_notice, highlight=False)
+    ctx.emit(result, lambda r: render.apply_result(out, r))
 
 
 @cli.command("cutover")
@@ -998,74 +927,17 @@ def eval_cmd(
     report_html,
 ) -> None:
     """A/B(/n) retrieval quality of index versions, each searched with its own model."""
-    from reindexer.evaluation import report
+    from reindexer.errors import EXIT_GATE_REFUSED
+    from reindexer.reports import ReportFiles
 
     ctx.read_only = True
-    if (since or shadow) and not from_traffic:
-        raise UsageError("--since and --shadow go with --from-traffic")
-    if from_traffic:
-        if queries or qrels or log or versions:
-            raise UsageError(
-                "--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions"
-            )
-        summary, gate_obj, decision = commands.traffic_report(ctx.ws, collection, since, shadow, gate)
-        data = summary.to_dict()
-        if decision is not None:
-            data["gate"] = {"gate": str(gate_obj), **decision.as_dict()}
-        if report_json:
-            report_json.write_text(json.dumps(data, indent=2))
-        ctx.emit(data, lambda _: _print_traffic(summary, gate_obj, decision))
-        if decision is not None and not decision.passed:
-            from reindexer.errors import EXIT_GATE_REFUSED
-
-            sys.exit(EXIT_GATE_REFUSED)
-        return
-    if log:
-        if queries or qrels or gate:
-            raise UsageError("--log compares without labels; it takes no --queries, --qrels or --gate")
-        result = commands.compare_versions(ctx.ws, collection, str(log), versions, k)
-        if report_json:
-            report_json.write_text(report.unlabelled_to_json(result))
-        if report_md:
-            report_md.write_text(report.unlabelled_to_markdown(result))
-        ctx.emit(report.unlabelled_to_dict(result), lambda _: out.print(report.unlabelled_to_markdown(result)))
-        return
-    if not (queries and qrels):
-        raise UsageError("pass --queries and --qrels (judged), or --log (label-free)")
-    result, gate_obj, decisions = commands.evaluate_versions(
-        ctx.ws, collection, str(queries), str(qrels), versions, k, gate, seed, at=_cutoffs(at), depth=depth
+    request = commands.EvalRequest(
+        queries, qrels, log, from_traffic, since, shadow, versions, k, _cutoffs(at), depth, per_query, gate, seed
     )
-    per_query = True if per_query else None
-    if report_json:
-        report_json.write_text(report.to_json(result, gate_obj, per_query=per_query))
-    if report_md:
-        report_md.write_text(report.to_markdown(result, gate_obj))
-    if report_html:
-        report_html.write_text(report.to_html(result, gate_obj, title=f"{collection}: retrieval evaluation"))
-
-    def show(_: Any) -> None:
-        out.print(report.skipped_line(result), highlight=False)
-        out.print(report.headline_line(result), highlight=False)
-        if not result.candidates:
-            out.print(report.rich_table(result))
-            worst = result.worst_queries.get(result.baseline, [])
-            if worst:
-                out.print(f"worst queries of {result.baseline} by {result.headline_metric}:", highlight=False)
-            for row in report._worst_rows(result, result.baseline)[1][:5]:
-                out.print(f"  {row[0]}  {row[2]}  {row[1]!r}  relevant: {row[3]}", highlight=False)
-            if report_json is None:
-                out.print("per-query values: --report-json FILE (or --json)", style="dim", highlight=False)
-            return
-        out.print(report.rich_table(result))
-        for candidate, decision in (decisions or {}).items():
-            out.print(f"gate for {candidate}: {'[green]passed[/]' if decision.passed else '[red]refused[/]'}")
-            for reason in decision.reasons:
-                out.print(f"  {reason}")
-
-    ctx.emit(report.to_dict(result, gate_obj, per_query=per_query), show)
-    if decisions and not all(d.passed for d in decisions.values()):
-        from reindexer.errors import EXIT_GATE_REFUSED
-
+    reports = ReportFiles(report_json, report_md, report_html)
+    outcome = commands.evaluate(ctx.ws, collection, request, reports)
+    ctx.emit(outcome, lambda o: render.evaluation(out, o, per_query_hint=report_json is None))
+    if outcome.refused:
         sys.exit(EXIT_GATE_REFUSED)
 
 
@@ -1080,42 +952,6 @@ def _cutoffs(text: str | None) -> list[int] | None:
     if not values or values[0] < 1:
         raise UsageError(f"--at {text!r}: cut-offs must be at least 1")
     return values
-
-
-def _print_traffic(summary, gate_obj, decision) -> None:
-    if not summary.queries:
-        out.print(
-            f"no mirrored queries recorded for {summary.collection}; run the Searcher or `reindex serve` "
-            "with a shadow sample (--shadow-sample 0.1) while a shadow version is built"
-        )
-    else:
-        d = summary.to_dict()
-        out.print(
-            f"{summary.collection}: {summary.queries} live queries mirrored from {summary.live} "
-            f"({summary.live_model}) to {summary.shadow} ({summary.shadow_model}), {d['first']} to {d['last']}"
-        )
-        table = Table(title=None, show_edge=False)
-        for col in ("measure", "mean", "min", "p5", "p25", "p50", "p75", "p95"):
-            table.add_column(col, justify="left" if col == "measure" else "right")
-        for name, dist in ((f"overlap@{summary.k}", summary.overlap), ("rbo", summary.rbo)):
-            row = dist.to_dict()
-            table.add_row(name, *(f"{row[c]:.3f}" for c in ("mean", "min", "p5", "p25", "p50", "p75", "p95")))
-        out.print(table)
-        lat = Table(show_edge=False)
-        for col in ("latency (ms)", "p50", "p95", "p99"):
-            lat.add_column(col, justify="left" if col.startswith("latency") else "right")
-        lat.add_row("live", *(f"{summary.live_ms.percentiles[p]:.1f}" for p in (50, 95, 99)))
-        lat.add_row("shadow", *(f"{summary.shadow_ms.percentiles[p]:.1f}" for p in (50, 95, 99)))
-        lat.add_row("shadow / live", *(f"{summary.latency_ratio(p):.2f}x" for p in (50, 95, 99)))
-        out.print(lat)
-        out.print("overlap histogram: " + "  ".join(f"{k}: {n}" for k, n in d["overlap_histogram"].items()))
-        out.print("most changed:")
-        for c in summary.most_changed[:5]:
-            out.print(f"  overlap {c.overlap:.2f}  rbo {c.rbo:.2f}  {c.query}")
-    if decision is not None:
-        out.print(f"gate: {'[green]passed[/]' if decision.passed else '[red]refused[/]'} ({gate_obj})")
-        for reason in decision.reasons:
-            out.print(f"  {reason}")
 
 
 @cli.command("init")

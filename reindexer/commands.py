@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,6 +54,10 @@ from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, saved_id, utcnow
 from reindexer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from reindexer.evaluation.runner import EvaluationResult
+    from reindexer.reports import ReportFiles
 
 ConfirmFn = Callable[[str], bool]
 SHADOW_STATUSES = ("building", "built", "verified", "evaluated")
@@ -121,14 +125,23 @@ class ApplyResult:
     cut_over: bool = False
     live: str | None = None
     message: str = ""
-    evaluation: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None  # the headline numbers (ab.summary)
     traffic: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
     repairs: list[dict[str, Any]] = field(default_factory=list)
+    #: The gate's whole judged evaluation, for reports and tables; in JSON as ``report``.
+    evaluation_result: EvaluationResult | None = field(default=None, repr=False)
+    #: Why no report file was written although some were asked for (reindexer.reports).
+    report_notice: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        # private attributes (the gate's full EvaluationResult, ``_evaluation``) are not JSON
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        from reindexer.evaluation import report
+        from reindexer.reports import report_gate
+
+        data = {k: v for k, v in self.__dict__.items() if k not in ("evaluation_result", "report_notice")}
+        if self.evaluation_result is not None:
+            data["report"] = report.to_dict(self.evaluation_result, report_gate(self.gate))
+        return data
 
 
 def _version_for_plan(ws: Workspace, plan: Plan) -> IndexVersion | None:
@@ -159,6 +172,37 @@ def latest_unfinished_plan(ws: Workspace, collection: str) -> Plan:
     raise NotFoundError(f"no interrupted apply to resume for {collection!r}")
 
 
+def apply_from(
+    ws: Workspace,
+    plan: Plan | str | Path | None = None,
+    *,
+    resume: str | None = None,
+    reports: ReportFiles | None = None,
+    **options: Any,
+) -> ApplyResult:
+    """`reindex apply`: ``plan`` (a Plan or a plan file), or the interrupted apply of ``resume``, then its reports.
+
+    ``options`` are apply's. ``reports`` are written from the gate's evaluation, also
+    when the gate refused (the GateRefusedError carries the result); the result's
+    ``report_notice`` says why, when none could be.
+    """
+    from reindexer.planner import load_plan_file
+    from reindexer.reports import ReportFiles, write_apply_reports
+
+    if (plan is None) == (resume is None):
+        raise UsageError("pass a plan file, or --resume COLLECTION")
+    if not isinstance(plan, Plan):
+        plan = load_plan_file(plan) if plan is not None else latest_unfinished_plan(ws, str(resume))
+    try:
+        result = apply(ws, plan, **options)
+    except GateRefusedError as exc:
+        if exc.result is not None:
+            exc.result.report_notice = write_apply_reports(exc.result, reports or ReportFiles())
+        raise
+    result.report_notice = write_apply_reports(result, reports or ReportFiles())
+    return result
+
+
 def apply(
     ws: Workspace,
     plan: Plan,
@@ -186,128 +230,187 @@ def apply(
     ``executor`` ("local" or "ray", default the config's) says where the build's read and
     embed stages run; ``ray_address`` names the Ray cluster (default RAY_ADDRESS, else a local Ray).
     """
-    from reindexer.evaluation import Gate
     from reindexer.raydata import check_executor
 
     executor = check_executor(executor or ws.config.executor)
-
     result = ApplyResult(plan.id, plan.collection, plan.mode, None, None)
     if plan.mode == "noop":
         result.message = plan.reason
         return result
-    gate_text = policy.apply_gate(ws.config, plan.collection, gate, plan.gate)
-    gate_obj = Gate.parse(gate_text) if gate_text else None
-    if gate_obj is not None and gate_obj.needs_judgements:
-        judgements = policy.judgements(ws.config, plan.collection, judgements, queries, qrels)
-    if gate_obj is not None and gate_obj.needs_judgements and plan.from_version is not None and judgements is None:
-        raise UsageError(
-            f"the gate {gate_text!r} needs judged queries to compare v{plan.from_version['version']} with the shadow",
-            hint="pass --queries FILE --qrels FILE (BEIR layout), or set queries and qrels under "
-            f"[collections.{plan.collection}] in reindex.toml, or drop the gate",
-        )
+    gate_obj, judgements = _gate_and_judgements(ws, plan, gate, judgements, queries, qrels)
     # The lease comes before the store is touched: a second operator learns who holds the
     # collection, not merely that an embedded store is open elsewhere.
     with ws.lease(plan.collection) as lease:
         rec = reconcile(ws, ws.state.get_collection(ws.store_url, plan.collection), "apply")
         result.repairs = rec.messages()
-        if cutover and ws.store.collection_exists(plan.collection):
-            raise ConflictError(  # found now, not after hours of building
-                f"{plan.collection!r} is a physical collection, so no alias can take its name",
-                hint=f"`reindex migrate {plan.collection}` moves it behind an alias first, or apply with --no-cutover",
-            )
-        version = _version_for_plan(ws, plan)
-        if version is not None and version.status not in ("building", "built"):
-            result.version, result.physical = version.version, version.physical_name
-            done = rec.completed("cutover")
-            if version.status == "live" and done is not None and done.version == version.version:
-                result.cut_over, result.live = True, version.physical_name
-                result.message = f"completed the interrupted cut-over to v{version.version}"
-                return result
-            if version.status == "live" or not cutover:
-                result.live = version.physical_name if version.status == "live" else None
-                result.message = f"plan already applied: v{version.version} is {version.status}"
-                return result
-            if version.status in ("retired", "dropped"):
-                raise _applied_once(ws, plan, version)
-        if version is not None and cutover:
-            _refuse_if_live_moved(ws, plan, version)
-        lc, live, model = check_plan(ws, plan) if version is None else _resume_context(ws, plan, version)
-        if version is None:
-            if live is not None:
-                ws.store.check_copyable(live.physical_name)
-            version = ws.state.save(
-                IndexVersion(
-                    collection_id=lc.id,
-                    version=plan.to_version["version"],
-                    physical_name=plan.to_version["physical"],
-                    model_fingerprint=model.fingerprint,
-                    dim=plan.to_version["dim"],
-                    metric=plan.to_version["metric"],
-                    index_params=plan.to_version["index_params"],
-                    status="building",
-                    plan_id=plan.id,
-                )
-            )
-        result.version, result.physical = version.version, version.physical_name
-        if version.status in ("building", "built"):
-            # "built" is a run that stopped before verifying (killed, or verification failed):
-            # build again, which only catches up, and verify before anything can cut over.
-            stats, source_ids = _build(
-                ws,
-                lc,
-                live,
-                version,
-                model,
-                plan,
-                lease,
-                delete_missing,
-                executor,
-                ray_address or ws.config.ray_address,
-            )
-            result.stats = stats.__dict__
-            ws.state.set_status(version, "built", point_count=ws.store.count(version.physical_name))
-            try:
-                report = verify_version(ws, lc, version, model, source_ids)
-            finally:
-                _close_ids(source_ids)
-            result.verification = report.to_dict()
-            if not report.ok:
-                ws.state.audit(
-                    "apply", lc.name, "failed", plan.inputs_fingerprint, plan_id=plan.id, problems=report.problems()
-                )
-                require_verified(report, f"v{version.version}")
-            version = ws.state.set_status(version, "verified")
-        ws.state.audit(
-            "apply",
-            lc.name,
-            plan_fingerprint=plan.inputs_fingerprint,
-            plan_id=plan.id,
-            version=version.version,
-            stats=result.stats,
-        )
-        current = live_version(ws, lc, lc.name)
-        if gate_obj is not None and current is not None and current.id != version.id:
-            version = _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result)
         if cutover:
-            if confirm(f"Point {lc.name} at v{version.version} ({model.label})?"):
-                # What the application wrote while the shadow was verified and gated.
-                caught_up = catch_up_from_live(ws, lc, version, current, lease)
-                result.stats = {**result.stats, "caught_up": caught_up.embedded + caught_up.deleted}
-                swap_alias(ws, lc, version, current, verb="apply", plan_fingerprint=plan.inputs_fingerprint)
-                _notify(
-                    ws,
-                    "cutover",
-                    lc.name,
-                    to=version.physical_name,
-                    model=model.label,
-                    previous=current.physical_name if current else None,
-                    gate=result.gate,
-                )
-                result.cut_over = True
-                result.live = version.physical_name
-            else:
-                result.message = "cut-over declined; the shadow stays built"
+            _refuse_physical_name(ws, plan.collection)  # found now, not after hours of building
+        version = _version_for_plan(ws, plan)
+        if version is not None and _applied_before(ws, plan, version, rec, cutover, result):
+            return result
+        shadow = _open_shadow(ws, plan, version, cutover)
+        result.version, result.physical = shadow.version.version, shadow.version.physical_name
+        if shadow.version.status in ("building", "built"):
+            build = _ShadowBuild(
+                ws, shadow, plan, lease, delete_missing, executor, ray_address or ws.config.ray_address
+            )
+            shadow.version = _build_and_verify(build, result)
+        _audit_applied(ws, shadow, plan, result)
+        current = live_version(ws, shadow.lc, shadow.lc.name)
+        if gate_obj is not None and current is not None and current.id != shadow.version.id:
+            shadow.version = _gate(ws, shadow.lc, current, shadow.version, plan, judgements, gate_obj, force, k, result)
+        if cutover:
+            _confirm_cut_over(ws, shadow, current, plan, lease, confirm, result)
     return result
+
+
+@dataclass
+class _Shadow:
+    """The version an apply builds, with its collection, its model and the live version when it was opened."""
+
+    lc: LogicalCollection
+    live: IndexVersion | None
+    version: IndexVersion
+    model: ModelVersion
+
+
+def _gate_and_judgements(
+    ws: Workspace, plan: Plan, gate: str | None, judgements: Any, queries: Any, qrels: Any
+) -> tuple[Any, Any]:
+    """The gate apply judges by and its judged queries, as configured; missing ones are refused before any write."""
+    from reindexer.evaluation import Gate
+
+    gate_text = policy.apply_gate(ws.config, plan.collection, gate, plan.gate)
+    gate_obj = Gate.parse(gate_text) if gate_text else None
+    if gate_obj is None or not gate_obj.needs_judgements:
+        return gate_obj, judgements
+    judgements = policy.judgements(ws.config, plan.collection, judgements, queries, qrels)
+    if plan.from_version is not None and judgements is None:
+        raise UsageError(
+            f"the gate {gate_text!r} needs judged queries to compare v{plan.from_version['version']} with the shadow",
+            hint="pass --queries FILE --qrels FILE (BEIR layout), or set queries and qrels under "
+            f"[collections.{plan.collection}] in reindex.toml, or drop the gate",
+        )
+    return gate_obj, judgements
+
+
+def _refuse_physical_name(ws: Workspace, collection: str) -> None:
+    if ws.store.collection_exists(collection):
+        raise ConflictError(
+            f"{collection!r} is a physical collection, so no alias can take its name",
+            hint=f"`reindex migrate {collection}` moves it behind an alias first, or apply with --no-cutover",
+        )
+
+
+def _applied_before(
+    ws: Workspace, plan: Plan, version: IndexVersion, rec: Any, cutover: bool, result: ApplyResult
+) -> bool:
+    """Whether an earlier run of the plan left nothing to do (``result`` then says why); a spent plan raises."""
+    if version.status in ("building", "built"):
+        return False
+    result.version, result.physical = version.version, version.physical_name
+    done = rec.completed("cutover")
+    if version.status == "live" and done is not None and done.version == version.version:
+        result.cut_over, result.live = True, version.physical_name
+        result.message = f"completed the interrupted cut-over to v{version.version}"
+        return True
+    if version.status == "live" or not cutover:
+        result.live = version.physical_name if version.status == "live" else None
+        result.message = f"plan already applied: v{version.version} is {version.status}"
+        return True
+    if version.status in ("retired", "dropped"):
+        raise _applied_once(ws, plan, version)
+    return False
+
+
+def _open_shadow(ws: Workspace, plan: Plan, version: IndexVersion | None, cutover: bool) -> _Shadow:
+    """The plan's version resumed, or (after the plan's checks) recorded as building."""
+    if version is not None:
+        if cutover:
+            _refuse_if_live_moved(ws, plan, version)
+        lc, live, model = _resume_context(ws, plan, version)
+        return _Shadow(lc, live, version, model)
+    lc, live, model = check_plan(ws, plan)
+    if live is not None:
+        ws.store.check_copyable(live.physical_name)
+    version = ws.state.save(
+        IndexVersion(
+            collection_id=lc.id,
+            version=plan.to_version["version"],
+            physical_name=plan.to_version["physical"],
+            model_fingerprint=model.fingerprint,
+            dim=plan.to_version["dim"],
+            metric=plan.to_version["metric"],
+            index_params=plan.to_version["index_params"],
+            status="building",
+            plan_id=plan.id,
+        )
+    )
+    return _Shadow(lc, live, version, model)
+
+
+def _build_and_verify(build: _ShadowBuild, result: ApplyResult) -> IndexVersion:
+    """Build (or, for a version left "built", catch up) and verify; a failed verification is audited and raised.
+
+    "built" is a run that stopped before verifying (killed, or verification failed):
+    building again only catches up, and nothing cuts over unverified.
+    """
+    ws, shadow, plan = build.ws, build.shadow, build.plan
+    stats, source_ids = build.run()
+    result.stats = stats.__dict__
+    ws.state.set_status(shadow.version, "built", point_count=ws.store.count(shadow.version.physical_name))
+    try:
+        report = verify_version(ws, shadow.lc, shadow.version, shadow.model, source_ids)
+    finally:
+        _close_ids(source_ids)
+    result.verification = report.to_dict()
+    if not report.ok:
+        ws.state.audit(
+            "apply", shadow.lc.name, "failed", plan.inputs_fingerprint, plan_id=plan.id, problems=report.problems()
+        )
+        require_verified(report, f"v{shadow.version.version}")
+    return ws.state.set_status(shadow.version, "verified")
+
+
+def _audit_applied(ws: Workspace, shadow: _Shadow, plan: Plan, result: ApplyResult) -> None:
+    ws.state.audit(
+        "apply",
+        shadow.lc.name,
+        plan_fingerprint=plan.inputs_fingerprint,
+        plan_id=plan.id,
+        version=shadow.version.version,
+        stats=result.stats,
+    )
+
+
+def _confirm_cut_over(
+    ws: Workspace,
+    shadow: _Shadow,
+    current: IndexVersion | None,
+    plan: Plan,
+    lease: object,
+    confirm: ConfirmFn,
+    result: ApplyResult,
+) -> None:
+    lc, version, model = shadow.lc, shadow.version, shadow.model
+    if not confirm(f"Point {lc.name} at v{version.version} ({model.label})?"):
+        result.message = "cut-over declined; the shadow stays built"
+        return
+    # What the application wrote while the shadow was verified and gated.
+    caught_up = catch_up_from_live(ws, lc, version, current, lease)
+    result.stats = {**result.stats, "caught_up": caught_up.embedded + caught_up.deleted}
+    swap_alias(ws, lc, version, current, verb="apply", plan_fingerprint=plan.inputs_fingerprint)
+    _notify(
+        ws,
+        "cutover",
+        lc.name,
+        to=version.physical_name,
+        model=model.label,
+        previous=current.physical_name if current else None,
+        gate=result.gate,
+    )
+    result.cut_over = True
+    result.live = version.physical_name
 
 
 def _applied_once(ws: Workspace, plan: Plan, version: IndexVersion) -> ConflictError:
@@ -358,7 +461,7 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
         evaluation = ab.run_evaluation(ws, lc, [current, version], judgements, k=k, gate=gate_obj)
         comparison = evaluation.comparisons[ab.label(version)]
         result.evaluation = ab.summary(evaluation, k)
-        result._evaluation = evaluation  # the whole comparison, for the CLI's tables and reports
+        result.evaluation_result = evaluation
     if gate_obj.needs_traffic:
         traffic = _traffic_against(ws, lc, version, current)
         result.traffic = traffic.to_dict()
@@ -427,6 +530,109 @@ def evaluate_versions(
     return result, gate_obj, decisions
 
 
+@dataclass(frozen=True)
+class EvalRequest:
+    """What `reindex eval` is asked, checked when made: judged queries (``queries`` and ``qrels``),
+    a query ``log`` (label-free), or the mirrored traffic (``from_traffic``)."""
+
+    queries: str | Path | None = None
+    qrels: str | Path | None = None
+    log: str | Path | None = None
+    from_traffic: bool = False
+    since: str | None = None
+    shadow: str | None = None
+    versions: str | None = None
+    k: int = 10
+    at: list[int] | None = None
+    depth: int | None = None
+    per_query: bool = False
+    gate: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.since or self.shadow) and not self.from_traffic:
+            raise UsageError("--since and --shadow go with --from-traffic")
+        if self.from_traffic:
+            if self.queries or self.qrels or self.log or self.versions:
+                raise UsageError(
+                    "--from-traffic reads mirrored live queries; it takes no --queries, --qrels, --log or --versions"
+                )
+        elif self.log:
+            if self.queries or self.qrels or self.gate:
+                raise UsageError("--log compares without labels; it takes no --queries, --qrels or --gate")
+        elif not (self.queries and self.qrels):
+            raise UsageError("pass --queries and --qrels (judged), or --log (label-free)")
+
+
+@dataclass
+class EvalOutcome:
+    """What an evaluation found, in the mode it ran; ``data`` is its JSON answer."""
+
+    data: dict[str, Any]
+    gate: Any = None
+    judged: EvaluationResult | None = None
+    decisions: dict[str, Any] | None = None  # the gate's decision by candidate (judged)
+    unlabelled: Any = None
+    traffic: Any = None
+    traffic_decision: Any = None
+
+    @property
+    def refused(self) -> bool:
+        """Whether the gate refused a candidate (the CLI exits with the gate's code)."""
+        if self.traffic_decision is not None:
+            return not self.traffic_decision.passed
+        return bool(self.decisions) and not all(d.passed for d in (self.decisions or {}).values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+def evaluate(ws: Workspace, collection: str, request: EvalRequest, reports: ReportFiles | None = None) -> EvalOutcome:
+    """`reindex eval`: index versions measured as ``request`` says, each searched with its own model;
+    the reports written as ``reports`` asks."""
+    from reindexer.reports import ReportFiles
+
+    reports = reports or ReportFiles()
+    if request.from_traffic:
+        return _eval_traffic(ws, collection, request, reports)
+    if request.log:
+        return _eval_log(ws, collection, request, reports)
+    return _eval_judged(ws, collection, request, reports)
+
+
+def _eval_traffic(ws: Workspace, collection: str, request: EvalRequest, reports: ReportFiles) -> EvalOutcome:
+    from reindexer.reports import write_traffic_report
+
+    summary, gate_obj, decision = traffic_report(ws, collection, request.since, request.shadow, request.gate)
+    data = summary.to_dict()
+    if decision is not None:
+        data["gate"] = {"gate": str(gate_obj), **decision.as_dict()}
+    write_traffic_report(data, reports)
+    return EvalOutcome(data, gate_obj, traffic=summary, traffic_decision=decision)
+
+
+def _eval_log(ws: Workspace, collection: str, request: EvalRequest, reports: ReportFiles) -> EvalOutcome:
+    from reindexer.evaluation import report
+    from reindexer.reports import write_unlabelled_reports
+
+    result = compare_versions(ws, collection, str(request.log), request.versions, request.k)
+    write_unlabelled_reports(result, reports)
+    return EvalOutcome(report.unlabelled_to_dict(result), unlabelled=result)
+
+
+def _eval_judged(ws: Workspace, collection: str, request: EvalRequest, reports: ReportFiles) -> EvalOutcome:
+    from reindexer.evaluation import report
+    from reindexer.reports import write_reports
+
+    r = request
+    result, gate_obj, decisions = evaluate_versions(
+        ws, collection, str(r.queries), str(r.qrels), r.versions, r.k, r.gate, r.seed, at=r.at, depth=r.depth
+    )
+    per_query = True if r.per_query else None  # None: per-query values for a single version only
+    write_reports(result, gate_obj, reports, title=f"{collection}: retrieval evaluation", per_query=per_query)
+    return EvalOutcome(report.to_dict(result, gate_obj, per_query=per_query), gate_obj, result, decisions)
+
+
 def traffic_report(
     ws: Workspace, collection: str, since: str | None = None, shadow: str | None = None, gate: str | None = None
 ):
@@ -482,105 +688,109 @@ def _resume_context(ws: Workspace, plan: Plan, version: IndexVersion):
     return lc, live, model
 
 
-def _build(
-    ws: Workspace,
-    lc: LogicalCollection,
-    live: IndexVersion | None,
-    version: IndexVersion,
-    model: ModelVersion,
-    plan: Plan,
-    lease: object,
-    delete_missing: bool,
-    executor: str = "local",
-    ray_address: str | None = None,
-) -> tuple[SyncStats, IdSet | set[str]]:
-    create_physical(ws, lc, version, model, like=live.physical_name if live else None)
-    run = start_run(ws, version, "copy" if plan.mode == "copy" else "build", plan.id)
-    spec = SourceSpec.from_dict(plan.source)
-    total = SyncStats()
-    try:
-        if plan.mode == "copy":
-            if live is None:  # the drift check before the build compares the live version with the plan's
-                raise DriftError(f"plan {plan.id[:12]} copies the live version of {lc.name}, which has none now")
-            total.add(copy_into(ws, live, version, model, run, text_field=lc.text_field))
-        # On Ray the replicas load the model; this process does not need the weights.
-        embedder = (
-            embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
-            if executor == "local"
-            else None
-        )
-        if executor == "ray":
-            from reindexer.raydata import connect
+@dataclass
+class _ShadowBuild:
+    """One build of a plan's shadow version: the source's passes into it, on the chosen executor."""
 
-            connect(ray_address)
+    ws: Workspace
+    shadow: _Shadow
+    plan: Plan
+    lease: object
+    delete_missing: bool
+    executor: str = "local"
+    ray_address: str | None = None
+
+    def run(self) -> tuple[SyncStats, IdSet | set[str]]:
+        """The build's stats and the ids the source yielded in its last pass; the run records any failure."""
+        ws, shadow, plan = self.ws, self.shadow, self.plan
+        live = shadow.live
+        create_physical(ws, shadow.lc, shadow.version, shadow.model, like=live.physical_name if live else None)
+        run = start_run(ws, shadow.version, "copy" if plan.mode == "copy" else "build", plan.id)
+        spec = SourceSpec.from_dict(plan.source)
+        total = SyncStats()
+        try:
+            if plan.mode == "copy":
+                total.add(self._copy_live(run))
+            embedder = self._embedder()
+            started = time.perf_counter()
+            seen = self._passes(spec, embedder, run, total)
+            if live is not None and plan.mode != "copy":
+                carry_other_vectors(ws.store, live.physical_name, shadow.version.physical_name, ws.batch_size)
+            finish_run(ws, run)
+            self._record_rate(embedder, total, time.perf_counter() - started)
+        except BaseException as exc:
+            finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
+            raise
+        return total, seen
+
+    def _copy_live(self, run: Any) -> SyncStats:
+        shadow = self.shadow
+        if shadow.live is None:  # the drift check before the build compares the live version with the plan's
+            raise DriftError(
+                f"plan {self.plan.id[:12]} copies the live version of {shadow.lc.name}, which has none now"
+            )
+        return copy_into(self.ws, shadow.live, shadow.version, shadow.model, run, text_field=shadow.lc.text_field)
+
+    def _embedder(self) -> Any:
+        """This process's embedder; on Ray the replicas load the model, so this process only connects."""
+        if self.executor == "local":
+            return embedder_for(self.shadow.model, device=self.ws.config.device, batch_size=self.ws.embed_batch_size)
+        from reindexer.raydata import connect
+
+        connect(self.ray_address)
+        return None
+
+    def _passes(self, spec: SourceSpec, embedder: Any, run: Any, total: SyncStats) -> IdSet | set[str]:
+        """Documents edited while a pass ran are picked up by the next; stop once one finds none."""
         seen: IdSet | set[str] | None = None
-        started = time.perf_counter()
         for attempt in range(MAX_CATCHUP_PASSES + 1):
             _close_ids(seen)
-            stats, seen = _one_pass(
-                ws,
-                version,
-                model,
+            stats, seen = self._one_pass(
                 spec,
-                live,
                 embedder,
-                delete_missing,
                 run,
-                lease,
-                executor,
                 label="embedding" if attempt == 0 else "catching up",
-                total=plan.counts.get("source_docs") if attempt == 0 else None,
+                total=self.plan.counts.get("source_docs") if attempt == 0 else None,
             )
             total.add(stats)
-            # Documents edited while a pass ran are picked up by the next; stop once one finds none.
             if stats.changed == 0:
                 break
-        if live is not None and plan.mode != "copy":
-            carry_other_vectors(ws.store, live.physical_name, version.physical_name, ws.batch_size)
-        finish_run(ws, run)
+        assert seen is not None
+        return seen
+
+    def _one_pass(
+        self, spec: SourceSpec, embedder: Any, run: Any, label: str, total: int | None
+    ) -> tuple[SyncStats, IdSet | set[str]]:
+        """One sync pass of the source into the shadow: its stats and the ids it saw."""
+        ws, shadow = self.ws, self.shadow
+        if self.executor == "ray":
+            from reindexer.raydata.executor import sync_on_ray
+
+            live_name = shadow.live.physical_name if shadow.live else None
+            return sync_on_ray(
+                ws, shadow.version, shadow.model, spec, live_name, self.delete_missing, run, self.lease,
+                label=label, total=total,
+            )  # fmt: skip
+        source = _open(ws, spec, shadow.live)
+        ids = _RecordingSource(source)
+        try:
+            stats = sync_into(
+                ws, shadow.version, shadow.model, ids, embedder, self.delete_missing, run, self.lease,
+                label=label, total=total,
+            )  # fmt: skip
+        finally:
+            source.close()
+        return stats, ids.ids
+
+    def _record_rate(self, embedder: Any, total: SyncStats, seconds: float) -> None:
+        """What later plans of this model estimate from (reindexer.estimate); a Ray build's rate is the
+        cluster's, not this device's, so it is not recorded as one."""
         if total.embedded and embedder is not None:
-            # What later plans of this model estimate from (reindexer.estimate); a Ray build's rate is the
-            # cluster's, not this device's, so it is not recorded as one.
+            ws = self.ws
+            model = self.shadow.model
             record_run(
-                ws.state,
-                model.fingerprint,
-                embedder.device,
-                ws.store_url,
-                total.embedded,
-                time.perf_counter() - started,
-                total.embed_seconds,
+                ws.state, model.fingerprint, embedder.device, ws.store_url, total.embedded, seconds, total.embed_seconds
             )
-    except BaseException as exc:
-        finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
-        raise
-    assert seen is not None
-    return total, seen
-
-
-def _one_pass(ws, version, model, spec, live, embedder, delete_missing, run, lease, executor, label, total):
-    """One sync pass of the source into ``version`` on the chosen executor: its stats and the ids it saw."""
-    if executor == "ray":
-        from reindexer.raydata.executor import sync_on_ray
-
-        return sync_on_ray(
-            ws,
-            version,
-            model,
-            spec,
-            live.physical_name if live else None,
-            delete_missing,
-            run,
-            lease,
-            label=label,
-            total=total,
-        )
-    source = _open(ws, spec, live)
-    ids = _RecordingSource(source)
-    try:
-        stats = sync_into(ws, version, model, ids, embedder, delete_missing, run, lease, label=label, total=total)
-    finally:
-        source.close()
-    return stats, ids.ids
 
 
 class _RecordingSource:
@@ -629,35 +839,12 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
         current = live_version(ws, lc, collection)
         done = rec.completed("cutover")
         if done is not None and current is not None and (to is None or find_version(ws, lc, to).id == current.id):
-            return {
-                "collection": collection,
-                "live": current.physical_name,
-                "changed": False,
-                "completed": True,
-                "previous": done.detail.get("previous"),
-                "repairs": repairs,
-            }
-        if to is not None:
-            target = find_version(ws, lc, to)
-        else:
-            ready = [v for v in ws.state.versions(saved_id(lc)) if v.status in ("built", "verified", "evaluated")]
-            if not ready:
-                raise _no_shadow(ws, lc, current)
-            target = ready[-1]
+            return _unchanged(collection, current, repairs, completed=True, previous=done.detail.get("previous"))
+        target = _cutover_target(ws, lc, to, current)
         if current is not None and target.id == current.id:
-            return {"collection": collection, "live": target.physical_name, "changed": False, "repairs": repairs}
-        if target.status not in CUTOVER_READY:
-            raise ConflictError(
-                f"v{target.version} of {collection} is not built (status: {target.status})",
-                hint="finish it with `reindex apply --resume` or pick another version",
-            )
+            return _unchanged(collection, target, repairs)
         if not confirm(f"Point {collection} at v{target.version} ({target.physical_name})?"):
-            return {
-                "collection": collection,
-                "live": current.physical_name if current else None,
-                "changed": False,
-                "repairs": repairs,
-            }
+            return _unchanged(collection, current, repairs)
         # What the application wrote into the live version since the target was last synced.
         caught_up = catch_up_from_live(ws, lc, target, current, lease)
         swap_alias(ws, lc, target, current, verb="cutover")
@@ -670,6 +857,36 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
             "caught_up": {"embedded": caught_up.embedded, "deleted": caught_up.deleted},
             "repairs": repairs,
         }
+
+
+def _unchanged(
+    collection: str, live: IndexVersion | None, repairs: list[dict[str, Any]], **detail: Any
+) -> dict[str, Any]:
+    """A verb's answer when the alias stays where it is (``detail``: what a completed repair reports)."""
+    return {
+        "collection": collection,
+        "live": live.physical_name if live else None,
+        "changed": False,
+        **detail,
+        "repairs": repairs,
+    }
+
+
+def _cutover_target(ws: Workspace, lc: LogicalCollection, to: str | None, current: IndexVersion | None) -> IndexVersion:
+    """``to``, else the newest built shadow; refused unless it is built (or retired, to go back to)."""
+    if to is not None:
+        target = find_version(ws, lc, to)
+    else:
+        ready = [v for v in ws.state.versions(saved_id(lc)) if v.status in ("built", "verified", "evaluated")]
+        if not ready:
+            raise _no_shadow(ws, lc, current)
+        target = ready[-1]
+    if target.status not in CUTOVER_READY and (current is None or target.id != current.id):
+        raise ConflictError(
+            f"v{target.version} of {lc.name} is not built (status: {target.status})",
+            hint="finish it with `reindex apply --resume` or pick another version",
+        )
+    return target
 
 
 def _no_shadow(ws: Workspace, lc: LogicalCollection, current: IndexVersion | None) -> NotFoundError:
@@ -711,58 +928,45 @@ def rollback(ws: Workspace, collection: str, confirm: ConfirmFn = _always, catch
         current = live_version(ws, lc, collection)
         done = rec.completed("rollback")
         if done is not None and current is not None:  # the crash came after the swap: do not roll back twice
-            return {
-                "collection": collection,
-                "live": current.physical_name,
-                "changed": False,
-                "completed": True,
-                "from": done.detail.get("previous"),
-                "re_embedded": done.detail.get("re_embedded", 0),
-                "deleted": done.detail.get("deleted", 0),
-                "repairs": rec.messages(),
-            }
-        if current is None or current.previous_id is None:
-            raise NotFoundError(f"{collection} has no previous version to roll back to")
-        previous = ws.state.get_version(current.previous_id)
-        if previous.status == "dropped" or not ws.store.collection_exists(previous.physical_name):
-            raise NotFoundError(
-                f"the previous version v{previous.version} of {collection} was dropped",
-                hint="pick a kept version with `reindex cutover --to`",
+            moved = {k: done.detail.get(k, 0) for k in ("re_embedded", "deleted")}
+            return _unchanged(
+                collection, current, rec.messages(), completed=True, **{"from": done.detail.get("previous")}, **moved
             )
+        current, previous = _live_and_previous(ws, collection, current)
         if not confirm(f"Roll {collection} back from v{current.version} to v{previous.version}?"):
-            return {
-                "collection": collection,
-                "live": current.physical_name,
-                "changed": False,
-                "repairs": rec.messages(),
-            }
+            return _unchanged(collection, current, rec.messages())
         stats = SyncStats()
         if catch_up:
             stats = catch_up_from_live(ws, lc, previous, current, lease, text_field=lc.text_field)
+        moved = {"re_embedded": stats.embedded, "deleted": stats.deleted}
         swap_alias(
-            ws,
-            lc,
-            previous,
-            current,
-            set_previous=False,
-            action="rollback",
-            audit={
-                "to": previous.physical_name,
-                "previous": current.physical_name,
-                "re_embedded": stats.embedded,
-                "deleted": stats.deleted,
-            },
-        )
+            ws, lc, previous, current, set_previous=False, action="rollback",
+            audit={"to": previous.physical_name, "previous": current.physical_name, **moved},
+        )  # fmt: skip
         _notify(ws, "rollback", collection, to=previous.physical_name, previous=current.physical_name)
         return {
             "collection": collection,
             "live": previous.physical_name,
             "changed": True,
             "from": current.physical_name,
-            "re_embedded": stats.embedded,
-            "deleted": stats.deleted,
+            **moved,
             "repairs": rec.messages(),
         }
+
+
+def _live_and_previous(
+    ws: Workspace, collection: str, current: IndexVersion | None
+) -> tuple[IndexVersion, IndexVersion]:
+    """The live version and the one live before it, refused unless the store still holds that one."""
+    if current is None or current.previous_id is None:
+        raise NotFoundError(f"{collection} has no previous version to roll back to")
+    previous = ws.state.get_version(current.previous_id)
+    if previous.status == "dropped" or not ws.store.collection_exists(previous.physical_name):
+        raise NotFoundError(
+            f"the previous version v{previous.version} of {collection} was dropped",
+            hint="pick a kept version with `reindex cutover --to`",
+        )
+    return current, previous
 
 
 # -- status, history, retention -----------------------------------------------
@@ -935,12 +1139,7 @@ def _adopt(
 ) -> dict[str, Any]:
     store = ws.store
     info = store.describe(physical)
-    model = describe_model(ws.state, model_path, name=name, settings=settings)
-    if info.dim != model.dim:
-        raise VerificationError(
-            f"{collection} holds {info.dim}-dimensional vectors but {model.label} makes {model.dim}",
-            hint="adopt it with the model that made it",
-        )
+    model = _model_matching(ws, collection, info, model_path, name, settings)
     ids = [p.doc_id for page in store.scroll(physical, batch_size=ws.batch_size) for p in page]
     if not ids:
         raise UsageError(f"{collection} is empty: there is nothing to compare the model against")
@@ -950,30 +1149,12 @@ def _adopt(
         lc = ws.state.get_collection(ws.store_url, collection) or LogicalCollection(
             store_url=ws.store_url, name=collection, text_field=text_field
         )
-        version = IndexVersion(
-            collection_id=lc.id or 0,
-            version=_version_number_of(physical, collection),
-            physical_name=physical,
-            model_fingerprint=model.fingerprint,
-            dim=info.dim,
-            metric=info.metric,
-            index_params=info.index_params,
-            status="live",
-            live_since=utcnow(),
-            point_count=len(ids),
-        )
+        version = _adopted_version(lc, collection, physical, model, info, len(ids))
         per_point = store.holds_point_tags(physical)
-        metadata = version_metadata(lc, version, model, text_field)
-        if info.vector:
-            metadata[META_VECTOR] = info.vector
         rows, tagged = _tag_points(ws, physical, model, text_field, per_point)
-        try:
-            store.set_metadata(physical, metadata)
-        except BaseException:
-            _untag_points(ws, physical, tagged)
-            raise
+        _write_metadata_or_untag(ws, physical, tagged, _adopted_metadata(lc, version, model, text_field, info))
         kill_point("adopt-before-record")
-        detail = {
+        found = {
             "model": model.label,
             "physical": physical,
             "sample": len(cos),
@@ -982,7 +1163,7 @@ def _adopt(
             "tag": "point" if per_point else "collection",
             "vector": info.vector,
         }
-        version = ws.state.record_adoption(ws.store_url, collection, text_field, model, version, rows, detail)
+        version = ws.state.record_adoption(ws.store_url, collection, text_field, model, version, rows, found)
         return {
             "collection": collection,
             "physical": physical,
@@ -991,9 +1172,58 @@ def _adopt(
             "sample": len(cos),
             "min_cosine": round(float(cos.min()), 5),
             "points_tagged": len(tagged),
-            "tag": "point" if per_point else "collection",
+            "tag": found["tag"],
             "vector": info.vector,
         }
+
+
+def _model_matching(
+    ws: Workspace, collection: str, info: Any, model_path: str, name: str | None, settings: ModelSettings | None
+) -> ModelVersion:
+    """The model at ``model_path`` (not registered yet), refused unless it makes the collection's dimension."""
+    model = describe_model(ws.state, model_path, name=name, settings=settings)
+    if info.dim != model.dim:
+        raise VerificationError(
+            f"{collection} holds {info.dim}-dimensional vectors but {model.label} makes {model.dim}",
+            hint="adopt it with the model that made it",
+        )
+    return model
+
+
+def _adopted_version(
+    lc: LogicalCollection, collection: str, physical: str, model: ModelVersion, info: Any, count: int
+) -> IndexVersion:
+    """The live version the adopted collection becomes (saved with the adoption's other records)."""
+    return IndexVersion(
+        collection_id=lc.id or 0,
+        version=_version_number_of(physical, collection),
+        physical_name=physical,
+        model_fingerprint=model.fingerprint,
+        dim=info.dim,
+        metric=info.metric,
+        index_params=info.index_params,
+        status="live",
+        live_since=utcnow(),
+        point_count=count,
+    )
+
+
+def _adopted_metadata(
+    lc: LogicalCollection, version: IndexVersion, model: ModelVersion, text_field: str, info: Any
+) -> dict[str, Any]:
+    metadata = version_metadata(lc, version, model, text_field)
+    if info.vector:
+        metadata[META_VECTOR] = info.vector
+    return metadata
+
+
+def _write_metadata_or_untag(ws: Workspace, physical: str, tagged: list[tuple[str, Any]], metadata: dict) -> None:
+    """The collection's metadata; a failure takes the points' new tags back off before it is raised."""
+    try:
+        ws.store.set_metadata(physical, metadata)
+    except BaseException:
+        _untag_points(ws, physical, tagged)
+        raise
 
 
 def _refuse_if_managed(ws: Workspace, collection: str, physical: str) -> None:
@@ -1127,96 +1357,125 @@ def migrate(ws: Workspace, collection: str, confirm: ConfirmFn = _always) -> dic
     create the alias. Between the drop and the alias the name resolves to
     nothing; the result reports how long that gap lasted.
     """
-    import time
-
     lc = _collection(ws, collection)
-    store = ws.store
     with ws.lease(collection) as lease:
         rec = reconcile(ws, lc, "migrate")  # a migrate killed between the drop and the alias is finished here
         done = rec.completed("migrate")
         if done is not None:
-            target = find_version(ws, lc, str(done.version))
-            return {
-                "collection": collection,
-                "copied_to": target.physical_name,
-                "migrated": True,
-                "completed": True,
-                "copied": done.detail.get("copied"),
-                "name_missing_ms": done.detail.get("gap_ms"),
-                "repairs": rec.messages(),
-            }
-        if not store.collection_exists(collection):
-            raise ConflictError(f"{collection} is already an alias (or missing): nothing to migrate")
-        source = ws.state.version_by_physical(saved_id(lc), collection)
-        if source is None:
-            raise ConflictError(f"{collection} is not adopted", hint=f"`reindex adopt {collection} --model PATH` first")
-        store.check_copyable(collection)
-        model = ws.state.model_of(source)
-        number = max(ws.state.next_version_number(saved_id(lc)), source.version + 1)
-        target = ws.state.save(
-            IndexVersion(
-                collection_id=lc.id,
-                version=number,
-                physical_name=physical_name(collection, number),
-                model_fingerprint=model.fingerprint,
-                dim=source.dim,
-                metric=source.metric,
-                index_params=source.index_params,
-                status="building",
-            )
-        )
-        create_physical(ws, lc, target, model, like=collection)
-        run = start_run(ws, target, "copy")
-        stats = copy_into(ws, source, target, model, run, text_field=lc.text_field)
-        # Writes that landed in the original during the copy: copy again until nothing is new.
-        stats.add(copy_into(ws, source, target, model, run, text_field=lc.text_field))
-        finish_run(ws, run)
+            return _completed_migration(ws, lc, done, rec.messages())
+        source, model = _migration_source(ws, lc)
+        target, copied = _copy_original(ws, lc, source, model)
         ws.renew(lease)
-        original_ids = {p.doc_id for page in store.scroll(collection, batch_size=ws.batch_size) for p in page}
-        report = verify_version(ws, lc, target, model, original_ids)
-        require_verified(report, f"the copy {target.physical_name}")
-        target = ws.state.set_status(target, "verified", point_count=report.store_count)
+        target, count = _verify_copy(ws, lc, target, model)
         if not confirm(f"Drop collection {collection} and replace it by an alias to {target.physical_name}?"):
             return {"collection": collection, "copied_to": target.physical_name, "migrated": False}
-        store.advance_generated_ids(target.physical_name)  # before applications insert into the copy
-        # Recorded before the drop: whatever command comes after a crash in the gap makes the alias.
-        key = pending_key(ws.store_url, collection)
-        ws.state.set_pending(
-            key,
-            new_intent(
-                "migrate", "migrate", target, source, False, {"to": target.physical_name, "copied": stats.copied}
-            ),
-        )
-        started = time.perf_counter()
-        store.drop_collection(collection)
-        kill_point("migrate-after-drop")
-        store.set_alias(collection, target.physical_name)
-        gap_ms = (time.perf_counter() - started) * 1000
+        gap_ms = _replace_by_alias(ws, lc, source, target, copied)
         kill_point("migrate-after-alias")
-        changes, drops = liveness_changes(
-            ws.state.versions(saved_id(lc)), target, source, "migrate", False, report.store_count, utcnow()
-        )
-        ws.state.transition(
-            changes,
-            [
-                (
-                    "migrate",
-                    collection,
-                    "ok",
-                    None,
-                    {"to": target.physical_name, "copied": stats.copied, "gap_ms": round(gap_ms, 1)},
-                )
-            ],
-            drops,
-            clear_pending=key,
-        )
+        _record_migration(ws, lc, source, target, copied, gap_ms, count)
         return {
             "collection": collection,
             "copied_to": target.physical_name,
             "migrated": True,
-            "copied": stats.copied,
+            "copied": copied,
             "name_missing_ms": round(gap_ms, 1),
         }
+
+
+def _completed_migration(ws: Workspace, lc: LogicalCollection, done: Any, repairs: list[dict[str, Any]]) -> dict:
+    target = find_version(ws, lc, str(done.version))
+    return {
+        "collection": lc.name,
+        "copied_to": target.physical_name,
+        "migrated": True,
+        "completed": True,
+        "copied": done.detail.get("copied"),
+        "name_missing_ms": done.detail.get("gap_ms"),
+        "repairs": repairs,
+    }
+
+
+def _migration_source(ws: Workspace, lc: LogicalCollection) -> tuple[IndexVersion, ModelVersion]:
+    """The adopted version that is the collection itself, and its model; refused unless it can be copied."""
+    collection = lc.name
+    if not ws.store.collection_exists(collection):
+        raise ConflictError(f"{collection} is already an alias (or missing): nothing to migrate")
+    source = ws.state.version_by_physical(saved_id(lc), collection)
+    if source is None:
+        raise ConflictError(f"{collection} is not adopted", hint=f"`reindex adopt {collection} --model PATH` first")
+    ws.store.check_copyable(collection)
+    return source, ws.state.model_of(source)
+
+
+def _copy_original(
+    ws: Workspace, lc: LogicalCollection, source: IndexVersion, model: ModelVersion
+) -> tuple[IndexVersion, int]:
+    """A new version ``NAME__vN`` holding a copy of the collection's points (vectors, no re-embedding)."""
+    number = max(ws.state.next_version_number(saved_id(lc)), source.version + 1)
+    target = ws.state.save(
+        IndexVersion(
+            collection_id=lc.id,
+            version=number,
+            physical_name=physical_name(lc.name, number),
+            model_fingerprint=model.fingerprint,
+            dim=source.dim,
+            metric=source.metric,
+            index_params=source.index_params,
+            status="building",
+        )
+    )
+    create_physical(ws, lc, target, model, like=lc.name)
+    run = start_run(ws, target, "copy")
+    stats = copy_into(ws, source, target, model, run, text_field=lc.text_field)
+    # Writes that landed in the original during the copy: copy again until nothing is new.
+    stats.add(copy_into(ws, source, target, model, run, text_field=lc.text_field))
+    finish_run(ws, run)
+    return target, stats.copied
+
+
+def _verify_copy(
+    ws: Workspace, lc: LogicalCollection, target: IndexVersion, model: ModelVersion
+) -> tuple[IndexVersion, int]:
+    """The copy checked against the original's ids and recorded verified; with its point count."""
+    original_ids = {p.doc_id for page in ws.store.scroll(lc.name, batch_size=ws.batch_size) for p in page}
+    report = verify_version(ws, lc, target, model, original_ids)
+    require_verified(report, f"the copy {target.physical_name}")
+    return ws.state.set_status(target, "verified", point_count=report.store_count), report.store_count
+
+
+def _replace_by_alias(
+    ws: Workspace, lc: LogicalCollection, source: IndexVersion, target: IndexVersion, copied: int
+) -> float:
+    """Drop the original and point an alias of its name at the copy; how long the name resolved to nothing (ms)."""
+    ws.store.advance_generated_ids(target.physical_name)  # before applications insert into the copy
+    # Recorded before the drop: whatever command comes after a crash in the gap makes the alias.
+    ws.state.set_pending(
+        pending_key(ws.store_url, lc.name),
+        new_intent("migrate", "migrate", target, source, False, {"to": target.physical_name, "copied": copied}),
+    )
+    started = time.perf_counter()
+    ws.store.drop_collection(lc.name)
+    kill_point("migrate-after-drop")
+    ws.store.set_alias(lc.name, target.physical_name)
+    return (time.perf_counter() - started) * 1000
+
+
+def _record_migration(
+    ws: Workspace,
+    lc: LogicalCollection,
+    source: IndexVersion,
+    target: IndexVersion,
+    copied: int,
+    gap_ms: float,
+    count: int,
+) -> None:
+    """The copy live, the original recorded dropped, the audit entry and the intent cleared: one transaction."""
+    changes, drops = liveness_changes(
+        ws.state.versions(saved_id(lc)), target, source, "migrate", False, count, utcnow()
+    )
+    detail = {"to": target.physical_name, "copied": copied, "gap_ms": round(gap_ms, 1)}
+    ws.state.transition(
+        changes, [("migrate", lc.name, "ok", None, detail)], drops, clear_pending=pending_key(ws.store_url, lc.name)
+    )
 
 
 def upgrade_state(state: str | None = None, cwd: Any = None) -> Any:

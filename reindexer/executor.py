@@ -303,34 +303,9 @@ def verify_version(
     pass, seeded, so the same store gives the same sample.
     """
     store = ws.store
-    per_point = store.holds_point_tags(version.physical_name)
-    rng = random.Random(seed)
-    chosen: list[str] = []
-    met = 0
-    extra: list[str] = []
-    wrong: list[str] = []
-    gone: list[str] = []
     sources = _as_idset(source_ids)
     with IdSet() as in_store:
-        for page in store.scroll(version.physical_name, batch_size=ws.batch_size, with_vectors=False):
-            ids = [p.doc_id for p in page]
-            in_store.add(ids)
-            known = ws.state.ledger_hashes(saved_id(version), ids)
-            extra.extend(i for i in ids if i not in known)
-            # Without per-point tags the model is recorded once, in the collection's metadata
-            # (stale_metadata checks it); the sampled re-embedding below checks the points.
-            if per_point:
-                wrong.extend(p.doc_id for p in page if p.payload.get(MODEL_KEY) != model.short)
-            if sources is not None:
-                gone.extend(sources.missing(ids))
-            for doc_id in ids:
-                met += 1
-                if len(chosen) < sample:
-                    chosen.append(doc_id)
-                else:
-                    slot = rng.randrange(met)
-                    if slot < sample:
-                        chosen[slot] = doc_id
+        found = _walk_store(ws, version, model, in_store, sources, _Reservoir(sample, seed))
         missing = [i for page in ws.state.ledger_id_pages(saved_id(version)) for i in in_store.missing(page)]
         unindexed = [i for page in sources.pages() for i in in_store.missing(page)] if sources is not None else []
         report = VerifyReport(
@@ -338,30 +313,97 @@ def verify_version(
             ledger_count=ws.state.ledger_count(saved_id(version)),
             source_count=len(sources) if sources is not None else None,
             missing_in_store=sorted(missing),
-            extra_in_store=sorted(extra),
-            wrong_model=sorted(wrong),
+            extra_in_store=sorted(found.extra),
+            wrong_model=sorted(found.wrong),
             stale_metadata=stale_metadata(store, lc, version, model),
         )
     if sources is not None:
-        report.missing_from_source = sorted(gone)
+        report.missing_from_source = sorted(found.gone)
         report.not_in_ledger_source = sorted(unindexed)
         if sources is not source_ids:
             sources.close()
-    if chosen:
-        points = list(store.retrieve(version.physical_name, sorted(chosen), with_vectors=True))
-        texts, stored = [], []
-        text_field = version_text_field(ws, lc, version)
-        for p in points:
-            text = extract_text(p.payload, text_field)
-            if text is not None:
-                texts.append(text)
-                stored.append(p.vector)
-        if texts:
-            embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
-            fresh = embedder.embed_documents(texts)
-            report.sample_size = len(texts)
-            report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())
+    if found.sample.chosen:
+        _check_sample(ws, lc, version, model, found.sample.chosen, embedder, report)
     return report
+
+
+class _Reservoir:
+    """A seeded uniform sample of ``size`` ids from a stream of unknown length (the same stream, the same sample)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.rng = random.Random(seed)
+        self.chosen: list[str] = []
+        self.met = 0
+
+    def offer(self, doc_id: str) -> None:
+        self.met += 1
+        if len(self.chosen) < self.size:
+            self.chosen.append(doc_id)
+        else:
+            slot = self.rng.randrange(self.met)
+            if slot < self.size:
+                self.chosen[slot] = doc_id
+
+
+@dataclass
+class _StoreFindings:
+    sample: _Reservoir
+    extra: list[str] = field(default_factory=list)  # stored, not in the ledger
+    wrong: list[str] = field(default_factory=list)  # tagged with another model
+    gone: list[str] = field(default_factory=list)  # stored, not in the source
+
+
+def _walk_store(
+    ws: Workspace,
+    version: IndexVersion,
+    model: ModelVersion,
+    in_store: IdSet,
+    sources: IdSet | None,
+    sample: _Reservoir,
+) -> _StoreFindings:
+    """One pass over the store's pages, each checked against the ledger (and the source's ids) as it comes."""
+    found = _StoreFindings(sample)
+    per_point = ws.store.holds_point_tags(version.physical_name)
+    for page in ws.store.scroll(version.physical_name, batch_size=ws.batch_size, with_vectors=False):
+        ids = [p.doc_id for p in page]
+        in_store.add(ids)
+        known = ws.state.ledger_hashes(saved_id(version), ids)
+        found.extra.extend(i for i in ids if i not in known)
+        # Without per-point tags the model is recorded once, in the collection's metadata
+        # (stale_metadata checks it); the sampled re-embedding checks the points.
+        if per_point:
+            found.wrong.extend(p.doc_id for p in page if p.payload.get(MODEL_KEY) != model.short)
+        if sources is not None:
+            found.gone.extend(sources.missing(ids))
+        for doc_id in ids:
+            sample.offer(doc_id)
+    return found
+
+
+def _check_sample(
+    ws: Workspace,
+    lc: LogicalCollection,
+    version: IndexVersion,
+    model: ModelVersion,
+    chosen: list[str],
+    embedder: Embedder | None,
+    report: VerifyReport,
+) -> None:
+    """Re-embed the sampled points' texts; the report gets the sample's size and its lowest cosine."""
+    points = list(ws.store.retrieve(version.physical_name, sorted(chosen), with_vectors=True))
+    texts, stored = [], []
+    text_field = version_text_field(ws, lc, version)
+    for p in points:
+        text = extract_text(p.payload, text_field)
+        if text is not None:
+            texts.append(text)
+            stored.append(p.vector)
+    if texts:
+        embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
+        fresh = embedder.embed_documents(texts)
+        report.sample_size = len(texts)
+        report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())
 
 
 def ids_of(documents: Iterable[Any], chunk: int = 10_000) -> IdSet:

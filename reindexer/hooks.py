@@ -26,6 +26,7 @@ from reindexer.embedding import ModelSettings
 from reindexer.errors import GateRefusedError
 from reindexer.extras import require_train
 from reindexer.planner import Plan
+from reindexer.reports import ReportFiles
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 
@@ -83,11 +84,14 @@ def deploy(
     executor: str | None = None,
     ray_address: str | None = None,
     vector_name: str | None = None,
+    reports: ReportFiles | None = None,
 ) -> DeployResult:
     """Put the model at ``model_path`` behind ``collection``, gated when ``gate`` is given.
 
     ``vector_name`` is checked against the dense vector the collection was adopted with
     (``reindex plan --vector-name``): the one a collection with several re-embeds.
+    ``reports`` (reindexer.reports.ReportFiles) are the gate evaluation's report files,
+    written as `reindex apply --report-json/--report-md/--report-html` writes them.
     """
     ws = workspace or Workspace.open(store=store, state=state)
     try:
@@ -112,9 +116,10 @@ def deploy(
             return result
         applied: commands.ApplyResult | None
         try:
-            applied = commands.apply(
+            applied = commands.apply_from(
                 ws,
                 plan,
+                reports=reports,
                 cutover=cutover,
                 queries=queries,
                 qrels=qrels,

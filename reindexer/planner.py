@@ -230,13 +230,7 @@ def gather_inputs(
     backend.validate_collection_name(collection)
     if metric is not None:
         backend.validate_metric(metric)
-    early = None
-    if model_path:
-        check_model_folder(model_path)  # before the state and the store are opened
-        if not ws.state_exists():
-            # A new state knows no model yet: inspect this one (dimension, truncation) before the state
-            # and the store are made, so a refused model leaves a fresh folder as it was.
-            early = describe_model(None, model_path, name=model_name, settings=settings, **(training or {}))
+    early = _inspect_model_early(ws, model_path, model_name, settings, training)
     state = ws.state
     lc = state.get_collection(ws.store_url, collection)
     live = live_version(ws, lc, collection)
@@ -245,52 +239,20 @@ def gather_inputs(
             f"unknown collection {collection!r} in {ws.store_url}",
             hint="check the name (`reindex status` lists collections), or pass --source jsonl:FILE to create it",
         )
-    if model_path:
-        model = early or describe_model(state, model_path, name=model_name, settings=settings, **(training or {}))
-    elif model_ref:
-        model = state.find_model(model_ref)
-    elif live is not None:
-        model = state.model_of(live)
-    else:
-        raise UsageError("a new collection needs a model", hint="pass --model PATH")
-
+    model = early or _model_to_plan(ws, live, model_path, model_ref, model_name, settings, training)
     text_field = (source.text_field if source else None) or (lc.text_field if lc else "text")
     if source is None:
         source = SourceSpec(kind="payload", text_field=text_field)
 
     vector = _managed_vector(ws, collection, live, vector_name)
     live_model = state.model_of(live) if live else None
-    # The live version's metric is the application's choice: kept unless the plan names another.
-    metric = metric or (live.metric if live else model.similarity)
-    backend.validate_metric(metric)
-    index_params = dict(index_params if index_params is not None else (live.index_params if live else {}))
-    validate_spec(CollectionSpec(name=collection, dim=model.dim, metric=metric, index_params=index_params))
+    metric, index_params = _index_settings(ws, collection, live, model, metric, index_params)
     mode, reason = choose_mode(collection, live, live_model, model, metric, index_params)
 
     live_count = ws.store.count(live.physical_name) if live else None
-    with open_source(source, store=ws.store, collection=live.physical_name if live else None) as src:
-        with src.scan() as scanned:  # one full pass: every bad record reported at once, before any work
-            docs = scanned.count
-            if mode == "full":
-                backend.validate_doc_ids(scanned.ids)
-        sample: list[str] = []
-        payload_bytes = 0
-        for doc in src:
-            sample.append(doc.text)
-            payload_bytes += len(json.dumps(doc.payload, default=str))
-            if len(sample) >= _ESTIMATE_SAMPLE:
-                break
-    if docs == 0 and mode != "copy":
-        raise UsageError(
-            f"the source {source.describe()} has no documents: nothing to index",
-            hint="check the source path or query; an empty corpus would leave an empty index behind the alias",
-        )
-
-    number = state.next_version_number(saved_id(lc)) if lc is not None else 1
-    while ws.store.collection_exists(physical_name(collection, number)):
-        number += 1
-    if mode != "noop":
-        backend.validate_collection_name(physical_name(collection, number), "version collection")
+    docs, sample, payload_bytes = _scan_source(ws, source, live, mode)
+    _check_documents(source, docs, mode)
+    number = _next_version_number(ws, lc, collection, mode)
     est = _estimate(ws, model, mode, docs, sample, payload_bytes, live_count) if estimate else {"seconds": 0.0}
     return PlanInputs(
         collection=collection,
@@ -313,6 +275,97 @@ def gather_inputs(
         fingerprinted=inputs_of(ws, collection, live, model, source, metric, index_params),
         vector=vector,
     )
+
+
+def _index_settings(
+    ws: Workspace,
+    collection: str,
+    live: IndexVersion | None,
+    model: ModelVersion,
+    metric: str | None,
+    index_params: dict[str, Any] | None,
+) -> tuple[str, dict[str, Any]]:
+    """The new version's metric and index parameters: as given, else the live version's, checked."""
+    # The live version's metric is the application's choice: kept unless the plan names another.
+    metric = metric or (live.metric if live else model.similarity)
+    ws.backend.validate_metric(metric)
+    index_params = dict(index_params if index_params is not None else (live.index_params if live else {}))
+    validate_spec(CollectionSpec(name=collection, dim=model.dim, metric=metric, index_params=index_params))
+    return metric, index_params
+
+
+def _inspect_model_early(
+    ws: Workspace,
+    model_path: str | None,
+    model_name: str | None,
+    settings: ModelSettings | None,
+    training: dict[str, Any] | None,
+) -> ModelVersion | None:
+    """A model folder checked before the state and the store are opened; described too when there is no state."""
+    if not model_path:
+        return None
+    check_model_folder(model_path)
+    if ws.state_exists():
+        return None
+    # A new state knows no model yet: inspect this one (dimension, truncation) before the state
+    # and the store are made, so a refused model leaves a fresh folder as it was.
+    return describe_model(None, model_path, name=model_name, settings=settings, **(training or {}))
+
+
+def _model_to_plan(
+    ws: Workspace,
+    live: IndexVersion | None,
+    model_path: str | None,
+    model_ref: str | None,
+    model_name: str | None,
+    settings: ModelSettings | None,
+    training: dict[str, Any] | None,
+) -> ModelVersion:
+    """The model folder, else the registered model named, else the live version's model."""
+    if model_path:
+        return describe_model(ws.state, model_path, name=model_name, settings=settings, **(training or {}))
+    if model_ref:
+        return ws.state.find_model(model_ref)
+    if live is not None:
+        return ws.state.model_of(live)
+    raise UsageError("a new collection needs a model", hint="pass --model PATH")
+
+
+def _scan_source(ws: Workspace, source: SourceSpec, live: IndexVersion | None, mode: str) -> tuple[int, list[str], int]:
+    """One full pass over the source (every bad record reported at once, before any work; a full build's
+    ids checked against the backend's rules), and a sample of its first texts and their payloads' size
+    for the estimate. The pass's ids stay out of memory (``ScanResult.ids``) and are dropped after."""
+    with open_source(source, store=ws.store, collection=live.physical_name if live else None) as src:
+        with src.scan() as scanned:
+            docs = scanned.count
+            if mode == "full":
+                ws.backend.validate_doc_ids(scanned.ids)
+        sample: list[str] = []
+        payload_bytes = 0
+        for doc in src:
+            sample.append(doc.text)
+            payload_bytes += len(json.dumps(doc.payload, default=str))
+            if len(sample) >= _ESTIMATE_SAMPLE:
+                break
+    return docs, sample, payload_bytes
+
+
+def _check_documents(source: SourceSpec, docs: int, mode: str) -> None:
+    if docs == 0 and mode != "copy":
+        raise UsageError(
+            f"the source {source.describe()} has no documents: nothing to index",
+            hint="check the source path or query; an empty corpus would leave an empty index behind the alias",
+        )
+
+
+def _next_version_number(ws: Workspace, lc: LogicalCollection | None, collection: str, mode: str) -> int:
+    """The next version's number: past every recorded one and every ``NAME__vN`` the store already holds."""
+    number = ws.state.next_version_number(saved_id(lc)) if lc is not None else 1
+    while ws.store.collection_exists(physical_name(collection, number)):
+        number += 1
+    if mode != "noop":
+        ws.backend.validate_collection_name(physical_name(collection, number), "version collection")
+    return number
 
 
 def _managed_vector(ws: Workspace, collection: str, live: IndexVersion | None, requested: str | None) -> str:

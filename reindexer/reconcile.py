@@ -178,33 +178,11 @@ def examine(ws, lc: LogicalCollection, store_writes: bool = True) -> Reconciliat
     if intent and intent["action"] == "migrate" and target is None:
         to = by_id.get(intent["to"])
         if to is not None and to.physical_name in collections:
-            if store_writes:
-                rec.restore_alias = target = to.physical_name
-                gap = (now - aware(datetime.fromisoformat(intent["at"].rstrip("Z")))).total_seconds() * 1000
-                intent["audit"]["gap_ms"] = round(gap, 1)
-                rec.repairs.append(
-                    Repair(
-                        "alias-restored",
-                        f"an interrupted migrate had dropped {name} and not yet made the alias: "
-                        f"{name} now points at {to.physical_name} (the name was missing for about {gap / 1000:.1f} s)",
-                        to.version,
-                        "migrate",
-                        detail=intent["audit"],
-                    )
-                )
-            else:
-                rec.repairs.append(
-                    Repair(
-                        "unresolved",
-                        f"{name} resolves to nothing: a migrate was interrupted between dropping {name} "
-                        f"and making the alias to {to.physical_name}; `reindex migrate {name}` (or any command that "
-                        "changes it) makes the alias",
-                        to.version,
-                        "migrate",
-                        recorded=False,
-                    )
-                )
+            if not store_writes:
+                rec.repairs.append(_migrate_gap_unresolved(name, to))
                 return _gc_repairs(rec, versions, collections, now)
+            rec.restore_alias = target = to.physical_name
+            rec.repairs.append(_migrate_gap_closed(name, to, intent, now))
 
     found = by_physical.get(target) if target is not None else None
     if target is not None and found is None:
@@ -216,36 +194,73 @@ def examine(ws, lc: LogicalCollection, store_writes: bool = True) -> Reconciliat
             )
         )
     elif found is not None:
-        others = [v for v in live_rows if v.id != found.id]
-        intended = intent is not None and intent.get("to") == found.id
-        source = by_id.get(intent["from"]) if intended and intent.get("from") is not None else None
-        unfinished = (
-            found.status != "live"
-            or bool(others)
-            or (intended and intent["action"] == "migrate" and source is not None and source.status != "dropped")
-        )
-        if intended and unfinished:
-            _complete(ws, rec, lc, intent, found, source, versions, now)
-        elif unfinished:
-            _adopt_alias(ws, rec, lc, found, others, versions, now)
-        if intent is not None and not intended:
-            _interrupted(rec, lc, intent, by_id)
-        rec.clear_pending = intent is not None
+        _match_alias(ws, rec, lc, intent, found, live_rows, by_id, versions, now)
     else:  # the name resolves to nothing, and no migrate explains it
-        if intent is not None:
-            _interrupted(rec, lc, intent, by_id)
-            rec.clear_pending = True
-        for v in live_rows:
-            rec.changes[v.id] = {"status": "retired", "retired_at": now}
-            rec.repairs.append(
-                Repair(
-                    "no-alias",
-                    f"{name} resolves to nothing in the store but v{v.version} was recorded live: now "
-                    f"recorded retired; `reindex cutover {name} --to v{v.version}` points {name} at it again",
-                    v.version,
-                )
-            )
+        _match_no_alias(rec, lc, intent, live_rows, by_id, now)
     return _gc_repairs(rec, versions, collections, now)
+
+
+def _migrate_gap_closed(name: str, to: IndexVersion, intent: dict[str, Any], now: datetime) -> Repair:
+    """The alias an interrupted migrate did not make, made now; the audit gets how long the name was missing."""
+    gap = (now - aware(datetime.fromisoformat(intent["at"].rstrip("Z")))).total_seconds() * 1000
+    intent["audit"]["gap_ms"] = round(gap, 1)
+    return Repair(
+        "alias-restored",
+        f"an interrupted migrate had dropped {name} and not yet made the alias: "
+        f"{name} now points at {to.physical_name} (the name was missing for about {gap / 1000:.1f} s)",
+        to.version,
+        "migrate",
+        detail=intent["audit"],
+    )
+
+
+def _migrate_gap_unresolved(name: str, to: IndexVersion) -> Repair:
+    return Repair(
+        "unresolved",
+        f"{name} resolves to nothing: a migrate was interrupted between dropping {name} "
+        f"and making the alias to {to.physical_name}; `reindex migrate {name}` (or any command that "
+        "changes it) makes the alias",
+        to.version,
+        "migrate",
+        recorded=False,
+    )
+
+
+def _match_alias(ws, rec: Reconciliation, lc, intent, found, live_rows, by_id, versions, now) -> None:
+    """The name points at a known version: finish the intended swap, or record who the alias says is live."""
+    others = [v for v in live_rows if v.id != found.id]
+    intended = intent is not None and intent.get("to") == found.id
+    source = by_id.get(intent["from"]) if intended and intent.get("from") is not None else None
+    unfinished = (
+        found.status != "live"
+        or bool(others)
+        or (intended and intent["action"] == "migrate" and source is not None and source.status != "dropped")
+    )
+    if intended and unfinished:
+        _complete(ws, rec, lc, intent, found, source, versions, now)
+    elif unfinished:
+        _adopt_alias(ws, rec, lc, found, others, versions, now)
+    if intent is not None and not intended:
+        _interrupted(rec, lc, intent, by_id)
+    rec.clear_pending = intent is not None
+
+
+def _match_no_alias(rec: Reconciliation, lc, intent, live_rows, by_id, now) -> None:
+    """The name resolves to nothing: every version recorded live is recorded retired."""
+    name = lc.name
+    if intent is not None:
+        _interrupted(rec, lc, intent, by_id)
+        rec.clear_pending = True
+    for v in live_rows:
+        rec.changes[v.id] = {"status": "retired", "retired_at": now}
+        rec.repairs.append(
+            Repair(
+                "no-alias",
+                f"{name} resolves to nothing in the store but v{v.version} was recorded live: now "
+                f"recorded retired; `reindex cutover {name} --to v{v.version}` points {name} at it again",
+                v.version,
+            )
+        )
 
 
 def _complete(ws, rec: Reconciliation, lc, intent, found, source, versions, now) -> None:

@@ -158,5 +158,9 @@ def test_a_refused_apply_shows_the_comparison_and_what_was_built(beir, minilm_pa
     with Workspace.open() as ws:
         assert ws.store.describe(f"{NAME}__v2").metadata["reindex.text_field"] == "{title}"
         assert ws.store.describe(f"{NAME}__v1").metadata["reindex.text_field"] == TEMPLATE
+    # applied again without a cut-over: nothing is evaluated, so no report is written, and stderr says why
+    r = invoke("apply", "p2.json", "--no-cutover", "--report-json", "again.json")
+    assert r.exit_code == 0 and "plan already applied: v2 is verified" in r.stdout, r.output
+    assert "no judged evaluation ran" in r.stderr and not (folder / "again.json").exists()
     r = invoke("verify", NAME, "--version", "v2")
     assert r.exit_code == 0 and "consistent" in r.stdout, r.output

@@ -14,6 +14,8 @@ from reindexer import commands
 from reindexer.config import Config
 from reindexer.demo_corpus import DEMO_FINETUNE
 from reindexer.embedding import ModelSettings
+from reindexer.evaluation.report import SCHEMA
+from reindexer.reports import ReportFiles
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 
@@ -131,10 +133,16 @@ def test_deploy_reports_a_refusal_instead_of_raising(tmp_path, minilm_path, demo
     store, state = f"qdrant+local:{tmp_path}/q", f"sqlite:///{tmp_path}/state.db"
     first = reindexer.deploy(minilm_path, "docs", store=store, state=state, source=f"jsonl:{folder / 'corpus.jsonl'}")
     assert first.decision == "promoted" and first.gate is None  # nothing to compare a first version with
+    reports = ReportFiles(json=tmp_path / "gate.json", md=tmp_path / "gate.md")
     worse = reindexer.hooks.deploy(minilm_path, "docs", store=store, state=state, settings=ModelSettings(truncate_dim=16),
-                                   gate="ndcg@10 >= 0", queries=folder / "queries.jsonl", qrels=folder / "qrels.tsv")
+                                   gate="ndcg@10 >= 0", queries=folder / "queries.jsonl", qrels=folder / "qrels.tsv",
+                                   reports=reports)
     assert worse.decision == "refused" and not worse.promoted
     assert worse.gate["passed"] is False and "FAIL" in " ".join(worse.gate["reasons"])
+    # the refused gate's evaluation, written as `reindex apply --report-json/--report-md` writes it
+    written = json.loads(reports.json.read_text())
+    assert written["schema"] == SCHEMA and written["gate"]["passed"] is False
+    assert written == json.loads(json.dumps(worse.apply.to_dict()["report"])) and "## Gate" in reports.md.read_text()
     config = Config(base_dir=tmp_path, store_url=store, state_url=state)
     with Workspace(config) as ws:
         assert ws.store.resolve("docs") == "docs__v1"

@@ -196,7 +196,7 @@ def _absolute_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
-def _worst_rows(result: EvaluationResult, version: str) -> tuple[list[str], list[list[str]]]:
+def worst_rows(result: EvaluationResult, version: str) -> tuple[list[str], list[list[str]]]:
     header = ["query id", "query", result.headline_metric, f"relevant docs (rank; missed: not in the top {result.k})"]
     rows = []
     for w in result.worst_queries.get(version, []):
@@ -298,7 +298,7 @@ def to_markdown(result: EvaluationResult, gate: Gate | None = None) -> str:
         v = result.baseline
         lines += [f"## Metrics of {v}", "", *_md_table(*_absolute_rows(result)), ""]
         lines += [f"## Worst queries of {v} ({result.headline_metric})", ""]
-        worst = _worst_rows(result, v)
+        worst = worst_rows(result, v)
         if worst[1]:
             lines += [*_md_table(*worst, text_columns=(1, 3)), ""]
         else:
@@ -393,7 +393,7 @@ def to_html(result: EvaluationResult, gate: Gate | None = None, *, title: str = 
         body.append(_html_gate(gate, decisions))
     if not result.candidates:
         v, headline = result.baseline, result.headline_metric
-        worst = _worst_rows(result, v)
+        worst = worst_rows(result, v)
         body += [
             f"<h2>Metrics of {escape(v)}</h2>",
             _html_table(*_absolute_rows(result)),

@@ -287,26 +287,17 @@ def evaluate(
     """
     versions, baseline = _order_versions(list(searchers), baseline)
     cutoffs = _resolve_ks(k, ks)
-    depth = cutoffs[-1] if depth is None else int(depth)
-    if depth < cutoffs[-1]:
-        raise UsageError(
-            f"search depth {depth} is below the largest cut-off {cutoffs[-1]}",
-            hint=f"pass --depth {cutoffs[-1]} or more, or smaller cut-offs",
-        )
+    depth = _search_depth(cutoffs, depth)
     labelled = align(queries, qrels)
     query_ids = list(labelled.queries)
     judged = [labelled.qrels[q] for q in query_ids]
-
-    rankings: dict[str, dict[str, list[str]]] = {}
-    per_query: dict[str, dict[str, np.ndarray]] = {}
-    for version in versions:
-        rankings[version] = _ranked_ids(version, searchers[version], labelled.queries, depth, batch_size)
-        per_query[version] = compute([rankings[version][q] for q in query_ids], judged, cutoffs)
+    rankings = {v: _ranked_ids(v, searchers[v], labelled.queries, depth, batch_size) for v in versions}
+    per_query = {v: compute([rankings[v][q] for q in query_ids], judged, cutoffs) for v in versions}
 
     names = metric_names(cutoffs, METRICS)
     headline = metric_name("ndcg", k)
-    comparisons: dict[str, Comparison] = {}
-    for candidate in versions[1:]:
+
+    def compared(candidate: str) -> Comparison:
         tests = paired_tests(
             {m: per_query[baseline][m] for m in names},
             {m: per_query[candidate][m] for m in names},
@@ -316,28 +307,11 @@ def evaluate(
             confidence=confidence,
         )
         regressions = _regressions(
-            rankings[baseline],
-            rankings[candidate],
-            headline,
-            k,
-            query_ids,
-            labelled,
-            per_query[baseline][headline],
-            per_query[candidate][headline],
-            worst,
-        )
-        comparisons[candidate] = Comparison(baseline, candidate, tests, regressions)
+            rankings[baseline], rankings[candidate], headline, k, query_ids, labelled,
+            per_query[baseline][headline], per_query[candidate][headline], worst,
+        )  # fmt: skip
+        return Comparison(baseline, candidate, tests, regressions)
 
-    intervals = {
-        v: bootstrap_intervals(
-            {m: per_query[v][m] for m in names}, seed=seed, resamples=resamples, confidence=confidence
-        )
-        for v in versions
-    }
-    worst_queries = {
-        v: _worst_queries(rankings[v], headline, k, query_ids, labelled, per_query[v][headline], worst)
-        for v in versions
-    }
     return EvaluationResult(
         versions=versions,
         baseline=baseline,
@@ -348,16 +322,35 @@ def evaluate(
         queries=dict(labelled.queries),
         means={v: {m: float(per_query[v][m].mean()) for m in names} for v in versions},
         per_query=per_query,
-        comparisons=comparisons,
+        comparisons={candidate: compared(candidate) for candidate in versions[1:]},
         skipped=labelled.skipped,
         seed=seed,
         resamples=resamples,
         confidence=confidence,
         rankings=rankings,
         depth=depth,
-        intervals=intervals,
-        worst_queries=worst_queries,
+        intervals={
+            v: bootstrap_intervals(
+                {m: per_query[v][m] for m in names}, seed=seed, resamples=resamples, confidence=confidence
+            )
+            for v in versions
+        },
+        worst_queries={
+            v: _worst_queries(rankings[v], headline, k, query_ids, labelled, per_query[v][headline], worst)
+            for v in versions
+        },
     )
+
+
+def _search_depth(cutoffs: list[int], depth: int | None) -> int:
+    """How many results each query asks for: ``depth``, never below the largest cut-off (the default)."""
+    depth = cutoffs[-1] if depth is None else int(depth)
+    if depth < cutoffs[-1]:
+        raise UsageError(
+            f"search depth {depth} is below the largest cut-off {cutoffs[-1]}",
+            hint=f"pass --depth {cutoffs[-1]} or more, or smaller cut-offs",
+        )
+    return depth
 
 
 # --- label-free comparison -------------------------------------------------
