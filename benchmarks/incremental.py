@@ -351,7 +351,9 @@ class LangChainBench:
 
         self.embedded = 0
         with timed() as t:
-            self.client.create_collection(COLLECTION, vectors_config=VectorParams(size=self.dim, distance=Distance.COSINE))
+            self.client.create_collection(
+                COLLECTION, vectors_config=VectorParams(size=self.dim, distance=Distance.COSINE)
+            )
             self.store = QdrantVectorStore(client=self.client, collection_name=COLLECTION, embedding=self.embeddings)
             self.embedded = 0  # the store embedded one probe text to check the dimension
             EmbedClock.reset()
@@ -393,7 +395,9 @@ def run(args) -> dict[str, Any]:
     facts = machine_facts(args.device)
     skip_lc = "skipped (--skip-langchain)" if args.skip_langchain else langchain_available()
     if skip_lc is None and not args.store.startswith("qdrant+local"):
-        skip_lc = "skipped: the LangChain reference runs on Qdrant local only (langchain-milvus is not in the bench extra)"
+        skip_lc = (
+            "skipped: the LangChain reference runs on Qdrant local only (langchain-milvus is not in the bench extra)"
+        )
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="reindex-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -512,7 +516,8 @@ def summarise(args, facts: dict[str, Any], measures: list[Measure], skip_lc: str
 
 
 def render(report: dict[str, Any]) -> str:
-    pct = f"{report['changed_fraction']:.0%}" if report["changed_fraction"] >= 0.01 else f"{report['changed_fraction']:.1%}"
+    changed = report["changed_fraction"]
+    pct = f"{changed:.0%}" if changed >= 0.01 else f"{changed:.1%}"
     m = report["machine"]
     lines = [
         f"incremental-sync benchmark: {report['docs']} documents, all-MiniLM-L6-v2 on {m['device']}, "
@@ -535,7 +540,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"{tool:<10} {label:<31} {meas['seconds']:>9.3f} {meas['embedded']:>9} {embed_col} {other_col}"
                      f" {ratio:>11.2%}")
     full = next(x for x in report["measures"] if x["tool"] == "reindexer" and x["step"] == "full")
-    lines.append(f"(reindexer full build = plan {full['detail']['plan_s']:.2f} s + apply {full['detail']['apply_s']:.2f} s)")
+    detail = full["detail"]
+    lines.append(f"(reindexer full build = plan {detail['plan_s']:.2f} s + apply {detail['apply_s']:.2f} s)")
     lines.append("")
     if report["reindexer_over_langchain"]:
         cross = report["reindexer_over_langchain"]

@@ -25,7 +25,8 @@ def write_beir(folder):
     with open(folder / "corpus.jsonl", "w") as f:
         for i in range(60):
             f.write(json.dumps({"_id": f"d{i}", "title": f"How to handle {TOPICS[i % 12]}",
-                                "text": f"This article explains step {i} on the settings page.", "metadata": {}}) + "\n")
+                                "text": f"This article explains step {i} on the settings page.",
+                                "metadata": {}}) + "\n")
     with open(folder / "queries.jsonl", "w") as f:
         for j, t in enumerate(TOPICS):
             f.write(json.dumps({"_id": f"q{j}", "text": f"{t} help"}) + "\n")

@@ -34,8 +34,8 @@ def test_corpus_is_deterministic_and_distinct():
     before = [d["text"] for d in docs]
     changed = change_documents(docs, 0.01, seed=1)
     assert len(changed) == 13 == len(set(changed))
-    assert sum(a != d["text"] for a, d in zip(before, docs)) == 13
-    assert {d["id"] for d, a in zip(docs, before) if a != d["text"]} == set(changed)
+    assert sum(a != d["text"] for a, d in zip(before, docs, strict=False)) == 13
+    assert {d["id"] for d, a in zip(docs, before, strict=False) if a != d["text"]} == set(changed)
 
 
 def test_render_marks_a_missed_target():

@@ -53,7 +53,8 @@ def test_plan_apply_status_rollback_history_as_json(env, minilm_path, small_corp
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["live"] == "docs__v1"
 
-    r = invoke("--json", "plan", "docs", "--model", str(minilm_path), "--truncate-dim", "128", "-o", str(tmp_path / "p2.json"))
+    r = invoke("--json", "plan", "docs", "--model", str(minilm_path), "--truncate-dim", "128",
+               "-o", str(tmp_path / "p2.json"))
     assert r.exit_code == 0, r.output
     r = invoke("--json", "apply", str(tmp_path / "p2.json"), "--no-cutover")
     assert r.exit_code == 0, r.output

@@ -77,7 +77,8 @@ def _clean_env(monkeypatch):
     [
         ('[stor]\nurl = "qdrant+local:x"\n',
          "unknown section 'stor'; valid: apply, collections, defaults, query, state, store"),
-        ("[defaults]\nbatchsize = 64\n", "unknown key 'batchsize' in [defaults]; valid: batch_size, device, devices, embed_batch_size, gate"),
+        ("[defaults]\nbatchsize = 64\n",
+         "unknown key 'batchsize' in [defaults]; valid: batch_size, device, devices, embed_batch_size, gate"),
         ('[collections.docs]\ntext_feld = "body"\n', "unknown key 'text_feld' in [collections.docs]; valid: gate"),
         ('[defaults]\nbatch_size = "64"\n', "[defaults] batch_size: input should be a valid integer"),
         ("[defaults]\nkeep = -1\n", "[defaults] keep: input should be greater than or equal to 0"),

@@ -536,7 +536,8 @@ def _statuses(ws) -> list[str]:
 
 
 def test_a_crash_between_build_and_cutover_resumes_through_verification(small_ws, minilm_path, monkeypatch):
-    """Dead right after 'built', then right before the alias swap: each resume verifies or finishes, never cuts over blind."""
+    """Dead right after 'built', then right before the alias swap: each resume verifies or finishes,
+    never cuts over blind."""
     from reindexer.sync import verify
 
     ws = small_ws

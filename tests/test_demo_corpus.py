@@ -67,13 +67,13 @@ def test_articles_never_use_the_jargon(corpus):
 
 def test_every_qrel_points_at_an_existing_document(corpus):
     ids = {d["id"] for d in corpus.documents}
-    for qid, rels in corpus.qrels.items():
+    for _qid, rels in corpus.qrels.items():
         assert rels and set(rels) <= ids
         assert set(rels.values()) <= {1, 2}
         _answer(rels)  # exactly one grade-2 answer
     assert set(corpus.train_doc_ids) <= ids
     texts = corpus.doc_by_id()
-    for (query, positive), doc_id in zip(corpus.train_pairs, corpus.train_doc_ids):
+    for (_query, positive), doc_id in zip(corpus.train_pairs, corpus.train_doc_ids, strict=False):
         assert texts[doc_id]["text"] == positive
 
 

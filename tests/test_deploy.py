@@ -83,7 +83,7 @@ def _values_as_written(root: click.Group) -> Iterator[None]:
     try:
         yield
     finally:
-        for p, t in zip(params, types):
+        for p, t in zip(params, types, strict=False):
             p.type = t
 
 
@@ -165,7 +165,9 @@ def _apply_rules(inv: ParsedInvocation) -> list[str]:
 
 def _eval_rules(inv: ParsedInvocation) -> list[str]:
     if inv.value("log"):
-        return [] if not (inv.value("queries") or inv.value("qrels")) else ["reindex eval: --log takes no --queries/--qrels"]
+        if not (inv.value("queries") or inv.value("qrels")):
+            return []
+        return ["reindex eval: --log takes no --queries/--qrels"]
     if not (inv.value("queries") and inv.value("qrels")):
         return ["reindex eval: pass --queries and --qrels (judged), or --log (label-free)"]
     return []

@@ -148,7 +148,7 @@ def test_adopt_tags_a_collection_made_outside(ws, minilm_path, demo_corpus):
 
     ws.store.create_collection(CollectionSpec(name="legacy", dim=384))
     ws.store.upsert("legacy", [Point(d["id"], v.tolist(), {"page_content": d["text"], "metadata": {"t": d["title"]}})
-                               for d, v in zip(docs, vectors)])
+                               for d, v in zip(docs, vectors, strict=True)])
     r = commands.adopt(ws, "legacy", str(minilm_path), text_field="page_content")
     assert r["min_cosine"] > 0.99 and r["points_tagged"] == 40
     model = ws.state.find_model(r["model"])
@@ -218,7 +218,8 @@ def test_text_missing_on_some_points(local_ws, minilm_path, small_corpus_file):
 def test_empty_corpus(local_ws, minilm_path, tmp_path):
     empty = write_jsonl(tmp_path / "empty.jsonl", [])
     with pytest.raises(UsageError, match="no documents"):
-        commands.plan(local_ws, "docs", model_path=str(minilm_path), source=SourceSpec(kind="jsonl", location=str(empty)))
+        commands.plan(local_ws, "docs", model_path=str(minilm_path),
+                      source=SourceSpec(kind="jsonl", location=str(empty)))
     assert _snapshot(local_ws)[:2] == ([], {})
 
 
@@ -311,7 +312,7 @@ def test_migrate_moves_an_adopted_collection_behind_an_alias(ws, minilm_path, de
     docs = demo_corpus.documents[:30]
     vectors = Embedder(minilm_path).embed_documents([d["text"] for d in docs])
     ws.store.create_collection(CollectionSpec(name="kb", dim=384))
-    ws.store.upsert("kb", [Point(d["id"], v.tolist(), {"text": d["text"]}) for d, v in zip(docs, vectors)])
+    ws.store.upsert("kb", [Point(d["id"], v.tolist(), {"text": d["text"]}) for d, v in zip(docs, vectors, strict=True)])
     commands.adopt(ws, "kb", str(minilm_path))
     p = commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
     with pytest.raises(ConflictError, match="reindex migrate kb"):

@@ -134,7 +134,8 @@ def test_deploy_reports_a_refusal_instead_of_raising(tmp_path, minilm_path, demo
     first = reindexer.deploy(minilm_path, "docs", store=store, state=state, source=f"jsonl:{folder / 'corpus.jsonl'}")
     assert first.decision == "promoted" and first.gate is None  # nothing to compare a first version with
     reports = ReportFiles(json=tmp_path / "gate.json", md=tmp_path / "gate.md")
-    worse = reindexer.hooks.deploy(minilm_path, "docs", store=store, state=state, settings=ModelSettings(truncate_dim=16),
+    worse = reindexer.hooks.deploy(minilm_path, "docs", store=store, state=state,
+                                   settings=ModelSettings(truncate_dim=16),
                                    gate="ndcg@10 >= 0", queries=folder / "queries.jsonl", qrels=folder / "qrels.tsv",
                                    reports=reports)
     assert worse.decision == "refused" and not worse.promoted

@@ -57,3 +57,20 @@ def test_a_spilled_set_keeps_any_text_id_exactly():
         assert ids.add_new(odd) == set(odd[:5])
         assert ids.present(odd + ["other"]) == set(odd)
         assert list(ids) == sorted(odd) and len(ids) == len(odd)
+
+
+def test_a_plain_source_scans_its_ids_into_a_spilling_set(monkeypatch):
+    import reindexer.idset
+    from reindexer.sources.base import Document, Source
+
+    class Counting(Source):
+        description = "counting"
+
+        def __iter__(self):
+            for i in range(2500):
+                yield Document(f"d{i:04d}", f"text {i}", updated_at=i)
+
+    monkeypatch.setattr(reindexer.idset, "SPILL_AT", 100)
+    with Counting().scan() as scanned:
+        assert scanned.count == 2500 and scanned.ids.spilled
+        assert scanned.max_updated_at == 2499 and list(scanned.ids)[:2] == ["d0000", "d0001"]

@@ -131,7 +131,8 @@ def test_search_answers_from_the_live_version(client, docs_ws) -> None:
 
 def test_search_with_a_filter(client) -> None:
     first = client.post("/collections/docs/search", json={"query": "billing", "k": 1}).json()["hits"][0]
-    r = client.post("/collections/docs/search", json={"query": "billing", "k": 5, "filter": {"reindex_doc_id": first["id"]}})
+    body = {"query": "billing", "k": 5, "filter": {"reindex_doc_id": first["id"]}}
+    r = client.post("/collections/docs/search", json=body)
     assert r.status_code == 200, r.text
     assert [h["id"] for h in r.json()["hits"]] == [first["id"]]
 
@@ -200,7 +201,8 @@ def test_metrics_count_by_collection_and_version(client) -> None:
     assert after.status_code == 200 and after.headers["content-type"].startswith("text/plain")
     text = after.text
     ok = {"collection": "docs", "version": "docs__v1", "status": "200"}
-    assert sample(text, "reindex_search_requests_total", **ok) == sample(before, "reindex_search_requests_total", **ok) + 3
+    requests = "reindex_search_requests_total"
+    assert sample(text, requests, **ok) == sample(before, requests, **ok) + 3
     count = {"collection": "docs", "version": "docs__v1"}
     assert sample(text, "reindex_search_latency_seconds_count", **count) >= 3
     assert sample(text, "reindex_search_errors_total", collection="docs", kind="invalid_request") >= 1
@@ -473,7 +475,7 @@ def swap_back_and_forth(admin: Workspace, url: str, queries: list[str], swaps: i
     """v1 live, v2 (128 dims) built: cut over and roll back ``swaps`` times while clients search."""
     with SearchLoop(url, queries) as loop:
         loop.wait_for("docs__v1")
-        for i in range(swaps):
+        for _i in range(swaps):
             target = commands.cutover(admin, "docs", to="v2")
             assert target["live"] == "docs__v2" and target["changed"]
             loop.wait_for("docs__v2")

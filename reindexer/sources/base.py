@@ -84,9 +84,14 @@ class Source(abc.ABC):
         """
         result = ScanResult()
         try:
+            chunk: list[str] = []  # a chunk per call: a spilled IdSet answers each with one query
             for doc in self:
-                result.ids.add([doc.doc_id])
+                chunk.append(doc.doc_id)
                 result._see(doc.updated_at)
+                if len(chunk) >= ID_CHUNK:
+                    result.ids.add(chunk)
+                    chunk = []
+            result.ids.add(chunk)
         except BaseException:
             result.close()
             raise

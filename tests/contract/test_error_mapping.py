@@ -44,7 +44,7 @@ def milvus_store():
 def _response(status: int, error: str):
     from qdrant_client.http.exceptions import UnexpectedResponse
 
-    body = ('{"status": {"error": "%s"}, "time": 0.0}' % error).encode()
+    body = (f'{{"status": {{"error": "{error}"}}, "time": 0.0}}').encode()
     return UnexpectedResponse(status, "", body, {})
 
 
@@ -91,9 +91,12 @@ def _milvus(code, message: str):
 @pytest.mark.parametrize(
     "exc, expected",
     [
-        (lambda: _milvus(2, "Fail connecting to server on 127.0.0.1:9, illegal connection params or server unavailable"), TransientBackendError),
+        (lambda: _milvus(2, "Fail connecting to server on 127.0.0.1:9, illegal connection params or "
+                            "server unavailable"),
+         TransientBackendError),
         (lambda: _milvus(101, "failed to query: collection not loaded[collection=1]"), TransientBackendError),
-        (lambda: _milvus(101, "Collection 'c' is in state 'released'; call load() before search/get/query"), TransientBackendError),
+        (lambda: _milvus(101, "Collection 'c' is in state 'released'; call load() before search/get/query"),
+         TransientBackendError),
         (lambda: _milvus(100, "collection not found[database=default][collection=nope]"), NotFoundError),
         (lambda: _milvus(100, "can't find collection collection not found[collection=nope]"), NotFoundError),
         (lambda: _milvus(1600, "alias not found[database=default][alias=nope]"), NotFoundError),

@@ -96,7 +96,7 @@ def test_langchain_app_changes_one_line(tmp_path, minilm_path, minilm_embeddings
     try:
         after = [store.similarity_search_with_score(q, k=K) for q in queries]
         assert [_answers(p) for p in after] == [_answers(p) for p in before]
-        for b, a in zip(before, after):
+        for b, a in zip(before, after, strict=False):
             assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
         for doc, score in after[0]:
             assert doc.metadata["reindex"] == {"version": "docs__v2", "model": v1_label, "score": score,

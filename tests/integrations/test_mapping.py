@@ -287,6 +287,7 @@ def test_text_template_makes_page_content_the_rendered_text_and_keeps_every_fiel
     vs = ReindexerVectorStore(searcher=FakeSearcher([hit], Info(text_field="{title}. {text}")))
     (doc,) = vs.similarity_search("q", k=1)
     assert doc.page_content == "Aspirin. reduces fever."
-    assert doc.metadata["title"] == "Aspirin" and doc.metadata["text"] == "reduces fever." and doc.metadata["year"] == 2020
+    assert doc.metadata["title"] == "Aspirin" and doc.metadata["text"] == "reduces fever."
+    assert doc.metadata["year"] == 2020
     (node,) = ReindexerRetriever(searcher=FakeSearcher([hit], Info(text_field="{title}. {text}"))).retrieve("q")
     assert node.node.get_content() == "Aspirin. reduces fever."

@@ -57,7 +57,7 @@ class Loop:
             i += 1
             try:
                 got = self.ask(q)
-            except Exception as exc:  # every failure counts, whatever its type
+            except Exception as exc:  # noqa: BLE001 - every failure counts, whatever its type
                 self.errors.append(f"{q!r}: {type(exc).__name__}: {exc}")
                 continue
             self.answers += 1

@@ -121,7 +121,7 @@ def _make_kb(ws: Workspace, minilm_path: Path, docs: list[dict]) -> None:
 
     vectors = Embedder(minilm_path).embed_documents([d["text"] for d in docs])
     ws.store.create_collection(CollectionSpec(name="kb", dim=384))
-    ws.store.upsert("kb", [Point(d["id"], v.tolist(), {"text": d["text"]}) for d, v in zip(docs, vectors)])
+    ws.store.upsert("kb", [Point(d["id"], v.tolist(), {"text": d["text"]}) for d, v in zip(docs, vectors, strict=True)])
     commands.adopt(ws, "kb", str(minilm_path), sample=4)
 
 

@@ -12,7 +12,7 @@ def postgres_url(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pg")
     try:
         server = pgserver.get_server(str(folder), cleanup_mode="stop")
-    except Exception as exc:  # pgserver's own binaries failed to start here
+    except Exception as exc:  # noqa: BLE001 - pgserver's own binaries failed to start here
         pytest.skip(f"pgserver could not start PostgreSQL: {exc}")
     uri = server.get_uri()
     yield uri.replace("postgresql://", "postgresql+psycopg://", 1)

@@ -190,7 +190,8 @@ def test_metadata_alone_rebuilds_the_encoder_on_another_host(tmp_path, minilm_pa
     monkeypatch.setenv("REINDEX_MODELS", str(tmp_path / "empty"))
     meta_path = meta["reindex.model_path"]
     monkeypatch.setattr("reindexer.encoders.Path.is_file",
-                        lambda self: False if str(self).startswith(meta_path) else (self.exists() and not self.is_dir()))
+                        lambda self: False if str(self).startswith(meta_path)
+                        else (self.exists() and not self.is_dir()))
     with pytest.raises(NotFoundError, match="REINDEX_MODELS"), Searcher("kb", store=url) as searcher:
         searcher.search("printer")
 

@@ -39,7 +39,7 @@ def test_mirrored_queries_are_recorded_and_never_change_the_live_answer(two_vers
     assert counts["mirrored"] == 12 and counts["dropped"] == 0 and counts["failed"] == 0
     records = _records(ws)[before:]
     assert len(records) == 12
-    for r, live_ids in zip(records, expected):
+    for r, live_ids in zip(records, expected, strict=False):
         assert (r.live, r.shadow, r.k) == ("docs__v1", "docs__v2", 5)
         assert r.live_ids == live_ids and len(r.shadow_ids) == 5
         assert 0.0 <= r.overlap <= 1.0 and 0.0 <= r.rbo <= 1.0 and r.live_ms > 0 and r.shadow_ms > 0

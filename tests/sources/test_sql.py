@@ -41,7 +41,8 @@ def url(db: Path) -> str:
 
 
 def test_full_pass(db: Path):
-    source = open_source(parse_source(f"sql:{url(db)}", query="SELECT id, body, price FROM docs ORDER BY id;", text_field="body"))
+    spec = parse_source(f"sql:{url(db)}", query="SELECT id, body, price FROM docs ORDER BY id;", text_field="body")
+    source = open_source(spec)
     try:
         docs = list(source)
     finally:

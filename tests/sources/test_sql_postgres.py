@@ -33,7 +33,8 @@ def pg(tmp_path_factory) -> str:
             updated_at TIMESTAMPTZ NOT NULL
         );
         INSERT INTO docs
-        SELECT 'doc-' || i, 'body ' || i, jsonb_build_object('n', i, 'inner', jsonb_build_object('text', 'inner ' || i)),
+        SELECT 'doc-' || i, 'body ' || i,
+               jsonb_build_object('n', i, 'inner', jsonb_build_object('text', 'inner ' || i)),
                i * 1.25, TIMESTAMPTZ '2024-01-01 00:00:00+00' + i * INTERVAL '1 hour'
         FROM generate_series(1, 50) AS i;
         """
