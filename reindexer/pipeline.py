@@ -159,26 +159,34 @@ class Pipeline:
                     continue
             return False
 
+        # A source that records its ids (and refuses repeats) fills ``seen`` itself: one id set
+        # per pass instead of the source's and this one.
+        iter_into = getattr(source, "iter_into", None)
+        docs, check = (iter_into(seen), None) if iter_into is not None else (source, seen)
         try:
             buffer: list[Document] = []
-            for doc in source:
+            for doc in docs:
                 buffer.append(doc)
                 if len(buffer) >= READ_CHUNK:
-                    if not put(self._diff(buffer, seen)):
+                    if not put(self._diff(buffer, check)):
                         return
                     buffer = []
-            if buffer and not put(self._diff(buffer, seen)):
+            if buffer and not put(self._diff(buffer, check)):
                 return
             put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
             put(_Failed(exc))
 
-    def _diff(self, docs: list[Document], seen: IdSet) -> _Chunk:
-        first: dict[str, Document] = {}
-        for d in docs:
-            first.setdefault(d.doc_id, d)  # within a chunk, the first of a repeated id counts
-        repeats = seen.add_new(list(first))
-        fresh = [d for i, d in first.items() if i not in repeats]
+    def _diff(self, docs: list[Document], seen: IdSet | None) -> _Chunk:
+        """The chunk's documents to embed; ``seen`` is None where the source already recorded their ids."""
+        if seen is None:
+            fresh = docs
+        else:
+            first: dict[str, Document] = {}
+            for d in docs:
+                first.setdefault(d.doc_id, d)  # within a chunk, the first of a repeated id counts
+            repeats = seen.add_new(list(first))
+            fresh = [d for i, d in first.items() if i not in repeats]
         known = self.ws.state.ledger_hashes(saved_id(self.version), [d.doc_id for d in fresh])
         self._ledger_hits += len(known)
         todo = []
@@ -193,8 +201,9 @@ class Pipeline:
         return self._encode_batch() * WINDOW_BATCHES
 
     def _encode_batch(self) -> int:
-        # The embedder's batch once it is loaded; the configured one before (no load for a no-op).
-        return getattr(self, "_batch", None) or self.write_batch
+        # The embedder's batch once it is loaded; before (no load for a no-op), the configured encode
+        # batch, else the write batch.
+        return getattr(self, "_batch", None) or self.ws.embed_batch_size or self.write_batch
 
     def _embed_and_write(self, window: list[tuple[Document, str]], pool: ThreadPoolExecutor) -> None:
         embedder = self.encoder()

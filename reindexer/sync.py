@@ -164,9 +164,14 @@ class _Watermarked:
     def __init__(self, source):
         self.source = source
         self.max_updated_at = None
+        if hasattr(source, "iter_into"):  # the pipeline then keeps one id set, not two
+            self.iter_into = lambda seen: self._watch(source.iter_into(seen))
 
     def __iter__(self):
-        for doc in self.source:
+        return self._watch(iter(self.source))
+
+    def _watch(self, docs):
+        for doc in docs:
             if doc.updated_at is not None and (self.max_updated_at is None or doc.updated_at > self.max_updated_at):
                 self.max_updated_at = doc.updated_at
             yield doc

@@ -4,7 +4,7 @@ The module starts a server of its own (the session's shared one is never stopped
 server goes away either rides through within its retry bounds, or exits 5 and `apply --resume`
 ends equal to an uninterrupted run: the same ids, count, payloads, model tags, vectors and ledger.
 A server lost during a cut-over leaves an exit 5 and a recorded intent; the next command's
-reconcile finishes or clears it from what the alias says.
+reconcile finishes or clears it from what the alias says. An open adapter reconnects across a restart.
 
 Only a build that meets the fault runs in a process of its own; the plans before it and the
 commands after it run the same command lines in this process (``World.reindex``), which spares
@@ -86,8 +86,13 @@ class World:
         return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)
 
     def start(self, *args: str, retries: dict[str, str]) -> subprocess.Popen:
+        # One text per encode call paces the build: at the CPU default (64 a call, 16 calls a window)
+        # all 48 documents embed in one window and their 8 writes land within 40 ms on an idle
+        # machine, so the test could miss the build between batches; in windows of 16 a window's
+        # embedding keeps the build between batches for about 130 ms at a time.
+        env = {**self.env(retries), "REINDEX_EMBED_BATCH_SIZE": "1"}
         return subprocess.Popen([sys.executable, "-m", "reindexer.cli", *args], cwd=self.folder,
-                                env=self.env(retries), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def snapshot(ws: Workspace, collection: str) -> dict:
@@ -163,7 +168,7 @@ def _build_until(world: World, collection: str, retries: dict[str, str], batches
     while _batches(world) < batches:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the build recorded no batches"
-        time.sleep(0.05)
+        time.sleep(0.01)
     return proc
 
 
@@ -224,6 +229,31 @@ def test_server_frozen_longer_than_the_retry_bound_exits_5_and_resume_equals_a_c
     resumed = world.reindex("--yes", "apply", "--resume", "frozen")
     assert resumed.returncode == 0, resumed.stderr
     assert_equal_to_clean(world, "frozen")
+
+
+# -- an adapter across a restart ------------------------------------------------------------------------
+def test_an_open_adapter_reconnects_across_a_server_restart_and_reloads_its_collection(world):
+    # (moved from tests/contract: restarting the session's shared server cost every later test its reload)
+    from reindexer.adapters import CollectionSpec, Point, open_store
+
+    def unit(i: int) -> list[float]:
+        return [1.0 if j == i % 4 else 0.0 for j in range(4)]
+
+    with open_store(world.server.url) as s:
+        s.create_collection(CollectionSpec("restart__v1", dim=4, metric="cosine"))
+        s.upsert("restart__v1", [Point(f"d{i}", unit(i), {"i": i}) for i in range(50)])
+        s.set_alias("restart", "restart__v1")
+        assert s.count("restart") == 50
+
+        world.server.restart()
+
+        # the same adapter: reconnects, and loads the collection again if the server reports it not loaded
+        assert s.count("restart__v1") == 50
+        assert s.search("restart", unit(1), k=1)[0].doc_id in {f"d{i}" for i in range(1, 50, 4)}
+    with open_store(world.server.url) as s2:  # and a new one
+        assert s2.count("restart") == 50
+        assert s2.list_aliases()["restart"] == "restart__v1"
+        assert s2.describe("restart").metric == "cosine"
 
 
 # -- the server lost during a cut-over ----------------------------------------------------------------

@@ -132,3 +132,18 @@ def test_the_checks_see_a_cycle_and_a_private_import(tmp_path):
     (tmp_path / "x.py").write_text("from reindexer.y import _hidden\nimport reindexer.z\n")
     assert imports_of("reindexer.x", {"reindexer.x": tmp_path / "x.py"}) == [
         ("reindexer.y", "_hidden", 1), ("reindexer.z", None, 2)]
+
+
+def test_every_folder_of_python_is_a_package_the_wheel_ships():
+    # The editable install (every test) maps whole folders, so a package left out of pyproject's
+    # list only breaks a wheel install: reindexer.raydata and the migrations once were.
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = set()
+    for prefix, folder in PACKAGES.items():
+        for path in folder.rglob("*.py"):
+            rel = path.parent.relative_to(folder)
+            if "__pycache__" not in rel.parts:
+                folders.add(".".join([prefix, *rel.parts]))
+    assert folders - listed == set()

@@ -164,3 +164,35 @@ def test_sync_of_an_unchanged_source_reads_without_loading_the_model(tmp_path, m
         monkeypatch.setattr("reindexer.executor.embedder_for", lambda *a, **k: pytest.fail("loaded the model"))
         r = sync(ws, "docs")
         assert r.versions["v1"] == {"seen": 20, "embedded": 0, "unchanged": 20, "deleted": 0}
+
+
+def test_a_record_source_fills_the_pipelines_id_set_so_a_pass_keeps_one(
+    tmp_path, minilm_path, demo_corpus, small_windows, monkeypatch
+):
+    from reindexer import idset
+    from reindexer.sources.jsonl import JsonlSource
+
+    docs = _docs(demo_corpus)
+    with _ws(tmp_path, f"qdrant+local:{tmp_path}/q") as ws:
+        path = write_jsonl(tmp_path / "c.jsonl", docs)
+        _build(ws, minilm_path, path)
+        version = ws.state.versions(ws.state.get_collection(ws.store_url, "docs").id)[0]
+        model = ws.state.get_model(version.model_fingerprint)
+        made: list[object] = []
+        original = idset.IdSet.__init__
+
+        def counted(self, *a, **k):
+            made.append(self)
+            original(self, *a, **k)
+
+        monkeypatch.setattr(idset.IdSet, "__init__", counted)
+        write_jsonl(path, docs[4:])  # 4 deleted: found against the one set the source filled
+        with JsonlSource(path) as source:
+            stats = sync_into(ws, version, model, source)
+        assert (stats.seen, stats.unchanged, stats.deleted) == (36, 36, 4)
+        assert len(made) == 1
+        # The source, not the pipeline, now refuses a repeated id, in a later chunk too.
+        write_jsonl(path, docs[4:] + [docs[20]])
+        with JsonlSource(path) as source, pytest.raises(UsageError, match="repeat|duplicate|more than once"):
+            sync_into(ws, version, model, source)
+        assert ws.state.ledger_count(version.id) == ws.store.count(version.physical_name) == 36

@@ -385,18 +385,26 @@ class RecordSource(Source):
 
     # -- the shared pipeline ------------------------------------------------
     def __iter__(self) -> Iterator[Document]:
-        # Repeated ids are found against an IdSet a chunk at a time: the ids of a pass stay
-        # out of memory however large the source (reindexer.idset).
         with IdSet() as seen:
-            for chunk in self._chunks():
-                for where, doc_id, record in self._checked_ids(chunk, seen):
-                    text = extract_text(record, self.text_field)
-                    if text is None:
-                        raise UsageError(
-                            f"{self.description}: {where} (id {doc_id!r}) has no text under {self.text_field!r}",
-                            hint=TEXT_FIELD_HINT,
-                        )
-                    yield self._document(where, doc_id, text, record)
+            yield from self.iter_into(seen)
+
+    def iter_into(self, seen: IdSet) -> Iterator[Document]:
+        """One pass whose ids go into ``seen``, a repeated id raising where it stands.
+
+        Repeats are found against the IdSet a chunk at a time, so the ids of a pass stay
+        out of memory however large the source (reindexer.idset). A consumer that needs
+        the pass's ids afterwards (the pipeline, for deletions) passes its own set and
+        keeps no second one.
+        """
+        for chunk in self._chunks():
+            for where, doc_id, record in self._checked_ids(chunk, seen):
+                text = extract_text(record, self.text_field)
+                if text is None:
+                    raise UsageError(
+                        f"{self.description}: {where} (id {doc_id!r}) has no text under {self.text_field!r}",
+                        hint=TEXT_FIELD_HINT,
+                    )
+                yield self._document(where, doc_id, text, record)
 
     def _chunks(self) -> Iterator[list[tuple[str, str | None, dict[str, Any]]]]:
         chunk: list[tuple[str, str | None, dict[str, Any]]] = []

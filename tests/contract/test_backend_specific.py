@@ -209,35 +209,6 @@ def test_milvus_names_follow_the_server_rule(milvus_url: str) -> None:
         assert s.get_alias("docs-live") is None
 
 
-@pytest.mark.server
-def test_milvus_server_restart(milvus_server) -> None:
-    if not milvus_server.can_restart:
-        pytest.skip("REINDEX_TEST_MILVUS_URI names an external server; it is not restarted")
-    url = milvus_server.url
-    from tests.plugins.stores import _drop_new
-
-    _drop_new(url, None)
-    try:
-        with open_store(url) as s:
-            s.create_collection(CollectionSpec("restart__v1", dim=4, metric="cosine"))
-            s.upsert("restart__v1", [Point(f"d{i}", unit(i), {"i": i}) for i in range(50)])
-            s.set_alias("restart", "restart__v1")
-            assert s.count("restart") == 50
-
-            milvus_server.restart()
-
-            # the same adapter: reconnects, and loads the collection again if the
-            # server reports it not loaded
-            assert s.count("restart__v1") == 50
-            assert s.search("restart", unit(1), k=1)[0].doc_id in {f"d{i}" for i in range(1, 50, 4)}
-        with open_store(url) as s2:  # and a new one
-            assert s2.count("restart") == 50
-            assert s2.list_aliases() == {"restart": "restart__v1"}
-            assert s2.describe("restart").metric == "cosine"
-    finally:
-        _drop_new(url, None)
-
-
 # -- capability flags drive the shared code paths -----------------------------------
 def test_payload_indexes_are_built_only_where_the_capability_says(tmp_path: Path) -> None:
     from dataclasses import replace
