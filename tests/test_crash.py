@@ -134,6 +134,11 @@ class World:
             "REINDEX_STORE": self.store_url,
             "REINDEX_STATE": f"sqlite:///{self.state_db}",
             "REINDEX_BATCH_SIZE": str(batch_size),
+            # One text per encode call: windows of 16 documents, each embedded over a few hundred ms,
+            # so the watches catch a build between batches. At the CPU default the whole build is one
+            # window whose 12 writes land within milliseconds, and a kill "at 3 batches" could land
+            # after the last.
+            "REINDEX_EMBED_BATCH_SIZE": "1",
             "REINDEX_PROGRESS": "0",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
@@ -318,8 +323,18 @@ def was_killed(outcome: Outcome) -> Outcome:
 
 
 # -- what the watcher looks at (the state database, read-only) ---------------------------------
+def settled_db(world: World) -> sqlite3.Connection:
+    """The state database once no command runs, opened read-write so that SQLite recovers the WAL.
+
+    A process SIGKILLed inside a commit can leave its last transaction in the WAL but not yet in the
+    shared WAL index; a read-only connection may then read without it, while the next command (which
+    recovers the WAL) sees it: counts read that way disagreed with what the resumed run found.
+    """
+    return sqlite3.connect(world.state_db, timeout=5)
+
+
 def max_run_id(world: World) -> int:
-    with sqlite3.connect(f"file:{world.state_db}?mode=ro", uri=True) as db:
+    with settled_db(world) as db:
         return db.execute("SELECT COALESCE(MAX(id), 0) FROM reindex_run").fetchone()[0]
 
 
@@ -406,7 +421,7 @@ def sync_deleting(after: int) -> Watch:
 
 
 def ledger_count(world: World, number: int) -> int:
-    with sqlite3.connect(f"file:{world.state_db}?mode=ro", uri=True) as db:
+    with settled_db(world) as db:
         row = _version_row(db, number)
         if row is None:
             return 0
@@ -462,7 +477,7 @@ def test_apply_killed_at_each_point_then_finished(world: World):
 
     before_c = max_run_id(world)
     c = reindex(world, *resume, kill_when=shadow_built_not_cut_over)
-    with sqlite3.connect(f"file:{world.state_db}?mode=ro", uri=True) as db:
+    with settled_db(world) as db:
         embedded_by_c = db.execute("SELECT COALESCE(SUM(embedded), 0) FROM reindex_run WHERE id > ?",
                                    (before_c,)).fetchone()[0]
     # the resumed run embedded only what the checkpoint lacked
