@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +49,7 @@ from reindexer.model_registry import describe_model, embedder_for, register_mode
 from reindexer.planner import Plan, check_plan, decide, gather_inputs, live_version, physical_name, record_plan
 from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile, reconcile_readonly
 from reindexer.schema import carry_other_vectors
-from reindexer.sources.base import Document, content_hash, extract_text
+from reindexer.sources.base import content_hash, extract_text
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, saved_id, utcnow
@@ -772,15 +772,18 @@ class _ShadowBuild:
                 label=label, total=total,
             )  # fmt: skip
         source = _open(ws, spec, shadow.live)
-        ids = _RecordingSource(source)
+        ids = IdSet()  # the pass's ids, filled by the pipeline (and the source): kept for verification
         try:
             stats = sync_into(
-                ws, shadow.version, shadow.model, ids, embedder, self.delete_missing, run, self.lease,
-                label=label, total=total,
+                ws, shadow.version, shadow.model, source, embedder, self.delete_missing, run, self.lease,
+                label=label, total=total, seen=ids,
             )  # fmt: skip
+        except BaseException:
+            ids.close()
+            raise
         finally:
             source.close()
-        return stats, ids.ids
+        return stats, ids
 
     def _record_rate(self, embedder: Any, total: SyncStats, seconds: float) -> None:
         """What later plans of this model estimate from (reindexer.estimate); a Ray build's rate is the
@@ -791,26 +794,6 @@ class _ShadowBuild:
             record_run(
                 ws.state, model.fingerprint, embedder.device, ws.store_url, total.embedded, seconds, total.embed_seconds
             )
-
-
-class _RecordingSource:
-    """Wraps a source and remembers every doc id it yielded, in an IdSet (flat memory)."""
-
-    def __init__(self, source: Iterable[Document]) -> None:
-        self.source = source
-        self.ids = IdSet()
-
-    def __iter__(self) -> Iterator[Document]:
-        batch: list[str] = []
-        try:
-            for doc in self.source:
-                batch.append(doc.doc_id)
-                if len(batch) >= 1000:
-                    self.ids.add(batch)
-                    batch = []
-                yield doc
-        finally:
-            self.ids.add(batch)
 
 
 def _close_ids(ids: IdSet | set[str] | None) -> None:

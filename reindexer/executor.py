@@ -217,11 +217,13 @@ def sync_into(
     lease: object | None = None,
     label: str = "embedding",
     total: int | None = None,
+    seen: IdSet | None = None,
 ) -> SyncStats:
     """Make ``version`` hold exactly the source's documents, embedding only what the ledger lacks.
 
     The work is a streaming pipeline (reindexer.pipeline): the source is read and diffed
     on its own thread, the embedder runs here, writes run beside it, several in flight.
+    With ``seen``, the pass's ids are left there for the caller (who closes it).
     """
     # The model loads on the first batch that needs it: a scheduled no-op sync never pays for it.
     loaded: list[Embedder] = [embedder] if embedder is not None else []
@@ -233,7 +235,7 @@ def sync_into(
 
     with progress(f"{label} {version.physical_name}", total) as advance:
         done = Pipeline(ws, version, model, encoder, run=run, lease=lease, advance=advance).run(
-            source, delete_missing=delete_missing
+            source, delete_missing=delete_missing, seen=seen
         )
     return SyncStats(
         seen=done.seen,

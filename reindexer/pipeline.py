@@ -102,9 +102,12 @@ class Pipeline:
         self._ledger_hits = 0
 
     # -- the pass -----------------------------------------------------------
-    def run(self, source: Iterable[Document], delete_missing: bool = True) -> PipelineResult:
+    def run(self, source: Iterable[Document], delete_missing: bool = True, seen: IdSet | None = None) -> PipelineResult:
+        """One pass; the ids it met go to ``seen``, which the caller keeps and closes, else to a set of its own."""
         ledger_before = self.ws.state.ledger_count(saved_id(self.version))
-        seen = IdSet()
+        owned = seen is None
+        if seen is None:
+            seen = IdSet()
         try:
             with ThreadPoolExecutor(self.writers, thread_name_prefix="reindex-writer") as pool:
                 window: list[tuple[Document, str]] = []
@@ -125,7 +128,8 @@ class Pipeline:
             if delete_missing and self._ledger_hits < ledger_before:
                 self._delete_missing(seen)
         finally:
-            seen.close()
+            if owned:
+                seen.close()
         return self.result
 
     # -- read ---------------------------------------------------------------

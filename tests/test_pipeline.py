@@ -191,6 +191,11 @@ def test_a_record_source_fills_the_pipelines_id_set_so_a_pass_keeps_one(
             stats = sync_into(ws, version, model, source)
         assert (stats.seen, stats.unchanged, stats.deleted) == (36, 36, 4)
         assert len(made) == 1
+        # A caller that keeps the pass's ids (apply, for verification) hands in its set: still the only one.
+        with idset.IdSet() as mine, JsonlSource(path) as source:
+            sync_into(ws, version, model, source, seen=mine)
+            assert len(made) == 2 and len(mine) == 36
+            assert mine.missing([d["id"] for d in docs]) == [d["id"] for d in docs[:4]]
         # The source, not the pipeline, now refuses a repeated id, in a later chunk too.
         write_jsonl(path, docs[4:] + [docs[20]])
         with JsonlSource(path) as source, pytest.raises(UsageError, match="repeat|duplicate|more than once"):
