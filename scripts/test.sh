@@ -14,13 +14,19 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ISOLATED=tests/test_backend_faults.py
 
+# The namespace, probed once: as root, or as a user mapped to root in its own user namespace.
+if unshare -n true 2>/dev/null; then
+  UNSHARE=(unshare -n)
+elif unshare -rn true 2>/dev/null; then
+  UNSHARE=(unshare -rn)
+else
+  UNSHARE=()
+fi
+
 run_pytest() {
   local cmd=(.venv/bin/python -m pytest --durations=25 "$@") rc
-  if unshare -n true 2>/dev/null; then
-    unshare -n sh -c 'ip link set lo up 2>/dev/null || true; exec "$@"' sh "${cmd[@]}"
-    rc=$?
-  elif unshare -rn true 2>/dev/null; then
-    unshare -rn sh -c 'ip link set lo up 2>/dev/null || true; exec "$@"' sh "${cmd[@]}"
+  if [ "${#UNSHARE[@]}" -gt 0 ]; then
+    "${UNSHARE[@]}" sh -c 'ip link set lo up 2>/dev/null || true; exec "$@"' sh "${cmd[@]}"
     rc=$?
   else
     echo "note: cannot create a network namespace here; Milvus server tests will skip" >&2
@@ -35,7 +41,7 @@ run_pytest() {
 }
 
 if [ "$#" -eq 0 ]; then
-  if unshare -n true 2>/dev/null || unshare -rn true 2>/dev/null; then
+  if [ "${#UNSHARE[@]}" -gt 0 ]; then
     # Each run_pytest gets a network namespace of its own, so the fault tests' server takes the
     # same ports as the session's in another loopback: they run beside the suite. They spend most
     # of their two minutes waiting on a stopped, restarted or frozen server, not on the CPU.
