@@ -361,6 +361,15 @@ class VectorStore(abc.ABC):
         """
         return None
 
+    def finish_writes(self, name: str) -> None:
+        """The writes of a pass into ``name`` are done: settle them where the store gains from it.
+
+        Called once after a pass that wrote or deleted points (a build, a sync, a catch-up,
+        a copy), never per batch. Reads are correct without it; it is about what they cost.
+        The default does nothing.
+        """
+        return None
+
     def advance_generated_ids(self, name: str) -> int:
         """Make the ids the store generates for new points of ``name`` start above every id it holds.
 

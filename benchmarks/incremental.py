@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,18 +57,21 @@ def scaled_documents(n: int) -> list[dict[str, Any]]:
 
     The same recipe as ``tests/plugins/corpus.py``: deterministic, nothing downloaded.
     """
+    return list(iter_scaled_documents(n))
+
+
+def iter_scaled_documents(n: int) -> Iterator[dict[str, Any]]:
+    """``scaled_documents`` one at a time, for corpora a measured process must not hold."""
     from reindexer.demo_corpus import build_demo_corpus
 
     base = build_demo_corpus().documents
-    out = []
     for i in range(n):
         d = json.loads(json.dumps(base[i % len(base)]))  # deep copy: payloads are nested
         round_ = i // len(base)
         if round_:
             d["id"] = f"{d['id']}-r{round_}"
             d["text"] = f"{d['text']} Revision {round_} of this article."
-        out.append(d)
-    return out
+        yield d
 
 
 def change_documents(docs: list[dict[str, Any]], fraction: float, seed: int) -> list[str]:
@@ -81,7 +84,7 @@ def change_documents(docs: list[dict[str, Any]], fraction: float, seed: int) -> 
     return [docs[i]["id"] for i in chosen]
 
 
-def write_jsonl(path: Path, docs: list[dict[str, Any]]) -> Path:
+def write_jsonl(path: Path, docs: Iterable[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         for d in docs:

@@ -34,7 +34,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.incremental import log, machine_facts, scaled_documents, write_jsonl  # noqa: E402
+from benchmarks.incremental import (  # noqa: E402
+    iter_scaled_documents,
+    log,
+    machine_facts,
+    scaled_documents,
+    write_jsonl,
+)
 
 TARGETS = {"build_over_raw_cpu": 0.95, "build_over_raw_gpu": 0.85, "rss_growth_mb": 150.0,
            "noop_rss_mb": 1024.0, "noop_seconds": 30.0}
@@ -79,12 +85,13 @@ def _slug(store: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in store)
 
 
-def full_build(ws, model: str, corpus: Path, collection: str = COLLECTION) -> dict[str, Any]:
+def full_build(ws, model: str, corpus: Path, collection: str = COLLECTION, settings=None) -> dict[str, Any]:
     from reindexer import commands
     from reindexer.sources.spec import SourceSpec
 
     started = time.perf_counter()
-    plan = commands.plan(ws, collection, model_path=model, source=SourceSpec(kind="jsonl", location=str(corpus)))
+    source = SourceSpec(kind="jsonl", location=str(corpus))
+    plan = commands.plan(ws, collection, model_path=model, source=source, settings=settings)
     planned = time.perf_counter()
     result = commands.apply(ws, plan)
     done = time.perf_counter()
@@ -177,10 +184,11 @@ def short_documents(n: int) -> Iterator[dict[str, Any]]:
 
 
 def child_build(folder: Path, docs: int, store: str, batch_size: int, device: str) -> None:
-    corpus = write_jsonl(folder / "corpus.jsonl", scaled_documents(docs))
+    corpus = folder / "corpus.jsonl"  # written by the parent: the measured process holds only the build
     model = tiny_model(folder.parent)
     with _workspace(folder, store, batch_size, device) as ws:
-        full_build(ws, model, corpus)
+        # A name per size: on a server, both sizes' collections live side by side.
+        full_build(ws, model, corpus, collection=f"rss_{docs}")
 
 
 def child_seed_noop(folder: Path, docs: int, store: str, batch_size: int) -> None:
@@ -220,6 +228,7 @@ def memory(args, root: Path) -> dict[str, Any]:
     tiny_model(root)
     for n in args.rss_docs:
         folder = root / f"rss-{n}"
+        write_jsonl(folder / "corpus.jsonl", iter_scaled_documents(n))
         log(f"peak RSS of a full build of {n} documents (tiny model, {args.rss_store}, new process)")
         wall, rss, rc, err = _peak_rss_of(me + ["--child", "build", "--child-folder", str(folder), "--docs", str(n),
                                                 "--child-store", args.rss_store, "--batch-size", str(args.batch_size),
@@ -254,7 +263,44 @@ def memory(args, root: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the run
 
 
+class MilvusStandalone:
+    """A Milvus standalone server for the run, from the ``milvus`` package (the test extra), on loopback.
+
+    Run the benchmark inside a network namespace with loopback only where one can be made
+    (``unshare -rn``, docs/benchmarks.md), as the tests do.
+    """
+
+    def __init__(self, base_dir: Path):
+        import milvus
+
+        self.server = milvus.default_server
+        self.server.show_startup_banner = False
+        self.server.set_base_dir(str(base_dir))
+
+    def __enter__(self) -> str:
+        started = time.perf_counter()
+        self.server.start()
+        port = self.server.listen_port
+        log(f"Milvus standalone on 127.0.0.1:{port} started in {time.perf_counter() - started:.1f} s")
+        return f"milvus://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
 def run(args) -> dict[str, Any]:
+    if not args.milvus_server:
+        return _run(args)
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="reindex-throughput-"))
+    args.workdir = str(root)
+    with MilvusStandalone(root / "milvus-server") as url:
+        args.milvus_url = args.milvus_url or url
+        if args.rss_store == "milvus-server":
+            args.rss_store = url
+        return _run(args)
+
+
+def _run(args) -> dict[str, Any]:
     import numpy as np
 
     from reindexer.embedding import ModelSettings, load_sentence_transformer, pick_device
@@ -319,6 +365,8 @@ def run(args) -> dict[str, Any]:
             "build_over_slower_of_encode_and_insert": round(rate / min(raw_rate, insert_rate), 3),
             "detail": builds[store],
         }
+    if args.backends:
+        report["backends"] = backend_rounds(args, root, texts, corpus, st, report["raw_encode"]["docs_per_second"])
     report["padding_waste"] = padding_waste(texts, st.tokenizer, args.batch_size, args.batch_size * 16)
     if not args.skip_memory:
         report["memory"] = memory(args, root)
@@ -326,6 +374,48 @@ def run(args) -> dict[str, Any]:
     report["targets"] = targets(report)
     report["pass"] = all(t["pass"] for t in report["targets"].values())
     return report
+
+
+def backend_rounds(args, root: Path, texts: list[str], corpus: Path, torch_st, torch_rate: float) -> dict[str, Any]:
+    """Per ``--backends`` choice: its raw encode and a full build into Qdrant local, interleaved round by
+    round with raw torch encode; the target is the build against raw torch encode."""
+    from reindexer.embedding import ModelSettings, load_sentence_transformer
+    from reindexer.inference_backends import parse_backend
+
+    path = model_path()
+    out: dict[str, Any] = {}
+    for choice in args.backends:
+        backend, quantization = parse_backend(choice)
+        settings = ModelSettings(backend=backend, quantization=quantization)
+        started = time.perf_counter()
+        st = load_sentence_transformer(path, settings, args.device)  # the export, once, untimed
+        st.encode(texts[:16], batch_size=args.batch_size)
+        log(f"{choice}: exported and loaded in {time.perf_counter() - started:.1f} s")
+        ws = _workspace(root / f"backend-{choice}", "qdrant+local", args.batch_size, args.device)
+        full_build(ws, path, root / "warm.jsonl", "warm", settings)  # untimed, as for the stores
+        torch_s, raw_s, builds = [], [], []
+        for r in range(args.rounds):
+            log(f"{choice} round {r + 1}/{args.rounds}: raw torch encode, raw {choice} encode, full build")
+            t = time.perf_counter()
+            ref = torch_st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
+            torch_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            got = st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
+            raw_s.append(time.perf_counter() - t)
+            builds.append(full_build(ws, path, corpus, f"docs_r{r}", settings))
+        ws.close()
+        norms = (ref * got).sum(axis=1) / ((ref * ref).sum(axis=1) * (got * got).sum(axis=1)) ** 0.5
+        torch_rate = len(texts) / statistics.median(torch_s)
+        build_rate = len(texts) / statistics.median(b["seconds"] for b in builds)
+        out[choice] = {
+            "raw_torch_docs_per_second": round(torch_rate, 1),
+            "raw_docs_per_second": round(len(texts) / statistics.median(raw_s), 1),
+            "build_docs_per_second": round(build_rate, 1),
+            "build_over_raw_torch": round(build_rate / torch_rate, 3),
+            "cosine_to_torch": {"mean": round(float(norms.mean()), 6), "min": round(float(norms.min()), 6)},
+            "build_seconds": [round(b["seconds"], 2) for b in builds],
+        }
+    return out
 
 
 def targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -337,6 +427,10 @@ def targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         else:
             ratio, want = s["build_over_raw_encode"], TARGETS["build_over_raw_cpu"]
         out[f"build {store}"] = {"value": ratio, "target": f">= {want}", "pass": ratio >= want}
+    for choice, b in (report.get("backends") or {}).items():
+        if not gpu:
+            out[f"build --backend {choice}"] = {"value": b["build_over_raw_torch"], "target": "> 1.0 x raw torch",
+                                                "pass": b["build_over_raw_torch"] > 1.0}
     mem = report.get("memory") or {}
     builds = mem.get("build") or []
     if len(builds) >= 2:
@@ -367,6 +461,11 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  build {store:<14} {s['build_docs_per_second']:>9.1f} docs/s  "
                      f"{s['build_over_raw_encode']:.2f}x raw encode; raw insert "
                      f"{s['raw_insert_docs_per_second']:.0f} docs/s")
+    for choice, b in (report.get("backends") or {}).items():
+        lines.append(f"  --backend {choice:<10} raw {b['raw_docs_per_second']:.1f} docs/s, build "
+                     f"{b['build_docs_per_second']:.1f} docs/s = {b['build_over_raw_torch']:.2f}x raw torch "
+                     f"({b['raw_torch_docs_per_second']:.1f}); cosine to torch mean {b['cosine_to_torch']['mean']}, "
+                     f"min {b['cosine_to_torch']['min']}")
     if "padding_waste" in report:
         w = report["padding_waste"]
         lines.append(f"  padding in batches: unsorted {w['unsorted']:.1%}, window sorted by characters "
@@ -391,9 +490,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=0, help="encode and write batch (default 64 on CPU, 256 on CUDA)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--milvus-url", help="also build into this Milvus server (milvus://HOST:PORT)")
+    p.add_argument("--milvus-server", action="store_true",
+                   help="start a Milvus standalone for the run (the milvus package) and build into it too")
+    p.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x], default=[],
+                   help="also build with these inference backends (onnx,onnx-int8,openvino: reindexer[onnx], "
+                        "reindexer[openvino]) and compare with raw torch encode")
     p.add_argument("--rss-docs", type=lambda s: [int(x) for x in s.split(",") if x], default=[10_000, 100_000],
                    help="sizes of the full builds whose peak RSS is measured (default 10000,100000)")
-    p.add_argument("--rss-store", default="qdrant+local", help="store of the memory runs (default qdrant+local)")
+    p.add_argument("--rss-store", default="qdrant+local",
+                   help="store of the memory runs: qdrant+local (default), milvus+lite, a URL, "
+                        "or milvus-server (with --milvus-server)")
     p.add_argument("--noop-docs", type=int, default=1_000_000, help="documents of the no-op sync (0: skip)")
     p.add_argument("--skip-memory", action="store_true", help="no memory runs")
     p.add_argument("--skip-throughput", action="store_true", help="the memory runs only")
@@ -403,7 +509,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child", choices=("build", "seed"), help=argparse.SUPPRESS)
     p.add_argument("--child-folder", help=argparse.SUPPRESS)
     p.add_argument("--child-store", default="qdrant+local", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.rss_store == "milvus-server" and not args.milvus_server:
+        p.error("--rss-store milvus-server needs --milvus-server (or give the server's milvus:// URL)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

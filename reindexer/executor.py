@@ -258,15 +258,17 @@ def copy_into(
     """Copy vectors and payloads from ``src`` to ``dst`` (same model): nothing is re-embedded."""
     store = ws.store
     stats = SyncStats()
-    src_ledger = ws.state.ledger(saved_id(src))
-    done = ws.state.ledger(saved_id(dst))
     total = store.count(src.physical_name)
     from reindexer.sources.base import content_hash
 
     with progress(f"copying {src.physical_name} into {dst.physical_name}", total) as advance:
         for page in store.scroll(src.physical_name, batch_size=ws.batch_size, with_vectors=True):
+            # Both ledgers are read a page at a time: nothing here grows with the collection.
+            ids = [p.doc_id for p in page]
+            done = ws.state.ledger_hashes(saved_id(dst), ids)
             todo = [p for p in page if p.doc_id not in done]
             if todo:
+                src_ledger = ws.state.ledger_hashes(saved_id(src), [p.doc_id for p in todo])
                 for p in todo:
                     p.payload[MODEL_KEY] = model.short
                 store.upsert(dst.physical_name, todo)
@@ -284,6 +286,8 @@ def copy_into(
                 stats.copied += len(todo)
             stats.seen += len(page)
             advance(len(page))
+    if stats.copied:
+        store.finish_writes(dst.physical_name)
     return stats
 
 

@@ -106,11 +106,19 @@ def exports_root() -> Path:
 
 
 def _file_name(settings: ModelSettings) -> str:
+    """The file an export holds; for int8 a pattern, because the weights' type is in the name and is the
+    quantisation config's choice (avx2 quantises weights to unsigned int8: ``model_quint8_avx2.onnx``)."""
     if settings.backend == "openvino":
         return "openvino/openvino_model.xml"
     if settings.quantization:
-        return f"onnx/model_qint8_{settings.quantization}.onnx"
+        return f"onnx/model_*int8_{settings.quantization}.onnx"
     return "onnx/model.onnx"
+
+
+def _exported_file(folder: Path, settings: ModelSettings) -> str | None:
+    """The export's model file, relative to ``folder``; None when there is not exactly one."""
+    found = sorted(folder.glob(_file_name(settings)))
+    return found[0].relative_to(folder).as_posix() if len(found) == 1 else None
 
 
 def export_folder(root: Path, settings: ModelSettings, source: str, name: str) -> Path:
@@ -126,13 +134,14 @@ def backend_kwargs(root: Path, settings: ModelSettings, source: str, name: str) 
         return root, {}
     require_installed(settings.backend)
     folder = ensure_export(root, settings, source, name)
-    return folder, {"backend": settings.backend, "model_kwargs": {"file_name": _file_name(settings)}}
+    file_name = _exported_file(folder, settings)
+    return folder, {"backend": settings.backend, "model_kwargs": {"file_name": file_name}}
 
 
 def ensure_export(root: Path, settings: ModelSettings, source: str, name: str) -> Path:
     """Export ``root`` for the backend once; a crash mid-export leaves only a temp folder, redone next time."""
     target = export_folder(root, settings, source, name)
-    if (target / _COMPLETE).is_file() and (target / _file_name(settings)).is_file():
+    if (target / _COMPLETE).is_file() and _exported_file(target, settings) is not None:
         return target
     from sentence_transformers import SentenceTransformer
 
@@ -163,7 +172,7 @@ def ensure_export(root: Path, settings: ModelSettings, source: str, name: str) -
             f"cannot export {root} for the {settings.backend} backend: {type(exc).__name__}: {exc}",
             hint="check the backend's extra is installed and the model folder is complete",
         ) from None
-    if not (tmp / _file_name(settings)).is_file():
+    if _exported_file(tmp, settings) is None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UsageError(
             f"exporting {root} for {settings.backend} wrote no {_file_name(settings)}",

@@ -127,6 +127,8 @@ class Pipeline:
             # Every ledger id met again means none was deleted: the common case skips the scan.
             if delete_missing and self._ledger_hits < ledger_before:
                 self._delete_missing(seen)
+            if self.result.embedded or self.result.deleted:
+                self.ws.store.finish_writes(self.version.physical_name)
         finally:
             if owned:
                 seen.close()

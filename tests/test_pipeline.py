@@ -201,3 +201,29 @@ def test_a_record_source_fills_the_pipelines_id_set_so_a_pass_keeps_one(
         with JsonlSource(path) as source, pytest.raises(UsageError, match="repeat|duplicate|more than once"):
             sync_into(ws, version, model, source)
         assert ws.state.ledger_count(version.id) == ws.store.count(version.physical_name) == 36
+
+
+def test_a_pass_settles_the_store_once_after_its_writes_and_never_for_a_no_op(
+    tmp_path, embedded_store_url, minilm_path, demo_corpus, small_windows, monkeypatch
+):
+    docs = _docs(demo_corpus, 30)
+    with _ws(tmp_path, embedded_store_url) as ws:
+        finished: list[str] = []
+        original = type(ws.store).finish_writes
+
+        def spy(self, name):
+            finished.append(name)
+            return original(self, name)
+
+        monkeypatch.setattr(type(ws.store), "finish_writes", spy)
+        path = write_jsonl(tmp_path / "c.jsonl", docs)
+        _build(ws, minilm_path, path)
+        # the build's pass wrote (once, not per batch); its catch-up pass found nothing to do
+        assert finished == ["docs__v1"]
+        assert ws.store.count("docs") == 30
+        sync(ws, "docs")
+        assert finished == ["docs__v1"]
+        write_jsonl(path, docs[3:])
+        assert sync(ws, "docs").versions["v1"]["deleted"] == 3
+        assert finished == ["docs__v1", "docs__v1"]
+        assert ws.store.count("docs") == 27

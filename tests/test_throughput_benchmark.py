@@ -19,7 +19,12 @@ def test_sorting_a_window_by_length_pads_less_than_source_order(minilm_path, dem
     assert 0 <= w["tokens"] <= w["characters"] < w["unsorted"] < 1
 
 
-def _report(device="cpu", ratio=0.96, growth=(400.0, 500.0), noop=(600.0, 25.0)):
+def _backend(ratio):
+    return {"raw_torch_docs_per_second": 200.0, "raw_docs_per_second": 260.0, "build_docs_per_second": 200.0 * ratio,
+            "build_over_raw_torch": ratio, "cosine_to_torch": {"mean": 0.999, "min": 0.99}, "build_seconds": [5.0]}
+
+
+def _report(device="cpu", ratio=0.96, growth=(400.0, 500.0), noop=(600.0, 25.0), backends=None):
     store = {"build_docs_per_second": 30.0, "build_over_raw_encode": ratio, "raw_insert_docs_per_second": 900.0,
              "build_over_slower_of_encode_and_insert": ratio}
     return {"docs": 1000, "device": device, "batch_size": 64, "rounds": 2,
@@ -28,7 +33,8 @@ def _report(device="cpu", ratio=0.96, growth=(400.0, 500.0), noop=(600.0, 25.0))
             "padding_waste": {"unsorted": 0.3, "characters": 0.05, "tokens": 0.04},
             "memory": {"build": [{"docs": 10_000, "peak_rss_mb": growth[0], "seconds": 60, "cpu_seconds": 50},
                                  {"docs": 100_000, "peak_rss_mb": growth[1], "seconds": 600, "cpu_seconds": 500}],
-                       "noop": {"docs": 1_000_000, "peak_rss_mb": noop[0], "seconds": noop[1], "cpu_seconds": 20}}}
+                       "noop": {"docs": 1_000_000, "peak_rss_mb": noop[0], "seconds": noop[1], "cpu_seconds": 20}},
+            **({"backends": backends} if backends else {})}
 
 
 @pytest.mark.parametrize("report, failed", [
@@ -37,6 +43,8 @@ def _report(device="cpu", ratio=0.96, growth=(400.0, 500.0), noop=(600.0, 25.0))
     (_report(device="cuda", ratio=0.9), set()),  # the GPU target is 0.85x the slower of encode and insert
     (_report(growth=(400.0, 600.0)), {"RSS growth 10000 -> 100000"}),
     (_report(noop=(1100.0, 31.0)), {"no-op sync 1000000 RSS", "no-op sync 1000000 time"}),
+    # with --backend onnx the CPU build must beat raw torch encode
+    (_report(backends={"onnx": _backend(1.3), "openvino": _backend(0.98)}), {"build --backend openvino"}),
 ])
 def test_targets_fail_exactly_where_a_figure_misses(report, failed):
     result = targets(report)
@@ -44,3 +52,5 @@ def test_targets_fail_exactly_where_a_figure_misses(report, failed):
     report["targets"] = result
     text = render(report)
     assert text.count("FAIL") == len(failed) and "0.04" not in text and "4.0%" in text
+    for choice in report.get("backends", {}):
+        assert f"--backend {choice}" in text

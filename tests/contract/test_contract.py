@@ -170,6 +170,27 @@ def test_delete_including_unknown_ids(store: VectorStore) -> None:
     assert store.count("c") == len(ODD_IDS) - 3
 
 
+def test_finish_writes_keeps_every_point_and_later_writes_land(store: VectorStore) -> None:
+    def ring(i: int) -> list[float]:  # one direction per point: the best match of each is itself
+        return [math.cos(i / 3), math.sin(i / 3), 0.0, 0.0]
+
+    store.create_collection(spec("c"))
+    store.upsert("c", [Point(d, ring(i), {"i": i}) for i, d in enumerate(ODD_IDS)])
+    store.delete("c", ["42"])
+    store.finish_writes("c")
+    assert store.count("c") == len(ODD_IDS) - 1
+    assert {p.doc_id for page in store.scroll("c") for p in page} == set(ODD_IDS) - {"42"}
+    assert store.search("c", ring(2), k=1)[0].doc_id == ODD_IDS[2]
+    # a pass after it: its writes and deletions count as before, and a second finish keeps them
+    store.upsert("c", [Point("42", ring(1), {"i": 42}), Point("a/b c", ring(0), {"i": -1})])
+    store.delete("c", [ODD_IDS[-1]])
+    store.finish_writes("c")
+    assert store.count("c") == len(ODD_IDS) - 1
+    assert store.retrieve("c", ["a/b c"])[0].payload == {"i": -1}
+    assert store.retrieve("c", [ODD_IDS[-1]]) == []
+    assert store.search("c", ring(1), k=1)[0].doc_id == "42"
+
+
 def test_scroll_covers_every_id_once(store: VectorStore) -> None:
     store.create_collection(spec("c"))
     ids = [f"doc-{(i * 7919) % 1000:04d}" for i in range(1000)]  # not in key order
