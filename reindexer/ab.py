@@ -113,7 +113,9 @@ def run_evaluation(
     at: list[int] | None = None,
     depth: int | None = None,
 ) -> EvaluationResult:
-    known = set(ws.state.ledger(row_id(versions[0])))
+    # Only the judged ids are looked up: the ledger is never read whole.
+    judged = sorted({doc_id for graded in judgements.qrels.values() for doc_id in graded})
+    known = set(ws.state.ledger_hashes(row_id(versions[0]), judged))
     check = check_doc_ids(judgements.qrels, known)
     if known and check.judged and check.unknown == check.judged:
         raise UsageError(

@@ -6,7 +6,6 @@ dataclasses with ``to_dict``), so Python callers get the same behaviour as the C
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from reindexer.errors import (
 from reindexer.estimate import record_run
 from reindexer.executor import (
     MAX_CATCHUP_PASSES,
+    Reservoir,
     SyncStats,
     copy_into,
     create_physical,
@@ -42,6 +42,7 @@ from reindexer.executor import (
     version_metadata,
 )
 from reindexer.idset import IdSet
+from reindexer.inference_backends import reembed_min_cosine
 from reindexer.killpoints import kill_point
 from reindexer.lookup import find_version
 from reindexer.lookup import managed_collection as _collection
@@ -1075,7 +1076,7 @@ def adopt(
     settings: ModelSettings | None = None,
     text_field: str | None = None,
     sample: int = 32,
-    min_cosine: float = 0.99,
+    min_cosine: float | None = None,
     name: str | None = None,
     seed: int = 0,
     vector_name: str | None = None,
@@ -1116,23 +1117,29 @@ def _adopt(
     settings: ModelSettings | None,
     text_field: str,
     sample: int,
-    min_cosine: float,
+    min_cosine: float | None,
     name: str | None,
     seed: int,
 ) -> dict[str, Any]:
     store = ws.store
     info = store.describe(physical)
     model = _model_matching(ws, collection, info, model_path, name, settings)
-    ids = [p.doc_id for page in store.scroll(physical, batch_size=ws.batch_size) for p in page]
-    if not ids:
+    if min_cosine is None:
+        min_cosine = reembed_min_cosine(ModelSettings.from_dict(model.settings))
+    # A seeded reservoir over one pass: the sample without holding every id of the collection.
+    reservoir = Reservoir(sample, seed)
+    for page in store.scroll(physical, batch_size=ws.batch_size):
+        for p in page:
+            reservoir.offer(p.doc_id)
+    if not reservoir.met:
         raise UsageError(f"{collection} is empty: there is nothing to compare the model against")
-    cos = _sample_cosines(ws, physical, model, ids, text_field, sample, min_cosine, seed)
+    cos = _sample_cosines(ws, physical, model, reservoir.chosen, text_field, min_cosine)
     with ws.lease(collection):
         _refuse_if_managed(ws, collection, physical)  # another adopt may have finished meanwhile
         lc = ws.state.get_collection(ws.store_url, collection) or LogicalCollection(
             store_url=ws.store_url, name=collection, text_field=text_field
         )
-        version = _adopted_version(lc, collection, physical, model, info, len(ids))
+        version = _adopted_version(lc, collection, physical, model, info, reservoir.met)
         per_point = store.holds_point_tags(physical)
         rows, tagged = _tag_points(ws, physical, model, text_field, per_point)
         _write_metadata_or_untag(ws, physical, tagged, _adopted_metadata(lc, version, model, text_field, info))
@@ -1222,14 +1229,11 @@ def _sample_cosines(
     ws: Workspace,
     physical: str,
     model: ModelVersion,
-    ids: list[str],
+    chosen: list[str],
     text_field: str,
-    sample: int,
     min_cosine: float,
-    seed: int,
 ) -> np.ndarray:
-    """Re-embed a sample of the stored texts; refuse unless each matches its stored vector."""
-    chosen = random.Random(seed).sample(ids, min(sample, len(ids)))
+    """Re-embed the chosen points' stored texts; refuse unless each matches its stored vector."""
     points = ws.store.retrieve(physical, chosen, with_vectors=True)
     texts, vectors, missing = [], [], []
     for p in points:

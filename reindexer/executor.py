@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from reindexer.adapters.base import DOC_ID_KEY, MODEL_KEY, CollectionSpec, VectorStore
-from reindexer.embedding import Embedder, cosine_rows
+from reindexer.embedding import Embedder, ModelSettings, cosine_rows
 from reindexer.encoders import model_metadata
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
 from reindexer.idset import IdSet
+from reindexer.inference_backends import REEMBED_MIN_COSINE, reembed_min_cosine
 from reindexer.killpoints import kill_point
 from reindexer.model_registry import embedder_for
 from reindexer.pipeline import Pipeline
@@ -35,7 +36,7 @@ from reindexer.workspace import Workspace
 log = logging.getLogger(__name__)
 
 VERIFY_SAMPLE = 16
-VERIFY_MIN_COSINE = 0.99
+VERIFY_MIN_COSINE = REEMBED_MIN_COSINE
 MAX_CATCHUP_PASSES = 3
 
 
@@ -80,6 +81,8 @@ class VerifyReport:
     stale_metadata: list[str] = field(default_factory=list)
     sample_size: int = 0
     sample_min_cosine: float | None = None
+    # What the sample must reach: lower for a model whose vectors depend on their batch (dynamic int8).
+    sample_floor: float = VERIFY_MIN_COSINE
 
     @property
     def ok(self) -> bool:
@@ -91,7 +94,7 @@ class VerifyReport:
             and not self.not_in_ledger_source
             and not self.wrong_model
             and not self.stale_metadata
-            and (self.sample_min_cosine is None or self.sample_min_cosine >= VERIFY_MIN_COSINE)
+            and (self.sample_min_cosine is None or self.sample_min_cosine >= self.sample_floor)
         )
 
     def problems(self) -> list[str]:
@@ -112,8 +115,11 @@ class VerifyReport:
                 f"collection metadata lacks or misstates {', '.join(self.stale_metadata)}, which the query "
                 "side rebuilds its encoder from"
             )
-        if self.sample_min_cosine is not None and self.sample_min_cosine < VERIFY_MIN_COSINE:
-            out.append(f"re-embedded sample disagrees with stored vectors (min cosine {self.sample_min_cosine:.4f})")
+        if self.sample_min_cosine is not None and self.sample_min_cosine < self.sample_floor:
+            out.append(
+                f"re-embedded sample disagrees with stored vectors (min cosine {self.sample_min_cosine:.4f}, "
+                f"needs {self.sample_floor})"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +131,7 @@ class VerifyReport:
             "problems": self.problems(),
             "sample_size": self.sample_size,
             "sample_min_cosine": self.sample_min_cosine,
+            "sample_floor": self.sample_floor,
         }
 
 
@@ -311,7 +318,7 @@ def verify_version(
     store = ws.store
     sources = _as_idset(source_ids)
     with IdSet() as in_store:
-        found = _walk_store(ws, version, model, in_store, sources, _Reservoir(sample, seed))
+        found = _walk_store(ws, version, model, in_store, sources, Reservoir(sample, seed))
         missing = [i for page in ws.state.ledger_id_pages(saved_id(version)) for i in in_store.missing(page)]
         unindexed = [i for page in sources.pages() for i in in_store.missing(page)] if sources is not None else []
         report = VerifyReport(
@@ -333,7 +340,7 @@ def verify_version(
     return report
 
 
-class _Reservoir:
+class Reservoir:
     """A seeded uniform sample of ``size`` ids from a stream of unknown length (the same stream, the same sample)."""
 
     def __init__(self, size: int, seed: int) -> None:
@@ -354,7 +361,7 @@ class _Reservoir:
 
 @dataclass
 class _StoreFindings:
-    sample: _Reservoir
+    sample: Reservoir
     extra: list[str] = field(default_factory=list)  # stored, not in the ledger
     wrong: list[str] = field(default_factory=list)  # tagged with another model
     gone: list[str] = field(default_factory=list)  # stored, not in the source
@@ -366,7 +373,7 @@ def _walk_store(
     model: ModelVersion,
     in_store: IdSet,
     sources: IdSet | None,
-    sample: _Reservoir,
+    sample: Reservoir,
 ) -> _StoreFindings:
     """One pass over the store's pages, each checked against the ledger (and the source's ids) as it comes."""
     found = _StoreFindings(sample)
@@ -408,6 +415,7 @@ def _check_sample(
     if texts:
         embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
         fresh = embedder.embed_documents(texts)
+        report.sample_floor = reembed_min_cosine(ModelSettings.from_dict(model.settings))
         report.sample_size = len(texts)
         report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())
 

@@ -9,6 +9,8 @@
 # of their own (tests/test_backend_faults.py) run in a second pytest process: a second
 # standalone server does not start beside the session's shared one in one namespace, but
 # does in a namespace of its own, so where namespaces can be made the two run at once.
+# The inference-backend tests (tests/test_inference_backends.py) also run in .venv-backends,
+# which holds the ONNX and OpenVINO extras (scripts/setup-backends.sh), beside the suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -40,7 +42,24 @@ run_pytest() {
   return "$rc"
 }
 
+BACKENDS=tests/test_inference_backends.py
+BACKENDS_PY=${BACKENDS_VENV:-.venv-backends}/bin/python
+
+# The backend tests in the venv that has the extras: a failure there fails the run, and a
+# missing venv is named (make setup-backends) rather than passed over.
+run_backends() {
+  if [ ! -x "$BACKENDS_PY" ]; then
+    echo "error: $BACKENDS_PY is missing: make setup-backends creates it" >&2
+    return 1
+  fi
+  "$BACKENDS_PY" -m pytest -q --durations=5 "$BACKENDS" -p no:cacheprovider --basetemp="$1"
+}
+
 if [ "$#" -eq 0 ]; then
+  backends_log=$(mktemp)
+  backends_tmp=$(mktemp -d)
+  run_backends "$backends_tmp/tmp" >"$backends_log" 2>&1 &
+  backends=$!
   if [ "${#UNSHARE[@]}" -gt 0 ]; then
     # Each run_pytest gets a network namespace of its own, so the fault tests' server takes the
     # same ports as the session's in another loopback: they run beside the suite. They spend most
@@ -61,7 +80,13 @@ if [ "$#" -eq 0 ]; then
     run_pytest "$ISOLATED"
     rc2=$?
   fi
+  wait "$backends"
+  rc3=$?
+  echo "=== $BACKENDS in $BACKENDS_PY (the onnx and openvino extras), run beside the suite ==="
+  cat "$backends_log"
+  rm -rf "$backends_log" "$backends_tmp"
   [ "$rc" -ne 0 ] && exit "$rc"
-  exit "$rc2"
+  [ "$rc2" -ne 0 ] && exit "$rc2"
+  exit "$rc3"
 fi
 run_pytest "$@"

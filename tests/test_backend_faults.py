@@ -47,7 +47,6 @@ SHORT_RETRIES = {"REINDEX_RETRY_ATTEMPTS": "3", "REINDEX_RETRY_INITIAL": "0.3", 
 #: Shorter still, so that a frozen server usually stays under its session TTL (tests/plugins/stores.py).
 FREEZE_RETRIES = {"REINDEX_RETRY_ATTEMPTS": "2", "REINDEX_RETRY_INITIAL": "0.2", "REINDEX_RETRY_MAX_SECONDS": "3",
                   "REINDEX_STORE_TIMEOUT": "1.5", "REINDEX_CONNECT_TIMEOUT": "1.5"}
-SESSION_TTL = 10  # common.session.ttl of the test server
 #: The run that must ride through a restart, and every command run after one (the restarted server
 #: reloads its collections): a minute and a half of retries.
 LONG_RETRIES = {"REINDEX_RETRY_ATTEMPTS": "40", "REINDEX_RETRY_INITIAL": "0.5", "REINDEX_RETRY_MAX_SECONDS": "150",
@@ -221,11 +220,11 @@ def test_server_frozen_longer_than_the_retry_bound_exits_5_and_resume_equals_a_c
         os.kill(server.server_proc.pid, signal.SIGCONT)
     print(f"\nserver frozen {time.monotonic() - frozen:.1f}s; the build gave up with exit {rc}")
     assert rc == EXIT_BACKEND_UNAVAILABLE, err
-    if time.monotonic() - frozen > SESSION_TTL - 2 or server.server_proc.poll() is not None:
-        # Milvus standalone frozen past its session TTL wakes up "not ready: Abnormal" for good (seen
-        # here: 20 attempts over 150 s); an operator restarts it, and so does the test.
-        server.stop()
-        server.start()
+    # Milvus standalone frozen near or past its session TTL wakes up "not ready: Abnormal" for good
+    # (seen here: 20 attempts over 150 s, and once after a freeze of under TTL - 2 s, which left the
+    # next test a server that refused every load); an operator restarts it, and so does the test.
+    server.stop()
+    server.start()
     resumed = world.reindex("--yes", "apply", "--resume", "frozen")
     assert resumed.returncode == 0, resumed.stderr
     assert_equal_to_clean(world, "frozen")

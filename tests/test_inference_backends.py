@@ -91,3 +91,48 @@ def test_openvino_is_exported_offline_and_agrees_with_torch(minilm_path, tmp_pat
     vectors = Embedder(minilm_path, ModelSettings(backend="openvino"), device="cpu").embed_documents(texts)
     reference = Embedder(minilm_path, device="cpu").embed_documents(texts)
     assert float(cosine_rows(reference, vectors).min()) > 0.9999
+
+
+def test_dynamic_int8_verifies_against_its_own_floor_and_others_against_099():
+    from reindexer.executor import VerifyReport
+    from reindexer.inference_backends import reembed_min_cosine
+
+    assert reembed_min_cosine(ModelSettings()) == reembed_min_cosine(ModelSettings(backend="openvino")) == 0.99
+    assert reembed_min_cosine(ModelSettings(backend="onnx", quantization="avx2")) == 0.97
+    report = VerifyReport(store_count=4, ledger_count=4, source_count=None, sample_size=4, sample_min_cosine=0.983)
+    assert not report.ok and "needs 0.99" in report.problems()[0]
+    report.sample_floor = 0.97
+    assert report.ok and report.to_dict()["sample_floor"] == 0.97
+
+
+@pytest.mark.skipif(not ONNX, reason="pip install 'reindexer[onnx]' (optimum-onnx, onnxruntime)")
+@pytest.mark.parametrize("quantization", [None, default_quantization()], ids=["onnx", "onnx-int8"])
+def test_an_onnx_build_verifies_cuts_over_and_is_searched_with_its_own_backend(
+    minilm_path, tmp_path, monkeypatch, quantization, demo_corpus
+):
+    # int8's vectors depend on their batch: the build's batches and verification's re-embedded sample
+    # differ (0.98 here), which a 0.99 floor refused.
+    from reindexer import commands
+    from reindexer.config import Config
+    from reindexer.searcher import Searcher
+    from reindexer.sources.spec import SourceSpec
+    from reindexer.workspace import Workspace
+    from tests.plugins.corpus import write_jsonl
+
+    monkeypatch.setenv("REINDEX_EXPORTS", str(tmp_path / "exports"))
+    settings = ModelSettings(backend="onnx", quantization=quantization)
+    corpus = write_jsonl(tmp_path / "c.jsonl", demo_corpus.documents[:48])
+    config = Config(base_dir=tmp_path, store_url=f"qdrant+local:{tmp_path}/q", state_url=f"sqlite:///{tmp_path}/s.db",
+                    batch_size=16, embed_batch_size=16)
+    with Workspace(config) as ws:
+        plan = commands.plan(ws, "docs", model_path=str(minilm_path), settings=settings,
+                             source=SourceSpec(kind="jsonl", location=str(corpus)))
+        result = commands.apply(ws, plan)
+        assert result.cut_over and result.verification["ok"], result.verification
+        assert result.verification["sample_floor"] == (0.97 if quantization else 0.99)
+        searcher = Searcher("docs", workspace=ws)
+        try:
+            top = searcher.search(demo_corpus.documents[5]["text"], k=3)
+        finally:
+            searcher.close()
+        assert top[0].doc_id == demo_corpus.documents[5]["id"]
