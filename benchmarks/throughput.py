@@ -366,7 +366,7 @@ def _run(args) -> dict[str, Any]:
             "detail": builds[store],
         }
     if args.backends:
-        report["backends"] = backend_rounds(args, root, texts, corpus, st, report["raw_encode"]["docs_per_second"])
+        report["backends"] = backend_rounds(args, root, texts, corpus, st)
     report["padding_waste"] = padding_waste(texts, st.tokenizer, args.batch_size, args.batch_size * 16)
     if not args.skip_memory:
         report["memory"] = memory(args, root)
@@ -376,10 +376,10 @@ def _run(args) -> dict[str, Any]:
     return report
 
 
-def backend_rounds(args, root: Path, texts: list[str], corpus: Path, torch_st, torch_rate: float) -> dict[str, Any]:
+def backend_rounds(args, root: Path, texts: list[str], corpus: Path, torch_st) -> dict[str, Any]:
     """Per ``--backends`` choice: its raw encode and a full build into Qdrant local, interleaved round by
     round with raw torch encode; the target is the build against raw torch encode."""
-    from reindexer.embedding import ModelSettings, load_sentence_transformer
+    from reindexer.embedding import ModelSettings, cosine_rows, load_sentence_transformer
     from reindexer.inference_backends import parse_backend
 
     path = model_path()
@@ -404,7 +404,7 @@ def backend_rounds(args, root: Path, texts: list[str], corpus: Path, torch_st, t
             raw_s.append(time.perf_counter() - t)
             builds.append(full_build(ws, path, corpus, f"docs_r{r}", settings))
         ws.close()
-        norms = (ref * got).sum(axis=1) / ((ref * ref).sum(axis=1) * (got * got).sum(axis=1)) ** 0.5
+        cosines = cosine_rows(ref, got)
         torch_rate = len(texts) / statistics.median(torch_s)
         build_rate = len(texts) / statistics.median(b["seconds"] for b in builds)
         out[choice] = {
@@ -412,7 +412,7 @@ def backend_rounds(args, root: Path, texts: list[str], corpus: Path, torch_st, t
             "raw_docs_per_second": round(len(texts) / statistics.median(raw_s), 1),
             "build_docs_per_second": round(build_rate, 1),
             "build_over_raw_torch": round(build_rate / torch_rate, 3),
-            "cosine_to_torch": {"mean": round(float(norms.mean()), 6), "min": round(float(norms.min()), 6)},
+            "cosine_to_torch": {"mean": round(float(cosines.mean()), 6), "min": round(float(cosines.min()), 6)},
             "build_seconds": [round(b["seconds"], 2) for b in builds],
         }
     return out

@@ -148,16 +148,22 @@ def test_permanent_errors_are_not_retried(milvus_store) -> None:
     assert len(calls) == 1
 
 
-def test_missing_right_after_create_is_retried(milvus_store) -> None:
-    milvus_store._client = object()
-    calls = []
+def _fails_once(code, message: str):
+    """A call that fails once with a MilvusException, then answers "ok"; the list counts its calls."""
+    calls: list[int] = []
 
-    def eventually():
+    def call():
         calls.append(1)
         if len(calls) == 1:
-            raise _milvus(100, "can't find collection[collection=new]")
+            raise _milvus(code, message)
         return "ok"
 
+    return call, calls
+
+
+def test_missing_right_after_create_is_retried(milvus_store) -> None:
+    milvus_store._client = object()
+    eventually, calls = _fails_once(100, "can't find collection[collection=new]")
     assert milvus_store._call(eventually, "describe 'new'", missing_is_transient=True) == "ok"
     assert len(calls) == 2
 
@@ -166,15 +172,8 @@ def test_a_load_after_a_restart_that_the_server_calls_unexpected_is_retried_only
     # A restarted 2.3.5 server fails a new collection's load with code 65535, "unrecoverable error"
     # (its detail, dropped by pymilvus, says "node not found"), until the old query node's session expires.
     milvus_store._client = object()
-    calls = []
-
-    def settles():
-        calls.append(1)
-        if len(calls) == 1:
-            raise _milvus(65535, "unrecoverable error")
-        return "loaded"
-
-    assert milvus_store._call(settles, "load 'new'", missing_is_transient=True, unexpected_is_transient=True) == "loaded"
+    settles, calls = _fails_once(65535, "unrecoverable error")
+    assert milvus_store._call(settles, "load 'new'", missing_is_transient=True, unexpected_is_transient=True) == "ok"
     assert len(calls) == 2
     calls.clear()
     with pytest.raises(BackendError) as err:
