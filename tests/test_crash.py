@@ -711,14 +711,24 @@ def _adoption(ws: Workspace, name: str) -> dict[str, Any]:
 def test_adopt_sigkilled_before_the_record_is_finished_by_adopting_again(pair, minilm_path):
     """Killed with the points tagged and the metadata set, before the state knows: adopt again completes it.
 
-    The reference is an uninterrupted adopt of an identical copy, in the same store.
+    The reference is an uninterrupted adopt of an identical copy, in the same store. Both copies
+    are adopted by processes that did not write them, as an application's collection is: Qdrant
+    local keeps a cosine collection's vectors normalised in the writer's memory but stored as sent,
+    and a payload update persists the memory copy, so an adopt inside the writing process would
+    store vectors one float32 rounding away from the ones sent (which vectors depends on the
+    machine's BLAS kernel: the clean-clone failure of issue 22). Read by a fresh process, adopt
+    must leave every vector bit for bit as it found it.
     """
     pair.restore()
     with pair.workspace() as ws:
         _unadopted_copy(ws, "notes")
         _unadopted_copy(ws, "notes_ref")
+    with pair.workspace() as ws:
+        before = {p.doc_id: list(p.vector) for page in ws.store.scroll("notes_ref", with_vectors=True) for p in page}
         commands.adopt(ws, "notes_ref", str(minilm_path), sample=4)
+    with pair.workspace() as ws:
         expected = _adoption(ws, "notes_ref")
+    assert expected["vectors"] == before  # adopt tags; it never rewrites a vector
     adopt = ("--json", "adopt", "notes", "--model", str(minilm_path), "--sample", "4")
 
     was_killed(reindex(pair, *adopt, kill_at="adopt-before-record"))

@@ -126,6 +126,34 @@ def test_qdrant_collection_made_outside_the_tool(tmp_path: Path) -> None:
         assert raw[0].payload[DOC_ID_KEY] == "7"
 
 
+def test_qdrant_local_tagging_leaves_an_applications_vectors_as_stored(tmp_path: Path) -> None:
+    """Qdrant local normalises a cosine collection's vectors in the writer's memory but stores them
+    as sent, and a payload update persists the memory copy. A tag set by another process (adopt's
+    case) therefore keeps every vector bit for bit; the writer's own view differs by a rounding.
+
+    The vectors are unit length in float32 but not fixed points of numpy's normalisation on every
+    BLAS kernel, which is what made the clean-clone adopt test fail on one machine and pass on another.
+    """
+    import numpy as np
+    from qdrant_client import QdrantClient, models
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((64, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sent = {str(i): vectors[i].tolist() for i in range(len(vectors))}
+    folder = tmp_path / "q"
+    client = QdrantClient(path=str(folder))
+    client.create_collection("app", vectors_config=models.VectorParams(size=32, distance=models.Distance.COSINE))
+    client.upsert("app", [models.PointStruct(id=int(i), vector=v, payload={"text": i}) for i, v in sent.items()])
+    client.close()
+    with open_store(f"qdrant+local:{folder}") as s:
+        points = [p for page in s.scroll("app") for p in page]
+        s.set_payload_key("app", points, "reindex.model", "m@0123456789ab")
+    with open_store(f"qdrant+local:{folder}") as s:
+        stored = {p.doc_id: (list(p.vector), p.payload["reindex.model"]) for page in s.scroll("app", with_vectors=True) for p in page}
+    assert stored == {i: (v, "m@0123456789ab") for i, v in sent.items()}
+
+
 def test_qdrant_named_vector_collection(tmp_path: Path) -> None:
     from qdrant_client import QdrantClient, models
 
