@@ -1,4 +1,4 @@
-.PHONY: setup setup-backends demo test test-fast lint bench bench-query bench-scale bench-throughput clean
+.PHONY: setup setup-backends demo test test-fast repeat lint bench bench-query bench-scale bench-throughput clean
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,11 @@ test: setup setup-backends
 # Milvus standalone, no large embeds). `make test` (and .ci/run) stays the full gate.
 test-fast: setup
 	@bash scripts/test.sh -m "not slow and not server" $(PYTEST_ARGS)
+
+# Not part of `make test`: the crash, fault, reconcile, flow and query-side tests N times in a row
+# (default 10; make repeat N=3), failures counted per test id (scripts/repeat.sh).
+repeat: setup
+	@bash scripts/repeat.sh $(or $(N),10) $(PYTEST_ARGS)
 
 # ruff (lint, format) and mypy over reindexer/ and adapters/; .ci/run runs the same before the tests.
 lint: setup

@@ -6,6 +6,7 @@ version's own model; the evaluation library does the scoring and statistics.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ from reindexer.evaluation import (
     load_queries,
     load_query_log,
 )
-from reindexer.evaluation.runner import UnlabelledResult
+from reindexer.evaluation.pipelines import LEXICAL_ARM, Fusion, arm, questions, rrf
+from reindexer.evaluation.runner import Searcher, UnlabelledResult
+from reindexer.lexical import LexicalIndex, LexicalSpec
 from reindexer.lookup import find_version, row_id
+from reindexer.sources.base import extract_text
 from reindexer.state import IndexVersion, LogicalCollection
 from reindexer.version_search import search_version
 from reindexer.workspace import Workspace
@@ -102,6 +106,89 @@ def searcher_for(ws: Workspace, version: IndexVersion):
     return search
 
 
+def version_texts(ws: Workspace, lc: LogicalCollection, version: IndexVersion) -> list[tuple[str, str]]:
+    """(doc id, text) of every point of ``version`` that holds a text, in doc-id order: the text the
+    version embedded, by the text field (or template) its metadata records."""
+    metadata = ws.store.describe(version.physical_name).metadata
+    text_field = str(metadata.get("reindex.text_field") or lc.text_field)
+    pairs = []
+    for page in ws.store.scroll(version.physical_name, with_vectors=False):
+        for point in page:
+            text = extract_text(point.payload or {}, text_field)
+            if text is not None:
+                pairs.append((point.doc_id, text))
+    if not pairs:
+        raise UsageError(
+            f"v{version.version} of {lc.name} holds no text under {text_field!r}, so it has no lexical pipeline",
+            hint="evaluate --pipelines dense, or adopt the collection with the --text-field its texts are under",
+        )
+    return sorted(pairs)
+
+
+class PipelineArms:
+    """The searchers of every (version, pipeline) arm: dense from the version's own model, lexical
+    from BM25 over its own texts (one index per distinct corpus), hybrid as their RRF fusion."""
+
+    def __init__(self, ws: Workspace, lc: LogicalCollection, spec: LexicalSpec, fusion: Fusion):
+        self.ws, self.lc, self.spec, self.fusion = ws, lc, spec, fusion
+        # by physical name; the lexical indexes by a digest of their corpus, so equal texts share one
+        self._dense: dict[str, Searcher] = {}
+        self._lexical: dict[str, LexicalIndex] = {}
+        self._corpus_of: dict[str, str] = {}
+
+    def dense(self, version: IndexVersion) -> Searcher:
+        if version.physical_name not in self._dense:
+            self._dense[version.physical_name] = searcher_for(self.ws, version)
+        return self._dense[version.physical_name]
+
+    def lexical(self, version: IndexVersion) -> LexicalIndex:
+        if version.physical_name not in self._corpus_of:
+            pairs = version_texts(self.ws, self.lc, version)
+            digest = hashlib.sha256(repr(pairs).encode()).hexdigest()
+            if digest not in self._lexical:
+                self._lexical[digest] = LexicalIndex(pairs, self.spec)
+            self._corpus_of[version.physical_name] = digest
+        return self._lexical[self._corpus_of[version.physical_name]]
+
+    def hybrid(self, version: IndexVersion) -> Searcher:
+        dense, lexical, fusion = self.dense(version), self.lexical(version), self.fusion
+
+        def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+            depth = max(k, fusion.prefetch)
+            runs = zip(dense(texts, depth), lexical.search(texts, depth), strict=True)
+            return [rrf([d, lx], fusion.k)[:k] for d, lx in runs]
+
+        return search
+
+    def searchers(self, versions: list[IndexVersion], pipelines: tuple[str, ...]) -> dict[str, Searcher]:
+        out: dict[str, Searcher] = {label(v): self.dense(v) for v in versions}
+        if "lexical" in pipelines:
+            out[LEXICAL_ARM] = self.lexical(versions[0]).search
+        if "hybrid" in pipelines:
+            out.update({arm(label(v), "hybrid"): self.hybrid(v) for v in versions})
+        return out
+
+    @staticmethod
+    def names(versions: list[IndexVersion], pipelines: tuple[str, ...]) -> dict[str, tuple[str | None, str]]:
+        """searcher name -> (version, pipeline) of every arm that is not a version's dense one."""
+        out: dict[str, tuple[str | None, str]] = {}
+        if "lexical" in pipelines:
+            out[LEXICAL_ARM] = (None, "lexical")
+        if "hybrid" in pipelines:
+            out.update({arm(label(v), "hybrid"): (label(v), "hybrid") for v in versions})
+        return out
+
+    def describe(self, pipelines: tuple[str, ...]) -> dict[str, Any]:
+        """What the arms ran, for the reports (empty for dense alone)."""
+        if pipelines == ("dense",):
+            return {}
+        info: dict[str, Any] = {"pipelines": list(pipelines), "lexical": self.spec.to_metadata()}
+        info["lexical"]["corpus"] = "the baseline version's texts; each hybrid arm fuses its own version's"
+        if "hybrid" in pipelines:
+            info["fusion"] = self.fusion.to_metadata()
+        return info
+
+
 def run_evaluation(
     ws: Workspace,
     lc: LogicalCollection,
@@ -112,6 +199,7 @@ def run_evaluation(
     seed: int = 0,
     at: list[int] | None = None,
     depth: int | None = None,
+    pipelines: tuple[str, ...] = ("dense",),
 ) -> EvaluationResult:
     # Only the judged ids are looked up: the ledger is never read whole.
     judged = sorted({doc_id for graded in judgements.qrels.values() for doc_id in graded})
@@ -129,14 +217,30 @@ def run_evaluation(
         )
     gate_ks = list(gate.ks) if gate else []
     ks = sorted({k, *(at or []), *gate_ks}) if at else _with_defaults(sorted({k, *gate_ks}))
-    searchers = {label(v): searcher_for(ws, v) for v in versions}
+    if gate is not None:
+        pipelines = tuple(p for p in ("dense", "lexical", "hybrid") if p in {*pipelines, *gate.pipelines})
+    arms = PipelineArms(ws, lc, LexicalSpec(), Fusion(prefetch=max(100, depth or 0, *ks)))
+    searchers = arms.searchers(versions, pipelines)
+    baseline = label(versions[0])
     result = evaluate(
-        searchers, judgements.queries, judgements.qrels, k=k, ks=ks, baseline=label(versions[0]), seed=seed, depth=depth
+        searchers,
+        judgements.queries,
+        judgements.qrels,
+        k=k,
+        ks=ks,
+        baseline=baseline,
+        seed=seed,
+        depth=depth,
+        pairs=questions(baseline, [label(v) for v in versions[1:]], pipelines),
+        pipelines=arms.describe(pipelines),
+        arms=arms.names(versions, pipelines),
     )
+    recorded: dict[str, Any] = {"pipelines": list(pipelines)} if pipelines != ("dense",) else {}
     ws.state.audit(
         "eval",
         lc.name,
         versions=[label(v) for v in versions],
+        **recorded,
         queries=len(result.query_ids),
         means={v: {m: float(x) for m, x in result.means[v].items() if m.endswith(f"@{k}")} for v in result.versions},
     )

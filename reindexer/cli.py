@@ -501,7 +501,12 @@ def _print_plan(p, output: Path | None) -> None:
 
 @cli.command("apply")
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
-@click.option("--resume", "resume_collection", metavar="COLLECTION", help="Resume the interrupted apply of COLLECTION.")
+@click.option(
+    "--resume",
+    "resume_collection",
+    metavar="COLLECTION",
+    help="Resume the interrupted apply of COLLECTION; when its last apply finished, say so and exit 0.",
+)
 @click.option(
     "--cutover/--no-cutover", default=True, help="Cut over when the shadow is verified (default) or leave it built."
 )
@@ -902,6 +907,12 @@ def forget_cmd(ctx: Ctx, collection: str) -> None:
 )
 @click.option("--depth", type=click.IntRange(min=1), help="Results each query asks for (default: the largest cut-off).")
 @click.option("--per-query", is_flag=True, help="Put per-query values in the JSON (always for a single version).")
+@click.option(
+    "--pipelines",
+    metavar="P1,P2,...",
+    help="Judged: also run each version as the application may: lexical (BM25 over the texts), hybrid "
+    "(dense and BM25 fused by RRF); dense always runs. Needs the hybrid extra.",
+)
 @click.option("--gate", help="Judge each candidate with this gate.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
 @click.option(
@@ -924,6 +935,7 @@ def eval_cmd(
     at,
     depth,
     per_query,
+    pipelines,
     gate,
     seed,
     report_json,
@@ -936,8 +948,9 @@ def eval_cmd(
 
     ctx.read_only = True
     request = commands.EvalRequest(
-        queries, qrels, log, from_traffic, since, shadow, versions, k, _cutoffs(at), depth, per_query, gate, seed
-    )
+        queries, qrels, log, from_traffic, since, shadow, versions, k, _cutoffs(at), depth, per_query, gate, seed,
+        pipelines=pipelines,
+    )  # fmt: skip
     reports = ReportFiles(report_json, report_md, report_html)
     outcome = commands.evaluate(ctx.ws, collection, request, reports)
     ctx.emit(outcome, lambda o: render.evaluation(out, o, per_query_hint=report_json is None))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,6 +127,8 @@ class ApplyResult:
     cut_over: bool = False
     live: str | None = None
     message: str = ""
+    #: Nothing was done because the plan had been applied before (re-run, or `apply --resume` after a finished run).
+    already_applied: bool = False
     evaluation: dict[str, Any] | None = None  # the headline numbers (ab.summary)
     traffic: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
@@ -160,17 +163,56 @@ def latest_unfinished_plan(ws: Workspace, collection: str) -> Plan:
     counts, if no newer version has been live. Resuming it does what re-running
     its plan file does.
     """
-    lc = _collection(ws, collection)
+    plan = _unfinished_plan(ws, _collection(ws, collection))
+    if plan is None:
+        raise NotFoundError(f"no interrupted apply to resume for {collection!r}")
+    return plan
+
+
+def _unfinished_plan(ws: Workspace, lc: LogicalCollection) -> Plan | None:
+    """latest_unfinished_plan's search, as the state records it; None when no apply was left short of live."""
     for v in reversed(ws.state.versions(saved_id(lc))):
         if v.status in ("live", "retired", "dropped"):
             break
         if v.status in RESUMABLE and v.plan_id:
-            with ws.state.session() as s:
-                record = s.get(PlanRecord, v.plan_id)
+            record = _plan_record(ws, v.plan_id)
             if record is None:
                 raise NotFoundError(f"v{v.version} was built by plan {v.plan_id[:12]}, which the state no longer holds")
             return Plan.from_dict(record.body)
-    raise NotFoundError(f"no interrupted apply to resume for {collection!r}")
+    return None
+
+
+def _plan_record(ws: Workspace, plan_id: str) -> PlanRecord | None:
+    with ws.state.session() as s:
+        return s.get(PlanRecord, plan_id)
+
+
+def _finished_apply(ws: Workspace, lc: LogicalCollection) -> ApplyResult:
+    """`apply --resume` with no interrupted apply: the newest apply that finished, and what is live now.
+
+    A run killed after its last state write, or a scheduled retry after a run that succeeded,
+    finds its plan applied: that is done, not "not found". Reconciled first, as every verb
+    that reads liveness is; the live version is the one the store's alias names. NotFoundError
+    (exit 3) only when no apply of the collection ever went live.
+    """
+    rec = reconcile_readonly(ws, lc, "apply")
+    versions = rec.view(ws.state.versions(saved_id(lc)))
+    applied = next((v for v in reversed(versions) if v.plan_id and v.status in ("live", "retired", "dropped")), None)
+    if applied is None or applied.plan_id is None:
+        raise NotFoundError(
+            f"no interrupted apply to resume for {lc.name!r}, and no apply of it ever finished",
+            hint=f"make a plan with `reindex plan {lc.name} ...` and run it with `reindex apply PLAN_FILE`",
+        )
+    record = _plan_record(ws, applied.plan_id)
+    mode = record.body.get("mode", "") if record is not None else ""
+    result = ApplyResult(applied.plan_id, lc.name, mode, applied.version, applied.physical_name)
+    result.already_applied, result.repairs = True, rec.messages()
+    target = result.live = ws.store.resolve(lc.name)  # the alias says what is live, whatever the state says
+    live = next((v for v in versions if v.physical_name == target), None)
+    was = "" if applied.status == "live" else f" (v{applied.version} went live, and is {applied.status} now)"
+    now = f"v{live.version} ({target}) is live" if live else f"{lc.name} points at {target or 'nothing'}"
+    result.message = f"nothing to resume: plan {applied.plan_id[:12]} is already applied{was}; {now}"
+    return result
 
 
 def apply_from(
@@ -192,8 +234,15 @@ def apply_from(
 
     if (plan is None) == (resume is None):
         raise UsageError("pass a plan file, or --resume COLLECTION")
-    if not isinstance(plan, Plan):
-        plan = load_plan_file(plan) if plan is not None else latest_unfinished_plan(ws, str(resume))
+    if plan is None:  # --resume
+        lc = _collection(ws, str(resume))
+        plan = _unfinished_plan(ws, lc)
+        if plan is None:  # nothing interrupted: a finished apply is success; exit 3 only if none ever finished
+            done = _finished_apply(ws, lc)
+            done.report_notice = write_apply_reports(done, reports or ReportFiles())
+            return done
+    elif not isinstance(plan, Plan):
+        plan = load_plan_file(plan)
     try:
         result = apply(ws, plan, **options)
     except GateRefusedError as exc:
@@ -318,6 +367,7 @@ def _applied_before(
     if version.status == "live" or not cutover:
         result.live = version.physical_name if version.status == "live" else None
         result.message = f"plan already applied: v{version.version} is {version.status}"
+        result.already_applied = True
         return True
     if version.status in ("retired", "dropped"):
         raise _applied_once(ws, plan, version)
@@ -457,16 +507,17 @@ def _refuse_if_live_moved(ws: Workspace, plan: Plan, version: IndexVersion) -> N
 def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result) -> IndexVersion:
     from reindexer import ab
 
-    comparison = traffic = None
+    comparison = traffic = pipelines = None
     if gate_obj.needs_judgements:
         evaluation = ab.run_evaluation(ws, lc, [current, version], judgements, k=k, gate=gate_obj)
         comparison = evaluation.comparisons[ab.label(version)]
+        pipelines = partial(evaluation.comparison_for, ab.label(version))
         result.evaluation = ab.summary(evaluation, k)
         result.evaluation_result = evaluation
     if gate_obj.needs_traffic:
         traffic = _traffic_against(ws, lc, version, current)
         result.traffic = traffic.to_dict()
-    decision = gate_obj.evaluate(comparison, traffic)
+    decision = gate_obj.evaluate(comparison, traffic, pipelines=pipelines)
     result.gate = {"gate": str(gate_obj), "passed": decision.passed, "forced": False, "reasons": decision.reasons}
     if decision.passed:
         ws.state.audit("gate", lc.name, "passed", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
@@ -504,10 +555,12 @@ def evaluate_versions(
     seed: int = 0,
     at: list[int] | None = None,
     depth: int | None = None,
+    pipelines: tuple[str, ...] = ("dense",),
 ):
     """Run judged queries against one version (absolute) or several (A/B/n); returns (result, gate,
     decisions by candidate). ``k`` is the headline cut-off, ``at`` the cut-offs reported, ``depth``
-    how many results each query asks for (default: the largest cut-off)."""
+    how many results each query asks for (default: the largest cut-off), ``pipelines`` which
+    retrieval pipelines run each version (reindexer.evaluation.pipelines)."""
     from reindexer import ab
     from reindexer.evaluation import Gate
 
@@ -517,16 +570,26 @@ def evaluate_versions(
     chosen = ab.resolve_versions(ws, lc, versions)
     gate_obj = Gate.parse(gate) if gate else None
     result = ab.run_evaluation(
-        ws, lc, chosen, ab.Judgements.load(queries, qrels), k=k, gate=gate_obj, seed=seed, at=at, depth=depth
+        ws,
+        lc,
+        chosen,
+        ab.Judgements.load(queries, qrels),
+        k=k,
+        gate=gate_obj,
+        seed=seed,
+        at=at,
+        depth=depth,
+        pipelines=pipelines,
     )
     decisions = None
     if gate_obj is not None:
-        by_label = {ab.label(v): v for v in chosen}
         decisions = {
-            name: gate_obj.evaluate(
-                c, _traffic_against(ws, lc, by_label[name], chosen[0]) if gate_obj.needs_traffic else None
+            ab.label(v): gate_obj.evaluate(
+                result.comparisons[ab.label(v)],
+                _traffic_against(ws, lc, v, chosen[0]) if gate_obj.needs_traffic else None,
+                pipelines=partial(result.comparison_for, ab.label(v)),
             )
-            for name, c in result.comparisons.items()
+            for v in chosen[1:]
         }
     return result, gate_obj, decisions
 
@@ -549,8 +612,15 @@ class EvalRequest:
     per_query: bool = False
     gate: str | None = None
     seed: int = 0
+    pipelines: str | tuple[str, ...] | None = None
+    """Judged only: ``dense,lexical,hybrid`` (default dense), checked and made canonical when made."""
 
     def __post_init__(self) -> None:
+        from reindexer.evaluation.pipelines import parse_pipelines
+
+        if self.pipelines is not None and (self.log or self.from_traffic):
+            raise UsageError("--pipelines goes with judged queries (--queries and --qrels)")
+        object.__setattr__(self, "pipelines", parse_pipelines(self.pipelines))
         if (self.since or self.shadow) and not self.from_traffic:
             raise UsageError("--since and --shadow go with --from-traffic")
         if self.from_traffic:
@@ -627,7 +697,17 @@ def _eval_judged(ws: Workspace, collection: str, request: EvalRequest, reports: 
 
     r = request
     result, gate_obj, decisions = evaluate_versions(
-        ws, collection, str(r.queries), str(r.qrels), r.versions, r.k, r.gate, r.seed, at=r.at, depth=r.depth
+        ws,
+        collection,
+        str(r.queries),
+        str(r.qrels),
+        r.versions,
+        r.k,
+        r.gate,
+        r.seed,
+        at=r.at,
+        depth=r.depth,
+        pipelines=tuple(r.pipelines or ("dense",)),
     )
     per_query = True if r.per_query else None  # None: per-query values for a single version only
     write_reports(result, gate_obj, reports, title=f"{collection}: retrieval evaluation", per_query=per_query)

@@ -35,3 +35,14 @@ def require_train(feature: str) -> None:
             f"{feature} needs {' and '.join(missing)}, which the core install leaves out",
             hint=f"{TRAIN_INSTALL}, or make demo, which installs it",
         )
+
+
+def require(module: str, extra: str, feature: str):
+    """Import ``module``, or raise a UsageError naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UsageError(
+            f"{feature} needs {module}, which the core install leaves out",
+            hint=f'pip install "reindexer[{extra}]"',
+        ) from None

@@ -91,6 +91,10 @@ def judged(out: Console, result: EvaluationResult, decisions: dict | None, *, pe
     out.print(report.skipped_line(result), highlight=False)
     out.print(report.headline_line(result), highlight=False)
     out.print(report.rich_table(result))
+    if result.pairs:
+        out.print(report.pipelines_line(result), highlight=False)
+        for table in report.rich_pipelines(result):
+            out.print(table)
     if not result.candidates:  # one version: its absolute numbers and its worst queries
         worst = result.worst_queries.get(result.baseline, [])
         if worst:

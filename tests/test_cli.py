@@ -84,6 +84,37 @@ def test_destructive_steps_refuse_without_yes_off_a_terminal(env, minilm_path, s
     assert not os.path.exists(tmp_path / ".reindex")  # nothing was built
 
 
+@pytest.mark.slow  # builds a version with the real model: left out of make test-fast
+def test_apply_resume_after_a_finished_apply_exits_0_and_names_the_live_version(env, minilm_path,
+                                                                               small_corpus_file, tmp_path):
+    """A scheduled retry runs `apply --resume` after a run that finished: that is done (exit 0), not exit 3.
+
+    Exit 3 stays for a collection no apply ever finished: unknown, or planned and never applied.
+    """
+    resume = ("--json", "--yes", "apply", "--resume", "docs")
+    r = invoke(*resume)
+    assert r.exit_code == 3 and "unknown collection 'docs'" in r.stderr, r.output
+    r = invoke("--json", "plan", "docs", "--model", str(minilm_path), "--source", f"jsonl:{small_corpus_file}",
+               "-o", str(tmp_path / "p.json"))
+    assert r.exit_code == 0, r.output
+    plan_id = json.loads(r.stdout)["id"]
+    r = invoke(*resume)  # planned, never applied: nothing to resume and nothing applied
+    assert r.exit_code == 3 and "no apply of it ever finished" in r.stderr and r.stdout == "", r.output
+
+    assert invoke("--json", "--yes", "apply", str(tmp_path / "p.json")).exit_code == 0
+    r = invoke(*resume)
+    assert r.exit_code == 0, r.output
+    done = json.loads(r.stdout)
+    assert done["already_applied"] and not done["cut_over"] and done["stats"] == {}
+    assert (done["plan_id"], done["version"], done["live"]) == (plan_id, 1, "docs__v1")
+    assert done["message"] == f"nothing to resume: plan {plan_id[:12]} is already applied; v1 (docs__v1) is live"
+
+    r = invoke("--yes", "apply", "--resume", "docs")
+    assert r.exit_code == 0 and "already applied; v1 (docs__v1) is live" in r.stdout, r.output
+    r = invoke("--json", "status", "docs")
+    assert json.loads(r.stdout)[0]["live"]["physical"] == "docs__v1"  # the answer changed nothing
+
+
 @pytest.mark.parametrize(
     "args, code, text",
     [

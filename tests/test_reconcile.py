@@ -241,6 +241,46 @@ def test_a_migrate_killed_after_the_alias_is_recorded_by_status(world, ws):
     assert statuses(ws, "kb") == {1: "dropped", 2: "live"}
 
 
+# -- apply --resume when no apply was interrupted ---------------------------------------------
+def test_resume_after_a_finished_apply_is_done_and_reads_the_alias_after_reconciling(world, ws):
+    plan = load_plan_file(world.plan_v2)
+    assert commands.apply(ws, plan).live == "docs__v2"  # finished: the kill, if any, came after the last write
+    r = commands.apply_from(ws, resume="docs")
+    assert r.already_applied and not r.cut_over and (r.plan_id, r.version, r.live) == (plan.id, 2, "docs__v2")
+    assert r.message == f"nothing to resume: plan {plan.id[:12]} is already applied; v2 (docs__v2) is live"
+    assert r.repairs == [] and r.to_dict()["live"] == "docs__v2"
+    assert ws.store.resolve("docs") == "docs__v2" and statuses(ws) == {1: "retired", 2: "live"}
+
+    # A rollback killed after its swap: the alias says v1, the state still says v2. The answer
+    # reconciles first, records the repair, and names what the alias names.
+    with dies_at("after-alias-swap"):
+        commands.rollback(ws, "docs")
+    assert ws.store.resolve("docs") == "docs__v1" and statuses(ws) == {1: "retired", 2: "live"}
+    r = commands.apply_from(ws, resume="docs")
+    assert r.already_applied and not r.cut_over and (r.plan_id, r.version, r.live) == (plan.id, 2, "docs__v1")
+    assert r.message.endswith("is already applied (v2 went live, and is retired now); v1 (docs__v1) is live")
+    assert [(x["kind"], x["recorded"]) for x in r.repairs] == [("completed", True)]
+    assert statuses(ws) == {1: "live", 2: "retired"} and ws.store.resolve("docs") == "docs__v1"
+
+
+def test_resume_where_no_apply_ever_finished_is_still_not_found(world, ws):
+    from reindexer.sources.spec import SourceSpec
+
+    with pytest.raises(NotFoundError, match="unknown collection 'nope'") as exc:
+        commands.apply_from(ws, resume="nope")
+    assert exc.value.exit_code == 3
+    # kb was adopted: live, but no apply ever built it
+    with pytest.raises(NotFoundError, match="no interrupted apply to resume for 'kb', and no apply") as exc:
+        commands.apply_from(ws, resume="kb")
+    assert exc.value.exit_code == 3 and ws.store.resolve("kb") == "kb"
+    commands.plan(ws, "fresh", model_path=str(world.minilm_path), estimate=False,
+                  source=SourceSpec(kind="jsonl", location=str(world.corpus)))
+    with pytest.raises(NotFoundError, match="no apply of it ever finished") as exc:  # planned, never applied
+        commands.apply_from(ws, resume="fresh")
+    assert exc.value.exit_code == 3 and "reindex apply PLAN_FILE" in exc.value.hint
+    assert not ws.store.collection_exists("fresh__v1")
+
+
 # -- who may record a repair -------------------------------------------------------------------
 def test_status_only_reports_while_a_running_command_holds_the_lease(world, ws):
     with dies_at("after-alias-swap"):

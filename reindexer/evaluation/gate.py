@@ -7,7 +7,8 @@ scores do not.
 Grammar (keywords and metric names are case-insensitive)::
 
     gate         := clause ("and" clause)*
-    clause       := threshold | significance | traffic
+    clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance) | traffic
+    PIPELINE     := "dense" | "hybrid" | "lexical" (lexical only after "vs")
     threshold    := METRIC OP NUMBER
     traffic      := "traffic" ( "overlap@" K | "rbo" ) OP NUMBER
                   | "traffic" "p" PCT "latency" OP NUMBER "x"
@@ -36,6 +37,12 @@ Meaning:
   most 1.2 times the live one's on the same queries.
 - ``traffic queries >= 500``: at least that many mirrored queries; without
   any, every traffic clause fails.
+- With a pipeline in front (``hybrid ndcg@10 >= 0``) a judged clause compares
+  the candidate's hybrid pipeline with the baseline's; ``dense vs hybrid
+  ndcg@10 >= 0`` compares the candidate's dense retrieval with the baseline's
+  hybrid pipeline, and ``dense vs lexical ...`` with BM25 alone. A clause with no
+  pipeline judges dense against dense. A significance clause with no metric
+  applies to the metrics named by thresholds of the same pipelines.
 - All clauses must hold.
 
 Examples: ``ndcg@10 >= -0.005 and not significantly worse at p < 0.05``,
@@ -46,16 +53,19 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, NoReturn
 
 from reindexer.errors import UsageError
 from reindexer.evaluation.metrics import parse_metric
+from reindexer.evaluation.pipelines import MODEL_PIPELINES, PIPELINES
 from reindexer.evaluation.significance import PairedTest
 
 GRAMMAR = """gate         := clause ("and" clause)*
-clause       := threshold | significance | traffic
+clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance) | traffic
+PIPELINE     := dense | hybrid | lexical (lexical only after vs: it does not use the model)
 threshold    := METRIC OP NUMBER
 traffic      := "traffic" (overlap@K | rbo | queries) OP NUMBER | "traffic" pNN "latency" OP NUMBER "x"
 significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUMBER
@@ -64,6 +74,7 @@ METRIC       := ndcg@K | recall@K | precision@K | mrr@K | map@K | hit_rate@K
 OP           := ">=" | ">" | "<=" | "<" | "=="
 NUMBER       := the allowed delta (candidate - baseline), e.g. -0.005
 example: ndcg@10 >= -0.005 and not significantly worse at p < 0.05
+pipeline example: hybrid ndcg@10 >= 0 and dense vs lexical ndcg@10 >= 0
 traffic example: traffic overlap@10 >= 0.6 and traffic p95 latency <= 1.2x"""
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
@@ -112,9 +123,17 @@ class Threshold:
     metric: str
     op: str
     value: float
+    pipeline: str | None = None
+    """The candidate's pipeline; None: the gate's default (dense)."""
+    versus: str | None = None
+    """The baseline's pipeline; None: the same as the candidate's."""
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
+        return f"{_pipelines_prefix(self)}{self.metric} {self.op} {self.value:g}"
+
+    @property
+    def pair(self) -> tuple[str | None, str | None]:
+        return self.pipeline, self.versus
 
 
 @dataclass(frozen=True)
@@ -125,12 +144,18 @@ class Significance:
     inclusive: bool
     """``p <= alpha`` rather than ``p < alpha``."""
     metric: str | None = None
-    """None: every metric named in the gate's thresholds."""
+    """None: every metric named in the gate's thresholds of the same pipelines."""
+    pipeline: str | None = None
+    versus: str | None = None
 
     def __str__(self) -> str:
         words = "significantly better" if self.better else "not significantly worse"
-        prefix = f"{self.metric} " if self.metric else ""
+        prefix = _pipelines_prefix(self) + (f"{self.metric} " if self.metric else "")
         return f"{prefix}{words} at p {'<=' if self.inclusive else '<'} {self.alpha:g}"
+
+    @property
+    def pair(self) -> tuple[str | None, str | None]:
+        return self.pipeline, self.versus
 
     def significant(self, p_value: float) -> bool:
         return p_value <= self.alpha if self.inclusive else p_value < self.alpha
@@ -162,6 +187,12 @@ class TrafficClause:
 
 
 Clause = Threshold | Significance | TrafficClause
+
+
+def _pipelines_prefix(clause: Threshold | Significance) -> str:
+    if clause.pipeline is None:
+        return ""
+    return f"{clause.pipeline} vs {clause.versus} " if clause.versus else f"{clause.pipeline} "
 
 
 @dataclass(frozen=True)
@@ -221,11 +252,35 @@ class _Parser:
             clauses.append(self.clause())
         return clauses
 
+    def pipelines(self) -> tuple[str | None, str | None]:
+        """An optional ``PIPELINE ["vs" PIPELINE]`` in front of a judged clause."""
+        if not (self.tok.kind == "word" and self.tok.text.lower() in PIPELINES):
+            return None, None
+        tok = self.tok
+        pipeline = self.word(*PIPELINES)
+        if pipeline not in MODEL_PIPELINES:
+            _fail(
+                self.text,
+                tok.column,
+                f"{pipeline!r} retrieval does not use the model, so the candidate cannot be judged on it; "
+                f"compare a model's pipeline against it, as in 'dense vs {pipeline} ndcg@10 >= 0'",
+            )
+        versus = None
+        if self.tok.kind == "word" and self.tok.text.lower() == "vs":
+            self.i += 1
+            versus = self.word(*PIPELINES)
+        return pipeline, versus
+
     def clause(self) -> Clause:
-        metric = None
         if self.tok.kind == "word" and self.tok.text.lower() == "traffic":
             self.i += 1
             return self.traffic()
+        pipeline, versus = self.pipelines()
+        clause = self.judged()
+        return clause if pipeline is None else replace(clause, pipeline=pipeline, versus=versus)
+
+    def judged(self) -> Threshold | Significance:
+        metric = None
         if self.tok.kind == "metric":
             metric = self.metric()
             if self.tok.kind == "op":
@@ -302,13 +357,14 @@ class Gate:
     @classmethod
     def parse(cls, text: str) -> Gate:
         clauses = _Parser(text).parse()
-        named = [c.metric for c in clauses if isinstance(c, Threshold)]
         for c in clauses:
             if isinstance(c, TrafficClause):
                 continue
+            named = [t.metric for t in clauses if isinstance(t, Threshold) and t.pair == c.pair]
             if isinstance(c, Significance) and c.metric is None and not named:
                 raise UsageError(
-                    f"invalid gate: '{c}' applies to the metrics named in the gate, but it names none",
+                    f"invalid gate: '{c}' applies to the metrics named in the gate's thresholds of the same "
+                    "pipelines, but it names none",
                     hint="put the metric in front ('ndcg@10 not significantly worse at p < 0.05') "
                     "or add a threshold clause ('ndcg@10 >= -0.005 and ...')",
                 )
@@ -331,6 +387,12 @@ class Gate:
         return sorted({parse_metric(m)[1] for m in self.metrics})
 
     @property
+    def pipelines(self) -> list[str]:
+        """Every pipeline the gate's judged clauses read, dense first (an evaluation must run them)."""
+        named = {p for c in self.clauses if not isinstance(c, TrafficClause) for p in c.pair if p}
+        return [p for p in PIPELINES if p == "dense" or p in named]
+
+    @property
     def needs_judgements(self) -> bool:
         """Whether any clause reads a judged evaluation (the rest read shadow traffic)."""
         return any(not isinstance(c, TrafficClause) for c in self.clauses)
@@ -342,39 +404,68 @@ class Gate:
     def __str__(self) -> str:
         return " and ".join(str(c) for c in self.clauses)
 
-    def evaluate(self, comparison: Any = None, traffic: Any = None) -> GateDecision:
+    def evaluate(
+        self,
+        comparison: Any = None,
+        traffic: Any = None,
+        *,
+        pipelines: Callable[[str, str], Any] | None = None,
+    ) -> GateDecision:
         """Apply the gate to one candidate's comparison and/or its mirrored traffic.
 
         ``comparison`` is a ``runner.Comparison`` or any mapping of metric
-        name to ``PairedTest``; ``traffic`` a ``reindexer.traffic.TrafficSummary``.
+        name to ``PairedTest`` (dense against dense); ``traffic`` a
+        ``reindexer.traffic.TrafficSummary``; ``pipelines(candidate pipeline,
+        baseline pipeline)`` gives the comparison a pipeline clause reads.
         """
-        if self.needs_judgements and comparison is None:
+        if self.needs_judgements and comparison is None and pipelines is None:
             raise UsageError(f"the gate {self} needs a judged evaluation", hint="pass --queries and --qrels")
-        tests: Mapping[str, PairedTest] = getattr(comparison, "tests", comparison) or {}
-        missing = [m for m in self.metrics if m not in tests]
-        if missing:
-            raise UsageError(
-                f"the gate needs {', '.join(missing)}, which the evaluation did not compute "
-                f"(it has {', '.join(tests) or 'no metrics'})",
-                hint="evaluate with those cut-offs (ks) included",
-            )
-        threshold_metrics = [c.metric for c in self.clauses if isinstance(c, Threshold)]
+
+        def tests_of(clause: Threshold | Significance) -> Mapping[str, PairedTest]:
+            candidate = clause.pipeline or "dense"
+            baseline = clause.versus or candidate
+            if pipelines is not None:
+                found = pipelines(candidate, baseline)
+            elif (candidate, baseline) == ("dense", "dense"):
+                found = comparison
+            else:
+                raise UsageError(
+                    f"the gate clause '{clause}' needs the {candidate} and {baseline} pipelines evaluated",
+                    hint=f"evaluate with --pipelines {','.join(self.pipelines)}",
+                )
+            return getattr(found, "tests", found) or {}
+
+        for clause in self.clauses:
+            if isinstance(clause, TrafficClause) or clause.metric is None:
+                continue
+            tests = tests_of(clause)
+            if clause.metric not in tests:
+                raise UsageError(
+                    f"the gate needs {clause.metric}, which the evaluation did not compute "
+                    f"(it has {', '.join(tests) or 'no metrics'})",
+                    hint="evaluate with those cut-offs (ks) included",
+                )
         passed, reasons = True, []
         for clause in self.clauses:
             if isinstance(clause, TrafficClause):
                 ok, detail = self._traffic(clause, traffic)
             elif isinstance(clause, Threshold):
-                ok, detail = self._threshold(clause, tests[clause.metric])
+                ok, detail = self._threshold(clause, tests_of(clause)[clause.metric])
             else:
-                names = [clause.metric] if clause.metric else list(dict.fromkeys(threshold_metrics))
+                tests = tests_of(clause)
+                named = [c.metric for c in self.clauses if isinstance(c, Threshold) and c.pair == clause.pair]
+                names = [clause.metric] if clause.metric else list(dict.fromkeys(named))
                 ok, detail = self._significance(clause, {m: tests[m] for m in names})
             passed &= ok
             reasons.append(f"{'PASS' if ok else 'FAIL'} {clause}: {detail}")
         return GateDecision(passed, reasons)
 
     def evaluate_all(self, result: Any) -> dict[str, GateDecision]:
-        """One decision per candidate of a ``runner.EvaluationResult``."""
-        return {name: self.evaluate(c) for name, c in result.comparisons.items()}
+        """One decision per candidate version of a ``runner.EvaluationResult``."""
+        return {
+            name: self.evaluate(result.comparisons[name], pipelines=partial(result.comparison_for, name))
+            for name in result.version_candidates
+        }
 
     @staticmethod
     def _traffic(clause: TrafficClause, traffic: Any) -> tuple[bool, str]:

@@ -76,6 +76,8 @@ def to_dict(result: EvaluationResult, gate: Gate | None = None, *, per_query: bo
         },
         "worst_queries": {v: [w.as_dict() for w in result.worst_queries.get(v, [])] for v in result.versions},
         "comparisons": {name: _comparison_dict(c) for name, c in result.comparisons.items()},
+        "pipelines": dict(result.pipelines) or None,
+        "pairs": {name: _comparison_dict(c) for name, c in result.pairs.items()},
         "gate": None
         if gate is None
         else {
@@ -237,6 +239,51 @@ def _comparison_rows(result: EvaluationResult, c: Comparison) -> tuple[list[str]
     return header, rows
 
 
+def pipelines_line(result: EvaluationResult) -> str:
+    """What the lexical and hybrid arms ran, in one sentence."""
+    info: dict[str, Any] = dict(result.pipelines)
+    lexical, fusion = info.get("lexical") or {}, info.get("fusion")
+    text = (
+        f"pipelines {', '.join(info.get('pipelines', []))}; lexical: BM25 ({lexical.get('implementation')}, "
+        f"{lexical.get('method')}, k1 {lexical.get('k1')}, b {lexical.get('b')}, stemmer {lexical.get('stemmer')}, "
+        f"stop words {lexical.get('stopwords')}) over {lexical.get('corpus')}"
+    )
+    if fusion:
+        text += f"; hybrid: RRF with k {fusion['k']} over the top {fusion['prefetch']} of each"
+    return text + "."
+
+
+def pair_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
+    """The pipelines' questions, on the headline metric: one row per pair of arms."""
+    level = f"{round(result.confidence * 100):d}% CI"
+    m = result.headline_metric
+    header = ["candidate", "baseline", m, "delta", level, "p", "wins / losses / ties"]
+    rows = []
+    for c in result.pairs.values():
+        t = c.tests[m]
+        rows.append(
+            [
+                c.candidate,
+                c.baseline,
+                f"{_f(t.candidate_mean)} vs {_f(t.baseline_mean)}",
+                _d(t.delta),
+                f"[{_d(t.ci_low)}, {_d(t.ci_high)}]",
+                _p(t.p_value),
+                f"{t.wins} / {t.losses} / {t.ties}",
+            ]
+        )
+    return header, rows
+
+
+def _pairs_plot(result: EvaluationResult) -> str:
+    m, level = result.headline_metric, f"{round(result.confidence * 100):d}%"
+    rows = [
+        (f"{c.candidate} - {c.baseline}", c.tests[m].delta, c.tests[m].ci_low, c.tests[m].ci_high)
+        for c in result.pairs.values()
+    ]
+    return interval_plot(rows, title=f"pipelines: {m} delta and {level} interval")
+
+
 def _regression_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     header = ["query id", "query", c.baseline, c.candidate, "delta", "relevant docs missed"]
     rows = [
@@ -306,6 +353,8 @@ def to_markdown(result: EvaluationResult, gate: Gate | None = None) -> str:
         lines.append(f"Intervals are {METHODS['interval']} ({result.resamples} resamples, seed {result.seed}).")
         return "\n".join(lines) + "\n"
     lines += ["## Mean metrics", "", *_md_table(*_means_rows(result)), ""]
+    if result.pairs:
+        lines += ["## Pipelines", "", pipelines_line(result), "", *_md_table(*pair_rows(result)), ""]
     for c in result.comparisons.values():
         lines += [f"## {c.candidate} vs {c.baseline}", "", *_md_table(*_comparison_rows(result, c)), ""]
         lines += [f"### Worst regressions ({result.headline_metric})", ""]
@@ -409,6 +458,13 @@ def to_html(result: EvaluationResult, gate: Gate | None = None, *, title: str = 
             + "\n</body></html>\n"
         )
     body += ["<h2>Mean metrics</h2>", _html_table(*_means_rows(result))]
+    if result.pairs:
+        body += [
+            "<h2>Pipelines</h2>",
+            f"<p>{escape(pipelines_line(result))}</p>",
+            f'<div class="charts">{_pairs_plot(result)}</div>',
+            _html_table(*pair_rows(result)),
+        ]
     headline = result.headline_metric
     for c in result.comparisons.values():
         # the chart shows the headline cut-off only (every cut-off is in the table below it)
@@ -462,3 +518,21 @@ def rich_table(result: EvaluationResult, candidate: str | None = None) -> Table:
             style = ("green" if t.delta > 0 else "red") if significant else None
         table.add_row(*row, style=style)
     return table
+
+
+def rich_pipelines(result: EvaluationResult) -> list[Table]:
+    """Every arm's means (deltas against the baseline) and the pipelines' questions, as rich Tables."""
+    from rich.table import Table
+
+    tables = []
+    for title, (header, rows) in (
+        (f"every arm ({len(result.query_ids)} queries; deltas against {result.baseline})", _means_rows(result)),
+        (f"the pipelines' questions ({result.headline_metric})", pair_rows(result)),
+    ):
+        table = Table(title=title)
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i < 2 else "right")
+        for row in rows:
+            table.add_row(*row)
+        tables.append(table)
+    return tables

@@ -120,6 +120,14 @@ class EvaluationResult:
     """version -> metric -> percentile bootstrap interval of the mean (absolute, not a difference)."""
     worst_queries: dict[str, list[WorstQuery]] = field(default_factory=dict)
     """version -> the queries it answers worst on the headline metric, with the relevant documents missed."""
+    pairs: dict[str, Comparison] = field(default_factory=dict)
+    """"candidate vs baseline" -> comparison, for pairs of arms beyond each candidate against the baseline
+    (the pipelines' questions: new dense against old hybrid, against lexical alone ...)."""
+    pipelines: dict[str, object] = field(default_factory=dict)
+    """What the non-dense arms ran (pipelines, lexical settings, fusion), for the reports; empty for dense alone."""
+    arms: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    """searcher name -> (version, pipeline) for pipeline arms (``v2:hybrid``, ``lexical``: version None);
+    a name not here is a version searched densely."""
 
     @property
     def candidates(self) -> list[str]:
@@ -129,9 +137,54 @@ class EvaluationResult:
     def headline_metric(self) -> str:
         return metric_name("ndcg", self.k)
 
+    @property
+    def version_candidates(self) -> list[str]:
+        """The candidates that are versions (their dense arms), not other pipelines' arms."""
+        return [c for c in self.candidates if self.arms.get(c, (c, "dense"))[1] == "dense"]
+
+    def arm(self, version: str | None, pipeline: str) -> str:
+        """The searcher name of ``version`` under ``pipeline``."""
+        if pipeline == "dense" and version is not None:
+            return version
+        for name, (arm_version, arm_pipeline) in self.arms.items():
+            if arm_pipeline == pipeline and (arm_version == version or arm_version is None):
+                return name
+        raise UsageError(
+            f"the {pipeline} pipeline was not evaluated",
+            hint="evaluate with --pipelines naming it, e.g. --pipelines dense,lexical,hybrid",
+        )
+
+    def comparison_for(self, candidate: str, candidate_pipeline: str, baseline_pipeline: str) -> Comparison:
+        """The candidate version under one pipeline against the baseline version under another."""
+        return self.compare(self.arm(self.baseline, baseline_pipeline), self.arm(candidate, candidate_pipeline))
+
+    def compare(self, baseline: str, candidate: str) -> Comparison:
+        """``candidate`` against ``baseline``, any two arms: the recorded comparison, or a new paired test."""
+        if baseline == self.baseline and candidate in self.comparisons:
+            return self.comparisons[candidate]
+        key = pair_name(baseline, candidate)
+        if key not in self.pairs:
+            for name in (baseline, candidate):
+                if name not in self.per_query:
+                    raise UsageError(f"{name!r} was not evaluated (arms: {', '.join(self.versions)})")
+            tests = paired_tests(
+                {m: self.per_query[baseline][m] for m in self.metrics},
+                {m: self.per_query[candidate][m] for m in self.metrics},
+                seed=self.seed,
+                resamples=self.resamples,
+                permutations=self.resamples,
+                confidence=self.confidence,
+            )
+            self.pairs[key] = Comparison(baseline, candidate, tests)
+        return self.pairs[key]
+
     def deltas(self, candidate: str, metric: str) -> np.ndarray:
         """Per-query candidate - baseline for one metric."""
         return self.per_query[candidate][metric] - self.per_query[self.baseline][metric]
+
+
+def pair_name(baseline: str, candidate: str) -> str:
+    return f"{candidate} vs {baseline}"
 
 
 def _order_versions(names: Sequence[str], baseline: str | None) -> tuple[list[str], str]:
@@ -273,6 +326,9 @@ def evaluate(
     worst: int = 10,
     batch_size: int = 256,
     depth: int | None = None,
+    pairs: Sequence[tuple[str, str]] = (),
+    pipelines: Mapping[str, object] | None = None,
+    arms: Mapping[str, tuple[str | None, str]] | None = None,
 ) -> EvaluationResult:
     """Evaluate every searcher on the judged queries and compare each candidate with the baseline.
 
@@ -284,6 +340,9 @@ def evaluate(
     (default: the largest cut-off), so recall@100 can be reported beside a
     headline nDCG@10. A single searcher is an absolute evaluation: means with
     bootstrap intervals, per-query values and worst queries, no comparison.
+    ``pairs`` adds (baseline, candidate) comparisons between any two searchers, in ``result.pairs``;
+    ``arms`` names the (version, pipeline) of searchers that are pipelines' arms, and ``pipelines``
+    describes what they ran.
     """
     versions, baseline = _order_versions(list(searchers), baseline)
     cutoffs = _resolve_ks(k, ks)
@@ -312,7 +371,7 @@ def evaluate(
         )  # fmt: skip
         return Comparison(baseline, candidate, tests, regressions)
 
-    return EvaluationResult(
+    result = EvaluationResult(
         versions=versions,
         baseline=baseline,
         k=k,
@@ -339,7 +398,12 @@ def evaluate(
             v: _worst_queries(rankings[v], headline, k, query_ids, labelled, per_query[v][headline], worst)
             for v in versions
         },
+        pipelines=dict(pipelines or {}),
+        arms=dict(arms or {}),
     )
+    for base, cand in pairs:
+        result.compare(base, cand)
+    return result
 
 
 def _search_depth(cutoffs: list[int], depth: int | None) -> int:

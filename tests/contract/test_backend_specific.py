@@ -150,7 +150,11 @@ def test_qdrant_local_tagging_leaves_an_applications_vectors_as_stored(tmp_path:
         points = [p for page in s.scroll("app") for p in page]
         s.set_payload_key("app", points, "reindex.model", "m@0123456789ab")
     with open_store(f"qdrant+local:{folder}") as s:
-        stored = {p.doc_id: (list(p.vector), p.payload["reindex.model"]) for page in s.scroll("app", with_vectors=True) for p in page}
+        stored = {
+            p.doc_id: (list(p.vector), p.payload["reindex.model"])
+            for page in s.scroll("app", with_vectors=True)
+            for p in page
+        }
     assert stored == {i: (v, "m@0123456789ab") for i, v in sent.items()}
 
 

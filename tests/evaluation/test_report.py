@@ -42,7 +42,7 @@ GATE = Gate.parse("ndcg@10 >= -0.005 and not significantly worse at p < 0.05")
 
 TOP_LEVEL_KEYS = set(
     "schema versions baseline k headline depth ks metric_names num_queries skipped significance metrics intervals"
-    " worst_queries comparisons gate per_query".split()
+    " worst_queries comparisons pipelines pairs gate per_query".split()
 )
 METRIC_KEYS = {"baseline", "candidate", "delta", "ci_low", "ci_high", "p_value", "p_method", "wins", "losses", "ties"}
 
