@@ -1,4 +1,4 @@
-.PHONY: setup setup-backends demo test test-fast repeat lint bench bench-query bench-scale bench-throughput clean
+.PHONY: setup setup-backends demo test test-fast repeat lint bench bench-query bench-scale bench-throughput bench-hybrid clean
 
 setup:
 	@bash scripts/setup.sh
@@ -46,6 +46,10 @@ bench-query: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/query.py
 
 # The full model change at 5,000 documents on Qdrant local and Milvus Lite (the suite runs 800).
+# Hybrid retrieval's costs: build with --lexical bm25 against without, Searcher p50 per mode, eval of four arms.
+bench-hybrid: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/hybrid.py
+
 bench-scale: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/scale.py
 

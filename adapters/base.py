@@ -52,7 +52,7 @@ META_INDEX_PARAMS = "reindex.index_params"
 #: Which of a collection's dense vectors the tool embeds into, where it has several (or a named one).
 META_VECTOR = "reindex.vector"
 INTERNAL_META_KEYS = frozenset({META_PAYLOAD_INDEXES, META_INDEX_PARAMS, META_VECTOR})
-INDEX_PARAM_KEYS = frozenset({"hnsw_m", "hnsw_ef_construct", "quantization", "shards"})
+INDEX_PARAM_KEYS = frozenset({"hnsw_m", "hnsw_ef_construct", "quantization", "shards", "lexical"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ class Capabilities:
     ``write_concurrency``: how many upsert batches the executor keeps in flight at
     once; more than one only where the store does the work outside this process's
     interpreter (a server, Milvus Lite's own process), so parallel requests overlap.
+    ``lexical_vectors``: a version can hold a BM25 sparse vector the store weights by IDF
+    (``index_params["lexical"]``), searched by ``search_lexical`` and fused by ``search_hybrid``.
     """
 
     atomic_alias_swap: bool
@@ -78,6 +80,7 @@ class Capabilities:
     # Embedded stores allow one process per data folder.
     embedded: bool
     write_concurrency: int = 1
+    lexical_vectors: bool = False
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,28 @@ class VectorStore(abc.ABC):
     ) -> list[Hit]:
         """Top-k by the collection's metric, best first; ``where`` is payload equality."""
 
+    def search_lexical(
+        self, name: str, vector_name: str, sparse: dict[str, list], k: int, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        """Top-k by the dot product of ``sparse`` with the stored sparse vector ``vector_name``, weighted
+        by the store's IDF (``capabilities.lexical_vectors``); documents sharing no term are left out."""
+        raise UsageError(f"{self.backend} stores no lexical vectors here", hint="search with mode='dense'")
+
+    def search_hybrid(
+        self,
+        name: str,
+        vector: Sequence[float],
+        vector_name: str,
+        sparse: dict[str, list],
+        k: int,
+        where: dict[str, Any] | None = None,
+        *,
+        rrf_k: int = 60,
+        prefetch: int = 100,
+    ) -> list[Hit]:
+        """The dense and lexical top ``prefetch`` fused in the store by reciprocal rank (1 / (rrf_k + rank))."""
+        raise UsageError(f"{self.backend} stores no lexical vectors here", hint="search with mode='dense'")
+
     def read_schema(self, name: str) -> CollectionSchema | None:
         """The schema of a collection or alias, to create new versions and copies like it.
 
@@ -455,6 +480,11 @@ def validate_spec(spec: CollectionSpec) -> None:
             f"unknown index settings: {', '.join(sorted(unknown))}",
             hint=f"use {', '.join(sorted(INDEX_PARAM_KEYS))}",
         )
+    lexical = spec.index_params.get("lexical")
+    if lexical is not None and not (
+        isinstance(lexical, dict) and lexical.get("kind") == "bm25" and isinstance(lexical.get("vector"), str)
+    ):
+        raise UsageError(f"lexical must describe a BM25 index (kind bm25 and its sparse vector), not {lexical!r}")
     quant = spec.index_params.get("quantization", "none")
     if quant not in ("none", "scalar"):
         raise UsageError(f"quantization must be 'none' or 'scalar', not {quant!r}")

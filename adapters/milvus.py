@@ -575,6 +575,12 @@ class MilvusStore(VectorStore):
         from pymilvus import DataType, MilvusClient
 
         validate_spec(spec)
+        if spec.index_params.get("lexical"):
+            raise UsageError(
+                f"{self.location}: this release keeps no lexical index in Milvus collections",
+                hint="plan without --lexical; `reindex eval --pipelines lexical,hybrid` still answers how BM25 "
+                "and hybrid retrieval compare, from the version's own texts",
+            )
         check_name(spec.name, "collection")
         self._check_new_collection(spec.name, self._alias_target(spec.name) is not None)
         like = spec.schema if spec.schema is not None and spec.schema.backend == self.backend else None

@@ -150,6 +150,7 @@ class QdrantStore(VectorStore):
             embedded=self._local,
             # Local mode is pure Python in this process: parallel writes only contend for the GIL.
             write_concurrency=1 if self._local else 4,
+            lexical_vectors=True,
         )
         if client is not None:
             self._client = client
@@ -340,6 +341,13 @@ class QdrantStore(VectorStore):
                 extra["on_disk_payload"] = like.options["on_disk_payload"]
             if like.vector:
                 metadata[META_VECTOR] = like.vector
+        lexical = params.get("lexical")
+        if lexical:
+            # BM25's term weights are written by the tool; the store multiplies in IDF, kept true as points come and go.
+            sparse_config = {
+                **(sparse_config or {}),
+                lexical["vector"]: models.SparseVectorParams(modifier=models.Modifier.IDF),
+            }
         self._forget(spec.name)
         self._call(
             lambda: self._client.create_collection(
@@ -424,7 +432,7 @@ class QdrantStore(VectorStore):
             if p.vector is None:
                 raise UsageError(f"point {p.doc_id!r} has no vector")
             vector: Any = [float(x) for x in p.vector]
-            others = p.other_vectors or kept.get(p.doc_id) or {}
+            others = {**kept.get(p.doc_id, {}), **p.other_vectors}
             if vector_name or others:
                 vector = {vector_name or "": vector, **{k: _client_vector(v) for k, v in others.items()}}
             payload = dict(p.payload)
@@ -439,7 +447,10 @@ class QdrantStore(VectorStore):
         """The stored other vectors of points written without theirs (a re-embedded text keeps its sparse vector)."""
         if not self._has_other_vectors(name):
             return {}
-        bare = [p.doc_id for p in points if not p.other_vectors]
+        every = set(self._sparse_names.get(name, ())) | set(self._dense_names.get(name, ())) - {
+            self._vector_name(name) or ""
+        }
+        bare = [p.doc_id for p in points if not every <= set(p.other_vectors)]
         if not bare:
             return {}
         return {p.doc_id: p.other_vectors for p in self.retrieve(name, bare, with_vectors=True) if p.other_vectors}
@@ -582,14 +593,70 @@ class QdrantStore(VectorStore):
             ),
             f"search {name!r}",
         )
-        hits = []
-        for sp in resp.points:
-            payload = dict(sp.payload or {})
-            doc_id = payload.pop(DOC_ID_KEY, None)
-            if not isinstance(doc_id, str):
-                doc_id = str(sp.id)
-            hits.append(Hit(doc_id=doc_id, score=float(sp.score), payload=payload))
-        return hits
+        return _hits(resp.points)
+
+    def search_lexical(
+        self, name: str, vector_name: str, sparse: dict[str, list], k: int, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        from qdrant_client import models
+
+        if k <= 0 or not sparse["indices"]:
+            return []  # no query term: nothing matches (and Qdrant refuses an empty sparse query)
+        resp = self._call(
+            lambda: self._client.query_points(
+                name,
+                query=models.SparseVector(indices=sparse["indices"], values=sparse["values"]),
+                using=vector_name,
+                limit=k,
+                query_filter=_filter(where),
+                with_payload=True,
+            ),
+            f"lexical search {name!r}",
+        )
+        return _hits(p for p in resp.points if p.score > 0)
+
+    def search_hybrid(
+        self,
+        name: str,
+        vector: Sequence[float],
+        vector_name: str,
+        sparse: dict[str, list],
+        k: int,
+        where: dict[str, Any] | None = None,
+        *,
+        rrf_k: int = 60,
+        prefetch: int = 100,
+    ) -> list[Hit]:
+        from qdrant_client import models
+
+        if k <= 0:
+            return []
+        query_filter = _filter(where)
+        dense = models.Prefetch(
+            query=[float(x) for x in vector], using=self._vector_name(name) or None, limit=prefetch, filter=query_filter
+        )
+        prefetches = [dense]
+        if sparse["indices"]:
+            prefetches.append(
+                models.Prefetch(
+                    query=models.SparseVector(indices=sparse["indices"], values=sparse["values"]),
+                    using=vector_name,
+                    limit=prefetch,
+                    filter=query_filter,
+                )
+            )
+        resp = self._call(
+            lambda: self._client.query_points(
+                name,
+                prefetch=prefetches,
+                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k)),
+                limit=k,
+                query_filter=query_filter,
+                with_payload=True,
+            ),
+            f"hybrid search {name!r}",
+        )
+        return _hits(resp.points)
 
     # -- aliases -------------------------------------------------------------
     def list_aliases(self) -> dict[str, str]:
@@ -773,3 +840,15 @@ def _client_vector(v: Any) -> Any:
     if isinstance(v, dict) and set(v) == {"indices", "values"}:
         return models.SparseVector(indices=v["indices"], values=v["values"])
     return v
+
+
+def _hits(points: Any) -> list[Hit]:
+    """Scored points as hits: the document id from the payload (the point id for points made elsewhere)."""
+    hits = []
+    for sp in points:
+        payload = dict(sp.payload or {})
+        doc_id = payload.pop(DOC_ID_KEY, None)
+        if not isinstance(doc_id, str):
+            doc_id = str(sp.id)
+        hits.append(Hit(doc_id=doc_id, score=float(sp.score), payload=payload))
+    return hits

@@ -70,6 +70,10 @@ class CollectionSchema:
         fields = tuple(sized(f) if f.name == self.vector else f for f in self.fields)
         return replace(self, fields=fields, metric=metric)
 
+    def without(self, names: set[str]) -> CollectionSchema:
+        """This schema less the fields ``names`` (the vectors the tool makes itself, such as its BM25 one)."""
+        return replace(self, fields=tuple(f for f in self.fields if f.name not in names)) if names else self
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -25,8 +25,9 @@ from reindexer.evaluation import (
 )
 from reindexer.evaluation.pipelines import LEXICAL_ARM, Fusion, arm, questions, rrf
 from reindexer.evaluation.runner import Searcher, UnlabelledResult
-from reindexer.lexical import LexicalIndex, LexicalSpec
+from reindexer.lexical import LexicalIndex, LexicalSpec, StoredLexical
 from reindexer.lookup import find_version, row_id
+from reindexer.pipeline import lexical_encoder
 from reindexer.sources.base import extract_text
 from reindexer.state import IndexVersion, LogicalCollection
 from reindexer.version_search import search_version
@@ -87,21 +88,23 @@ def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None, *, 
     return out
 
 
-def searcher_for(ws: Workspace, version: IndexVersion):
-    """Rank with the encoder the query side rebuilds from the version's metadata, by the same path."""
+def searcher_for(ws: Workspace, version: IndexVersion, mode: str = "dense", fusion: Fusion | None = None):
+    """Rank with the encoders the query side rebuilds from the version's metadata, by the same path
+    (``mode`` as the Searcher's: lexical and hybrid read the version's stored BM25 vectors)."""
     store = ws.store
     info = store.describe(version.physical_name)
     spec = EncoderSpec.from_metadata(version.physical_name, info.metadata, info.dim, info.metric, ws.state)
     encoder = load_encoder(spec, device=ws.config.device, batch_size=ws.embed_batch_size)
+    lexical = lexical_encoder(version)
 
     # Adapters report euclid as a distance (lower is better); the metrics rank by score, higher first.
-    sign = -1.0 if version.metric == "euclid" else 1.0
+    sign = -1.0 if version.metric == "euclid" and mode == "dense" else 1.0
 
     def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
-        return [
-            [(h.doc_id, sign * h.score) for h in hits]
-            for hits in search_version(store, version.physical_name, encoder, texts, k)
-        ]
+        answers = search_version(
+            store, version.physical_name, encoder, texts, k, mode=mode, lexical=lexical, fusion=fusion
+        )
+        return [[(h.doc_id, sign * h.score) for h in hits] for hits in answers]
 
     return search
 
@@ -141,6 +144,16 @@ class PipelineArms:
             self._dense[version.physical_name] = searcher_for(self.ws, version)
         return self._dense[version.physical_name]
 
+    def lexical_search(self, version: IndexVersion) -> Searcher:
+        """BM25 over the version's texts: its stored vectors where it keeps them (what the Searcher reads),
+        else an index made here with the same settings."""
+        if StoredLexical.from_params(version.index_params) is not None:
+            return searcher_for(self.ws, version, "lexical")
+        return self.lexical(version).search
+
+    def stored(self, version: IndexVersion) -> bool:
+        return StoredLexical.from_params(version.index_params) is not None
+
     def lexical(self, version: IndexVersion) -> LexicalIndex:
         if version.physical_name not in self._corpus_of:
             pairs = version_texts(self.ws, self.lc, version)
@@ -151,6 +164,8 @@ class PipelineArms:
         return self._lexical[self._corpus_of[version.physical_name]]
 
     def hybrid(self, version: IndexVersion) -> Searcher:
+        if self.stored(version):  # fused in the store, as the Searcher's hybrid mode does
+            return searcher_for(self.ws, version, "hybrid", self.fusion)
         dense, lexical, fusion = self.dense(version), self.lexical(version), self.fusion
 
         def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
@@ -163,7 +178,7 @@ class PipelineArms:
     def searchers(self, versions: list[IndexVersion], pipelines: tuple[str, ...]) -> dict[str, Searcher]:
         out: dict[str, Searcher] = {label(v): self.dense(v) for v in versions}
         if "lexical" in pipelines:
-            out[LEXICAL_ARM] = self.lexical(versions[0]).search
+            out[LEXICAL_ARM] = self.lexical_search(versions[0])
         if "hybrid" in pipelines:
             out.update({arm(label(v), "hybrid"): self.hybrid(v) for v in versions})
         return out
@@ -178,12 +193,13 @@ class PipelineArms:
             out.update({arm(label(v), "hybrid"): (label(v), "hybrid") for v in versions})
         return out
 
-    def describe(self, pipelines: tuple[str, ...]) -> dict[str, Any]:
+    def describe(self, versions: list[IndexVersion], pipelines: tuple[str, ...]) -> dict[str, Any]:
         """What the arms ran, for the reports (empty for dense alone)."""
         if pipelines == ("dense",):
             return {}
         info: dict[str, Any] = {"pipelines": list(pipelines), "lexical": self.spec.to_metadata()}
         info["lexical"]["corpus"] = "the baseline version's texts; each hybrid arm fuses its own version's"
+        info["lexical"]["stored"] = {label(v): self.stored(v) for v in versions}
         if "hybrid" in pipelines:
             info["fusion"] = self.fusion.to_metadata()
         return info
@@ -232,7 +248,7 @@ def run_evaluation(
         seed=seed,
         depth=depth,
         pairs=questions(baseline, [label(v) for v in versions[1:]], pipelines),
-        pipelines=arms.describe(pipelines),
+        pipelines=arms.describe(versions, pipelines),
         arms=arms.names(versions, pipelines),
     )
     recorded: dict[str, Any] = {"pipelines": list(pipelines)} if pipelines != ("dense",) else {}

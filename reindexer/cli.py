@@ -407,6 +407,12 @@ def _training_facts(m: Any) -> str:
 @click.option("--hnsw-m", type=click.IntRange(min=2), help="HNSW M of the new index.")
 @click.option("--hnsw-ef-construct", type=click.IntRange(min=4), help="HNSW ef_construct of the new index.")
 @click.option("--quantization", type=click.Choice(["none", "scalar"]), help="Vector quantisation of the new index.")
+@click.option(
+    "--lexical",
+    type=click.Choice(["bm25", "none"]),
+    help="Keep a BM25 sparse vector in the new version for lexical and hybrid search (Qdrant); none drops it. "
+    "Default: as the live version.",
+)
 @click.option("--gate", help="Promotion gate, e.g. 'ndcg@10 >= -0.005 and not significantly worse at p < 0.05'.")
 @click.option(
     "--vector-name", help="The dense vector to re-embed (checked against the one the collection was adopted with)."
@@ -424,6 +430,7 @@ def plan_cmd(
     hnsw_m,
     hnsw_ef_construct,
     quantization,
+    lexical,
     gate,
     vector_name,
     output,
@@ -454,6 +461,7 @@ def plan_cmd(
         index_params=index_params,
         gate=gate,
         vector_name=vector_name,
+        lexical=lexical,
     )
     if output:
         output.write_text(p.to_json() + "\n")

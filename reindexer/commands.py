@@ -94,6 +94,7 @@ def plan(
     lc = ws.state.get_collection(ws.store_url, collection) if ws.state_exists() else None
     reconcile_readonly(ws, lc, "plan")
     options["vector_name"] = policy.vector_name(ws.config, collection, options.get("vector_name"))
+    options["lexical"] = policy.lexical(ws.config, collection, options.get("lexical"))
     inputs = gather_inputs(
         ws,
         collection,
@@ -283,6 +284,11 @@ def apply(
     from reindexer.raydata import check_executor
 
     executor = check_executor(executor or ws.config.executor)
+    if executor == "ray" and (plan.to_version.get("index_params") or {}).get("lexical"):
+        raise UsageError(
+            "the Ray executor does not write lexical vectors yet; this plan's version keeps a BM25 index",
+            hint="apply it with --executor local, or plan with --lexical none",
+        )
     result = ApplyResult(plan.id, plan.collection, plan.mode, None, None)
     if plan.mode == "noop":
         result.message = plan.reason

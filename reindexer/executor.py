@@ -24,10 +24,12 @@ from reindexer.errors import ConflictError, NotFoundError, VerificationError
 from reindexer.idset import IdSet
 from reindexer.inference_backends import REEMBED_MIN_COSINE, reembed_min_cosine
 from reindexer.killpoints import kill_point
+from reindexer.lexical import LexicalEncoder
 from reindexer.model_registry import embedder_for
-from reindexer.pipeline import Pipeline
+from reindexer.pipeline import Pipeline, lexical_encoder
 from reindexer.progress import progress
 from reindexer.reconcile import liveness_changes, new_intent, pending_key
+from reindexer.schema import application_schema
 from reindexer.sources.base import Document, extract_text
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, Run
 from reindexer.state.models import iso, saved_id, utcnow
@@ -81,6 +83,8 @@ class VerifyReport:
     stale_metadata: list[str] = field(default_factory=list)
     sample_size: int = 0
     sample_min_cosine: float | None = None
+    # Sampled points whose stored BM25 vector is not the one their text makes (a version with a lexical index).
+    stale_lexical: list[str] = field(default_factory=list)
     # What the sample must reach: lower for a model whose vectors depend on their batch (dynamic int8).
     sample_floor: float = VERIFY_MIN_COSINE
 
@@ -94,6 +98,7 @@ class VerifyReport:
             and not self.not_in_ledger_source
             and not self.wrong_model
             and not self.stale_metadata
+            and not self.stale_lexical
             and (self.sample_min_cosine is None or self.sample_min_cosine >= self.sample_floor)
         )
 
@@ -107,6 +112,7 @@ class VerifyReport:
             ("in the index but gone from the source", self.missing_from_source),
             ("in the source but not the index", self.not_in_ledger_source),
             ("tagged with another model", self.wrong_model),
+            ("whose lexical vector is not the one their text makes", self.stale_lexical),
         ):
             if ids:
                 out.append(f"{len(ids)} ids {label} (e.g. {', '.join(sorted(ids)[:5])})")
@@ -175,7 +181,7 @@ def create_physical(
         return  # resuming an interrupted build
     payload_indexes = store.describe(like).payload_indexes if like else {}
     # The application's schema (fields, keys, other vectors, indexes) carries over to every version.
-    schema = store.read_schema(like) if like else None
+    schema = application_schema(store, like) if like else None
     store.create_collection(
         CollectionSpec(
             name=version.physical_name,
@@ -407,17 +413,28 @@ def _check_sample(
     points = list(ws.store.retrieve(version.physical_name, sorted(chosen), with_vectors=True))
     texts, stored = [], []
     text_field = version_text_field(ws, lc, version)
+    lexical = lexical_encoder(version)
     for p in points:
         text = extract_text(p.payload, text_field)
         if text is not None:
             texts.append(text)
             stored.append(p.vector)
+            if lexical is not None and not _same_sparse(p.other_vectors.get(lexical.stored.vector), text, lexical):
+                report.stale_lexical.append(p.doc_id)
     if texts:
         embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
         fresh = embedder.embed_documents(texts)
         report.sample_floor = reembed_min_cosine(ModelSettings.from_dict(model.settings))
         report.sample_size = len(texts)
         report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())
+
+
+def _same_sparse(stored: Any, text: str, lexical: LexicalEncoder) -> bool:
+    """Whether a stored BM25 vector is the one ``text`` makes (same terms, weights to float32)."""
+    [fresh] = lexical.documents([text])
+    if not isinstance(stored, dict) or list(stored.get("indices", [])) != fresh["indices"]:
+        return False
+    return bool(np.allclose(stored.get("values", []), fresh["values"], rtol=1e-6, atol=0))
 
 
 def ids_of(documents: Iterable[Any], chunk: int = 10_000) -> IdSet:

@@ -9,6 +9,9 @@ score 0 and are left out, as a Lucene index returns only documents that match.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -87,3 +90,105 @@ class LexicalIndex:
             rows, scores = self._retriever.retrieve([tokens], k=k, show_progress=False, n_threads=1)
             out.append([(self.doc_ids[int(i)], float(s)) for i, s in zip(rows[0], scores[0], strict=True) if s > 0])
         return out
+
+
+# --- lexical vectors stored in a version -------------------------------------------------
+
+LEXICAL_VECTOR = "bm25"
+"""The sparse vector a version made with ``--lexical bm25`` holds its term weights in."""
+
+
+def term_id(term: str) -> int:
+    """A term's sparse index: 32 bits of its BLAKE2b hash, so the vocabulary never needs storing and
+    a term met first in a later sync gets the same index as in the build (as fastembed's BM25 does
+    with murmur3). Two terms of one corpus share an index with odds about n^2 / 2^33."""
+    return int.from_bytes(hashlib.blake2b(term.encode(), digest_size=4).digest(), "little")
+
+
+@dataclass(frozen=True)
+class StoredLexical:
+    """What a version records (``index_params["lexical"]``) so every writer and the query side
+    compute the same sparse vectors: the BM25 settings, the average document length the build
+    measured (fixed for the version's life, so a sync never rewrites unchanged documents), and the
+    sparse vector's name. The store applies IDF itself (Qdrant's ``Modifier.IDF``), which stays
+    true as documents come and go; only the Lucene variant matches it, so only that is stored."""
+
+    spec: LexicalSpec
+    avgdl: float
+    vector: str = LEXICAL_VECTOR
+
+    def __post_init__(self) -> None:
+        if self.spec.method != "lucene":
+            raise UsageError(
+                f"a stored lexical index uses BM25's Lucene variant (the store's IDF), not {self.spec.method!r}"
+            )
+        if not self.avgdl > 0:
+            raise UsageError(f"the average document length must be positive, got {self.avgdl!r}")
+
+    def to_params(self) -> dict[str, Any]:
+        return {"kind": "bm25", **asdict(self.spec), "avgdl": self.avgdl, "vector": self.vector}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> StoredLexical | None:
+        lexical = (params or {}).get("lexical")
+        if not lexical:
+            return None
+        fields = {k: lexical[k] for k in ("method", "k1", "b", "stemmer", "stopwords", "lower") if k in lexical}
+        return cls(LexicalSpec(**fields), float(lexical["avgdl"]), str(lexical.get("vector", LEXICAL_VECTOR)))
+
+
+class LexicalEncoder:
+    """Texts to BM25 sparse vectors, ``{"indices": [...], "values": [...]}``, as a version stores them.
+
+    A document's value for a term is its BM25 term-frequency part, tf / (tf + k1 (1 - b + b dl / avgdl));
+    a query's is the term's count. The store multiplies by IDF, so a dot product is the document's
+    BM25 score for the query, as bm25s computes it with the same settings and average length.
+    """
+
+    def __init__(self, stored: StoredLexical):
+        self.stored = stored
+        self._tokenizer = stored.spec.tokenizer()
+        self._lock = threading.Lock()  # writers call from several threads; the tokenizer keeps state
+
+    def terms(self, texts: Sequence[str]) -> list[list[str]]:
+        """Each text's terms after lower-casing, stop words and stemming (the version's settings)."""
+        # update_vocab: the tokenizer's own vocabulary is not used for indices (term_id is), but
+        # without it bm25s drops terms it has not seen
+        with self._lock:
+            tokens = self._tokenizer.tokenize(list(texts), return_as="string", show_progress=False)
+            self._tokenizer.reset_vocab()
+        return [[t for t in doc if t] for doc in tokens]
+
+    def documents(self, texts: Sequence[str]) -> list[dict[str, list]]:
+        spec, avgdl = self.stored.spec, self.stored.avgdl
+        out = []
+        for terms in self.terms(texts):
+            counts = Counter(term_id(t) for t in terms)
+            norm = spec.k1 * (1 - spec.b + spec.b * len(terms) / avgdl)
+            indices: list[Any] = sorted(counts)
+            out.append({"indices": indices, "values": [counts[i] / (counts[i] + norm) for i in indices]})
+        return out
+
+    def queries(self, texts: Sequence[str]) -> list[dict[str, list]]:
+        out = []
+        for terms in self.terms(texts):
+            counts = Counter(term_id(t) for t in terms)
+            ids: list[Any] = sorted(counts)
+            out.append({"indices": ids, "values": [float(counts[i]) for i in ids]})
+        return out
+
+
+def average_length(texts: Iterable[str], spec: LexicalSpec, chunk: int = 1000) -> tuple[float, int]:
+    """(mean number of terms per text, texts read), streamed a chunk at a time."""
+    encoder = LexicalEncoder(StoredLexical(spec, 1.0))
+    total = n = 0
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) >= chunk:
+            total += sum(len(t) for t in encoder.terms(batch))
+            n, batch = n + len(batch), []
+    if batch:
+        total += sum(len(t) for t in encoder.terms(batch))
+        n += len(batch)
+    return (total / n if n else 0.0), n

@@ -30,18 +30,33 @@ import numpy as np
 from reindexer.adapters.base import MODEL_KEY, Point
 from reindexer.embedding import Embedder
 from reindexer.idset import IdSet
+from reindexer.lexical import LexicalEncoder, StoredLexical
 from reindexer.sources.base import Document
 from reindexer.state import IndexVersion, ModelVersion, Run
 from reindexer.state.models import saved_id
 from reindexer.workspace import Workspace
 
 
-def store_points(docs: list[Document], vectors: np.ndarray, model_short: str) -> list[Point]:
-    """The points a build writes: each document's payload, tagged with the model that embedded it."""
-    return [
+def store_points(
+    docs: list[Document], vectors: np.ndarray, model_short: str, lexical: LexicalEncoder | None = None
+) -> list[Point]:
+    """The points a build writes: each document's payload, tagged with the model that embedded it, and
+    where the version keeps a lexical index, the text's BM25 sparse vector made from the same text."""
+    points = [
         Point(doc_id=d.doc_id, vector=v.tolist(), payload={**d.payload, MODEL_KEY: model_short})
         for d, v in zip(docs, vectors, strict=True)
     ]
+    if lexical is not None:
+        name = lexical.stored.vector
+        for point, sparse in zip(points, lexical.documents([d.text for d in docs]), strict=True):
+            point.other_vectors = {**point.other_vectors, name: sparse}
+    return points
+
+
+def lexical_encoder(version: IndexVersion) -> LexicalEncoder | None:
+    """The version's BM25 encoder, or None where it keeps no lexical index."""
+    stored = StoredLexical.from_params(version.index_params)
+    return LexicalEncoder(stored) if stored is not None else None
 
 
 #: documents per ledger lookup (one query) and per item on the reader's queue
@@ -100,6 +115,7 @@ class Pipeline:
         self._record_lock = threading.Lock()
         self._in_flight: deque[Future] = deque()
         self._ledger_hits = 0
+        self.lexical = lexical_encoder(version)
 
     # -- the pass -----------------------------------------------------------
     def run(self, source: Iterable[Document], delete_missing: bool = True, seen: IdSet | None = None) -> PipelineResult:
@@ -243,7 +259,7 @@ class Pipeline:
 
     def _write(self, docs: list[tuple[Document, str]], vectors: np.ndarray) -> None:
         short = self.model.short
-        points = store_points([d for d, _ in docs], vectors, short)
+        points = store_points([d for d, _ in docs], vectors, short, self.lexical)
         self.ws.store.upsert(self.version.physical_name, points)
         with self._record_lock:
             self.ws.state.record_batch(

@@ -140,8 +140,18 @@ def inputs_of(
         "model": model.fingerprint,
         "source": source.to_dict(),
         "metric": metric,
-        "index_params": index_params,
+        # The average document length is measured when planning a build, so edits made after the plan
+        # change it without being drift (apply catches them up).
+        "index_params": _settings_only(index_params),
     }
+
+
+def _settings_only(index_params: dict[str, Any]) -> dict[str, Any]:
+    """Index parameters without what a build measures (the lexical index's average length)."""
+    if not index_params.get("lexical"):
+        return index_params
+    lexical = {k: v for k, v in index_params["lexical"].items() if k != "avgdl"}
+    return {**index_params, "lexical": lexical}
 
 
 def hash_inputs(inputs: dict[str, Any]) -> str:
@@ -198,7 +208,12 @@ def choose_mode(
         if metric != live.metric:
             reason += f" (metric {live.metric} -> {metric})"
         return "full", reason
-    if metric != live.metric or index_params != (live.index_params or {}):
+    ours, theirs = _settings_only(index_params), _settings_only(live.index_params or {})
+    if ours.get("lexical") != theirs.get("lexical"):
+        change = "added" if ours.get("lexical") and not theirs.get("lexical") else "changed"
+        change = "removed" if not ours.get("lexical") else change
+        return "full", f"lexical index {change}: every document is read again for its terms"
+    if metric != live.metric or ours != theirs:
         return "copy", "same model, new index settings: vectors are copied, not re-embedded"
     return "noop", f"{collection} already serves {model.label} with these settings"
 
@@ -217,6 +232,7 @@ def gather_inputs(
     estimate: bool = True,
     training: dict[str, Any] | None = None,
     vector_name: str | None = None,
+    lexical: str | None = None,
 ) -> PlanInputs:
     """Read and check what a plan needs; every bad input is refused here, before anything is written.
 
@@ -225,6 +241,8 @@ def gather_inputs(
     ``training`` holds the facts a new model version is registered with (base_model,
     train_data, run_id). ``vector_name``, where given, must be the vector the live
     version embeds into (recorded when it was adopted): a plan re-embeds that one.
+    ``lexical`` ("bm25" or "none") adds or removes the version's stored BM25 index; by default
+    a new version keeps the live version's.
     """
     backend = ws.backend
     backend.validate_collection_name(collection)
@@ -247,11 +265,13 @@ def gather_inputs(
     vector = _managed_vector(ws, collection, live, vector_name)
     live_model = state.model_of(live) if live else None
     metric, index_params = _index_settings(ws, collection, live, model, metric, index_params)
+    index_params = _lexical_settings(ws, collection, live, index_params, lexical)
     mode, reason = choose_mode(collection, live, live_model, model, metric, index_params)
 
     live_count = ws.store.count(live.physical_name) if live else None
     docs, sample, payload_bytes = _scan_source(ws, source, live, mode)
     _check_documents(source, docs, mode)
+    index_params = _measure_lexical(ws, source, live, mode, index_params)
     number = _next_version_number(ws, lc, collection, mode)
     est = _estimate(ws, model, mode, docs, sample, payload_bytes, live_count) if estimate else {"seconds": 0.0}
     return PlanInputs(
@@ -292,6 +312,53 @@ def _index_settings(
     index_params = dict(index_params if index_params is not None else (live.index_params if live else {}))
     validate_spec(CollectionSpec(name=collection, dim=model.dim, metric=metric, index_params=index_params))
     return metric, index_params
+
+
+def _lexical_settings(
+    ws: Workspace, collection: str, live: IndexVersion | None, index_params: dict[str, Any], lexical: str | None
+) -> dict[str, Any]:
+    """The new version's lexical index: asked for (``bm25``), dropped (``none``), else the live one's."""
+    from reindexer.lexical import LEXICAL_VECTOR, LexicalSpec
+
+    if lexical is None:
+        return index_params
+    if lexical not in ("bm25", "none"):
+        raise UsageError(f"unknown lexical index {lexical!r}", hint="use --lexical bm25, or --lexical none to drop it")
+    out = {k: v for k, v in index_params.items() if k != "lexical"}
+    if lexical == "none":
+        return out
+    if not ws.store.capabilities.lexical_vectors:
+        raise UsageError(
+            f"{ws.store_url} keeps no lexical index ({ws.backend.name} in this release): --lexical bm25 needs Qdrant",
+            hint="plan without --lexical; `reindex eval --pipelines lexical,hybrid` still compares BM25 and hybrid "
+            "retrieval from the version's own texts",
+        )
+    kept = (live.index_params or {}).get("lexical") if live else None
+    if kept and kept.get("kind") == "bm25":
+        out["lexical"] = dict(kept)  # the same settings; a build measures its average length again
+    else:
+        out["lexical"] = {"kind": "bm25", **asdict(LexicalSpec()), "vector": LEXICAL_VECTOR}
+    return out
+
+
+def _measure_lexical(
+    ws: Workspace, source: SourceSpec, live: IndexVersion | None, mode: str, index_params: dict[str, Any]
+) -> dict[str, Any]:
+    """A full build's average document length, over the whole source (one more pass, only with a lexical
+    index); a copy or no-op keeps the live version's, with its stored vectors."""
+    from reindexer.lexical import LexicalSpec, StoredLexical, average_length
+
+    lexical = index_params.get("lexical")
+    if not lexical:
+        return index_params
+    if mode != "full" and live is not None and (live.index_params or {}).get("lexical"):
+        return {**index_params, "lexical": dict(live.index_params["lexical"])}
+    settings = {k: lexical[k] for k in ("method", "k1", "b", "stemmer", "stopwords", "lower") if k in lexical}
+    with open_source(source, store=ws.store, collection=live.physical_name if live else None) as src:
+        avgdl, _ = average_length((doc.text for doc in src), LexicalSpec(**settings))
+    measured = {**lexical, "avgdl": round(avgdl, 6) or 1.0}
+    StoredLexical.from_params({"lexical": measured})  # checked now, before anything is written
+    return {**index_params, "lexical": measured}
 
 
 def _inspect_model_early(

@@ -56,6 +56,11 @@ def vector_name(config: Config, collection: str, given: str | None) -> str | Non
     return given if given is not None else config.collection(collection).get("vector_name")
 
 
+def lexical(config: Config, collection: str, given: str | None) -> str | None:
+    """The lexical index a plan asks for: the given one, else ``[collections.NAME] lexical``, else the live one's."""
+    return given if given is not None else config.collection(collection).get("lexical")
+
+
 def configured_source(config: Config, collection: str) -> SourceSpec | None:
     """``[collections.NAME] source`` and its reading options, or None when none is configured."""
     conf = config.collection(collection)

@@ -13,13 +13,28 @@ vectors onto the new one, point by point, unchanged.
 from __future__ import annotations
 
 from reindexer.adapters.base import VectorStore
+from reindexer.adapters.schema import CollectionSchema
+
+
+def tool_vectors(store: VectorStore, physical: str) -> set[str]:
+    """The vectors of ``physical`` besides the embedded one that the tool makes itself (its BM25 vector):
+    every build computes them again from the text, so they are never carried from one version to another."""
+    lexical = store.describe(physical).index_params.get("lexical")
+    return {lexical["vector"]} if isinstance(lexical, dict) and lexical.get("vector") else set()
+
+
+def application_schema(store: VectorStore, physical: str) -> CollectionSchema | None:
+    """``physical``'s schema as the application made it: without the vectors the tool makes itself."""
+    schema = store.read_schema(physical)
+    return schema.without(tool_vectors(store, physical)) if schema is not None else None
 
 
 def has_other_vectors(store: VectorStore, physical: str) -> bool:
-    """True where ``physical``'s points hold vectors besides the embedded one that a re-embedding leaves out."""
+    """True where ``physical``'s points hold application vectors besides the embedded one that a
+    re-embedding leaves out."""
     if store.other_vectors_in_payload:
         return False  # they travel in each point's payload, written with it
-    schema = store.read_schema(physical)
+    schema = application_schema(store, physical)
     return schema is not None and any(f.kind.endswith("vector") and f.name != schema.vector for f in schema.fields)
 
 
@@ -27,8 +42,10 @@ def carry_other_vectors(store: VectorStore, src: str, dst: str, batch_size: int)
     """Write each point's other vectors from ``src`` onto the same point of ``dst``; the number written."""
     if not has_other_vectors(store, src):
         return 0
-    written = 0
+    written, ours = 0, tool_vectors(store, src)
     for page in store.scroll(src, batch_size=batch_size, with_vectors=True):
+        for p in page:
+            p.other_vectors = {k: v for k, v in p.other_vectors.items() if k not in ours}
         todo = [p for p in page if p.other_vectors]
         present = {p.doc_id for p in store.retrieve(dst, [p.doc_id for p in todo])}
         todo = [p for p in todo if p.doc_id in present]

@@ -33,7 +33,8 @@ from reindexer.adapters.base import VectorStore
 from reindexer.embedding import Embedder
 from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import BackendError, NotFoundError, ReindexError, UsageError
-from reindexer.version_search import search_version
+from reindexer.lexical import LexicalEncoder, StoredLexical
+from reindexer.version_search import check_mode, search_version
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class Searcher:
         self._state: Any = None
         self._lock = threading.RLock()
         self._specs: dict[str, EncoderSpec] = {}
+        self._lexical: dict[str, LexicalEncoder | None] = {}  # by physical name: fixed for a version's life
         self._encoders: OrderedDict[str, Embedder] = OrderedDict()
         self._loading: dict[str, Future] = {}
         self._failed_loads: dict[str, float] = {}
@@ -403,44 +405,76 @@ class Searcher:
 
     # -- searching -------------------------------------------------------------
     def search(
-        self, query: str | Sequence[str], k: int = 10, filter: dict[str, Any] | None = None
+        self,
+        query: str | Sequence[str],
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        mode: str | None = None,
     ) -> list[SearchHit] | list[list[SearchHit]]:
-        """Top-k hits for a query (a list of hits) or for a list of queries (a list of such lists)."""
-        return self.search_with_version(query, k, filter)[1]
+        """Top-k hits for a query (a list of hits) or for a list of queries (a list of such lists).
+
+        ``mode``: ``dense`` (the version's model), ``lexical`` (its stored BM25 vectors) or ``hybrid``
+        (both, fused by RRF in the store); by default hybrid where the answering version keeps a
+        lexical index, else dense. Every answer comes from one version, whichever the mode.
+        """
+        return self.search_with_version(query, k, filter, mode)[1]
 
     def search_with_version(
-        self, query: str | Sequence[str], k: int = 10, filter: dict[str, Any] | None = None
+        self,
+        query: str | Sequence[str],
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        mode: str | None = None,
     ) -> tuple[VersionInfo, list[SearchHit] | list[list[SearchHit]]]:
         """(the version that answered, its hits): says who answered even when nothing matched."""
         single = isinstance(query, str)
         queries: list[str] = [query] if isinstance(query, str) else list(query)
         _check_request(queries, k, filter)
+        if mode is not None:
+            check_mode(mode)
         with self._live():
             started = time.perf_counter()
-            spec, answers = self._search_pinned(queries, k, filter)
+            spec, answers, mode = self._search_pinned(queries, k, filter, mode)
             elapsed_ms = (time.perf_counter() - started) * 1000
         hits = [
             [SearchHit(h.doc_id, h.score, h.payload, spec.physical, spec.label) for h in answer] for answer in answers
         ]
         if self.mirror is not None:
-            self.mirror.offer(queries, k, filter, spec, hits, elapsed_ms)
+            self.mirror.offer(queries, k, filter, spec, hits, elapsed_ms, mode)
         return VersionInfo.of(self.collection, spec), (hits[0] if single else hits)
 
     def version_info(self, physical: str) -> VersionInfo:
         """What a version of this collection is (text field, metric, model): fixed for its lifetime."""
         return VersionInfo.of(self.collection, self._spec(physical))
 
-    def _search_pinned(self, queries: list[str], k: int, where: dict[str, Any] | None):
+    def lexical_for(self, spec: EncoderSpec) -> LexicalEncoder | None:
+        """The BM25 query encoder of a version that keeps a lexical index (its recorded settings)."""
+        with self._lock:
+            if spec.physical not in self._lexical:
+                stored = StoredLexical.from_params(self._params(spec.physical))
+                self._lexical[spec.physical] = LexicalEncoder(stored) if stored is not None else None
+            return self._lexical[spec.physical]
+
+    def _params(self, physical: str) -> dict[str, Any]:
+        return self.store.describe(physical).index_params
+
+    def _search_pinned(self, queries: list[str], k: int, where: dict[str, Any] | None, mode: str | None = None):
         for attempt in range(2):
             spec, encoder = self._pinned(force=attempt > 0)
             try:
-                return spec, search_version(self.store, spec.physical, encoder, queries, k, where)
+                lexical = self.lexical_for(spec)
+                chosen = mode or ("hybrid" if lexical is not None else "dense")
+                answers = search_version(
+                    self.store, spec.physical, encoder, queries, k, where, mode=chosen, lexical=lexical
+                )
+                return spec, answers, chosen
             except (NotFoundError, BackendError) as exc:
                 # The resolved collection was dropped or re-made under us: resolve again, once, at once.
                 if attempt or not (isinstance(exc, NotFoundError) or "dimension" in str(exc).lower()):
                     raise
                 with self._lock:
                     self._specs.pop(spec.physical, None)
+                    self._lexical.pop(spec.physical, None)
         raise AssertionError("unreachable")
 
     @contextmanager

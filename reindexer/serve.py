@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, Path, Request
@@ -122,6 +122,11 @@ class SearchBody(BaseModel):
     k: int = Field(default=10, ge=1)
     filter: dict[str, Any] | None = Field(
         default=None, description="Payload equality: field (dotted path) -> value; all must match."
+    )
+    mode: Literal["dense", "lexical", "hybrid"] | None = Field(
+        default=None,
+        description="dense (the version's model), lexical (its stored BM25 vectors) or hybrid (both, fused by "
+        "RRF); default: hybrid where the answering version keeps a lexical index, else dense.",
     )
 
 
@@ -521,7 +526,9 @@ def create_app(
         request: SearchBody = body
         try:
             searcher = searchers.get(name)
-            info, hits = searcher.search_with_version(request.query, k=request.k, filter=request.filter)
+            info, hits = searcher.search_with_version(
+                request.query, k=request.k, filter=request.filter, mode=request.mode
+            )
             version, model = info.physical, info.model  # named even when nothing matched
         except ReindexError as exc:
             return _tool_error(name, exc, count=True)

@@ -44,6 +44,7 @@ class _Mirrored:
     live: EncoderSpec
     live_ids: list[list[str]]
     live_ms: float
+    mode: str = "dense"
 
 
 class ShadowMirror:
@@ -84,13 +85,14 @@ class ShadowMirror:
         live: EncoderSpec,
         hits: list[list[Any]],
         live_ms: float,
+        mode: str = "dense",
     ) -> None:
         with self._rng_lock:
             chosen = self._rng.random() < self.sample
         self._count("offered")
         if not chosen:
             return
-        item = _Mirrored(queries, k, where, live, [[h.doc_id for h in answer] for answer in hits], live_ms)
+        item = _Mirrored(queries, k, where, live, [[h.doc_id for h in answer] for answer in hits], live_ms, mode)
         try:
             self._queue.put_nowait(item)
             self._count("queued")
@@ -144,11 +146,26 @@ class ShadowMirror:
         if encoder is None:  # its model is loading in the background; mirror the queries after it
             self._count("no_shadow")
             return
+        # The shadow answers as live did: the same mode (a shadow without a lexical index cannot, and
+        # comparing its dense answer with a live hybrid one would measure the pipelines, not the models).
+        lexical = self.searcher.lexical_for(shadow)
+        if item.mode != "dense" and lexical is None:
+            self._count("no_shadow")
+            return
         self.searcher.wait_idle(YIELD_TIMEOUT_S)
         started = time.perf_counter()
         answers = [
             [h.doc_id for h in hits]
-            for hits in search_version(self.searcher.store, shadow.physical, encoder, item.queries, item.k, item.where)
+            for hits in search_version(
+                self.searcher.store,
+                shadow.physical,
+                encoder,
+                item.queries,
+                item.k,
+                item.where,
+                mode=item.mode,
+                lexical=lexical,
+            )
         ]
         shadow_ms = (time.perf_counter() - started) * 1000
         n = len(item.queries)

@@ -30,6 +30,7 @@ from reindexer.lookup import managed_collection as _collection
 from reindexer.planner import live_version
 from reindexer.policy import configured_source
 from reindexer.reconcile import reconcile
+from reindexer.sources.base import extract_text
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import Meta, saved_id
@@ -261,6 +262,8 @@ def _verify_and_fix(
             ws.store.set_metadata(
                 version.physical_name, version_metadata(lc, version, model, version_text_field(ws, lc, version))
             )
+        if report.stale_lexical:  # a sample found some: every point's is made again from its text (no embedding)
+            rewrite_lexical(ws, lc, version)
         forget = set(report.missing_in_store) | set(report.wrong_model)
         if forget:
             ws.state.record_batch(saved_id(version), model.fingerprint, [], deleted=sorted(forget))
@@ -288,3 +291,22 @@ def _verify_and_fix(
             problems=report.problems(),
         )
     return result
+
+
+def rewrite_lexical(ws: Workspace, lc: LogicalCollection, version: IndexVersion) -> int:
+    """Write every point's BM25 vector again from the text it holds (no embedding); the number written."""
+    from reindexer.pipeline import lexical_encoder
+
+    lexical = lexical_encoder(version)
+    if lexical is None:
+        return 0
+    text_field, written = version_text_field(ws, lc, version), 0
+    for page in ws.store.scroll(version.physical_name, batch_size=ws.batch_size):
+        texts = [extract_text(p.payload, text_field) for p in page]
+        points = [p for p, text in zip(page, texts, strict=True) if text is not None]
+        sparse = lexical.documents([text for text in texts if text is not None])
+        for point, vector in zip(points, sparse, strict=True):
+            point.other_vectors = {lexical.stored.vector: vector}
+        ws.store.set_other_vectors(version.physical_name, points)
+        written += len(points)
+    return written

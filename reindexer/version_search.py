@@ -11,6 +11,17 @@ from typing import Any
 
 from reindexer.adapters.base import Hit, VectorStore
 from reindexer.embedding import Embedder
+from reindexer.errors import UsageError
+from reindexer.evaluation.pipelines import Fusion
+from reindexer.lexical import LexicalEncoder
+
+MODES = ("dense", "lexical", "hybrid")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise UsageError(f"unknown search mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
+    return mode
 
 
 def search_version(
@@ -20,7 +31,29 @@ def search_version(
     queries: list[str],
     k: int,
     where: dict[str, Any] | None = None,
+    *,
+    mode: str = "dense",
+    lexical: LexicalEncoder | None = None,
+    fusion: Fusion | None = None,
 ) -> list[list[Hit]]:
-    """Encode ``queries`` with one version's encoder and search the collection ``physical``."""
+    """Search the collection ``physical`` with one version's encoders: its model (``dense``), its stored
+    BM25 vectors (``lexical``, queries made by ``lexical``, the version's recorded settings) or both,
+    fused in the store by reciprocal rank (``hybrid``, ``fusion``'s k over its top ``prefetch``)."""
+    check_mode(mode)
+    if mode == "dense":
+        vectors = encoder.embed_queries(queries)
+        return [store.search(physical, v.tolist(), k, where) for v in vectors]
+    if lexical is None:
+        raise UsageError(
+            f"{physical} keeps no lexical index, so it cannot answer in {mode} mode",
+            hint="plan the collection with --lexical bm25 (Qdrant), or search in dense mode",
+        )
+    sparse, name = lexical.queries(queries), lexical.stored.vector
+    if mode == "lexical":
+        return [store.search_lexical(physical, name, q, k, where) for q in sparse]
+    fusion = fusion or Fusion()
     vectors = encoder.embed_queries(queries)
-    return [store.search(physical, v.tolist(), k, where) for v in vectors]
+    return [
+        store.search_hybrid(physical, v.tolist(), name, q, k, where, rrf_k=fusion.k, prefetch=max(k, fusion.prefetch))
+        for v, q in zip(vectors, sparse, strict=True)
+    ]

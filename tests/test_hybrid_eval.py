@@ -172,28 +172,32 @@ def test_the_hybrid_arm_is_the_rrf_of_dense_and_lexical(world, minilm_path):
 
     folder, _ = world
     queries, qrels = judgements(folder)
+    expected = {}
     with Workspace.open() as ws:
         lc = managed_collection(ws, NAME)
-        v2 = next(v for v in ws.state.versions(lc.id) if v.version == 2)
-        dense = ab.searcher_for(ws, v2)(list(queries.values()), 100)
-        lexical = LexicalIndex(ab.version_texts(ws, lc, v2)).search(list(queries.values()), 100)
-    run = {}
-    for qid, d, lx in zip(queries, dense, lexical, strict=True):
-        fused: dict[str, float] = {}
-        for hits in (d, lx):
-            ordered = sorted(hits, key=lambda h: (h[1], h[0]), reverse=True)  # trec_eval's order
-            for rank, (doc, _) in enumerate(ordered, start=1):
-                fused[doc] = fused.get(doc, 0.0) + 1 / (60 + rank)
-        run[qid] = fused
-    expected = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+        for version in ws.state.versions(lc.id):
+            dense = ab.searcher_for(ws, version)(list(queries.values()), 100)
+            lexical = LexicalIndex(ab.version_texts(ws, lc, version)).search(list(queries.values()), 100)
+            run = {}
+            for qid, d, lx in zip(queries, dense, lexical, strict=True):
+                fused: dict[str, float] = {}
+                for hits in (d, lx):
+                    ordered = sorted(hits, key=lambda h: (h[1], h[0]), reverse=True)  # trec_eval's order
+                    for rank, (doc, _) in enumerate(ordered, start=1):
+                        fused[doc] = fused.get(doc, 0.0) + 1 / (60 + rank)
+                run[qid] = fused
+            scorer = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"})
+            expected[f"v{version.version}:hybrid"] = scorer.evaluate(run)
 
-    r = invoke("--json", "eval", NAME, "--queries", "queries.jsonl", "--qrels", "qrels.tsv", "--versions", "v2",
+    r = invoke("--json", "eval", NAME, "--queries", "queries.jsonl", "--qrels", "qrels.tsv", "--versions", "v1,v2",
                "--pipelines", "hybrid", "--per-query")
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    values = data["per_query"]["values"]["v2:hybrid"]["ndcg@10"]
-    for i, qid in enumerate(data["per_query"]["query_ids"]):
-        assert values[i] == pytest.approx(expected[qid]["ndcg_cut_10"], abs=1e-12), qid
+    assert set(expected) == {"v1:hybrid", "v2:hybrid"}
+    for arm, scores in expected.items():
+        values = data["per_query"]["values"][arm]["ndcg@10"]
+        for i, qid in enumerate(data["per_query"]["query_ids"]):
+            assert values[i] == pytest.approx(scores[qid]["ndcg_cut_10"], abs=1e-12), (arm, qid)
 
 
 def test_a_gate_names_the_pipeline_it_judges(world):

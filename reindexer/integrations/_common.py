@@ -15,6 +15,7 @@ from typing import Any
 from reindexer.adapters.base import MODEL_KEY, RESERVED_PAYLOAD_KEYS
 from reindexer.errors import UsageError
 from reindexer.sources.base import extract_text, is_template
+from reindexer.version_search import check_mode
 
 #: Key of the answering version's facts in every document's / node's metadata.
 REINDEX_KEY = "reindex"
@@ -92,11 +93,14 @@ class Answers:
         *,
         text_field: str | None = None,
         metadata_key: str | None = LANGCHAIN_METADATA_KEY,
+        mode: str | None = None,
     ):
         self.searcher = searcher
         self.owned = owned
         self.text_field = text_field
         self.metadata_key = metadata_key
+        #: dense, lexical or hybrid; None: the answering version's default (Searcher.search)
+        self.mode = check_mode(mode) if mode is not None else None
 
     def text_field_of(self, physical: str) -> str:
         # A version's text field never changes; the Searcher keeps each version's facts.
@@ -106,7 +110,9 @@ class Answers:
     def search(self, query: str, k: int, filter: dict[str, Any] | None = None) -> list[Answer]:
         if not isinstance(query, str):
             raise UsageError(f"query must be a string, not {type(query).__name__}")
-        hits = self.searcher.search(query, k=k, filter=check_filter(filter))
+        # mode only when asked: a searcher of the application's own making may not take it
+        chosen = {"mode": self.mode} if self.mode is not None else {}
+        hits = self.searcher.search(query, k=k, filter=check_filter(filter), **chosen)
         return [self.answer(h) for h in hits]
 
     def answer(self, hit: Any) -> Answer:

@@ -109,6 +109,8 @@ class ReindexerRetriever(BaseRetriever):
     text_field: str | None = None
     #: payload key of LangChain's metadata object; None reads every payload field as metadata
     metadata_key: str | None = LANGCHAIN_METADATA_KEY
+    #: dense, lexical or hybrid (Searcher.search); None: the answering version's default
+    mode: str | None = None
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _answers: Answers = PrivateAttr()
@@ -124,7 +126,9 @@ class ReindexerRetriever(BaseRetriever):
             options=self.searcher_options,
         )
         self.searcher = searcher
-        self._answers = Answers(searcher, owned, text_field=self.text_field, metadata_key=self.metadata_key)
+        self._answers = Answers(
+            searcher, owned, text_field=self.text_field, metadata_key=self.metadata_key, mode=self.mode
+        )
         return self
 
     def _get_relevant_documents(

@@ -125,6 +125,7 @@ class ReindexerRetriever(BaseRetriever):
         searcher_options: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
+        mode: str | None = None,
     ) -> None:
         self._filter = filters_to_dict(filters)
         searcher, owned = make_searcher(
@@ -133,7 +134,7 @@ class ReindexerRetriever(BaseRetriever):
         self.searcher = searcher
         self.collection = collection
         self.similarity_top_k = similarity_top_k
-        self._answers = Answers(searcher, owned, text_field=text_field, metadata_key=metadata_key)
+        self._answers = Answers(searcher, owned, text_field=text_field, metadata_key=metadata_key, mode=mode)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @property
