@@ -56,6 +56,10 @@ run_backends() {
 }
 
 if [ "$#" -eq 0 ]; then
+  # The suite's temporary folders in a folder of its own: pytest's default numbered folders keep only
+  # the newest three per user, so any other pytest run on the machine (make repeat, a second checkout)
+  # would delete the folder where the session's PostgreSQL server keeps its socket, mid-run.
+  main_tmp=$(mktemp -d)
   backends_log=$(mktemp)
   backends_tmp=$(mktemp -d)
   run_backends "$backends_tmp/tmp" >"$backends_log" 2>&1 &
@@ -67,7 +71,7 @@ if [ "$#" -eq 0 ]; then
     scratch=$(mktemp -d)
     run_pytest "$ISOLATED" -p no:cacheprovider --basetemp="$scratch/tmp" >"$scratch/log" 2>&1 &
     faults=$!
-    run_pytest --ignore="$ISOLATED"
+    run_pytest --ignore="$ISOLATED" --basetemp="$main_tmp/tmp"
     rc=$?
     wait "$faults"
     rc2=$?
@@ -75,7 +79,7 @@ if [ "$#" -eq 0 ]; then
     cat "$scratch/log"
     rm -rf "$scratch"
   else
-    run_pytest --ignore="$ISOLATED"
+    run_pytest --ignore="$ISOLATED" --basetemp="$main_tmp/tmp"
     rc=$?
     run_pytest "$ISOLATED"
     rc2=$?
@@ -84,7 +88,7 @@ if [ "$#" -eq 0 ]; then
   rc3=$?
   echo "=== $BACKENDS in $BACKENDS_PY (the onnx and openvino extras), run beside the suite ==="
   cat "$backends_log"
-  rm -rf "$backends_log" "$backends_tmp"
+  rm -rf "$backends_log" "$backends_tmp" "$main_tmp"
   [ "$rc" -ne 0 ] && exit "$rc"
   [ "$rc2" -ne 0 ] && exit "$rc2"
   exit "$rc3"
