@@ -23,11 +23,13 @@ from reindexer.evaluation import (
     load_queries,
     load_query_log,
 )
-from reindexer.evaluation.pipelines import LEXICAL_ARM, Fusion, arm, questions, rrf
+from reindexer.evaluation.metrics import rank
+from reindexer.evaluation.pipelines import LEXICAL_ARM, PIPELINES, RERANKED, Fusion, arm, questions, rrf
 from reindexer.evaluation.runner import Searcher, UnlabelledResult
 from reindexer.lexical import LexicalIndex, LexicalSpec, StoredLexical
 from reindexer.lookup import find_version, row_id
 from reindexer.pipeline import lexical_encoder
+from reindexer.rerank import Reranker
 from reindexer.sources.base import extract_text
 from reindexer.state import IndexVersion, LogicalCollection
 from reindexer.version_search import search_version
@@ -132,8 +134,10 @@ class PipelineArms:
     """The searchers of every (version, pipeline) arm: dense from the version's own model, lexical
     from BM25 over its own texts (one index per distinct corpus), hybrid as their RRF fusion."""
 
-    def __init__(self, ws: Workspace, lc: LogicalCollection, spec: LexicalSpec, fusion: Fusion):
-        self.ws, self.lc, self.spec, self.fusion = ws, lc, spec, fusion
+    def __init__(
+        self, ws: Workspace, lc: LogicalCollection, spec: LexicalSpec, fusion: Fusion, reranker: Reranker | None = None
+    ):
+        self.ws, self.lc, self.spec, self.fusion, self.reranker = ws, lc, spec, fusion, reranker
         # by physical name; the lexical indexes by a digest of their corpus, so equal texts share one
         self._dense: dict[str, Searcher] = {}
         self._lexical: dict[str, LexicalIndex] = {}
@@ -175,12 +179,35 @@ class PipelineArms:
 
         return search
 
+    def reranked(self, version: IndexVersion, first: Searcher) -> Searcher:
+        """``first``'s top N rescored by the cross-encoder over the version's own texts."""
+        reranker = self.reranker
+        assert reranker is not None  # run_evaluation refuses a rerank pipeline without one
+        text_field = str(
+            self.ws.store.describe(version.physical_name).metadata.get("reindex.text_field") or self.lc.text_field
+        )
+
+        def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+            out = []
+            for query, hits in zip(texts, first(texts, max(k, reranker.top)), strict=True):
+                ranked = [d for d, _ in rank(hits)]
+                found = {p.doc_id: p for p in self.ws.store.retrieve(version.physical_name, ranked)}
+                pairs = [(d, extract_text(found[d].payload, text_field) or "") for d in ranked if d in found]
+                out.append(reranker.rerank(query, pairs)[:k])
+            return out
+
+        return search
+
     def searchers(self, versions: list[IndexVersion], pipelines: tuple[str, ...]) -> dict[str, Searcher]:
         out: dict[str, Searcher] = {label(v): self.dense(v) for v in versions}
         if "lexical" in pipelines:
             out[LEXICAL_ARM] = self.lexical_search(versions[0])
         if "hybrid" in pipelines:
             out.update({arm(label(v), "hybrid"): self.hybrid(v) for v in versions})
+        for reranked in (p for p in RERANKED if p in pipelines):
+            for v in versions:
+                first = self.dense(v) if reranked.startswith("dense") else self.hybrid(v)
+                out[arm(label(v), reranked)] = self.reranked(v, first)
         return out
 
     @staticmethod
@@ -189,8 +216,8 @@ class PipelineArms:
         out: dict[str, tuple[str | None, str]] = {}
         if "lexical" in pipelines:
             out[LEXICAL_ARM] = (None, "lexical")
-        if "hybrid" in pipelines:
-            out.update({arm(label(v), "hybrid"): (label(v), "hybrid") for v in versions})
+        for pipeline in (p for p in ("hybrid", *RERANKED) if p in pipelines):
+            out.update({arm(label(v), pipeline): (label(v), pipeline) for v in versions})
         return out
 
     def describe(self, versions: list[IndexVersion], pipelines: tuple[str, ...]) -> dict[str, Any]:
@@ -200,9 +227,26 @@ class PipelineArms:
         info: dict[str, Any] = {"pipelines": list(pipelines), "lexical": self.spec.to_metadata()}
         info["lexical"]["corpus"] = "the baseline version's texts; each hybrid arm fuses its own version's"
         info["lexical"]["stored"] = {label(v): self.stored(v) for v in versions}
-        if "hybrid" in pipelines:
+        if "hybrid" in pipelines or "hybrid+rerank" in pipelines:
             info["fusion"] = self.fusion.to_metadata()
+        if self.reranker is not None:
+            info["rerank"] = self.reranker.describe()
         return info
+
+
+def check_reranker(pipelines: tuple[str, ...], reranker: Reranker | None) -> None:
+    """A rerank pipeline needs a reranker, and a reranker a pipeline that uses it (exit 2 otherwise)."""
+    wanted = [p for p in pipelines if p in RERANKED]
+    if wanted and reranker is None:
+        raise UsageError(
+            f"the {' and '.join(wanted)} pipeline needs a cross-encoder",
+            hint="pass --rerank PATH (a CrossEncoder folder)",
+        )
+    if reranker is not None and not wanted:
+        raise UsageError(
+            "--rerank names a cross-encoder, but no pipeline uses it",
+            hint="add dense+rerank or hybrid+rerank to --pipelines",
+        )
 
 
 def run_evaluation(
@@ -216,6 +260,7 @@ def run_evaluation(
     at: list[int] | None = None,
     depth: int | None = None,
     pipelines: tuple[str, ...] = ("dense",),
+    reranker: Reranker | None = None,
 ) -> EvaluationResult:
     # Only the judged ids are looked up: the ledger is never read whole.
     judged = sorted({doc_id for graded in judgements.qrels.values() for doc_id in graded})
@@ -234,8 +279,9 @@ def run_evaluation(
     gate_ks = list(gate.ks) if gate else []
     ks = sorted({k, *(at or []), *gate_ks}) if at else _with_defaults(sorted({k, *gate_ks}))
     if gate is not None:
-        pipelines = tuple(p for p in ("dense", "lexical", "hybrid") if p in {*pipelines, *gate.pipelines})
-    arms = PipelineArms(ws, lc, LexicalSpec(), Fusion(prefetch=max(100, depth or 0, *ks)))
+        pipelines = tuple(p for p in PIPELINES if p in {*pipelines, *gate.pipelines})
+    check_reranker(pipelines, reranker)
+    arms = PipelineArms(ws, lc, LexicalSpec(), Fusion(prefetch=max(100, depth or 0, *ks)), reranker)
     searchers = arms.searchers(versions, pipelines)
     baseline = label(versions[0])
     result = evaluate(

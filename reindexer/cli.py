@@ -27,6 +27,7 @@ from reindexer.devices import PRECISIONS, RUNTIME_PRECISIONS
 from reindexer.embedding import ModelSettings
 from reindexer.errors import EXIT_UNEXPECTED, EXIT_USAGE, ReindexError, UsageError
 from reindexer.inference_backends import CHOICES, parse_backend
+from reindexer.rerank import check_cross_encoder
 from reindexer.workspace import Workspace
 
 #: Width of tables written where no terminal reads them (a log, a pipe, CI): wide enough that no
@@ -921,6 +922,12 @@ def forget_cmd(ctx: Ctx, collection: str) -> None:
     help="Judged: also run each version as the application may: lexical (BM25 over the texts), hybrid "
     "(dense and BM25 fused by RRF); dense always runs. Needs the hybrid extra.",
 )
+@click.option(
+    "--rerank",
+    type=click.Path(path_type=Path),
+    help="A sentence-transformers CrossEncoder folder: the dense+rerank and hybrid+rerank pipelines' second stage.",
+)
+@click.option("--rerank-top", type=click.IntRange(min=1), help="How many first-stage results it rescores (default 50).")
 @click.option("--gate", help="Judge each candidate with this gate.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
 @click.option(
@@ -944,6 +951,8 @@ def eval_cmd(
     depth,
     per_query,
     pipelines,
+    rerank,
+    rerank_top,
     gate,
     seed,
     report_json,
@@ -957,7 +966,7 @@ def eval_cmd(
     ctx.read_only = True
     request = commands.EvalRequest(
         queries, qrels, log, from_traffic, since, shadow, versions, k, _cutoffs(at), depth, per_query, gate, seed,
-        pipelines=pipelines,
+        pipelines=pipelines, rerank=rerank, rerank_top=rerank_top,
     )  # fmt: skip
     reports = ReportFiles(report_json, report_md, report_html)
     outcome = commands.evaluate(ctx.ws, collection, request, reports)
@@ -1094,6 +1103,12 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
     show_default=True,
 )
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log each request to stderr.")
+@click.option(
+    "--rerank",
+    type=click.Path(path_type=Path),
+    help="A CrossEncoder folder that rescores each answer's top --rerank-top (a request's \"rerank\": false skips it).",
+)
+@click.option("--rerank-top", type=click.IntRange(min=1), default=50, show_default=True)
 @run_command
 def serve_cmd(
     ctx: Ctx,
@@ -1106,6 +1121,8 @@ def serve_cmd(
     preload: tuple[str, ...],
     log_level: str,
     access_log: bool,
+    rerank: Path | None,
+    rerank_top: int,
 ) -> None:
     """Answer searches over HTTP: POST /collections/NAME/search, with /healthz, /readyz, /metrics.
 
@@ -1121,6 +1138,7 @@ def serve_cmd(
             f"reindex serve needs the serve extra ({exc.name} is not installed)", hint='pip install "reindexer[serve]"'
         ) from None
     token = serve.token_from_env()
+    reranking: dict[str, Any] = {"rerank": str(check_cross_encoder(rerank)), "rerank_top": rerank_top} if rerank else {}
     sock = serve.listen(host, port)  # first: a taken port fails before the store is opened
     serve.hold_store(ctx.ws)
     app = serve.create_app(
@@ -1131,6 +1149,7 @@ def serve_cmd(
         shadow_sample=shadow_sample,
         refresh=refresh,
         preload=preload,
+        **reranking,
     )
     bound_host, bound_port = sock.getsockname()[:2]
     err.print(

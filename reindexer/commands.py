@@ -562,19 +562,24 @@ def evaluate_versions(
     at: list[int] | None = None,
     depth: int | None = None,
     pipelines: tuple[str, ...] = ("dense",),
+    rerank: str | None = None,
+    rerank_top: int | None = None,
 ):
     """Run judged queries against one version (absolute) or several (A/B/n); returns (result, gate,
     decisions by candidate). ``k`` is the headline cut-off, ``at`` the cut-offs reported, ``depth``
     how many results each query asks for (default: the largest cut-off), ``pipelines`` which
-    retrieval pipelines run each version (reindexer.evaluation.pipelines)."""
+    retrieval pipelines run each version (reindexer.evaluation.pipelines), ``rerank`` the cross-encoder
+    folder of the ``+rerank`` pipelines and ``rerank_top`` how many of the first stage's it rescores."""
     from reindexer import ab
     from reindexer.evaluation import Gate
+    from reindexer.rerank import DEFAULT_TOP, Reranker
 
     ws.require_store()
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "eval")
     chosen = ab.resolve_versions(ws, lc, versions)
     gate_obj = Gate.parse(gate) if gate else None
+    reranker = Reranker(rerank, top=rerank_top or DEFAULT_TOP, device=ws.config.device) if rerank else None
     result = ab.run_evaluation(
         ws,
         lc,
@@ -586,6 +591,7 @@ def evaluate_versions(
         at=at,
         depth=depth,
         pipelines=pipelines,
+        reranker=reranker,
     )
     decisions = None
     if gate_obj is not None:
@@ -620,12 +626,15 @@ class EvalRequest:
     seed: int = 0
     pipelines: str | tuple[str, ...] | None = None
     """Judged only: ``dense,lexical,hybrid`` (default dense), checked and made canonical when made."""
+    rerank: str | Path | None = None
+    """The cross-encoder folder of the ``dense+rerank`` and ``hybrid+rerank`` pipelines."""
+    rerank_top: int | None = None
 
     def __post_init__(self) -> None:
         from reindexer.evaluation.pipelines import parse_pipelines
 
-        if self.pipelines is not None and (self.log or self.from_traffic):
-            raise UsageError("--pipelines goes with judged queries (--queries and --qrels)")
+        if (self.pipelines is not None or self.rerank) and (self.log or self.from_traffic):
+            raise UsageError("--pipelines and --rerank go with judged queries (--queries and --qrels)")
         object.__setattr__(self, "pipelines", parse_pipelines(self.pipelines))
         if (self.since or self.shadow) and not self.from_traffic:
             raise UsageError("--since and --shadow go with --from-traffic")
@@ -714,6 +723,8 @@ def _eval_judged(ws: Workspace, collection: str, request: EvalRequest, reports: 
         at=r.at,
         depth=r.depth,
         pipelines=tuple(r.pipelines or ("dense",)),
+        rerank=str(r.rerank) if r.rerank else None,
+        rerank_top=r.rerank_top,
     )
     per_query = True if r.per_query else None  # None: per-query values for a single version only
     write_reports(result, gate_obj, reports, title=f"{collection}: retrieval evaluation", per_query=per_query)

@@ -34,6 +34,7 @@ from reindexer.embedding import Embedder
 from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import BackendError, NotFoundError, ReindexError, UsageError
 from reindexer.lexical import LexicalEncoder, StoredLexical
+from reindexer.rerank import DEFAULT_TOP, Reranker, rerank_hits
 from reindexer.version_search import check_mode, search_version
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,13 @@ class Searcher:
         shadow_queue: int = 1000,
         preload_shadow: bool = True,
         cwd: Path | None = None,
+        rerank: str | Path | None = None,
+        rerank_top: int = DEFAULT_TOP,
     ):
         if not isinstance(collection, str) or not collection:
             raise UsageError("Searcher needs a collection name")
+        #: the cross-encoder that rescores each answer's top ``rerank_top`` (None: no second stage)
+        self.reranker = Reranker(rerank, top=rerank_top, device=device) if rerank else None
         self._config = (
             workspace.config
             if workspace is not None
@@ -410,14 +415,17 @@ class Searcher:
         k: int = 10,
         filter: dict[str, Any] | None = None,
         mode: str | None = None,
+        rerank: bool | None = None,
     ) -> list[SearchHit] | list[list[SearchHit]]:
         """Top-k hits for a query (a list of hits) or for a list of queries (a list of such lists).
 
         ``mode``: ``dense`` (the version's model), ``lexical`` (its stored BM25 vectors) or ``hybrid``
         (both, fused by RRF in the store); by default hybrid where the answering version keeps a
         lexical index, else dense. Every answer comes from one version, whichever the mode.
+        ``rerank``: whether the Searcher's cross-encoder (``rerank=`` when made) rescores the top
+        ``rerank_top``; by default it does whenever there is one.
         """
-        return self.search_with_version(query, k, filter, mode)[1]
+        return self.search_with_version(query, k, filter, mode, rerank)[1]
 
     def search_with_version(
         self,
@@ -425,6 +433,7 @@ class Searcher:
         k: int = 10,
         filter: dict[str, Any] | None = None,
         mode: str | None = None,
+        rerank: bool | None = None,
     ) -> tuple[VersionInfo, list[SearchHit] | list[list[SearchHit]]]:
         """(the version that answered, its hits): says who answered even when nothing matched."""
         single = isinstance(query, str)
@@ -432,15 +441,23 @@ class Searcher:
         _check_request(queries, k, filter)
         if mode is not None:
             check_mode(mode)
+        if rerank and self.reranker is None:
+            raise UsageError("this Searcher has no reranker", hint="make it with Searcher(..., rerank=PATH)")
+        reranker = self.reranker if rerank is not False else None
         with self._live():
             started = time.perf_counter()
-            spec, answers, mode = self._search_pinned(queries, k, filter, mode)
+            depth = max(k, reranker.top) if reranker is not None else k
+            spec, answers, mode = self._search_pinned(queries, depth, filter, mode)
+            if reranker is not None:
+                answers = [
+                    rerank_hits(reranker, q, a, spec.text_field)[:k] for q, a in zip(queries, answers, strict=True)
+                ]
             elapsed_ms = (time.perf_counter() - started) * 1000
         hits = [
             [SearchHit(h.doc_id, h.score, h.payload, spec.physical, spec.label) for h in answer] for answer in answers
         ]
         if self.mirror is not None:
-            self.mirror.offer(queries, k, filter, spec, hits, elapsed_ms, mode)
+            self.mirror.offer(queries, k, filter, spec, hits, elapsed_ms, mode, reranker is not None)
         return VersionInfo.of(self.collection, spec), (hits[0] if single else hits)
 
     def version_info(self, physical: str) -> VersionInfo:

@@ -123,6 +123,11 @@ class SearchBody(BaseModel):
     filter: dict[str, Any] | None = Field(
         default=None, description="Payload equality: field (dotted path) -> value; all must match."
     )
+    rerank: bool | None = Field(
+        default=None,
+        description="Whether the service's cross-encoder (reindex serve --rerank) rescores the top hits; "
+        "default: whenever the service has one.",
+    )
     mode: Literal["dense", "lexical", "hybrid"] | None = Field(
         default=None,
         description="dense (the version's model), lexical (its stored BM25 vectors) or hybrid (both, fused by "
@@ -527,7 +532,7 @@ def create_app(
         try:
             searcher = searchers.get(name)
             info, hits = searcher.search_with_version(
-                request.query, k=request.k, filter=request.filter, mode=request.mode
+                request.query, k=request.k, filter=request.filter, mode=request.mode, rerank=request.rerank
             )
             version, model = info.physical, info.model  # named even when nothing matched
         except ReindexError as exc:

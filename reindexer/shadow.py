@@ -22,6 +22,7 @@ from typing import Any
 
 from reindexer.encoders import EncoderSpec
 from reindexer.evaluation.overlap import overlap_at_k, rbo_ext
+from reindexer.rerank import rerank_hits
 from reindexer.state import TrafficRecord
 from reindexer.version_search import search_version
 
@@ -45,6 +46,7 @@ class _Mirrored:
     live_ids: list[list[str]]
     live_ms: float
     mode: str = "dense"
+    rerank: bool = False
 
 
 class ShadowMirror:
@@ -86,13 +88,16 @@ class ShadowMirror:
         hits: list[list[Any]],
         live_ms: float,
         mode: str = "dense",
+        rerank: bool = False,
     ) -> None:
         with self._rng_lock:
             chosen = self._rng.random() < self.sample
         self._count("offered")
         if not chosen:
             return
-        item = _Mirrored(queries, k, where, live, [[h.doc_id for h in answer] for answer in hits], live_ms, mode)
+        item = _Mirrored(
+            queries, k, where, live, [[h.doc_id for h in answer] for answer in hits], live_ms, mode, rerank
+        )
         try:
             self._queue.put_nowait(item)
             self._count("queued")
@@ -154,19 +159,23 @@ class ShadowMirror:
             return
         self.searcher.wait_idle(YIELD_TIMEOUT_S)
         started = time.perf_counter()
-        answers = [
-            [h.doc_id for h in hits]
-            for hits in search_version(
-                self.searcher.store,
-                shadow.physical,
-                encoder,
-                item.queries,
-                item.k,
-                item.where,
-                mode=item.mode,
-                lexical=lexical,
-            )
-        ]
+        reranker = self.searcher.reranker if item.rerank else None
+        found = search_version(
+            self.searcher.store,
+            shadow.physical,
+            encoder,
+            item.queries,
+            max(item.k, reranker.top) if reranker is not None else item.k,
+            item.where,
+            mode=item.mode,
+            lexical=lexical,
+        )
+        if reranker is not None:  # the same second stage as live's, over the shadow's own texts
+            found = [
+                rerank_hits(reranker, q, hits, shadow.text_field)[: item.k]
+                for q, hits in zip(item.queries, found, strict=True)
+            ]
+        answers = [[h.doc_id for h in hits] for hits in found]
         shadow_ms = (time.perf_counter() - started) * 1000
         n = len(item.queries)
         for text, live_ids, shadow_ids in zip(item.queries, item.live_ids, answers, strict=True):

@@ -218,7 +218,7 @@ def test_a_gate_names_the_pipeline_it_judges(world):
     ("extra", "message"),
     [
         (("--pipelines", "dense,splade"), "unknown pipeline 'splade'"),
-        (("--pipelines", "hybrid+rerank"), "cross-encoder reranking stage is not available"),
+        (("--pipelines", "hybrid+rerank"), "the hybrid+rerank pipeline needs a cross-encoder"),
         (("--gate", "lexical ndcg@10 >= 0"), "does not use the model"),
         (("--gate", "hybrid vs sparse ndcg@10 >= 0"), "expected 'dense' or 'lexical' or 'hybrid'"),
         (("--gate", "hybrid not significantly worse at p < 0.05"), "names none"),
@@ -236,4 +236,74 @@ def test_bad_pipelines_and_gates_are_refused_before_anything_changes(world, extr
 def test_pipelines_go_with_judged_queries_only(world):
     (world[0] / "log.txt").write_text("printer error\n")
     r = invoke("eval", NAME, "--log", "log.txt", "--pipelines", "hybrid")
-    assert r.exit_code == 2 and "--pipelines goes with judged queries" in r.stderr
+    assert r.exit_code == 2 and "--pipelines and --rerank go with judged queries" in r.stderr
+
+
+def reference_hybrid(ws, lc, version, queries: dict[str, str], depth: int = 100) -> dict[str, list[str]]:
+    """The version's hybrid ranking computed here: its dense run and bm25s's, fused by the RRF formula."""
+    from reindexer import ab
+    from reindexer.lexical import LexicalIndex
+
+    dense = ab.searcher_for(ws, version)(list(queries.values()), depth)
+    lexical = LexicalIndex(ab.version_texts(ws, lc, version)).search(list(queries.values()), depth)
+    out = {}
+    for qid, d, lx in zip(queries, dense, lexical, strict=True):
+        fused: dict[str, float] = {}
+        for hits in (d, lx):
+            ordered = sorted(hits, key=lambda h: (h[1], h[0]), reverse=True)
+            for rank, (doc, _) in enumerate(ordered, start=1):
+                fused[doc] = fused.get(doc, 0.0) + 1 / (60 + rank)
+        out[qid] = [doc for doc, _ in sorted(fused.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+    return out
+
+
+def test_a_cross_encoder_reranks_the_hybrid_top_n(world, cross_encoder_path):
+    """The reranked arm is the cross-encoder's order over the hybrid top 20, computed here with
+    CrossEncoder.predict, then the rest of the hybrid ranking; scored by pytrec_eval."""
+    import pytrec_eval
+    from sentence_transformers import CrossEncoder
+
+    from reindexer.lookup import managed_collection
+    from reindexer.workspace import Workspace
+
+    folder, _ = world
+    queries, qrels = judgements(folder)
+    texts = {}
+    for line in (folder / "corpus.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        texts[d["_id"]] = f"{d['title']}. {d['text']}"
+    with Workspace.open() as ws:
+        lc = managed_collection(ws, NAME)
+        v2 = next(v for v in ws.state.versions(lc.id) if v.version == 2)
+        hybrid = reference_hybrid(ws, lc, v2, queries)
+    model = CrossEncoder(str(cross_encoder_path), local_files_only=True)
+    run = {}
+    for qid, ranked in hybrid.items():
+        head, tail = ranked[:20], ranked[20:]
+        scores = model.predict([(queries[qid], texts[d]) for d in head], show_progress_bar=False)
+        order = [d for d, _ in sorted(zip(head, scores, strict=True), key=lambda x: (-x[1], x[0]))] + tail
+        run[qid] = {d: float(len(order) - i) for i, d in enumerate(order)}
+    expected = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+
+    r = invoke("--json", "eval", NAME, "--queries", "queries.jsonl", "--qrels", "qrels.tsv", "--versions", "v1,v2",
+               "--pipelines", "hybrid,hybrid+rerank", "--rerank", str(cross_encoder_path), "--rerank-top", "20",
+               "--per-query", "--gate", "hybrid+rerank ndcg@10 >= -1")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["pipelines"]["rerank"] == {"model": str(cross_encoder_path), "top": 20}
+    assert {"v2:hybrid+rerank vs v1:hybrid+rerank", "v2:hybrid vs v1:hybrid+rerank",
+            "v1:hybrid+rerank vs v1:hybrid"} <= set(data["pairs"])
+    assert data["gate"]["decisions"]["v2"]["reasons"][0].startswith("PASS hybrid+rerank ndcg@10 >= -1")
+    values = data["per_query"]["values"]["v2:hybrid+rerank"]["ndcg@10"]
+    for i, qid in enumerate(data["per_query"]["query_ids"]):
+        assert values[i] == pytest.approx(expected[qid]["ndcg_cut_10"], abs=1e-9), qid
+
+
+def test_a_rerank_folder_that_is_not_a_cross_encoder_is_refused(world, minilm_path, cross_encoder_path):
+    base = ("eval", NAME, "--queries", "queries.jsonl", "--qrels", "qrels.tsv", "--versions", "v1,v2")
+    r = invoke(*base, "--pipelines", "dense+rerank", "--rerank", str(minilm_path))
+    assert r.exit_code == 2 and "is not a cross-encoder" in r.stderr and "BertModel" in r.stderr, r.output
+    r = invoke(*base, "--rerank", str(cross_encoder_path))
+    assert r.exit_code == 2 and "no pipeline uses it" in r.stderr, r.output
+    r = invoke(*base, "--pipelines", "dense+rerank", "--rerank", str(world[0] / "nowhere"))
+    assert r.exit_code == 2 and "no config.json" in r.stderr, r.output

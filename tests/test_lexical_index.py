@@ -238,3 +238,27 @@ def test_a_version_without_lexical_index_refuses_lexical_modes(tmp_path, minilm_
     r = invoke("--json", "plan", NAME, "--model", str(minilm_path), "--lexical", "bm25")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["mode"] == "full" and "lexical index added" in json.loads(r.stdout)["reason"]
+
+
+def test_a_searcher_with_a_cross_encoder_reranks_its_top_n(world, cross_encoder_path):
+    """Searcher(rerank=...): the cross-encoder's order over the first stage's top 10, its scores on the hits."""
+    from sentence_transformers import CrossEncoder
+
+    from reindexer import Searcher
+
+    model = CrossEncoder(str(cross_encoder_path), local_files_only=True)
+    query = "the printer shows an error"
+    with Searcher(NAME, rerank=cross_encoder_path, rerank_top=10) as s:
+        first = s.search(query, k=10, mode="hybrid", rerank=False)
+        texts = [f"{h.payload['title']}. {h.payload['text']}" for h in first]
+        scores = model.predict([(query, t) for t in texts], show_progress_bar=False)
+        want = sorted(zip((h.doc_id for h in first), scores, strict=True), key=lambda x: (-x[1], x[0]))
+        got = s.search(query, k=5, mode="hybrid")
+        assert [h.doc_id for h in got] == [d for d, _ in want[:5]]
+        assert [h.score for h in got] == pytest.approx([float(x) for _, x in want[:5]], rel=1e-5)
+        assert {h.version for h in got} == {h.version for h in first}  # one version, both stages
+    with Searcher(NAME) as s:
+        from reindexer.errors import UsageError
+
+        with pytest.raises(UsageError, match="this Searcher has no reranker"):
+            s.search(query, rerank=True)

@@ -216,7 +216,7 @@ def test_openapi_documents_the_search(client) -> None:
     search = schema["paths"]["/collections/{name}/search"]["post"]
     ref = search["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     request = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
-    assert set(request["properties"]) == {"query", "k", "filter", "mode"} and request["required"] == ["query"]
+    assert set(request["properties"]) == {"query", "k", "filter", "mode", "rerank"} and request["required"] == ["query"]
     modes = request["properties"]["mode"]["anyOf"][0]["enum"]
     assert modes == ["dense", "lexical", "hybrid"]  # what the Searcher accepts, and nothing else
     assert request["properties"]["k"]["maximum"] == 100 and request["properties"]["k"]["minimum"] == 1

@@ -8,7 +8,8 @@ Grammar (keywords and metric names are case-insensitive)::
 
     gate         := clause ("and" clause)*
     clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance) | traffic
-    PIPELINE     := "dense" | "hybrid" | "lexical" (lexical only after "vs")
+    PIPELINE     := "dense" | "hybrid" | "dense+rerank" | "hybrid+rerank"
+                  | "lexical" (lexical only after "vs")
     threshold    := METRIC OP NUMBER
     traffic      := "traffic" ( "overlap@" K | "rbo" ) OP NUMBER
                   | "traffic" "p" PCT "latency" OP NUMBER "x"
@@ -65,7 +66,7 @@ from reindexer.evaluation.significance import PairedTest
 
 GRAMMAR = """gate         := clause ("and" clause)*
 clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance) | traffic
-PIPELINE     := dense | hybrid | lexical (lexical only after vs: it does not use the model)
+PIPELINE     := dense | hybrid | dense+rerank | hybrid+rerank | lexical (lexical only after vs: it uses no model)
 threshold    := METRIC OP NUMBER
 traffic      := "traffic" (overlap@K | rbo | queries) OP NUMBER | "traffic" pNN "latency" OP NUMBER "x"
 significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUMBER
@@ -85,7 +86,7 @@ _TOKEN = re.compile(
   | (?P<metric>[A-Za-z_]+@\d+)
   | (?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<op>>=|<=|==|>|<)
-  | (?P<word>[A-Za-z_]+)
+  | (?P<word>[A-Za-z_]+(?:\+[A-Za-z_]+)?)
     """,
     re.VERBOSE,
 )

@@ -5,7 +5,9 @@ under several pipelines:
 
 - ``dense``: the version's own model, as the Searcher does (the arm is named ``v2``);
 - ``lexical``: BM25 over the texts, which needs no model (one arm, named ``lexical``);
-- ``hybrid``: the dense and lexical rankings of the version fused by RRF (named ``v2:hybrid``).
+- ``hybrid``: the dense and lexical rankings of the version fused by RRF (named ``v2:hybrid``);
+- ``dense+rerank``, ``hybrid+rerank``: that pipeline's top N rescored by a cross-encoder
+  (``reindexer.rerank``; named ``v2:hybrid+rerank``).
 
 The dense arms keep their plain names, so an evaluation of dense alone reads exactly as before.
 The paired comparisons an operator needs before promoting a model are ``questions``: the new
@@ -21,8 +23,10 @@ from dataclasses import dataclass
 from reindexer.errors import UsageError
 from reindexer.evaluation.metrics import rank
 
-PIPELINES = ("dense", "lexical", "hybrid")
-MODEL_PIPELINES = ("dense", "hybrid")
+PIPELINES = ("dense", "lexical", "hybrid", "dense+rerank", "hybrid+rerank")
+MODEL_PIPELINES = ("dense", "hybrid", "dense+rerank", "hybrid+rerank")
+RERANKED = ("dense+rerank", "hybrid+rerank")
+"""Pipelines whose first stage's top N a cross-encoder rescores (``--rerank PATH``)."""
 """The pipelines whose results depend on the model, so a gate can judge a candidate under them."""
 LEXICAL_ARM = "lexical"
 
@@ -49,11 +53,8 @@ def parse_pipelines(text: str | Sequence[str] | None) -> tuple[str, ...]:
     names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     unknown = [n for n in names if n not in PIPELINES]
     if unknown:
-        extra = ""
-        if any("rerank" in n for n in unknown):
-            extra = "; a cross-encoder reranking stage is not available in this release"
         raise UsageError(
-            f"unknown pipeline {', '.join(repr(n) for n in unknown)}{extra}",
+            f"unknown pipeline {', '.join(repr(n) for n in unknown)}",
             hint=f"choose from {', '.join(PIPELINES)}, e.g. --pipelines dense,lexical,hybrid",
         )
     chosen = {"dense", *names}
@@ -80,6 +81,11 @@ def questions(baseline: str, candidates: Sequence[str], pipelines: Sequence[str]
             pairs += [(LEXICAL_ARM, c)] + ([(LEXICAL_ARM, arm(c, "hybrid"))] if hybrid else [])
     if lexical:
         pairs += [(LEXICAL_ARM, baseline)] + ([(LEXICAL_ARM, arm(baseline, "hybrid"))] if hybrid else [])
+    for reranked in (p for p in RERANKED if p in pipelines):
+        first = reranked.split("+")[0]
+        for c in candidates:  # reranked against reranked, and the new first stage against the old reranked one
+            pairs += [(arm(baseline, reranked), arm(c, reranked)), (arm(baseline, reranked), arm(c, first))]
+        pairs += [(arm(baseline, first), arm(baseline, reranked))]  # what the reranker adds to the live version
     return list(dict.fromkeys(pairs))
 
 

@@ -26,3 +26,43 @@ def tuned_model_path(minilm_path: Path, demo_corpus, tmp_path_factory: pytest.Te
     print(f"\nfine-tuned all-MiniLM-L6-v2 on {len(demo_corpus.train_pairs)} demo pairs "
           f"({DEMO_FINETUNE}) in {time.perf_counter() - started:.1f}s -> {out}")
     return out
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_path(minilm_path: Path, demo_corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real cross-encoder: MiniLM's packaged weights with a new one-logit head, trained for one epoch
+    on 96 of the demo's (query, positive) pairs against a random negative each (about 20 s on two cores).
+
+    Weak by design (the suite needs a real CrossEncoder whose scores it can check, not a good one).
+    """
+    pytest.importorskip("datasets", reason="training needs sentence-transformers' training extra (datasets)")
+    import random
+
+    from datasets import Dataset
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    started = time.perf_counter()
+    pairs = demo_corpus.train_pairs[:96]
+    texts = [t for _, t in demo_corpus.train_pairs]
+    rng = random.Random(0)
+    rows: dict[str, list] = {"query": [], "text": [], "label": []}
+    for query, positive in pairs:
+        rows["query"] += [query, query]
+        rows["text"] += [positive, rng.choice(texts)]
+        rows["label"] += [1.0, 0.0]
+    model = CrossEncoder(str(minilm_path), num_labels=1, local_files_only=True)
+    folder = tmp_path_factory.mktemp("cross-encoder")
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(folder / "run"), num_train_epochs=1, per_device_train_batch_size=16, learning_rate=2e-4,
+        save_strategy="no", report_to=[], seed=0, use_cpu=True, disable_tqdm=True, logging_steps=1000,
+    )  # fmt: skip
+    CrossEncoderTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict(rows), loss=BinaryCrossEntropyLoss(model)
+    ).train()
+    out = folder / "minilm-cross-encoder"
+    model.save(str(out))
+    print(f"\ntrained a cross-encoder from all-MiniLM-L6-v2 on {len(rows['label'])} pairs "
+          f"in {time.perf_counter() - started:.1f}s -> {out}")
+    return out
