@@ -94,7 +94,7 @@ class LexicalIndex:
 
 # --- lexical vectors stored in a version -------------------------------------------------
 
-LEXICAL_VECTOR = "bm25"
+LEXICAL_VECTOR = "reindex_bm25"
 """The sparse vector a version made with ``--lexical bm25`` holds its term weights in."""
 
 

@@ -21,6 +21,7 @@ from reindexer.embedding import ModelSettings, check_model_folder
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
 from reindexer.estimate import build_estimate
 from reindexer.model_registry import describe_model, require_unchanged, save_model
+from reindexer.schema import refuse_stale_sparse
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
 from reindexer.state.models import iso, saved_id, utcnow
@@ -261,6 +262,8 @@ def gather_inputs(
     text_field = (source.text_field if source else None) or (lc.text_field if lc else "text")
     if source is None:
         source = SourceSpec(kind="payload", text_field=text_field)
+    if live is not None:
+        refuse_stale_sparse(ws.store, live.physical_name, source)
 
     vector = _managed_vector(ws, collection, live, vector_name)
     live_model = state.model_of(live) if live else None
@@ -334,6 +337,13 @@ def _lexical_settings(
             "retrieval from the version's own texts",
         )
     kept = (live.index_params or {}).get("lexical") if live else None
+    schema = ws.store.read_schema(live.physical_name) if live and not kept else None
+    if schema is not None and schema.field(LEXICAL_VECTOR) is not None:
+        raise UsageError(
+            f"{collection} already has a vector named {LEXICAL_VECTOR!r}, the application's: the tool's BM25 vector "
+            "would take its place",
+            hint="rename the application's vector, or search it as it is (eval --pipelines still compares BM25)",
+        )
     if kept and kept.get("kind") == "bm25":
         out["lexical"] = dict(kept)  # the same settings; a build measures its average length again
     else:

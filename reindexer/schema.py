@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from reindexer.adapters.base import VectorStore
 from reindexer.adapters.schema import CollectionSchema
+from reindexer.errors import UsageError
+from reindexer.sources.spec import SourceSpec
 
 
 def tool_vectors(store: VectorStore, physical: str) -> set[str]:
@@ -53,3 +55,26 @@ def carry_other_vectors(store: VectorStore, src: str, dst: str, batch_size: int)
             store.set_other_vectors(dst, todo)
             written += len(todo)
     return written
+
+
+def refuse_stale_sparse(store: VectorStore, name: str, source: SourceSpec | None) -> None:
+    """Exit 2 where a pass from ``source`` would leave an application's sparse vectors stale.
+
+    The tool cannot make an application's sparse vectors (their encoder is the application's), so it
+    keeps them as they are; that stays true only while the texts come from the collection's own
+    payload, which the application writes together with its vectors. From a file or a query, a
+    changed text would keep its old sparse vector, and a new document would get none.
+    """
+    if source is None or source.kind == "payload":
+        return
+    physical = store.resolve(name)
+    schema = application_schema(store, physical) if physical else None
+    sparse = [f.name for f in (schema.fields if schema else ()) if "sparse" in f.kind]
+    if sparse:
+        raise UsageError(
+            f"{name} holds the application's sparse vectors ({', '.join(sparse)}), which reindexer cannot make; "
+            f"texts read from {source.describe()} would leave a changed document's sparse vector stale and give a "
+            "new one none",
+            hint="sync and plan from the collection's own payload (the default), where the application writes each "
+            "text with its sparse vector; or let the tool keep the lexical index itself (plan --lexical bm25)",
+        )

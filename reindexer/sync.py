@@ -30,6 +30,7 @@ from reindexer.lookup import managed_collection as _collection
 from reindexer.planner import live_version
 from reindexer.policy import configured_source
 from reindexer.reconcile import reconcile
+from reindexer.schema import refuse_stale_sparse
 from reindexer.sources.base import extract_text
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
@@ -113,6 +114,7 @@ def sync(
     deletes nothing.
     """
     lc = _collection(ws, collection)
+    refuse_stale_sparse(ws.store, collection, source or configured_source(ws.config, collection))
     with ws.lease(collection, wait=wait) as lease:
         repairs = reconcile(ws, lc, "sync").messages()
         live = live_version(ws, lc, collection)

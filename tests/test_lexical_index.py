@@ -59,7 +59,7 @@ def stored_points(physical: str) -> dict[str, tuple[str, dict]]:
 
     with Workspace.open() as ws:
         return {
-            p.doc_id: (f"{p.payload['title']}. {p.payload['text']}", p.other_vectors.get("bm25"))
+            p.doc_id: (f"{p.payload['title']}. {p.payload['text']}", p.other_vectors.get("reindex_bm25"))
             for page in ws.store.scroll(physical, with_vectors=True)
             for p in page
         }
@@ -105,14 +105,14 @@ def test_the_build_stores_bm25_vectors_true_to_each_text(world):
     lexical = plan["to_version"]["index_params"]["lexical"]
     assert lexical["avgdl"] == pytest.approx(avgdl, rel=1e-6)
     assert (lexical["kind"], lexical["method"], lexical["k1"], lexical["b"], lexical["stemmer"],
-            lexical["stopwords"], lexical["vector"]) == ("bm25", "lucene", 1.5, 0.75, "english", "en", "bm25")
+            lexical["stopwords"], lexical["vector"]) == ("bm25", "lucene", 1.5, 0.75, "english", "en", "reindex_bm25")
     assert "avgdl" not in json.dumps(plan["inputs"])  # measured, not drift: edits after planning change it
     assert len(assert_true_to_texts(f"{NAME}__v1", lexical["avgdl"])) == 48
     from reindexer.workspace import Workspace
 
     with Workspace.open() as ws:  # the store weights by IDF itself
         info = ws.store._client.get_collection(f"{NAME}__v1")
-        assert info.config.params.sparse_vectors["bm25"].modifier.value == "idf"
+        assert info.config.params.sparse_vectors["reindex_bm25"].modifier.value == "idf"
     assert "consistent" in invoke("verify", NAME).stdout
 
 
@@ -262,3 +262,42 @@ def test_a_searcher_with_a_cross_encoder_reranks_its_top_n(world, cross_encoder_
 
         with pytest.raises(UsageError, match="this Searcher has no reranker"):
             s.search(query, rerank=True)
+
+
+def test_an_applications_sparse_vectors_are_never_left_stale(tmp_path, minilm_path, monkeypatch):
+    """Texts from a file would change without their sparse vectors: sync and plan refuse (exit 2), and
+    leave store and state as they were; from the payload (the application's own writes) they run."""
+    import numpy as np
+    from qdrant_client import QdrantClient, models
+
+    from reindexer.embedding import Embedder
+
+    monkeypatch.chdir(tmp_path)
+    docs = documents(6)
+    write(tmp_path, docs)
+    folder = tmp_path / "q"
+    client = QdrantClient(path=str(folder))
+    client.create_collection(
+        "app", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE),
+        sparse_vectors_config={"app-sparse": models.SparseVectorParams(modifier=models.Modifier.IDF)},
+    )  # fmt: skip
+    vectors = Embedder(minilm_path).embed_documents([d["text"] for d in docs])
+    client.upsert("app", [
+        models.PointStruct(id=i, vector={"": np.asarray(v).tolist(),
+                                         "app-sparse": models.SparseVector(indices=[i], values=[1.0])},
+                           payload={"text": d["text"]})
+        for i, (d, v) in enumerate(zip(docs, vectors, strict=True))])  # fmt: skip
+    client.close()
+    monkeypatch.setenv("REINDEX_STORE", f"qdrant+local:{folder}")
+    monkeypatch.setenv("REINDEX_STATE", f"sqlite:///{tmp_path}/state.db")
+    assert invoke("adopt", "app", "--model", str(minilm_path)).exit_code == 0
+    before = hashlib.sha256((tmp_path / "state.db").read_bytes()).hexdigest()
+    for args in (("sync", "app", "--source", "jsonl:corpus.jsonl", "--id-field", "_id"),
+                 ("plan", "app", "--model", str(minilm_path), "--truncate-dim", "64", "--source", "jsonl:corpus.jsonl",
+                  "--id-field", "_id")):  # fmt: skip
+        r = invoke(*args)
+        assert r.exit_code == 2, r.output
+        assert "holds the application's sparse vectors (app-sparse)" in r.stderr and "own payload" in r.stderr
+    assert hashlib.sha256((tmp_path / "state.db").read_bytes()).hexdigest() == before
+    r = invoke("--json", "sync", "app")  # from the payload: the application's texts and vectors, kept
+    assert r.exit_code == 0, r.output
