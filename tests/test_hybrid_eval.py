@@ -61,19 +61,34 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def state_and_store(folder) -> tuple[str, list[str]]:
-    """The state database's bytes (hashed) and the store's files: what bad input must leave alone."""
+def state_and_store(folder) -> tuple[str, list[str], list[str], dict[str, str]]:
+    """The state database's bytes (hashed), the store's files, collections and aliases: what bad input
+    must leave alone."""
+    from reindexer.workspace import Workspace
+
     digest = hashlib.sha256((folder / "state.db").read_bytes()).hexdigest()
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if "store" in p.parts and p.is_file())
-    return digest, files
+    with Workspace.open() as ws:
+        return digest, files, ws.store.list_collections(), ws.store.list_aliases()
 
 
-@pytest.fixture(scope="module", params=["qdrant-local", "milvus-lite"])
+@pytest.fixture(
+    scope="module",
+    params=["qdrant-local", "milvus-lite", pytest.param("milvus-server", marks=pytest.mark.server)],
+)
 def world(request, tmp_path_factory, minilm_path):
     folder = tmp_path_factory.mktemp(f"hybrid-{request.param}")
     write_beir(folder)
     (folder / "store").mkdir()
-    store = f"qdrant+local:{folder}/store/q" if request.param == "qdrant-local" else f"milvus+lite:{folder}/store/m.db"
+    if request.param == "milvus-server":  # the session's 2.3.5 server, which has no BM25 of its own
+        from tests.plugins.stores import _drop_new, _names
+
+        store = request.getfixturevalue("milvus_server").url
+        request.addfinalizer(lambda keep=_names(store): _drop_new(store, keep))
+    elif request.param == "qdrant-local":
+        store = f"qdrant+local:{folder}/store/q"
+    else:
+        store = f"milvus+lite:{folder}/store/m.db"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         for k, v in {"REINDEX_STORE": store, "REINDEX_STATE": f"sqlite:///{folder}/state.db",
