@@ -1,6 +1,6 @@
 """`reindex serve`: the Searcher over HTTP, for applications that cannot embed Python.
 
-    POST /collections/{name}/search   {"query": str, "k": int, "filter": {...}}
+    POST /collections/{name}/search   {"query": str, "k": int, "filter": {...}, "mode": str, "rerank": bool}
                                       -> {"version", "model", "hits": [{"id", "score", "payload"}]}
     GET  /collections/{name}          the live version and its model
     GET  /healthz                     the process answers (no token)
@@ -18,7 +18,10 @@ cut-overs and rollbacks are followed without a restart.
 Every error is a JSON object ``{"error", "message", "field"?, "hint"?}``, never a
 traceback: the tool's error tree maps onto statuses by exit code, request
 validation onto 400 (malformed JSON), 415 (not sent as JSON) and 422 (a field),
-auth onto 401, a body over the limit onto 413.
+auth onto 401, a body over the limit onto 413. The OpenAPI document says exactly
+what the service accepts (tests/test_serve_fuzz.py fuzzes the app from it): a
+request it allows is answered (or names the collection it cannot find), one it
+refuses gets a 4xx.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time,
@@ -26,11 +29,12 @@ auth onto 401, a body over the limit onto 413.
 import hmac
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, Path, Request
@@ -38,7 +42,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reindexer import __version__
@@ -112,16 +129,60 @@ class Readiness(BaseModel):
     message: str | None = None
 
 
+# What str.strip() takes for whitespace (str.isspace), spelt out: the Searcher refuses a query that is
+# nothing else, and the \s of Python, of pydantic's regex engine and of a client's (ECMAScript) differ
+# on U+001C-U+001F, U+0085 and U+FEFF. Written with \u escapes, which all three read alike.
+_WHITESPACE = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+QUERY_PATTERN = f"[^{_WHITESPACE}]"  # searched, not anchored (JSON Schema's and pydantic's reading alike)
+
+# A filter: payload field (a dotted path) -> the value it must equal. A path's parts are what both
+# backends read as plain names (Qdrant's JSON-path keys, Milvus's dynamic fields): ASCII letters,
+# digits, _ and -; other keys are refused here rather than failing in the store's path parser.
+FILTER_KEY_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+# A value as the adapters match it: a string, a number or a boolean, never null, a list or an object.
+# Strict: "1" stays a string, true a boolean; an integer within int64 an exact match (payloads keep
+# 64-bit integers), any other finite number a number (JSON's 1e400 is not one).
+FilterValue = (
+    StrictStr
+    | Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[StrictFloat, Field(ge=-sys.float_info.max, le=sys.float_info.max, allow_inf_nan=False)]
+    | StrictBool
+)
+FILTER_VALUE_KINDS = "a string, number or boolean"
+# pydantic writes a key's pattern as patternProperties, which leaves other keys unchecked; the
+# document says what the server checks: every key matches, every value is one of the above.
+Filter = Annotated[
+    dict[Annotated[str, Field(pattern=FILTER_KEY_PATTERN)], FilterValue],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": FILTER_KEY_PATTERN},
+            "additionalProperties": TypeAdapter(FilterValue).json_schema(),
+        }
+    ),
+]
+
+
 class SearchBody(BaseModel):
-    """The request body's fields; the app's own subclass adds its bound on k (``_search_request_model``)."""
+    """The request body's fields; the app's own subclass adds its bound on k and whether it reranks
+    (``_search_request_model``).
 
-    # A misspelt field ("top_k") is an error that names it, not a silent default.
-    model_config = ConfigDict(extra="forbid")
+    Strict, as JSON Schema reads the document: "5" is not an integer nor "true" a boolean, and
+    a misspelt field ("top_k") is an error that names it, not a silent default.
+    """
 
-    query: str = Field(min_length=1, description="The query text; encoded by the answering version's model.")
-    k: int = Field(default=10, ge=1)
-    filter: dict[str, Any] | None = Field(
-        default=None, description="Payload equality: field (dotted path) -> value; all must match."
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    query: str = Field(
+        min_length=1,
+        pattern=QUERY_PATTERN,
+        description="The query text, more than whitespace; encoded by the answering version's model.",
+    )
+    # JSON Schema's integer includes 5.0: k takes any number without a fraction, but no string or boolean.
+    k: int = Field(default=10, ge=1, strict=False)
+    filter: Filter | None = Field(
+        default=None,
+        description=f"Payload equality: field (dotted path) -> {FILTER_VALUE_KINDS}; all must match.",
     )
     rerank: bool | None = Field(
         default=None,
@@ -134,14 +195,30 @@ class SearchBody(BaseModel):
         "RRF); default: hybrid where the answering version keeps a lexical index, else dense.",
     )
 
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_is_a_json_number(cls, value: Any) -> Any:
+        if isinstance(value, (bool, str)):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
 
-def _search_request_model(max_k: int) -> type[SearchBody]:
-    """The request body, with this server's bound on k in its schema."""
 
-    class SearchRequest(SearchBody):
-        k: int = Field(default=min(10, max_k), ge=1, le=max_k, description=f"Hits to return, 1 to {max_k}.")
-
-    return SearchRequest
+def _search_request_model(max_k: int, reranks: bool) -> type[SearchBody]:
+    """The request body, with this server's bound on k and whether it has a cross-encoder in its schema."""
+    fields: dict[str, Any] = {
+        "k": (
+            int,
+            Field(default=min(10, max_k), ge=1, le=max_k, strict=False, description=f"Hits to return, 1 to {max_k}."),
+        ),
+    }
+    if not reranks:
+        fields["rerank"] = (
+            Literal[False] | None,
+            Field(
+                default=None, description="This service has no cross-encoder (reindex serve --rerank): false or absent."
+            ),
+        )
+    return create_model("SearchRequest", __base__=SearchBody, **fields)
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (400, 401, 404, 409, 413, 415, 422, 503)}
@@ -208,16 +285,24 @@ def _status_of(exc: ReindexError) -> tuple[int, str]:
     return _STATUS_BY_EXIT.get(exc.exit_code, (500, "internal"))
 
 
-def _validation_answer(exc: RequestValidationError, max_k: int, content_type: str) -> tuple[int, str, str, str | None]:
+_JSON_KINDS = {list: "a list", dict: "an object", type(None): "null"}
+
+
+def _validation_answer(
+    exc: RequestValidationError, max_k: int, content_type: str, reranks: bool = True
+) -> tuple[int, str, str, str | None]:
     """(status, code, message, field) for the first problem pydantic found in a request."""
     problem = exc.errors()[0]
     kind = problem.get("type")
-    loc = [str(p) for p in problem.get("loc", ()) if p != "body"]
+    path = list(problem.get("loc", ()))
+    if path and path[0] == "body":
+        path = path[1:]
+    loc = [str(p) for p in path]
     if kind == "json_invalid":
         reason = (problem.get("ctx") or {}).get("error") or problem.get("msg")
         where = f" at position {loc[0]}" if loc else ""
         return 400, "invalid_json", f"the body is not valid JSON{where}: {reason}", None
-    if not loc and kind in ("model_attributes_type", "dict_type") and "json" not in content_type:
+    if not loc and kind in ("model_type", "model_attributes_type", "dict_type") and "json" not in content_type:
         # FastAPI parses JSON only when the request says it is JSON (curl -d says it is a form).
         return (
             415,
@@ -225,14 +310,27 @@ def _validation_answer(exc: RequestValidationError, max_k: int, content_type: st
             (f"send the body as JSON with Content-Type: application/json (got {content_type or 'none'})"),
             None,
         )
+    if len(loc) >= 2 and loc[0] == "filter":
+        if loc[2:] == ["[key]"]:
+            message = f"filter: {loc[1]!r} is not a payload field (ASCII letters, digits, _ and -; dots between parts)"
+            return 422, "invalid_request", message, "filter"
+        # A value the schema's anyOf refuses: one problem per member; the key, not the member, is at fault.
+        at = f"filter.{loc[1]}"
+        value = problem.get("input")
+        given = _JSON_KINDS.get(type(value)) or (repr(value) if isinstance(value, float) else type(value).__name__)
+        return 422, "invalid_request", f"{at}: must equal {FILTER_VALUE_KINDS}, not {given}", at
     field = ".".join(loc) or None
     message = f"{field}: {problem.get('msg', 'invalid value')}" if field else problem.get("msg", "invalid body")
     if kind == "missing":
-        message = f"{field}: a required field is missing"
+        message = f"{field}: a required field is missing" if field else 'no body: send {"query": ...} as JSON'
     elif kind == "extra_forbidden":
-        message = f"{field}: not a field of this request (fields: query, k, filter)"
+        message = f"{field}: not a field of this request (fields: {', '.join(SearchBody.model_fields)})"
     elif field == "k" and kind in ("less_than_equal", "greater_than_equal"):
         message = f"k must be between 1 and {max_k} (this server's max_k); got {problem.get('input')!r}"
+    elif field == "query" and kind == "string_pattern_mismatch":
+        message = "query: must hold more than whitespace"
+    elif field == "rerank" and kind == "literal_error" and not reranks:
+        message = "rerank: this service has no cross-encoder (reindex serve --rerank FOLDER), so only false"
     return 422, "invalid_request", message, field
 
 
@@ -408,10 +506,12 @@ def create_app(
     commands in the same process may share it) or a callable that makes one when
     the app starts (the app then closes it when it stops). ``token``: when set,
     every request but /healthz, /readyz and /openapi.json needs
-    ``Authorization: Bearer <token>``. ``preload``: collections whose live models
-    are loaded at start (/readyz waits for them). ``searcher_options`` (``models_root``,
-    ``device``, ``cache_size``, ...) go to each Searcher; ``searcher_factory``
-    replaces how one is made (name -> Searcher).
+    ``Authorization: Bearer <token>`` (without one, the schema declares no security).
+    ``preload``: collections whose live models are loaded at start (/readyz waits
+    for them). ``searcher_options`` (``models_root``, ``device``, ``cache_size``,
+    ``rerank``, ...) go to each Searcher; ``searcher_factory`` replaces how one is
+    made (name -> Searcher). The schema says what this app accepts: k up to
+    ``max_k``, and ``"rerank": true`` only where it has a cross-encoder.
     """
     if max_k < 1:
         raise ValueError("max_k must be at least 1")
@@ -432,6 +532,9 @@ def create_app(
 
         return Searcher(name, workspace=workspace(), refresh=refresh, shadow_sample=shadow_sample, **searcher_options)
 
+    # Whether "rerank": true can be honoured: a cross-encoder for every Searcher (reindex serve --rerank),
+    # or a factory of the caller's, whose Searchers may have one (a request then finds out).
+    reranks = bool(searcher_options.get("rerank")) or searcher_factory is not None
     searchers = _Searchers(make_searcher)
     warmer = _Warmer(list(preload), searchers)
     metrics = Metrics()
@@ -468,7 +571,10 @@ def create_app(
     bearer = HTTPBearer(auto_error=False, description=f"The token in {TOKEN_ENV} (or the file {TOKEN_ENV}_FILE).")
     expected = token.encode() if token else None
 
-    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    def no_token() -> None:
+        """Without a token the schema declares no security: a client reading it sends none."""
+
+    def bearer_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if expected is None:
             return
         challenge = {"WWW-Authenticate": "Bearer"}
@@ -478,6 +584,8 @@ def create_app(
             )
         if not hmac.compare_digest(credentials.credentials.encode(), expected):
             raise ServeError(401, "unauthorized", "wrong bearer token", headers=challenge)
+
+    authorised = no_token if expected is None else bearer_token
 
     # -- error answers: JSON that names the problem, never a traceback ------------
     @app.exception_handler(ServeError)
@@ -489,7 +597,8 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        status, code, message, field = _validation_answer(exc, max_k, request.headers.get("content-type", ""))
+        content_type = request.headers.get("content-type", "")
+        status, code, message, field = _validation_answer(exc, max_k, content_type, reranks)
         name = request.path_params.get("name")
         if name is not None:
             metrics.failed(label(name), status, code)
@@ -519,7 +628,7 @@ def create_app(
         return _error_response(status, code, exc.message, hint=exc.hint)
 
     # -- the endpoints ---------------------------------------------------------------
-    SearchRequest = _search_request_model(max_k)
+    SearchRequest = _search_request_model(max_k, reranks)
     collection_name = Path(description="The logical collection (an alias), e.g. docs.")
 
     def search(
