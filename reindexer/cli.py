@@ -488,6 +488,12 @@ def _print_plan(p, output: Path | None) -> None:
     )
     if p.dimension_change:
         out.print("  dimension changes: a full rebuild into a new collection")
+    lexical = (p.to_version.get("index_params") or {}).get("lexical")
+    if lexical:
+        out.print(
+            f"  lexical: BM25 in sparse vector {lexical['vector']} (k1 {lexical['k1']}, b {lexical['b']}, stemmer "
+            f"{lexical['stemmer']}, average length {lexical.get('avgdl', '?')} terms)"
+        )
     if p.estimate.get("seconds"):
         out.print(
             f"  estimate: {p.estimate['seconds']:.0f} s at {p.estimate['docs_per_second']:.0f} docs/s on "
@@ -506,6 +512,12 @@ def _print_plan(p, output: Path | None) -> None:
         out.print(f"  gate: {p.gate}")
     if output:
         out.print(f"  written to {output}; run `reindex apply {output}`")
+
+
+CORRECTION_HELP = (
+    "Multiplicity correction of the gate's significance tests, over all its metrics, pipelines and candidates: "
+    "holm (family-wise error), bh (Benjamini-Hochberg, false discovery rate) or none."
+)
 
 
 @cli.command("apply")
@@ -527,6 +539,7 @@ def _print_plan(p, output: Path | None) -> None:
 @click.option("--qrels", type=click.Path(path_type=Path), help="Relevance judgements (BEIR TSV or TREC) for the gate.")
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's evaluation.")
 @click.option("--force", is_flag=True, help="Cut over even when the gate refuses (recorded in the audit log).")
+@click.option("--correction", default="holm", show_default=True, metavar="holm|bh|none", help=CORRECTION_HELP)
 @click.option(
     "--report-json", type=click.Path(path_type=Path), help="Write the gate's evaluation as JSON (as eval does)."
 )
@@ -561,6 +574,7 @@ def apply_cmd(
     qrels: Path | None,
     k: int,
     force: bool,
+    correction: str,
     report_json: Path | None,
     report_md: Path | None,
     report_html: Path | None,
@@ -595,6 +609,7 @@ def apply_cmd(
             gate=gate,
             force=force,
             k=k,
+            correction=correction,
             executor=executor,
             ray_address=ray_address,
         )
@@ -929,6 +944,7 @@ def forget_cmd(ctx: Ctx, collection: str) -> None:
 )
 @click.option("--rerank-top", type=click.IntRange(min=1), help="How many first-stage results it rescores (default 50).")
 @click.option("--gate", help="Judge each candidate with this gate.")
+@click.option("--correction", default="holm", show_default=True, metavar="holm|bh|none", help=CORRECTION_HELP)
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
 @click.option(
     "--report-json", type=click.Path(path_type=Path), help="Write the JSON report (schema reindexer.evaluation/v1)."
@@ -954,6 +970,7 @@ def eval_cmd(
     rerank,
     rerank_top,
     gate,
+    correction,
     seed,
     report_json,
     report_md,
@@ -966,7 +983,7 @@ def eval_cmd(
     ctx.read_only = True
     request = commands.EvalRequest(
         queries, qrels, log, from_traffic, since, shadow, versions, k, _cutoffs(at), depth, per_query, gate, seed,
-        pipelines=pipelines, rerank=rerank, rerank_top=rerank_top,
+        pipelines=pipelines, rerank=rerank, rerank_top=rerank_top, correction=correction,
     )  # fmt: skip
     reports = ReportFiles(report_json, report_md, report_html)
     outcome = commands.evaluate(ctx.ws, collection, request, reports)

@@ -230,9 +230,11 @@ def apply_from(
     when the gate refused (the GateRefusedError carries the result); the result's
     ``report_notice`` says why, when none could be.
     """
+    from reindexer.evaluation.gate import check_correction
     from reindexer.planner import load_plan_file
     from reindexer.reports import ReportFiles, write_apply_reports
 
+    options["correction"] = check_correction(options.get("correction", "holm"))  # a typo fails before any work
     if (plan is None) == (resume is None):
         raise UsageError("pass a plan file, or --resume COLLECTION")
     if plan is None:  # --resume
@@ -268,6 +270,7 @@ def apply(
     qrels: str | Path | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
+    correction: str = "holm",
 ) -> ApplyResult:
     """Build the plan's shadow version, catch it up, verify it, gate it and (optionally) cut over.
 
@@ -280,9 +283,12 @@ def apply(
 
     ``executor`` ("local" or "ray", default the config's) says where the build's read and
     embed stages run; ``ray_address`` names the Ray cluster (default RAY_ADDRESS, else a local Ray).
+    ``correction`` ("holm", "bh" or "none") corrects the gate's significance tests for multiplicity.
     """
+    from reindexer.evaluation.gate import check_correction
     from reindexer.raydata import check_executor
 
+    correction = check_correction(correction)
     executor = check_executor(executor or ws.config.executor)
     if executor == "ray" and (plan.to_version.get("index_params") or {}).get("lexical"):
         raise UsageError(
@@ -293,7 +299,7 @@ def apply(
     if plan.mode == "noop":
         result.message = plan.reason
         return result
-    gate_obj, judgements = _gate_and_judgements(ws, plan, gate, judgements, queries, qrels)
+    gate_obj, judgements = _gate_and_judgements(ws, plan, gate, correction, judgements, queries, qrels)
     # The lease comes before the store is touched: a second operator learns who holds the
     # collection, not merely that an embedded store is open elsewhere.
     with ws.lease(plan.collection) as lease:
@@ -331,13 +337,14 @@ class _Shadow:
 
 
 def _gate_and_judgements(
-    ws: Workspace, plan: Plan, gate: str | None, judgements: Any, queries: Any, qrels: Any
+    ws: Workspace, plan: Plan, gate: str | None, correction: str, judgements: Any, queries: Any, qrels: Any
 ) -> tuple[Any, Any]:
-    """The gate apply judges by and its judged queries, as configured; missing ones are refused before any write."""
+    """The gate apply judges by (with its multiplicity ``correction``) and its judged queries, as configured;
+    missing ones are refused before any write."""
     from reindexer.evaluation import Gate
 
     gate_text = policy.apply_gate(ws.config, plan.collection, gate, plan.gate)
-    gate_obj = Gate.parse(gate_text) if gate_text else None
+    gate_obj = Gate.parse(gate_text, correction) if gate_text else None
     if gate_obj is None or not gate_obj.needs_judgements:
         return gate_obj, judgements
     judgements = policy.judgements(ws.config, plan.collection, judgements, queries, qrels)
@@ -524,7 +531,13 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
         traffic = _traffic_against(ws, lc, version, current)
         result.traffic = traffic.to_dict()
     decision = gate_obj.evaluate(comparison, traffic, pipelines=pipelines)
-    result.gate = {"gate": str(gate_obj), "passed": decision.passed, "forced": False, "reasons": decision.reasons}
+    result.gate = {
+        "gate": str(gate_obj),
+        "correction": gate_obj.correction,
+        "passed": decision.passed,
+        "forced": False,
+        "reasons": decision.reasons,
+    }
     if decision.passed:
         ws.state.audit("gate", lc.name, "passed", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
         return ws.state.set_status(version, "evaluated")
@@ -564,12 +577,15 @@ def evaluate_versions(
     pipelines: tuple[str, ...] = ("dense",),
     rerank: str | None = None,
     rerank_top: int | None = None,
+    correction: str = "holm",
 ):
     """Run judged queries against one version (absolute) or several (A/B/n); returns (result, gate,
     decisions by candidate). ``k`` is the headline cut-off, ``at`` the cut-offs reported, ``depth``
     how many results each query asks for (default: the largest cut-off), ``pipelines`` which
     retrieval pipelines run each version (reindexer.evaluation.pipelines), ``rerank`` the cross-encoder
-    folder of the ``+rerank`` pipelines and ``rerank_top`` how many of the first stage's it rescores."""
+    folder of the ``+rerank`` pipelines and ``rerank_top`` how many of the first stage's it rescores.
+    The gate judges every candidate at once: their significance tests are one family, corrected for
+    multiplicity by ``correction`` ("holm", "bh" or "none")."""
     from reindexer import ab
     from reindexer.evaluation import Gate
     from reindexer.rerank import DEFAULT_TOP, Reranker
@@ -578,7 +594,7 @@ def evaluate_versions(
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "eval")
     chosen = ab.resolve_versions(ws, lc, versions)
-    gate_obj = Gate.parse(gate) if gate else None
+    gate_obj = Gate.parse(gate, correction) if gate else None
     reranker = Reranker(rerank, top=rerank_top or DEFAULT_TOP, device=ws.config.device) if rerank else None
     result = ab.run_evaluation(
         ws,
@@ -595,14 +611,8 @@ def evaluate_versions(
     )
     decisions = None
     if gate_obj is not None:
-        decisions = {
-            ab.label(v): gate_obj.evaluate(
-                result.comparisons[ab.label(v)],
-                _traffic_against(ws, lc, v, chosen[0]) if gate_obj.needs_traffic else None,
-                pipelines=partial(result.comparison_for, ab.label(v)),
-            )
-            for v in chosen[1:]
-        }
+        traffic = {ab.label(v): _traffic_against(ws, lc, v, chosen[0]) for v in chosen[1:] if gate_obj.needs_traffic}
+        decisions = gate_obj.evaluate_all(result, traffic)
     return result, gate_obj, decisions
 
 
@@ -629,10 +639,16 @@ class EvalRequest:
     rerank: str | Path | None = None
     """The cross-encoder folder of the ``dense+rerank`` and ``hybrid+rerank`` pipelines."""
     rerank_top: int | None = None
+    correction: str = "holm"
+    """The gate's multiplicity correction: holm, bh or none (reindexer.evaluation.gate)."""
 
     def __post_init__(self) -> None:
+        from reindexer.evaluation.gate import Gate, check_correction
         from reindexer.evaluation.pipelines import parse_pipelines
 
+        object.__setattr__(self, "correction", check_correction(self.correction))
+        if self.gate:
+            Gate.parse(self.gate, self.correction)  # a gate that does not parse fails before any work
         if (self.pipelines is not None or self.rerank) and (self.log or self.from_traffic):
             raise UsageError("--pipelines and --rerank go with judged queries (--queries and --qrels)")
         object.__setattr__(self, "pipelines", parse_pipelines(self.pipelines))
@@ -725,6 +741,7 @@ def _eval_judged(ws: Workspace, collection: str, request: EvalRequest, reports: 
         pipelines=tuple(r.pipelines or ("dense",)),
         rerank=str(r.rerank) if r.rerank else None,
         rerank_top=r.rerank_top,
+        correction=r.correction,
     )
     per_query = True if r.per_query else None  # None: per-query values for a single version only
     write_reports(result, gate_obj, reports, title=f"{collection}: retrieval evaluation", per_query=per_query)

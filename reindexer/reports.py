@@ -74,11 +74,12 @@ def report_gate(gate: dict[str, Any] | None) -> Gate | None:
     """The gate an apply's report judges by (``gate`` is ApplyResult.gate).
 
     None for a gate with traffic clauses: the report would judge them without the
-    traffic; the apply's own verdict, which saw it, is in the result.
+    traffic; the apply's own verdict, which saw it, is in the result. The gate keeps
+    the apply's multiplicity correction (Holm when the result names none).
     """
     if not gate:
         return None
-    parsed = Gate.parse(gate["gate"])
+    parsed = Gate.parse(gate["gate"], gate.get("correction", "holm"))
     return None if parsed.needs_traffic else parsed
 
 

@@ -18,7 +18,7 @@ Grammar (keywords and metric names are case-insensitive)::
                   | [METRIC] "significantly" "better" "at" "p" ("<" | "<=") NUMBER
     METRIC       := NAME "@" K     ndcg, recall, precision (p), mrr, map, hit_rate (success, hit)
     OP           := ">=" | ">" | "<=" | "<" | "=="
-    NUMBER       := a decimal such as 0, -0.005, .01, 1e-3
+    NUMBER       := a decimal such as 0, -0.005, .01, 1e-3 (after "p": a level in (0, 1))
 
 Meaning:
 
@@ -46,12 +46,23 @@ Meaning:
   applies to the metrics named by thresholds of the same pipelines.
 - All clauses must hold.
 
+Multiplicity: every significance test the gate's significance clauses read, over
+all their metrics, pipelines and candidates (one evaluation's ``evaluate_all``),
+is one family, corrected together before any clause is judged: each clause
+compares the *adjusted* p-value with its level. The correction is the gate's
+(``Gate.parse(text, correction=...)``): "holm" (the default; Holm's step-down,
+which bounds the chance that any test of the family is a false alarm), "bh"
+(Benjamini-Hochberg, which bounds the expected share of false alarms among the
+significant ones) or "none" (each test at its own level). A test read by two
+clauses counts once; a family of one test is never adjusted.
+
 Examples: ``ndcg@10 >= -0.005 and not significantly worse at p < 0.05``,
 ``recall@10 > 0``, ``mrr@10 >= 0.01 and map@10 >= 0``.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -62,7 +73,24 @@ from typing import Any, NoReturn
 from reindexer.errors import UsageError
 from reindexer.evaluation.metrics import parse_metric
 from reindexer.evaluation.pipelines import MODEL_PIPELINES, PIPELINES
-from reindexer.evaluation.significance import PairedTest
+from reindexer.evaluation.significance import PairedTest, adjusted_p_values
+
+CORRECTIONS = {"holm": "Holm", "bh": "BH", "none": "uncorrected"}
+"""The multiplicity corrections a gate may use (significance.CORRECTION_METHODS), with the word its reasons use."""
+
+CORRECTION_HINT = (
+    "--correction holm (the default: Holm's step-down, family-wise error), bh (Benjamini-Hochberg, "
+    "false discovery rate) or none (each test at its own level)"
+)
+
+
+def check_correction(correction: str) -> str:
+    """``correction`` as a known, lower-case name; a UsageError (exit 2) naming the choices otherwise."""
+    name = str(correction).strip().lower()
+    if name not in CORRECTIONS:
+        raise UsageError(f"unknown multiplicity correction {correction!r}", hint=f"use {CORRECTION_HINT}")
+    return name
+
 
 GRAMMAR = """gate         := clause ("and" clause)*
 clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance) | traffic
@@ -73,7 +101,7 @@ significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUM
               | [METRIC] "significantly" "better" "at" "p" ("<" | "<=") NUMBER
 METRIC       := ndcg@K | recall@K | precision@K | mrr@K | map@K | hit_rate@K
 OP           := ">=" | ">" | "<=" | "<" | "=="
-NUMBER       := the allowed delta (candidate - baseline), e.g. -0.005
+NUMBER       := the allowed delta (candidate - baseline), e.g. -0.005; after "p": a level in (0, 1), e.g. 0.05
 example: ndcg@10 >= -0.005 and not significantly worse at p < 0.05
 pipeline example: hybrid ndcg@10 >= 0 and dense vs lexical ndcg@10 >= 0
 traffic example: traffic overlap@10 >= 0.6 and traffic p95 latency <= 1.2x"""
@@ -196,14 +224,86 @@ def _pipelines_prefix(clause: Threshold | Significance) -> str:
     return f"{clause.pipeline} vs {clause.versus} " if clause.versus else f"{clause.pipeline} "
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class SignificanceVerdict:
+    """One significance test as one clause read it: the raw and the adjusted p-value, and the verdict."""
+
+    clause: str
+    metric: str
+    pipeline: str
+    """The candidate's pipeline."""
+    versus: str
+    """The baseline's pipeline."""
+    delta: float
+    p_value: float
+    """The paired randomisation test's p-value, as computed."""
+    p_adjusted: float
+    """After the gate's multiplicity correction over its family of tests; what the clause compares."""
+    verdict: str
+    holds: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "clause": self.clause,
+            "metric": self.metric,
+            "pipeline": self.pipeline,
+            "versus": self.versus,
+            "delta": _finite(self.delta),
+            "p_value": _finite(self.p_value),
+            "p_adjusted": _finite(self.p_adjusted),
+            "verdict": self.verdict,
+            "holds": self.holds,
+        }
+
+
 @dataclass(frozen=True)
 class GateDecision:
     passed: bool
     reasons: list[str] = field(default_factory=list)
     """One line per clause: 'PASS ...' or 'FAIL ...' with the measured value and the threshold."""
+    correction: str = "holm"
+    """The gate's multiplicity correction (CORRECTIONS)."""
+    family_size: int = 0
+    """How many significance tests were corrected together (every candidate's of one evaluation)."""
+    significance: list[SignificanceVerdict] = field(default_factory=list)
+    """Every significance test this candidate's clauses read, in the order of the reasons."""
 
     def as_dict(self) -> dict[str, object]:
-        return {"passed": self.passed, "reasons": list(self.reasons)}
+        return {
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+            "correction": self.correction,
+            "family_size": self.family_size,
+            "significance": [v.as_dict() for v in self.significance],
+        }
+
+
+@dataclass(frozen=True)
+class GateInput:
+    """What a gate judges one candidate on (see ``Gate.evaluate``)."""
+
+    comparison: Any = None
+    traffic: Any = None
+    pipelines: Callable[[str, str], Any] | None = None
+
+
+_TestKey = tuple[str, str, str, str]
+"""(candidate, candidate's pipeline, baseline's pipeline, metric): one test of a gate's family."""
+
+
+def _resolved(clause: Threshold | Significance) -> tuple[str, str]:
+    """The (candidate, baseline) pipelines a judged clause compares."""
+    candidate = clause.pipeline or "dense"
+    return candidate, clause.versus or candidate
+
+
+def _test_key(name: str, clause: Significance, metric: str) -> _TestKey:
+    candidate, baseline = _resolved(clause)
+    return name, candidate, baseline, metric
 
 
 class _Parser:
@@ -339,8 +439,8 @@ class _Parser:
         self.i += 1
         column = self.tok.column
         alpha = self.number("a significance level such as 0.05")
-        if not 0 < alpha <= 1:
-            _fail(self.text, column, f"the significance level must be in (0, 1], got {alpha:g}")
+        if not 0 < alpha < 1:
+            _fail(self.text, column, f"the significance level must be in (0, 1), such as 0.05; got {alpha:g}")
         return Significance(better=not negated, alpha=alpha, inclusive=inclusive, metric=metric)
 
 
@@ -354,9 +454,15 @@ class Gate:
 
     text: str
     clauses: tuple[Clause, ...]
+    correction: str = "holm"
+    """How the significance tests of one evaluation are corrected for multiplicity (CORRECTIONS)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "correction", check_correction(self.correction))
 
     @classmethod
-    def parse(cls, text: str) -> Gate:
+    def parse(cls, text: str, correction: str = "holm") -> Gate:
+        correction = check_correction(correction)
         clauses = _Parser(text).parse()
         for c in clauses:
             if isinstance(c, TrafficClause):
@@ -369,7 +475,7 @@ class Gate:
                     hint="put the metric in front ('ndcg@10 not significantly worse at p < 0.05') "
                     "or add a threshold clause ('ndcg@10 >= -0.005 and ...')",
                 )
-        return cls(text.strip(), tuple(clauses))
+        return cls(text.strip(), tuple(clauses), correction)
 
     @property
     def metrics(self) -> list[str]:
@@ -418,55 +524,104 @@ class Gate:
         name to ``PairedTest`` (dense against dense); ``traffic`` a
         ``reindexer.traffic.TrafficSummary``; ``pipelines(candidate pipeline,
         baseline pipeline)`` gives the comparison a pipeline clause reads.
+        The candidate's significance tests are the family corrected together.
         """
-        if self.needs_judgements and comparison is None and pipelines is None:
-            raise UsageError(f"the gate {self} needs a judged evaluation", hint="pass --queries and --qrels")
+        return self.evaluate_candidates({"candidate": GateInput(comparison, traffic, pipelines)})["candidate"]
 
-        def tests_of(clause: Threshold | Significance) -> Mapping[str, PairedTest]:
-            candidate = clause.pipeline or "dense"
-            baseline = clause.versus or candidate
-            if pipelines is not None:
-                found = pipelines(candidate, baseline)
-            elif (candidate, baseline) == ("dense", "dense"):
-                found = comparison
-            else:
-                raise UsageError(
-                    f"the gate clause '{clause}' needs the {candidate} and {baseline} pipelines evaluated",
-                    hint=f"evaluate with --pipelines {','.join(self.pipelines)}",
+    def evaluate_all(self, result: Any, traffic: Mapping[str, Any] | None = None) -> dict[str, GateDecision]:
+        """One decision per candidate version of a ``runner.EvaluationResult``, their tests one family.
+
+        ``traffic`` is each candidate's mirrored traffic, by name, for the traffic clauses.
+        """
+        return self.evaluate_candidates(
+            {
+                name: GateInput(
+                    result.comparisons[name], (traffic or {}).get(name), partial(result.comparison_for, name)
                 )
-            return getattr(found, "tests", found) or {}
+                for name in result.version_candidates
+            }
+        )
 
+    def evaluate_candidates(self, candidates: Mapping[str, GateInput]) -> dict[str, GateDecision]:
+        """Apply the gate to each candidate; the significance tests of all of them are one family.
+
+        First every test the significance clauses read is gathered (each distinct test once),
+        then the family's p-values are adjusted with the gate's correction, then each clause
+        is judged: a significance clause by the adjusted p-values.
+        """
+        for given in candidates.values():
+            self._check(given)
+        family = self._family(candidates)
+        keys = list(family)
+        p_values = adjusted_p_values([family[k].p_value for k in keys], self.correction)
+        adjusted = {k: float(p) for k, p in zip(keys, p_values, strict=True)}
+        size = sum(math.isfinite(t.p_value) for t in family.values())
+        return {name: self._judge(name, given, adjusted, size) for name, given in candidates.items()}
+
+    def _tests_of(self, given: GateInput, clause: Threshold | Significance) -> Mapping[str, PairedTest]:
+        candidate, baseline = _resolved(clause)
+        if given.pipelines is not None:
+            found = given.pipelines(candidate, baseline)
+        elif (candidate, baseline) == ("dense", "dense"):
+            found = given.comparison
+        else:
+            raise UsageError(
+                f"the gate clause '{clause}' needs the {candidate} and {baseline} pipelines evaluated",
+                hint=f"evaluate with --pipelines {','.join(self.pipelines)}",
+            )
+        return getattr(found, "tests", found) or {}
+
+    def _check(self, given: GateInput) -> None:
+        """A UsageError when a judged clause cannot be read from ``given``."""
+        if self.needs_judgements and given.comparison is None and given.pipelines is None:
+            raise UsageError(f"the gate {self} needs a judged evaluation", hint="pass --queries and --qrels")
         for clause in self.clauses:
             if isinstance(clause, TrafficClause) or clause.metric is None:
                 continue
-            tests = tests_of(clause)
+            tests = self._tests_of(given, clause)
             if clause.metric not in tests:
                 raise UsageError(
                     f"the gate needs {clause.metric}, which the evaluation did not compute "
                     f"(it has {', '.join(tests) or 'no metrics'})",
                     hint="evaluate with those cut-offs (ks) included",
                 )
-        passed, reasons = True, []
+
+    def _significance_metrics(self, clause: Significance) -> list[str]:
+        """The metrics a significance clause reads: its own, or the thresholds' of the same pipelines."""
+        if clause.metric:
+            return [clause.metric]
+        return list(dict.fromkeys(c.metric for c in self.clauses if isinstance(c, Threshold) and c.pair == clause.pair))
+
+    def _family(self, candidates: Mapping[str, GateInput]) -> dict[_TestKey, PairedTest]:
+        """Every significance test the gate reads, over all candidates, each once, in the order read."""
+        family: dict[_TestKey, PairedTest] = {}
+        for name, given in candidates.items():
+            for clause in self.clauses:
+                if isinstance(clause, Significance):
+                    tests = self._tests_of(given, clause)
+                    for metric in self._significance_metrics(clause):
+                        family.setdefault(_test_key(name, clause, metric), tests[metric])
+        return family
+
+    def _judge(self, name: str, given: GateInput, adjusted: Mapping[_TestKey, float], size: int) -> GateDecision:
+        passed, reasons, verdicts = True, [], []
         for clause in self.clauses:
             if isinstance(clause, TrafficClause):
-                ok, detail = self._traffic(clause, traffic)
+                ok, detail = self._traffic(clause, given.traffic)
             elif isinstance(clause, Threshold):
-                ok, detail = self._threshold(clause, tests_of(clause)[clause.metric])
+                ok, detail = self._threshold(clause, self._tests_of(given, clause)[clause.metric])
             else:
-                tests = tests_of(clause)
-                named = [c.metric for c in self.clauses if isinstance(c, Threshold) and c.pair == clause.pair]
-                names = [clause.metric] if clause.metric else list(dict.fromkeys(named))
-                ok, detail = self._significance(clause, {m: tests[m] for m in names})
+                tests = self._tests_of(given, clause)
+                found = [
+                    self._verdict(clause, m, tests[m], adjusted[_test_key(name, clause, m)])
+                    for m in self._significance_metrics(clause)
+                ]
+                verdicts += found
+                ok = all(v.holds for v in found)
+                detail = "; ".join(self._significance_detail(v, size) for v in found)
             passed &= ok
             reasons.append(f"{'PASS' if ok else 'FAIL'} {clause}: {detail}")
-        return GateDecision(passed, reasons)
-
-    def evaluate_all(self, result: Any) -> dict[str, GateDecision]:
-        """One decision per candidate version of a ``runner.EvaluationResult``."""
-        return {
-            name: self.evaluate(result.comparisons[name], pipelines=partial(result.comparison_for, name))
-            for name in result.version_candidates
-        }
+        return GateDecision(passed, reasons, self.correction, size, verdicts)
 
     @staticmethod
     def _traffic(clause: TrafficClause, traffic: Any) -> tuple[bool, str]:
@@ -490,16 +645,25 @@ class Gate:
         return ok, detail
 
     @staticmethod
-    def _significance(clause: Significance, tests: Mapping[str, PairedTest]) -> tuple[bool, str]:
-        parts, ok = [], True
-        for name, t in tests.items():
-            significant = clause.significant(t.p_value)
-            if clause.better:
-                holds = t.delta > 0 and significant
-                verdict = "significantly better" if holds else "not significantly better"
-            else:
-                holds = not (t.delta < 0 and significant)
-                verdict = "not significantly worse" if holds else "significantly worse"
-            ok &= holds
-            parts.append(f"{name} delta {_signed(t.delta)}, p = {t.p_value:.4g} ({verdict})")
-        return ok, "; ".join(parts)
+    def _verdict(clause: Significance, metric: str, test: PairedTest, p_adjusted: float) -> SignificanceVerdict:
+        significant = clause.significant(p_adjusted)
+        if clause.better:
+            holds = test.delta > 0 and significant
+            verdict = "significantly better" if holds else "not significantly better"
+        else:
+            holds = not (test.delta < 0 and significant)
+            verdict = "not significantly worse" if holds else "significantly worse"
+        candidate, baseline = _resolved(clause)
+        return SignificanceVerdict(
+            str(clause), metric, candidate, baseline, test.delta, test.p_value, p_adjusted, verdict, holds
+        )
+
+    def _significance_detail(self, v: SignificanceVerdict, size: int) -> str:
+        return f"{v.metric} delta {_signed(v.delta)}, {self._p_text(v.p_value, v.p_adjusted, size)} ({v.verdict})"
+
+    def _p_text(self, p_value: float, p_adjusted: float, size: int) -> str:
+        """'p = 0.012, Holm-adjusted 0.036 over 3 tests' (with this gate's correction)."""
+        tests = f"{size} test{'' if size == 1 else 's'}"
+        if self.correction == "none":
+            return f"p = {p_value:.4g}, uncorrected over {tests}"
+        return f"p = {p_value:.4g}, {CORRECTIONS[self.correction]}-adjusted {p_adjusted:.4g} over {tests}"

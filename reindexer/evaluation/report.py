@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from reindexer.evaluation.gate import Gate, GateDecision
+from reindexer.evaluation.gate import CORRECTIONS, Gate, GateDecision
 from reindexer.evaluation.runner import Comparison, EvaluationResult, UnlabelledResult
 from reindexer.evaluation.svg import histogram, interval_plot
 
@@ -38,6 +38,32 @@ def _number(x: float) -> float | None:
 def _decisions(result: EvaluationResult, gate: Gate | None) -> dict[str, GateDecision]:
     """The gate's decision per candidate; none without a gate (every caller checks the gate first)."""
     return gate.evaluate_all(result) if gate is not None else {}
+
+
+def _family_size(decisions: dict[str, GateDecision]) -> int:
+    """How many significance tests the gate corrected together (the same in every decision)."""
+    return max((d.family_size for d in decisions.values()), default=0)
+
+
+def gate_test_rows(gate: Gate, decisions: dict[str, GateDecision]) -> tuple[list[str], list[list[str]]]:
+    """The gate's significance tests, raw and adjusted p-values side by side: one row per clause and metric."""
+    adjusted = "p (uncorrected)" if gate.correction == "none" else f"{CORRECTIONS[gate.correction]}-adjusted p"
+    header = ["candidate", "clause", "metric", "delta", "p", adjusted, "verdict"]
+    rows = [
+        [name, v.clause, v.metric, _d(v.delta), _p(v.p_value), _p(v.p_adjusted), v.verdict]
+        for name, d in decisions.items()
+        for v in d.significance
+    ]
+    return header, rows
+
+
+def gate_correction_line(gate: Gate, decisions: dict[str, GateDecision]) -> str:
+    size = _family_size(decisions)
+    tests = f"{size} significance test{'' if size == 1 else 's'}"
+    if gate.correction == "none":
+        return f"The gate's {tests} are not corrected for multiplicity (--correction none)."
+    name = {"holm": "Holm's step-down", "bh": "Benjamini-Hochberg"}[gate.correction]
+    return f"The gate's {tests}, over every metric, pipeline and candidate, are corrected together by {name}."
 
 
 # --- JSON -------------------------------------------------------------------
@@ -82,6 +108,8 @@ def to_dict(result: EvaluationResult, gate: Gate | None = None, *, per_query: bo
         if gate is None
         else {
             "expression": gate.text,
+            "correction": gate.correction,
+            "family_size": _family_size(decisions),
             "passed": all(d.passed for d in decisions.values()),
             "decisions": {name: d.as_dict() for name, d in decisions.items()},
         },
@@ -333,7 +361,11 @@ def _md_gate(gate: Gate, decisions: dict[str, GateDecision]) -> list[str]:
     for name, d in decisions.items():
         lines.append(f"- **{_md_cell(name)}: {'PASS' if d.passed else 'FAIL'}**")
         lines += [f"  - {_md_cell(r)}" for r in d.reasons]
-    return lines + [""]
+    lines.append("")
+    header, rows = gate_test_rows(gate, decisions)
+    if rows:
+        lines += [gate_correction_line(gate, decisions), "", *_md_table(header, rows, text_columns=(1, 6)), ""]
+    return lines
 
 
 def to_markdown(result: EvaluationResult, gate: Gate | None = None) -> str:
@@ -427,7 +459,11 @@ def _html_gate(gate: Gate, decisions: dict[str, GateDecision]) -> str:
         cls, word = ("pass", "PASS") if d.passed else ("fail", "FAIL")
         reasons = "".join(f"<li>{escape(r)}</li>" for r in d.reasons)
         parts.append(f'<li><strong class="{cls}">{escape(name)}: {word}</strong><ul>{reasons}</ul></li>')
-    return "".join(parts) + "</ul>"
+    parts.append("</ul>")
+    header, rows = gate_test_rows(gate, decisions)
+    if rows:
+        parts += [f"<p>{escape(gate_correction_line(gate, decisions))}</p>", _html_table(header, rows, (1, 6))]
+    return "".join(parts)
 
 
 def to_html(result: EvaluationResult, gate: Gate | None = None, *, title: str = "Retrieval evaluation") -> str:

@@ -16,11 +16,16 @@ count as noise):
 All metrics of one comparison share the same resamples and sign vectors, done
 as one matrix product per chunk, so they are consistent with each other and
 cheap. Results are reproducible for a given seed.
+
+``adjusted_p_values`` corrects a family of p-values for multiplicity (Holm,
+Benjamini-Hochberg), as statsmodels' ``multipletests`` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,6 +34,9 @@ from numpy.typing import ArrayLike
 TIE_TOLERANCE = 1e-12
 """Per-query differences smaller than this are ties: the same ranking can give
 values that differ in the last bit when summed in another order."""
+
+CORRECTION_METHODS = {"holm": "holm", "bh": "fdr_bh", "none": None}
+"""Multiplicity corrections by name: statsmodels' ``multipletests`` method, None for none."""
 
 EXACT_MAX_NONZERO = 16
 """Enumerate all 2**m sign vectors up to this many non-zero differences (65,536 rows)."""
@@ -195,3 +203,44 @@ def paired_test(
         permutations=permutations,
         confidence=confidence,
     )["metric"]
+
+
+def adjusted_p_values(p_values: ArrayLike, correction: str) -> np.ndarray:
+    """The family's p-values adjusted for multiplicity: ``correction`` is a key of CORRECTION_METHODS.
+
+    "holm": Holm's step-down (controls the family-wise error rate); "bh": Benjamini-Hochberg
+    (controls the false discovery rate); "none": unchanged. A test is significant at level
+    alpha when its adjusted p-value is below alpha. Non-finite p-values are left out of the
+    family and stay as they are; a family of one is its own adjustment.
+    """
+    if correction not in CORRECTION_METHODS:
+        raise ValueError(f"unknown correction {correction!r} (known: {', '.join(CORRECTION_METHODS)})")
+    p = np.array(p_values, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(p)
+    method = CORRECTION_METHODS[correction]
+    if method is None or finite.sum() < 2:
+        return p
+    from statsmodels.stats.multitest import multipletests  # imported here: it takes a second, only gates need it
+
+    with _young_objects_only():
+        p[finite] = multipletests(p[finite], method=method)[1]
+    return p
+
+
+@contextmanager
+def _young_objects_only() -> Iterator[None]:
+    """Keep the objects that exist now out of a full garbage collection for a while.
+
+    statsmodels' Holm branch ends with ``gc.collect()``, a full collection: in a process that
+    holds a model (torch, sentence-transformers) it walks half a million objects, seconds per
+    gate. Frozen (``gc.freeze``), the objects of before the call are skipped; unfrozen after.
+    A process that froze objects itself (a pre-fork server) is left as it is.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

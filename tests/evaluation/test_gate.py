@@ -54,7 +54,9 @@ def test_parse_is_case_and_space_insensitive_and_canonicalises_names():
         ("ndcg@10 >= 0 and", 17, "found the end of the gate"),
         ("ndcg@10 >= 0 and not significantly better at p < 0.05", 36, "expected 'worse'"),
         ("bleu@4 > 0", 1, "unknown metric 'bleu@4'"),
-        ("ndcg@10 >= 0 and significantly better at p < 1.5", 46, "significance level must be in (0, 1]"),
+        ("ndcg@10 >= 0 and significantly better at p < 1.5", 46, "significance level must be in (0, 1)"),
+        ("ndcg@10 >= 0 and significantly better at p <= 1", 47, "significance level must be in (0, 1)"),
+        ("ndcg@10 not significantly worse at p < 0", 40, "significance level must be in (0, 1)"),
         ("ndcg@10 >= 0 and not significantly worse at q < 0.05", 45, "expected 'p'"),
         ("ndcg@10 >= 0 and not significantly worse at p > 0.05", 47, "'<' or '<=' after 'p'"),
         ("", 1, "expected a clause"),
@@ -95,8 +97,13 @@ def test_not_significantly_worse():
     decision = gate.evaluate({"ndcg@10": result(-0.004, 0.01), "recall@10": result(0.02, 0.001)})
     assert not decision.passed
     assert [r[:4] for r in decision.reasons] == ["PASS", "PASS", "FAIL"]
-    assert "ndcg@10 delta -0.0040, p = 0.01 (significantly worse)" in decision.reasons[2]
-    assert "recall@10 delta +0.0200, p = 0.001 (not significantly worse)" in decision.reasons[2]
+    # two tests, Holm: 0.001 * 2 = 0.002, then max(0.002, 0.01 * 1) = 0.01
+    worse = "ndcg@10 delta -0.0040, p = 0.01, Holm-adjusted 0.01 over 2 tests (significantly worse)"
+    assert worse in decision.reasons[2]
+    assert (
+        "recall@10 delta +0.0200, p = 0.001, Holm-adjusted 0.002 over 2 tests (not significantly worse)"
+        in decision.reasons[2]
+    )
     # the same drop, not significant: passes
     assert gate.evaluate({"ndcg@10": result(-0.004, 0.3), "recall@10": result(0.02, 0.001)}).passed
     # significant improvements are never "worse"
@@ -108,7 +115,10 @@ def test_significantly_better_needs_every_named_metric():
     assert gate.evaluate({"ndcg@10": result(0.05, 0.001), "recall@10": result(0.03, 0.01)}).passed
     decision = gate.evaluate({"ndcg@10": result(0.05, 0.001), "recall@10": result(0.03, 0.2)})
     assert not decision.passed
-    assert "recall@10 delta +0.0300, p = 0.2 (not significantly better)" in decision.reasons[-1]
+    assert (
+        "recall@10 delta +0.0300, p = 0.2, Holm-adjusted 0.2 over 2 tests (not significantly better)"
+        in decision.reasons[-1]
+    )
 
 
 def test_inclusive_significance_level():
