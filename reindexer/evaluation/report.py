@@ -271,10 +271,16 @@ def pipelines_line(result: EvaluationResult) -> str:
     """What the lexical and hybrid arms ran, in one sentence."""
     info: dict[str, Any] = dict(result.pipelines)
     lexical, fusion = info.get("lexical") or {}, info.get("fusion")
+    stored = dict(lexical.get("stored") or {})
+    corpus = lexical.get("corpus")
+    if stored and all(stored.values()):
+        corpus = "the BM25 vectors each version stores, weighted by the store's IDF"
+    elif any(stored.values()):
+        corpus = f"the BM25 vectors stored in {', '.join(v for v, s in stored.items() if s)}, else the version's texts"
     text = (
         f"pipelines {', '.join(info.get('pipelines', []))}; lexical: BM25 ({lexical.get('implementation')}, "
         f"{lexical.get('method')}, k1 {lexical.get('k1')}, b {lexical.get('b')}, stemmer {lexical.get('stemmer')}, "
-        f"stop words {lexical.get('stopwords')}) over {lexical.get('corpus')}"
+        f"stop words {lexical.get('stopwords')}) over {corpus}"
     )
     if fusion:
         text += f"; hybrid: RRF with k {fusion['k']} over the top {fusion['prefetch']} of each"
