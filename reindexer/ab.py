@@ -23,6 +23,7 @@ from reindexer.evaluation import (
     load_queries,
     load_query_log,
 )
+from reindexer.evaluation.inputs import align
 from reindexer.evaluation.metrics import rank
 from reindexer.evaluation.pipelines import LEXICAL_ARM, PIPELINES, RERANKED, Fusion, arm, questions, rrf
 from reindexer.evaluation.runner import Searcher, UnlabelledResult
@@ -46,7 +47,9 @@ class Judgements:
 
     @classmethod
     def load(cls, queries_path: str | Path, qrels_path: str | Path) -> Judgements:
-        return cls(load_queries(queries_path), load_qrels(qrels_path), f"{queries_path} + {qrels_path}")
+        queries, qrels = load_queries(queries_path), load_qrels(qrels_path)
+        align(queries, qrels)  # nothing to score is refused now, before a model is loaded or a shadow built
+        return cls(queries, qrels, f"{queries_path} + {qrels_path}")
 
 
 def label(v: IndexVersion) -> str:

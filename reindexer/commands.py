@@ -48,7 +48,16 @@ from reindexer.killpoints import kill_point
 from reindexer.lookup import find_version
 from reindexer.lookup import managed_collection as _collection
 from reindexer.model_registry import describe_model, embedder_for, register_model
-from reindexer.planner import Plan, check_plan, decide, gather_inputs, live_version, physical_name, record_plan
+from reindexer.planner import (
+    Plan,
+    check_plan,
+    check_recorded,
+    decide,
+    gather_inputs,
+    live_version,
+    physical_name,
+    record_plan,
+)
 from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile, reconcile_readonly
 from reindexer.schema import carry_other_vectors
 from reindexer.sources.base import content_hash, extract_text
@@ -290,6 +299,7 @@ def apply(
 
     correction = check_correction(correction)
     executor = check_executor(executor or ws.config.executor)
+    check_recorded(ws, plan)  # a forged or edited plan is refused before the lease is written
     if executor == "ray" and (plan.to_version.get("index_params") or {}).get("lexical"):
         raise UsageError(
             "the Ray executor does not write lexical vectors yet; this plan's version keeps a BM25 index",

@@ -192,3 +192,32 @@ def average_length(texts: Iterable[str], spec: LexicalSpec, chunk: int = 1000) -
         total += sum(len(t) for t in encoder.terms(batch))
         n += len(batch)
     return (total / n if n else 0.0), n
+
+
+class ApplicationSparse:
+    """An application's own sparse encoder for its own sparse vector (langchain-qdrant's hybrid mode,
+    say), for the query side: the tool never writes that vector, it only queries it with the
+    application's encoder, as the application does. ``encode(texts)`` returns, per text, a dict with
+    ``indices`` and ``values`` or an object with those attributes (LangChain's ``SparseVector``)."""
+
+    def __init__(self, vector: str, encode: Any):
+        if not isinstance(vector, str) or not vector:
+            raise UsageError("the application's sparse vector needs its name", hint="sparse_vector='langchain-sparse'")
+        if not callable(encode):
+            raise UsageError("sparse_encoder must be callable: texts -> sparse vectors")
+        self.stored = _Named(vector)
+        self._encode = encode
+
+    def queries(self, texts: Sequence[str]) -> list[dict[str, list]]:
+        out = []
+        for v in self._encode(list(texts)):
+            indices = v["indices"] if isinstance(v, dict) else v.indices
+            values = v["values"] if isinstance(v, dict) else v.values
+            sparse: dict[str, list[Any]] = {"indices": [int(i) for i in indices], "values": [float(x) for x in values]}
+            out.append(sparse)
+        return out
+
+
+@dataclass(frozen=True)
+class _Named:
+    vector: str

@@ -64,24 +64,67 @@ class Plan:
         missing = [name for name in cls.__dataclass_fields__ if name not in data]
         if missing:
             raise UsageError(f"{origin} is missing {', '.join(sorted(missing))}", hint="make a new plan")
+        wrong = [
+            f"{name} ({type(data[name]).__name__}, not {' or '.join(_TYPE_NAMES[t] for t in types)})"
+            for name, types in _PLAN_FIELD_TYPES.items()
+            if not _has_type(data[name], types)
+        ]
+        if wrong:
+            raise UsageError(f"{origin} has fields of the wrong type: {', '.join(wrong)}", hint="make a new plan")
         try:
             return cls(**{name: data[name] for name in cls.__dataclass_fields__})
         except TypeError as exc:
             raise UsageError(f"{origin} is malformed: {exc}") from None
 
 
+#: what each field of a plan file holds (JSON types); checked before any field is used
+_PLAN_FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
+    "id": (str,),
+    "state_store_id": (str,),
+    "created_at": (str,),
+    "collection": (str,),
+    "store": (str,),
+    "mode": (str,),
+    "reason": (str,),
+    "from_version": (dict, None),
+    "to_version": (dict,),
+    "source": (dict,),
+    "counts": (dict,),
+    "dimension_change": (bool,),
+    "estimate": (dict,),
+    "gate": (str, None),
+    "inputs_fingerprint": (str,),
+    "schema": (str,),
+    "inputs": (dict,),
+}
+_TYPE_NAMES: dict[type | None, str] = {str: "a string", dict: "an object", bool: "true/false", None: "null"}
+
+
+def _has_type(value: Any, types: tuple[type | None, ...]) -> bool:
+    return any(value is None if t is None else isinstance(value, t) for t in types)
+
+
 def load_plan_file(path: str | Path) -> Plan:
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_bytes().decode("utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read plan file {p}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"plan file {p} is not valid UTF-8 (byte {exc.start}: {exc.reason})",
+            hint="make a new plan with `reindex plan`",
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"plan file {p} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
             hint="make a new plan with `reindex plan`",
+        ) from None
+    except (ValueError, RecursionError) as exc:  # a number past int's digit limit; nesting past the stack
+        raise UsageError(
+            f"plan file {p} is not a plan reindexer can read ({exc})", hint="make a new plan with `reindex plan`"
         ) from None
     return Plan.from_dict(data, origin=f"plan file {p}")
 
@@ -549,8 +592,12 @@ def record_plan(ws: Workspace, plan: Plan, inputs: PlanInputs) -> Plan:
     return plan
 
 
-def check_plan(ws: Workspace, plan: Plan) -> tuple[LogicalCollection, IndexVersion | None, ModelVersion]:
-    """Refuse a plan from another state store, an edited plan, or one whose inputs drifted."""
+def check_recorded(ws: Workspace, plan: Plan) -> None:
+    """Refuse a plan made against another state store or store, or one not recorded in this state as it is.
+
+    Reads only: `apply` calls it before it takes the lease, so a forged or edited plan file is refused
+    before anything is written, and a "noop" plan is not taken on its word.
+    """
     state = ws.state
     if plan.state_store_id != state.store_id:
         raise UsageError(
@@ -569,6 +616,12 @@ def check_plan(ws: Workspace, plan: Plan) -> tuple[LogicalCollection, IndexVersi
         raise UsageError(
             f"plan {plan.id[:12]} is for store {plan.store}, not {ws.store_url}", hint="pass --store to match"
         )
+
+
+def check_plan(ws: Workspace, plan: Plan) -> tuple[LogicalCollection, IndexVersion | None, ModelVersion]:
+    """Refuse a plan from another state store, an edited plan, or one whose inputs drifted."""
+    check_recorded(ws, plan)
+    state = ws.state
     lc = state.get_collection(ws.store_url, plan.collection)
     if lc is None:  # saving the plan registered it, so it was forgotten since
         raise NotFoundError(f"plan {plan.id[:12]} is for {plan.collection}, which this state store no longer knows")

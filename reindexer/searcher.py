@@ -33,7 +33,7 @@ from reindexer.adapters.base import VectorStore
 from reindexer.embedding import Embedder
 from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import BackendError, NotFoundError, ReindexError, UsageError
-from reindexer.lexical import LexicalEncoder, StoredLexical
+from reindexer.lexical import ApplicationSparse, LexicalEncoder, StoredLexical
 from reindexer.rerank import DEFAULT_TOP, Reranker, rerank_hits
 from reindexer.version_search import check_mode, search_version
 
@@ -135,9 +135,16 @@ class Searcher:
         cwd: Path | None = None,
         rerank: str | Path | None = None,
         rerank_top: int = DEFAULT_TOP,
+        sparse_vector: str | None = None,
+        sparse_encoder: Any = None,
     ):
         if not isinstance(collection, str) or not collection:
             raise UsageError("Searcher needs a collection name")
+        #: an application's own sparse vector and its encoder: lexical and hybrid modes where a version
+        #: keeps no BM25 index of the tool's (``sparse_encoder``: texts -> sparse vectors)
+        self.app_sparse = (
+            ApplicationSparse(str(sparse_vector), sparse_encoder) if sparse_vector or sparse_encoder else None
+        )
         #: the cross-encoder that rescores each answer's top ``rerank_top`` (None: no second stage)
         self.reranker = Reranker(rerank, top=rerank_top, device=device) if rerank else None
         self._config = (
@@ -170,7 +177,7 @@ class Searcher:
         self._state: Any = None
         self._lock = threading.RLock()
         self._specs: dict[str, EncoderSpec] = {}
-        self._lexical: dict[str, LexicalEncoder | None] = {}  # by physical name: fixed for a version's life
+        self._lexical: dict[str, LexicalEncoder | ApplicationSparse | None] = {}  # by physical name
         self._encoders: OrderedDict[str, Embedder] = OrderedDict()
         self._loading: dict[str, Future] = {}
         self._failed_loads: dict[str, float] = {}
@@ -464,12 +471,13 @@ class Searcher:
         """What a version of this collection is (text field, metric, model): fixed for its lifetime."""
         return VersionInfo.of(self.collection, self._spec(physical))
 
-    def lexical_for(self, spec: EncoderSpec) -> LexicalEncoder | None:
-        """The BM25 query encoder of a version that keeps a lexical index (its recorded settings)."""
+    def lexical_for(self, spec: EncoderSpec) -> LexicalEncoder | ApplicationSparse | None:
+        """The sparse query encoder of a version: its own BM25 index's (its recorded settings), else the
+        application's own sparse encoder where one was given, else None."""
         with self._lock:
             if spec.physical not in self._lexical:
                 stored = StoredLexical.from_params(self._params(spec.physical))
-                self._lexical[spec.physical] = LexicalEncoder(stored) if stored is not None else None
+                self._lexical[spec.physical] = LexicalEncoder(stored) if stored is not None else self.app_sparse
             return self._lexical[spec.physical]
 
     def _params(self, physical: str) -> dict[str, Any]:

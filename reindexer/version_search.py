@@ -13,7 +13,7 @@ from reindexer.adapters.base import Hit, VectorStore
 from reindexer.embedding import Embedder
 from reindexer.errors import UsageError
 from reindexer.evaluation.pipelines import Fusion
-from reindexer.lexical import LexicalEncoder
+from reindexer.lexical import ApplicationSparse, LexicalEncoder
 
 MODES = ("dense", "lexical", "hybrid")
 
@@ -33,7 +33,7 @@ def search_version(
     where: dict[str, Any] | None = None,
     *,
     mode: str = "dense",
-    lexical: LexicalEncoder | None = None,
+    lexical: LexicalEncoder | ApplicationSparse | None = None,
     fusion: Fusion | None = None,
 ) -> list[list[Hit]]:
     """Search the collection ``physical`` with one version's encoders: its model (``dense``), its stored

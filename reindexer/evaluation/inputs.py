@@ -68,6 +68,8 @@ def _json_object(path: str | Path, lineno: int, line: str) -> dict:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+    except (ValueError, RecursionError) as exc:  # a number past int's digit limit; nesting past the stack
+        raise UsageError(f"{path}:{lineno}: cannot be read as JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise UsageError(f"{path}:{lineno}: expected a JSON object, found {type(obj).__name__}")
     return obj

@@ -107,11 +107,12 @@ class Answers:
         return self.text_field or self.searcher.version_info(physical).text_field or "text"
 
     # -- answers ------------------------------------------------------------------
-    def search(self, query: str, k: int, filter: dict[str, Any] | None = None) -> list[Answer]:
+    def search(self, query: str, k: int, filter: dict[str, Any] | None = None, mode: str | None = None) -> list[Answer]:
         if not isinstance(query, str):
             raise UsageError(f"query must be a string, not {type(query).__name__}")
+        mode = check_mode(mode) if mode is not None else self.mode
         # mode only when asked: a searcher of the application's own making may not take it
-        chosen = {"mode": self.mode} if self.mode is not None else {}
+        chosen = {"mode": mode} if mode is not None else {}
         hits = self.searcher.search(query, k=k, filter=check_filter(filter), **chosen)
         return [self.answer(h) for h in hits]
 

@@ -172,6 +172,7 @@ class ReindexerVectorStore(VectorStore):
         searcher: Any = None,
         text_field: str | None = None,
         metadata_key: str | None = LANGCHAIN_METADATA_KEY,
+        mode: str | None = None,
         **searcher_options: Any,
     ) -> None:
         searcher, owned = make_searcher(
@@ -179,7 +180,7 @@ class ReindexerVectorStore(VectorStore):
         )
         self.searcher = searcher
         self.collection = collection
-        self._answers = Answers(searcher, owned, text_field=text_field, metadata_key=metadata_key)
+        self._answers = Answers(searcher, owned, text_field=text_field, metadata_key=metadata_key, mode=mode)
 
     @property
     def embeddings(self) -> Embeddings | None:
@@ -190,15 +191,17 @@ class ReindexerVectorStore(VectorStore):
     def similarity_search(
         self, query: str, k: int = DEFAULT_K, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[Document]:
+        mode = kwargs.pop("mode", None)  # dense, lexical or hybrid for this call (Searcher.search)
         _no_extra(kwargs, "similarity_search")
-        return [_document(a) for a in self._answers.search(query, k, filter)]
+        return [_document(a) for a in self._answers.search(query, k, filter, mode)]
 
     def similarity_search_with_score(
         self, query: str, k: int = DEFAULT_K, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """(document, score) best first; the score as the backend reports it (cosine: similarity)."""
+        mode = kwargs.pop("mode", None)
         _no_extra(kwargs, "similarity_search_with_score")
-        return [(_document(a), a.score) for a in self._answers.search(query, k, filter)]
+        return [(_document(a), a.score) for a in self._answers.search(query, k, filter, mode)]
 
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = DEFAULT_K, **kwargs: Any

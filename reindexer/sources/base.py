@@ -190,7 +190,7 @@ def _json_object(value: str) -> dict[str, Any] | None:
         return None
     try:
         obj = json.loads(s)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the stack: a plain text
         return None
     return obj if isinstance(obj, dict) else None
 

@@ -89,6 +89,11 @@ class JsonlSource(RecordSource):
                 f"{self.description}: {where} is not valid JSON ({exc.msg} at column {exc.colno})",
                 hint="a JSONL file holds one JSON object per line",
             ) from None
+        except (ValueError, RecursionError) as exc:  # a number past int's digit limit; nesting past the stack
+            raise UsageError(
+                f"{self.description}: {where} cannot be read as JSON ({exc})",
+                hint="a JSONL file holds one JSON object per line",
+            ) from None
         if not isinstance(obj, dict):
             raise UsageError(
                 f"{self.description}: {where} holds a JSON {type(obj).__name__}, not an object",
