@@ -89,9 +89,10 @@ APP_TEXTS = [
 ]
 
 # Typical duration in seconds of each operation's process, fork to exit, on this project's shared
-# 2-core machine (median of 2 uncut runs each, `benchmarks/crash_fuzz.py --calibrate 2`, load average
-# about 5): the kill delay is drawn from uniform(0, 1.2) times this. A sync or an apply loads the model
-# and embeds one text per call; cutover, rollback and gc only open the store and the state.
+# 2-core machine (median of 2 uncut runs each, `benchmarks/crash_fuzz.py --calibrate 2`, 6 December
+# 2026, load average about 5): the kill delay is drawn from uniform(0, 1.2) times this. A sync or an
+# apply loads the model and embeds one text per call; cutover, rollback and gc only open the store
+# and the state.
 TYPICAL: dict[str, dict[str, float]] = {
     "qdrant-local": {
         "apply": 1.63,
@@ -114,7 +115,17 @@ TYPICAL: dict[str, dict[str, float]] = {
         "verify-fix": 1.55,
     },
 }
-TYPICAL["milvus-server"] = dict(TYPICAL["milvus-lite"])
+# The Milvus standalone server, measured the same way (median of 2, 6 December 2026, under unshare -rn).
+TYPICAL["milvus-server"] = {
+    "apply": 4.61,
+    "sync": 0.97,
+    "cutover": 0.24,
+    "rollback": 0.43,
+    "gc": 0.36,
+    "migrate": 4.31,
+    "adopt": 0.95,
+    "verify-fix": 2.1,
+}
 
 # What the launcher imports once, before it forks a process per command.
 PRELOAD = (
