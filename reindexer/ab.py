@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reindexer.embedding import Embedder
 from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import NotFoundError, UsageError
 from reindexer.evaluation import (
@@ -27,6 +28,7 @@ from reindexer.evaluation.inputs import align
 from reindexer.evaluation.metrics import rank
 from reindexer.evaluation.pipelines import LEXICAL_ARM, PIPELINES, RERANKED, Fusion, arm, questions, rrf
 from reindexer.evaluation.runner import Searcher, UnlabelledResult
+from reindexer.executor import version_text_field
 from reindexer.lexical import LexicalIndex, LexicalSpec, StoredLexical
 from reindexer.lookup import find_version, row_id
 from reindexer.pipeline import lexical_encoder
@@ -93,14 +95,26 @@ def resolve_versions(ws: Workspace, lc: LogicalCollection, spec: str | None, *, 
     return out
 
 
-def searcher_for(ws: Workspace, version: IndexVersion, mode: str = "dense", fusion: Fusion | None = None):
-    """Rank with the encoders the query side rebuilds from the version's metadata, by the same path
-    (``mode`` as the Searcher's: lexical and hybrid read the version's stored BM25 vectors)."""
-    store = ws.store
-    info = store.describe(version.physical_name)
+def encoder_for(ws: Workspace, version: IndexVersion) -> Embedder:
+    """The query encoder the query side rebuilds from the version's metadata (its files checked)."""
+    info = ws.store.describe(version.physical_name)
     spec = EncoderSpec.from_metadata(version.physical_name, info.metadata, info.dim, info.metric, ws.state)
-    encoder = load_encoder(spec, device=ws.config.device, batch_size=ws.embed_batch_size)
-    lexical = lexical_encoder(version)
+    return load_encoder(spec, device=ws.config.device, batch_size=ws.embed_batch_size)
+
+
+def searcher_for(
+    ws: Workspace,
+    version: IndexVersion,
+    mode: str = "dense",
+    fusion: Fusion | None = None,
+    encoder: Embedder | None = None,
+):
+    """Rank with the encoders the query side rebuilds from the version's metadata, by the same path
+    (``mode`` as the Searcher's: lexical and hybrid read the version's stored BM25 vectors);
+    ``encoder``, where the caller holds the version's already, is not loaded again."""
+    store = ws.store
+    encoder = encoder or encoder_for(ws, version)
+    lexical = lexical_encoder(version) if mode != "dense" else None
 
     # Adapters report euclid as a distance (lower is better); the metrics rank by score, higher first.
     sign = -1.0 if version.metric == "euclid" and mode == "dense" else 1.0
@@ -117,8 +131,7 @@ def searcher_for(ws: Workspace, version: IndexVersion, mode: str = "dense", fusi
 def version_texts(ws: Workspace, lc: LogicalCollection, version: IndexVersion) -> list[tuple[str, str]]:
     """(doc id, text) of every point of ``version`` that holds a text, in doc-id order: the text the
     version embedded, by the text field (or template) its metadata records."""
-    metadata = ws.store.describe(version.physical_name).metadata
-    text_field = str(metadata.get("reindex.text_field") or lc.text_field)
+    text_field = version_text_field(ws, lc, version)
     pairs = []
     for page in ws.store.scroll(version.physical_name, with_vectors=False):
         for point in page:
@@ -141,22 +154,27 @@ class PipelineArms:
         self, ws: Workspace, lc: LogicalCollection, spec: LexicalSpec, fusion: Fusion, reranker: Reranker | None = None
     ):
         self.ws, self.lc, self.spec, self.fusion, self.reranker = ws, lc, spec, fusion, reranker
-        # by physical name; the lexical indexes by a digest of their corpus, so equal texts share one
+        # by physical name (one model load per version, whatever its arms); the lexical indexes by a
+        # digest of their corpus, so equal texts share one
+        self._encoders: dict[str, Embedder] = {}
         self._dense: dict[str, Searcher] = {}
         self._lexical: dict[str, LexicalIndex] = {}
         self._corpus_of: dict[str, str] = {}
 
+    def _searcher(self, version: IndexVersion, mode: str) -> Searcher:
+        if version.physical_name not in self._encoders:
+            self._encoders[version.physical_name] = encoder_for(self.ws, version)
+        return searcher_for(self.ws, version, mode, self.fusion, self._encoders[version.physical_name])
+
     def dense(self, version: IndexVersion) -> Searcher:
         if version.physical_name not in self._dense:
-            self._dense[version.physical_name] = searcher_for(self.ws, version)
+            self._dense[version.physical_name] = self._searcher(version, "dense")
         return self._dense[version.physical_name]
 
     def lexical_search(self, version: IndexVersion) -> Searcher:
         """BM25 over the version's texts: its stored vectors where it keeps them (what the Searcher reads),
         else an index made here with the same settings."""
-        if StoredLexical.from_params(version.index_params) is not None:
-            return searcher_for(self.ws, version, "lexical")
-        return self.lexical(version).search
+        return self._searcher(version, "lexical") if self.stored(version) else self.lexical(version).search
 
     def stored(self, version: IndexVersion) -> bool:
         return StoredLexical.from_params(version.index_params) is not None
@@ -172,7 +190,7 @@ class PipelineArms:
 
     def hybrid(self, version: IndexVersion) -> Searcher:
         if self.stored(version):  # fused in the store, as the Searcher's hybrid mode does
-            return searcher_for(self.ws, version, "hybrid", self.fusion)
+            return self._searcher(version, "hybrid")
         dense, lexical, fusion = self.dense(version), self.lexical(version), self.fusion
 
         def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
@@ -186,9 +204,7 @@ class PipelineArms:
         """``first``'s top N rescored by the cross-encoder over the version's own texts."""
         reranker = self.reranker
         assert reranker is not None  # run_evaluation refuses a rerank pipeline without one
-        text_field = str(
-            self.ws.store.describe(version.physical_name).metadata.get("reindex.text_field") or self.lc.text_field
-        )
+        text_field = version_text_field(self.ws, self.lc, version)
 
         def search(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
             out = []

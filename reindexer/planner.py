@@ -399,16 +399,17 @@ def _measure_lexical(
 ) -> dict[str, Any]:
     """A full build's average document length, over the whole source (one more pass, only with a lexical
     index); a copy or no-op keeps the live version's, with its stored vectors."""
-    from reindexer.lexical import LexicalSpec, StoredLexical, average_length
+    from reindexer.lexical import StoredLexical, average_length
 
     lexical = index_params.get("lexical")
     if not lexical:
         return index_params
     if mode != "full" and live is not None and (live.index_params or {}).get("lexical"):
         return {**index_params, "lexical": dict(live.index_params["lexical"])}
-    settings = {k: lexical[k] for k in ("method", "k1", "b", "stemmer", "stopwords", "lower") if k in lexical}
+    stored = StoredLexical.from_params({"lexical": {**lexical, "avgdl": 1.0}})  # the recorded settings
+    assert stored is not None
     with open_source(source, store=ws.store, collection=live.physical_name if live else None) as src:
-        avgdl, _ = average_length((doc.text for doc in src), LexicalSpec(**settings))
+        avgdl, _ = average_length((doc.text for doc in src), stored.spec)
     measured = {**lexical, "avgdl": round(avgdl, 6) or 1.0}
     StoredLexical.from_params({"lexical": measured})  # checked now, before anything is written
     return {**index_params, "lexical": measured}
