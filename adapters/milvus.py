@@ -286,6 +286,9 @@ class MilvusStore(VectorStore):
 
     def _connect_lite(self, path: str) -> Any:
         with _LITE_GUARD:
+            first_here = _LITE_USERS.get(path, 0) == 0
+            # Read before opening: the server we start writes WAL files of its own.
+            unsettled = _collections_with_leftover_wal(path) if first_here else []
             try:
                 client = self._new_client()
             except Exception as exc:  # noqa: BLE001
@@ -294,7 +297,23 @@ class MilvusStore(VectorStore):
                 raise BackendError(f"cannot open the Milvus Lite store {path}: {self._redact(str(exc))}") from None
             _LITE_USERS[path] = _LITE_USERS.get(path, 0) + 1
             self._lite_path = path
+            self._settle_lite(client, unsettled)
             return client
+
+    def _settle_lite(self, client: Any, names: list[str]) -> None:
+        # A process killed inside Milvus Lite's flush can leave the flushed rows both in a data
+        # file and in the write-ahead log the flush was about to delete. The next process to open
+        # the store replays that log into memory and counts and returns every such row twice
+        # (docs/benchmarks.md, "Crash fuzzing"); a flush right after opening merges them, so
+        # every later read sees each row once. A clean exit leaves no log behind, so this costs
+        # nothing then; after any other unclean exit the flush only persists what was logged.
+        for name in names:
+            try:
+                client.flush(name, timeout=self._timeout)
+            except Exception:  # noqa: BLE001 - a collection dropped since, or not one of ours
+                log.debug("settling Milvus Lite collection %s failed", name, exc_info=True)
+            else:
+                log.info("Milvus Lite: %s was left mid-write by an earlier process; flushed its log", name)
 
     # -- plumbing ------------------------------------------------------------
     def _map(self, exc: BaseException, what: str) -> ReindexError:
@@ -1262,6 +1281,19 @@ def _lite_path_of(client: Any) -> str | None:
         if address.endswith(f":{entry[-1]}"):
             return path
     return None
+
+
+def _collections_with_leftover_wal(path: str) -> list[str]:
+    """Collections of a closed Milvus Lite store that still hold write-ahead log files.
+
+    Milvus Lite 3.x keeps ``collections/NAME/wal/wal_data_N.arrow`` while it runs and removes
+    them on a clean shutdown; one left behind means the last process did not exit cleanly.
+    """
+    root = Path(path) / "collections"
+    try:
+        return sorted(wal.parent.name for wal in root.glob("*/wal") if any(wal.glob("*.arrow")))
+    except OSError:
+        return []
 
 
 def _lite_lock_held(path: str) -> bool:
