@@ -44,7 +44,8 @@ def apply_result(out: Console, r: ApplyResult) -> None:
     if r.traffic:
         _apply_traffic(out, r.traffic)
     if r.gate:
-        verdict = "forced past a refusal" if r.gate["forced"] else ("passed" if r.gate["passed"] else "refused")
+        refused = "inconclusive, refused" if r.gate.get("verdict") == "inconclusive" else "refused"
+        verdict = "forced past a refusal" if r.gate["forced"] else ("passed" if r.gate["passed"] else refused)
         out.print(f"gate {verdict}: {r.gate['gate']}")
         for reason in r.gate["reasons"]:
             out.print(f"  {reason}")
@@ -105,9 +106,18 @@ def judged(out: Console, result: EvaluationResult, decisions: dict | None, *, pe
             out.print("per-query values: --report-json FILE (or --json)", style="dim", highlight=False)
         return
     for candidate, decision in (decisions or {}).items():
-        out.print(f"gate for {candidate}: {'[green]passed[/]' if decision.passed else '[red]refused[/]'}")
+        out.print(f"gate for {candidate}: {_verdict(decision)}")
         for reason in decision.reasons:
             out.print(f"  {reason}")
+
+
+def _verdict(decision: Any) -> str:
+    """passed, refused, or inconclusive (too few judged queries to decide, refused too)."""
+    if decision.passed:
+        return "[green]passed[/]"
+    if getattr(decision, "verdict", "") == "inconclusive":
+        return "[yellow]inconclusive[/] (refused: too few judged queries to decide)"
+    return "[red]refused[/]"
 
 
 def traffic(out: Console, summary: Any, gate: Any, decision: Any) -> None:

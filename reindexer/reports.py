@@ -79,7 +79,7 @@ def report_gate(gate: dict[str, Any] | None) -> Gate | None:
     """
     if not gate:
         return None
-    parsed = Gate.parse(gate["gate"], gate.get("correction", "holm"))
+    parsed = Gate.parse(gate["gate"], gate.get("correction", "holm"), gate.get("allow_underpowered", False))
     return None if parsed.needs_traffic else parsed
 
 

@@ -3,6 +3,27 @@
 Each record holds one live query's top-k ids from the live version and from the
 shadow (reindexer.shadow), so agreement can be measured at any cut-off up to the
 k that was asked, and latencies compared percentile by percentile.
+
+Traffic is looked at again and again (by an operator, by a schedule that runs the
+gate every few minutes as mirrored queries accumulate), and a fixed-sample test read
+at every look is bound to cross its threshold by chance sooner or later. A traffic
+clause with a level (``traffic overlap@10 >= 0.6 at p < 0.05``) is therefore judged by
+``always_valid``: a test whose error rate holds however often and whenever it is read.
+It is a betting e-process for the mean of a bounded measure (Waudby-Smith & Ramdas,
+"Estimating means of bounded random variables by betting", JRSS-B 2024): a
+gambler starts with 1 and, query after query in arrival order, stakes a predictable
+share of the capital on the measure being on the clause's side of the threshold. While
+the clause is false (the true mean is on the wrong side, or at the threshold) the
+capital is a non-negative supermartingale, so by Ville's inequality it ever reaches
+1/alpha with probability at most alpha. The always-valid p-value is 1 / the highest
+capital so far; the always-valid confidence bound is the edge of the thresholds
+whose capital has reached 1/alpha (each of them rejected). This is the always-valid
+inference of the mixture SPRT (Johari, Koomen, Pekelis & Walsh, "Always valid
+inference", Operations Research 2022) with a bet in place of the Gaussian mixture:
+overlap, RBO and the latency indicator are bounded in [0, 1] and far from normal
+(overlap@10 takes 11 values), and the betting test needs no variance assumption, at
+any number of queries. A clause without a level keeps today's rule (the point
+estimate against the threshold) and shows its always-valid p-value beside it.
 """
 
 from __future__ import annotations
@@ -92,6 +113,31 @@ class TrafficSummary:
         values = [overlap_at_k(r.live_ids, r.shadow_ids, k) for r in deep]
         return float(np.mean(values)) if values else float("nan")
 
+    def per_query(self, measure: str, ratio: float | None = None) -> np.ndarray:
+        """One value per mirrored query, in arrival order, of ``measure``: "overlap@K", "rbo" (at the
+        headline k), or "pNN latency" (1 where the shadow took more than ``ratio`` times the live
+        query's time, else 0: the pNN of the per-query ratio is at most ``ratio`` exactly when at most
+        1 - NN/100 of the queries are that slow)."""
+        if measure.startswith("overlap@"):
+            k = int(measure.split("@")[1])
+            self.overlap_at(k)  # refuses a cut-off deeper than the queries asked for
+            return np.asarray([overlap_at_k(r.live_ids, r.shadow_ids, k) for r in self._records if r.k >= k])
+        if measure == "rbo":
+            k = self.k
+            return np.asarray([rbo_ext(r.live_ids[:k], r.shadow_ids[:k]) for r in self._records if r.k >= k])
+        if measure.endswith("latency") and ratio is not None:
+            return np.asarray([float(r.shadow_ms > ratio * r.live_ms) for r in self._records])
+        raise ValueError(f"no per-query values for {measure!r}")
+
+    def sequential(self, measure: str, op: str, value: float, alpha: float) -> SequentialTest:
+        """The always-valid test of the clause ``traffic MEASURE OP VALUE`` (see ``always_valid``)."""
+        above = op in (">=", ">")
+        if measure.endswith("latency"):
+            share = 1.0 - int(measure[1:].split()[0]) / 100.0
+            # "pNN latency <= r": at most 1 - NN/100 of the queries slower than r x live: the indicator's mean below
+            return always_valid(self.per_query(measure, value), share, "above" if above else "below", alpha, measure)
+        return always_valid(self.per_query(measure), value, "above" if above else "below", alpha, measure)
+
     def latency_ratio(self, percentile: int) -> float:
         """Shadow latency over live latency at one percentile."""
         live = _percentile([r.live_ms for r in self._records], percentile)
@@ -121,6 +167,118 @@ class TrafficSummary:
             },
             "most_changed": [c.__dict__ for c in self.most_changed],
         }
+
+
+SEQUENTIAL_METHOD = "always-valid betting e-process (Waudby-Smith & Ramdas 2024), valid under repeated looks"
+_TRUNCATION = 0.5
+"""Bets are capped at half the capital that could be lost on one query, as the paper recommends."""
+_BISECTIONS = 20
+"""Halvings of [0, 1] that find the confidence bound (to 1e-6; the bound reported is the outer end)."""
+
+
+@dataclass(frozen=True)
+class SequentialTest:
+    """A traffic clause's always-valid test: is the mean of a per-query measure above (below) a threshold?"""
+
+    measure: str
+    side: str
+    """"above": the clause holds when the mean exceeds the threshold; "below": when it is under it."""
+    threshold: float
+    alpha: float
+    n: int
+    estimate: float
+    """The mean so far (the latency clauses': the share of queries slower than the allowed ratio)."""
+    p_value: float
+    """Always valid: the chance, were the clause false, that the capital ever got this high."""
+    bound: float
+    """The always-valid (1 - alpha) confidence bound of the mean: lower for "above", upper for "below"."""
+    method: str = SEQUENTIAL_METHOD
+
+    @property
+    def holds(self) -> bool:
+        return self.p_value < self.alpha
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "measure": self.measure,
+            "side": self.side,
+            "threshold": self.threshold,
+            "alpha": self.alpha,
+            "n": self.n,
+            "estimate": _round(self.estimate),
+            "p_value": None if self.p_value != self.p_value else float(self.p_value),
+            "bound": _round(self.bound),
+            "method": self.method,
+        }
+
+
+def _log_capital_paths(y: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
+    """log capital after each query (rows) per candidate mean ``m`` (columns), betting the mean of ``y`` exceeds it.
+
+    The stake is the predictable plug-in of Waudby-Smith & Ramdas (its one-sided form): it reads
+    only the queries before the current one, so the product stays a supermartingale under the null.
+    """
+    t = np.arange(1, y.size + 1, dtype=np.float64)
+    mean = (0.5 + np.cumsum(y)) / (t + 1)
+    var = (0.25 + np.cumsum((y - mean) ** 2)) / (t + 1)
+    previous_var = np.concatenate(([0.25], var[:-1]))
+    stake = np.sqrt(2 * np.log(1 / alpha) / (previous_var * t * np.log1p(t)))
+    cap = np.where(m > 0, _TRUNCATION / np.maximum(m, 1e-12), np.inf)
+    lam = np.minimum(stake[:, None], cap[None, :])
+    # 1 + lam * (y - m) >= 1 - _TRUNCATION > 0: lam <= 0.5 / m and y - m >= -m
+    return np.cumsum(np.log1p(lam * (y[:, None] - m[None, :])), axis=0)
+
+
+def _oriented(values: Any, threshold: float, side: str) -> tuple[np.ndarray, float]:
+    """The values and threshold turned so that the clause holds when the mean is *above*: "below m" is
+    "above 1 - m" for 1 - x."""
+    if side not in ("above", "below"):
+        raise ValueError(f"side must be 'above' or 'below', got {side!r}")
+    x = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    return (1.0 - x, 1.0 - threshold) if side == "below" else (x, threshold)
+
+
+def capital_path(values: Any, threshold: float, side: str, alpha: float = 0.05) -> np.ndarray:
+    """log of the test's capital after each query: the always-valid p-value after query t is
+    ``exp(-max(0, path[:t + 1].max()))``, and the clause holds at a look once the capital reached 1/alpha."""
+    y, m = _oriented(values, threshold, side)
+    return _log_capital_paths(y, np.asarray([m]), alpha)[:, 0]
+
+
+def _highest(y: np.ndarray, m: float, alpha: float) -> float:
+    """log of the highest capital reached so far (at least 0: the start) against the candidate mean ``m``."""
+    return max(0.0, float(_log_capital_paths(y, np.asarray([m]), alpha).max())) if y.size else 0.0
+
+
+def _bound(y: np.ndarray, alpha: float) -> float:
+    """The always-valid lower confidence bound of the mean of ``y``: the largest candidate mean rejected so far.
+
+    Every bet's factor 1 + lam (y - m) falls as m rises, so the capital does too and the rejected means
+    are an interval [0, bound): bisection finds its end; the lower end of the last bracket is returned.
+    """
+    level = np.log(1 / alpha)
+    if _highest(y, 0.0, alpha) < level:
+        return 0.0
+    low, high = 0.0, 1.0  # low rejected; high = 1 never is (no value exceeds it)
+    for _ in range(_BISECTIONS):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _highest(y, mid, alpha) >= level else (low, mid)
+    return low
+
+
+def always_valid(values: Any, threshold: float, side: str, alpha: float, measure: str = "") -> SequentialTest:
+    """The always-valid test that the mean of ``values`` (in [0, 1], in arrival order) is ``side`` ``threshold``.
+
+    The p-value may be read after every query, as often as wanted: the chance that it ever falls
+    below ``alpha`` while the clause is false is at most ``alpha``.
+    """
+    y, m = _oriented(values, threshold, side)
+    # a mean above the top of the scale cannot be shown, nor anything from no queries
+    p = 1.0 if m >= 1 or not y.size else float(min(1.0, np.exp(-_highest(y, m, alpha))))
+    bound = _bound(y, alpha)
+    estimate = float(np.mean(values)) if y.size else float("nan")
+    flipped = side == "below"
+    return SequentialTest(measure, side, threshold, alpha, int(y.size), estimate, p, 1.0 - bound if flipped else bound)
 
 
 def summarize(collection: str, records: list[Any], worst: int = 10) -> TrafficSummary:

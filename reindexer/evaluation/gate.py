@@ -7,15 +7,17 @@ scores do not.
 Grammar (keywords and metric names are case-insensitive)::
 
     gate         := clause ("and" clause)*
-    clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance) | traffic
+    clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance | power) | traffic
     PIPELINE     := "dense" | "hybrid" | "dense+rerank" | "hybrid+rerank"
                   | "lexical" (lexical only after "vs")
     threshold    := METRIC OP NUMBER
-    traffic      := "traffic" ( "overlap@" K | "rbo" ) OP NUMBER
-                  | "traffic" "p" PCT "latency" OP NUMBER "x"
+    traffic      := "traffic" ( "overlap@" K | "rbo" ) OP NUMBER [level]
+                  | "traffic" "p" PCT "latency" OP NUMBER "x" [level]
                   | "traffic" "queries" OP NUMBER
+    level        := "at" "p" ("<" | "<=") NUMBER     (on a traffic clause: OP an inequality)
     significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUMBER
                   | [METRIC] "significantly" "better" "at" "p" ("<" | "<=") NUMBER
+    power        := METRIC "power" "for" NUMBER ["at" "p" ("<" | "<=") NUMBER] (">=" | ">") NUMBER
     METRIC       := NAME "@" K     ndcg, recall, precision (p), mrr, map, hit_rate (success, hit)
     OP           := ">=" | ">" | "<=" | "<" | "=="
     NUMBER       := a decimal such as 0, -0.005, .01, 1e-3 (after "p": a level in (0, 1))
@@ -38,13 +40,47 @@ Meaning:
   most 1.2 times the live one's on the same queries.
 - ``traffic queries >= 500``: at least that many mirrored queries; without
   any, every traffic clause fails.
+- With a level (``traffic overlap@10 >= 0.6 at p < 0.05``) a traffic clause is
+  judged by an always-valid sequential test (reindexer.traffic.always_valid):
+  it passes once the always-valid p-value of "the clause is false" is below the
+  level, and the chance that it ever passes a false clause stays at most the
+  level however often the gate is evaluated as mirrored traffic accumulates.
+  ``traffic p95 latency <= 1.2x at p < 0.05`` is then tested per query: at most
+  5% of queries take the shadow more than 1.2 times their live time. Without a
+  level the point estimate decides, as before, and the reason says that it is
+  not valid under repeated looks, with the always-valid p-value beside it.
 - With a pipeline in front (``hybrid ndcg@10 >= 0``) a judged clause compares
   the candidate's hybrid pipeline with the baseline's; ``dense vs hybrid
   ndcg@10 >= 0`` compares the candidate's dense retrieval with the baseline's
   hybrid pipeline, and ``dense vs lexical ...`` with BM25 alone. A clause with no
   pipeline judges dense against dense. A significance clause with no metric
   applies to the metrics named by thresholds of the same pipelines.
+- ``ndcg@10 power for 0.01 >= 0.8``: this query set's paired test of nDCG@10
+  (at the level of the gate's significance clause on that metric and pipelines,
+  else ``at p < ...`` when written, else 0.05; two-sided) detects a true change
+  of 0.01 with probability at least 0.8, computed from the observed variance of
+  the per-query differences (reindexer.evaluation.power). The metric is required
+  in front: a power clause is always about one metric. The change is an absolute
+  delta (> 0) and the power a probability in (0, 1).
 - All clauses must hold.
+
+Verdicts: a gate *passes* when every clause holds, *fails* when a clause is
+contradicted by the data (a threshold missed, a significant drop, no significant
+gain), and is *inconclusive* otherwise, when the query set is too small to decide:
+
+- a power clause that is not met is INCONCLUSIVE (too few queries, not a bad candidate);
+- a "not significantly worse" clause whose test is *under-powered* is INCONCLUSIVE
+  rather than PASS. Under-powered: the gate declares the smallest drop that matters
+  for that metric and pipelines (the change of its power clause, else the margin
+  ``m`` of a threshold ``METRIC >= -m``), and the minimum detectable effect (MDE)
+  of the query set at 80% power and the clause's level is larger than that drop,
+  so a drop that matters would go unseen more often than one time in five. A
+  candidate that is significantly *better* is not inconclusive (a gain was seen).
+  ``Gate.parse(..., allow_underpowered=True)`` (``--allow-underpowered``) reports
+  such a clause as PASS, saying it is under-powered. Without a declared drop
+  (``ndcg@10 >= 0``) the clause is judged as before and its reason states the MDE.
+
+An inconclusive gate refuses promotion like a failed one (GateRefusedError, exit 6).
 
 Multiplicity: every significance test the gate's significance clauses read, over
 all their metrics, pipelines and candidates (one evaluation's ``evaluate_all``),
@@ -93,18 +129,22 @@ def check_correction(correction: str) -> str:
 
 
 GRAMMAR = """gate         := clause ("and" clause)*
-clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance) | traffic
+clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance | power) | traffic
 PIPELINE     := dense | hybrid | dense+rerank | hybrid+rerank | lexical (lexical only after vs: it uses no model)
 threshold    := METRIC OP NUMBER
 traffic      := "traffic" (overlap@K | rbo | queries) OP NUMBER | "traffic" pNN "latency" OP NUMBER "x"
+                (overlap, rbo and latency may end with "at" "p" ("<" | "<=") LEVEL: always valid under repeated looks)
 significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUMBER
               | [METRIC] "significantly" "better" "at" "p" ("<" | "<=") NUMBER
+power        := METRIC "power" "for" CHANGE ["at" "p" ("<" | "<=") LEVEL] (">=" | ">") POWER
+                (the metric is required; CHANGE > 0 is an absolute delta; POWER in (0, 1), e.g. 0.8)
 METRIC       := ndcg@K | recall@K | precision@K | mrr@K | map@K | hit_rate@K
 OP           := ">=" | ">" | "<=" | "<" | "=="
 NUMBER       := the allowed delta (candidate - baseline), e.g. -0.005; after "p": a level in (0, 1), e.g. 0.05
 example: ndcg@10 >= -0.005 and not significantly worse at p < 0.05
+power example: ndcg@10 >= -0.005 and not significantly worse at p < 0.05 and ndcg@10 power for 0.01 >= 0.8
 pipeline example: hybrid ndcg@10 >= 0 and dense vs lexical ndcg@10 >= 0
-traffic example: traffic overlap@10 >= 0.6 and traffic p95 latency <= 1.2x"""
+traffic example: traffic overlap@10 >= 0.6 at p < 0.05 and traffic p95 latency <= 1.2x at p < 0.05"""
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
@@ -190,6 +230,41 @@ class Significance:
         return p_value <= self.alpha if self.inclusive else p_value < self.alpha
 
 
+POWER_ALPHA = 0.05
+"""The level a power clause uses when it names none and no significance clause reads its metric."""
+
+
+@dataclass(frozen=True)
+class Power:
+    """``METRIC power for CHANGE [at p < LEVEL] >= TARGET``: the query set can see a change of that size."""
+
+    metric: str
+    effect: float
+    """The absolute change of the metric (candidate - baseline) to detect, > 0."""
+    op: str
+    """">=" or ">"."""
+    target: float
+    """The power required, in (0, 1)."""
+    alpha: float | None = None
+    """The two-sided level; None: the gate's significance clause's on the metric, else POWER_ALPHA."""
+    inclusive: bool = False
+    pipeline: str | None = None
+    versus: str | None = None
+
+    def __str__(self) -> str:
+        level = "" if self.alpha is None else f" at p {'<=' if self.inclusive else '<'} {self.alpha:g}"
+        return f"{_pipelines_prefix(self)}{self.metric} power for {self.effect:g}{level} {self.op} {self.target:g}"
+
+    @property
+    def pair(self) -> tuple[str | None, str | None]:
+        return self.pipeline, self.versus
+
+
+DEFAULT_TRAFFIC_LEVEL = 0.05
+"""The level a traffic clause without ``at p < ...`` shows its always-valid p-value and bound at."""
+POINT_METHOD = "point estimate (not valid under repeated looks)"
+
+
 @dataclass(frozen=True)
 class TrafficClause:
     """A clause over mirrored live traffic (reindexer.traffic.TrafficSummary)."""
@@ -197,13 +272,25 @@ class TrafficClause:
     measure: str  # "overlap@K", "rbo", "queries", or "pNN latency"
     op: str
     value: float
+    alpha: float | None = None
+    """``... at p < ALPHA``: judged by the always-valid sequential test (reindexer.traffic.always_valid),
+    valid however often the gate is evaluated as traffic accumulates; None: by the point estimate."""
+    inclusive: bool = False
 
     @property
     def is_latency(self) -> bool:
         return self.measure.endswith("latency")
 
+    @property
+    def sequential(self) -> bool:
+        return self.alpha is not None
+
+    def p_holds(self, p_value: float) -> bool:
+        return self.alpha is not None and (p_value <= self.alpha if self.inclusive else p_value < self.alpha)
+
     def __str__(self) -> str:
-        return f"traffic {self.measure} {self.op} {self.value:g}{'x' if self.is_latency else ''}"
+        level = "" if self.alpha is None else f" at p {'<=' if self.inclusive else '<'} {self.alpha:g}"
+        return f"traffic {self.measure} {self.op} {self.value:g}{'x' if self.is_latency else ''}{level}"
 
     def measured(self, traffic: Any) -> float:
         if self.measure == "queries":
@@ -215,10 +302,11 @@ class TrafficClause:
         return traffic.latency_ratio(int(self.measure[1:].split()[0]))
 
 
-Clause = Threshold | Significance | TrafficClause
+Judged = Threshold | Significance | Power
+Clause = Threshold | Significance | Power | TrafficClause
 
 
-def _pipelines_prefix(clause: Threshold | Significance) -> str:
+def _pipelines_prefix(clause: Judged) -> str:
     if clause.pipeline is None:
         return ""
     return f"{clause.pipeline} vs {clause.versus} " if clause.versus else f"{clause.pipeline} "
@@ -245,6 +333,14 @@ class SignificanceVerdict:
     """After the gate's multiplicity correction over its family of tests; what the clause compares."""
     verdict: str
     holds: bool
+    mde: float = math.nan
+    """The query set's minimum detectable effect at 80% power and the clause's level (NaN: unknown)."""
+    margin: float | None = None
+    """The smallest drop that matters, as the gate declares it (a power clause's change or a threshold's margin)."""
+    underpowered: bool = False
+    """``mde`` > ``margin``: a drop that matters would go unseen more than one time in five."""
+    inconclusive: bool = False
+    """Not significantly worse, but under-powered (and not allowed): neither a pass nor a fail."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -257,28 +353,49 @@ class SignificanceVerdict:
             "p_adjusted": _finite(self.p_adjusted),
             "verdict": self.verdict,
             "holds": self.holds,
+            "mde": _finite(self.mde),
+            "margin": self.margin,
+            "underpowered": self.underpowered,
+            "inconclusive": self.inconclusive,
         }
+
+
+VERDICTS = ("pass", "fail", "inconclusive")
 
 
 @dataclass(frozen=True)
 class GateDecision:
     passed: bool
     reasons: list[str] = field(default_factory=list)
-    """One line per clause: 'PASS ...' or 'FAIL ...' with the measured value and the threshold."""
+    """One line per clause: 'PASS ...', 'FAIL ...' or 'INCONCLUSIVE ...' with the measured value and the threshold."""
     correction: str = "holm"
     """The gate's multiplicity correction (CORRECTIONS)."""
     family_size: int = 0
     """How many significance tests were corrected together (every candidate's of one evaluation)."""
     significance: list[SignificanceVerdict] = field(default_factory=list)
     """Every significance test this candidate's clauses read, in the order of the reasons."""
+    verdict: str = ""
+    """"pass", "fail" or "inconclusive" (the query set too small to decide; refused like a fail);
+    by default "pass" or "fail" as ``passed`` says."""
+    traffic: list[Any] = field(default_factory=list)
+    """The always-valid test of each traffic clause on overlap, RBO or latency (reindexer.traffic.SequentialTest),
+    its ``method`` saying whether it decided the clause or the point estimate did."""
+
+    def __post_init__(self) -> None:
+        verdict = self.verdict or ("pass" if self.passed else "fail")
+        if verdict not in VERDICTS or self.passed != (verdict == "pass"):
+            raise ValueError(f"a decision that {'passed' if self.passed else 'did not pass'} cannot be {verdict!r}")
+        object.__setattr__(self, "verdict", verdict)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "passed": self.passed,
+            "verdict": self.verdict,
             "reasons": list(self.reasons),
             "correction": self.correction,
             "family_size": self.family_size,
             "significance": [v.as_dict() for v in self.significance],
+            "traffic": [t.as_dict() for t in self.traffic],
         }
 
 
@@ -295,7 +412,7 @@ _TestKey = tuple[str, str, str, str]
 """(candidate, candidate's pipeline, baseline's pipeline, metric): one test of a gate's family."""
 
 
-def _resolved(clause: Threshold | Significance) -> tuple[str, str]:
+def _resolved(clause: Judged) -> tuple[str, str]:
     """The (candidate, baseline) pipelines a judged clause compares."""
     candidate = clause.pipeline or "dense"
     return candidate, clause.versus or candidate
@@ -380,7 +497,10 @@ class _Parser:
         clause = self.judged()
         return clause if pipeline is None else replace(clause, pipeline=pipeline, versus=versus)
 
-    def judged(self) -> Threshold | Significance:
+    def at_word(self, word: str) -> bool:
+        return self.tok.kind == "word" and self.tok.text.lower() == word
+
+    def judged(self) -> Judged:
         metric = None
         if self.tok.kind == "metric":
             metric = self.metric()
@@ -388,8 +508,16 @@ class _Parser:
                 op = self.tok.text
                 self.i += 1
                 return Threshold(metric, op, self.number("a number (the allowed delta, e.g. -0.005)"))
+            if self.at_word("power"):
+                return self.power(metric)
             if self.tok.kind != "word":
                 self.fail("a comparison operator (>=, >, <=, <, ==) or 'not significantly worse'")
+        elif self.at_word("power"):
+            _fail(
+                self.text,
+                self.tok.column,
+                "a power clause needs the metric it is about in front, as in 'ndcg@10 power for 0.01 >= 0.8'",
+            )
         elif self.tok.kind != "word":
             self.fail("a metric such as 'ndcg@10' or 'not significantly worse'")
         return self.significance(metric)
@@ -422,7 +550,12 @@ class _Parser:
         value = self.number("a number")
         if measure.endswith("latency"):
             self.word("x")
-        return TrafficClause(measure, op, value)
+        if not self.at_word("at"):
+            return TrafficClause(measure, op, value)
+        if measure == "queries" or op == "==":
+            self.fail("'and' or the end of the gate ('at p < ...' goes with overlap, rbo and latency and <, <=, >, >=)")
+        alpha, inclusive = self.level()
+        return TrafficClause(measure, op, value, alpha, inclusive)
 
     def significance(self, metric: str | None) -> Significance:
         negated = self.word("not", "significantly") == "not"
@@ -431,6 +564,11 @@ class _Parser:
             self.word("worse")
         else:
             self.word("better")
+        alpha, inclusive = self.level()
+        return Significance(better=not negated, alpha=alpha, inclusive=inclusive, metric=metric)
+
+    def level(self) -> tuple[float, bool]:
+        """``"at" "p" ("<" | "<=") NUMBER``: a significance level in (0, 1), and whether it is inclusive."""
         self.word("at")
         self.word("p")
         if self.tok.kind != "op" or self.tok.text not in ("<", "<="):
@@ -441,11 +579,47 @@ class _Parser:
         alpha = self.number("a significance level such as 0.05")
         if not 0 < alpha < 1:
             _fail(self.text, column, f"the significance level must be in (0, 1), such as 0.05; got {alpha:g}")
-        return Significance(better=not negated, alpha=alpha, inclusive=inclusive, metric=metric)
+        return alpha, inclusive
+
+    def power(self, metric: str) -> Power:
+        """After the metric: ``"power" "for" CHANGE ["at" "p" ("<" | "<=") LEVEL] (">=" | ">") POWER``."""
+        self.word("power")
+        self.word("for")
+        column = self.tok.column
+        effect = self.number("the absolute change to detect, such as 0.01 (as in 'ndcg@10 power for 0.01 >= 0.8')")
+        if not effect > 0:
+            _fail(
+                self.text,
+                column,
+                f"the change to detect must be positive, an absolute change of the metric such as 0.01; got {effect:g}",
+            )
+        alpha, inclusive = self.level() if self.at_word("at") else (None, False)
+        if self.tok.kind != "op" or self.tok.text not in (">=", ">"):
+            self.fail("'>=' or '>' and the power required, as in '>= 0.8'")
+        op = self.tok.text
+        self.i += 1
+        column = self.tok.column
+        target = self.number("the power required, such as 0.8")
+        if not 0 < target < 1:
+            _fail(self.text, column, f"the power required must be in (0, 1), such as 0.8; got {target:g}")
+        return Power(metric, effect, op, target, alpha, inclusive)
 
 
 def _signed(x: float) -> str:
     return f"{x:+.4f}"
+
+
+def _change(x: float) -> str:
+    """A minimum detectable effect: 'none (too few queries)' when no change is detectable."""
+    return "none (too few queries for the test to reach its level)" if math.isinf(x) else f"{x:.4f}"
+
+
+_ORDER = ("PASS", "INCONCLUSIVE", "FAIL")
+
+
+def _worst(statuses: Any) -> str:
+    """A fail outweighs an inconclusive, which outweighs a pass."""
+    return max(statuses, key=_ORDER.index, default="PASS")
 
 
 @dataclass(frozen=True)
@@ -456,12 +630,15 @@ class Gate:
     clauses: tuple[Clause, ...]
     correction: str = "holm"
     """How the significance tests of one evaluation are corrected for multiplicity (CORRECTIONS)."""
+    allow_underpowered: bool = False
+    """Judge a "not significantly worse" clause on an under-powered query set as PASS, not INCONCLUSIVE."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "correction", check_correction(self.correction))
 
     @classmethod
-    def parse(cls, text: str, correction: str = "holm") -> Gate:
+    def parse(cls, text: str, correction: str = "holm", allow_underpowered: bool = False) -> Gate:
+        """``correction`` of the significance tests (CORRECTIONS); ``allow_underpowered``: see the module's Verdicts."""
         correction = check_correction(correction)
         clauses = _Parser(text).parse()
         for c in clauses:
@@ -475,7 +652,7 @@ class Gate:
                     hint="put the metric in front ('ndcg@10 not significantly worse at p < 0.05') "
                     "or add a threshold clause ('ndcg@10 >= -0.005 and ...')",
                 )
-        return cls(text.strip(), tuple(clauses), correction)
+        return cls(text.strip(), tuple(clauses), correction, bool(allow_underpowered))
 
     @property
     def metrics(self) -> list[str]:
@@ -558,7 +735,7 @@ class Gate:
         size = sum(math.isfinite(t.p_value) for t in family.values())
         return {name: self._judge(name, given, adjusted, size) for name, given in candidates.items()}
 
-    def _tests_of(self, given: GateInput, clause: Threshold | Significance) -> Mapping[str, PairedTest]:
+    def _tests_of(self, given: GateInput, clause: Judged) -> Mapping[str, PairedTest]:
         candidate, baseline = _resolved(clause)
         if given.pipelines is not None:
             found = given.pipelines(candidate, baseline)
@@ -604,12 +781,17 @@ class Gate:
         return family
 
     def _judge(self, name: str, given: GateInput, adjusted: Mapping[_TestKey, float], size: int) -> GateDecision:
-        passed, reasons, verdicts = True, [], []
+        statuses, reasons, verdicts, traffic_tests = [], [], [], []
         for clause in self.clauses:
             if isinstance(clause, TrafficClause):
-                ok, detail = self._traffic(clause, given.traffic)
+                ok, detail, sequential = self._traffic(clause, given.traffic)
+                traffic_tests += [sequential] if sequential is not None else []
+                status = "PASS" if ok else "FAIL"
             elif isinstance(clause, Threshold):
                 ok, detail = self._threshold(clause, self._tests_of(given, clause)[clause.metric])
+                status = "PASS" if ok else "FAIL"
+            elif isinstance(clause, Power):
+                status, detail = self._power(clause, self._tests_of(given, clause)[clause.metric])
             else:
                 tests = self._tests_of(given, clause)
                 found = [
@@ -617,23 +799,42 @@ class Gate:
                     for m in self._significance_metrics(clause)
                 ]
                 verdicts += found
-                ok = all(v.holds for v in found)
+                status = _worst("PASS" if v.holds else "INCONCLUSIVE" if v.inconclusive else "FAIL" for v in found)
                 detail = "; ".join(self._significance_detail(v, size) for v in found)
-            passed &= ok
-            reasons.append(f"{'PASS' if ok else 'FAIL'} {clause}: {detail}")
-        return GateDecision(passed, reasons, self.correction, size, verdicts)
+            statuses.append(status)
+            reasons.append(f"{status} {clause}: {detail}")
+        verdict = _worst(statuses).lower()
+        return GateDecision(verdict == "pass", reasons, self.correction, size, verdicts, verdict, traffic_tests)
 
     @staticmethod
-    def _traffic(clause: TrafficClause, traffic: Any) -> tuple[bool, str]:
+    def _traffic(clause: TrafficClause, traffic: Any) -> tuple[bool, str, Any]:
+        """(holds, reason, the always-valid test or None): a clause with a level is judged by its
+        sequential test; one without by the point estimate, its always-valid p-value shown beside it."""
         if traffic is None or traffic.queries == 0:
-            return False, "no mirrored queries for this shadow (run the Searcher or `reindex serve` with shadow_sample)"
+            why = "no mirrored queries for this shadow (run the Searcher or `reindex serve` with shadow_sample)"
+            return False, why, None
+        unit = "x" if clause.is_latency else ""
+        if clause.measure == "queries":
+            value = clause.measured(traffic)
+            ok = _OPS[clause.op](value, clause.value)
+            return ok, f"{value:.0f} {'meets' if ok else 'misses'} {clause.op} {clause.value:g}", None
+        test = traffic.sequential(clause.measure, clause.op, clause.value, clause.alpha or DEFAULT_TRAFFIC_LEVEL)
+        shown = "share slower than " + f"{clause.value:g}x live" if clause.is_latency else clause.measure
+        bound = f"{'lower' if test.side == 'above' else 'upper'} {1 - test.alpha:.0%} bound {test.bound:.4f}"
+        if clause.sequential:
+            ok = clause.p_holds(test.p_value)
+            met = f"{test.estimate:.4f} ({shown}), always-valid p = {test.p_value:.4g}"
+            return ok, (
+                f"{met} {'<' if ok else '>='} {clause.alpha:g}, {bound}, over {test.n} mirrored queries "
+                f"[{test.method}]"
+            ), replace(test, alpha=clause.alpha)  # fmt: skip
         value = clause.measured(traffic)
         ok = value == value and _OPS[clause.op](value, clause.value)  # NaN never passes
-        unit = "x" if clause.is_latency else ""
         return ok, (
             f"{value:.4f}{unit} {'meets' if ok else 'misses'} {clause.op} {clause.value:g}{unit} "
-            f"over {traffic.queries} mirrored queries"
-        )
+            f"over {traffic.queries} mirrored queries [{POINT_METHOD}; always-valid p = {test.p_value:.4g} "
+            f"({shown}), add 'at p < {DEFAULT_TRAFFIC_LEVEL:g}' to decide by it]"
+        ), replace(test, method=POINT_METHOD)  # fmt: skip
 
     @staticmethod
     def _threshold(clause: Threshold, test: PairedTest) -> tuple[bool, str]:
@@ -644,8 +845,7 @@ class Gate:
         )
         return ok, detail
 
-    @staticmethod
-    def _verdict(clause: Significance, metric: str, test: PairedTest, p_adjusted: float) -> SignificanceVerdict:
+    def _verdict(self, clause: Significance, metric: str, test: PairedTest, p_adjusted: float) -> SignificanceVerdict:
         significant = clause.significant(p_adjusted)
         if clause.better:
             holds = test.delta > 0 and significant
@@ -654,12 +854,83 @@ class Gate:
             holds = not (test.delta < 0 and significant)
             verdict = "not significantly worse" if holds else "significantly worse"
         candidate, baseline = _resolved(clause)
-        return SignificanceVerdict(
+        found = SignificanceVerdict(
             str(clause), metric, candidate, baseline, test.delta, test.p_value, p_adjusted, verdict, holds
         )
+        return self._powered(found, clause, test, gained=test.delta > 0 and significant)
+
+    # --- power: the power clause and under-powered "not significantly worse" clauses ----------------------------
+
+    def _margin(self, clause: Significance | Power, metric: str) -> float | None:
+        """The smallest drop of ``metric`` that matters to this gate, on the clause's pipelines, if it declares one:
+        the change of its power clause (the smallest, with several), else the margin ``m`` of ``metric >= -m``."""
+        pair = _resolved(clause)
+        same = [c for c in self.clauses if not isinstance(c, TrafficClause) and c.metric == metric]
+        same = [c for c in same if _resolved(c) == pair]
+        effects = [c.effect for c in same if isinstance(c, Power)]
+        if effects:
+            return min(effects)
+        floors = [c.value for c in same if isinstance(c, Threshold) and c.op in (">=", ">")]
+        return -max(floors) if floors and max(floors) < 0 else None
+
+    def _powered(
+        self, v: SignificanceVerdict, clause: Significance, test: PairedTest, *, gained: bool
+    ) -> SignificanceVerdict:
+        """``v`` with the query set's MDE at the clause's level; a "not significantly worse" that holds on an
+        under-powered set (MDE > the declared drop that matters) is inconclusive, unless the candidate
+        significantly gained or the gate allows it."""
+        mde = test.mde_at(clause.alpha)
+        margin = None if clause.better else self._margin(clause, v.metric)
+        underpowered = margin is not None and mde > margin  # an unknown (NaN) MDE is never under-powered
+        if not (underpowered and v.holds and not gained):
+            return replace(v, mde=mde, margin=margin, underpowered=underpowered)
+        if self.allow_underpowered:
+            verdict = "not significantly worse (under-powered, allowed)"
+            return replace(v, mde=mde, margin=margin, underpowered=True, verdict=verdict)
+        return replace(v, mde=mde, margin=margin, underpowered=True, verdict="inconclusive", holds=False,
+                       inconclusive=True)  # fmt: skip
+
+    def _power_alpha(self, clause: Power) -> float:
+        """A power clause's level: its own, else the strictest significance clause's reading its metric, else 0.05."""
+        if clause.alpha is not None:
+            return clause.alpha
+        pair = _resolved(clause)
+        levels = [
+            c.alpha
+            for c in self.clauses
+            if isinstance(c, Significance) and _resolved(c) == pair and clause.metric in self._significance_metrics(c)
+        ]
+        return min(levels, default=POWER_ALPHA)
+
+    def _power(self, clause: Power, test: PairedTest) -> tuple[str, str]:
+        """PASS when the power clause holds; INCONCLUSIVE (the query set is too small to decide) when not."""
+        alpha = self._power_alpha(clause)
+        power = test.power_for(clause.effect, alpha)
+        ok = power == power and _OPS[clause.op](power, clause.target)  # NaN (no per-query variance) never holds
+        if power != power:
+            return "INCONCLUSIVE", "the comparison carries no per-query variance to compute a power from"
+        mde = test.mde_at(alpha, clause.target)
+        detail = (
+            f"power {power:.3f} to detect a change of {clause.effect:g} at p < {alpha:g} (two-sided) over {test.n} "
+            f"queries (sd of per-query differences {test.sd_diff:.4f}); the smallest change detectable with "
+            f"power {clause.target:g} is {_change(mde)}"
+        )
+        return ("PASS" if ok else "INCONCLUSIVE"), detail if ok else f"{detail}: judge on more queries"
 
     def _significance_detail(self, v: SignificanceVerdict, size: int) -> str:
-        return f"{v.metric} delta {_signed(v.delta)}, {self._p_text(v.p_value, v.p_adjusted, size)} ({v.verdict})"
+        text = f"{v.metric} delta {_signed(v.delta)}, {self._p_text(v.p_value, v.p_adjusted, size)}"
+        mde = f"{_change(v.mde)} at 80% power"
+        if v.inconclusive:
+            return (
+                f"{text} (inconclusive: not significantly worse, but under-powered: the smallest change this query "
+                f"set detects with 80% power at the clause's level is {_change(v.mde)}, more than the {v.margin:g} "
+                "that matters; "
+                "judge on more queries, or accept the risk with --allow-underpowered)"
+            )
+        if math.isnan(v.mde):
+            return f"{text} ({v.verdict})"
+        more = f", more than the {v.margin:g} that matters" if v.underpowered else ""
+        return f"{text} ({v.verdict}), MDE {mde}{more}"
 
     def _p_text(self, p_value: float, p_adjusted: float, size: int) -> str:
         """'p = 0.012, Holm-adjusted 0.036 over 3 tests' (with this gate's correction)."""

@@ -14,6 +14,8 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from reindexer.evaluation.gate import CORRECTIONS, Gate, GateDecision
+from reindexer.evaluation.power import METHOD as POWER_METHOD
+from reindexer.evaluation.power import POWER
 from reindexer.evaluation.runner import Comparison, EvaluationResult, UnlabelledResult
 from reindexer.evaluation.svg import histogram, interval_plot
 
@@ -27,6 +29,7 @@ METHODS = {
     "delta": "mean of per-query (candidate - baseline)",
     "interval": "percentile bootstrap over queries",
     "p_value": "paired randomisation (sign-flip) test, two-sided",
+    "mde": f"minimum detectable effect at alpha = 1 - confidence and {POWER:.0%} power: {POWER_METHOD}",
 }
 
 
@@ -48,13 +51,45 @@ def _family_size(decisions: dict[str, GateDecision]) -> int:
 def gate_test_rows(gate: Gate, decisions: dict[str, GateDecision]) -> tuple[list[str], list[list[str]]]:
     """The gate's significance tests, raw and adjusted p-values side by side: one row per clause and metric."""
     adjusted = "p (uncorrected)" if gate.correction == "none" else f"{CORRECTIONS[gate.correction]}-adjusted p"
-    header = ["candidate", "clause", "metric", "delta", "p", adjusted, "verdict"]
+    header = ["candidate", "clause", "metric", "delta", "p", adjusted, "verdict", f"MDE ({POWER:.0%} power)"]
     rows = [
-        [name, v.clause, v.metric, _d(v.delta), _p(v.p_value), _p(v.p_adjusted), v.verdict]
+        [name, v.clause, v.metric, _d(v.delta), _p(v.p_value), _p(v.p_adjusted), v.verdict, _mde(v.mde)]
         for name, d in decisions.items()
         for v in d.significance
     ]
     return header, rows
+
+
+def _mde(x: float) -> str:
+    """A minimum detectable effect: '-' when unknown, 'none' when the query set cannot detect any change."""
+    if math.isnan(x):
+        return "-"
+    return "none (too few queries)" if math.isinf(x) else f"{x:.4f}"
+
+
+def power_line(result: EvaluationResult) -> str:
+    """What the MDE column means, in one sentence."""
+    alpha = 1 - result.confidence
+    return (
+        f"MDE: the smallest true delta this query set detects with {POWER:.0%} power by a two-sided test at "
+        f"alpha {alpha:.2g} ({len(result.query_ids)} queries; paired t-test power from the observed per-query "
+        "variance of the differences); a delta smaller than it can go unseen."
+    )
+
+
+def _power_dict(result: EvaluationResult) -> dict[str, Any]:
+    """The query set's power, per comparison and metric: the sd of the per-query differences and the MDE."""
+
+    def metrics(c: Comparison) -> dict[str, Any]:
+        return {m: {"sd_diff": _number(t.sd_diff), "mde": _number(t.mde)} for m, t in c.tests.items()}
+
+    return {
+        "power": POWER,
+        "alpha": round(1 - result.confidence, 12),  # 0.05, not 0.050000000000000044
+        "method": POWER_METHOD,
+        "comparisons": {name: metrics(c) for name, c in result.comparisons.items()},
+        "pairs": {name: metrics(c) for name, c in result.pairs.items()},
+    }
 
 
 def gate_correction_line(gate: Gate, decisions: dict[str, GateDecision]) -> str:
@@ -94,6 +129,7 @@ def to_dict(result: EvaluationResult, gate: Gate | None = None, *, per_query: bo
             "resamples": result.resamples,
             "seed": result.seed,
             "methods": dict(METHODS),
+            "power": _power_dict(result),
         },
         "metrics": {v: {m: _number(x) for m, x in result.means[v].items()} for v in result.versions},
         "intervals": {
@@ -109,8 +145,10 @@ def to_dict(result: EvaluationResult, gate: Gate | None = None, *, per_query: bo
         else {
             "expression": gate.text,
             "correction": gate.correction,
+            "allow_underpowered": gate.allow_underpowered,
             "family_size": _family_size(decisions),
             "passed": all(d.passed for d in decisions.values()),
+            "verdict": _overall(decisions),
             "decisions": {name: d.as_dict() for name, d in decisions.items()},
         },
         "per_query": None
@@ -249,9 +287,15 @@ def headline_line(result: EvaluationResult) -> str:
     )
 
 
+def _overall(decisions: dict[str, GateDecision]) -> str:
+    """The gate's verdict over every candidate: fail, else inconclusive, else pass."""
+    verdicts = {d.verdict for d in decisions.values()}
+    return next((v for v in ("fail", "inconclusive") if v in verdicts), "pass")
+
+
 def _comparison_rows(result: EvaluationResult, c: Comparison) -> tuple[list[str], list[list[str]]]:
     level = f"{round(result.confidence * 100):d}% CI"
-    header = ["metric", c.baseline, c.candidate, "delta", level, "p", "wins / losses / ties"]
+    header = ["metric", c.baseline, c.candidate, "delta", level, "p", "wins / losses / ties", f"MDE ({POWER:.0%})"]
     rows = [
         [
             m,
@@ -261,6 +305,7 @@ def _comparison_rows(result: EvaluationResult, c: Comparison) -> tuple[list[str]
             f"[{_d(t.ci_low)}, {_d(t.ci_high)}]",
             _p(t.p_value),
             f"{t.wins} / {t.losses} / {t.ties}",
+            _mde(t.mde),
         ]
         for m, t in c.tests.items()
     ]
@@ -291,7 +336,7 @@ def pair_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
     """The pipelines' questions, on the headline metric: one row per pair of arms."""
     level = f"{round(result.confidence * 100):d}% CI"
     m = result.headline_metric
-    header = ["candidate", "baseline", m, "delta", level, "p", "wins / losses / ties"]
+    header = ["candidate", "baseline", m, "delta", level, "p", "wins / losses / ties", f"MDE ({POWER:.0%})"]
     rows = []
     for c in result.pairs.values():
         t = c.tests[m]
@@ -304,6 +349,7 @@ def pair_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
                 f"[{_d(t.ci_low)}, {_d(t.ci_high)}]",
                 _p(t.p_value),
                 f"{t.wins} / {t.losses} / {t.ties}",
+                _mde(t.mde),
             ]
         )
     return header, rows
@@ -365,7 +411,7 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns
 def _md_gate(gate: Gate, decisions: dict[str, GateDecision]) -> list[str]:
     lines = ["## Gate", "", f"`{gate.text}`", ""]
     for name, d in decisions.items():
-        lines.append(f"- **{_md_cell(name)}: {'PASS' if d.passed else 'FAIL'}**")
+        lines.append(f"- **{_md_cell(name)}: {d.verdict.upper()}**")
         lines += [f"  - {_md_cell(r)}" for r in d.reasons]
     lines.append("")
     header, rows = gate_test_rows(gate, decisions)
@@ -402,7 +448,8 @@ def to_markdown(result: EvaluationResult, gate: Gate | None = None) -> str:
             lines += ["No query got worse.", ""]
     lines.append(
         f"Deltas are candidate minus baseline; intervals are {METHODS['interval']} "
-        f"({result.resamples} resamples, seed {result.seed}); p-values are from a {METHODS['p_value']}."
+        f"({result.resamples} resamples, seed {result.seed}); p-values are from a {METHODS['p_value']}. "
+        + power_line(result)
     )
     return "\n".join(lines) + "\n"
 
@@ -462,7 +509,7 @@ def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]], text_colum
 def _html_gate(gate: Gate, decisions: dict[str, GateDecision]) -> str:
     parts = [f"<h2>Gate</h2><p><code>{escape(gate.text)}</code></p><ul>"]
     for name, d in decisions.items():
-        cls, word = ("pass", "PASS") if d.passed else ("fail", "FAIL")
+        cls, word = ("pass", "PASS") if d.passed else ("fail", d.verdict.upper())
         reasons = "".join(f"<li>{escape(r)}</li>" for r in d.reasons)
         parts.append(f'<li><strong class="{cls}">{escape(name)}: {word}</strong><ul>{reasons}</ul></li>')
     parts.append("</ul>")
@@ -526,8 +573,8 @@ def to_html(result: EvaluationResult, gate: Gate | None = None, *, title: str = 
         ]
     body.append(
         f"<p><small>Deltas are candidate minus baseline; intervals are {escape(METHODS['interval'])} "
-        f"({result.resamples} resamples, seed {result.seed}); p-values are from a {escape(METHODS['p_value'])}."
-        "</small></p>"
+        f"({result.resamples} resamples, seed {result.seed}); p-values are from a {escape(METHODS['p_value'])}. "
+        f"{escape(power_line(result))}</small></p>"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -17,6 +17,11 @@ All metrics of one comparison share the same resamples and sign vectors, done
 as one matrix product per chunk, so they are consistent with each other and
 cheap. Results are reproducible for a given seed.
 
+Each comparison also states the standard deviation of its per-query differences and
+the minimum detectable effect of the query set: the smallest true mean difference the
+test would detect with 80% power at alpha = 1 - confidence, two-sided
+(reindexer.evaluation.power).
+
 ``adjusted_p_values`` corrects a family of p-values for multiplicity (Holm,
 Benjamini-Hochberg), as statsmodels' ``multipletests`` does.
 """
@@ -24,12 +29,15 @@ Benjamini-Hochberg), as statsmodels' ``multipletests`` does.
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from reindexer.evaluation.power import POWER, minimum_detectable_effect, power_to_detect
 
 TIE_TOLERANCE = 1e-12
 """Per-query differences smaller than this are ties: the same ranking can give
@@ -61,6 +69,20 @@ class PairedTest:
     ties: int
     confidence: float
     p_method: str  # "exact" or "monte-carlo"
+    sd_diff: float = math.nan
+    """Standard deviation (ddof 1) of the per-query differences; NaN when not known."""
+    mde: float = math.nan
+    """Minimum detectable effect: the smallest true |delta| a two-sided test at alpha = 1 - confidence
+    detects with 80% power (``mde_power``), given ``sd_diff`` and ``n``; inf when none is detectable."""
+    mde_power: float = POWER
+
+    def power_for(self, effect: float, alpha: float) -> float:
+        """The chance that this query set's paired test at ``alpha`` detects a true change of ``effect``."""
+        return power_to_detect(effect, self.sd_diff, self.n, alpha)
+
+    def mde_at(self, alpha: float, power: float = POWER) -> float:
+        """The minimum detectable effect at another level than the comparison's own."""
+        return minimum_detectable_effect(self.sd_diff, self.n, alpha, power)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -165,6 +187,7 @@ def paired_tests(
     p_values, methods = sign_flip_p_values(diffs, permutations, rng)
     wins = (diffs > TIE_TOLERANCE).sum(axis=0)
     losses = (diffs < -TIE_TOLERANCE).sum(axis=0)
+    sds = diffs.std(axis=0, ddof=1) if n > 1 else np.full(len(names), np.nan)
 
     return {
         name: PairedTest(
@@ -180,6 +203,8 @@ def paired_tests(
             ties=int(n - wins[j] - losses[j]),
             confidence=confidence,
             p_method=methods[j],
+            sd_diff=float(sds[j]),
+            mde=minimum_detectable_effect(float(sds[j]), n, alpha),
         )
         for j, name in enumerate(names)
     }
