@@ -63,6 +63,10 @@ class LeaseHeldError(ConflictError):
     pass
 
 
+class LeaseLostError(LeaseHeldError):
+    """This process's lease was taken over (it could not renew it in time): it stops before its next write."""
+
+
 class StoreLockedError(ConflictError):
     """An embedded store (Qdrant local, Milvus Lite) is held open by another process."""
 
@@ -83,6 +87,10 @@ class BackendUnavailableError(BackendError):
     """Transient failures persisted through every retry."""
 
     exit_code = EXIT_BACKEND_UNAVAILABLE
+
+
+class StateUnavailableError(BackendUnavailableError):
+    """The state database (a PostgreSQL server) stayed unreachable through every retry."""
 
 
 class GateRefusedError(ReindexError):

@@ -260,6 +260,10 @@ class Pipeline:
     def _write(self, docs: list[tuple[Document, str]], vectors: np.ndarray) -> None:
         short = self.model.short
         points = store_points([d for d, _ in docs], vectors, short, self.lexical)
+        if self.lease is not None:
+            # Renewed before the store write, not after: a holder whose lease was taken over (it could
+            # not reach the state database past the TTL) stops here, before touching the store.
+            self.ws.renew(self.lease)
         self.ws.store.upsert(self.version.physical_name, points)
         with self._record_lock:
             self.ws.state.record_batch(
@@ -270,8 +274,6 @@ class Pipeline:
                 checkpoint={"last_doc_id": docs[-1][0].doc_id},
                 embedded=len(docs),
             )
-            if self.lease is not None:
-                self.ws.renew(self.lease)
 
     # -- delete -------------------------------------------------------------
     def _delete_missing(self, seen: IdSet) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +15,17 @@ from reindexer.adapters.base import Backend
 from reindexer.adapters.registry import backends
 from reindexer.config import Config, load_config
 from reindexer.devices import runtime, runtime_from, set_runtime
-from reindexer.errors import LeaseHeldError, NotFoundError
+from reindexer.errors import LeaseHeldError, LeaseLostError, NotFoundError
 from reindexer.state import StateStore
 from reindexer.state.store import sqlite_file
 
 LEASE_TTL = timedelta(minutes=10)
+
+
+def lease_ttl() -> timedelta:
+    """How long a lease lives unrenewed: LEASE_TTL, or REINDEX_LEASE_TTL seconds (the fault tests shorten it)."""
+    seconds = os.environ.get("REINDEX_LEASE_TTL")
+    return timedelta(seconds=float(seconds)) if seconds else LEASE_TTL
 
 
 class Workspace:
@@ -103,27 +111,46 @@ class Workspace:
 
     @contextmanager
     def lease(self, collection: str, wait: float = 0) -> Iterator[object]:
-        """Hold the collection's lease for the duration; renew it with ``renew(lease)``.
+        """Hold the collection's lease for the duration, renewed in the background every third of its TTL.
 
         With ``wait`` > 0, a held lease is retried every couple of seconds for up to
-        that many seconds before LeaseHeldError (exit 4) is raised.
+        that many seconds before LeaseHeldError (exit 4) is raised. The renewal keeps a
+        holder's lease alive through long steps that write nothing (verify, evaluate, wait
+        at the gate); a holder that cannot reach the state database cannot renew it, so
+        after the TTL another process may take it over, and the fence in the state store
+        stops this one before its next write (LeaseLostError, exit 4).
         """
+        ttl = lease_ttl()
         deadline = time.monotonic() + wait
         while True:
             try:
-                lease = self.state.acquire_lease(self.lease_name(collection), LEASE_TTL)
+                lease = self.state.acquire_lease(self.lease_name(collection), ttl)
                 break
             except LeaseHeldError:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(min(2.0, max(deadline - time.monotonic(), 0.05)))
+        stop = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(lease, ttl, stop), name="reindex-lease", daemon=True)
+        heartbeat.start()
         try:
             yield lease
         finally:
+            stop.set()
+            heartbeat.join(timeout=5)
             self.state.release_lease(lease)
 
+    def _heartbeat(self, lease, ttl: timedelta, stop: threading.Event) -> None:
+        while not stop.wait(ttl.total_seconds() / 3):
+            try:
+                self.state.renew_lease(lease, ttl)
+            except LeaseLostError:
+                return  # the holder's next write is refused by the fence and says so
+            except Exception:  # noqa: BLE001 - the database away (exit 5 after its retries): try next beat
+                continue
+
     def renew(self, lease) -> None:
-        self.state.renew_lease(lease, LEASE_TTL)
+        self.state.renew_lease(lease, lease_ttl())
 
     def lease_name(self, collection: str) -> str:
         return f"{self.store_url}#{collection}"

@@ -156,9 +156,44 @@ def _inspect(engine: Engine) -> tuple[set[str], str | None]:
     return tables, revision
 
 
+#: pg_advisory_xact_lock key that serialises upgrades of one PostgreSQL state ("reindex" in ASCII)
+_UPGRADE_LOCK = 0x7265696E646578
+
+
 def _upgrade(engine: Engine) -> None:
+    """Every pending revision and the stamp, in one transaction: an upgrade interrupted half-way (killed,
+    a step failing) leaves the state as it was, and running it again is the repair."""
+    if engine.dialect.name == "sqlite":
+        _upgrade_sqlite(engine)
+        return
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Two operators upgrading at once: the second waits, then finds the state at head.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
         command.upgrade(_config(conn), "head")
+
+
+def _upgrade_sqlite(engine: Engine) -> None:
+    # Python's sqlite3 opens a transaction only before INSERT, UPDATE or DELETE, so a migration's
+    # CREATE TABLE would commit on its own and a failure after it leave half a schema behind. With the
+    # driver's own transaction handling off and an explicit BEGIN IMMEDIATE, SQLite's DDL is
+    # transactional like PostgreSQL's: all of the upgrade or none of it.
+    with engine.connect() as conn:
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None
+        saved = dbapi_conn.isolation_level
+        dbapi_conn.isolation_level = None
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                command.upgrade(_config(conn), "head")
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+        finally:
+            conn.rollback()  # ends SQLAlchemy's own bookkeeping of the transaction; nothing is left open
+            dbapi_conn.isolation_level = saved
 
 
 def open_schema(

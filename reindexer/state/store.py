@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
 import re
 import socket
+import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import bindparam, delete, event, func
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, col, create_engine, select
 
-from reindexer.errors import LeaseHeldError, NotFoundError, ReindexError, UsageError
+from reindexer.errors import (
+    LeaseHeldError,
+    LeaseLostError,
+    NotFoundError,
+    ReindexError,
+    StateUnavailableError,
+    UsageError,
+)
+from reindexer.retry import call_state_with_retries
 from reindexer.state.models import (
     SCHEMA_VERSION,
     AuditEvent,
@@ -102,6 +112,56 @@ def holder_is_gone(holder: str) -> bool:
     return False
 
 
+#: SQLSTATE classes a retry may cure: connection exception, insufficient resources (too many
+#: connections), operator intervention (the server shutting down, starting up), and a lost race.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
+#: A refusal at connect time that no retry changes (it has no SQLSTATE there, only the server's words).
+_PERMANENT = ("does not exist", "authentication failed", "no pg_hba.conf entry", "permission denied")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A state database failure that a retry may cure: the connection refused, lost, or the server restarting.
+
+    Either SQLAlchemy's wrapper or the driver's own exception (at connect time). Never true of SQLite's
+    errors, which the callers do not retry (a locked file already waits 30 s in SQLite itself).
+    """
+    driver_error: BaseException | None = exc
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if not isinstance(exc, (OperationalError, InterfaceError)):
+            return False
+        driver_error = exc.orig
+    sqlstate = getattr(driver_error, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith(_TRANSIENT_SQLSTATES)
+    if type(driver_error).__name__ not in ("OperationalError", "InterfaceError"):
+        return False
+    return not any(phrase in str(driver_error) for phrase in _PERMANENT)
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _retried(method: Callable[Concatenate[StateStore, P], T]) -> Callable[Concatenate[StateStore, P], T]:
+    """Run a state method again from the start when a server database drops or refuses the connection.
+
+    Each method is one transaction, so a retry repeats it whole. One whose commit reached the server
+    but whose answer was lost is applied once more: ledger rows are replaced, not added, and a lease
+    recognises its own token, but a run's counters count the batch twice and an audit event can appear
+    twice. That window is the instant between the server's commit and its answer.
+    """
+
+    @functools.wraps(method)
+    def run(self: StateStore, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.sqlite_path is not None or self.engine.dialect.name == "sqlite":
+            return method(self, *args, **kwargs)
+        return call_state_with_retries(lambda: method(self, *args, **kwargs), self.shown_url, is_transient)
+
+    return run
+
+
 def actor() -> tuple[str, str]:
     try:
         user = getpass.getuser()
@@ -115,7 +175,12 @@ class StateStore:
 
     def __init__(self, url: str = DEFAULT_STATE_URL, base_dir: Path | None = None, create: bool = True):
         self.url = _absolute_sqlite(url, base_dir, create)
+        self.shown_url = redact_db_url(self.url)
         self.sqlite_path = _sqlite_path(self.url)
+        # resource -> token of every lease this store holds: its commits are fenced by them (_check_fences)
+        self._fences: dict[str, str] = {}
+        self._pending_tokens: dict[str, str] = {}
+        self._fence_lock = threading.Lock()
         if self.sqlite_path is not None:
             check_sqlite_file(self.sqlite_path, create)
         self.engine = _make_engine(self.url)
@@ -199,17 +264,45 @@ class StateStore:
             raise ReindexError("the state database has no store_id", hint="open it once with a writing command")
         return row.value
 
+    @_retried
+    def _meta_row(self, key: str) -> Meta | None:
+        with self._session() as s:
+            return s.get(Meta, key)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """A session for a caller's own statements. It reconnects (with retries) like every method, but
+        a connection lost in the middle of its transaction ends the command with exit 5: nothing of
+        that transaction was written, and the command can be run again."""
+        try:
+            with self._session() as s:
+                yield s
+        except DBAPIError as exc:
+            if self.sqlite_path is None and is_transient(exc):
+                reason = str(exc.orig).strip().splitlines()
+                raise StateUnavailableError(
+                    f"lost the connection to the state database {self.shown_url} during a transaction: "
+                    f"{reason[0] if reason else type(exc.orig).__name__}",
+                    hint="nothing of that transaction was written; re-run once the database is back "
+                    "(an interrupted apply resumes with `reindex apply --resume COLLECTION`)",
+                ) from None
+            raise
+
+    @contextmanager
+    def _session(self, fenced: bool = True) -> Iterator[Session]:
+        """``fenced``: its commit checks this store's leases first (every session but the leases' own)."""
         with Session(self.engine, expire_on_commit=False) as s:
+            if fenced:
+                event.listen(s, "before_commit", self._check_fences)
             yield s
 
     def close(self) -> None:
         self.engine.dispose()
 
     # -- models ------------------------------------------------------------
+    @_retried
     def get_model(self, fingerprint: str) -> ModelVersion | None:
-        with self.session() as s:
+        with self._session() as s:
             return s.get(ModelVersion, fingerprint)
 
     def model_of(self, version: IndexVersion) -> ModelVersion:
@@ -222,9 +315,10 @@ class StateStore:
             )
         return model
 
+    @_retried
     def find_model(self, ref: str) -> ModelVersion:
         """A model by full or short fingerprint, ``name@short`` label, or name (newest)."""
-        with self.session() as s:
+        with self._session() as s:
             fp = ref.split("@", 1)[1] if "@" in ref else ref
             rows = s.exec(select(ModelVersion).where(col(ModelVersion.fingerprint).startswith(fp))).all()
             if len(rows) == 1:
@@ -236,8 +330,9 @@ class StateStore:
                 return rows[0]
         raise NotFoundError(f"no registered model version {ref!r}", hint="see `reindex model list`")
 
+    @_retried
     def save_model(self, model: ModelVersion) -> ModelVersion:
-        with self.session() as s:
+        with self._session() as s:
             existing = s.get(ModelVersion, model.fingerprint)
             if existing is not None:
                 return existing
@@ -245,31 +340,35 @@ class StateStore:
             s.commit()
             return model
 
+    @_retried
     def list_models(self) -> list[ModelVersion]:
-        with self.session() as s:
+        with self._session() as s:
             return list(s.exec(select(ModelVersion).order_by(col(ModelVersion.created_at))).all())
 
     # -- collections and versions -----------------------------------------
+    @_retried
     def get_collection(self, store_url: str, name: str) -> LogicalCollection | None:
-        with self.session() as s:
+        with self._session() as s:
             return s.exec(
                 select(LogicalCollection).where(
                     LogicalCollection.store_url == store_url, LogicalCollection.name == name
                 )
             ).first()
 
+    @_retried
     def ensure_collection(self, store_url: str, name: str, text_field: str = "text") -> LogicalCollection:
         found = self.get_collection(store_url, name)
         if found is not None:
             return found
-        with self.session() as s:
+        with self._session() as s:
             row = LogicalCollection(store_url=store_url, name=name, text_field=text_field)
             s.add(row)
             s.commit()
             return row
 
+    @_retried
     def list_collections(self, store_url: str) -> list[LogicalCollection]:
-        with self.session() as s:
+        with self._session() as s:
             return list(
                 s.exec(
                     select(LogicalCollection)
@@ -278,8 +377,9 @@ class StateStore:
                 ).all()
             )
 
+    @_retried
     def versions(self, collection_id: int) -> list[IndexVersion]:
-        with self.session() as s:
+        with self._session() as s:
             return list(
                 s.exec(
                     select(IndexVersion)
@@ -288,30 +388,34 @@ class StateStore:
                 ).all()
             )
 
+    @_retried
     def get_version(self, version_id: int) -> IndexVersion:
-        with self.session() as s:
+        with self._session() as s:
             row = s.get(IndexVersion, version_id)
         if row is None:
             raise NotFoundError(f"no index version with id {version_id}")
         return row
 
+    @_retried
     def version_by_physical(self, collection_id: int, physical: str) -> IndexVersion | None:
-        with self.session() as s:
+        with self._session() as s:
             return s.exec(
                 select(IndexVersion).where(
                     IndexVersion.collection_id == collection_id, IndexVersion.physical_name == physical
                 )
             ).first()
 
+    @_retried
     def next_version_number(self, collection_id: int) -> int:
-        with self.session() as s:
+        with self._session() as s:
             top = s.exec(
                 select(func.max(IndexVersion.version)).where(IndexVersion.collection_id == collection_id)
             ).one()
         return (top or 0) + 1
 
+    @_retried
     def save(self, row: Any) -> Any:
-        with self.session() as s:
+        with self._session() as s:
             if isinstance(row, IndexVersion):
                 row.updated_at = utcnow()
             s.add(row)
@@ -319,8 +423,9 @@ class StateStore:
             s.refresh(row)
             return row
 
+    @_retried
     def set_status(self, version: IndexVersion, status: str, **fields: Any) -> IndexVersion:
-        with self.session() as s:
+        with self._session() as s:
             row = _version_row(s, saved_id(version))
             row.status = status
             for key, value in fields.items():
@@ -331,6 +436,7 @@ class StateStore:
             s.refresh(row)
         return row
 
+    @_retried
     def transition(
         self,
         changes: dict[int, dict[str, Any]],
@@ -345,7 +451,7 @@ class StateStore:
         """
         user, host = actor()
         now = utcnow()
-        with self.session() as s:
+        with self._session() as s:
             rows = {}
             for version_id, fields in changes.items():
                 row = _version_row(s, version_id)
@@ -378,6 +484,7 @@ class StateStore:
         return rows
 
     # -- adopt and forget: a collection's records made or removed in one transaction --
+    @_retried
     def record_adoption(
         self,
         store_url: str,
@@ -395,7 +502,7 @@ class StateStore:
         """
         user, host = actor()
         now = utcnow()
-        with self.session() as s:
+        with self._session() as s:
             s.merge(model)
             lc = s.exec(
                 select(LogicalCollection).where(
@@ -427,12 +534,13 @@ class StateStore:
             s.refresh(version)
         return version
 
+    @_retried
     def forget_collection(self, collection_id: int, pending: str, audit_detail: dict[str, Any]) -> None:
         """Every record of one logical collection (versions, ledgers, runs, plans, its intent), then the audit event."""
         from reindexer.state.models import PlanRecord, Run
 
         user, host = actor()
-        with self.session() as s:
+        with self._session() as s:
             lc = s.get(LogicalCollection, collection_id)
             if lc is None:
                 return
@@ -452,27 +560,31 @@ class StateStore:
             s.commit()
 
     # -- intents: a step that changes the store, recorded before it does -----
+    @_retried
     def get_pending(self, key: str) -> dict[str, Any] | None:
-        with self.session() as s:
+        with self._session() as s:
             row = s.get(Meta, key)
         return None if row is None else json.loads(row.value)
 
+    @_retried
     def set_pending(self, key: str, intent: dict[str, Any]) -> None:
-        with self.session() as s:
+        with self._session() as s:
             row = s.get(Meta, key) or Meta(key=key, value="")
             row.value = json.dumps(intent, default=str)
             s.add(row)
             s.commit()
 
     # -- ledger ------------------------------------------------------------
+    @_retried
     def ledger(self, version_id: int) -> dict[str, str]:
         """doc_id -> content hash for one index version."""
-        with self.session() as s:
+        with self._session() as s:
             rows = s.exec(
                 select(LedgerEntry.doc_id, LedgerEntry.content_hash).where(LedgerEntry.index_version_id == version_id)
             ).all()
         return {doc_id: h for doc_id, h in rows}
 
+    @_retried
     def ledger_hashes(self, version_id: int, doc_ids: list[str]) -> dict[str, str]:
         """doc_id -> content hash for those of ``doc_ids`` the version's ledger holds: one chunk of a streamed diff."""
         # Core statements on one connection: the ORM's session and row objects cost as much as SQLite's lookup.
@@ -503,19 +615,25 @@ class StateStore:
             q = select(LedgerEntry.doc_id).where(LedgerEntry.index_version_id == version_id)
             if last is not None:
                 q = q.where(LedgerEntry.doc_id > last)
-            with self.session() as s:
-                ids = list(s.exec(q.order_by(LedgerEntry.doc_id).limit(page)).all())
+            ids = self._ids(q.order_by(LedgerEntry.doc_id).limit(page))
             if not ids:
                 return
             yield ids
             last = ids[-1]
 
+    @_retried
+    def _ids(self, query: Any) -> list[str]:
+        with self._session() as s:
+            return list(s.exec(query).all())
+
+    @_retried
     def ledger_count(self, version_id: int) -> int:
-        with self.session() as s:
+        with self._session() as s:
             return s.exec(
                 select(func.count()).select_from(LedgerEntry).where(LedgerEntry.index_version_id == version_id)
             ).one()
 
+    @_retried
     def record_batch(
         self,
         version_id: int,
@@ -531,7 +649,7 @@ class StateStore:
         upserted = list(upserted)
         deleted = list(deleted)
         now = utcnow()
-        with self.session() as s:
+        with self._session() as s:
             if upserted:
                 ids = [d for d, _ in upserted]
                 for chunk in _chunks(ids, 500):
@@ -574,12 +692,14 @@ class StateStore:
                 s.add(run)
             s.commit()
 
+    @_retried
     def drop_ledger(self, version_id: int) -> None:
-        with self.session() as s:
+        with self._session() as s:
             s.exec(delete(LedgerEntry).where(col(LedgerEntry.index_version_id) == version_id))
             s.commit()
 
     # -- audit -------------------------------------------------------------
+    @_retried
     def audit(
         self,
         action: str,
@@ -589,7 +709,7 @@ class StateStore:
         **detail: Any,
     ) -> None:
         user, host = actor()
-        with self.session() as s:
+        with self._session() as s:
             s.add(
                 AuditEvent(
                     user=user,
@@ -603,25 +723,28 @@ class StateStore:
             )
             s.commit()
 
+    @_retried
     def history(self, collection: str | None = None, limit: int = 100) -> list[AuditEvent]:
-        with self.session() as s:
+        with self._session() as s:
             q = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
             if collection is not None:
                 q = q.where(AuditEvent.collection == collection)
             return list(s.exec(q).all())
 
     # -- shadow traffic ----------------------------------------------------
+    @_retried
     def record_traffic(self, records: list[TrafficRecord]) -> None:
         if not records:
             return
-        with self.session() as s:
+        with self._session() as s:
             s.add_all(records)
             s.commit()
 
+    @_retried
     def traffic(
         self, store_url: str, collection: str, since: datetime | None = None, shadow: str | None = None
     ) -> list[TrafficRecord]:
-        with self.session() as s:
+        with self._session() as s:
             q = select(TrafficRecord).where(
                 TrafficRecord.store_url == store_url, TrafficRecord.collection == collection
             )
@@ -632,14 +755,23 @@ class StateStore:
             return list(s.exec(q.order_by(TrafficRecord.id)).all())
 
     # -- leases ------------------------------------------------------------
+    # A lease is a row (resource, holder, token, expiry). Its token also fences: while this store holds
+    # a lease, every transaction it commits first checks, under a row lock, that the lease row still
+    # carries its token (``_check_fences``). A holder cut off from the database past the expiry, whose lease
+    # another process has since taken over, therefore writes nothing more when it reconnects.
+    @_retried
     def acquire_lease(self, resource: str, ttl: timedelta, holder: str | None = None) -> Lease:
         """Take the lease on ``resource`` or raise ``LeaseHeldError``; expired leases are taken over."""
         holder = holder or this_holder()
         now = utcnow()
-        token = uuid.uuid4().hex
-        with self.session() as s:
+        token = self._pending_tokens.setdefault(resource, uuid.uuid4().hex)
+        with self._session(fenced=False) as s:
             current = s.get(Lease, resource, with_for_update=True)
+            if current is not None and current.token == token:
+                # The commit of an earlier attempt reached the database; only its answer was lost.
+                return self._hold(current)
             if current is not None and aware(current.expires_at) > now and not holder_is_gone(current.holder):
+                self._pending_tokens.pop(resource, None)
                 raise LeaseHeldError(
                     f"{resource} is locked by {current.holder} since {current.acquired_at:%Y-%m-%d %H:%M:%S} UTC",
                     hint="wait for it to finish (or pass --wait); a stale lease expires at "
@@ -650,31 +782,76 @@ class StateStore:
                 taken = s.exec(delete(Lease).where(col(Lease.resource) == resource, col(Lease.token) == current.token))
                 if taken.rowcount != 1:
                     s.rollback()
+                    self._pending_tokens.pop(resource, None)
                     raise LeaseHeldError(f"{resource} was just locked by another process")
             lease = Lease(resource=resource, holder=holder, token=token, acquired_at=now, expires_at=now + ttl)
             s.add(lease)
             try:
                 s.commit()
-            except Exception as exc:  # a concurrent acquirer inserted first
+            except IntegrityError as exc:  # a concurrent acquirer inserted first
                 s.rollback()
+                self._pending_tokens.pop(resource, None)
                 raise LeaseHeldError(f"{resource} was just locked by another process") from exc
-            return lease
+            return self._hold(lease)
 
+    def _hold(self, lease: Lease) -> Lease:
+        with self._fence_lock:
+            self._pending_tokens.pop(lease.resource, None)
+            self._fences[lease.resource] = lease.token
+        return lease
+
+    @_retried
     def renew_lease(self, lease: Lease, ttl: timedelta) -> None:
-        with self.session() as s:
-            row = s.get(Lease, lease.resource)
+        """Push the expiry on; ``LeaseLostError`` if another process has taken the lease over meanwhile."""
+        with self._session(fenced=False) as s:
+            row = s.get(Lease, lease.resource, with_for_update=True)
             if row is None or row.token != lease.token:
-                raise LeaseHeldError(f"lost the lease on {lease.resource}")
+                raise self._lost(lease.resource, row)
             row.expires_at = utcnow() + ttl
             s.add(row)
             s.commit()
 
+    @_retried
     def release_lease(self, lease: Lease) -> None:
-        with self.session() as s:
-            row = s.get(Lease, lease.resource)
+        with self._fence_lock:
+            if self._fences.get(lease.resource) == lease.token:
+                del self._fences[lease.resource]
+        with self._session(fenced=False) as s:
+            row = s.get(Lease, lease.resource, with_for_update=True)
             if row is not None and row.token == lease.token:
                 s.delete(row)
                 s.commit()
+
+    def _check_fences(self, s: Session) -> None:
+        """Before a commit: abort it if any lease this store holds has been taken over (LeaseLostError).
+
+        The session's writes go first and the check last: SQLite has then begun its write transaction
+        (no other writer can commit until ours ends), and PostgreSQL's share lock on the lease row keeps
+        a taker's FOR UPDATE waiting until ours commits, so a takeover is either wholly before this
+        transaction (and refuses it) or wholly after it.
+        """
+        with self._fence_lock:
+            fences = dict(self._fences)
+        if not fences:
+            return
+        s.flush()
+        rows = s.exec(select(Lease).where(col(Lease.resource).in_(list(fences))).with_for_update(read=True)).all()
+        found = {row.resource: row for row in rows}
+        for resource, token in fences.items():
+            row = found.get(resource)
+            if row is None or row.token != token:
+                raise self._lost(resource, row)
+
+    @staticmethod
+    def _lost(resource: str, row: Lease | None) -> LeaseLostError:
+        now = f"held by {row.holder} since {row.acquired_at:%H:%M:%S} UTC" if row is not None else "removed"
+        return LeaseLostError(
+            f"lost the lease on {resource}, now {now}: it expired while this process could not renew it "
+            "(the state database out of reach) and was taken over, so this process stopped before its next write",
+            hint="nothing more was written by this process; see `reindex status` and `reindex history`, and "
+            "re-run (an interrupted apply resumes with `reindex apply --resume COLLECTION`) once the other "
+            "holder is done",
+        )
 
 
 def _version_row(s: Session, version_id: int) -> IndexVersion:
@@ -756,6 +933,37 @@ def _make_engine(url: str) -> Engine:
                 cur.close()
 
             return engine
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, connect_args=_server_connect_args(url))
     except (ArgumentError, ModuleNotFoundError) as exc:
         raise UsageError(f"cannot use state URL {redact_db_url(url)}: {exc}") from None
+    shown = redact_db_url(url)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_with_retries(dialect, _record, cargs, cparams):
+        # Every new connection (the first, and the one pool_pre_ping makes after a server restart) waits
+        # out a server that is down or restarting, within the retry policy, then gives up with exit 5.
+        dbapi = dialect.loaded_dbapi
+        kinds = (dbapi.OperationalError, dbapi.InterfaceError)
+        return call_state_with_retries(
+            lambda: dialect.connect(*cargs, **cparams), shown, lambda e: isinstance(e, kinds) and is_transient(e)
+        )
+
+    return engine
+
+
+def _server_connect_args(url: str) -> dict[str, Any]:
+    """libpq time-outs, so a server that stops answering (a network partition) fails and is retried
+    instead of hanging: connecting, and a connection whose packets go unacknowledged. The URL's own
+    settings win."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return {}
+    defaults = {
+        "connect_timeout": int(float(os.environ.get("REINDEX_CONNECT_TIMEOUT", "10"))),
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30000,
+    }
+    return {k: v for k, v in defaults.items() if k not in parsed.query}

@@ -193,13 +193,20 @@ TABLES = {
 
 
 def upgrade() -> None:
-    present = set(sa.inspect(op.get_bind()).get_table_names())
+    inspector = sa.inspect(op.get_bind())
+    present = set(inspector.get_table_names())
     for table, (columns, indexes) in TABLES.items():
+        have: set[str] = set()
         if table in present:
-            continue
-        op.create_table(table, *columns)
+            # An upgrade interrupted by an earlier release could leave a table without its indexes
+            # (SQLite committed each CREATE on its own then); running it again completes them.
+            have = {ix["name"] for ix in inspector.get_indexes(table) if ix["name"]}
+        else:
+            op.create_table(table, *columns)
         for cols in indexes:
-            op.create_index(f"ix_{table}_{'_'.join(cols)}", table, list(cols), unique=False)
+            name = f"ix_{table}_{'_'.join(cols)}"
+            if name not in have:
+                op.create_index(name, table, list(cols), unique=False)
 
 
 def downgrade() -> None:
