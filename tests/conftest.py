@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.plugins.models",
     "tests.plugins.corpus",
     "tests.plugins.postgres",
+    "tests.plugins.pgvector",
     "tests.plugins.trained",
     "tests.plugins.versions",
     "tests.plugins.liveness",

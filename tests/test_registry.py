@@ -160,17 +160,23 @@ def test_built_in_backends_register_through_entry_points() -> None:
 def test_schemes_and_messages_come_from_the_registry() -> None:
     from reindexer.adapters import registry
 
-    assert registry.SCHEMES == ("qdrant+local", "qdrant", "qdrant+https", "milvus+lite", "milvus", "milvus+https")
+    # The built-in backends first, then those found only through entry points (pgvector), by name.
+    assert registry.SCHEMES == (
+        "qdrant+local", "qdrant", "qdrant+https", "milvus+lite", "milvus", "milvus+https", "pgvector+local", "pgvector"
+    )
     with pytest.raises(UsageError) as err:
         parse_store_url("nonsense")
-    assert err.value.hint == "use qdrant+local:PATH, qdrant://HOST:PORT, milvus+lite:PATH.db or milvus://HOST:PORT"
+    assert err.value.hint == (
+        "use qdrant+local:PATH, qdrant://HOST:PORT, milvus+lite:PATH.db, milvus://HOST:PORT, "
+        "pgvector+local:PATH or pgvector://HOST:PORT/DB"
+    )
     with pytest.raises(UsageError) as err:
         parse_store_url("redis://h:6379")
     assert str(err.value).startswith("unknown store scheme 'redis' in redis://h:6379")
     assert err.value.hint == "use one of: " + ", ".join(registry.SCHEMES)
     with pytest.raises(UsageError) as err:
         parse_store_url("qdrant://admin:hunter2@db:6333")
-    assert err.value.hint == "set QDRANT_API_KEY or MILVUS_TOKEN (or the *_FILE variants) instead"
+    assert err.value.hint == "set QDRANT_API_KEY or MILVUS_TOKEN or PGPASSWORD (or the *_FILE variants) instead"
 
 
 def _memory_backend(opened: list):
@@ -258,7 +264,7 @@ def test_a_broken_entry_point_is_reported_not_fatal(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(registry, "entry_points", with_broken)
     monkeypatch.setattr(registry, "_backends", None)
     monkeypatch.setattr(registry, "_broken", {})
-    assert list(registry.backends()) == ["qdrant", "milvus"]
+    assert list(registry.backends()) == ["qdrant", "milvus", "pgvector"]
     with pytest.raises(UsageError) as err:
         parse_store_url("broken://h")
     assert "broken (ModuleNotFoundError" in err.value.hint

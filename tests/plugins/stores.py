@@ -7,6 +7,10 @@
 - ``milvus-server``: the session's Milvus standalone (``milvus_server``), emptied
   before the test; what the test created is dropped afterwards;
 - ``qdrant-server``: the Qdrant server named by ``QDRANT_URL``, if any;
+- ``pgvector-local``: a new ``pgvector+local:`` data folder per test (pgserver's PostgreSQL);
+- ``pgvector-server``: the session's PostgreSQL on loopback (``pgvector_server`` in
+  tests/plugins/pgvector.py), reached as ``pgvector://127.0.0.1:PORT/vectors`` with
+  ``PGUSER``/``PGPASSWORD`` set for the test; emptied before and after it;
 - ``custom``: the store named by ``REINDEX_TEST_STORE_URL``, if set: any registered
   backend, a third party's included (docs/adapters.md). ``{tmp}`` in it becomes a
   fresh folder per test (for embedded stores); a server is emptied of what each
@@ -44,7 +48,10 @@ QDRANT_SERVER_REASON = "set QDRANT_URL to run against a Qdrant server; none can 
 CUSTOM_REASON = "set REINDEX_TEST_STORE_URL to run the contract suite on another backend"
 
 EMBEDDED_KINDS = ("qdrant-local", "milvus-lite")
-SERVER_KINDS = ("milvus-server", "qdrant-server")
+SERVER_KINDS = ("milvus-server", "qdrant-server", "pgvector-server")
+# pgvector+local is a data folder too, but no lock holds it to one process, and the crash, pipeline and
+# scale tests (which take EMBEDDED_KINDS) do not cover it yet: the contract suite alone gets it.
+FOLDER_KINDS = (*EMBEDDED_KINDS, "pgvector-local")
 
 
 def only_loopback() -> bool:
@@ -185,6 +192,10 @@ def _drop_new(url: str, keep: tuple[set[str], set[str]] | None) -> None:
 def _server_url(request: pytest.FixtureRequest, kind: str) -> str:
     if kind == "milvus-server":
         return request.getfixturevalue("milvus_server").url
+    if kind == "pgvector-server":
+        server = request.getfixturevalue("pgvector_server")
+        server.env(request.getfixturevalue("monkeypatch"))  # credentials from the environment, never the URL
+        return server.url()
     value = os.environ.get("QDRANT_URL")
     if not value:
         pytest.skip(QDRANT_SERVER_REASON)
@@ -194,11 +205,13 @@ def _server_url(request: pytest.FixtureRequest, kind: str) -> str:
 def _embedded_url(kind: str, tmp_path: Path) -> str:
     if kind == "qdrant-local":
         return f"qdrant+local:{tmp_path / 'qdrant'}"
+    if kind == "pgvector-local":
+        return f"pgvector+local:{tmp_path / 'pg'}"
     return f"milvus+lite:{tmp_path / 'milvus.db'}"
 
 
 def _url_for(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Iterator[str]:
-    if kind in EMBEDDED_KINDS:
+    if kind in FOLDER_KINDS:
         yield _embedded_url(kind, tmp_path)
         return
     if kind == "custom":
@@ -213,7 +226,7 @@ def _url_for(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Itera
         _drop_new(template, keep)
         return
     url = _server_url(request, kind)
-    owned = kind == "milvus-server" and not os.environ.get("REINDEX_TEST_MILVUS_URI")
+    owned = (kind == "milvus-server" and not os.environ.get("REINDEX_TEST_MILVUS_URI")) or kind == "pgvector-server"
     # A server this session started is ours to empty; a shared one keeps what it had.
     keep = None if owned else _names(url)
     if owned:
@@ -228,6 +241,8 @@ def _url_for(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Itera
         pytest.param("milvus-lite", id="milvus-lite"),
         pytest.param("milvus-server", id="milvus-server", marks=pytest.mark.server),
         pytest.param("qdrant-server", id="qdrant-server", marks=pytest.mark.server),
+        pytest.param("pgvector-local", id="pgvector-local"),
+        pytest.param("pgvector-server", id="pgvector-server", marks=pytest.mark.server),
         pytest.param("custom", id="custom"),
     ]
 )
