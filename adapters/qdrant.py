@@ -556,6 +556,30 @@ class QdrantStore(VectorStore):
             if offset is None:
                 return
 
+    def scroll_untagged(self, name: str, key: str, value: str, batch_size: int = 256) -> Iterator[list[Point]]:
+        """The store filters: ``must_not`` a match keeps the points that lack ``key`` as well as other values.
+
+        A server evaluates it in its engine; local mode in its own loop, without building a
+        Point, a document and a ledger lookup for each point as a full pass does.
+        """
+        from qdrant_client import models
+
+        if batch_size <= 0:
+            raise UsageError("batch_size must be positive")
+        flt = models.Filter(must_not=[models.FieldCondition(key=key, match=models.MatchValue(value=value))])
+        offset = None
+        while True:
+            records, offset = self._call(
+                lambda o=offset: self._client.scroll(
+                    name, scroll_filter=flt, limit=batch_size, offset=o, with_payload=True, with_vectors=False
+                ),
+                f"scroll {name!r} for points without {key}={value}",
+            )
+            if records:
+                yield [self._to_point(r, False, None) for r in records]
+            if offset is None:
+                return
+
     def retrieve(self, name: str, doc_ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
         vector_name = self._vector_name(name) if with_vectors else None
         unique = list(dict.fromkeys(doc_ids))

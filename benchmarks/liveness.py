@@ -1,0 +1,232 @@
+"""Cut-over and rollback time against collection size: ``python benchmarks/liveness.py`` (``make bench-liveness``).
+
+Whole commands, as an operator runs them: a new ``reindex`` process for each (``python -m
+reindexer.cli --yes --json cutover|rollback docs``), process start, imports and the store's
+opening included. For each store and size, a collection ``docs`` with two versions is made
+outside the timed part: v1 live and v2 built beside it from v1's payload, both by the real
+``plan`` and ``apply`` with a one-layer MiniLM (32 tokens, vectors truncated to 64 and 32
+dimensions) over the first ``--real`` documents; the rest of the points are then written
+into both versions with the same payloads and tags, random unit vectors and the ledger
+rows a build records (the catch-up reads payloads, tags and ledgers, never vectors; embedding
+10^5 documents twice would take most of an hour on 2 cores). Then, timed:
+
+1. ``status`` (the floor: a process that opens the store and the state and reads the alias);
+2. ``cutover`` to v2 and ``rollback`` to v1 with nothing written since the last sync;
+3. ``cutover --to v2`` and ``rollback`` with ``--writes`` new points written into the live
+   version before each, as an application writes them (its own payload, no tool tag);
+4. ``cutover --to v2`` after the application deleted one point: a deletion leaves nothing to
+   find, so the count check sends this one through the full pass (what every catch-up was before).
+
+Each command's JSON says how its catch-up went (``catch_up``), which the table shows.
+Prints one JSON line per store and size, then a table; exits 1 when a command fails or an
+application's write is missing from the version the alias reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.incremental import log, write_jsonl  # noqa: E402
+from benchmarks.throughput import short_documents, tiny_model  # noqa: E402
+
+COLLECTION = "docs"
+STORES = ("qdrant+local", "milvus+lite")
+SEED_CHUNK = 2000
+
+
+def store_url(kind: str, folder: Path) -> str:
+    return f"qdrant+local:{folder / 'qdrant'}" if kind == "qdrant+local" else f"milvus+lite:{folder / 'milvus.db'}"
+
+
+def _env(url: str, folder: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REINDEX_STORE": url,
+        "REINDEX_STATE": f"sqlite:///{folder / 'state.db'}",
+        "REINDEX_PROGRESS": "0",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+
+
+def _workspace(url: str, folder: Path):
+    from reindexer.config import Config
+    from reindexer.workspace import Workspace
+
+    return Workspace(Config(base_dir=folder, store_url=url, state_url=f"sqlite:///{folder / 'state.db'}"))
+
+
+def make_world(url: str, folder: Path, docs: int, real: int, model: str) -> None:
+    """v1 live and v2 built from its payload, by the real plan and apply over ``real`` documents; the
+    rest written into both as those builds write (payload, tag, ledger row), with random vectors."""
+    from reindexer import commands
+    from reindexer.adapters.base import MODEL_KEY, Point
+    from reindexer.embedding import ModelSettings
+    from reindexer.sources.base import content_hash
+    from reindexer.sources.spec import SourceSpec
+
+    corpus = write_jsonl(folder / "first.jsonl", short_documents(min(docs, real)))
+    with _workspace(url, folder) as ws:
+        commands.apply(
+            ws,
+            commands.plan(
+                ws,
+                COLLECTION,
+                model_path=model,
+                estimate=False,
+                source=SourceSpec(kind="jsonl", location=str(corpus)),
+                settings=ModelSettings(truncate_dim=64),
+            ),
+        )
+        plan = commands.plan(ws, COLLECTION, model_path=model, estimate=False, settings=ModelSettings(truncate_dim=32))
+        commands.apply(ws, plan, cutover=False)
+        lc = ws.state.get_collection(ws.store_url, COLLECTION)
+        versions = [(v, ws.state.model_of(v)) for v in ws.state.versions(lc.id)]
+        rng = random.Random(0)
+        rest = list(short_documents(docs))[real:]
+        for start in range(0, len(rest), SEED_CHUNK):
+            chunk = rest[start : start + SEED_CHUNK]
+            rows = [(d["id"], content_hash(d["text"], {"text": d["text"]})) for d in chunk]
+            for version, model_version in versions:
+                points = [
+                    Point(d["id"], _unit(rng, version.dim), {"text": d["text"], MODEL_KEY: model_version.short})
+                    for d in chunk
+                ]
+                ws.store.upsert(version.physical_name, points)
+                ws.state.record_batch(version.id, model_version.fingerprint, rows)
+        for version, _ in versions:
+            ws.store.finish_writes(version.physical_name)
+            if ws.store.count(version.physical_name) != docs:
+                raise RuntimeError(f"{version.physical_name} holds {ws.store.count(version.physical_name)} points")
+
+
+def _unit(rng: random.Random, dim: int) -> list[float]:
+    v = [rng.gauss(0, 1) for _ in range(dim)]
+    norm = sum(x * x for x in v) ** 0.5
+    return [x / norm for x in v]
+
+
+def app_writes(url: str, folder: Path, n: int, round_: int) -> list[str]:
+    """``n`` new points written into the live version through the alias, as an application writes them;
+    ``n`` < 0: that many of its points deleted through the alias."""
+    from reindexer.adapters.base import Point
+
+    ids = [f"app-{round_}-{i}" for i in range(n)]
+    with _workspace(url, folder) as ws:
+        if n < 0:
+            ws.store.delete(COLLECTION, [f"d{i:07d}" for i in range(-n)])
+            return []
+        dim = ws.store.describe(COLLECTION).dim
+        rng = random.Random(round_)
+        ws.store.upsert(
+            COLLECTION, [Point(d, _unit(rng, dim), {"text": f"written by the application, {d}"}) for d in ids]
+        )
+    return ids
+
+
+def timed(url: str, folder: Path, *args: str) -> tuple[float, dict[str, Any]]:
+    """Seconds of one whole ``reindex`` command, and its JSON answer."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "reindexer.cli", "--yes", "--json", *args],
+        capture_output=True,
+        text=True,
+        env=_env(url, folder),
+        timeout=3600,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"reindex {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")
+    return seconds, json.loads(done.stdout)
+
+
+def missing_writes(url: str, folder: Path, ids: list[str]) -> list[str]:
+    with _workspace(url, folder) as ws:
+        found = {p.doc_id for p in ws.store.retrieve(COLLECTION, ids)}
+    return [i for i in ids if i not in found]
+
+
+def measure(kind: str, docs: int, writes: int, real: int, root: Path) -> dict[str, Any]:
+    folder = root / f"{kind.replace('+', '_')}-{docs}"
+    folder.mkdir(parents=True)
+    url = store_url(kind, folder)
+    began = time.perf_counter()
+    make_world(url, folder, docs, real, tiny_model(root))
+    out: dict[str, Any] = {
+        "store": kind,
+        "points": docs,
+        "writes": writes,
+        "build_s": round(time.perf_counter() - began, 1),
+    }
+    steps: list[tuple[str, tuple[str, ...], int]] = [
+        ("status", ("status", COLLECTION), 0),
+        ("cutover", ("cutover", COLLECTION), 0),
+        ("rollback", ("rollback", COLLECTION), 0),
+        ("cutover_writes", ("cutover", COLLECTION, "--to", "v2"), writes),
+        ("rollback_writes", ("rollback", COLLECTION), writes),
+        ("cutover_deleted", ("cutover", COLLECTION, "--to", "v2"), -1),
+    ]
+    lost: list[str] = []
+    for i, (name, args, n) in enumerate(steps):
+        ids = app_writes(url, folder, n, i) if n else []  # (deletions return none to look for)
+        seconds, answer = timed(url, folder, *args)
+        out[f"{name}_s"] = round(seconds, 2)
+        if "catch_up" in answer:
+            out[f"{name}_how"] = answer["catch_up"]
+        lost += missing_writes(url, folder, ids)
+    out["lost_writes"] = len(lost)
+    out["load_avg"] = [round(x, 1) for x in os.getloadavg()]  # 2 shared cores: the timings' context
+    return out
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| store | points | status | cutover | rollback | cutover, N writes | rollback, N writes "
+        "| cutover after a deletion (full pass) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        w = r["writes"]
+        lines.append(
+            f"| {r['store']} | {r['points']:,} | {r['status_s']:.1f} s | {r['cutover_s']:.1f} s | "
+            f"{r['rollback_s']:.1f} s | {r['cutover_writes_s']:.1f} s ({w}) | {r['rollback_writes_s']:.1f} s ({w}) | "
+            f"{r['cutover_deleted_s']:.1f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks/liveness.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="10000,100000", help="points per collection, comma-separated")
+    p.add_argument("--stores", default=",".join(STORES), help="embedded stores, comma-separated")
+    p.add_argument("--writes", type=int, default=100, help="application writes before the last two commands")
+    p.add_argument("--real", type=int, default=1000, help="documents embedded by the real builds (the rest seeded)")
+    p.add_argument("--workdir", help="keep the worlds here (default: a temporary folder, removed)")
+    args = p.parse_args(argv)
+    rows, failed = [], 0
+    with tempfile.TemporaryDirectory(prefix="reindex-liveness-") as tmp:
+        root = Path(args.workdir) if args.workdir else Path(tmp)
+        for kind in args.stores.split(","):
+            for docs in (int(s) for s in args.sizes.split(",")):
+                log(f"{kind}, {docs:,} points")
+                row = measure(kind, docs, args.writes, args.real, root)
+                failed += row["lost_writes"] > 0
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    print(render(rows))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
