@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from reindexer.adapters.base import VectorStore
+from reindexer.batching import QueryBatcher
 from reindexer.embedding import Embedder
 from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import BackendError, NotFoundError, ReindexError, UsageError
@@ -137,6 +138,7 @@ class Searcher:
         rerank_top: int = DEFAULT_TOP,
         sparse_vector: str | None = None,
         sparse_encoder: Any = None,
+        batch_queries: bool = True,
     ):
         if not isinstance(collection, str) or not collection:
             raise UsageError("Searcher needs a collection name")
@@ -171,6 +173,8 @@ class Searcher:
         self.device = device
         self.cache_size = cache_size
         self.preload_shadow = preload_shadow
+        #: concurrent searches of one version share one query encode (reindexer.batching)
+        self.batch_queries = bool(batch_queries)
         self._closers: list[Any] = []
         self.store, self.store_url = self._open_store(store, workspace, cwd)
         self._state_arg, self._workspace = state, workspace
@@ -321,17 +325,22 @@ class Searcher:
                 encoder = self._encoders.get(spec.fingerprint)
             if encoder is not None:
                 return encoder
-        encoder = load_encoder(spec, self.models_root, self.device)
-        self._remember(spec.fingerprint, encoder)
-        return encoder
+        return self._remember(spec.fingerprint, load_encoder(spec, self.models_root, self.device))
 
     def _touch(self, fingerprint: str) -> None:
         with self._lock:
             if fingerprint in self._encoders:
                 self._encoders.move_to_end(fingerprint)
 
-    def _remember(self, fingerprint: str, encoder: Embedder) -> None:
+    def _remember(self, fingerprint: str, encoder: Embedder) -> Embedder:
+        """Keep ``encoder`` (the first one kept, where two threads loaded it at once); the one kept."""
         with self._lock:
+            kept = self._encoders.get(fingerprint)
+            if kept is not None:
+                self._encoders.move_to_end(fingerprint)
+                return kept
+            if self.batch_queries:
+                encoder = QueryBatcher(encoder)  # type: ignore[assignment]  # an Embedder to every caller
             self._encoders[fingerprint] = encoder
             self._encoders.move_to_end(fingerprint)
             keep = {fingerprint, self._previous, self._resolved.spec.fingerprint if self._resolved else None}
@@ -340,6 +349,7 @@ class Searcher:
                     break
                 if fp not in keep:
                     del self._encoders[fp]
+            return encoder
 
     def _load_in_background(self, spec: EncoderSpec) -> None:
         with self._lock:

@@ -77,17 +77,26 @@ def swap_under_load(ws: Workspace, collection: str, ask, tags_of, tags: dict[str
             if not hit_tags or set(hit_tags) != {tags[version]}:
                 report.mixed.append(f"{version}: {sorted(set(hit_tags))}")
 
+    def settle(seconds: float, at_least: int = 4, patience: float = 120.0) -> None:
+        # Each phase lasts its time and until the loop has asked ``at_least`` queries in it: on a
+        # loaded machine (two cores, ten processes) the time alone left some phases with no query.
+        start, before = time.monotonic(), report.answers + len(report.failures)
+        while time.monotonic() - start < seconds or report.answers + len(report.failures) - before < at_least:
+            if time.monotonic() - start > patience or not thread.is_alive():
+                return
+            time.sleep(0.02)
+
     thread = threading.Thread(target=loop)
     thread.start()
     try:
         for _ in range(rounds):
-            time.sleep(0.6)
+            settle(0.6)
             commands.cutover(ws, collection, to=f"{collection}__v2")
-            time.sleep(0.6)
+            settle(0.6)
             commands.rollback(ws, collection)
-        time.sleep(0.6)
+        settle(0.6)
         commands.cutover(ws, collection, to=f"{collection}__v2")
-        time.sleep(0.8)
+        settle(0.8)
     finally:
         stop.set()
         thread.join(timeout=30)
