@@ -1,4 +1,4 @@
-.PHONY: setup setup-backends demo test test-fast repeat lint bench bench-query bench-scale bench-throughput bench-hybrid bench-crash-fuzz clean
+.PHONY: setup setup-backends demo test test-fast repeat lint bench bench-query bench-batching bench-scale bench-liveness bench-throughput bench-hybrid bench-crash-fuzz bench-aa bench-pgvector clean
 
 setup:
 	@bash scripts/setup.sh
@@ -45,6 +45,10 @@ bench-query: setup
 	.venv/bin/python -m pip install -q -e ".[serve]"
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/query.py
 
+# Concurrent searches sharing query encodes (reindexer.batching) against batching by hand.
+bench-batching: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/batching.py
+
 # The full model change at 5,000 documents on Qdrant local and Milvus Lite (the suite runs 800).
 # Hybrid retrieval's costs: build with --lexical bm25 against without, Searcher p50 per mode, eval of four arms.
 bench-hybrid: setup
@@ -52,6 +56,20 @@ bench-hybrid: setup
 
 bench-scale: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/scale.py
+
+# Whole cutover and rollback commands at 10^4 and 10^5 points, nothing changed and N app writes (docs/benchmarks.md).
+bench-liveness: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/liveness.py $(LIVENESS_ARGS)
+
+# The PostgreSQL backend (pgvector+local): full build vs raw encode, COPY vs executemany, view swaps under SQL readers.
+bench-pgvector: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/pg_backend.py
+
+# The gate's A/A calibration (issue 25): 2,000 split-half A/A comparisons of the demo corpus's live version,
+# a ten-test gate with Holm and without correction; exit 1 unless Holm is at or below 0.05 and none is above.
+# AA_ARGS passes options: make bench-aa AA_ARGS="--resamples 5000 --queries 300"
+bench-aa: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/aa_calibration.py $(AA_ARGS)
 
 # The crash fuzzer at length (benchmarks/crash_fuzz.py; the suite runs 30 iterations): random SIGKILLs of
 # apply, sync, cutover, rollback, gc, migrate, adopt and verify --fix, each followed by the operator's next

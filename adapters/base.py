@@ -72,6 +72,8 @@ class Capabilities:
     interpreter (a server, Milvus Lite's own process), so parallel requests overlap.
     ``lexical_vectors``: a version can hold a BM25 sparse vector the store weights by IDF
     (``index_params["lexical"]``), searched by ``search_lexical`` and fused by ``search_hybrid``.
+    ``lexical_by_store``: the store computes that BM25 vector itself from a text (Milvus's BM25
+    function): writes carry ``{"text": ...}`` for it, and so do queries.
     """
 
     atomic_alias_swap: bool
@@ -81,6 +83,7 @@ class Capabilities:
     embedded: bool
     write_concurrency: int = 1
     lexical_vectors: bool = False
+    lexical_by_store: bool = False
 
 
 @dataclass(frozen=True)
@@ -314,8 +317,14 @@ class VectorStore(abc.ABC):
     ) -> list[Hit]:
         """Top-k by the collection's metric, best first; ``where`` is payload equality."""
 
+    def lexical_refusal(self) -> str | None:
+        """Why this store cannot keep a lexical index in a new version, or None when it can."""
+        if self.capabilities.lexical_vectors:
+            return None
+        return f"{self.location} keeps no lexical index ({self.backend} in this release)"
+
     def search_lexical(
-        self, name: str, vector_name: str, sparse: dict[str, list], k: int, where: dict[str, Any] | None = None
+        self, name: str, vector_name: str, sparse: dict[str, Any], k: int, where: dict[str, Any] | None = None
     ) -> list[Hit]:
         """Top-k by the dot product of ``sparse`` with the stored sparse vector ``vector_name``, weighted
         by the store's IDF (``capabilities.lexical_vectors``); documents sharing no term are left out."""
@@ -326,7 +335,7 @@ class VectorStore(abc.ABC):
         name: str,
         vector: Sequence[float],
         vector_name: str,
-        sparse: dict[str, list],
+        sparse: dict[str, Any],
         k: int,
         where: dict[str, Any] | None = None,
         *,
@@ -413,6 +422,20 @@ class VectorStore(abc.ABC):
         metadata, and adapters leave ``MODEL_KEY`` out of the points they write.
         """
         return True
+
+    def scroll_untagged(self, name: str, key: str, value: str, batch_size: int = 256) -> Iterator[list[Point]]:
+        """Pages of the points of ``name`` whose payload lacks ``key`` or holds another value there (no vectors).
+
+        What the catch-up before an alias swap reads (reindexer.catchup): the points an
+        application wrote carry no ``MODEL_KEY`` tag, or another model's. The order of points
+        is the store's; every such point comes once, and no other. This default filters a
+        full scroll here, so it works on any store and costs a full read; adapters that can
+        filter in the store override it, and cost about what matches.
+        """
+        for page in self.scroll(name, batch_size=batch_size):
+            kept = [p for p in page if p.payload.get(key) != value]
+            if kept:
+                yield kept
 
     def set_payload_key(self, name: str, points: Sequence[Point], key: str, value: Any | None) -> None:
         """Set ``key`` to ``value`` (None: remove it) in the payload of existing points, nothing else changed.
@@ -696,6 +719,13 @@ class Backend(abc.ABC):
     def validate_metric(self, metric: str) -> None:
         if metric not in self.metrics:
             raise UsageError(f"unknown metric {metric!r} for {self.name}", hint=f"use one of {', '.join(self.metrics)}")
+
+    def validate_dim(self, dim: int) -> None:  # noqa: B027 - optional hook: most backends have no limit
+        """Raise ``UsageError`` for a vector dimension this backend's collections cannot hold or index.
+
+        Plan checks it before anything is written (pgvector indexes at most 2,000 dimensions); the
+        default accepts any.
+        """
 
     @abc.abstractmethod
     def parse(self, scheme: str, rest: str, base_dir: Path | None) -> StoreLocation:

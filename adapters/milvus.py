@@ -155,6 +155,18 @@ class _Schema:
     index_type: str
     index_params: dict[str, Any]
     num_shards: int
+    # The sparse vector the tool's BM25 function fills from LEXICAL_TEXT_FIELD, where the collection
+    # has one (a version planned with --lexical bm25); function outputs are never in ``fields``.
+    lexical: str | None = None
+
+
+#: The text field the tool's BM25 function reads (a version planned with --lexical bm25): the
+#: version's text, written by the tool beside the payload; nullable, so an application that writes a
+#: row without it still can (its lexical vector is then empty until the tool writes the row again).
+LEXICAL_TEXT_FIELD = "reindex_bm25_text"
+LEXICAL_FUNCTION = "reindex_bm25_function"
+#: Milvus's VARCHAR limit, in bytes; a longer text is cut (at a character boundary) for BM25 only.
+LEXICAL_TEXT_MAX = 65_535
 
 
 def lit(value: Any) -> str:
@@ -249,6 +261,9 @@ class MilvusStore(VectorStore):
             # lost every acknowledged insert of the run (already in the ledger) in 4 of 5 tries of
             # tests/test_crash.py's sync test, where one writer lost none. A server takes four.
             write_concurrency=1 if self._lite else 4,
+            # Milvus's BM25 function (Lite 3.x, servers from 2.5); lexical_refusal() asks a server.
+            lexical_vectors=True,
+            lexical_by_store=True,
         )
         if client is not None:
             self._client = client
@@ -413,9 +428,12 @@ class MilvusStore(VectorStore):
         vector = self._managed_vector(name, physical, desc, list(dims))
         fields: list[str] = []
         other_vectors: list[str] = []
+        outputs = _function_outputs(desc)
         for f in desc.get("fields", []):
             ftype = f.get("type")
             params = f.get("params") or {}
+            if f.get("name") in outputs or f.get("is_function_output"):
+                continue  # a function's output (BM25): the store writes it, never a client
             if f.get("is_primary"):
                 pk = f["name"]
                 pk_is_str = ftype == DataType.VARCHAR
@@ -430,7 +448,15 @@ class MilvusStore(VectorStore):
         if pk is None:
             raise BackendError(f"collection {name!r} has no primary key")
         dim = dims[vector]
-        metric, index_type, index_params = self._vector_index(physical, vector)
+        found = self._vector_index(physical, vector)
+        if found is None and self._finish_half_made(physical, vector, desc):
+            found = self._vector_index(physical, vector)
+        if found is None:
+            raise BackendError(
+                f"collection {physical!r} has no index on its vector field {vector!r}",
+                hint="Milvus needs a vector index before a collection can be loaded and searched",
+            )
+        metric, index_type, index_params = found
         return _Schema(
             collection=physical,
             pk=pk,
@@ -445,6 +471,7 @@ class MilvusStore(VectorStore):
             index_type=index_type,
             index_params=index_params,
             num_shards=int(desc.get("num_shards") or 1),
+            lexical=_own_lexical(desc),
         )
 
     def _managed_vector(self, name: str, physical: str, desc: dict[str, Any], vectors: list[str]) -> str:
@@ -469,7 +496,31 @@ class MilvusStore(VectorStore):
     def _vector_choice_changed(self, name: str) -> None:
         self._forget()
 
-    def _vector_index(self, collection: str, vector: str) -> tuple[str, str, dict[str, Any]]:
+    def _finish_half_made(self, physical: str, vector: str, desc: dict[str, Any]) -> bool:
+        """Make the missing index of a collection the tool made, from what its properties record.
+
+        ``create_collection`` makes the collection, then its indexes: a process killed between the
+        two left a collection that cannot be loaded, and every later command failed on it (the crash
+        tests' kill at the start of a build, 1 run in 10 on a loaded machine). Only a collection that
+        records the tool's metric (every version the tool makes) is repaired; an application's is not.
+        """
+        props = desc.get("properties") or {}
+        metric = props.get("reindex.metric")  # written with every version (reindexer.executor)
+        if metric not in _METRIC_TO_MILVUS:
+            return False
+        index_params = json.loads(props.get(META_INDEX_PARAMS) or "{}")
+        spec = CollectionSpec(physical, dim=int(_float_vectors(desc)[vector]), metric=metric, index_params=index_params)
+        log.warning(
+            "%s: %r was left without its vector index by a killed process; making it now", self.location, physical
+        )
+        self._create_vector_index(spec, field=vector)
+        lexical = index_params.get("lexical")
+        built = self._call(lambda: self._client.list_indexes(physical, timeout=self._timeout), "list indexes")
+        if lexical and lexical.get("vector") not in (built or []):
+            self._create_lexical_index(physical, lexical)
+        return True
+
+    def _vector_index(self, collection: str, vector: str) -> tuple[str, str, dict[str, Any]] | None:
         names = self._call(
             lambda: self._client.list_indexes(collection, field_name=vector, timeout=self._timeout),
             f"list indexes of {collection!r}",
@@ -481,10 +532,7 @@ class MilvusStore(VectorStore):
             )
             if info and info.get("field_name", vector) == vector:
                 return str(info.get("metric_type", "")).upper(), str(info.get("index_type", "")), info
-        raise BackendError(
-            f"collection {collection!r} has no index on its vector field {vector!r}",
-            hint="Milvus needs a vector index before a collection can be loaded and searched",
-        )
+        return None
 
     def _forget(self) -> None:
         self._schemas.clear()
@@ -512,8 +560,12 @@ class MilvusStore(VectorStore):
         if p.vector is None:
             raise UsageError(f"point {p.doc_id!r} has no vector")
         row: dict[str, Any] = {}
+        if s.lexical is not None:
+            lexical = p.other_vectors.get(s.lexical)
+            text = lexical.get("text") if isinstance(lexical, dict) else None
+            row[LEXICAL_TEXT_FIELD] = _cut_utf8(text, LEXICAL_TEXT_MAX) if isinstance(text, str) else None
         for key, value in p.payload.items():
-            if key == DOC_ID_KEY:
+            if key == DOC_ID_KEY or (key == LEXICAL_TEXT_FIELD and s.lexical is not None):
                 continue
             if key == MODEL_KEY and not self._holds_tags(s):
                 continue  # the model is recorded once, in the collection's properties
@@ -543,8 +595,19 @@ class MilvusStore(VectorStore):
     def holds_point_tags(self, name: str) -> bool:
         return self._holds_tags(self._schema(name))
 
+    def _point(self, s: _Schema, row: dict[str, Any], with_vectors: bool) -> Point:
+        """A stored row as a point; the BM25 text of a lexical version among its other vectors."""
+        text = row.get(LEXICAL_TEXT_FIELD) if s.lexical is not None else None
+        doc_id, vec, payload = self._to_payload(s, row)
+        point = Point(doc_id=doc_id, vector=vec if with_vectors else None, payload=payload)
+        if with_vectors and isinstance(text, str):
+            point.other_vectors = {s.lexical: {"text": text}}  # type: ignore[dict-item]
+        return point
+
     def _to_payload(self, s: _Schema, row: dict[str, Any]) -> tuple[str, list[float] | None, dict[str, Any]]:
         row = dict(row)
+        if s.lexical is not None:
+            row.pop(LEXICAL_TEXT_FIELD, None)
         pk = row.pop(s.pk, None)
         if pk is None:
             pk = row.pop("id", None)
@@ -594,12 +657,17 @@ class MilvusStore(VectorStore):
         from pymilvus import DataType, MilvusClient
 
         validate_spec(spec)
-        if spec.index_params.get("lexical"):
-            raise UsageError(
-                f"{self.location}: this release keeps no lexical index in Milvus collections",
-                hint="plan without --lexical; `reindex eval --pipelines lexical,hybrid` still answers how BM25 "
-                "and hybrid retrieval compare, from the version's own texts",
-            )
+        lexical = spec.index_params.get("lexical")
+        if lexical:
+            refusal = self.lexical_refusal()
+            if refusal is not None:
+                raise UsageError(refusal, hint="plan without --lexical")
+            if lexical.get("engine") != "store":
+                raise UsageError(
+                    f"{self.location}: Milvus computes BM25 itself; a lexical index of term weights made "
+                    "elsewhere cannot be kept here",
+                    hint="plan the version again (--lexical bm25) so it records Milvus's own BM25",
+                )
         check_name(spec.name, "collection")
         self._check_new_collection(spec.name, self._alias_target(spec.name) is not None)
         like = spec.schema if spec.schema is not None and spec.schema.backend == self.backend else None
@@ -621,6 +689,8 @@ class MilvusStore(VectorStore):
             if like.partition_key and like.options.get("num_partitions"):
                 extra["num_partitions"] = like.options["num_partitions"]
             properties[META_VECTOR] = like.vector
+        if lexical:
+            _add_lexical(schema, lexical)
         properties.update(spec.metadata)
         properties[META_PAYLOAD_INDEXES] = json.dumps(spec.payload_indexes, sort_keys=True)
         properties[META_INDEX_PARAMS] = json.dumps(spec.index_params, sort_keys=True)
@@ -642,6 +712,8 @@ class MilvusStore(VectorStore):
             self._create_vector_index(spec, like)
             if like is not None:
                 self._create_scalar_indexes(spec.name, like)
+            if lexical:
+                self._create_lexical_index(spec.name, lexical)
             self._call(
                 lambda: self._client.load_collection(spec.name, timeout=self._timeout),
                 f"load {spec.name!r}",
@@ -655,12 +727,14 @@ class MilvusStore(VectorStore):
                 log.warning("could not drop half-created collection %r", spec.name)
             raise
 
-    def _create_vector_index(self, spec: CollectionSpec, like: CollectionSchema | None = None) -> None:
+    def _create_vector_index(
+        self, spec: CollectionSpec, like: CollectionSchema | None = None, field: str | None = None
+    ) -> None:
         from pymilvus import MilvusClient
 
         m = spec.index_params.get("hnsw_m", DEFAULT_HNSW_M)
         efc = spec.index_params.get("hnsw_ef_construct", DEFAULT_HNSW_EF_CONSTRUCT)
-        vector_field = like.vector if like is not None else VECTOR_FIELD
+        vector_field = field or (like.vector if like is not None else VECTOR_FIELD)
         same = like.options.get("vector_index") if like is not None else None
         if same and like is not None and like.options.get("index_params") == spec.index_params:
             # The plan left the index settings alone: the live version's index, as it is.
@@ -698,10 +772,15 @@ class MilvusStore(VectorStore):
         from pymilvus import MilvusClient
 
         for field_name, index in sorted(like.indexes.items()):
+            index_type = index.get("index_type", "")
+            if index.get("metric_type") == "BM25" and index_type == "AUTOINDEX":
+                # Milvus Lite describes a BM25 index it made from AUTOINDEX as AUTOINDEX, and then
+                # refuses AUTOINDEX for it: the one index a BM25 function's output takes.
+                index_type = "SPARSE_INVERTED_INDEX"
             index_params = MilvusClient.prepare_index_params()
             index_params.add_index(
                 field_name=field_name,
-                index_type=index.get("index_type", ""),
+                index_type=index_type,
                 index_name=index.get("index_name") or field_name,
                 params=dict(index.get("params") or {}),
                 **({"metric_type": index["metric_type"]} if index.get("metric_type") else {}),
@@ -711,6 +790,119 @@ class MilvusStore(VectorStore):
                 f"create index on {name!r}.{field_name}",
                 missing_is_transient=True,
             )
+
+    def _create_lexical_index(self, name: str, lexical: dict[str, Any]) -> None:
+        from pymilvus import MilvusClient
+
+        index_params = MilvusClient.prepare_index_params()
+        index_params.add_index(
+            field_name=lexical["vector"],
+            index_type="SPARSE_INVERTED_INDEX",
+            metric_type="BM25",
+            params={"bm25_k1": float(lexical.get("k1", 1.2)), "bm25_b": float(lexical.get("b", 0.75))},
+        )
+        self._call(
+            lambda: self._client.create_index(name, index_params, timeout=self._timeout, sync=False),
+            f"create the BM25 index on {name!r}",
+            missing_is_transient=True,
+        )
+
+    def lexical_refusal(self) -> str | None:
+        if self._lite:
+            return None
+        version = self._server_version()
+        if version == (0, 0) or version >= (2, 5):  # a server that does not say decides for itself
+            return None
+        return (
+            f"{self.location} runs Milvus {'.'.join(map(str, version))}, which has no BM25 function "
+            "(Milvus 2.5 added it)"
+        )
+
+    def search_lexical(
+        self, name: str, vector_name: str, sparse: dict[str, Any], k: int, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        if k <= 0:
+            return []
+        s = self._schema(name)
+        text = _query_text(sparse, name)
+        fields = self._output_fields(s, with_vectors=False, searching=True)
+        res = self._call(
+            lambda: self._client.search(
+                name,
+                data=[text],
+                filter=self._where_expr(s, where),
+                limit=k,
+                output_fields=fields,
+                search_params={"metric_type": "BM25"},
+                anns_field=vector_name,
+                consistency_level="Strong",
+                timeout=self._timeout,
+            ),
+            f"search {name!r} by BM25",
+            load=s.collection,
+        )
+        # BM25 scores are positive; Milvus Lite (3.2) returns them negated, servers as they are.
+        return self._hits(s, res, lambda distance: abs(distance))
+
+    def search_hybrid(
+        self,
+        name: str,
+        vector: Sequence[float],
+        vector_name: str,
+        sparse: dict[str, Any],
+        k: int,
+        where: dict[str, Any] | None = None,
+        *,
+        rrf_k: int = 60,
+        prefetch: int = 100,
+    ) -> list[Hit]:
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        if k <= 0:
+            return []
+        s = self._schema(name)
+        expr = self._where_expr(s, where)
+        dense: dict[str, Any] = {"metric_type": s.metric}
+        if s.index_type.startswith("HNSW"):
+            dense["params"] = {"ef": max(prefetch, 64)}
+        requests = [
+            AnnSearchRequest([[float(x) for x in vector]], s.vector, dense, prefetch, expr=expr or None),
+            AnnSearchRequest(
+                [_query_text(sparse, name)], vector_name, {"metric_type": "BM25"}, prefetch, expr=expr or None
+            ),
+        ]
+        fields = self._output_fields(s, with_vectors=False, searching=True)
+        res = self._call(
+            lambda: self._client.hybrid_search(
+                name, requests, RRFRanker(rrf_k), limit=k, output_fields=fields, timeout=self._timeout
+            ),
+            f"hybrid search {name!r}",
+            load=s.collection,
+        )
+        return self._hits(s, res, float)
+
+    def _hits(self, s: _Schema, res: Any, score: Callable[[float], float]) -> list[Hit]:
+        hits = []
+        for h in res[0] if res else []:
+            entity = dict(h.get("entity") or {})
+            entity.setdefault(s.pk, h.get("id"))
+            doc_id, _, payload = self._to_payload(s, entity)
+            hits.append(Hit(doc_id=doc_id, score=score(float(h.get("distance", 0.0))), payload=payload))
+        return hits
+
+    def set_other_vectors(self, name: str, points: Sequence[Point]) -> None:
+        """Rows are written whole: the points are read again with their vectors and written with the
+        new BM25 text (the only other vector the tool writes; an application's travel in the payload)."""
+        s = self._schema(name)
+        wanted = {p.doc_id: p.other_vectors for p in points if p.other_vectors}
+        if not wanted:
+            return
+        if s.lexical is None or any(set(v) - {s.lexical} for v in wanted.values()):
+            raise BackendError(f"{s.collection!r} keeps no vectors besides its own but the tool's BM25 text")
+        stored = self.retrieve(name, list(wanted), with_vectors=True)
+        for p in stored:
+            p.other_vectors = {**p.other_vectors, **wanted[p.doc_id]}
+        self.upsert(name, stored)
 
     def _server_version(self) -> tuple[int, ...]:
         """The server's (major, minor); (0, 0) when it does not say."""
@@ -859,8 +1051,11 @@ class MilvusStore(VectorStore):
     def read_schema(self, name: str) -> CollectionSchema:
         s, desc = self._describe_raw(name)
         fields = []
+        # The tool's BM25 (text field, sparse vector, function) is made again from a plan's lexical
+        # settings, never copied; an application's functions are copied with their fields.
+        tools = {LEXICAL_TEXT_FIELD, s.lexical} if s.lexical is not None else set()
         for f in desc.get("fields", []):
-            if f.get("is_dynamic") or f.get("name") == "$meta":
+            if f.get("is_dynamic") or f.get("name") == "$meta" or f.get("name") in tools:
                 continue
             params = {k: _plain(v) for k, v in (f.get("params") or {}).items()}
             for key in ("element_type", "max_capacity"):
@@ -903,6 +1098,8 @@ class MilvusStore(VectorStore):
                 kept["metric_type"] = str(info["metric_type"])
             if info.get("field_name") == s.vector:
                 vector_index = kept
+            elif info.get("field_name") in tools:
+                continue
             elif info.get("field_name"):
                 indexes[str(info["field_name"])] = kept
         raw_props = {str(k): str(v) for k, v in (desc.get("properties") or {}).items()}
@@ -914,6 +1111,9 @@ class MilvusStore(VectorStore):
         }
         if desc.get("description"):
             options["description"] = str(desc["description"])
+        functions = [_plain_function(fn) for fn in desc.get("functions") or [] if fn.get("name") != LEXICAL_FUNCTION]
+        if functions:
+            options["functions"] = functions
         if any(f.partition_key for f in fields):
             options["num_partitions"] = int(desc.get("num_partitions") or 0) or None
         return CollectionSchema(
@@ -964,7 +1164,8 @@ class MilvusStore(VectorStore):
                 f"describe index of {s.collection!r}",
             )
             field_name = (info or {}).get("field_name")
-            if field_name and field_name in types and field_name != s.vector and field_name not in s.other_vectors:
+            # vector fields' indexes (the function outputs' BM25 ones too) are not payload indexes
+            if field_name and field_name in types and "VECTOR" not in types[field_name].upper():
                 out[field_name] = _SCALAR_KINDS.get(types[field_name], types[field_name].lower())
         return out
 
@@ -1078,8 +1279,7 @@ class MilvusStore(VectorStore):
                 break
             last = max(r[s.pk] for r in rows)
             for row in rows:
-                doc_id, vec, payload = self._to_payload(s, row)
-                buffer.append(Point(doc_id=doc_id, vector=vec if with_vectors else None, payload=payload))
+                buffer.append(self._point(s, row, with_vectors))
             while len(buffer) >= batch_size:
                 yield buffer[:batch_size]
                 buffer = buffer[batch_size:]
@@ -1087,6 +1287,49 @@ class MilvusStore(VectorStore):
                 break
         if buffer:
             yield buffer
+
+    def scroll_untagged(self, name: str, key: str, value: str, batch_size: int = 256) -> Iterator[list[Point]]:
+        """The store filters the dynamic field, paged by primary key as ``scroll`` is.
+
+        A collection that declares ``key`` as a field of its own, or has no dynamic field,
+        takes the default (a full scroll filtered here).
+        """
+        if batch_size <= 0:
+            raise UsageError("batch_size must be positive")
+        s = self._schema(name)
+        if not s.dynamic or key in s.fields:
+            yield from super().scroll_untagged(name, key, value, batch_size)
+            return
+        untagged = self._untagged_expr(key, value)
+        fields = self._output_fields(s, False)
+        fetch = min(max(batch_size, 1024), 16384)
+        last: str | int | None = None
+        while True:
+            if last is None:
+                keys = f'{s.pk} != ""' if s.pk_is_str else f"({s.pk} >= {1 - 2**63} or {s.pk} < {1 - 2**63})"
+            else:
+                keys = f"{s.pk} > {lit(last)}"
+            rows = self._call(
+                lambda e=f"({keys}) and ({untagged})": self._client.query(
+                    name, filter=e, output_fields=fields, limit=fetch, iterator="True", timeout=self._timeout
+                ),
+                f"scroll {name!r} for points without {key}={value}",
+                load=s.collection,
+            )
+            if rows:
+                last = max(r[s.pk] for r in rows)
+                points = [self._point(s, row, False) for row in rows]
+                for start in range(0, len(points), batch_size):
+                    yield points[start : start + batch_size]
+            if len(rows) < fetch:
+                return
+
+    def _untagged_expr(self, key: str, value: str) -> str:
+        """``key`` missing or not ``value``: Milvus Lite finds no row by ``!=`` whose key is missing (null
+        semantics), the 2.3 server does; spelled out with ``exists``, fully bracketed (2.3 parses no other
+        way), both agree."""
+        ref = f"$meta[{lit(key)}]"
+        return f"(not (exists {ref})) or ({ref} != {lit(value)})"
 
     def retrieve(self, name: str, doc_ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
         s = self._schema(name)
@@ -1109,8 +1352,7 @@ class MilvusStore(VectorStore):
                 load=s.collection,
             )
             for row in rows:
-                doc_id, vec, payload = self._to_payload(s, row)
-                out.append(Point(doc_id=doc_id, vector=vec if with_vectors else None, payload=payload))
+                out.append(self._point(s, row, with_vectors))
         return out
 
     def search(
@@ -1145,15 +1387,7 @@ class MilvusStore(VectorStore):
             f"search {name!r}",
             load=s.collection,
         )
-        hits = []
-        for h in res[0] if res else []:
-            entity = dict(h.get("entity") or {})
-            entity.setdefault(s.pk, h.get("id"))
-            doc_id, _, payload = self._to_payload(s, entity)
-            distance = float(h.get("distance", 0.0))
-            score = math.sqrt(max(distance, 0.0)) if s.metric == "L2" else distance
-            hits.append(Hit(doc_id=doc_id, score=score, payload=payload))
-        return hits
+        return self._hits(s, res, (lambda d: math.sqrt(max(d, 0.0))) if s.metric == "L2" else float)
 
     # -- aliases -------------------------------------------------------------
     def _alias_target(self, alias: str) -> str | None:
@@ -1283,6 +1517,54 @@ def _lite_path_of(client: Any) -> str | None:
     return None
 
 
+def _function_outputs(desc: dict[str, Any]) -> set[str]:
+    """The fields a collection's functions (BM25) fill: the store writes them, never a client."""
+    return {str(o) for fn in desc.get("functions") or [] for o in fn.get("output_field_names") or []}
+
+
+def _own_lexical(desc: dict[str, Any]) -> str | None:
+    """The sparse vector of the tool's BM25 function (over LEXICAL_TEXT_FIELD), if the collection has it."""
+    for fn in desc.get("functions") or []:
+        if list(fn.get("input_field_names") or []) == [LEXICAL_TEXT_FIELD] and fn.get("output_field_names"):
+            return str(fn["output_field_names"][0])
+    return None
+
+
+def _add_lexical(schema: Any, lexical: dict[str, Any]) -> None:
+    """The tool's BM25: a nullable text field with the recorded analyzer, its sparse vector, the function."""
+    from pymilvus import DataType, Function, FunctionType
+
+    schema.add_field(
+        LEXICAL_TEXT_FIELD,
+        DataType.VARCHAR,
+        max_length=LEXICAL_TEXT_MAX,
+        enable_analyzer=True,
+        analyzer_params=dict(lexical.get("analyzer") or {"tokenizer": "standard"}),
+        nullable=True,
+    )
+    schema.add_field(lexical["vector"], DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(
+        Function(
+            name=LEXICAL_FUNCTION,
+            function_type=FunctionType.BM25,
+            input_field_names=[LEXICAL_TEXT_FIELD],
+            output_field_names=[lexical["vector"]],
+        )
+    )
+
+
+def _query_text(query: dict[str, Any], name: str) -> str:
+    text = query.get("text") if isinstance(query, dict) else None
+    if not isinstance(text, str):
+        raise UsageError(f"{name!r}: Milvus computes BM25 from a query's text; got {type(query).__name__} without one")
+    return text
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    data = text.encode("utf-8")
+    return text if len(data) <= limit else data[:limit].decode("utf-8", errors="ignore")
+
+
 def _collections_with_leftover_wal(path: str) -> list[str]:
     """Collections of a closed Milvus Lite store that still hold write-ahead log files.
 
@@ -1380,7 +1662,7 @@ def _plain(value: Any) -> Any:
 
 def _pymilvus_schema(like: CollectionSchema, dim: int) -> Any:
     """The pymilvus schema of ``like``, with ``dim`` for the vector the tool embeds into."""
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import DataType, Function, FunctionType, MilvusClient
 
     pk = like.primary
     schema = MilvusClient.create_schema(
@@ -1408,5 +1690,31 @@ def _pymilvus_schema(like: CollectionSchema, dim: int) -> Any:
             kwargs["is_partition_key"] = True
         if f.default is not None:
             kwargs["default_value"] = f.default
+        for flag in ("enable_analyzer", "enable_match"):  # described as the strings 'true' / 'false'
+            if flag in kwargs:
+                kwargs[flag] = str(kwargs[flag]).lower() == "true"
+        if isinstance(kwargs.get("analyzer_params"), str):
+            kwargs["analyzer_params"] = json.loads(kwargs["analyzer_params"])
         schema.add_field(f.name, DataType[f.kind.upper()], **kwargs)
+    for fn in like.options.get("functions") or []:
+        schema.add_function(
+            Function(
+                name=fn["name"],
+                function_type=FunctionType[str(fn["type"]).upper()],
+                input_field_names=list(fn["input"]),
+                output_field_names=list(fn["output"]),
+                params=dict(fn.get("params") or {}),
+            )
+        )
     return schema
+
+
+def _plain_function(fn: dict[str, Any]) -> dict[str, Any]:
+    """An application's function (langchain-milvus's BM25, say) as JSON-able data, to make it again."""
+    return {
+        "name": str(fn.get("name")),
+        "type": _plain(fn.get("type")),
+        "input": [str(x) for x in fn.get("input_field_names") or []],
+        "output": [str(x) for x in fn.get("output_field_names") or []],
+        "params": _plain(dict(fn.get("params") or {})),
+    }

@@ -411,8 +411,8 @@ def _training_facts(m: Any) -> str:
 @click.option(
     "--lexical",
     type=click.Choice(["bm25", "none"]),
-    help="Keep a BM25 sparse vector in the new version for lexical and hybrid search (Qdrant); none drops it. "
-    "Default: as the live version.",
+    help="Keep a BM25 sparse vector in the new version for lexical and hybrid search (Qdrant; Milvus's own "
+    "BM25 function on Lite and servers from 2.5); none drops it. Default: as the live version.",
 )
 @click.option("--gate", help="Promotion gate, e.g. 'ndcg@10 >= -0.005 and not significantly worse at p < 0.05'.")
 @click.option(
@@ -489,7 +489,12 @@ def _print_plan(p, output: Path | None) -> None:
     if p.dimension_change:
         out.print("  dimension changes: a full rebuild into a new collection")
     lexical = (p.to_version.get("index_params") or {}).get("lexical")
-    if lexical:
+    if lexical and lexical.get("engine") == "store":
+        out.print(
+            f"  lexical: BM25 computed by the store into sparse vector {lexical['vector']} (analyzer "
+            f"{json.dumps(lexical.get('analyzer'), sort_keys=True)}, k1 {lexical['k1']}, b {lexical['b']})"
+        )
+    elif lexical:
         out.print(
             f"  lexical: BM25 in sparse vector {lexical['vector']} (k1 {lexical['k1']}, b {lexical['b']}, stemmer "
             f"{lexical['stemmer']}, average length {lexical.get('avgdl', '?')} terms)"
@@ -518,6 +523,10 @@ CORRECTION_HELP = (
     "Multiplicity correction of the gate's significance tests, over all its metrics, pipelines and candidates: "
     "holm (family-wise error), bh (Benjamini-Hochberg, false discovery rate) or none."
 )
+UNDERPOWERED_HELP = (
+    "Pass a 'not significantly worse' clause even when the judged queries are too few to see the drop the gate "
+    "declares as mattering (MDE at 80% power > margin); without it such a clause is inconclusive and refuses."
+)
 
 
 @cli.command("apply")
@@ -540,6 +549,7 @@ CORRECTION_HELP = (
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's evaluation.")
 @click.option("--force", is_flag=True, help="Cut over even when the gate refuses (recorded in the audit log).")
 @click.option("--correction", default="holm", show_default=True, metavar="holm|bh|none", help=CORRECTION_HELP)
+@click.option("--allow-underpowered", is_flag=True, help=UNDERPOWERED_HELP)
 @click.option(
     "--report-json", type=click.Path(path_type=Path), help="Write the gate's evaluation as JSON (as eval does)."
 )
@@ -575,6 +585,7 @@ def apply_cmd(
     k: int,
     force: bool,
     correction: str,
+    allow_underpowered: bool,
     report_json: Path | None,
     report_md: Path | None,
     report_html: Path | None,
@@ -610,6 +621,7 @@ def apply_cmd(
             force=force,
             k=k,
             correction=correction,
+            allow_underpowered=allow_underpowered,
             executor=executor,
             ray_address=ray_address,
         )
@@ -645,6 +657,7 @@ def cutover_cmd(ctx: Ctx, collection: str, to: str | None) -> None:
                 if r["changed"]
                 else " (unchanged)"
             )
+            + (f"\n  catch-up: {r['catch_up']}" if r.get("catch_up") else "")
         ),
     )
 
@@ -668,6 +681,7 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
                 if r.get("completed")
                 else " (unchanged)"
             )
+            + (f"\n  catch-up: {r['catch_up']}" if r.get("catch_up") else "")
         ),
     )
 
@@ -944,7 +958,16 @@ def forget_cmd(ctx: Ctx, collection: str) -> None:
 )
 @click.option("--rerank-top", type=click.IntRange(min=1), help="How many first-stage results it rescores (default 50).")
 @click.option("--gate", help="Judge each candidate with this gate.")
+@click.option(
+    "--calibrate",
+    is_flag=True,
+    help="A/A calibration: run the gate (given or configured) on A/A comparisons of the live version (random "
+    "halves of the judged queries; with --versions live,vN against vN, a rebuilt copy) and report each clause's "
+    "false-positive rate with a Clopper-Pearson interval.",
+)
+@click.option("--resamples", type=int, help="With --calibrate: how many A/A comparisons (default 1000).")
 @click.option("--correction", default="holm", show_default=True, metavar="holm|bh|none", help=CORRECTION_HELP)
+@click.option("--allow-underpowered", is_flag=True, help=UNDERPOWERED_HELP)
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
 @click.option(
     "--report-json", type=click.Path(path_type=Path), help="Write the JSON report (schema reindexer.evaluation/v1)."
@@ -970,7 +993,10 @@ def eval_cmd(
     rerank,
     rerank_top,
     gate,
+    calibrate,
+    resamples,
     correction,
+    allow_underpowered,
     seed,
     report_json,
     report_md,
@@ -984,12 +1010,29 @@ def eval_cmd(
     request = commands.EvalRequest(
         queries, qrels, log, from_traffic, since, shadow, versions, k, _cutoffs(at), depth, per_query, gate, seed,
         pipelines=pipelines, rerank=rerank, rerank_top=rerank_top, correction=correction,
+        allow_underpowered=allow_underpowered,
     )  # fmt: skip
     reports = ReportFiles(report_json, report_md, report_html)
+    if calibrate or resamples is not None:
+        return _calibration(ctx, collection, request, calibrate, resamples, reports)
     outcome = commands.evaluate(ctx.ws, collection, request, reports)
     ctx.emit(outcome, lambda o: render.evaluation(out, o, per_query_hint=report_json is None))
     if outcome.refused:
         sys.exit(EXIT_GATE_REFUSED)
+
+
+def _calibration(ctx: Ctx, collection: str, request, calibrate: bool, resamples: int | None, reports) -> None:
+    """``eval --calibrate``: the gate's A/A calibration, printed (as JSON with --json); it writes no report file."""
+    from reindexer.evaluation.calibrate import DEFAULT_RESAMPLES, check_resamples
+    from reindexer.evaluation.calibrate import render as calibration_lines
+
+    if not calibrate:
+        raise UsageError("--resamples goes with --calibrate", hint="add --calibrate, or drop --resamples")
+    if reports.json or reports.md or reports.html:
+        raise UsageError("--calibrate writes no report file", hint="drop --report-*; --json prints the calibration")
+    count = DEFAULT_RESAMPLES if resamples is None else check_resamples(resamples)  # refused before the store opens
+    found = commands.calibrate(ctx.ws, collection, request, count)
+    ctx.emit(found, lambda c: out.print("\n".join(calibration_lines(c)), highlight=False))
 
 
 def _cutoffs(text: str | None) -> list[int] | None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from reindexer import policy
 from reindexer.adapters.base import DOC_ID_KEY, META_VECTOR, MODEL_KEY
-from reindexer.catchup import catch_up_from_live
+from reindexer.catchup import CatchUpStats, catch_up_from_live
 from reindexer.embedding import ModelSettings, check_model_folder, cosine_rows
 from reindexer.errors import (
     ConflictError,
@@ -239,11 +239,13 @@ def apply_from(
     when the gate refused (the GateRefusedError carries the result); the result's
     ``report_notice`` says why, when none could be.
     """
-    from reindexer.evaluation.gate import check_correction
+    from reindexer.evaluation.gate import Gate, check_correction
     from reindexer.planner import load_plan_file
     from reindexer.reports import ReportFiles, write_apply_reports
 
     options["correction"] = check_correction(options.get("correction", "holm"))  # a typo fails before any work
+    if options.get("gate"):
+        Gate.parse(options["gate"], options["correction"])  # so does a gate that does not parse
     if (plan is None) == (resume is None):
         raise UsageError("pass a plan file, or --resume COLLECTION")
     if plan is None:  # --resume
@@ -280,6 +282,7 @@ def apply(
     executor: str | None = None,
     ray_address: str | None = None,
     correction: str = "holm",
+    allow_underpowered: bool = False,
 ) -> ApplyResult:
     """Build the plan's shadow version, catch it up, verify it, gate it and (optionally) cut over.
 
@@ -292,24 +295,22 @@ def apply(
 
     ``executor`` ("local" or "ray", default the config's) says where the build's read and
     embed stages run; ``ray_address`` names the Ray cluster (default RAY_ADDRESS, else a local Ray).
-    ``correction`` ("holm", "bh" or "none") corrects the gate's significance tests for multiplicity.
+    ``correction`` ("holm", "bh" or "none") corrects the gate's significance tests for multiplicity;
+    ``allow_underpowered`` passes a "not significantly worse" clause on an under-powered query set
+    (inconclusive otherwise; reindexer.evaluation.gate).
     """
     from reindexer.evaluation.gate import check_correction
-    from reindexer.raydata import check_executor
 
     correction = check_correction(correction)
-    executor = check_executor(executor or ws.config.executor)
+    executor = _apply_executor(ws, plan, executor)
     check_recorded(ws, plan)  # a forged or edited plan is refused before the lease is written
-    if executor == "ray" and (plan.to_version.get("index_params") or {}).get("lexical"):
-        raise UsageError(
-            "the Ray executor does not write lexical vectors yet; this plan's version keeps a BM25 index",
-            hint="apply it with --executor local, or plan with --lexical none",
-        )
     result = ApplyResult(plan.id, plan.collection, plan.mode, None, None)
     if plan.mode == "noop":
         result.message = plan.reason
         return result
-    gate_obj, judgements = _gate_and_judgements(ws, plan, gate, correction, judgements, queries, qrels)
+    gate_obj, judgements = _gate_and_judgements(
+        ws, plan, gate, correction, judgements, queries, qrels, allow_underpowered
+    )
     # The lease comes before the store is touched: a second operator learns who holds the
     # collection, not merely that an embedded store is open elsewhere.
     with ws.lease(plan.collection) as lease:
@@ -336,6 +337,19 @@ def apply(
     return result
 
 
+def _apply_executor(ws: Workspace, plan: Plan, executor: str | None) -> str:
+    """Where the plan's build runs ("local" or "ray"), refused before any work where it cannot."""
+    from reindexer.raydata import check_executor
+
+    executor = check_executor(executor or ws.config.executor)
+    if executor == "ray" and (plan.to_version.get("index_params") or {}).get("lexical"):
+        raise UsageError(
+            "the Ray executor does not write lexical vectors yet; this plan's version keeps a BM25 index",
+            hint="apply it with --executor local, or plan with --lexical none",
+        )
+    return executor
+
+
 @dataclass
 class _Shadow:
     """The version an apply builds, with its collection, its model and the live version when it was opened."""
@@ -347,14 +361,21 @@ class _Shadow:
 
 
 def _gate_and_judgements(
-    ws: Workspace, plan: Plan, gate: str | None, correction: str, judgements: Any, queries: Any, qrels: Any
+    ws: Workspace,
+    plan: Plan,
+    gate: str | None,
+    correction: str,
+    judgements: Any,
+    queries: Any,
+    qrels: Any,
+    allow_underpowered: bool = False,
 ) -> tuple[Any, Any]:
-    """The gate apply judges by (with its multiplicity ``correction``) and its judged queries, as configured;
-    missing ones are refused before any write."""
+    """The gate apply judges by (with its multiplicity ``correction`` and ``allow_underpowered``) and its
+    judged queries, as configured; missing ones are refused before any write."""
     from reindexer.evaluation import Gate
 
     gate_text = policy.apply_gate(ws.config, plan.collection, gate, plan.gate)
-    gate_obj = Gate.parse(gate_text, correction) if gate_text else None
+    gate_obj = Gate.parse(gate_text, correction, allow_underpowered) if gate_text else None
     if gate_obj is None or not gate_obj.needs_judgements:
         return gate_obj, judgements
     judgements = policy.judgements(ws.config, plan.collection, judgements, queries, qrels)
@@ -442,7 +463,13 @@ def _build_and_verify(build: _ShadowBuild, result: ApplyResult) -> IndexVersion:
         ws.state.audit(
             "apply", shadow.lc.name, "failed", plan.inputs_fingerprint, plan_id=plan.id, problems=report.problems()
         )
-        require_verified(report, f"v{shadow.version.version}")
+        name, number = shadow.lc.name, shadow.version.version
+        require_verified(
+            report,
+            f"v{number}",
+            f"`reindex verify {name} --version {number} --fix` (with the plan's source options) repairs it, "
+            f"then `reindex apply --resume {name}` goes on",
+        )
     return ws.state.set_status(shadow.version, "verified")
 
 
@@ -544,7 +571,9 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
     result.gate = {
         "gate": str(gate_obj),
         "correction": gate_obj.correction,
+        "allow_underpowered": gate_obj.allow_underpowered,
         "passed": decision.passed,
+        "verdict": decision.verdict,
         "forced": False,
         "reasons": decision.reasons,
     }
@@ -557,12 +586,26 @@ def _gate(ws, lc, current, version, plan, judgements, gate_obj, force, k, result
             "gate-forced", lc.name, "forced", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons
         )
         return version
-    ws.state.audit("gate", lc.name, "refused", plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
+    outcome = "inconclusive" if decision.verdict == "inconclusive" else "refused"
+    ws.state.audit("gate", lc.name, outcome, plan.inputs_fingerprint, gate=str(gate_obj), reasons=decision.reasons)
     _notify(ws, "gate-refused", lc.name, version=version.physical_name, reasons=decision.reasons)
-    raise GateRefusedError(
+    raise _gate_refused(decision, version, lc.name, result)
+
+
+def _gate_refused(decision: Any, version: IndexVersion, collection: str, result: ApplyResult) -> GateRefusedError:
+    """The refusal of a failed gate, or of an inconclusive one (too few judged queries to decide), in its own words."""
+    kept = f"v{version.version} stays built for inspection (`reindex eval {collection}`); --force overrides, audited"
+    if decision.verdict == "inconclusive":
+        return GateRefusedError(
+            f"the gate could not decide on promoting v{version.version} (inconclusive: the judged queries are too few "
+            "to see a change that matters): " + "; ".join(r for r in decision.reasons if r.startswith("INCONCLUSIVE")),
+            hint="judge on more queries; or, for a 'not significantly worse' clause, accept the risk with "
+            f"--allow-underpowered; {kept}",
+            result=result,
+        )
+    return GateRefusedError(
         f"the gate refused promoting v{version.version}: " + "; ".join(r for r in decision.reasons if "FAIL" in r),
-        hint=f"v{version.version} stays built for inspection (`reindex eval {lc.name}`); "
-        "--force overrides, and is audited",
+        hint=kept,
         result=result,
     )
 
@@ -588,6 +631,7 @@ def evaluate_versions(
     rerank: str | None = None,
     rerank_top: int | None = None,
     correction: str = "holm",
+    allow_underpowered: bool = False,
 ):
     """Run judged queries against one version (absolute) or several (A/B/n); returns (result, gate,
     decisions by candidate). ``k`` is the headline cut-off, ``at`` the cut-offs reported, ``depth``
@@ -595,7 +639,8 @@ def evaluate_versions(
     retrieval pipelines run each version (reindexer.evaluation.pipelines), ``rerank`` the cross-encoder
     folder of the ``+rerank`` pipelines and ``rerank_top`` how many of the first stage's it rescores.
     The gate judges every candidate at once: their significance tests are one family, corrected for
-    multiplicity by ``correction`` ("holm", "bh" or "none")."""
+    multiplicity by ``correction`` ("holm", "bh" or "none"); ``allow_underpowered`` passes a "not
+    significantly worse" clause on an under-powered query set (inconclusive otherwise)."""
     from reindexer import ab
     from reindexer.evaluation import Gate
     from reindexer.rerank import DEFAULT_TOP, Reranker
@@ -604,7 +649,7 @@ def evaluate_versions(
     lc = _collection(ws, collection)
     reconcile_readonly(ws, lc, "eval")
     chosen = ab.resolve_versions(ws, lc, versions)
-    gate_obj = Gate.parse(gate, correction) if gate else None
+    gate_obj = Gate.parse(gate, correction, allow_underpowered) if gate else None
     reranker = Reranker(rerank, top=rerank_top or DEFAULT_TOP, device=ws.config.device) if rerank else None
     result = ab.run_evaluation(
         ws,
@@ -651,6 +696,8 @@ class EvalRequest:
     rerank_top: int | None = None
     correction: str = "holm"
     """The gate's multiplicity correction: holm, bh or none (reindexer.evaluation.gate)."""
+    allow_underpowered: bool = False
+    """Pass a "not significantly worse" clause on an under-powered query set (inconclusive otherwise)."""
 
     def __post_init__(self) -> None:
         from reindexer.evaluation.gate import Gate, check_correction
@@ -752,10 +799,49 @@ def _eval_judged(ws: Workspace, collection: str, request: EvalRequest, reports: 
         rerank=str(r.rerank) if r.rerank else None,
         rerank_top=r.rerank_top,
         correction=r.correction,
+        allow_underpowered=r.allow_underpowered,
     )
     per_query = True if r.per_query else None  # None: per-query values for a single version only
     write_reports(result, gate_obj, reports, title=f"{collection}: retrieval evaluation", per_query=per_query)
     return EvalOutcome(report.to_dict(result, gate_obj, per_query=per_query), gate_obj, result, decisions)
+
+
+def calibrate(ws: Workspace, collection: str, request: EvalRequest, resamples: int = 1000):
+    """`reindex eval --calibrate`: the gate (``request.gate``, else the configured one, with its correction)
+    run on ``resamples`` A/A comparisons of the live version on ``request``'s judged queries: against itself
+    on random halves of the queries, or against an independently rebuilt copy named second in
+    ``request.versions`` (``live,v4``). Returns a ``reindexer.evaluation.calibrate.Calibration``."""
+    from reindexer import ab
+    from reindexer.evaluation import Gate
+    from reindexer.evaluation.calibrate import calibrate_evaluation, check_copy, check_resamples, judged_pipelines
+    from reindexer.rerank import DEFAULT_TOP, Reranker
+
+    check_resamples(resamples)
+    gate_text = policy.plan_gate(ws.config, collection, request.gate)
+    if request.log or request.from_traffic or not gate_text:
+        raise UsageError(
+            "--calibrate runs a gate on judged A/A comparisons: it needs --queries, --qrels and a gate",
+            hint="pass --queries FILE --qrels FILE and --gate '...' (or set gate in reindex.toml)",
+        )
+    gate = Gate.parse(gate_text, request.correction, request.allow_underpowered)
+    ws.require_store()
+    lc = _collection(ws, collection)
+    reconcile_readonly(ws, lc, "eval")
+    chosen = ab.resolve_versions(ws, lc, request.versions or "live")
+    check_copy(chosen)
+    top = request.rerank_top or DEFAULT_TOP
+    reranker = Reranker(request.rerank, top=top, device=ws.config.device) if request.rerank else None
+    judgements = ab.Judgements.load(str(request.queries), str(request.qrels))
+    result = ab.run_evaluation(
+        ws, lc, chosen, judgements, k=request.k, seed=request.seed, at=gate.ks or None,
+        pipelines=judged_pipelines(gate), reranker=reranker,
+    )  # fmt: skip
+    names = [ab.label(v) for v in chosen]
+    found = calibrate_evaluation(gate, result, names[0], names[1] if len(names) > 1 else None,
+                                 resamples=resamples, seed=request.seed)  # fmt: skip
+    ws.state.audit("eval-calibrate", lc.name, gate=found.gate, resamples=resamples,
+                   false_positive=found.false_positive.rate, nominal=found.nominal)  # fmt: skip
+    return found
 
 
 def traffic_report(
@@ -963,6 +1049,7 @@ def cutover(ws: Workspace, collection: str, to: str | None = None, confirm: Conf
             "changed": True,
             "previous": current.physical_name if current else None,
             "caught_up": {"embedded": caught_up.embedded, "deleted": caught_up.deleted},
+            "catch_up": caught_up.how,
             "repairs": repairs,
         }
 
@@ -1043,7 +1130,7 @@ def rollback(ws: Workspace, collection: str, confirm: ConfirmFn = _always, catch
         current, previous = _live_and_previous(ws, collection, current)
         if not confirm(f"Roll {collection} back from v{current.version} to v{previous.version}?"):
             return _unchanged(collection, current, rec.messages())
-        stats = SyncStats()
+        stats = CatchUpStats(how="skipped (--no-catch-up)")
         if catch_up:
             stats = catch_up_from_live(ws, lc, previous, current, lease, text_field=lc.text_field)
         moved = {"re_embedded": stats.embedded, "deleted": stats.deleted}
@@ -1058,6 +1145,7 @@ def rollback(ws: Workspace, collection: str, confirm: ConfirmFn = _always, catch
             "changed": True,
             "from": current.physical_name,
             **moved,
+            "catch_up": stats.how,
             "repairs": rec.messages(),
         }
 
@@ -1549,7 +1637,11 @@ def _verify_copy(
     """The copy checked against the original's ids and recorded verified; with its point count."""
     original_ids = {p.doc_id for page in ws.store.scroll(lc.name, batch_size=ws.batch_size) for p in page}
     report = verify_version(ws, lc, target, model, original_ids)
-    require_verified(report, f"the copy {target.physical_name}")
+    require_verified(
+        report,
+        f"the copy {target.physical_name}",
+        f"`reindex verify {lc.name} --version {target.version} --fix` repairs it",
+    )
     return ws.state.set_status(target, "verified", point_count=report.store_count), report.store_count
 
 

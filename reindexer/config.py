@@ -81,7 +81,7 @@ class CollectionSection(_Section):
     text_field: str | list[str] | None = None
     #: the dense vector adopt and plan embed into, in a collection with several (a Qdrant named vector, a Milvus field)
     vector_name: str | None = None
-    #: "bm25": every version plan makes keeps a BM25 sparse vector beside the dense one (Qdrant); "none" drops it
+    #: "bm25": every version plan makes keeps a BM25 sparse vector beside the dense one; "none" drops it
     lexical: Literal["bm25", "none"] | None = None
     id_field: str | None = None
     updated_field: str | None = None
@@ -322,7 +322,7 @@ executor = "local"        # or "ray": read and embed on a Ray cluster (pip insta
 # text_field = "text"                      # payload path of the text, e.g. page_content;
 #                                          # a template "{title}. {text}" or a list ["title", "text"]
 # vector_name = "body"                     # the dense vector to re-embed, where a collection has several
-# lexical = "bm25"                         # keep a BM25 sparse vector in every version (Qdrant): hybrid search
+# lexical = "bm25"                         # keep a BM25 sparse vector in every version: hybrid search
 # source = "jsonl:data/docs.jsonl"         # default source for plan and sync (default: the payload)
 # queries = "eval/queries.jsonl"           # judged queries for the gate (BEIR layout)
 # qrels = "eval/qrels.tsv"

@@ -129,12 +129,55 @@ class StoredLexical:
         return {"kind": "bm25", **asdict(self.spec), "avgdl": self.avgdl, "vector": self.vector}
 
     @classmethod
-    def from_params(cls, params: dict[str, Any] | None) -> StoredLexical | None:
+    def from_params(cls, params: dict[str, Any] | None) -> StoredLexical | StoreBM25 | None:
+        """A version's lexical index as it recorded it: weights the tool computes (``StoredLexical``),
+        or a BM25 the store computes from the text itself (``StoreBM25``); None without one."""
         lexical = (params or {}).get("lexical")
         if not lexical:
             return None
+        if lexical.get("engine") == STORE_ENGINE:
+            return StoreBM25.from_params(lexical)
         fields = {k: lexical[k] for k in ("method", "k1", "b", "stemmer", "stopwords", "lower") if k in lexical}
         return cls(LexicalSpec(**fields), float(lexical["avgdl"]), str(lexical.get("vector", LEXICAL_VECTOR)))
+
+
+STORE_ENGINE = "store"
+"""``index_params["lexical"]["engine"]`` of a version whose store makes its BM25 vectors (Milvus)."""
+
+STANDARD_ANALYZER: dict[str, Any] = {"tokenizer": "standard"}
+"""Milvus's standard analyzer: Unicode word boundaries, lower-cased. Milvus Lite (3.2) applies no
+analyzer filters (stemmers and stop words are accepted and ignored), so only this is recorded."""
+
+
+@dataclass(frozen=True)
+class StoreBM25:
+    """A version whose store computes BM25 itself (Milvus's BM25 function): it tokenizes a text field
+    with the recorded analyzer, keeps the statistics (document frequencies, average length) current as
+    documents come and go, and scores a query's text. The tool writes and sends texts, never weights.
+    ``k1`` and ``b`` are Milvus's defaults, which Milvus Lite uses whatever the index asks."""
+
+    analyzer: dict[str, Any]
+    k1: float = 1.2
+    b: float = 0.75
+    vector: str = LEXICAL_VECTOR
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.analyzer, dict) or not isinstance(self.analyzer.get("tokenizer"), str):
+            raise UsageError(f"a store's BM25 needs an analyzer with a tokenizer, not {self.analyzer!r}")
+        if not (self.k1 >= 0 and 0 <= self.b <= 1):
+            raise UsageError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={self.k1:g}, b={self.b:g}")
+
+    def to_params(self) -> dict[str, Any]:
+        return {"kind": "bm25", "engine": STORE_ENGINE, **asdict(self)}
+
+    @classmethod
+    def from_params(cls, lexical: dict[str, Any]) -> StoreBM25:
+        return cls(
+            dict(lexical.get("analyzer") or STANDARD_ANALYZER),
+            float(lexical.get("k1", 1.2)),
+            float(lexical.get("b", 0.75)),
+            str(lexical.get("vector", LEXICAL_VECTOR)),
+        )
 
 
 class LexicalEncoder:
@@ -143,23 +186,31 @@ class LexicalEncoder:
     A document's value for a term is its BM25 term-frequency part, tf / (tf + k1 (1 - b + b dl / avgdl));
     a query's is the term's count. The store multiplies by IDF, so a dot product is the document's
     BM25 score for the query, as bm25s computes it with the same settings and average length.
+    Where the store computes BM25 itself (``StoreBM25``) a document's and a query's input is its
+    text, ``{"text": ...}``.
     """
 
-    def __init__(self, stored: StoredLexical):
+    def __init__(self, stored: StoredLexical | StoreBM25):
         self.stored = stored
-        self._tokenizer = stored.spec.tokenizer()
+        # A store that computes BM25 itself takes the texts as they are, documents and queries alike.
+        self._by_store = isinstance(stored, StoreBM25)
+        self._tokenizer = None if isinstance(stored, StoreBM25) else stored.spec.tokenizer()
         self._lock = threading.Lock()  # writers call from several threads; the tokenizer keeps state
 
     def terms(self, texts: Sequence[str]) -> list[list[str]]:
         """Each text's terms after lower-casing, stop words and stemming (the version's settings)."""
         # update_vocab: the tokenizer's own vocabulary is not used for indices (term_id is), but
         # without it bm25s drops terms it has not seen
+        if self._tokenizer is None:
+            raise UsageError("a store that computes BM25 itself keeps its terms to itself")
         with self._lock:
             tokens = self._tokenizer.tokenize(list(texts), return_as="string", show_progress=False)
             self._tokenizer.reset_vocab()
         return [[t for t in doc if t] for doc in tokens]
 
-    def documents(self, texts: Sequence[str]) -> list[dict[str, list]]:
+    def documents(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        if isinstance(self.stored, StoreBM25):
+            return [{"text": text} for text in texts]
         spec, avgdl = self.stored.spec, self.stored.avgdl
         out = []
         for terms in self.terms(texts):
@@ -169,7 +220,9 @@ class LexicalEncoder:
             out.append({"indices": indices, "values": [counts[i] / (counts[i] + norm) for i in indices]})
         return out
 
-    def queries(self, texts: Sequence[str]) -> list[dict[str, list]]:
+    def queries(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        if self._by_store:
+            return [{"text": text} for text in texts]
         out = []
         for terms in self.terms(texts):
             counts = Counter(term_id(t) for t in terms)

@@ -355,6 +355,7 @@ def _index_settings(
     # The live version's metric is the application's choice: kept unless the plan names another.
     metric = metric or (live.metric if live else model.similarity)
     ws.backend.validate_metric(metric)
+    ws.backend.validate_dim(model.dim)  # the backend's own limit, before anything is created
     index_params = dict(index_params if index_params is not None else (live.index_params if live else {}))
     validate_spec(CollectionSpec(name=collection, dim=model.dim, metric=metric, index_params=index_params))
     return metric, index_params
@@ -364,7 +365,7 @@ def _lexical_settings(
     ws: Workspace, collection: str, live: IndexVersion | None, index_params: dict[str, Any], lexical: str | None
 ) -> dict[str, Any]:
     """The new version's lexical index: asked for (``bm25``), dropped (``none``), else the live one's."""
-    from reindexer.lexical import LEXICAL_VECTOR, LexicalSpec
+    from reindexer.lexical import LEXICAL_VECTOR, STANDARD_ANALYZER, LexicalSpec, StoreBM25
 
     if lexical is None:
         return index_params
@@ -373,9 +374,10 @@ def _lexical_settings(
     out = {k: v for k, v in index_params.items() if k != "lexical"}
     if lexical == "none":
         return out
-    if not ws.store.capabilities.lexical_vectors:
+    refusal = ws.store.lexical_refusal()
+    if refusal is not None:
         raise UsageError(
-            f"{ws.store_url} keeps no lexical index ({ws.backend.name} in this release): --lexical bm25 needs Qdrant",
+            f"{refusal}: --lexical bm25 needs Qdrant, Milvus Lite or a Milvus server from 2.5",
             hint="plan without --lexical; `reindex eval --pipelines lexical,hybrid` still compares BM25 and hybrid "
             "retrieval from the version's own texts",
         )
@@ -387,8 +389,11 @@ def _lexical_settings(
             "would take its place",
             hint="rename the application's vector, or search it as it is (eval --pipelines still compares BM25)",
         )
-    if kept and kept.get("kind") == "bm25":
+    by_store = ws.store.capabilities.lexical_by_store
+    if kept and kept.get("kind") == "bm25" and (kept.get("engine") == "store") == by_store:
         out["lexical"] = dict(kept)  # the same settings; a build measures its average length again
+    elif by_store:  # the store's own BM25 function (Milvus), over its standard analyzer
+        out["lexical"] = StoreBM25(dict(STANDARD_ANALYZER)).to_params()
     else:
         out["lexical"] = {"kind": "bm25", **asdict(LexicalSpec()), "vector": LEXICAL_VECTOR}
     return out
@@ -402,12 +407,12 @@ def _measure_lexical(
     from reindexer.lexical import StoredLexical, average_length
 
     lexical = index_params.get("lexical")
-    if not lexical:
+    if not lexical or lexical.get("engine") == "store":  # a store's own BM25 keeps its statistics itself
         return index_params
     if mode != "full" and live is not None and (live.index_params or {}).get("lexical"):
         return {**index_params, "lexical": dict(live.index_params["lexical"])}
     stored = StoredLexical.from_params({"lexical": {**lexical, "avgdl": 1.0}})  # the recorded settings
-    assert stored is not None
+    assert isinstance(stored, StoredLexical)
     with open_source(source, store=ws.store, collection=live.physical_name if live else None) as src:
         avgdl, _ = average_length((doc.text for doc in src), stored.spec)
     measured = {**lexical, "avgdl": round(avgdl, 6) or 1.0}

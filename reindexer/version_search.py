@@ -46,7 +46,7 @@ def search_version(
     if lexical is None:
         raise UsageError(
             f"{physical} keeps no lexical index, so it cannot answer in {mode} mode",
-            hint="plan the collection with --lexical bm25 (Qdrant), or search in dense mode",
+            hint="plan the collection with --lexical bm25, or search in dense mode",
         )
     sparse, name = lexical.queries(queries), lexical.stored.vector
     if mode == "lexical":

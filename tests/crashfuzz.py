@@ -741,10 +741,11 @@ def run_iteration(world: FuzzWorld, launcher: Launcher, s: Scenario) -> Record:
         )
         nxt = run_here(world, s.next_args)
         rec.next_rc = nxt.returncode
-        if nxt.returncode == 7 and "verify --fix" in nxt.stderr:
+        hinted = re.search(r"`reindex (verify \S+ (?:--version \d+ )?--fix)`", nxt.stderr)
+        if nxt.returncode == 7 and hinted:
             # Verification failed (a documented exit) and the hint names the repair: the operator runs it
-            # once, then the next command again, which must then succeed like the others.
-            fix = run_here(world, ("--json", "--yes", "verify", s.collection, "--fix"))
+            # once, as written, then the next command again, which must then succeed like the others.
+            fix = run_here(world, ("--json", "--yes", *hinted.group(1).split()))
             rec.repaired, rec.check_rcs["verify-fix-as-hinted"] = True, fix.returncode
             _clean(fix, {0})
             first_next, nxt = nxt, run_here(world, s.next_args)

@@ -567,8 +567,11 @@ def test_a_crash_between_build_and_cutover_resumes_through_verification(small_ws
     # The shadow loses a point behind the ledger's back: the resumed apply must verify, see it and stop.
     victim = sorted(p.doc_id for page in ws.store.scroll("docs__v2") for p in page)[0]
     ws.store.delete("docs__v2", [victim])
-    with pytest.raises(VerificationError, match="in the ledger but not the store"):
+    with pytest.raises(VerificationError, match="in the ledger but not the store") as failed:
         commands.apply(ws, commands.latest_unfinished_plan(ws, "docs"))
+    # The hint is whole: an operator (or a fuzzer) runs exactly what it names.
+    assert "`reindex verify docs --version 2 --fix`" in failed.value.hint
+    assert "`reindex apply --resume docs`" in failed.value.hint
     assert ws.store.resolve("docs") == "docs__v1" and _statuses(ws) == ["live", "built"]
     assert verify(ws, "docs", "v2", fix=True).fixed
 

@@ -1,6 +1,6 @@
 """Issue 23, points 1 and 2 on Qdrant local: a version's stored BM25 vectors kept true through build,
 sync (changed and deleted texts), a model change, cut-over and rollback; the Searcher's dense, lexical
-and hybrid modes answering from one version; Milvus refusing --lexical before anything is written.
+and hybrid modes answering from one version (Milvus: tests/test_lexical_milvus.py).
 
 The term weights are checked point by point against the formula computed here from bm25s's tokens,
 and the store's lexical scores (Qdrant's IDF) against bm25s's own BM25 over the same texts.
@@ -201,22 +201,6 @@ def test_a_model_change_cut_over_and_rollback_keep_every_version_true(world, min
     points = assert_true_to_texts(f"{NAME}__v1", lexical_params(f"{NAME}__v1")["avgdl"])
     assert "walrus" in points["d0"][0]
     assert "consistent" in invoke("verify", NAME).stdout
-
-
-def test_milvus_refuses_lexical_before_anything_is_written(tmp_path, minilm_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write(tmp_path, documents(4))
-    monkeypatch.setenv("REINDEX_STORE", f"milvus+lite:{tmp_path}/m.db")
-    monkeypatch.setenv("REINDEX_STATE", f"sqlite:///{tmp_path}/state.db")
-    r = invoke("plan", NAME, "--model", str(minilm_path), "--source", "jsonl:corpus.jsonl", "--id-field", "_id",
-               "--lexical", "bm25")
-    assert r.exit_code == 2, r.output
-    assert "keeps no lexical index" in r.stderr and "--pipelines lexical,hybrid" in r.stderr
-    from reindexer.workspace import Workspace
-
-    with Workspace.open() as ws:  # nothing was created, recorded or registered
-        assert ws.store.list_collections() == [] and ws.state.get_collection(ws.store_url, NAME) is None
-        assert ws.state.list_models() == []
 
 
 def test_a_version_without_lexical_index_refuses_lexical_modes(tmp_path, minilm_path, monkeypatch):

@@ -114,6 +114,30 @@ def test_milvus_lite_settles_a_store_killed_inside_its_flush(tmp_path: Path) -> 
         assert s.count("c") == 8
 
 
+def test_milvus_lite_finishes_a_collection_its_maker_left_without_an_index(tmp_path: Path) -> None:
+    """create_collection makes the collection, then its index: a process killed in between left a
+    collection nothing could load (the crash tests saw it). A version the tool made gets its index
+    from what it records; an application's collection is left as it is."""
+    from reindexer.errors import BackendError
+
+    db = tmp_path / "m.db"
+    with open_store(f"milvus+lite:{db}") as s:
+        s.create_collection(CollectionSpec("mine", dim=4, metadata={"reindex.metric": "cosine"}))
+        s.create_collection(CollectionSpec("theirs", dim=4))
+        for name in ("mine", "theirs"):
+            s._client.release_collection(name)
+            for index in s._client.list_indexes(name):
+                s._client.drop_index(name, index)
+            assert s._client.list_indexes(name) == []
+    with open_store(f"milvus+lite:{db}") as s:
+        s.upsert("mine", [Point(f"d{i}", unit(i), {"i": i}) for i in range(4)])
+        s.finish_writes("mine")
+        assert [h.doc_id for h in s.search("mine", unit(1), 1)] == ["d1"]
+        assert s.describe("mine").metric == "cosine"
+        with pytest.raises(BackendError, match="no index on its vector field"):
+            s.count("theirs")
+
+
 # -- unreachable servers -------------------------------------------------------
 @pytest.mark.parametrize("url", ["qdrant://127.0.0.1:9", "milvus://127.0.0.1:9"])
 def test_unreachable_server_fails_fast(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
