@@ -251,14 +251,67 @@ class LlamaIndexMilvus(_LlamaIndexApp):
             ("id", "varchar", False, True)
 
 
+@dataclass
+class LlamaIndexMilvusBM25(LlamaIndexMilvus):
+    """LlamaIndex's Milvus store in hybrid mode: a dense vector and a sparse one its BM25 built-in
+    function fills from the text; its hybrid queries fuse both (RRF)."""
+
+    ranks_by_itself = False  # BM25 weighs terms by the whole collection: answers move as it grows
+
+    @staticmethod
+    def _kwargs() -> dict[str, Any]:
+        from llama_index.vector_stores.milvus.utils import BM25BuiltInFunction
+
+        return {"enable_sparse": True, "sparse_embedding_function": BM25BuiltInFunction(),
+                "hybrid_ranker": "RRFRanker", "hybrid_ranker_params": {"k": 60},
+                # Milvus Lite (3.2) takes no AUTOINDEX and no drop_ratio for the BM25 field
+                "sparse_index_config": {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25",
+                                        "params": {}}}
+
+    def build(self, embeddings, texts, metadatas):
+        from llama_index.vector_stores.milvus import MilvusVectorStore
+
+        store = MilvusVectorStore(uri=self.uri, collection_name="kb", dim=384, overwrite=True, **self._kwargs())
+        store.add(self.nodes(embeddings, texts, metadatas, [f"n{i}" for i in range(N)]))
+
+    def open(self, ws, embeddings):
+        from reindexer.integrations.llamaindex_milvus import open_milvus_vector_store
+
+        return open_milvus_vector_store(uri=self.uri, collection_name="kb", **self._kwargs()), embeddings
+
+    def search(self, handle, query, k):
+        from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
+
+        store, embeddings = handle
+        res = store.query(VectorStoreQuery(query_embedding=embeddings.embed_query(query), query_str=query,
+                                           similarity_top_k=k, mode=VectorStoreQueryMode.HYBRID))
+        return [(self.doc_id(i), n.get_content()) for i, n in zip(res.ids, res.nodes, strict=True)]
+
+    def check_versions(self, ws, a: str, b: str) -> None:
+        """Both versions hold, per node, the sparse vector the store's BM25 makes of its text."""
+        client = ws.store._client
+        rows = {name: {r["id"]: (r["text"], r["sparse_embedding"]) for r in client.query(
+            name, filter='id != ""', limit=1000, output_fields=["text", "sparse_embedding"])} for name in (a, b)}
+        assert rows[a] == rows[b] and len(rows[a]) == N + 3
+        assert all(sparse for _, sparse in rows[a].values())
+
+    def check_original(self, schema):
+        super().check_original(schema)
+        [function] = schema.options["functions"]
+        assert (function["type"], function["output"]) == ("bm25", ["sparse_embedding"])
+
+
 APPS = {"langchain-qdrant": LangChainQdrant, "langchain-milvus": LangChainMilvus,
+        "llamaindex-milvus-bm25": LlamaIndexMilvusBM25,
         "langchain-milvus-bm25": LangChainMilvusBM25,
         "llamaindex-qdrant": LlamaIndexQdrant, "llamaindex-milvus": LlamaIndexMilvus}
 MODULES = {"langchain-qdrant": "langchain_qdrant", "langchain-milvus": "langchain_milvus",
            "langchain-milvus-bm25": "langchain_milvus",
            "llamaindex-qdrant": "llama_index.vector_stores.qdrant",
-           "llamaindex-milvus": "llama_index.vector_stores.milvus"}
-PACKAGES = {"llamaindex-milvus": "scripts/setup.sh: pip install --no-deps llama-index-vector-stores-milvus==1.2.0"}
+           "llamaindex-milvus": "llama_index.vector_stores.milvus",
+           "llamaindex-milvus-bm25": "llama_index.vector_stores.milvus"}
+PACKAGES = {"llamaindex-milvus": "scripts/setup.sh: pip install --no-deps llama-index-vector-stores-milvus==1.2.0",
+            "llamaindex-milvus-bm25": "scripts/setup.sh: pip install --no-deps llama-index-vector-stores-milvus==1.2.0"}
 # langchain-milvus on the 2.3.5 server is not a cell: its auto-id key cannot be kept in a copy there
 # (servers take given keys in an auto-id collection from 2.6), so migrate refuses before any write;
 # tests/test_adopt.py::test_langchain_milvus_defaults_on_the_milvus_server holds that refusal.
@@ -268,6 +321,7 @@ CELLS = [
     pytest.param(("langchain-milvus", "milvus-lite"), id="langchain-milvus-lite"),
     pytest.param(("langchain-milvus-bm25", "milvus-lite"), id="langchain-milvus-bm25-lite"),
     pytest.param(("llamaindex-milvus", "milvus-lite"), id="llamaindex-milvus-lite"),
+    pytest.param(("llamaindex-milvus-bm25", "milvus-lite"), id="llamaindex-milvus-bm25-lite"),
     pytest.param(("llamaindex-milvus", "milvus-server"), id="llamaindex-milvus-server", marks=pytest.mark.server),
 ]
 
