@@ -49,11 +49,31 @@ def world(tmp_path_factory, minilm_path):
     write(folder, documents())
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
-        for k, v in {"REINDEX_STORE": f"milvus+lite:{folder}/m.db", "REINDEX_STATE": f"sqlite:///{folder}/state.db",
-                     "REINDEX_BATCH_SIZE": "16", "HF_HUB_OFFLINE": "1"}.items():
+        for k, v in {
+            "REINDEX_STORE": f"milvus+lite:{folder}/m.db",
+            "REINDEX_STATE": f"sqlite:///{folder}/state.db",
+            "REINDEX_BATCH_SIZE": "16",
+            "HF_HUB_OFFLINE": "1",
+        }.items():
             mp.setenv(k, v)
-        r = invoke("plan", NAME, "--model", str(minilm_path), "--name", "minilm", "--source", "jsonl:corpus.jsonl",
-                   "--id-field", "_id", "--text", "{title}. {text}", "--lexical", "bm25", "-o", "p1.json")
+        r = invoke(
+            "plan",
+            NAME,
+            "--model",
+            str(minilm_path),
+            "--name",
+            "minilm",
+            "--source",
+            "jsonl:corpus.jsonl",
+            "--id-field",
+            "_id",
+            "--text",
+            "{title}. {text}",
+            "--lexical",
+            "bm25",
+            "-o",
+            "p1.json",
+        )
         assert r.exit_code == 0, r.output
         assert "BM25 computed by the store" in r.stdout
         r = invoke("--yes", "apply", "p1.json")
@@ -70,8 +90,10 @@ def test_the_plan_records_the_stores_bm25_and_the_build_writes_every_text(world)
     with Workspace.open() as ws:
         desc = ws.store._client.describe_collection(f"{NAME}__v1")
         [function] = desc["functions"]
-        assert (function["input_field_names"], function["output_field_names"]) == (["reindex_bm25_text"],
-                                                                                   ["reindex_bm25"])
+        assert (function["input_field_names"], function["output_field_names"]) == (
+            ["reindex_bm25_text"],
+            ["reindex_bm25"],
+        )
         assert ws.store.describe(f"{NAME}__v1").index_params["lexical"] == PARAMS
     assert "consistent" in invoke("verify", NAME).stdout
 
@@ -128,8 +150,7 @@ def test_sync_and_verify_fix_keep_the_text_true(world):
 def test_a_model_change_cut_over_and_rollback_keep_every_version_true(world, minilm_path):
     from reindexer import Searcher
 
-    r = invoke("plan", NAME, "--model", str(minilm_path), "--name", "minilm64", "--truncate-dim", "64",
-               "-o", "p2.json")
+    r = invoke("plan", NAME, "--model", str(minilm_path), "--name", "minilm64", "--truncate-dim", "64", "-o", "p2.json")
     assert r.exit_code == 0, r.output
     assert json.loads((world / "p2.json").read_text())["to_version"]["index_params"]["lexical"] == PARAMS
     assert invoke("--yes", "apply", "p2.json").exit_code == 0
@@ -161,8 +182,18 @@ def test_a_milvus_server_without_bm25_refuses_lexical_before_anything_is_written
     monkeypatch.setenv("REINDEX_STORE", milvus_server.url)
     monkeypatch.setenv("REINDEX_STATE", f"sqlite:///{tmp_path}/state.db")
     name = f"lex_{tmp_path.name[-8:].replace('-', '_')}"
-    r = invoke("plan", name, "--model", str(minilm_path), "--source", "jsonl:corpus.jsonl", "--id-field", "_id",
-               "--lexical", "bm25")
+    r = invoke(
+        "plan",
+        name,
+        "--model",
+        str(minilm_path),
+        "--source",
+        "jsonl:corpus.jsonl",
+        "--id-field",
+        "_id",
+        "--lexical",
+        "bm25",
+    )
     assert r.exit_code == 2, r.output
     assert "runs Milvus 2.3" in r.stderr and "no BM25 function" in r.stderr and "2.5" in r.stderr
     assert "--pipelines lexical,hybrid" in r.stderr
@@ -170,3 +201,28 @@ def test_a_milvus_server_without_bm25_refuses_lexical_before_anything_is_written
 
     with Workspace.open() as ws:  # nothing was created, recorded or registered
         assert name not in ws.store.list_collections() and ws.state.get_collection(ws.store_url, name) is None
+
+
+def test_the_stores_hybrid_fusion_is_rrf_of_its_dense_and_bm25_runs(world):
+    """Milvus's hybrid_search with RRFRanker(60) over a dense and a BM25 request of 100 each equals RRF
+    computed here from the two runs the store returns alone (ties aside: equal fused scores may be
+    ordered differently)."""
+    from reindexer.embedding import Embedder
+    from reindexer.workspace import Workspace
+
+    with Workspace.open() as ws:
+        physical = ws.store.resolve(NAME)
+        lc = ws.state.get_collection(ws.store_url, NAME)
+        model = ws.state.model_of(ws.state.version_by_physical(lc.id, physical))
+        embedder = Embedder(model.path, device="cpu")
+        for query in ["printer error E5007", "restart the scanner", "cable check for the battery"]:
+            vector = embedder.embed_queries([query])[0].tolist()
+            dense = ws.store.search(physical, vector, 100)
+            lexical = ws.store.search_lexical(physical, "reindex_bm25", {"text": query}, 100)
+            fused: dict[str, float] = {}
+            for run in (dense, lexical):
+                for rank, hit in enumerate(run, start=1):
+                    fused[hit.doc_id] = fused.get(hit.doc_id, 0.0) + 1 / (60 + rank)
+            got = ws.store.search_hybrid(physical, vector, "reindex_bm25", {"text": query}, 10, rrf_k=60, prefetch=100)
+            assert [h.score for h in got] == pytest.approx(sorted(fused.values(), reverse=True)[:10], rel=1e-5)
+            assert all(fused[h.doc_id] == pytest.approx(h.score, rel=1e-5) for h in got)
