@@ -179,7 +179,7 @@ def calibratable(gate: Gate) -> tuple[Gate, list[ClauseCalibration]]:
     for clause in gate.clauses:
         pair = _pair_of(clause)
         if pair is None:
-            why = "reads mirrored traffic, not judged queries ('at p < 0.05' makes it valid under repeated looks)"
+            why = "reads mirrored traffic, not judged queries (its always-valid test keeps its level as it is re-read)"
         elif pair[0] != pair[1]:
             why = f"compares two different pipelines ({pair[0]} vs {pair[1]}): no A/A null"
         else:

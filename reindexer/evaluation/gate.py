@@ -40,15 +40,16 @@ Meaning:
   most 1.2 times the live one's on the same queries.
 - ``traffic queries >= 500``: at least that many mirrored queries; without
   any, every traffic clause fails.
-- With a level (``traffic overlap@10 >= 0.6 at p < 0.05``) a traffic clause is
-  judged by an always-valid sequential test (reindexer.traffic.always_valid):
-  it passes once the always-valid p-value of "the clause is false" is below the
-  level, and the chance that it ever passes a false clause stays at most the
-  level however often the gate is evaluated as mirrored traffic accumulates.
-  ``traffic p95 latency <= 1.2x at p < 0.05`` is then tested per query: at most
-  5% of queries take the shadow more than 1.2 times their live time. Without a
-  level the point estimate decides, as before, and the reason says that it is
-  not valid under repeated looks, with the always-valid p-value beside it.
+- Every traffic clause but ``traffic queries`` is judged by an always-valid
+  sequential test (reindexer.traffic.always_valid), at its level
+  (``traffic overlap@10 >= 0.6 at p < 0.01``) or at 0.05: it passes once the
+  always-valid p-value of "the clause is false" is below the level, and the
+  chance that it ever passes a false clause stays at most the level however
+  often the gate is evaluated as mirrored traffic accumulates. So a shadow
+  whose overlap is 0.61 does not pass ``>= 0.6`` on its first few queries: it
+  passes once enough traffic shows it. The latency clause is tested per query:
+  ``traffic p95 latency <= 1.2x`` holds when at most 5% of queries take the
+  shadow more than 1.2 times their live time.
 - With a pipeline in front (``hybrid ndcg@10 >= 0``) a judged clause compares
   the candidate's hybrid pipeline with the baseline's; ``dense vs hybrid
   ndcg@10 >= 0`` compares the candidate's dense retrieval with the baseline's
@@ -261,8 +262,8 @@ class Power:
 
 
 DEFAULT_TRAFFIC_LEVEL = 0.05
-"""The level a traffic clause without ``at p < ...`` shows its always-valid p-value and bound at."""
-POINT_METHOD = "point estimate (not valid under repeated looks)"
+"""The level of a traffic clause without ``at p < ...``: every overlap, RBO and latency clause is judged
+by the always-valid test, since a gate over accumulating traffic is looked at again and again."""
 
 
 @dataclass(frozen=True)
@@ -273,8 +274,9 @@ class TrafficClause:
     op: str
     value: float
     alpha: float | None = None
-    """``... at p < ALPHA``: judged by the always-valid sequential test (reindexer.traffic.always_valid),
-    valid however often the gate is evaluated as traffic accumulates; None: by the point estimate."""
+    """``... at p < ALPHA``: the level of the always-valid sequential test (reindexer.traffic.always_valid)
+    that judges the clause, valid however often the gate is evaluated as traffic accumulates; None:
+    ``DEFAULT_TRAFFIC_LEVEL``."""
     inclusive: bool = False
 
     @property
@@ -283,10 +285,15 @@ class TrafficClause:
 
     @property
     def sequential(self) -> bool:
-        return self.alpha is not None
+        """Judged by the always-valid test: every clause but ``traffic queries``."""
+        return self.measure != "queries"
+
+    @property
+    def level(self) -> float:
+        return self.alpha if self.alpha is not None else DEFAULT_TRAFFIC_LEVEL
 
     def p_holds(self, p_value: float) -> bool:
-        return self.alpha is not None and (p_value <= self.alpha if self.inclusive else p_value < self.alpha)
+        return p_value <= self.level if self.inclusive else p_value < self.level
 
     def __str__(self) -> str:
         level = "" if self.alpha is None else f" at p {'<=' if self.inclusive else '<'} {self.alpha:g}"
@@ -378,8 +385,8 @@ class GateDecision:
     """"pass", "fail" or "inconclusive" (the query set too small to decide; refused like a fail);
     by default "pass" or "fail" as ``passed`` says."""
     traffic: list[Any] = field(default_factory=list)
-    """The always-valid test of each traffic clause on overlap, RBO or latency (reindexer.traffic.SequentialTest),
-    its ``method`` saying whether it decided the clause or the point estimate did."""
+    """The always-valid test that judged each traffic clause on overlap, RBO or latency
+    (reindexer.traffic.SequentialTest), with its method, level, p-value and bound."""
 
     def __post_init__(self) -> None:
         verdict = self.verdict or ("pass" if self.passed else "fail")
@@ -808,33 +815,25 @@ class Gate:
 
     @staticmethod
     def _traffic(clause: TrafficClause, traffic: Any) -> tuple[bool, str, Any]:
-        """(holds, reason, the always-valid test or None): a clause with a level is judged by its
-        sequential test; one without by the point estimate, its always-valid p-value shown beside it."""
+        """(holds, reason, the always-valid test or None): ``traffic queries`` by its count; every other
+        clause by the always-valid sequential test at its level (``DEFAULT_TRAFFIC_LEVEL`` when it names
+        none), so looking again as traffic accumulates never raises the chance of a false pass."""
         if traffic is None or traffic.queries == 0:
             why = "no mirrored queries for this shadow (run the Searcher or `reindex serve` with shadow_sample)"
             return False, why, None
-        unit = "x" if clause.is_latency else ""
         if clause.measure == "queries":
             value = clause.measured(traffic)
             ok = _OPS[clause.op](value, clause.value)
             return ok, f"{value:.0f} {'meets' if ok else 'misses'} {clause.op} {clause.value:g}", None
-        test = traffic.sequential(clause.measure, clause.op, clause.value, clause.alpha or DEFAULT_TRAFFIC_LEVEL)
+        test = traffic.sequential(clause.measure, clause.op, clause.value, clause.level)
         shown = "share slower than " + f"{clause.value:g}x live" if clause.is_latency else clause.measure
         bound = f"{'lower' if test.side == 'above' else 'upper'} {1 - test.alpha:.0%} bound {test.bound:.4f}"
-        if clause.sequential:
-            ok = clause.p_holds(test.p_value)
-            met = f"{test.estimate:.4f} ({shown}), always-valid p = {test.p_value:.4g}"
-            return ok, (
-                f"{met} {'<' if ok else '>='} {clause.alpha:g}, {bound}, over {test.n} mirrored queries "
-                f"[{test.method}]"
-            ), replace(test, alpha=clause.alpha)  # fmt: skip
-        value = clause.measured(traffic)
-        ok = value == value and _OPS[clause.op](value, clause.value)  # NaN never passes
+        ok = clause.p_holds(test.p_value)
+        met = f"{test.estimate:.4f} ({shown}), always-valid p = {test.p_value:.4g}"
         return ok, (
-            f"{value:.4f}{unit} {'meets' if ok else 'misses'} {clause.op} {clause.value:g}{unit} "
-            f"over {traffic.queries} mirrored queries [{POINT_METHOD}; always-valid p = {test.p_value:.4g} "
-            f"({shown}), add 'at p < {DEFAULT_TRAFFIC_LEVEL:g}' to decide by it]"
-        ), replace(test, method=POINT_METHOD)  # fmt: skip
+            f"{met} {'<' if ok else '>='} {clause.level:g}, {bound}, over {test.n} mirrored queries "
+            f"[{test.method}]"
+        ), replace(test, alpha=clause.level)  # fmt: skip
 
     @staticmethod
     def _threshold(clause: Threshold, test: PairedTest) -> tuple[bool, str]:

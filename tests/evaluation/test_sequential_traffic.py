@@ -150,10 +150,12 @@ def test_a_traffic_clause_with_a_level_is_judged_by_the_always_valid_test():
     # 0.8 is above 0.7 but not (yet) shown above 0.79 on 300 queries: no pass on the point estimate alone
     strict = Gate.parse("traffic overlap@10 >= 0.79 at p < 0.05").evaluate(traffic=s)
     assert s.overlap_at(10) > 0.79 and not strict.passed and "always-valid p = " in strict.reasons[0]
-    # the same clause without a level: the point estimate decides, and says so
+    # the same clause without a level: the same test at 0.05, never the point estimate alone
     plain = Gate.parse("traffic overlap@10 >= 0.79").evaluate(traffic=s)
-    assert plain.passed and "point estimate (not valid under repeated looks)" in plain.reasons[0]
-    assert plain.as_dict()["traffic"][0]["method"].startswith("point estimate")
+    assert not plain.passed and SEQUENTIAL_METHOD in plain.reasons[0] and ">= 0.05" in plain.reasons[0]
+    assert plain.as_dict()["traffic"][0] == {**plain.as_dict()["traffic"][0], "method": SEQUENTIAL_METHOD,
+                                             "alpha": 0.05}
+    assert Gate.parse("traffic overlap@10 >= 0.7").evaluate(traffic=s).passed
     # latency: 1.3x of live is rarely exceeded (shadow 9-12 ms against live 10); 1.05x often
     assert not Gate.parse("traffic p95 latency <= 1.05x at p < 0.05").evaluate(traffic=s).passed
     empty = Gate.parse("traffic overlap@10 >= 0 at p < 0.05").evaluate(traffic=summarize("docs", []))

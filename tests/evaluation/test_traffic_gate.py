@@ -50,9 +50,14 @@ def test_summary_measures_and_gate_decisions():
     assert sum(s.histogram) == 3
     with pytest.raises(UsageError):
         s.overlap_at(5)
-    assert Gate.parse("traffic overlap@2 >= 0.6 and traffic queries >= 3").evaluate(traffic=s).passed
+    # Three queries cannot show, at the always-valid test's 0.05, that a mean of 0.667 is above 0.6;
+    # three agreeing ones show it is above 0.1.
+    assert not Gate.parse("traffic overlap@2 >= 0.6 and traffic queries >= 3").evaluate(traffic=s).passed
+    agreeing = summarize("docs", [_record(list("abcd"), list("abcd"), 10, 11) for _ in range(3)])
+    assert Gate.parse("traffic overlap@2 >= 0.1 and traffic queries >= 3").evaluate(traffic=agreeing).passed
     refused = Gate.parse("traffic overlap@4 >= 0.6").evaluate(traffic=s)
-    assert not refused.passed and "0.5000 misses >= 0.6 over 3 mirrored queries" in refused.reasons[0]
+    assert not refused.passed and "0.5000 (overlap@4), always-valid p = " in refused.reasons[0]
+    assert "over 3 mirrored queries" in refused.reasons[0]
     empty = Gate.parse("traffic overlap@4 >= 0").evaluate(traffic=summarize("docs", []))
     assert not empty.passed and "no mirrored queries" in empty.reasons[0]
 
