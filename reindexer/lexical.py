@@ -193,7 +193,6 @@ class LexicalEncoder:
     def __init__(self, stored: StoredLexical | StoreBM25):
         self.stored = stored
         # A store that computes BM25 itself takes the texts as they are, documents and queries alike.
-        self._by_store = isinstance(stored, StoreBM25)
         self._tokenizer = None if isinstance(stored, StoreBM25) else stored.spec.tokenizer()
         self._lock = threading.Lock()  # writers call from several threads; the tokenizer keeps state
 
@@ -221,7 +220,7 @@ class LexicalEncoder:
         return out
 
     def queries(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        if self._by_store:
+        if isinstance(self.stored, StoreBM25):
             return [{"text": text} for text in texts]
         out = []
         for terms in self.terms(texts):
