@@ -68,28 +68,22 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from reindexer.adapters.addressing import StoreLocation, parse_embedded_path, parse_server_address, secret_from_env
+from reindexer.adapters.backend import Backend
 from reindexer.adapters.base import (
     DOC_ID_KEY,
     META_INDEX_PARAMS,
     META_PAYLOAD_INDEXES,
-    SAFE_NAME_RULE,
-    Backend,
     Capabilities,
     CollectionInfo,
     CollectionSpec,
     Hit,
     Point,
-    StoreLocation,
     VectorStore,
-    check_metadata,
-    map_common_error,
-    parse_embedded_path,
-    parse_server_address,
-    safe_name_problem,
-    secret_from_env,
-    split_metadata,
-    validate_spec,
 )
+from reindexer.adapters.error_mapping import map_common_error
+from reindexer.adapters.metadata import check_metadata, split_metadata, validate_spec
+from reindexer.adapters.names import SAFE_NAME_RULE, safe_name_problem
 from reindexer.errors import (
     BackendError,
     ConflictError,

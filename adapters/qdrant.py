@@ -35,6 +35,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from reindexer.adapters.addressing import redact_url
+from reindexer.adapters.backend import EmbeddedOrServerBackend
 from reindexer.adapters.base import (
     DOC_ID_KEY,
     META_INDEX_PARAMS,
@@ -43,21 +45,14 @@ from reindexer.adapters.base import (
     Capabilities,
     CollectionInfo,
     CollectionSpec,
-    EmbeddedOrServerBackend,
     Hit,
     Point,
     VectorStore,
-    ambiguous_vector,
-    check_metadata,
-    check_vector_name,
-    grpc_transient_codes,
-    map_common_error,
-    meta_str,
-    redact_url,
-    split_metadata,
-    validate_spec,
 )
-from reindexer.adapters.schema import CollectionSchema, FieldSchema
+from reindexer.adapters.collection_schema import CollectionSchema, FieldSchema
+from reindexer.adapters.error_mapping import grpc_transient_codes, map_common_error
+from reindexer.adapters.metadata import check_metadata, meta_str, split_metadata, validate_spec
+from reindexer.adapters.names import ambiguous_vector, check_vector_name
 from reindexer.errors import (
     BackendError,
     ConflictError,

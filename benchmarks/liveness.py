@@ -72,7 +72,7 @@ def make_world(url: str, folder: Path, docs: int, real: int, model: str) -> None
     rest written into both as those builds write (payload, tag, ledger row), with random vectors."""
     from reindexer import commands
     from reindexer.adapters.base import MODEL_KEY, Point
-    from reindexer.embedding import ModelSettings
+    from reindexer.model_identity import ModelSettings
     from reindexer.sources.base import content_hash
     from reindexer.sources.spec import SourceSpec
 

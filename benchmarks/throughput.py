@@ -303,7 +303,9 @@ def run(args) -> dict[str, Any]:
 def _run(args) -> dict[str, Any]:
     import numpy as np
 
-    from reindexer.embedding import ModelSettings, load_sentence_transformer, pick_device
+    from reindexer.devices import pick_device
+    from reindexer.embedding import load_sentence_transformer
+    from reindexer.model_identity import ModelSettings
 
     device = pick_device(args.device)
     args.device = device
@@ -379,13 +381,15 @@ def _run(args) -> dict[str, Any]:
 def backend_rounds(args, root: Path, texts: list[str], corpus: Path, torch_st) -> dict[str, Any]:
     """Per ``--backends`` choice: its raw encode and a full build into Qdrant local, interleaved round by
     round with raw torch encode; the target is the build against raw torch encode."""
-    from reindexer.embedding import ModelSettings, cosine_rows, load_sentence_transformer
-    from reindexer.inference_backends import parse_backend
+    from reindexer.embedding import load_sentence_transformer
+    from reindexer.model_identity import ModelSettings
+    from reindexer.runtimes import parse_runtime
+    from reindexer.vectors import cosine_rows
 
     path = model_path()
     out: dict[str, Any] = {}
     for choice in args.backends:
-        backend, quantization = parse_backend(choice)
+        backend, quantization = parse_runtime(choice)
         settings = ModelSettings(backend=backend, quantization=quantization)
         started = time.perf_counter()
         st = load_sentence_transformer(path, settings, args.device)  # the export, once, untimed

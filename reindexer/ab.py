@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reindexer.build.steps import version_text_field
+from reindexer.build.stream import lexical_encoder
 from reindexer.embedding import Embedder
 from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import NotFoundError, UsageError
@@ -28,10 +30,8 @@ from reindexer.evaluation.inputs import align
 from reindexer.evaluation.metrics import rank
 from reindexer.evaluation.pipelines import LEXICAL_ARM, PIPELINES, RERANKED, Fusion, arm, questions, rrf
 from reindexer.evaluation.runner import Searcher, UnlabelledResult
-from reindexer.executor import version_text_field
 from reindexer.lexical import LexicalIndex, LexicalSpec, StoredLexical
 from reindexer.lookup import find_version, row_id
-from reindexer.pipeline import lexical_encoder
 from reindexer.rerank import Reranker
 from reindexer.sources.base import extract_text
 from reindexer.state import IndexVersion, LogicalCollection

@@ -1,206 +1,40 @@
 """`reindex`: a thin click layer over reindexer.commands.
 
-Parses options, calls one library function, prints the result: a table for
-people on stdout, or JSON with --json. Progress and logs go to stderr. Every
-ReindexError becomes one line on stderr and its documented exit code.
+Parses options, calls one library function, prints the result through
+reindexer.render: a table for people on stdout, or JSON with --json. Progress and
+logs go to stderr. Every ReindexError becomes one line on stderr and its
+documented exit code (reindexer.cli_context.run_command). The options several
+commands share, and what they parse into, are in reindexer.cli_options.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console, ConsoleDimensions
-from rich.markup import escape
-from rich.table import Table
+from rich.console import Console
 
 from reindexer import commands, policy, render
-from reindexer.devices import PRECISIONS, RUNTIME_PRECISIONS
-from reindexer.embedding import ModelSettings
-from reindexer.errors import EXIT_UNEXPECTED, EXIT_USAGE, ReindexError, UsageError
-from reindexer.inference_backends import CHOICES, parse_backend
+from reindexer.build.incremental import number_or_text
+from reindexer.cli_context import Ctx, ReindexGroup, err, out, run_command
+from reindexer.cli_options import (
+    apply_options,
+    cutoffs,
+    eval_options,
+    model_settings,
+    model_settings_options,
+    runtime_options,
+    serve_options,
+    source_options,
+    source_spec,
+    use_runtime,
+)
+from reindexer.errors import EXIT_USAGE, ReindexError, UsageError
 from reindexer.rerank import check_cross_encoder
-from reindexer.workspace import Workspace
-
-#: Width of tables written where no terminal reads them (a log, a pipe, CI): wide enough that no
-#: cell is cut to fit 80 columns; tables are only as wide as their content.
-LOG_WIDTH = 4096
-
-
-class OutputConsole(Console):
-    """stdout: a terminal's width on a terminal; elsewhere ``LOG_WIDTH``, so nothing is truncated.
-
-    COLUMNS, when set, still wins, as it does for rich.
-    """
-
-    @property
-    def size(self) -> ConsoleDimensions:
-        dims = Console.size.fget(self)  # type: ignore[attr-defined]
-        if self._width is None and not self.is_terminal and not os.environ.get("COLUMNS"):
-            return ConsoleDimensions(LOG_WIDTH, dims.height)
-        return dims
-
-    @size.setter
-    def size(self, new_size: tuple[int, int]) -> None:
-        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
-
-
-out = OutputConsole(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-class Ctx:
-    def __init__(self, store: str | None, state: str | None, as_json: bool, yes: bool):
-        self.store_opt, self.state_opt = store, state
-        self.as_json, self.yes = as_json, yes
-        # Set by the commands that only look, before they open the workspace: they never create a state.
-        self.read_only = False
-        self._ws: Workspace | None = None
-
-    @property
-    def ws(self) -> Workspace:
-        if self._ws is None:
-            self._ws = Workspace.open(store=self.store_opt, state=self.state_opt, read_only=self.read_only)
-        return self._ws
-
-    def close(self) -> None:
-        if self._ws is not None:
-            self._ws.close()
-
-    def confirm(self, question: str) -> bool:
-        if self.yes:
-            return True
-        if sys.stdin.isatty():
-            return click.confirm(question, default=False, err=True)
-        raise UsageError("no terminal to confirm on", hint="pass --yes")
-
-    def require_confirmable(self, what: str) -> None:
-        """Fail before any work when a destructive step could not be confirmed at the end."""
-        if not self.yes and not sys.stdin.isatty():
-            raise UsageError(f"{what} needs confirmation and there is no terminal to ask", hint="pass --yes")
-
-    def emit(self, data: Any, human: Callable[[Any], None]) -> None:
-        if self.as_json:
-            click.echo(json.dumps(_plain(data), indent=2, default=str))
-        else:
-            human(data)
-
-
-def key_values(detail: Any) -> str:
-    """An audit detail as readable ``key=value`` text: nested objects as ``a.b=1``, lists joined by commas."""
-    if not isinstance(detail, dict):
-        return "" if detail is None else str(detail)
-    parts: list[str] = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict) and value:
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(value, (list, tuple)):
-            items = [json.dumps(x, default=str) if isinstance(x, (dict, list)) else str(x) for x in value]
-            parts.append(f"{prefix}={','.join(items) or '[]'}")
-        elif value is None or value == {}:
-            return
-        else:
-            text = str(value)
-            parts.append(f"{prefix}={json.dumps(text) if (' ' in text or not text) else text}")
-
-    walk("", detail)
-    return " ".join(parts)
-
-
-def _plain(data: Any) -> Any:
-    if hasattr(data, "to_dict"):
-        return data.to_dict()
-    if is_dataclass(data) and not isinstance(data, type):
-        return asdict(data)
-    if isinstance(data, list):
-        return [_plain(x) for x in data]
-    if hasattr(data, "model_dump"):
-        return data.model_dump(mode="json")
-    return data
-
-
-def run_command(fn: Callable) -> Callable:
-    """Map the error tree to exit codes and close the workspace, for every command."""
-
-    @functools.wraps(fn)
-    @click.pass_obj
-    def wrapper(ctx: Ctx, *args: Any, **kwargs: Any) -> None:
-        try:
-            fn(ctx, *args, **kwargs)
-        except ReindexError as exc:
-            # escaped: messages quote user input and hints such as pip install "reindexer[serve]"
-            err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
-            if exc.hint:
-                err.print(f"[bold]hint:[/] {escape(exc.hint)}", markup=True, highlight=False)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            err.print("interrupted; re-run the same command to resume")
-            sys.exit(130)
-        except click.exceptions.Exit:
-            raise
-        except Exception as exc:  # the last line of defence: one clear line, no traceback by default
-            if os.environ.get("REINDEX_DEBUG"):
-                raise
-            err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False)
-            err.print("set REINDEX_DEBUG=1 for a traceback")
-            sys.exit(EXIT_UNEXPECTED)
-        finally:
-            ctx.close()
-
-    return wrapper
-
-
-def _late_global(name: str) -> Callable:
-    """The callback of a global option given after the verb: it sets what the group option would."""
-
-    def callback(click_ctx: click.Context, _param: click.Parameter, value: Any) -> None:
-        obj = click_ctx.find_object(Ctx)
-        if obj is None or value in (None, False, 0):
-            return
-        if name == "verbose":
-            logging.getLogger().setLevel(logging.WARNING - 10 * min(value, 2))
-        elif name == "json":
-            obj.as_json = True
-        elif name == "yes":
-            obj.yes = True
-        else:
-            setattr(obj, f"{name}_opt", value)
-
-    return callback
-
-
-def _late_globals() -> list[click.Option]:
-    return [
-        click.Option(["--store"], hidden=True, expose_value=False, callback=_late_global("store")),
-        click.Option(["--state"], hidden=True, expose_value=False, callback=_late_global("state")),
-        click.Option(["--json"], is_flag=True, hidden=True, expose_value=False, callback=_late_global("json")),
-        click.Option(["-y", "--yes"], is_flag=True, hidden=True, expose_value=False, callback=_late_global("yes")),
-        click.Option(
-            ["-v", "--verbose"], count=True, hidden=True, expose_value=False, callback=_late_global("verbose")
-        ),
-    ]
-
-
-class ReindexGroup(click.Group):
-    """A group whose commands also accept the global options after the verb (`reindex status --json`)."""
-
-    group_class = type  # subgroups (`model`, `config`) are ReindexGroups too
-
-    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        if not isinstance(cmd, click.Group):
-            taken = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
-            cmd.params.extend(o for o in _late_globals() if not taken.intersection(o.opts))
-        super().add_command(cmd, name)
 
 
 @click.group(cls=ReindexGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -224,112 +58,6 @@ def cli(click_ctx: click.Context, store: str | None, state: str | None, as_json:
     click_ctx.obj = Ctx(store, state, as_json, yes)
 
 
-def model_settings_options(fn: Callable) -> Callable:
-    for option in reversed(
-        [
-            click.option("--truncate-dim", type=click.IntRange(min=1), help="Matryoshka: keep the first N dimensions."),
-            click.option("--normalize/--no-normalize", default=False, help="L2-normalise vectors."),
-            click.option("--max-seq-length", type=click.IntRange(min=1), help="Truncate inputs to N tokens."),
-            click.option("--query-prompt", help="Prefix for queries, e.g. 'query: '."),
-            click.option("--document-prompt", help="Prefix for documents, e.g. 'passage: '."),
-            click.option("--trust-remote-code", is_flag=True, help="Allow the model folder's own Python code."),
-            click.option(
-                "--backend",
-                type=click.Choice(CHOICES),
-                default=None,
-                help="Inference backend (default torch); onnx and openvino need their extra. "
-                "Not torch: another model version.",
-            ),
-            click.option(
-                "--precision",
-                type=click.Choice(PRECISIONS),
-                default=None,
-                help="fp16 on CUDA, fp32 elsewhere by default; bf16 is another model version.",
-            ),
-        ]
-    ):
-        fn = option(fn)
-    return fn
-
-
-def _settings(kw: dict[str, Any], ctx: Ctx | None = None) -> ModelSettings:
-    backend, quantization = parse_backend(kw.pop("backend", None))
-    precision = kw.pop("precision", None)
-    if ctx is not None and precision:
-        ctx.ws.use_runtime(precision=precision)
-    return ModelSettings(
-        normalize=kw.pop("normalize"),
-        truncate_dim=kw.pop("truncate_dim"),
-        max_seq_length=kw.pop("max_seq_length"),
-        query_prompt=kw.pop("query_prompt"),
-        document_prompt=kw.pop("document_prompt"),
-        trust_remote_code=kw.pop("trust_remote_code"),
-        precision=precision,
-        backend=backend,
-        quantization=quantization,
-    )
-
-
-def runtime_options(fn: Callable) -> Callable:
-    for option in reversed(
-        [
-            click.option(
-                "--devices", help="Devices to embed on, e.g. cuda:0,cuda:1 (default: every visible GPU, else the CPU)."
-            ),
-            click.option(
-                "--embed-batch-size",
-                type=click.IntRange(min=1),
-                help="Texts per encode batch (default: 256 on CUDA, 64 on CPU).",
-            ),
-        ]
-    ):
-        fn = option(fn)
-    return fn
-
-
-def _use_runtime(ctx: Ctx, kw: dict[str, Any]) -> None:
-    devices, batch = kw.pop("devices", None), kw.pop("embed_batch_size", None)
-    if devices or batch:
-        ctx.ws.use_runtime(devices=devices, batch_size=batch)
-
-
-def source_options(fn: Callable) -> Callable:
-    for option in reversed(
-        [
-            click.option("--source", "source_text", help="payload (default), jsonl:PATH, parquet:PATH or sql:URL."),
-            click.option("--query", help="SQL query for an sql: source."),
-            click.option(
-                "--text-field",
-                multiple=True,
-                help="Field (dotted path) holding the text (default: text); repeat it to embed several "
-                "fields together, joined by a blank line.",
-            ),
-            click.option(
-                "--text",
-                "text_template",
-                metavar="TEMPLATE",
-                help="Text template over payload paths, e.g. '{title}. {text}' (missing fields render empty).",
-            ),
-            click.option("--id-field", help="Field holding the document id, for file and SQL sources (default: id)."),
-            click.option("--updated-field", help="Field holding an updated-at value, for --since."),
-        ]
-    ):
-        fn = option(fn)
-    return fn
-
-
-def _source(kw: dict[str, Any], ctx: Ctx, collection: str):
-    """A SourceSpec from the shared source options, or None when none was given (the library defaults it)."""
-    return commands.source_spec(
-        ctx.ws,
-        collection,
-        kw.pop("source_text"),
-        text_fields=kw.pop("text_field", ()),
-        template=kw.pop("text_template", None),
-        **{k: kw.pop(k) for k in ("query", "id_field", "updated_field")},
-    )
-
-
 # -- model ----------------------------------------------------------------------
 @cli.group()
 def model() -> None:
@@ -350,12 +78,12 @@ def model_register(ctx: Ctx, path: Path, name: str | None, base_model, train_dat
         ctx.ws,
         str(path),
         name=name,
-        settings=_settings(kw, ctx),
+        settings=model_settings(kw, ctx),
         base_model=base_model,
         train_data=train_data,
         run_id=run_id,
     )
-    ctx.emit(mv, lambda m: out.print(f"registered {m.label}  dim={m.dim}  similarity={m.similarity}  path={m.path}"))
+    ctx.emit(mv, lambda m: render.model_registered(out, m))
 
 
 @model.command("list")
@@ -364,36 +92,7 @@ def model_list(ctx: Ctx) -> None:
     """List registered model versions."""
     ctx.read_only = True
     models = commands.model_list(ctx.ws)
-
-    def show(rows: list) -> None:
-        t = Table("model", "dim", "similarity", "max seq", "settings", "training", "path")
-        for m in rows:
-            settings = {k: v for k, v in (m.settings or {}).items() if v not in (None, False)}
-            t.add_row(
-                m.label,
-                str(m.dim),
-                m.similarity,
-                str(m.max_seq_length),
-                escape(key_values(settings)),
-                escape(_training_facts(m)) or "-",
-                m.path,
-            )
-        out.print(t)
-
-    ctx.emit(models, show)
-
-
-def _training_facts(m: Any) -> str:
-    """The training facts a model version was registered with (base model, data, run id), as key=value."""
-    facts = {}
-    for key in ("base_model", "train_data", "run_id"):
-        value = getattr(m, key, None)
-        if value:
-            facts[key] = value
-    extra = getattr(m, "training", None)
-    if isinstance(extra, dict):
-        facts.update({k: v for k, v in extra.items() if v not in (None, "", {}) and k not in facts})
-    return key_values(facts)
+    ctx.emit(models, lambda rows: render.model_list(out, rows))
 
 
 # -- plan / apply ---------------------------------------------------------------
@@ -438,9 +137,9 @@ def plan_cmd(
     **kw: Any,
 ) -> None:
     """Compute what putting a model behind COLLECTION takes, as a reviewable plan."""
-    _use_runtime(ctx, kw)
-    settings = _settings(kw, ctx)
-    source = _source(kw, ctx, collection)
+    use_runtime(ctx, kw)
+    settings = model_settings(kw, ctx)
+    source = source_spec(kw, ctx, collection)
     if model_path and model_ref:
         raise UsageError("pass either --model or --model-ref, not both")
     index_params = None
@@ -466,112 +165,12 @@ def plan_cmd(
     )
     if output:
         output.write_text(p.to_json() + "\n")
-    ctx.emit(json.loads(p.to_json()), lambda _: _print_plan(p, output))
-
-
-def _print_plan(p, output: Path | None) -> None:
-    out.print(f"[bold]plan {p.id[:12]}[/] for [bold]{p.collection}[/]: {p.mode} ({p.reason})")
-    if p.from_version:
-        out.print(
-            f"  from  {p.from_version['physical']}  {p.from_version['model']}  dim {p.from_version['dim']}  "
-            f"{p.from_version['count']} points"
-        )
-    out.print(
-        f"  to    {p.to_version['physical']}  {p.to_version['model']}  dim {p.to_version['dim']}  "
-        f"metric {p.to_version['metric']}"
-        + (f"  vector {p.to_version['vector']}" if p.to_version.get("vector") else "")
-    )
-    c = p.counts
-    out.print(
-        f"  source {p.source.get('kind')}: {c['source_docs']} documents; embed {c['to_embed']}, "
-        f"copy {c['to_copy']}, delete {c['to_delete']}"
-    )
-    if p.dimension_change:
-        out.print("  dimension changes: a full rebuild into a new collection")
-    lexical = (p.to_version.get("index_params") or {}).get("lexical")
-    if lexical and lexical.get("engine") == "store":
-        out.print(
-            f"  lexical: BM25 computed by the store into sparse vector {lexical['vector']} (analyzer "
-            f"{json.dumps(lexical.get('analyzer'), sort_keys=True)}, k1 {lexical['k1']}, b {lexical['b']})"
-        )
-    elif lexical:
-        out.print(
-            f"  lexical: BM25 in sparse vector {lexical['vector']} (k1 {lexical['k1']}, b {lexical['b']}, stemmer "
-            f"{lexical['stemmer']}, average length {lexical.get('avgdl', '?')} terms)"
-        )
-    if p.estimate.get("seconds"):
-        out.print(
-            f"  estimate: {p.estimate['seconds']:.0f} s at {p.estimate['docs_per_second']:.0f} docs/s on "
-            f"{p.estimate['device']}, about {p.estimate['storage_bytes'] / 1e6:.1f} MB"
-        )
-        if p.estimate.get("basis"):
-            out.print(f"    {p.estimate['basis']}")
-    agreement = p.estimate.get("agreement_with_torch")
-    if agreement:
-        out.print(
-            f"  agreement with torch fp32 ({agreement['backend']}, {agreement['precision']}): cosine mean "
-            f"{agreement['mean_cosine']:.5f}, min {agreement['min_cosine']:.5f} over {agreement['sample']} "
-            "documents"
-        )
-    if p.gate:
-        out.print(f"  gate: {p.gate}")
-    if output:
-        out.print(f"  written to {output}; run `reindex apply {output}`")
-
-
-CORRECTION_HELP = (
-    "Multiplicity correction of the gate's significance tests, over all its metrics, pipelines and candidates: "
-    "holm (family-wise error), bh (Benjamini-Hochberg, false discovery rate) or none."
-)
-UNDERPOWERED_HELP = (
-    "Pass a 'not significantly worse' clause even when the judged queries are too few to see the drop the gate "
-    "declares as mattering (MDE at 80% power > margin); without it such a clause is inconclusive and refuses."
-)
+    ctx.emit(json.loads(p.to_json()), lambda _: render.plan(out, p, output))
 
 
 @cli.command("apply")
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "--resume",
-    "resume_collection",
-    metavar="COLLECTION",
-    help="Resume the interrupted apply of COLLECTION; when its last apply finished, say so and exit 0.",
-)
-@click.option(
-    "--cutover/--no-cutover", default=True, help="Cut over when the shadow is verified (default) or leave it built."
-)
-@click.option("--no-delete", is_flag=True, help="Keep documents that vanished from the source during the build.")
-@click.option(
-    "--gate", help="Promotion gate (overrides the plan's), e.g. 'ndcg@10 >= 0 and not significantly worse at p < 0.05'."
-)
-@click.option("--queries", type=click.Path(path_type=Path), help="Judged queries (BEIR queries.jsonl) for the gate.")
-@click.option("--qrels", type=click.Path(path_type=Path), help="Relevance judgements (BEIR TSV or TREC) for the gate.")
-@click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's evaluation.")
-@click.option("--force", is_flag=True, help="Cut over even when the gate refuses (recorded in the audit log).")
-@click.option("--correction", default="holm", show_default=True, metavar="holm|bh|none", help=CORRECTION_HELP)
-@click.option("--allow-underpowered", is_flag=True, help=UNDERPOWERED_HELP)
-@click.option(
-    "--report-json", type=click.Path(path_type=Path), help="Write the gate's evaluation as JSON (as eval does)."
-)
-@click.option("--report-md", type=click.Path(path_type=Path), help="Write the gate's evaluation as Markdown.")
-@click.option("--report-html", type=click.Path(path_type=Path), help="Write the gate's evaluation as one HTML file.")
-@runtime_options
-@click.option(
-    "--precision",
-    type=click.Choice(sorted(RUNTIME_PRECISIONS)),
-    help="Run the model at this precision (default fp16 on CUDA, fp32 elsewhere).",
-)
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default=None,
-    help="Where the build reads and embeds: this process (local) or a Ray cluster (ray); default [apply] executor.",
-)
-@click.option(
-    "--ray-address",
-    metavar="ADDRESS",
-    help="The Ray cluster for --executor ray (ray://HOST:10001); default RAY_ADDRESS, else a local Ray.",
-)
+@apply_options
 @run_command
 def apply_cmd(
     ctx: Ctx,
@@ -595,13 +194,12 @@ def apply_cmd(
 ) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
     from reindexer.errors import GateRefusedError
-    from reindexer.reports import ReportFiles
+    from reindexer.report_files import ReportFiles
 
-    _use_runtime(ctx, kw)
+    use_runtime(ctx, kw)
     if kw.get("precision"):
         ctx.ws.use_runtime(precision=kw["precision"])
-    if (plan_file is None) == (resume_collection is None):
-        raise UsageError("pass a plan file, or --resume COLLECTION")
+    commands.check_apply_target(plan_file, resume_collection)
     if bool(queries) != bool(qrels):
         raise UsageError("--queries and --qrels go together")
     if cutover:
@@ -646,20 +244,7 @@ def cutover_cmd(ctx: Ctx, collection: str, to: str | None) -> None:
     """Point COLLECTION's alias at a built version, atomically."""
     ctx.require_confirmable("cutover")
     r = commands.cutover(ctx.ws, collection, to=to, confirm=ctx.confirm)
-    ctx.emit(
-        r,
-        lambda r: out.print(
-            f"{r['collection']} -> {r['live']}"
-            + (
-                " (completed the interrupted cut-over)"
-                if r.get("completed")
-                else ""
-                if r["changed"]
-                else " (unchanged)"
-            )
-            + (f"\n  catch-up: {r['catch_up']}" if r.get("catch_up") else "")
-        ),
-    )
+    ctx.emit(r, lambda r: render.cutover(out, r))
 
 
 @cli.command("rollback")
@@ -670,20 +255,7 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
     """Point COLLECTION back at the version that was live before."""
     ctx.require_confirmable("rollback")
     r = commands.rollback(ctx.ws, collection, confirm=ctx.confirm, catch_up=not no_catch_up)
-    ctx.emit(
-        r,
-        lambda r: out.print(
-            f"rolled back {r['collection']}: {r.get('from')} -> {r['live']}"
-            + (
-                f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)"
-                if r.get("changed")
-                else " (completed the interrupted rollback)"
-                if r.get("completed")
-                else " (unchanged)"
-            )
-            + (f"\n  catch-up: {r['catch_up']}" if r.get("catch_up") else "")
-        ),
-    )
+    ctx.emit(r, lambda r: render.rollback(out, r))
 
 
 @cli.command("sync")
@@ -698,28 +270,16 @@ def rollback_cmd(ctx: Ctx, collection: str, no_catch_up: bool) -> None:
 @run_command
 def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait: float, **kw: Any) -> None:
     """Embed only new and changed documents into COLLECTION (and its built shadows); delete removed ones."""
-    _use_runtime(ctx, kw)
-    from reindexer.sync import number_or_text, sync
-
-    r = sync(
+    use_runtime(ctx, kw)
+    r = commands.sync(
         ctx.ws,
         collection,
-        source=_source(kw, ctx, collection),
+        source=source_spec(kw, ctx, collection),
         delete_missing=not no_delete,
         since=since if since is None or since == "last" else number_or_text(since),
         wait=wait,
     )
-
-    def show(r) -> None:
-        for version, s in r.versions.items():
-            out.print(
-                f"{r.collection} {version}: {s['embedded']} embedded, {s['deleted']} deleted, "
-                f"{s['unchanged']} unchanged (source {r.source})"
-            )
-        if r.watermark is not None:
-            out.print(f"watermark now {r.watermark}")
-
-    ctx.emit(r, show)
+    ctx.emit(r, lambda r: render.sync_result(out, r))
 
 
 @cli.command("verify")
@@ -731,27 +291,10 @@ def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait
 def verify_cmd(ctx: Ctx, collection: str, version_ref: str | None, fix: bool, **kw: Any) -> None:
     """Reconcile ledger, store and source: missing, extra and mis-tagged points, counts."""
     from reindexer.errors import EXIT_VERIFICATION_FAILED
-    from reindexer.sync import verify
 
     ctx.read_only = not fix
-    r = verify(ctx.ws, collection, version_ref, fix=fix, source=_source(kw, ctx, collection))
-
-    def show(r) -> None:
-        before = r.before
-        out.print(
-            f"{r.collection} v{r.version}: {before['store_count']} points, ledger {before['ledger_count']}"
-            + (f", source {before['source_count']}" if before["source_count"] is not None else "")
-        )
-        for problem in before["problems"]:
-            out.print(f"  [red]problem:[/] {problem}")
-        if r.after is not None:
-            out.print("repaired" if r.fixed else "[red]still broken after repair:[/]")
-            for problem in r.after["problems"]:
-                out.print(f"  {problem}")
-        elif before["ok"]:
-            out.print("[green]consistent[/]")
-
-    ctx.emit(r, show)
+    r = commands.verify(ctx.ws, collection, version_ref, fix=fix, source=source_spec(kw, ctx, collection))
+    ctx.emit(r, lambda r: render.verify_result(out, r))
     if not r.ok:
         sys.exit(EXIT_VERIFICATION_FAILED)
 
@@ -763,31 +306,7 @@ def status_cmd(ctx: Ctx, collection: str | None) -> None:
     """Live version, model, counts and shadows of each logical collection."""
     ctx.read_only = True
     rows = commands.status(ctx.ws, collection)
-
-    def show(rows: list) -> None:
-        t = Table("collection", "live", "model", "dim", "points", "shadows", "retired")
-        for r in rows:
-            if not r["managed"]:
-                t.add_row(r["collection"], str(r["live"]), "[dim]unmanaged: `reindex adopt`[/]", "", "", "", "")
-                continue
-            live = r["live"] or {}
-            t.add_row(
-                r["collection"],
-                live.get("physical", "-"),
-                live.get("model", "-"),
-                str(live.get("dim", "")),
-                str(live.get("count", "")),
-                ", ".join(f"{s['physical']} ({s['status']}, {s['model']})" for s in r["shadows"]) or "-",
-                ", ".join(s["physical"] for s in r["retired"]) or "-",
-            )
-        out.print(t)
-        for r in rows:
-            for repair in r.get("repairs", []):
-                out.print(
-                    f"{r['collection']}: {'repaired' if repair['recorded'] else 'not repaired'}: {repair['message']}"
-                )
-
-    ctx.emit(rows, show)
+    ctx.emit(rows, lambda rows: render.status(out, rows))
 
 
 @cli.command("history")
@@ -798,30 +317,7 @@ def history_cmd(ctx: Ctx, collection: str, limit: int) -> None:
     """Versions of COLLECTION and the audit log of what was done to it."""
     ctx.read_only = True
     h = commands.history(ctx.ws, collection, limit)
-
-    def show(h: dict) -> None:
-        t = Table("version", "physical", "status", "model", "dim", "points", "live since")
-        for v in h["versions"]:
-            t.add_row(
-                f"v{v['version']}",
-                v["physical"],
-                v["status"],
-                v["model"],
-                str(v["dim"]),
-                str(v["count"] or ""),
-                v["live_since"] or "",
-            )
-        out.print(t)
-        e = Table("at", "action", "result", "who", "details")
-        for ev in h["events"]:
-            e.add_row(
-                ev["at"], ev["action"], ev["result"], f"{ev['user']}@{ev['host']}", escape(key_values(ev["detail"]))
-            )
-        out.print(e)
-        if h["events"]:
-            out.print("[dim]full details: reindex history --json[/]")
-
-    ctx.emit(h, show)
+    ctx.emit(h, lambda h: render.history(out, h))
 
 
 @cli.command("gc")
@@ -832,9 +328,7 @@ def gc_cmd(ctx: Ctx, collection: str, keep: int | None) -> None:
     """Drop retired versions of COLLECTION beyond the newest KEEP."""
     ctx.require_confirmable("gc")
     r = commands.gc(ctx.ws, collection, keep, confirm=ctx.confirm)
-    ctx.emit(
-        r, lambda r: out.print(f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}")
-    )
+    ctx.emit(r, lambda r: render.gc(out, r))
 
 
 @cli.command("adopt")
@@ -872,27 +366,14 @@ def adopt_cmd(
         ctx.ws,
         collection,
         str(model_path),
-        settings=_settings(kw, ctx),
+        settings=model_settings(kw, ctx),
         text_field=text_field,
         sample=sample,
         min_cosine=min_cosine,
         name=name,
         vector_name=vector_name,
     )
-    ctx.emit(
-        r,
-        lambda r: out.print(
-            f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}"
-            + (f", vector {r['vector']!r}" if r["vector"] else "")
-            + ": "
-            f"{r['sample']} sampled vectors agree (min cosine {r['min_cosine']}), "
-            + (
-                f"{r['points_tagged']} points tagged"
-                if r["tag"] == "point"
-                else "model recorded in the collection's properties (no field for a per-point tag)"
-            )
-        ),
-    )
+    ctx.emit(r, lambda r: render.adopted(out, r))
 
 
 @cli.command("forget")
@@ -902,78 +383,12 @@ def forget_cmd(ctx: Ctx, collection: str) -> None:
     """Remove reindexer's records of COLLECTION; the store is left as it is."""
     ctx.require_confirmable("forget")
     r = commands.forget(ctx.ws, collection, confirm=ctx.confirm)
-    ctx.emit(
-        r,
-        lambda r: out.print(
-            f"forgot {r['collection']}: {', '.join(r['versions']) or 'no versions'}; still in the store: "
-            f"{', '.join(r['left_in_store']) or 'nothing'}"
-            if r["forgotten"]
-            else f"{r['collection']}: nothing forgotten"
-        ),
-    )
+    ctx.emit(r, lambda r: render.forgotten(out, r))
 
 
 @cli.command("eval")
 @click.argument("collection")
-@click.option("--queries", type=click.Path(path_type=Path), help="BEIR queries.jsonl (_id, text).")
-@click.option("--qrels", type=click.Path(path_type=Path), help="Qrels: BEIR TSV (query-id corpus-id score) or TREC.")
-@click.option("--log", "log", type=click.Path(path_type=Path), help="Label-free: a query log (lines or JSONL) instead.")
-@click.option(
-    "--from-traffic",
-    is_flag=True,
-    help="Label-free: live queries the Searcher or `reindex serve` mirrored to the shadow.",
-)
-@click.option(
-    "--since", "since", help="With --from-traffic: records since an ISO time or a duration back (30m, 6h, 2d)."
-)
-@click.option("--shadow", "shadow", help="With --from-traffic: the shadow version (default: the newest mirrored).")
-@click.option(
-    "--versions",
-    help="live,shadow (default; the live version alone when there is no shadow), one version "
-    "(v1: absolute metrics, the baseline) or several (v3,v4,v5); "
-    "the first is the baseline.",
-)
-@click.option(
-    "-k",
-    "k",
-    default=10,
-    show_default=True,
-    help="Headline cut-off: nDCG@K heads the report and ranks the worst queries.",
-)
-@click.option(
-    "--at", "at", metavar="K1,K2,...", help="Cut-offs to report, e.g. 1,3,5,10,100 (default: 1, 3, 5 ... up to -k)."
-)
-@click.option("--depth", type=click.IntRange(min=1), help="Results each query asks for (default: the largest cut-off).")
-@click.option("--per-query", is_flag=True, help="Put per-query values in the JSON (always for a single version).")
-@click.option(
-    "--pipelines",
-    metavar="P1,P2,...",
-    help="Judged: also run each version as the application may: lexical (BM25 over the texts), hybrid "
-    "(dense and BM25 fused by RRF); dense always runs. Needs the hybrid extra.",
-)
-@click.option(
-    "--rerank",
-    type=click.Path(path_type=Path),
-    help="A sentence-transformers CrossEncoder folder: the dense+rerank and hybrid+rerank pipelines' second stage.",
-)
-@click.option("--rerank-top", type=click.IntRange(min=1), help="How many first-stage results it rescores (default 50).")
-@click.option("--gate", help="Judge each candidate with this gate.")
-@click.option(
-    "--calibrate",
-    is_flag=True,
-    help="A/A calibration: run the gate (given or configured) on A/A comparisons of the live version (random "
-    "halves of the judged queries; with --versions live,vN against vN, a rebuilt copy) and report each clause's "
-    "false-positive rate with a Clopper-Pearson interval.",
-)
-@click.option("--resamples", type=int, help="With --calibrate: how many A/A comparisons (default 1000).")
-@click.option("--correction", default="holm", show_default=True, metavar="holm|bh|none", help=CORRECTION_HELP)
-@click.option("--allow-underpowered", is_flag=True, help=UNDERPOWERED_HELP)
-@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and randomisation tests.")
-@click.option(
-    "--report-json", type=click.Path(path_type=Path), help="Write the JSON report (schema reindexer.evaluation/v1)."
-)
-@click.option("--report-md", type=click.Path(path_type=Path), help="Write a Markdown report.")
-@click.option("--report-html", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
+@eval_options
 @run_command
 def eval_cmd(
     ctx: Ctx,
@@ -1004,11 +419,11 @@ def eval_cmd(
 ) -> None:
     """A/B(/n) retrieval quality of index versions, each searched with its own model."""
     from reindexer.errors import EXIT_GATE_REFUSED
-    from reindexer.reports import ReportFiles
+    from reindexer.report_files import ReportFiles
 
     ctx.read_only = True
     request = commands.EvalRequest(
-        queries, qrels, log, from_traffic, since, shadow, versions, k, _cutoffs(at), depth, per_query, gate, seed,
+        queries, qrels, log, from_traffic, since, shadow, versions, k, cutoffs(at), depth, per_query, gate, seed,
         pipelines=pipelines, rerank=rerank, rerank_top=rerank_top, correction=correction,
         allow_underpowered=allow_underpowered,
     )  # fmt: skip
@@ -1024,7 +439,6 @@ def eval_cmd(
 def _calibration(ctx: Ctx, collection: str, request, calibrate: bool, resamples: int | None, reports) -> None:
     """``eval --calibrate``: the gate's A/A calibration, printed (as JSON with --json); it writes no report file."""
     from reindexer.evaluation.calibrate import DEFAULT_RESAMPLES, check_resamples
-    from reindexer.evaluation.calibrate import render as calibration_lines
 
     if not calibrate:
         raise UsageError("--resamples goes with --calibrate", hint="add --calibrate, or drop --resamples")
@@ -1032,20 +446,7 @@ def _calibration(ctx: Ctx, collection: str, request, calibrate: bool, resamples:
         raise UsageError("--calibrate writes no report file", hint="drop --report-*; --json prints the calibration")
     count = DEFAULT_RESAMPLES if resamples is None else check_resamples(resamples)  # refused before the store opens
     found = commands.calibrate(ctx.ws, collection, request, count)
-    ctx.emit(found, lambda c: out.print("\n".join(calibration_lines(c)), highlight=False))
-
-
-def _cutoffs(text: str | None) -> list[int] | None:
-    """``--at 1,3,5,10,100`` as a sorted list of distinct cut-offs."""
-    if not text:
-        return None
-    try:
-        values = sorted({int(x) for x in text.replace(" ", "").split(",") if x})
-    except ValueError:
-        raise UsageError(f"--at {text!r}: cut-offs are whole numbers separated by commas, e.g. 1,3,5,10,100") from None
-    if not values or values[0] < 1:
-        raise UsageError(f"--at {text!r}: cut-offs must be at least 1")
-    return values
+    ctx.emit(found, lambda c: render.calibration(out, c))
 
 
 @cli.command("init")
@@ -1087,15 +488,7 @@ def state_group() -> None:
 def state_upgrade(ctx: Ctx) -> None:
     """Upgrade the state database's schema to this reindexer's (needed once for a shared PostgreSQL)."""
     done = commands.upgrade_state(state=ctx.state_opt)
-    ctx.emit(
-        done,
-        lambda d: out.print(
-            f"{d.url}: schema revision {d.from_revision or 'none (made before migrations)'} -> {d.to_revision}"
-            + (f" (backup: {d.backup})" if d.backup else "")
-            if d.upgraded
-            else f"{d.url}: already at {d.to_revision}"
-        ),
-    )
+    ctx.emit(done, lambda d: render.state_upgraded(out, d))
 
 
 @cli.command("migrate")
@@ -1105,70 +498,11 @@ def migrate_cmd(ctx: Ctx, collection: str) -> None:
     """Move an adopted collection behind an alias of its own name (a copy, no re-embedding)."""
     ctx.require_confirmable("migrate drops the original collection after copying it")
     r = commands.migrate(ctx.ws, collection, confirm=ctx.confirm)
-    ctx.emit(
-        r,
-        lambda r: out.print(
-            f"{r['collection']} is now an alias of {r['copied_to']} ("
-            + ("completed the interrupted migrate; " if r.get("completed") else "")
-            + f"{r['copied']} points copied; the name was missing for {r['name_missing_ms']} ms)"
-            if r["migrated"]
-            else f"copied to {r['copied_to']}; not migrated"
-        ),
-    )
+    ctx.emit(r, lambda r: render.migrated(out, r))
 
 
 @cli.command("serve")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; 0.0.0.0 only where something in front guards it (a pod, a proxy).",
-)
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
-@click.option(
-    "--shadow-sample",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Share of live queries mirrored to the shadow version, off the answering path.",
-)
-@click.option(
-    "--refresh",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Seconds between re-resolutions of each alias (0: every request).",
-)
-@click.option(
-    "--max-k", type=click.IntRange(min=1), default=100, show_default=True, help="Largest k a request may ask for."
-)
-@click.option(
-    "--max-body-bytes",
-    type=click.IntRange(min=1),
-    default=65536,
-    show_default=True,
-    help="Largest request body; larger ones get 413.",
-)
-@click.option(
-    "--preload",
-    "preload",
-    multiple=True,
-    metavar="COLLECTION",
-    help="Load COLLECTION's live model at start (repeatable); /readyz waits for it.",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    default="info",
-    show_default=True,
-)
-@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log each request to stderr.")
-@click.option(
-    "--rerank",
-    type=click.Path(path_type=Path),
-    help="A CrossEncoder folder that rescores each answer's top --rerank-top (a request's \"rerank\": false skips it).",
-)
-@click.option("--rerank-top", type=click.IntRange(min=1), default=50, show_default=True)
+@serve_options
 @run_command
 def serve_cmd(
     ctx: Ctx,
@@ -1190,7 +524,7 @@ def serve_cmd(
     REINDEX_SERVE_TOKEN_FILE, never from an option (options show in process lists).
     """
     try:
-        from reindexer import serve
+        from reindexer import serve, serve_process
     except ImportError as exc:
         if (exc.name or "").split(".")[0] not in ("fastapi", "starlette", "uvicorn", "prometheus_client"):
             raise
@@ -1199,8 +533,8 @@ def serve_cmd(
         ) from None
     token = serve.token_from_env()
     reranking: dict[str, Any] = {"rerank": str(check_cross_encoder(rerank)), "rerank_top": rerank_top} if rerank else {}
-    sock = serve.listen(host, port)  # first: a taken port fails before the store is opened
-    serve.hold_store(ctx.ws)
+    sock = serve_process.listen(host, port)  # first: a taken port fails before the store is opened
+    serve_process.hold_store(ctx.ws)
     app = serve.create_app(
         ctx.ws,
         token=token,
@@ -1223,7 +557,7 @@ def serve_cmd(
             markup=True,
             highlight=False,
         )
-    serve.run_server(app, sock, log_level=log_level, access_log=access_log)
+    serve_process.run_server(app, sock, log_level=log_level, access_log=access_log)
     err.print("reindex serve: stopped", highlight=False)
 
 

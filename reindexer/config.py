@@ -28,7 +28,7 @@ from pydantic_core import ErrorDetails
 
 from reindexer.adapters.registry import DEFAULT_STORE_URL
 from reindexer.errors import UsageError
-from reindexer.state.store import DEFAULT_STATE_URL
+from reindexer.state.database import DEFAULT_STATE_URL
 
 CONFIG_NAME = "reindex.toml"
 
@@ -344,7 +344,7 @@ def write_starter(folder: Path, force: bool = False) -> Path:
 
 def effective(cfg: Config) -> dict[str, Any]:
     """The effective configuration, safe to print: passwords redacted, secrets only as set/unset."""
-    from reindexer.state.store import redact_db_url
+    from reindexer.state.database import redact_db_url
 
     return {
         "config_file": str(cfg.path) if cfg.path else None,

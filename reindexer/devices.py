@@ -7,6 +7,9 @@ its index gets its own fingerprint; the others are runtime choices like the devi
 
 The decisions are pure functions of what is asked and what the machine has (the
 number of CUDA devices is a parameter), so they are tested without a GPU.
+``Runtime`` here is this process's defaults for those choices (reindex.toml,
+REINDEX_*); the inference runtime that runs a model (torch, ONNX, OpenVINO) is
+reindexer.runtimes, and what a model version is, reindexer.model_identity.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import math
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from reindexer.errors import UsageError
 
@@ -215,5 +219,60 @@ def runtime_from(
     )
 
 
-def with_overrides(base: Runtime, **changes) -> Runtime:
-    return replace(base, **{k: v for k, v in changes.items() if v is not None})
+def pick_device(requested: str | None = None) -> str:
+    """CUDA, then MPS, then CPU, unless REINDEX_DEVICE or the caller names one."""
+    requested = requested or os.environ.get("REINDEX_DEVICE")
+    if requested:
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_devices(device: str | None = None, devices: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The devices to run on: the caller's, else the process's runtime (reindex.toml, REINDEX_*), else
+    every visible GPU, MPS or the CPU (resolve_devices)."""
+    rt = runtime()
+    device = device or rt.device or os.environ.get("REINDEX_DEVICE") or None
+    devices = devices or rt.devices or parse_devices(os.environ.get("REINDEX_DEVICES"))
+    if devices is None and device in ("cpu", "mps"):
+        return (device,)
+    cuda_count, mps = visible_devices()
+    return resolve_devices(device, devices, cuda_count, mps)
+
+
+class VersionPrecision(Protocol):
+    """What run_precision reads of a model version's settings (reindexer.model_identity.ModelSettings)."""
+
+    @property
+    def precision(self) -> str | None: ...
+
+    @property
+    def backend(self) -> str: ...
+
+
+def run_precision(settings: VersionPrecision, device: str, requested: str | None = None) -> str:
+    """The precision a model runs at: the version's own (bf16), else the caller's or the runtime's,
+    else the device's default. Only the torch runtime runs below fp32."""
+    if settings.precision:
+        return settings.precision
+    explicit = check_precision(requested or runtime().precision or os.environ.get("REINDEX_PRECISION"))
+    if explicit is not None and identity_precision(explicit):
+        raise UsageError(
+            f"{explicit} vectors differ from fp32 beyond the tolerance, so {explicit} is a model "
+            "version of its own, not a way to run this one",
+            hint=f"plan the version with --precision {explicit} (the model setting)",
+        )
+    if settings.backend != "torch":
+        if explicit not in (None, "fp32"):
+            raise UsageError(
+                f"precision {explicit} applies to the torch backend, not {settings.backend}",
+                hint="leave the precision unset with --backend onnx or openvino",
+            )
+        return "fp32"
+    return explicit or default_precision(device)

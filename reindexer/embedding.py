@@ -1,16 +1,18 @@
-"""Model versions: fingerprint, validation, loading, device choice and batched encoding.
+"""Loading a model version and encoding text with it: the Embedder.
 
-A model version is a sentence-transformers folder *plus* the settings that change
-its vectors. The fingerprint is sha256 over both, so the same folder with the same
-settings always gets the same fingerprint, and any change to the weights,
-tokenizer, config or settings gets a new one.
+A model version's identity (settings, fingerprint, folder checks) is
+reindexer.model_identity; where and how it runs (devices, precision, threads) is
+reindexer.devices; the inference runtime it loads on (torch, ONNX, OpenVINO) is
+reindexer.runtimes. This module puts them together: it loads a folder once per
+process, learns its dimension and similarity, encodes documents and queries in
+batches (over several GPUs when there are), and measures how closely another
+runtime's vectors follow torch's.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -18,225 +20,35 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from reindexer.devices import (
     apply_cpu_threads,
-    check_precision,
     default_batch_size,
-    default_precision,
     device_kind,
-    identity_precision,
-    parse_devices,
-    resolve_devices,
+    pick_device,
+    pick_devices,
+    run_precision,
     runtime,
-    visible_devices,
 )
 from reindexer.errors import UsageError
+from reindexer.model_identity import (
+    ModelInfo,
+    ModelSettings,
+    check_model_folder,
+    default_name,
+    export_source,
+    fingerprint,
+)
+from reindexer.runtimes import runtime_kwargs, runtime_label
+from reindexer.vectors import cosine_rows
 
 log = logging.getLogger(__name__)
 
-# Files that describe a model without changing its vectors.
-_IGNORED_SUFFIXES = (".md", ".txt.bak")
-_IGNORED_DIRS = ("checkpoint-", "runs", "eval", "__pycache__")
 _SIMILARITY_TO_METRIC = {"cosine": "cosine", "dot": "dot", "dot_product": "dot", "euclidean": "euclid"}
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """Settings that change the vectors a model folder produces."""
-
-    normalize: bool = False  # applied on top of the folder's own modules
-    truncate_dim: int | None = None  # Matryoshka truncation
-    max_seq_length: int | None = None
-    query_prompt: str | None = None
-    document_prompt: str | None = None
-    trust_remote_code: bool = False
-    # Only a precision that moves vectors beyond reindexer.devices.PRECISION_TOLERANCE (bf16);
-    # fp32 and fp16 are runtime choices, like the device.
-    precision: str | None = None
-    backend: str = "torch"  # torch | onnx | openvino (reindexer.inference_backends)
-    quantization: str | None = None  # onnx int8: the optimum config it was quantised with (avx2, arm64)
-
-    def __post_init__(self) -> None:
-        from reindexer.devices import identity_precision
-        from reindexer.inference_backends import check_backend
-
-        object.__setattr__(self, "precision", identity_precision(self.precision))
-        check_backend(self.backend, self.quantization, self.precision)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings; those added later are left out at their defaults, so the fingerprints and
-        collection tags of versions made before them stay what they were."""
-        data = asdict(self)
-        for name, default in _LATER_SETTINGS.items():
-            if data[name] == default:
-                del data[name]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> ModelSettings:
-        data = dict(data or {})
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-
-_LATER_SETTINGS: dict[str, Any] = {"precision": None, "backend": "torch", "quantization": None}
-
-
-@dataclass
-class ModelInfo:
-    fingerprint: str
-    name: str
-    path: str
-    dim: int
-    similarity: str
-    max_seq_length: int | None
-    settings: ModelSettings = field(default_factory=ModelSettings)
-
-    @property
-    def short(self) -> str:
-        return self.fingerprint[:12]
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}@{self.short}"
-
-
-def check_model_folder(path: str | os.PathLike) -> Path:
-    """The folder, resolved, if it holds a sentence-transformers model; else a UsageError."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise UsageError(f"model path {p} does not exist")
-    if not p.is_dir():
-        raise UsageError(f"model path {p} is not a folder", hint="pass the folder that model.save() wrote")
-    if not (p / "modules.json").is_file():
-        raise UsageError(
-            f"{p} is not a sentence-transformers model (no modules.json)",
-            hint="save the model with SentenceTransformer.save(PATH), or point at the folder that has modules.json",
-        )
-    return p.resolve()
-
-
-def _model_files(root: Path) -> list[Path]:
-    files = []
-    for f in sorted(root.rglob("*")):
-        rel = f.relative_to(root)
-        if not f.is_file() or any(part.startswith(".") for part in rel.parts):
-            continue
-        if any(part.startswith(_IGNORED_DIRS) for part in rel.parts[:-1]):
-            continue
-        if f.name.endswith(_IGNORED_SUFFIXES):
-            continue
-        files.append(f)
-    return files
-
-
-def files_signature(path: str | os.PathLike) -> tuple:
-    """Names, sizes and modification times of the fingerprinted files: cheap to compare, no hashing."""
-    root = Path(path)
-    out = []
-    for f in _model_files(root):
-        st = f.stat()
-        out.append((f.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
-    return tuple(out)
-
-
-def fingerprint(path: str | os.PathLike, settings: ModelSettings | None = None) -> str:
-    """sha256 over the model's files (names and bytes) and its vector-changing settings."""
-    root = check_model_folder(path)
-    h = hashlib.sha256()
-    for f in _model_files(root):
-        h.update(str(f.relative_to(root).as_posix()).encode())
-        h.update(b"\x00")
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        h.update(b"\x00")
-    h.update(json.dumps((settings or ModelSettings()).to_dict(), sort_keys=True).encode())
-    return h.hexdigest()
-
-
-_MATCHED: set[tuple[str, str, tuple]] = set()
-_MATCHED_LOCK = threading.Lock()
-
-
-def fingerprint_matches(path: str | os.PathLike, settings: ModelSettings, expected: str) -> bool:
-    """Whether the folder with ``settings`` still hashes to ``expected``.
-
-    Hashing a large model's weights takes seconds, so a folder is hashed once per
-    process and again only when its files' names, sizes or modification times change.
-    """
-    key = (expected, str(path), files_signature(path))
-    with _MATCHED_LOCK:
-        if key in _MATCHED:
-            return True
-    if fingerprint(path, settings) != expected:
-        return False
-    with _MATCHED_LOCK:
-        _MATCHED.add(key)
-    return True
-
-
-def default_name(path: Path) -> str:
-    """A readable name for a model folder: its own name, or its parent's for generic ones."""
-    generic = {"model", "models", "final", "output", "best", "latest"}
-    name = path.name
-    if name.lower() in generic and path.parent.name:
-        name = path.parent.name
-    return name
-
-
-def pick_device(requested: str | None = None) -> str:
-    """CUDA, then MPS, then CPU, unless REINDEX_DEVICE or the caller names one."""
-    requested = requested or os.environ.get("REINDEX_DEVICE")
-    if requested:
-        return requested
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def pick_devices(device: str | None = None, devices: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """The devices to run on: the caller's, else the process's runtime (reindex.toml, REINDEX_*), else
-    every visible GPU, MPS or the CPU (reindexer.devices.resolve_devices)."""
-    rt = runtime()
-    device = device or rt.device or os.environ.get("REINDEX_DEVICE") or None
-    devices = devices or rt.devices or parse_devices(os.environ.get("REINDEX_DEVICES"))
-    if devices is None and device in ("cpu", "mps"):
-        return (device,)
-    cuda_count, mps = visible_devices()
-    return resolve_devices(device, devices, cuda_count, mps)
-
-
-def run_precision(settings: ModelSettings, device: str, requested: str | None = None) -> str:
-    """The precision a model runs at: the version's own (bf16), else the caller's or the runtime's,
-    else the device's default. Only the torch backend runs below fp32."""
-    if settings.precision:
-        return settings.precision
-    explicit = check_precision(requested or runtime().precision or os.environ.get("REINDEX_PRECISION"))
-    if explicit is not None and identity_precision(explicit):
-        raise UsageError(
-            f"{explicit} vectors differ from fp32 beyond the tolerance, so {explicit} is a model "
-            "version of its own, not a way to run this one",
-            hint=f"plan the version with --precision {explicit} (the model setting)",
-        )
-    if settings.backend != "torch":
-        if explicit not in (None, "fp32"):
-            raise UsageError(
-                f"precision {explicit} applies to the torch backend, not {settings.backend}",
-                hint="leave the precision unset with --backend onnx or openvino",
-            )
-        return "fp32"
-    return explicit or default_precision(device)
 
 
 # Loaded models, least recently used first. Bounded, because a long-running query
@@ -271,11 +83,9 @@ def load_sentence_transformer(
             return _LOADED[key]
     from sentence_transformers import SentenceTransformer
 
-    from reindexer.inference_backends import backend_kwargs
-
     _quiet_library_progress()
     started = time.perf_counter()
-    folder, extra = backend_kwargs(root, settings, *export_source(root, settings))
+    folder, extra = runtime_kwargs(root, settings, *export_source(root, settings))
     try:
         model = SentenceTransformer(
             str(folder),
@@ -456,29 +266,11 @@ class Embedder:
         return self._encode(texts, self.settings.query_prompt)
 
 
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two equally shaped matrices."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    na = np.linalg.norm(a, axis=1)
-    nb = np.linalg.norm(b, axis=1)
-    return (a * b).sum(axis=1) / np.maximum(na * nb, 1e-12)
-
-
-def export_source(root: Path, settings: ModelSettings) -> tuple[str, str]:
-    """(fingerprint of the source files alone, name): what names ``root``'s export for another backend."""
-    return fingerprint(root, ModelSettings(trust_remote_code=settings.trust_remote_code)), default_name(root)
-
-
-def torch_agreement(embedder: Any, texts: list[str]) -> dict[str, Any]:
+def torch_agreement(embedder: Embedder, texts: list[str]) -> dict[str, Any]:
     """How closely ``embedder``'s vectors follow the torch fp32 ones of the same folder on ``texts``.
 
     Empty when ``embedder`` is torch at fp32: there is nothing to compare.
     """
-    from dataclasses import replace
-
-    from reindexer.inference_backends import backend_label
-
     settings = embedder.settings
     if not texts or (settings.backend == "torch" and embedder.precision == "fp32"):
         return {}
@@ -495,7 +287,7 @@ def torch_agreement(embedder: Any, texts: list[str]) -> dict[str, Any]:
             "mean_cosine": round(float(cos.mean()), 6),
             "min_cosine": round(float(cos.min()), 6),
             "sample": len(texts),
-            "backend": backend_label(settings),
+            "backend": runtime_label(settings),
             "precision": embedder.precision,
         }
     }

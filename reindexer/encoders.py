@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reindexer.embedding import Embedder, ModelSettings, fingerprint_matches
+from reindexer.embedding import Embedder
 from reindexer.errors import NotFoundError, UsageError
+from reindexer.model_identity import ModelSettings, fingerprint_matches
 
 META_LOGICAL = "reindex.logical"
 META_VERSION = "reindex.version"

@@ -1,15 +1,12 @@
 """One error tree for the whole tool; every class carries its process exit code.
 
 Adapters map their client's exceptions into this tree at the boundary, so the
-planner, executor and CLI never see a qdrant-client or pymilvus exception.
+planner, the build steps and the CLI never see a qdrant-client or pymilvus exception.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from reindexer.commands import ApplyResult
+from typing import Any
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -94,11 +91,16 @@ class StateUnavailableError(BackendUnavailableError):
 
 
 class GateRefusedError(ReindexError):
-    """``result`` is what the apply built, verified and measured before the gate said no (None outside an apply)."""
+    """``result`` is what the apply built, verified and measured before the gate said no (None outside an apply).
+
+    It is the apply's reindexer.commands.ApplyResult, carried here as an opaque object: the
+    error tree sits below every other module, so it names no type of the layers above it.
+    Whoever catches the error (the CLI, apply_from's report writer, hooks) knows what it holds.
+    """
 
     exit_code = EXIT_GATE_REFUSED
 
-    def __init__(self, message: str, hint: str | None = None, result: ApplyResult | None = None):
+    def __init__(self, message: str, hint: str | None = None, result: Any = None):
         super().__init__(message, hint)
         self.result = result
 

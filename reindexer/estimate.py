@@ -17,7 +17,7 @@ import statistics
 import time
 from typing import Any
 
-from reindexer.state.models import Meta, iso, utcnow
+from reindexer.state.models import iso, utcnow
 from reindexer.state.store import StateStore
 
 #: runs kept per model and device; the median of these is the estimate
@@ -41,9 +41,8 @@ def load_average() -> float | None:
 
 def past_runs(state: StateStore, fingerprint: str, device: str) -> list[dict[str, Any]]:
     """The recorded runs of this model on this device, oldest first."""
-    with state.session() as s:
-        row = s.get(Meta, _key(fingerprint, device))
-    return json.loads(row.value) if row is not None else []
+    runs = state.get_meta(_key(fingerprint, device))
+    return json.loads(runs) if runs is not None else []
 
 
 def record_run(
@@ -61,12 +60,7 @@ def record_run(
         "embed_share": round(min(embed_seconds / seconds, 1.0), 3),
         "load_average": load_average(),
     }
-    key = _key(fingerprint, device)
-    with state.session() as s:
-        row = s.get(Meta, key) or Meta(key=key, value="[]")
-        row.value = json.dumps((json.loads(row.value) + [entry])[-HISTORY:])
-        s.add(row)
-        s.commit()
+    state.append_meta_list(_key(fingerprint, device), entry, keep=HISTORY)
     return entry
 
 
@@ -109,11 +103,12 @@ def build_estimate(ws: Any, model: Any, docs: int, sample: list[str]) -> dict[st
     With history the model is not even loaded; without, ``sample`` is embedded once to warm
     up (lazy initialisation) and once timed.
     """
-    from reindexer.embedding import pick_device
+    from reindexer.devices import pick_device
 
     device = pick_device(ws.config.device)
     runs = past_runs(ws.state, model.fingerprint, device)
-    from reindexer.embedding import ModelSettings, torch_agreement
+    from reindexer.embedding import torch_agreement
+    from reindexer.model_identity import ModelSettings
     from reindexer.model_registry import embedder_for
 
     if runs:

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reindexer import commands
-from reindexer.embedding import ModelSettings
 from reindexer.errors import GateRefusedError
 from reindexer.extras import require_train
+from reindexer.model_identity import ModelSettings
 from reindexer.planner import Plan
-from reindexer.reports import ReportFiles
+from reindexer.report_files import ReportFiles
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 
@@ -90,7 +90,7 @@ def deploy(
 
     ``vector_name`` is checked against the dense vector the collection was adopted with
     (``reindex plan --vector-name``): the one a collection with several re-embeds.
-    ``reports`` (reindexer.reports.ReportFiles) are the gate evaluation's report files,
+    ``reports`` (reindexer.report_files.ReportFiles) are the gate evaluation's report files,
     written as `reindex apply --report-json/--report-md/--report-html` writes them.
     """
     ws = workspace or Workspace.open(store=store, state=state)

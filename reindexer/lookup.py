@@ -1,7 +1,7 @@
 """Finding a managed collection and one of its versions by the names users type.
 
-Shared by the command layer, sync and the A/B evaluation; a module of its own so
-that none of them imports another for these two look-ups.
+Shared by the verb modules (reindexer.commands), the A/B evaluation and reconcile;
+a module of its own so that none of them imports another for these look-ups.
 """
 
 from __future__ import annotations

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import os
 
-from reindexer.embedding import (
-    Embedder,
-    ModelSettings,
-    check_model_folder,
-    fingerprint,
-    fingerprint_matches,
-    inspect_model,
-)
+from reindexer.embedding import Embedder, inspect_model
 from reindexer.errors import UsageError
+from reindexer.model_identity import ModelSettings, check_model_folder, fingerprint, fingerprint_matches
 from reindexer.state import ModelVersion, StateStore
 
 

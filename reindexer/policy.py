@@ -1,6 +1,6 @@
 """Which configured default a command takes when its caller gave none.
 
-The command layer (reindexer.commands, reindexer.sync) asks here, and so the
+The command layer (reindexer.commands) asks here, and so the
 CLI, ``reindexer.deploy()`` and any Python caller get the same answer in the
 same folder: what is given wins, then ``[collections.NAME]`` in reindex.toml,
 then ``[defaults]`` (or its REINDEX_* variable), then the built-in default.

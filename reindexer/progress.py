@@ -38,10 +38,6 @@ def _mode() -> str:
     return "bar" if sys.stderr.isatty() else "lines"
 
 
-def _enabled() -> bool:
-    return _mode() != "off"
-
-
 def _interval() -> float:
     try:
         return max(0.0, float(os.environ.get("REINDEX_PROGRESS_INTERVAL", DEFAULT_INTERVAL)))

@@ -60,7 +60,7 @@ def new_intent(
     plan_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """What an alias change is about to do, recorded before it touches the store."""
-    from reindexer.state.store import this_holder
+    from reindexer.state.leases import this_holder
 
     return {
         "action": action,

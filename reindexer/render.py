@@ -1,24 +1,33 @@
-"""What people read: a verb's result as lines and rich tables on a console the CLI chooses.
+"""What people read: every verb's result as lines and rich tables on a console the CLI chooses.
 
-No policy here: each function prints what a result already says (the verbs decide);
-`reindex ... --json` prints the same results as data instead.
+Every table and line `reindex` prints for a result is written here (cli.py only parses
+options, calls a verb and hands the result to one of these). No policy here: each
+function prints what a result already says (the verbs decide); `reindex ... --json`
+prints the same results as data instead. Not here: the report files (reindexer.report_files,
+reindexer.evaluation.report) and errors and progress on stderr (reindexer.cli_context).
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from reindexer.evaluation import report
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
     from reindexer.commands import ApplyResult, EvalOutcome
     from reindexer.evaluation.runner import EvaluationResult
+    from reindexer.planner import Plan
 
 
+# -- apply -------------------------------------------------------------------------------
 def apply_result(out: Console, r: ApplyResult) -> None:
     """What an apply built, verified, measured and decided, in the order it happened."""
     if r.message:
@@ -78,6 +87,7 @@ def _apply_traffic(out: Console, t: dict[str, Any]) -> None:
     )
 
 
+# -- eval --------------------------------------------------------------------------------
 def evaluation(out: Console, outcome: EvalOutcome, *, per_query_hint: bool = True) -> None:
     """An evaluation in whichever mode it ran; ``per_query_hint`` says where per-query values are found."""
     if outcome.traffic is not None:
@@ -159,3 +169,267 @@ def _traffic_tables(out: Console, summary: Any) -> None:
     out.print("most changed:")
     for c in summary.most_changed[:5]:
         out.print(f"  overlap {c.overlap:.2f}  rbo {c.rbo:.2f}  {c.query}")
+
+
+# -- audit details and settings as text ---------------------------------------------
+def key_values(detail: Any) -> str:
+    """An audit detail as readable ``key=value`` text: nested objects as ``a.b=1``, lists joined by commas."""
+    if not isinstance(detail, dict):
+        return "" if detail is None else str(detail)
+    parts: list[str] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (list, tuple)):
+            items = [json.dumps(x, default=str) if isinstance(x, (dict, list)) else str(x) for x in value]
+            parts.append(f"{prefix}={','.join(items) or '[]'}")
+        elif value is None or value == {}:
+            return
+        else:
+            text = str(value)
+            parts.append(f"{prefix}={json.dumps(text) if (' ' in text or not text) else text}")
+
+    walk("", detail)
+    return " ".join(parts)
+
+
+# -- plan ------------------------------------------------------------------------------
+def plan(out: Console, p: Plan, output: Path | None) -> None:
+    """A plan as a reviewer reads it: from what, to what, how much work, and what it will be judged by."""
+    out.print(f"[bold]plan {p.id[:12]}[/] for [bold]{p.collection}[/]: {p.mode} ({p.reason})")
+    if p.from_version:
+        out.print(
+            f"  from  {p.from_version['physical']}  {p.from_version['model']}  dim {p.from_version['dim']}  "
+            f"{p.from_version['count']} points"
+        )
+    out.print(
+        f"  to    {p.to_version['physical']}  {p.to_version['model']}  dim {p.to_version['dim']}  "
+        f"metric {p.to_version['metric']}"
+        + (f"  vector {p.to_version['vector']}" if p.to_version.get("vector") else "")
+    )
+    c = p.counts
+    out.print(
+        f"  source {p.source.get('kind')}: {c['source_docs']} documents; embed {c['to_embed']}, "
+        f"copy {c['to_copy']}, delete {c['to_delete']}"
+    )
+    if p.dimension_change:
+        out.print("  dimension changes: a full rebuild into a new collection")
+    lexical = (p.to_version.get("index_params") or {}).get("lexical")
+    if lexical and lexical.get("engine") == "store":
+        out.print(
+            f"  lexical: BM25 computed by the store into sparse vector {lexical['vector']} (analyzer "
+            f"{json.dumps(lexical.get('analyzer'), sort_keys=True)}, k1 {lexical['k1']}, b {lexical['b']})"
+        )
+    elif lexical:
+        out.print(
+            f"  lexical: BM25 in sparse vector {lexical['vector']} (k1 {lexical['k1']}, b {lexical['b']}, stemmer "
+            f"{lexical['stemmer']}, average length {lexical.get('avgdl', '?')} terms)"
+        )
+    if p.estimate.get("seconds"):
+        out.print(
+            f"  estimate: {p.estimate['seconds']:.0f} s at {p.estimate['docs_per_second']:.0f} docs/s on "
+            f"{p.estimate['device']}, about {p.estimate['storage_bytes'] / 1e6:.1f} MB"
+        )
+        if p.estimate.get("basis"):
+            out.print(f"    {p.estimate['basis']}")
+    agreement = p.estimate.get("agreement_with_torch")
+    if agreement:
+        out.print(
+            f"  agreement with torch fp32 ({agreement['backend']}, {agreement['precision']}): cosine mean "
+            f"{agreement['mean_cosine']:.5f}, min {agreement['min_cosine']:.5f} over {agreement['sample']} "
+            "documents"
+        )
+    if p.gate:
+        out.print(f"  gate: {p.gate}")
+    if output:
+        out.print(f"  written to {output}; run `reindex apply {output}`")
+
+
+# -- models ------------------------------------------------------------------------------
+def model_registered(out: Console, m: Any) -> None:
+    out.print(f"registered {m.label}  dim={m.dim}  similarity={m.similarity}  path={m.path}")
+
+
+def model_list(out: Console, rows: list) -> None:
+    """The registered model versions, with the settings and training facts that tell them apart."""
+    t = Table("model", "dim", "similarity", "max seq", "settings", "training", "path")
+    for m in rows:
+        settings = {k: v for k, v in (m.settings or {}).items() if v not in (None, False)}
+        t.add_row(
+            m.label,
+            str(m.dim),
+            m.similarity,
+            str(m.max_seq_length),
+            escape(key_values(settings)),
+            escape(_training_facts(m)) or "-",
+            m.path,
+        )
+    out.print(t)
+
+
+def _training_facts(m: Any) -> str:
+    """The training facts a model version was registered with (base model, data, run id), as key=value."""
+    facts = {}
+    for key in ("base_model", "train_data", "run_id"):
+        value = getattr(m, key, None)
+        if value:
+            facts[key] = value
+    extra = getattr(m, "training", None)
+    if isinstance(extra, dict):
+        facts.update({k: v for k, v in extra.items() if v not in (None, "", {}) and k not in facts})
+    return key_values(facts)
+
+
+# -- what is live ------------------------------------------------------------------------
+def status(out: Console, rows: list) -> None:
+    """Each logical collection: live version, model, counts, shadows and retired versions; then repairs."""
+    t = Table("collection", "live", "model", "dim", "points", "shadows", "retired")
+    for r in rows:
+        if not r["managed"]:
+            t.add_row(r["collection"], str(r["live"]), "[dim]unmanaged: `reindex adopt`[/]", "", "", "", "")
+            continue
+        live = r["live"] or {}
+        t.add_row(
+            r["collection"],
+            live.get("physical", "-"),
+            live.get("model", "-"),
+            str(live.get("dim", "")),
+            str(live.get("count", "")),
+            ", ".join(f"{s['physical']} ({s['status']}, {s['model']})" for s in r["shadows"]) or "-",
+            ", ".join(s["physical"] for s in r["retired"]) or "-",
+        )
+    out.print(t)
+    for r in rows:
+        for repair in r.get("repairs", []):
+            out.print(f"{r['collection']}: {'repaired' if repair['recorded'] else 'not repaired'}: {repair['message']}")
+
+
+def history(out: Console, h: dict) -> None:
+    """A collection's versions, then its audit log (details as key=value; --json has them whole)."""
+    t = Table("version", "physical", "status", "model", "dim", "points", "live since")
+    for v in h["versions"]:
+        t.add_row(
+            f"v{v['version']}",
+            v["physical"],
+            v["status"],
+            v["model"],
+            str(v["dim"]),
+            str(v["count"] or ""),
+            v["live_since"] or "",
+        )
+    out.print(t)
+    e = Table("at", "action", "result", "who", "details")
+    for ev in h["events"]:
+        e.add_row(ev["at"], ev["action"], ev["result"], f"{ev['user']}@{ev['host']}", escape(key_values(ev["detail"])))
+    out.print(e)
+    if h["events"]:
+        out.print("[dim]full details: reindex history --json[/]")
+
+
+# -- keeping versions in step with the source --------------------------------------------
+def sync_result(out: Console, r: Any) -> None:
+    """What a sync did to each version it kept in step, and the watermark it left."""
+    for version, s in r.versions.items():
+        out.print(
+            f"{r.collection} {version}: {s['embedded']} embedded, {s['deleted']} deleted, "
+            f"{s['unchanged']} unchanged (source {r.source})"
+        )
+    if r.watermark is not None:
+        out.print(f"watermark now {r.watermark}")
+
+
+def verify_result(out: Console, r: Any) -> None:
+    """Counts of store, ledger and source, the problems found, and whether a repair fixed them."""
+    before = r.before
+    out.print(
+        f"{r.collection} v{r.version}: {before['store_count']} points, ledger {before['ledger_count']}"
+        + (f", source {before['source_count']}" if before["source_count"] is not None else "")
+    )
+    for problem in before["problems"]:
+        out.print(f"  [red]problem:[/] {problem}")
+    if r.after is not None:
+        out.print("repaired" if r.fixed else "[red]still broken after repair:[/]")
+        for problem in r.after["problems"]:
+            out.print(f"  {problem}")
+    elif before["ok"]:
+        out.print("[green]consistent[/]")
+
+
+# -- moving the alias and dropping versions ----------------------------------------------
+def cutover(out: Console, r: dict) -> None:
+    out.print(
+        f"{r['collection']} -> {r['live']}"
+        + (" (completed the interrupted cut-over)" if r.get("completed") else "" if r["changed"] else " (unchanged)")
+        + (f"\n  catch-up: {r['catch_up']}" if r.get("catch_up") else "")
+    )
+
+
+def rollback(out: Console, r: dict) -> None:
+    out.print(
+        f"rolled back {r['collection']}: {r.get('from')} -> {r['live']}"
+        + (
+            f" ({r['re_embedded']} re-embedded, {r['deleted']} deleted)"
+            if r.get("changed")
+            else " (completed the interrupted rollback)"
+            if r.get("completed")
+            else " (unchanged)"
+        )
+        + (f"\n  catch-up: {r['catch_up']}" if r.get("catch_up") else "")
+    )
+
+
+def gc(out: Console, r: dict) -> None:
+    out.print(f"dropped: {', '.join(r['dropped']) or 'nothing'}; kept: {', '.join(r['kept']) or '-'}")
+
+
+# -- collections made elsewhere ----------------------------------------------------------
+def adopted(out: Console, r: dict) -> None:
+    out.print(
+        f"adopted {r['collection']} ({r['physical']}) as v{r['version']} of {r['model']}"
+        + (f", vector {r['vector']!r}" if r["vector"] else "")
+        + ": "
+        f"{r['sample']} sampled vectors agree (min cosine {r['min_cosine']}), "
+        + (
+            f"{r['points_tagged']} points tagged"
+            if r["tag"] == "point"
+            else "model recorded in the collection's properties (no field for a per-point tag)"
+        )
+    )
+
+
+def forgotten(out: Console, r: dict) -> None:
+    out.print(
+        f"forgot {r['collection']}: {', '.join(r['versions']) or 'no versions'}; still in the store: "
+        f"{', '.join(r['left_in_store']) or 'nothing'}"
+        if r["forgotten"]
+        else f"{r['collection']}: nothing forgotten"
+    )
+
+
+def migrated(out: Console, r: dict) -> None:
+    out.print(
+        f"{r['collection']} is now an alias of {r['copied_to']} ("
+        + ("completed the interrupted migrate; " if r.get("completed") else "")
+        + f"{r['copied']} points copied; the name was missing for {r['name_missing_ms']} ms)"
+        if r["migrated"]
+        else f"copied to {r['copied_to']}; not migrated"
+    )
+
+
+# -- the state database and the gate's calibration ---------------------------------------
+def state_upgraded(out: Console, d: Any) -> None:
+    out.print(
+        f"{d.url}: schema revision {d.from_revision or 'none (made before migrations)'} -> {d.to_revision}"
+        + (f" (backup: {d.backup})" if d.backup else "")
+        if d.upgraded
+        else f"{d.url}: already at {d.to_revision}"
+    )
+
+
+def calibration(out: Console, found: Any) -> None:
+    """The gate's A/A calibration, as reindexer.evaluation.calibrate writes it."""
+    from reindexer.evaluation.calibrate import render as calibration_lines
+
+    out.print("\n".join(calibration_lines(found)), highlight=False)

@@ -13,6 +13,9 @@ version's stays warm, so a rollback is instant, and the newest shadow's is
 loaded ahead of its cut-over in a background thread. When the alias reaches a
 version whose model is not loaded yet, the Searcher keeps answering from the
 version it has (still whole and consistent) while that model loads.
+
+This module is the query path (resolve, encode, search, follow cut-overs) and the encoder cache; how a
+Searcher is made (options from reindex.toml, opening the store and the state) is reindexer.searcher_setup.
 """
 
 from __future__ import annotations
@@ -29,13 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reindexer.adapters.base import VectorStore
 from reindexer.batching import QueryBatcher
 from reindexer.embedding import Embedder
 from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import BackendError, NotFoundError, ReindexError, UsageError
 from reindexer.lexical import ApplicationSparse, LexicalEncoder, StoredLexical
 from reindexer.rerank import DEFAULT_TOP, Reranker, rerank_hits
+from reindexer.searcher_setup import open_searched_store, open_state, query_config, query_options
 from reindexer.version_search import check_mode, search_version
 
 log = logging.getLogger(__name__)
@@ -149,34 +152,26 @@ class Searcher:
         )
         #: the cross-encoder that rescores each answer's top ``rerank_top`` (None: no second stage)
         self.reranker = Reranker(rerank, top=rerank_top, device=device) if rerank else None
-        self._config = (
-            workspace.config
-            if workspace is not None
-            else (None if isinstance(store, VectorStore) or _is_client(store) else _load_config(store, cwd))
+        self._config = query_config(store, workspace, cwd)
+        options = query_options(
+            self._config,
+            refresh=refresh,
+            shadow_sample=shadow_sample,
+            record_query_text=record_query_text,
+            models_root=models_root,
+            device=device,
+            cache_size=cache_size,
         )
-        # What the caller leaves unset comes from [query] in reindex.toml and REINDEX_* (when there is one).
-        conf = self._config
-        refresh = _default(refresh, conf, "query_refresh", 1.0)
-        shadow_sample = _default(shadow_sample, conf, "shadow_sample", 0.0)
-        record_query_text = _default(record_query_text, conf, "record_query_text", False)
-        models_root = _default(models_root, conf, "models_root", None)
-        device = _default(device, conf, "device", None)
-        if refresh < 0:
-            raise UsageError(f"refresh must be 0 or more seconds, not {refresh}")
-        if cache_size < 2:
-            raise UsageError(f"cache_size must be at least 2 (live and previous), not {cache_size}")
-        if not 0.0 <= shadow_sample <= 1.0:
-            raise UsageError(f"shadow_sample must be between 0 and 1, not {shadow_sample}")
         self.collection = collection
-        self.refresh = float(refresh)
-        self.models_root = models_root
-        self.device = device
+        self.refresh = options.refresh
+        self.models_root = options.models_root
+        self.device = options.device
         self.cache_size = cache_size
         self.preload_shadow = preload_shadow
         #: concurrent searches of one version share one query encode (reindexer.batching)
         self.batch_queries = bool(batch_queries)
         self._closers: list[Any] = []
-        self.store, self.store_url = self._open_store(store, workspace, cwd)
+        self.store, self.store_url = open_searched_store(store, workspace, self._config, self._closers)
         self._state_arg, self._workspace = state, workspace
         self._state: Any = None
         self._lock = threading.RLock()
@@ -193,53 +188,18 @@ class Searcher:
         self._idle = threading.Condition()
         self._closed = False
         self.mirror = None
-        if shadow_sample > 0:
+        if options.shadow_sample > 0:
             from reindexer.shadow import ShadowMirror
 
             self.mirror = ShadowMirror(
-                self, shadow_sample, self._require_state(), record_query_text, queue_size=shadow_queue
+                self, options.shadow_sample, self._require_state(), options.record_query_text, queue_size=shadow_queue
             )
 
-    # -- opening ---------------------------------------------------------------
-    def _open_store(self, store: Any, workspace: Any, cwd: Path | None) -> tuple[VectorStore, str]:
-        from reindexer.adapters.registry import open_store, parse_store_url
-
-        if workspace is not None:
-            return workspace.store, workspace.store_url
-        if isinstance(store, VectorStore):
-            return store, _store_url_of(store)
-        if _is_client(store):
-            wrapped = _wrap_client(store)
-            return wrapped, _store_url_of(wrapped)
-        # loaded in __init__ for everything but a store or client object, both handled above
-        assert self._config is not None
-        url = self._config.store_url
-        location = parse_store_url(url, self._config.base_dir)
-        if location.embedded and not Path(location.target).exists():
-            # A query never creates a store: a mistyped path would otherwise answer "unknown collection".
-            raise NotFoundError(
-                f"no store at {location.url}",
-                hint="point REINDEX_STORE, reindex.toml's [store] url or store= at the store",
-            )
-        opened = open_store(url, self._config.base_dir)
-        self._closers.append(opened)
-        return opened, location.url
-
+    # -- state -----------------------------------------------------------------
     def _require_state(self) -> Any:
         """The state store, opened on first need; never created by a Searcher that only reads."""
-        if self._state is not None:
-            return self._state
-        from reindexer.state import StateStore
-
-        if self._state_arg is not None and not isinstance(self._state_arg, str):
-            self._state = self._state_arg
-        elif self._workspace is not None:
-            self._state = self._workspace.state
-        else:
-            config = self._config or _load_config(None, None)
-            url = self._state_arg or config.state_url
-            self._state = StateStore(url, config.base_dir, create=False)
-            self._closers.append(self._state)
+        if self._state is None:
+            self._state = open_state(self._state_arg, self._workspace, self._config, self._closers)
         return self._state
 
     def _optional_state(self) -> Any:
@@ -563,40 +523,3 @@ def _check_request(queries: list[str], k: Any, where: Any) -> None:
         raise UsageError(f"k must be a positive integer, not {k!r}")
     if where is not None and not isinstance(where, dict):
         raise UsageError("filter must be a mapping of payload field to value")
-
-
-def _default(given: Any, config: Any, attr: str, fallback: Any) -> Any:
-    if given is not None:
-        return given
-    return getattr(config, attr) if config is not None else fallback
-
-
-def _load_config(store: Any, cwd: Path | None):
-    from reindexer.config import load_config
-
-    return load_config(store_url=store if isinstance(store, str) else None, cwd=cwd)
-
-
-def _is_client(obj: Any) -> bool:
-    """A client object some registered backend wraps (QdrantClient, MilvusClient, ...)."""
-    from reindexer.adapters.registry import backends
-
-    return not isinstance(obj, (str, type(None))) and any(b.wraps(obj) for b in backends().values())
-
-
-def _wrap_client(client: Any) -> VectorStore:
-    from reindexer.adapters.registry import wrap_client
-
-    store = wrap_client(client)
-    if store is None:
-        raise UsageError(f"no store backend wraps a {type(client).__name__}")
-    return store
-
-
-def _store_url_of(store: VectorStore) -> str:
-    """The store URL (as state records it) of an open adapter."""
-    location = getattr(store, "location", "") or ""
-    for http, suffix in (("https://", "+https"), ("http://", "")):
-        if location.startswith(http):
-            return f"{store.backend}{suffix}://{location[len(http) :].rstrip('/')}"
-    return location

@@ -11,13 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from reindexer.adapters import VectorStore, open_store, parse_store_url
-from reindexer.adapters.base import Backend
+from reindexer.adapters.backend import Backend
 from reindexer.adapters.registry import backends
 from reindexer.config import Config, load_config
 from reindexer.devices import runtime, runtime_from, set_runtime
 from reindexer.errors import LeaseHeldError, LeaseLostError, NotFoundError
 from reindexer.state import StateStore
-from reindexer.state.store import sqlite_file
+from reindexer.state.database import sqlite_file
 
 LEASE_TTL = timedelta(minutes=10)
 

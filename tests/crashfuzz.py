@@ -141,10 +141,10 @@ PRELOAD = (
     "milvus_lite",
     "reindexer.cli",
     "reindexer.commands",
-    "reindexer.sync",
+    "reindexer.commands.syncing",
     "reindexer.embedding",
-    "reindexer.pipeline",
-    "reindexer.executor",
+    "reindexer.build.stream",
+    "reindexer.build.steps",
     "reindexer.adapters",
     "reindexer.adapters.qdrant",
     "reindexer.adapters.milvus",
@@ -447,7 +447,8 @@ class FuzzWorld:
     def _build(self, upto: str, keep: bool = False) -> None:
         from reindexer import commands
         from reindexer.adapters.base import CollectionSpec, Point
-        from reindexer.embedding import Embedder, ModelSettings
+        from reindexer.embedding import Embedder
+        from reindexer.model_identity import ModelSettings
         from reindexer.planner import load_plan_file
         from reindexer.sources.spec import SourceSpec
 
@@ -523,7 +524,8 @@ class FuzzWorld:
         key = (dim, text)
         if key not in self._references:
             if dim not in self._embedders:
-                from reindexer.embedding import Embedder, ModelSettings
+                from reindexer.embedding import Embedder
+                from reindexer.model_identity import ModelSettings
 
                 settings = ModelSettings(truncate_dim=dim) if dim == TRUNCATE_DIM else None
                 self._embedders[dim] = Embedder(self.minilm_path, settings, batch_size=1)

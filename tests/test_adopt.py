@@ -15,10 +15,11 @@ import pytest
 
 from reindexer import commands
 from reindexer.adapters.base import MODEL_KEY
+from reindexer.commands import verify
 from reindexer.config import Config
-from reindexer.embedding import Embedder, ModelSettings
+from reindexer.embedding import Embedder
 from reindexer.errors import ConflictError, UsageError, VerificationError
-from reindexer.sync import verify
+from reindexer.model_identity import ModelSettings
 from reindexer.workspace import Workspace
 
 # Milvus Lite and the real model: 30-100 s a test on a shared machine, so out of make test-fast.

@@ -28,8 +28,8 @@ import pytest
 
 from reindexer import commands
 from reindexer.config import Config
-from reindexer.embedding import ModelSettings
 from reindexer.errors import EXIT_BACKEND_UNAVAILABLE, BackendUnavailableError
+from reindexer.model_identity import ModelSettings
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl
@@ -270,7 +270,7 @@ def two_versions(world):
 
 def _stop_server_at(monkeypatch, world: World, point: str) -> None:
     """At the kill point ``point``, stop the server instead of killing the process: the swap's neighbour fails."""
-    import reindexer.executor as executor
+    import reindexer.build.steps as executor
 
     real = executor.kill_point
 

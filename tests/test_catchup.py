@@ -1,4 +1,4 @@
-"""The catch-up before every alias swap reads what changed, not the collection (reindexer.catchup).
+"""The catch-up before every alias swap reads what changed, not the collection (reindexer.build.catchup).
 
 On each embedded store, with two real model versions (MiniLM, and its 128-dimension
 truncation built from the live payload): an application's writes (new points, a rewrite
@@ -16,10 +16,10 @@ import pytest
 
 from reindexer import commands
 from reindexer.adapters.base import MODEL_KEY, Point
+from reindexer.commands import sync, verify
 from reindexer.config import Config
-from reindexer.embedding import ModelSettings
+from reindexer.model_identity import ModelSettings
 from reindexer.sources.spec import SourceSpec
-from reindexer.sync import sync, verify
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl
 

@@ -11,13 +11,13 @@ from collections import OrderedDict
 
 import pytest
 
-from reindexer import commands
+from reindexer import commands, model_identity
 from reindexer import embedding as embedding_module
+from reindexer.build.verify import verify_version
 from reindexer.config import Config
-from reindexer.embedding import ModelSettings
 from reindexer.encoders import EncoderSpec, load_encoder
 from reindexer.errors import UsageError
-from reindexer.executor import verify_version
+from reindexer.model_identity import ModelSettings
 from reindexer.model_registry import require_unchanged
 from reindexer.planner import check_plan
 from reindexer.sources.spec import SourceSpec
@@ -42,7 +42,7 @@ def no_weights(monkeypatch):
             refuse()
 
     monkeypatch.setattr(embedding_module, "_LOADED", OrderedDict())  # nothing already loaded can hide a load
-    monkeypatch.setattr(embedding_module, "_MATCHED", set())  # and every fingerprint is hashed again
+    monkeypatch.setattr(model_identity, "_MATCHED", set())  # and every fingerprint is hashed again
     monkeypatch.setattr(embedding_module, "load_sentence_transformer", refuse)
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", Refused)
 

@@ -57,13 +57,13 @@ import pytest
 
 from reindexer import commands, killpoints
 from reindexer.adapters.base import MODEL_KEY, CollectionSpec, Point
+from reindexer.commands import sync
 from reindexer.config import Config
-from reindexer.embedding import ModelSettings
 from reindexer.errors import ConflictError, NotFoundError, VerificationError
+from reindexer.model_identity import ModelSettings
 from reindexer.planner import load_plan_file
 from reindexer.sources.spec import SourceSpec
 from reindexer.state.models import iso
-from reindexer.sync import sync
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import scaled_documents, write_jsonl
 from tests.plugins.liveness import statuses
@@ -553,12 +553,12 @@ def _statuses(ws) -> list[str]:
 def test_a_crash_between_build_and_cutover_resumes_through_verification(small_ws, minilm_path, monkeypatch):
     """Dead right after 'built', then right before the alias swap: each resume verifies or finishes,
     never cuts over blind."""
-    from reindexer.sync import verify
+    from reindexer.commands import verify
 
     ws = small_ws
     plan = commands.plan(ws, "docs", model_path=str(minilm_path), settings=ModelSettings(truncate_dim=256))
     with monkeypatch.context() as m:
-        m.setattr(commands, "verify_version", _die)
+        m.setattr("reindexer.commands.applying.verify_version", _die)
         with pytest.raises(KeyboardInterrupt):
             commands.apply(ws, plan)
     assert _statuses(ws) == ["live", "built"]
@@ -577,7 +577,7 @@ def test_a_crash_between_build_and_cutover_resumes_through_verification(small_ws
 
     # Repaired; this time the process dies between 'verified' and the alias swap.
     with monkeypatch.context() as m:
-        m.setattr(commands, "swap_alias", _die)
+        m.setattr("reindexer.commands.applying.swap_alias", _die)
         with pytest.raises(KeyboardInterrupt):
             commands.apply(ws, commands.latest_unfinished_plan(ws, "docs"))
     assert _statuses(ws) == ["live", "verified"] and ws.store.resolve("docs") == "docs__v1"

@@ -22,9 +22,12 @@ from reindexer.devices import (
     default_precision,
     parse_devices,
     resolve_devices,
+    run_precision,
 )
-from reindexer.embedding import Embedder, ModelSettings, cosine_rows, fingerprint, run_precision
+from reindexer.embedding import Embedder
 from reindexer.errors import UsageError
+from reindexer.model_identity import ModelSettings, fingerprint
+from reindexer.vectors import cosine_rows
 from reindexer.workspace import Workspace
 
 

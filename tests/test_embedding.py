@@ -8,8 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from reindexer.embedding import Embedder, ModelSettings, check_model_folder, fingerprint, pick_device
+from reindexer.devices import pick_device
+from reindexer.embedding import Embedder
 from reindexer.errors import UsageError
+from reindexer.model_identity import ModelSettings, check_model_folder, fingerprint
 from reindexer.model_registry import embedder_for, register_model
 from reindexer.state import StateStore
 

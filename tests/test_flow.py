@@ -13,7 +13,6 @@ import pytest
 from reindexer import commands
 from reindexer.adapters.base import MODEL_KEY, Point
 from reindexer.config import Config
-from reindexer.embedding import ModelSettings
 from reindexer.errors import (
     ConflictError,
     DriftError,
@@ -21,6 +20,7 @@ from reindexer.errors import (
     UsageError,
     VerificationError,
 )
+from reindexer.model_identity import ModelSettings
 from reindexer.planner import Plan, load_plan_file
 from reindexer.query import search
 from reindexer.sources.spec import SourceSpec
@@ -276,7 +276,7 @@ def test_drifted_plan_is_refused(local_ws, minilm_path, small_corpus_file):
 def test_cutover_to_a_version_that_is_not_built(local_ws, minilm_path, small_corpus_file, monkeypatch):
     _build_v1(local_ws, minilm_path, small_corpus_file)
     p2 = commands.plan(local_ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
-    import reindexer.commands as cmd
+    import reindexer.build.shadow as cmd
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt

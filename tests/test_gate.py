@@ -32,9 +32,9 @@ from reindexer import commands
 from reindexer.ab import Judgements
 from reindexer.config import Config
 from reindexer.demo_corpus import write_demo_files
-from reindexer.embedding import ModelSettings
 from reindexer.errors import EXIT_GATE_REFUSED, GateRefusedError, UsageError
 from reindexer.evaluation.report import SCHEMA, UNLABELLED_SCHEMA
+from reindexer.model_identity import ModelSettings
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 

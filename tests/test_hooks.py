@@ -13,9 +13,9 @@ import reindexer.hooks
 from reindexer import commands
 from reindexer.config import Config
 from reindexer.demo_corpus import DEMO_FINETUNE
-from reindexer.embedding import ModelSettings
 from reindexer.evaluation.report import SCHEMA
-from reindexer.reports import ReportFiles
+from reindexer.model_identity import ModelSettings
+from reindexer.report_files import ReportFiles
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 

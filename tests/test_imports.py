@@ -1,7 +1,10 @@
 """The package's import graph: no cycles among reindexer's modules, no module importing another's private names.
 
 Read from the source with ast (nothing is imported), so a cycle that only bites in
-some import order, or a function-level import that hides one, is still found.
+some import order, or a function-level import that hides one, is still found. An import
+under ``if TYPE_CHECKING:`` counts too: it never runs, but a module that needs another's
+types to be read is tied to it all the same, and a type-only import running back up is
+how the one circle of every module was closed (issue 27).
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # adapters/ is installed as reindexer.adapters (pyproject's package-dir)
-PACKAGES = {"reindexer": ROOT / "reindexer", "reindexer.adapters": ROOT / "adapters"}
+PACKAGES = {"reindexer": "reindexer", "reindexer.adapters": "adapters"}
 
 
-def module_files() -> dict[str, Path]:
+def module_files(root: Path = ROOT) -> dict[str, Path]:
     found = {}
     for prefix, folder in PACKAGES.items():
+        folder = root / folder
         for path in folder.rglob("*.py"):
             rel = path.relative_to(folder).with_suffix("")
             parts = [p for p in rel.parts if p != "__init__"]
@@ -30,17 +34,23 @@ def _is_package(name: str, files: dict[str, Path]) -> bool:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
-def imports_of(name: str, files: dict[str, Path]) -> list[tuple[str, str | None, int]]:
-    """(imported module, imported name or None, line) for each import in module ``name``."""
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """The ids of every node under an ``if TYPE_CHECKING:`` (not its ``else``)."""
+    blocks = [b for b in ast.walk(tree) if isinstance(b, ast.If) and _is_type_checking(b.test)]
+    return {id(n) for block in blocks for stmt in block.body for n in ast.walk(stmt)}
+
+
+def imports_of(name: str, files: dict[str, Path], type_checking: bool = True) -> list[tuple[str, str | None, int]]:
+    """(imported module, imported name or None, line) for each import in module ``name``;
+    those under ``if TYPE_CHECKING:`` left out where ``type_checking`` is false."""
     tree = ast.parse(files[name].read_text(), filename=str(files[name]))
     package = name if _is_package(name, files) else name.rpartition(".")[0]
     out: list[tuple[str, str | None, int]] = []
-    # imports under `if TYPE_CHECKING:` never run, so they make no cycle (annotations only)
-    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
-                 for stmt in block.body for n in ast.walk(stmt)}
+    type_only = set() if type_checking else _type_checking_nodes(tree)
     for node in ast.walk(tree):
         if id(node) in type_only:
             continue
@@ -80,7 +90,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         path.pop()
@@ -98,27 +108,52 @@ def _parent_packages(name: str) -> set[str]:
     return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
-def test_reindexer_modules_import_no_cycle():
-    files = module_files()
-    graph = import_graph(files)
+def import_cycle(root: Path = ROOT) -> list[str] | None:
+    """One import cycle among the modules of the checkout at ``root`` (every import counted), or None."""
+    graph = import_graph(module_files(root))
     # a package's __init__ importing its own submodules, and a submodule its package, is how
     # packages are made, not a cycle between modules with their own jobs
     for name in graph:
         graph[name] -= _parent_packages(name)
-    cycle = find_cycle(graph)
+    return find_cycle(graph)
+
+
+def test_reindexer_modules_import_no_cycle():
+    cycle = import_cycle()
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_a_type_checking_import_back_up_is_a_cycle(tmp_path):
+    # errors.py -> commands.py under TYPE_CHECKING once closed the circle of every module: it counts
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "reindexer").mkdir()
+    (tmp_path / "adapters" / "__init__.py").write_text("")
+    (tmp_path / "reindexer" / "__init__.py").write_text("")
+    (tmp_path / "reindexer" / "commands.py").write_text("from reindexer.errors import GateRefusedError\n")
+    errors = "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from reindexer.commands import ApplyResult\n"
+    (tmp_path / "reindexer" / "errors.py").write_text(errors)
+    assert import_cycle(tmp_path) == ["reindexer.commands", "reindexer.errors", "reindexer.commands"]
+    # and so does an import inside a function
+    (tmp_path / "reindexer" / "errors.py").write_text("def f():\n    from reindexer import commands\n")
+    assert import_cycle(tmp_path) == ["reindexer.commands", "reindexer.errors", "reindexer.commands"]
+    (tmp_path / "reindexer" / "errors.py").write_text("class GateRefusedError(Exception):\n    pass\n")
+    assert import_cycle(tmp_path) is None
 
 
 def test_no_module_imports_another_modules_private_names():
     files = module_files()
     offences = []
     for name in files:
-        for module, imported, line in imports_of(name, files):
+        # as before issue 27: the imports that run (TYPE_CHECKING ones aside)
+        for module, imported, line in imports_of(name, files, type_checking=False):
             # a _private module is its package's own: its siblings may use it, nothing outside
-            private_module = module.rpartition(".")[2].startswith("_") and \
-                module.rpartition(".")[0] != name.rpartition(".")[0]
-            if module.startswith("reindexer") and module != name and (
-                (imported and imported.startswith("_") and not imported.startswith("__")) or private_module
+            private_module = (
+                module.rpartition(".")[2].startswith("_") and module.rpartition(".")[0] != name.rpartition(".")[0]
+            )
+            if (
+                module.startswith("reindexer")
+                and module != name
+                and ((imported and imported.startswith("_") and not imported.startswith("__")) or private_module)
             ):
                 offences.append(f"{files[name].relative_to(ROOT)}:{line} imports {module}:{imported}")
     assert offences == []
@@ -131,7 +166,9 @@ def test_the_checks_see_a_cycle_and_a_private_import(tmp_path):
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
     (tmp_path / "x.py").write_text("from reindexer.y import _hidden\nimport reindexer.z\n")
     assert imports_of("reindexer.x", {"reindexer.x": tmp_path / "x.py"}) == [
-        ("reindexer.y", "_hidden", 1), ("reindexer.z", None, 2)]
+        ("reindexer.y", "_hidden", 1),
+        ("reindexer.z", None, 2),
+    ]
 
 
 def test_every_folder_of_python_is_a_package_the_wheel_ships():
@@ -142,8 +179,8 @@ def test_every_folder_of_python_is_a_package_the_wheel_ships():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     folders = set()
     for prefix, folder in PACKAGES.items():
-        for path in folder.rglob("*.py"):
-            rel = path.parent.relative_to(folder)
+        for path in (ROOT / folder).rglob("*.py"):
+            rel = path.parent.relative_to(ROOT / folder)
             if "__pycache__" not in rel.parts:
                 folders.add(".".join([prefix, *rel.parts]))
     assert folders - listed == set()

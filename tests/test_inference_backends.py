@@ -14,8 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from reindexer.cli import cli
-from reindexer.embedding import Embedder, ModelSettings, cosine_rows, export_source, files_signature, fingerprint
-from reindexer.inference_backends import CHOICES, default_quantization, export_folder, parse_backend
+from reindexer.embedding import Embedder
+from reindexer.model_identity import ModelSettings, export_source, files_signature, fingerprint
+from reindexer.runtimes import CHOICES, default_quantization, export_folder, parse_runtime
+from reindexer.vectors import cosine_rows
 
 
 def _installed(*modules: str) -> bool:
@@ -30,10 +32,10 @@ OPENVINO = _installed("openvino", "optimum.intel")
 
 
 def test_backend_choices_parse_to_backend_and_quantisation():
-    assert parse_backend(None) == ("torch", None)
-    assert parse_backend("onnx") == ("onnx", None)
-    assert parse_backend("onnx-int8") == ("onnx", default_quantization())
-    assert parse_backend("OpenVINO") == ("openvino", None)
+    assert parse_runtime(None) == ("torch", None)
+    assert parse_runtime("onnx") == ("onnx", None)
+    assert parse_runtime("onnx-int8") == ("onnx", default_quantization())
+    assert parse_runtime("OpenVINO") == ("openvino", None)
     assert set(CHOICES) == {"torch", "onnx", "onnx-int8", "openvino"}
 
 
@@ -94,8 +96,8 @@ def test_openvino_is_exported_offline_and_agrees_with_torch(minilm_path, tmp_pat
 
 
 def test_dynamic_int8_verifies_against_its_own_floor_and_others_against_099():
-    from reindexer.executor import VerifyReport
-    from reindexer.inference_backends import reembed_min_cosine
+    from reindexer.build.verify import VerifyReport
+    from reindexer.runtimes import reembed_min_cosine
 
     assert reembed_min_cosine(ModelSettings()) == reembed_min_cosine(ModelSettings(backend="openvino")) == 0.99
     assert reembed_min_cosine(ModelSettings(backend="onnx", quantization="avx2")) == 0.97

@@ -16,7 +16,7 @@ from reindexer.config import Config
 from reindexer.errors import LeaseHeldError
 from reindexer.sources.spec import SourceSpec
 from reindexer.state import StateStore
-from reindexer.state.schema import head_revision
+from reindexer.state.revisions import head_revision
 from reindexer.workspace import Workspace
 
 
@@ -124,7 +124,7 @@ def test_a_lease_left_by_a_killed_process_is_taken_over(state_url):
     state = StateStore(state_url)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    from reindexer.state.store import this_holder
+    from reindexer.state.leases import this_holder
 
     ghost = this_holder().rsplit(" pid ", 1)[0] + f" pid {dead.pid} ns " + this_holder().rsplit(" ns ", 1)[1]
     state.acquire_lease("docs", timedelta(minutes=10), holder=ghost)

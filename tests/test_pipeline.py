@@ -1,4 +1,4 @@
-"""The streaming pipeline (reindexer.pipeline): length-sorted windows, order restored for writing, the
+"""The streaming pipeline (reindexer.build.stream): length-sorted windows, order restored for writing, the
 reader's thread and errors, the flat-memory diff (ids seen on disk, ledger paged), and honest estimates."""
 
 from __future__ import annotations
@@ -8,14 +8,15 @@ import statistics
 import numpy as np
 import pytest
 
-from reindexer import commands, estimate, pipeline
+from reindexer import commands, estimate
+from reindexer.build import stream as pipeline
+from reindexer.build.steps import sync_into
+from reindexer.commands import sync
 from reindexer.config import Config
 from reindexer.embedding import Embedder
 from reindexer.errors import UsageError
-from reindexer.executor import sync_into
 from reindexer.sources.base import Document, Source
 from reindexer.sources.spec import SourceSpec
-from reindexer.sync import sync
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl
 
@@ -161,7 +162,7 @@ def test_sync_of_an_unchanged_source_reads_without_loading_the_model(tmp_path, m
     docs = _docs(demo_corpus, 20)
     with _ws(tmp_path, f"qdrant+local:{tmp_path}/q") as ws:
         _build(ws, minilm_path, write_jsonl(tmp_path / "c.jsonl", docs))
-        monkeypatch.setattr("reindexer.executor.embedder_for", lambda *a, **k: pytest.fail("loaded the model"))
+        monkeypatch.setattr("reindexer.build.steps.embedder_for", lambda *a, **k: pytest.fail("loaded the model"))
         r = sync(ws, "docs")
         assert r.versions["v1"] == {"seen": 20, "embedded": 0, "unchanged": 20, "deleted": 0}
 

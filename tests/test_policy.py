@@ -21,8 +21,8 @@ import reindexer
 from reindexer import commands
 from reindexer.cli import cli
 from reindexer.config import ENV_KEYS
-from reindexer.embedding import ModelSettings
 from reindexer.errors import ReindexError
+from reindexer.model_identity import ModelSettings
 from reindexer.workspace import Workspace
 
 REFUSING_GATE = "ndcg@10 >= 0"  # a 16-dimension truncation of MiniLM loses nDCG on these queries

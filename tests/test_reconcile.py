@@ -19,11 +19,11 @@ from contextlib import contextmanager
 import pytest
 
 from reindexer import commands, killpoints
-from reindexer.embedding import ModelSettings
+from reindexer.commands import sync, verify
 from reindexer.errors import ConflictError, DriftError, NotFoundError
+from reindexer.model_identity import ModelSettings
 from reindexer.planner import load_plan_file
 from reindexer.reconcile import pending_key
-from reindexer.sync import sync, verify
 from reindexer.workspace import LEASE_TTL
 from tests.plugins.liveness import statuses
 

@@ -181,7 +181,9 @@ def test_schemes_and_messages_come_from_the_registry() -> None:
 
 def _memory_backend(opened: list):
     """A third party's backend, registered in-process as an entry point would register it."""
-    from reindexer.adapters.base import Capabilities, EmbeddedOrServerBackend, StoreLocation
+    from reindexer.adapters.addressing import StoreLocation
+    from reindexer.adapters.backend import EmbeddedOrServerBackend
+    from reindexer.adapters.base import Capabilities
 
     class Store:
         backend = "memdb"

@@ -1,4 +1,4 @@
-"""Report files and people's output of apply and eval, from the library (reindexer.reports, reindexer.render).
+"""Report files and people's output of apply and eval, from the library (reindexer.report_files, reindexer.render).
 
 No model and no store: the evaluations run on synthetic searchers, the results are the
 library's own dataclasses. The end-to-end paths (the CLI writing the same files after a real
@@ -17,7 +17,7 @@ from reindexer.commands import ApplyResult, EvalOutcome, EvalRequest
 from reindexer.errors import UsageError
 from reindexer.evaluation import Gate, evaluate
 from reindexer.evaluation import report as report_formats
-from reindexer.reports import (
+from reindexer.report_files import (
     NO_JUDGED_EVALUATION,
     ReportFiles,
     report_gate,

@@ -29,7 +29,8 @@ schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathe
 httpx = pytest.importorskip("httpx")
 
 from reindexer import commands  # noqa: E402
-from reindexer.serve import QUERY_PATTERN, TOKEN_ENV, ErrorBody, create_app, token_from_env  # noqa: E402
+from reindexer.serve import TOKEN_ENV, create_app, token_from_env  # noqa: E402
+from reindexer.serve_http import QUERY_PATTERN, ErrorBody  # noqa: E402
 from reindexer.sources.spec import SourceSpec  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 from tests.plugins.corpus import write_jsonl  # noqa: E402

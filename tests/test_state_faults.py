@@ -49,7 +49,7 @@ from reindexer.config import Config
 from reindexer.errors import EXIT_BACKEND_UNAVAILABLE, EXIT_CONFLICT, LeaseLostError
 from reindexer.sources.spec import SourceSpec
 from reindexer.state import StateStore
-from reindexer.state.schema import VERSION_TABLE, head_revision
+from reindexer.state.revisions import VERSION_TABLE, head_revision
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl
 

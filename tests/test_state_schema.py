@@ -22,7 +22,7 @@ from reindexer.cli import cli
 from reindexer.config import Config
 from reindexer.sources.spec import SourceSpec
 from reindexer.state import StateStore
-from reindexer.state.schema import VERSION_TABLE, head_revision
+from reindexer.state.revisions import VERSION_TABLE, head_revision
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl
 

@@ -9,11 +9,12 @@ import pytest
 
 from reindexer import commands
 from reindexer.adapters.base import MODEL_KEY, Point
+from reindexer.commands import sync, verify
 from reindexer.config import Config
-from reindexer.embedding import Embedder, ModelSettings
+from reindexer.embedding import Embedder
 from reindexer.errors import VerificationError
+from reindexer.model_identity import ModelSettings
 from reindexer.sources.spec import SourceSpec
-from reindexer.sync import sync, verify
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl
 
@@ -185,7 +186,7 @@ def test_apply_catches_up_documents_changed_during_the_build(ws, minilm_path, do
     _v1(ws, minilm_path, path)
     plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNC,
                          source=SourceSpec(kind="jsonl", location=str(path)))
-    import reindexer.commands as cmd
+    import reindexer.build.shadow as cmd
 
     real = cmd.sync_into
     passes = []
@@ -212,7 +213,7 @@ def test_unverifiable_shadow_is_not_promoted(ws, minilm_path, docs, tmp_path, mo
     path = write_jsonl(tmp_path / "c.jsonl", docs)
     _v1(ws, minilm_path, path)
     plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False, settings=TRUNC)
-    import reindexer.commands as cmd
+    import reindexer.commands.applying as cmd
 
     real = cmd.verify_version
 

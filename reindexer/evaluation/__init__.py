@@ -7,11 +7,14 @@ A library with no dependency on the rest of reindexer (only its error tree):
 - ``significance``: paired bootstrap intervals and randomisation tests;
 - ``overlap``: top-k overlap and rank-biased overlap, for comparisons without labels;
 - ``runner``: ``evaluate`` and ``compare_unlabelled`` over searcher callables;
-- ``gate``: the promotion rule, ``Gate.parse("ndcg@10 >= -0.005 and ...")``;
+- ``gate``: the promotion rule, ``Gate.parse("ndcg@10 >= -0.005 and ...")``, and how it judges a candidate;
+  its clauses are ``gate_clauses``, read from text by ``gate_parser``; ``gate_decision`` is what it decides,
+  ``gate_traffic`` how it judges clauses over mirrored live traffic;
 - ``report``: JSON (schema ``reindexer.evaluation/v1``), Markdown, one-file HTML.
 """
 
-from reindexer.evaluation.gate import Gate, GateDecision
+from reindexer.evaluation.gate import Gate
+from reindexer.evaluation.gate_decision import GateDecision
 from reindexer.evaluation.inputs import (
     DocIdCheck,
     LabelledQueries,

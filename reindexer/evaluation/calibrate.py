@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 
 from reindexer.errors import UsageError
-from reindexer.evaluation.gate import Gate, Significance, TrafficClause
+from reindexer.evaluation.gate import Gate
+from reindexer.evaluation.gate_clauses import Significance, TrafficClause
 from reindexer.evaluation.significance import paired_tests
 
 DEFAULT_RESAMPLES = 1000

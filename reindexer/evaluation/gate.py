@@ -95,21 +95,37 @@ clauses counts once; a family of one test is never adjusted.
 
 Examples: ``ndcg@10 >= -0.005 and not significantly worse at p < 0.05``,
 ``recall@10 > 0``, ``mrr@10 >= 0.01 and map@10 >= 0``.
+
+This module is the Gate and its judging of judged clauses (thresholds, significance with its
+multiplicity correction, power). The clauses as data are reindexer.evaluation.gate_clauses, reading them
+from text reindexer.evaluation.gate_parser (with GRAMMAR, the short form errors print), a decision
+reindexer.evaluation.gate_decision, and judging traffic clauses reindexer.evaluation.gate_traffic.
 """
 
 from __future__ import annotations
 
 import math
-import operator
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any
 
 from reindexer.errors import UsageError
+from reindexer.evaluation.gate_clauses import (
+    OPS,
+    POWER_ALPHA,
+    Clause,
+    Judged,
+    Power,
+    Significance,
+    Threshold,
+    TrafficClause,
+)
+from reindexer.evaluation.gate_decision import GateDecision, SignificanceVerdict
+from reindexer.evaluation.gate_parser import parse_clauses
+from reindexer.evaluation.gate_traffic import judge_traffic
 from reindexer.evaluation.metrics import parse_metric
-from reindexer.evaluation.pipelines import MODEL_PIPELINES, PIPELINES
+from reindexer.evaluation.pipelines import PIPELINES
 from reindexer.evaluation.significance import PairedTest, adjusted_p_values
 
 CORRECTIONS = {"holm": "Holm", "bh": "BH", "none": "uncorrected"}
@@ -127,283 +143,6 @@ def check_correction(correction: str) -> str:
     if name not in CORRECTIONS:
         raise UsageError(f"unknown multiplicity correction {correction!r}", hint=f"use {CORRECTION_HINT}")
     return name
-
-
-GRAMMAR = """gate         := clause ("and" clause)*
-clause       := [PIPELINE ["vs" PIPELINE]] (threshold | significance | power) | traffic
-PIPELINE     := dense | hybrid | dense+rerank | hybrid+rerank | lexical (lexical only after vs: it uses no model)
-threshold    := METRIC OP NUMBER
-traffic      := "traffic" (overlap@K | rbo | queries) OP NUMBER | "traffic" pNN "latency" OP NUMBER "x"
-                (overlap, rbo and latency may end with "at" "p" ("<" | "<=") LEVEL: always valid under repeated looks)
-significance := [METRIC] "not" "significantly" "worse" "at" "p" ("<" | "<=") NUMBER
-              | [METRIC] "significantly" "better" "at" "p" ("<" | "<=") NUMBER
-power        := METRIC "power" "for" CHANGE ["at" "p" ("<" | "<=") LEVEL] (">=" | ">") POWER
-                (the metric is required; CHANGE > 0 is an absolute delta; POWER in (0, 1), e.g. 0.8)
-METRIC       := ndcg@K | recall@K | precision@K | mrr@K | map@K | hit_rate@K
-OP           := ">=" | ">" | "<=" | "<" | "=="
-NUMBER       := the allowed delta (candidate - baseline), e.g. -0.005; after "p": a level in (0, 1), e.g. 0.05
-example: ndcg@10 >= -0.005 and not significantly worse at p < 0.05
-power example: ndcg@10 >= -0.005 and not significantly worse at p < 0.05 and ndcg@10 power for 0.01 >= 0.8
-pipeline example: hybrid ndcg@10 >= 0 and dense vs lexical ndcg@10 >= 0
-traffic example: traffic overlap@10 >= 0.6 at p < 0.05 and traffic p95 latency <= 1.2x at p < 0.05"""
-
-_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
-
-_TOKEN = re.compile(
-    r"""
-    (?P<space>\s+)
-  | (?P<metric>[A-Za-z_]+@\d+)
-  | (?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<op>>=|<=|==|>|<)
-  | (?P<word>[A-Za-z_]+(?:\+[A-Za-z_]+)?)
-    """,
-    re.VERBOSE,
-)
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # metric, number, op, word, end
-    text: str
-    column: int  # 1-based
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens, pos = [], 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            _fail(text, pos + 1, f"unexpected character {text[pos]!r}")
-        kind = m.lastgroup
-        assert kind is not None  # every alternative of _TOKEN is a named group
-        if kind != "space":
-            tokens.append(_Token(kind, m.group(), pos + 1))
-        pos = m.end()
-    tokens.append(_Token("end", "", len(text) + 1))
-    return tokens
-
-
-def _fail(text: str, column: int, what: str) -> NoReturn:
-    pointer = " " * (column - 1) + "^"
-    raise UsageError(f"invalid gate at column {column}: {what}\n  {text}\n  {pointer}", hint=f"grammar:\n{GRAMMAR}")
-
-
-@dataclass(frozen=True)
-class Threshold:
-    metric: str
-    op: str
-    value: float
-    pipeline: str | None = None
-    """The candidate's pipeline; None: the gate's default (dense)."""
-    versus: str | None = None
-    """The baseline's pipeline; None: the same as the candidate's."""
-
-    def __str__(self) -> str:
-        return f"{_pipelines_prefix(self)}{self.metric} {self.op} {self.value:g}"
-
-    @property
-    def pair(self) -> tuple[str | None, str | None]:
-        return self.pipeline, self.versus
-
-
-@dataclass(frozen=True)
-class Significance:
-    better: bool
-    """True: 'significantly better'; False: 'not significantly worse'."""
-    alpha: float
-    inclusive: bool
-    """``p <= alpha`` rather than ``p < alpha``."""
-    metric: str | None = None
-    """None: every metric named in the gate's thresholds of the same pipelines."""
-    pipeline: str | None = None
-    versus: str | None = None
-
-    def __str__(self) -> str:
-        words = "significantly better" if self.better else "not significantly worse"
-        prefix = _pipelines_prefix(self) + (f"{self.metric} " if self.metric else "")
-        return f"{prefix}{words} at p {'<=' if self.inclusive else '<'} {self.alpha:g}"
-
-    @property
-    def pair(self) -> tuple[str | None, str | None]:
-        return self.pipeline, self.versus
-
-    def significant(self, p_value: float) -> bool:
-        return p_value <= self.alpha if self.inclusive else p_value < self.alpha
-
-
-POWER_ALPHA = 0.05
-"""The level a power clause uses when it names none and no significance clause reads its metric."""
-
-
-@dataclass(frozen=True)
-class Power:
-    """``METRIC power for CHANGE [at p < LEVEL] >= TARGET``: the query set can see a change of that size."""
-
-    metric: str
-    effect: float
-    """The absolute change of the metric (candidate - baseline) to detect, > 0."""
-    op: str
-    """">=" or ">"."""
-    target: float
-    """The power required, in (0, 1)."""
-    alpha: float | None = None
-    """The two-sided level; None: the gate's significance clause's on the metric, else POWER_ALPHA."""
-    inclusive: bool = False
-    pipeline: str | None = None
-    versus: str | None = None
-
-    def __str__(self) -> str:
-        level = "" if self.alpha is None else f" at p {'<=' if self.inclusive else '<'} {self.alpha:g}"
-        return f"{_pipelines_prefix(self)}{self.metric} power for {self.effect:g}{level} {self.op} {self.target:g}"
-
-    @property
-    def pair(self) -> tuple[str | None, str | None]:
-        return self.pipeline, self.versus
-
-
-DEFAULT_TRAFFIC_LEVEL = 0.05
-"""The level of a traffic clause without ``at p < ...``: every overlap, RBO and latency clause is judged
-by the always-valid test, since a gate over accumulating traffic is looked at again and again."""
-
-
-@dataclass(frozen=True)
-class TrafficClause:
-    """A clause over mirrored live traffic (reindexer.traffic.TrafficSummary)."""
-
-    measure: str  # "overlap@K", "rbo", "queries", or "pNN latency"
-    op: str
-    value: float
-    alpha: float | None = None
-    """``... at p < ALPHA``: the level of the always-valid sequential test (reindexer.traffic.always_valid)
-    that judges the clause, valid however often the gate is evaluated as traffic accumulates; None:
-    ``DEFAULT_TRAFFIC_LEVEL``."""
-    inclusive: bool = False
-
-    @property
-    def is_latency(self) -> bool:
-        return self.measure.endswith("latency")
-
-    @property
-    def sequential(self) -> bool:
-        """Judged by the always-valid test: every clause but ``traffic queries``."""
-        return self.measure != "queries"
-
-    @property
-    def level(self) -> float:
-        return self.alpha if self.alpha is not None else DEFAULT_TRAFFIC_LEVEL
-
-    def p_holds(self, p_value: float) -> bool:
-        return p_value <= self.level if self.inclusive else p_value < self.level
-
-    def __str__(self) -> str:
-        level = "" if self.alpha is None else f" at p {'<=' if self.inclusive else '<'} {self.alpha:g}"
-        return f"traffic {self.measure} {self.op} {self.value:g}{'x' if self.is_latency else ''}{level}"
-
-    def measured(self, traffic: Any) -> float:
-        if self.measure == "queries":
-            return float(traffic.queries)
-        if self.measure == "rbo":
-            return traffic.rbo.mean
-        if self.measure.startswith("overlap@"):
-            return traffic.overlap_at(int(self.measure.split("@")[1]))
-        return traffic.latency_ratio(int(self.measure[1:].split()[0]))
-
-
-Judged = Threshold | Significance | Power
-Clause = Threshold | Significance | Power | TrafficClause
-
-
-def _pipelines_prefix(clause: Judged) -> str:
-    if clause.pipeline is None:
-        return ""
-    return f"{clause.pipeline} vs {clause.versus} " if clause.versus else f"{clause.pipeline} "
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-@dataclass(frozen=True)
-class SignificanceVerdict:
-    """One significance test as one clause read it: the raw and the adjusted p-value, and the verdict."""
-
-    clause: str
-    metric: str
-    pipeline: str
-    """The candidate's pipeline."""
-    versus: str
-    """The baseline's pipeline."""
-    delta: float
-    p_value: float
-    """The paired randomisation test's p-value, as computed."""
-    p_adjusted: float
-    """After the gate's multiplicity correction over its family of tests; what the clause compares."""
-    verdict: str
-    holds: bool
-    mde: float = math.nan
-    """The query set's minimum detectable effect at 80% power and the clause's level (NaN: unknown)."""
-    margin: float | None = None
-    """The smallest drop that matters, as the gate declares it (a power clause's change or a threshold's margin)."""
-    underpowered: bool = False
-    """``mde`` > ``margin``: a drop that matters would go unseen more than one time in five."""
-    inconclusive: bool = False
-    """Not significantly worse, but under-powered (and not allowed): neither a pass nor a fail."""
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "clause": self.clause,
-            "metric": self.metric,
-            "pipeline": self.pipeline,
-            "versus": self.versus,
-            "delta": _finite(self.delta),
-            "p_value": _finite(self.p_value),
-            "p_adjusted": _finite(self.p_adjusted),
-            "verdict": self.verdict,
-            "holds": self.holds,
-            "mde": _finite(self.mde),
-            "margin": self.margin,
-            "underpowered": self.underpowered,
-            "inconclusive": self.inconclusive,
-        }
-
-
-VERDICTS = ("pass", "fail", "inconclusive")
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
-    """One line per clause: 'PASS ...', 'FAIL ...' or 'INCONCLUSIVE ...' with the measured value and the threshold."""
-    correction: str = "holm"
-    """The gate's multiplicity correction (CORRECTIONS)."""
-    family_size: int = 0
-    """How many significance tests were corrected together (every candidate's of one evaluation)."""
-    significance: list[SignificanceVerdict] = field(default_factory=list)
-    """Every significance test this candidate's clauses read, in the order of the reasons."""
-    verdict: str = ""
-    """"pass", "fail" or "inconclusive" (the query set too small to decide; refused like a fail);
-    by default "pass" or "fail" as ``passed`` says."""
-    traffic: list[Any] = field(default_factory=list)
-    """The always-valid test that judged each traffic clause on overlap, RBO or latency
-    (reindexer.traffic.SequentialTest), with its method, level, p-value and bound."""
-
-    def __post_init__(self) -> None:
-        verdict = self.verdict or ("pass" if self.passed else "fail")
-        if verdict not in VERDICTS or self.passed != (verdict == "pass"):
-            raise ValueError(f"a decision that {'passed' if self.passed else 'did not pass'} cannot be {verdict!r}")
-        object.__setattr__(self, "verdict", verdict)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "passed": self.passed,
-            "verdict": self.verdict,
-            "reasons": list(self.reasons),
-            "correction": self.correction,
-            "family_size": self.family_size,
-            "significance": [v.as_dict() for v in self.significance],
-            "traffic": [t.as_dict() for t in self.traffic],
-        }
 
 
 @dataclass(frozen=True)
@@ -428,188 +167,6 @@ def _resolved(clause: Judged) -> tuple[str, str]:
 def _test_key(name: str, clause: Significance, metric: str) -> _TestKey:
     candidate, baseline = _resolved(clause)
     return name, candidate, baseline, metric
-
-
-class _Parser:
-    def __init__(self, text: str):
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.i = 0
-
-    @property
-    def tok(self) -> _Token:
-        return self.tokens[self.i]
-
-    def _found(self) -> str:
-        return "the end of the gate" if self.tok.kind == "end" else repr(self.tok.text)
-
-    def fail(self, expected: str) -> Any:
-        return _fail(self.text, self.tok.column, f"expected {expected}, found {self._found()}")
-
-    def word(self, *choices: str) -> str:
-        if self.tok.kind == "word" and self.tok.text.lower() in choices:
-            self.i += 1
-            return self.tokens[self.i - 1].text.lower()
-        return self.fail(" or ".join(repr(c) for c in choices))
-
-    def number(self, what: str) -> float:
-        if self.tok.kind != "number":
-            self.fail(what)
-        self.i += 1
-        return float(self.tokens[self.i - 1].text)
-
-    def metric(self) -> str:
-        tok = self.tok
-        try:
-            family, k = parse_metric(tok.text)
-        except ValueError:
-            known = "ndcg, recall, precision, mrr, map, hit_rate, each @k"
-            return _fail(self.text, tok.column, f"unknown metric {tok.text!r} (known: {known})")
-        self.i += 1
-        return f"{family}@{k}"
-
-    def parse(self) -> list[Clause]:
-        if self.tok.kind == "end":
-            self.fail("a clause such as 'ndcg@10 >= 0'")
-        clauses = [self.clause()]
-        while self.tok.kind != "end":
-            self.word("and")
-            clauses.append(self.clause())
-        return clauses
-
-    def pipelines(self) -> tuple[str | None, str | None]:
-        """An optional ``PIPELINE ["vs" PIPELINE]`` in front of a judged clause."""
-        if not (self.tok.kind == "word" and self.tok.text.lower() in PIPELINES):
-            return None, None
-        tok = self.tok
-        pipeline = self.word(*PIPELINES)
-        if pipeline not in MODEL_PIPELINES:
-            _fail(
-                self.text,
-                tok.column,
-                f"{pipeline!r} retrieval does not use the model, so the candidate cannot be judged on it; "
-                f"compare a model's pipeline against it, as in 'dense vs {pipeline} ndcg@10 >= 0'",
-            )
-        versus = None
-        if self.tok.kind == "word" and self.tok.text.lower() == "vs":
-            self.i += 1
-            versus = self.word(*PIPELINES)
-        return pipeline, versus
-
-    def clause(self) -> Clause:
-        if self.tok.kind == "word" and self.tok.text.lower() == "traffic":
-            self.i += 1
-            return self.traffic()
-        pipeline, versus = self.pipelines()
-        clause = self.judged()
-        return clause if pipeline is None else replace(clause, pipeline=pipeline, versus=versus)
-
-    def at_word(self, word: str) -> bool:
-        return self.tok.kind == "word" and self.tok.text.lower() == word
-
-    def judged(self) -> Judged:
-        metric = None
-        if self.tok.kind == "metric":
-            metric = self.metric()
-            if self.tok.kind == "op":
-                op = self.tok.text
-                self.i += 1
-                return Threshold(metric, op, self.number("a number (the allowed delta, e.g. -0.005)"))
-            if self.at_word("power"):
-                return self.power(metric)
-            if self.tok.kind != "word":
-                self.fail("a comparison operator (>=, >, <=, <, ==) or 'not significantly worse'")
-        elif self.at_word("power"):
-            _fail(
-                self.text,
-                self.tok.column,
-                "a power clause needs the metric it is about in front, as in 'ndcg@10 power for 0.01 >= 0.8'",
-            )
-        elif self.tok.kind != "word":
-            self.fail("a metric such as 'ndcg@10' or 'not significantly worse'")
-        return self.significance(metric)
-
-    def traffic(self) -> TrafficClause:
-        tok = self.tok
-        if tok.kind == "metric" and tok.text.lower().startswith("overlap@"):
-            k = int(tok.text.split("@")[1])
-            if k < 1:
-                _fail(self.text, tok.column, "overlap needs a cut-off of at least 1")
-            self.i += 1
-            measure = f"overlap@{k}"
-        elif tok.kind == "word" and tok.text.lower() in ("rbo", "queries"):
-            self.i += 1
-            measure = tok.text.lower()
-        elif tok.kind == "word" and tok.text.lower() == "p":
-            self.i += 1
-            column = self.tok.column
-            pct = self.number("a percentile such as 95 (as in 'p95 latency')")
-            if not (0 < pct <= 100 and pct == int(pct)):
-                _fail(self.text, column, f"the percentile must be a whole number in 1..100, got {pct:g}")
-            self.word("latency")
-            measure = f"p{int(pct)} latency"
-        else:
-            return self.fail("'overlap@K', 'rbo', 'queries' or 'pNN latency' after 'traffic'")
-        if self.tok.kind != "op":
-            self.fail("a comparison operator (>=, >, <=, <, ==)")
-        op = self.tok.text
-        self.i += 1
-        value = self.number("a number")
-        if measure.endswith("latency"):
-            self.word("x")
-        if not self.at_word("at"):
-            return TrafficClause(measure, op, value)
-        if measure == "queries" or op == "==":
-            self.fail("'and' or the end of the gate ('at p < ...' goes with overlap, rbo and latency and <, <=, >, >=)")
-        alpha, inclusive = self.level()
-        return TrafficClause(measure, op, value, alpha, inclusive)
-
-    def significance(self, metric: str | None) -> Significance:
-        negated = self.word("not", "significantly") == "not"
-        if negated:
-            self.word("significantly")
-            self.word("worse")
-        else:
-            self.word("better")
-        alpha, inclusive = self.level()
-        return Significance(better=not negated, alpha=alpha, inclusive=inclusive, metric=metric)
-
-    def level(self) -> tuple[float, bool]:
-        """``"at" "p" ("<" | "<=") NUMBER``: a significance level in (0, 1), and whether it is inclusive."""
-        self.word("at")
-        self.word("p")
-        if self.tok.kind != "op" or self.tok.text not in ("<", "<="):
-            self.fail("'<' or '<=' after 'p'")
-        inclusive = self.tok.text == "<="
-        self.i += 1
-        column = self.tok.column
-        alpha = self.number("a significance level such as 0.05")
-        if not 0 < alpha < 1:
-            _fail(self.text, column, f"the significance level must be in (0, 1), such as 0.05; got {alpha:g}")
-        return alpha, inclusive
-
-    def power(self, metric: str) -> Power:
-        """After the metric: ``"power" "for" CHANGE ["at" "p" ("<" | "<=") LEVEL] (">=" | ">") POWER``."""
-        self.word("power")
-        self.word("for")
-        column = self.tok.column
-        effect = self.number("the absolute change to detect, such as 0.01 (as in 'ndcg@10 power for 0.01 >= 0.8')")
-        if not effect > 0:
-            _fail(
-                self.text,
-                column,
-                f"the change to detect must be positive, an absolute change of the metric such as 0.01; got {effect:g}",
-            )
-        alpha, inclusive = self.level() if self.at_word("at") else (None, False)
-        if self.tok.kind != "op" or self.tok.text not in (">=", ">"):
-            self.fail("'>=' or '>' and the power required, as in '>= 0.8'")
-        op = self.tok.text
-        self.i += 1
-        column = self.tok.column
-        target = self.number("the power required, such as 0.8")
-        if not 0 < target < 1:
-            _fail(self.text, column, f"the power required must be in (0, 1), such as 0.8; got {target:g}")
-        return Power(metric, effect, op, target, alpha, inclusive)
 
 
 def _signed(x: float) -> str:
@@ -647,7 +204,7 @@ class Gate:
     def parse(cls, text: str, correction: str = "holm", allow_underpowered: bool = False) -> Gate:
         """``correction`` of the significance tests (CORRECTIONS); ``allow_underpowered``: see the module's Verdicts."""
         correction = check_correction(correction)
-        clauses = _Parser(text).parse()
+        clauses = parse_clauses(text)
         for c in clauses:
             if isinstance(c, TrafficClause):
                 continue
@@ -791,7 +348,7 @@ class Gate:
         statuses, reasons, verdicts, traffic_tests = [], [], [], []
         for clause in self.clauses:
             if isinstance(clause, TrafficClause):
-                ok, detail, sequential = self._traffic(clause, given.traffic)
+                ok, detail, sequential = judge_traffic(clause, given.traffic)
                 traffic_tests += [sequential] if sequential is not None else []
                 status = "PASS" if ok else "FAIL"
             elif isinstance(clause, Threshold):
@@ -814,30 +371,8 @@ class Gate:
         return GateDecision(verdict == "pass", reasons, self.correction, size, verdicts, verdict, traffic_tests)
 
     @staticmethod
-    def _traffic(clause: TrafficClause, traffic: Any) -> tuple[bool, str, Any]:
-        """(holds, reason, the always-valid test or None): ``traffic queries`` by its count; every other
-        clause by the always-valid sequential test at its level (``DEFAULT_TRAFFIC_LEVEL`` when it names
-        none), so looking again as traffic accumulates never raises the chance of a false pass."""
-        if traffic is None or traffic.queries == 0:
-            why = "no mirrored queries for this shadow (run the Searcher or `reindex serve` with shadow_sample)"
-            return False, why, None
-        if clause.measure == "queries":
-            value = clause.measured(traffic)
-            ok = _OPS[clause.op](value, clause.value)
-            return ok, f"{value:.0f} {'meets' if ok else 'misses'} {clause.op} {clause.value:g}", None
-        test = traffic.sequential(clause.measure, clause.op, clause.value, clause.level)
-        shown = "share slower than " + f"{clause.value:g}x live" if clause.is_latency else clause.measure
-        bound = f"{'lower' if test.side == 'above' else 'upper'} {1 - test.alpha:.0%} bound {test.bound:.4f}"
-        ok = clause.p_holds(test.p_value)
-        met = f"{test.estimate:.4f} ({shown}), always-valid p = {test.p_value:.4g}"
-        return ok, (
-            f"{met} {'<' if ok else '>='} {clause.level:g}, {bound}, over {test.n} mirrored queries "
-            f"[{test.method}]"
-        ), replace(test, alpha=clause.level)  # fmt: skip
-
-    @staticmethod
     def _threshold(clause: Threshold, test: PairedTest) -> tuple[bool, str]:
-        ok = _OPS[clause.op](test.delta, clause.value)
+        ok = OPS[clause.op](test.delta, clause.value)
         detail = (
             f"delta {_signed(test.delta)} {'meets' if ok else 'misses'} {clause.op} {clause.value:g} "
             f"(baseline {test.baseline_mean:.4f} -> candidate {test.candidate_mean:.4f})"
@@ -905,7 +440,7 @@ class Gate:
         """PASS when the power clause holds; INCONCLUSIVE (the query set is too small to decide) when not."""
         alpha = self._power_alpha(clause)
         power = test.power_for(clause.effect, alpha)
-        ok = power == power and _OPS[clause.op](power, clause.target)  # NaN (no per-query variance) never holds
+        ok = power == power and OPS[clause.op](power, clause.target)  # NaN (no per-query variance) never holds
         if power != power:
             return "INCONCLUSIVE", "the comparison carries no per-query variance to compute a power from"
         mde = test.mde_at(alpha, clause.target)

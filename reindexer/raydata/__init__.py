@@ -1,7 +1,7 @@
 """Re-embedding on Ray Data: the read and embed stages of a build spread over a Ray cluster.
 
 ``reindex apply PLAN --executor ray`` (or ``[apply] executor = "ray"``) runs the build
-through ``reindexer.raydata.executor.sync_on_ray`` instead of the local executor; the
+through ``reindexer.raydata.executor.sync_on_ray`` instead of the local executor (reindexer.build.stream); the
 ledger, catch-up, verification, gate and cut-over stay the library's own. See docs/ray.md.
 Ray is the optional extra ``reindexer[ray]``; nothing here imports it at module level.
 """

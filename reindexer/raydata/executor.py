@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from reindexer.build.steps import SyncStats
 from reindexer.errors import ReindexError, UsageError
-from reindexer.executor import SyncStats
 from reindexer.killpoints import kill_point
 from reindexer.progress import progress
 from reindexer.raydata import stages

@@ -91,8 +91,9 @@ class EmbedReplica:
         self.embedder: Embedder | None = None
 
     def _load(self):
-        from reindexer.embedding import Embedder, ModelSettings, fingerprint_matches
+        from reindexer.embedding import Embedder
         from reindexer.errors import UsageError
+        from reindexer.model_identity import ModelSettings, fingerprint_matches
 
         settings = ModelSettings.from_dict(self.settings)
         if not os.path.isdir(self.path) or not fingerprint_matches(self.path, settings, self.fingerprint):
@@ -117,7 +118,7 @@ class EmbedReplica:
 
 def points(batch: dict[str, np.ndarray], model_short: str) -> list:
     """The store points of a batch's ``todo`` rows, built as the local executor builds them."""
-    from reindexer.pipeline import store_points
+    from reindexer.build.stream import store_points
     from reindexer.sources.base import Document
 
     todo = batch[TODO].astype(bool)

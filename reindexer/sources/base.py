@@ -124,7 +124,7 @@ class ScanResult:
     ``max_updated_at`` is the largest ``Document.updated_at`` seen, the next watermark
     for a ``since`` pass; it is None when the source has no updated field or the pass
     found no rows (keep the previous watermark then). The content hashes are not kept:
-    the diff against a ledger streams in the pipeline (reindexer.pipeline).
+    the diff against a ledger streams in the pipeline (reindexer.build.stream).
     """
 
     ids: IdSet = field(default_factory=IdSet)

@@ -1,5 +1,6 @@
 """The state store: model versions, collections, index versions, plans, runs, ledger, audit, leases."""
 
+from reindexer.state.database import DEFAULT_STATE_URL, redact_db_url  # noqa: F401
 from reindexer.state.models import (  # noqa: F401
     AuditEvent,
     IndexVersion,
@@ -11,4 +12,4 @@ from reindexer.state.models import (  # noqa: F401
     Run,
     TrafficRecord,
 )
-from reindexer.state.store import DEFAULT_STATE_URL, StateStore, redact_db_url  # noqa: F401
+from reindexer.state.store import StateStore  # noqa: F401

@@ -8,8 +8,10 @@ from typing import Any, Optional, Protocol, overload
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from reindexer.model_identity import short_fingerprint, version_label
+
 #: What reindex_meta.schema_version says. The revision itself lives in reindex_alembic_version
-#: (reindexer/state/schema.py); 2 marks a state managed by migrations, which releases before them
+#: (reindexer/state/revisions.py); 2 marks a state managed by migrations, which releases before them
 #: (schema_version 1) refuse as newer instead of writing to it.
 SCHEMA_VERSION = 2
 
@@ -70,11 +72,11 @@ class ModelVersion(SQLModel, table=True):
 
     @property
     def short(self) -> str:
-        return self.fingerprint[:12]
+        return short_fingerprint(self.fingerprint)
 
     @property
     def label(self) -> str:
-        return f"{self.name}@{self.short}"
+        return version_label(self.name, self.fingerprint)
 
 
 class LogicalCollection(SQLModel, table=True):

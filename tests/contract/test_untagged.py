@@ -1,6 +1,6 @@
 """``scroll_untagged`` on every backend: the points an application wrote, found by the store.
 
-The catch-up before every alias swap (reindexer.catchup) reads only these, so a point
+The catch-up before every alias swap (reindexer.build.catchup) reads only these, so a point
 left out here is an application's write lost at the next cut-over or rollback: every
 point without the tag, or with another value, comes exactly once, and no tagged one.
 The interface's default (a full scroll filtered in Python, what a third-party backend

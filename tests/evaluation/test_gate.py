@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from reindexer.errors import EXIT_USAGE, UsageError
-from reindexer.evaluation.gate import Gate, Significance, Threshold
+from reindexer.evaluation.gate import Gate
+from reindexer.evaluation.gate_clauses import Significance, Threshold
 from reindexer.evaluation.significance import PairedTest
 
 

@@ -22,13 +22,14 @@ from reindexer import commands
 from reindexer.ab import Judgements
 from reindexer.cli import cli
 from reindexer.config import Config
-from reindexer.embedding import ModelSettings
 from reindexer.errors import EXIT_GATE_REFUSED, GateRefusedError, UsageError
 from reindexer.evaluation import report
-from reindexer.evaluation.gate import Gate, Power
+from reindexer.evaluation.gate import Gate
+from reindexer.evaluation.gate_clauses import Power
 from reindexer.evaluation.power import minimum_detectable_effect, power_to_detect, standardized_mde
 from reindexer.evaluation.runner import evaluate
 from reindexer.evaluation.significance import paired_tests, sign_flip_p_values
+from reindexer.model_identity import ModelSettings
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl

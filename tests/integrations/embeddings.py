@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from langchain_core.embeddings import Embeddings
 
-from reindexer.embedding import Embedder, ModelSettings
+from reindexer.embedding import Embedder
+
+#: the second model version the framework tests move to: the same weights, truncated to 256 dimensions
+from reindexer.model_identity import ModelSettings
 
 #: the second model version the framework tests move to: the same weights, truncated to 256 dimensions
 TRUNCATED = ModelSettings(truncate_dim=256)

@@ -37,8 +37,8 @@ pytest.importorskip("langchain_core", reason="pip install 'reindexer[langchain]'
 
 from reindexer import commands  # noqa: E402
 from reindexer.adapters.base import MODEL_KEY  # noqa: E402
+from reindexer.commands import sync, verify  # noqa: E402
 from reindexer.config import Config  # noqa: E402
-from reindexer.sync import sync, verify  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 from tests.integrations.embeddings import TRUNCATED  # noqa: E402
 from tests.plugins.stores import _url_for  # noqa: E402

@@ -16,8 +16,8 @@ pytest.importorskip("langchain_core", reason="pip install 'reindexer[langchain]'
 
 
 from reindexer import commands  # noqa: E402
+from reindexer.commands import verify  # noqa: E402
 from reindexer.config import Config  # noqa: E402
-from reindexer.sync import verify  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 from tests.integrations.embeddings import TRUNCATED  # noqa: E402
 

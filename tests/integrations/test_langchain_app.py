@@ -22,7 +22,7 @@ from langchain_core.embeddings import Embeddings  # noqa: E402
 
 from reindexer import commands  # noqa: E402
 from reindexer.config import Config  # noqa: E402
-from reindexer.embedding import ModelSettings  # noqa: E402
+from reindexer.model_identity import ModelSettings  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 
 K = 5

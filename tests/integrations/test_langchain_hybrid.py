@@ -22,7 +22,7 @@ from langchain_qdrant import RetrievalMode, SparseEmbeddings, SparseVector  # no
 
 from reindexer import commands  # noqa: E402
 from reindexer.config import Config  # noqa: E402
-from reindexer.embedding import ModelSettings  # noqa: E402
+from reindexer.model_identity import ModelSettings  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 from tests.integrations.test_langchain_app import MiniLMEmbeddings  # noqa: E402
 

@@ -25,11 +25,12 @@ import numpy as np
 import pytest
 
 from reindexer import commands
+from reindexer.commands import verify
 from reindexer.config import Config
-from reindexer.embedding import Embedder, ModelSettings
+from reindexer.embedding import Embedder
 from reindexer.errors import UsageError
+from reindexer.model_identity import ModelSettings
 from reindexer.searcher import Searcher
-from reindexer.sync import verify
 from reindexer.workspace import Workspace
 
 pytestmark = pytest.mark.slow  # two model versions over a real store

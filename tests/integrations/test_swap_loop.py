@@ -27,7 +27,7 @@ pytest.importorskip("llama_index.core", reason="pip install 'reindexer[llamainde
 
 from reindexer import commands  # noqa: E402
 from reindexer.config import Config  # noqa: E402
-from reindexer.embedding import ModelSettings  # noqa: E402
+from reindexer.model_identity import ModelSettings  # noqa: E402
 from reindexer.sources.spec import SourceSpec  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 

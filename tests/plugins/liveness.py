@@ -26,7 +26,7 @@ import pytest
 from reindexer import commands
 from reindexer.adapters.base import CollectionSpec, Point
 from reindexer.config import Config
-from reindexer.embedding import ModelSettings
+from reindexer.model_identity import ModelSettings
 from reindexer.sources.spec import SourceSpec
 from reindexer.workspace import Workspace
 from tests.plugins.corpus import write_jsonl

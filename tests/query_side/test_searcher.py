@@ -156,7 +156,7 @@ def test_metadata_alone_rebuilds_the_encoder_on_another_host(tmp_path, minilm_pa
     """No state database, the model at another mount (REINDEX_MODELS), checked against its fingerprint."""
     from reindexer import commands
     from reindexer.config import Config
-    from reindexer.embedding import ModelSettings
+    from reindexer.model_identity import ModelSettings
     from reindexer.sources.spec import SourceSpec
     from reindexer.workspace import Workspace
 
@@ -214,7 +214,7 @@ def test_server_answers_follow_swaps_with_no_failure_and_no_mixing(server_two_ve
 
 
 def test_verify_finds_and_fix_restores_the_query_side_metadata(two_versions):
-    from reindexer import sync
+    from reindexer.commands import syncing as sync
 
     ws, _ = two_versions
     live_is(ws, "docs", "docs__v1")

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from reindexer.state.schema import VERSION_TABLE
+from reindexer.state.revisions import VERSION_TABLE
 
 connection = context.config.attributes.get("connection")
 if connection is None:

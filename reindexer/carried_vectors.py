@@ -1,7 +1,7 @@
 """What of an application's collection the tool carries from one version to the next, besides text and payload.
 
 The schema itself (fields, keys, indexes, other vectors' settings) is read by the
-adapter (``VectorStore.read_schema``, ``reindexer.adapters.schema``) and given to
+adapter (``VectorStore.read_schema``, ``reindexer.adapters.collection_schema``) and given to
 every new version's ``create_collection``. What remains are the values the tool
 does not make: a point's other vectors (a sparse vector for hybrid search, a
 second named dense vector). Copies (migrate, copy-mode plans) take them with
@@ -13,7 +13,7 @@ vectors onto the new one, point by point, unchanged.
 from __future__ import annotations
 
 from reindexer.adapters.base import VectorStore
-from reindexer.adapters.schema import CollectionSchema
+from reindexer.adapters.collection_schema import CollectionSchema
 from reindexer.errors import UsageError
 from reindexer.sources.spec import SourceSpec
 

@@ -1,12 +1,18 @@
-"""ONNX Runtime and OpenVINO: other inference backends of sentence-transformers, for the same model folder.
+"""The inference runtimes of sentence-transformers: torch, and ONNX Runtime or OpenVINO for the same model folder.
 
-A backend other than torch makes different (if close) vectors, so it is a model
-setting and a different model version, with its own fingerprint. The exported
-files are derived data: they are written once, from the local folder and offline,
-into a folder this tool owns (``REINDEX_EXPORTS``, default ``~/.cache/reindexer/exports``),
-keyed by the source's fingerprint and the backend, and made again on any host that
-lacks them. The user's model folder is never written to (that would change its
-own fingerprint).
+A runtime other than torch makes different (if close) vectors, so it is a model
+setting and a different model version, with its own fingerprint. The setting keeps
+its stored name, ``backend`` (ModelSettings.backend, the --backend option, JSON keys),
+because fingerprints and collection tags are made from it. The exported files are
+derived data: they are written once, from the local folder and offline, into a folder
+this tool owns (``REINDEX_EXPORTS``, default ``~/.cache/reindexer/exports``), keyed by
+the source's fingerprint and the runtime, and made again on any host that lacks them.
+The user's model folder is never written to (that would change its own fingerprint).
+
+This module reads only three fields of a model version's settings (``RuntimeSettings``)
+and imports nothing of the model modules: reindexer.model_identity validates its
+settings here, and reindexer.embedding loads a model through ``runtime_kwargs``.
+It is not where devices and precision are chosen (reindexer.devices).
 """
 
 from __future__ import annotations
@@ -19,16 +25,13 @@ import os
 import platform
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from reindexer.errors import UsageError
 
-if TYPE_CHECKING:
-    from reindexer.embedding import ModelSettings
-
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "openvino")
+RUNTIMES = ("torch", "onnx", "openvino")
 #: What --backend accepts: onnx-int8 is ONNX with dynamic int8 quantisation (no calibration data).
 CHOICES = ("torch", "onnx", "onnx-int8", "openvino")
 QUANTIZATIONS = ("avx2", "avx512", "avx512_vnni", "arm64")
@@ -40,13 +43,26 @@ _NEEDS = {
 }
 
 
+class RuntimeSettings(Protocol):
+    """What this module reads of a model version's settings (reindexer.model_identity.ModelSettings)."""
+
+    @property
+    def backend(self) -> str: ...  # the runtime, under its stored name
+
+    @property
+    def quantization(self) -> str | None: ...
+
+    @property
+    def trust_remote_code(self) -> bool: ...
+
+
 def default_quantization() -> str:
     """avx2 on x86-64 (it runs on every AVX2 and AVX-512 machine, so index and query hosts agree), arm64 on ARM."""
     return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "avx2"
 
 
-def parse_backend(choice: str | None) -> tuple[str, str | None]:
-    """``--backend`` as (backend, quantization)."""
+def parse_runtime(choice: str | None) -> tuple[str, str | None]:
+    """``--backend`` as (runtime, quantization)."""
     if choice is None or choice == "":
         return "torch", None
     c = choice.strip().lower()
@@ -57,17 +73,18 @@ def parse_backend(choice: str | None) -> tuple[str, str | None]:
     return c, None
 
 
-def check_backend(backend: str, quantization: str | None, precision: str | None) -> None:
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(CHOICES)}")
-    if quantization is not None and (backend != "onnx" or quantization not in QUANTIZATIONS):
+def check_runtime(runtime: str, quantization: str | None, precision: str | None) -> None:
+    """A UsageError unless ``runtime`` is known and offers ``quantization`` and ``precision``."""
+    if runtime not in RUNTIMES:
+        raise UsageError(f"unknown backend {runtime!r}", hint=f"use one of {', '.join(CHOICES)}")
+    if quantization is not None and (runtime != "onnx" or quantization not in QUANTIZATIONS):
         raise UsageError(
-            f"quantization {quantization!r} is not offered for the {backend} backend",
+            f"quantization {quantization!r} is not offered for the {runtime} backend",
             hint="int8 quantisation is --backend onnx-int8",
         )
-    if precision is not None and backend != "torch":
+    if precision is not None and runtime != "torch":
         raise UsageError(
-            f"precision {precision} applies to the torch backend, not {backend}",
+            f"precision {precision} applies to the torch backend, not {runtime}",
             hint="leave --precision unset with --backend onnx or openvino",
         )
 
@@ -81,26 +98,26 @@ REEMBED_MIN_COSINE = 0.99
 REEMBED_MIN_COSINE_INT8 = 0.97
 
 
-def reembed_min_cosine(settings: ModelSettings) -> float:
+def reembed_min_cosine(settings: RuntimeSettings) -> float:
     """The agreement a re-embedding of the same text must reach under ``settings``."""
     return REEMBED_MIN_COSINE_INT8 if settings.quantization else REEMBED_MIN_COSINE
 
 
-def backend_label(settings: ModelSettings) -> str:
+def runtime_label(settings: RuntimeSettings) -> str:
     if settings.backend == "onnx" and settings.quantization:
         return f"onnx-int8 ({settings.quantization})"
     return settings.backend
 
 
-def require_installed(backend: str) -> None:
-    """A UsageError naming the extra when the backend's libraries are missing; checked before any write."""
-    if backend == "torch":
+def require_installed(runtime: str) -> None:
+    """A UsageError naming the extra when the runtime's libraries are missing; checked before any write."""
+    if runtime == "torch":
         return
-    runtime_module, optimum_module, extra = _NEEDS[backend]
+    runtime_module, optimum_module, extra = _NEEDS[runtime]
     missing = [m for m in (runtime_module, optimum_module) if not _importable(m)]
     if missing:
         raise UsageError(
-            f"the {backend} backend needs {' and '.join(missing)}, not installed here", hint=f"pip install '{extra}'"
+            f"the {runtime} backend needs {' and '.join(missing)}, not installed here", hint=f"pip install '{extra}'"
         )
 
 
@@ -119,7 +136,7 @@ def exports_root() -> Path:
     return Path(cache) / "reindexer" / "exports"
 
 
-def _file_name(settings: ModelSettings) -> str:
+def _file_name(settings: RuntimeSettings) -> str:
     """The file an export holds; for int8 a pattern, because the weights' type is in the name and is the
     quantisation config's choice (avx2 quantises weights to unsigned int8: ``model_quint8_avx2.onnx``)."""
     if settings.backend == "openvino":
@@ -129,21 +146,22 @@ def _file_name(settings: ModelSettings) -> str:
     return "onnx/model.onnx"
 
 
-def _exported_file(folder: Path, settings: ModelSettings) -> str | None:
+def _exported_file(folder: Path, settings: RuntimeSettings) -> str | None:
     """The export's model file, relative to ``folder``; None when there is not exactly one."""
     found = sorted(folder.glob(_file_name(settings)))
     return found[0].relative_to(folder).as_posix() if len(found) == 1 else None
 
 
-def export_folder(root: Path, settings: ModelSettings, source: str, name: str) -> Path:
-    """Where the export of ``root`` (files fingerprinted as ``source``, named ``name``) for ``settings``' backend
-    lives: named by the source's own files, so changed weights get a new export."""
+def export_folder(root: Path, settings: RuntimeSettings, source: str, name: str) -> Path:
+    """Where the export of ``root`` (files fingerprinted as ``source``, named ``name``) for ``settings``' runtime
+    lives: named by the source's own files, so changed weights get a new export
+    (reindexer.model_identity.export_source gives ``source`` and ``name``)."""
     key = hashlib.sha256(f"{source}|{settings.backend}|{settings.quantization}".encode()).hexdigest()[:16]
     return exports_root() / f"{name}-{settings.backend}-{key}"
 
 
-def backend_kwargs(root: Path, settings: ModelSettings, source: str, name: str) -> tuple[Path, dict[str, Any]]:
-    """The folder and SentenceTransformer keyword arguments that load ``root`` on ``settings``' backend."""
+def runtime_kwargs(root: Path, settings: RuntimeSettings, source: str, name: str) -> tuple[Path, dict[str, Any]]:
+    """The folder and SentenceTransformer keyword arguments that load ``root`` on ``settings``' runtime."""
     if settings.backend == "torch":
         return root, {}
     require_installed(settings.backend)
@@ -152,8 +170,8 @@ def backend_kwargs(root: Path, settings: ModelSettings, source: str, name: str) 
     return folder, {"backend": settings.backend, "model_kwargs": {"file_name": file_name}}
 
 
-def ensure_export(root: Path, settings: ModelSettings, source: str, name: str) -> Path:
-    """Export ``root`` for the backend once; a crash mid-export leaves only a temp folder, redone next time."""
+def ensure_export(root: Path, settings: RuntimeSettings, source: str, name: str) -> Path:
+    """Export ``root`` for the runtime once; a crash mid-export leaves only a temp folder, redone next time."""
     target = export_folder(root, settings, source, name)
     if (target / _COMPLETE).is_file() and _exported_file(target, settings) is not None:
         return target

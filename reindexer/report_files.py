@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reindexer.evaluation import report
 from reindexer.evaluation.gate import Gate
 
 if TYPE_CHECKING:
-    from reindexer.commands import ApplyResult
     from reindexer.evaluation.runner import EvaluationResult, UnlabelledResult
 
 NO_JUDGED_EVALUATION = (
@@ -70,6 +69,18 @@ def write_traffic_report(data: dict[str, Any], files: ReportFiles) -> None:
         files.json.write_text(json.dumps(data, indent=2))
 
 
+class GatedApply(Protocol):
+    """What an apply's reports are written from: the parts of reindexer.commands.ApplyResult they read.
+
+    Named here as a protocol so that this module, which the command layer calls, names no
+    type of the command layer.
+    """
+
+    collection: str
+    gate: dict[str, Any] | None
+    evaluation_result: EvaluationResult | None
+
+
 def report_gate(gate: dict[str, Any] | None) -> Gate | None:
     """The gate an apply's report judges by (``gate`` is ApplyResult.gate).
 
@@ -83,7 +94,7 @@ def report_gate(gate: dict[str, Any] | None) -> Gate | None:
     return None if parsed.needs_traffic else parsed
 
 
-def write_apply_reports(result: ApplyResult, files: ReportFiles) -> str | None:
+def write_apply_reports(result: GatedApply, files: ReportFiles) -> str | None:
     """The gate's evaluation in an apply's result as ``files``; a notice instead when no judged evaluation ran."""
     if result.evaluation_result is None:
         return NO_JUDGED_EVALUATION if files else None

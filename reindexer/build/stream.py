@@ -13,6 +13,8 @@
 
 Bounded queues between the stages keep memory flat whatever the size of the corpus; the
 documents deleted from the source are found by paging the ledger against the ids seen.
+
+This is the local executor (``--executor local``, the default); reindexer.raydata is the Ray one.
 """
 
 from __future__ import annotations

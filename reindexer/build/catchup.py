@@ -50,18 +50,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, or_
-from sqlalchemy.orm import aliased
-from sqlmodel import col, select
-
 from reindexer.adapters.base import MODEL_KEY
-from reindexer.executor import SyncStats, sync_into, version_text_field
-from reindexer.schema import carry_other_vectors, has_other_vectors
+from reindexer.build.incremental import default_source
+from reindexer.build.steps import SyncStats, sync_into, version_text_field
+from reindexer.carried_vectors import carry_other_vectors, has_other_vectors
 from reindexer.sources.payload import PayloadSource
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion
-from reindexer.state.models import LedgerEntry, Meta, PlanRecord, Run, saved_id, utcnow
-from reindexer.sync import default_source
+from reindexer.state.models import saved_id, utcnow
 from reindexer.workspace import Workspace
 
 #: How far before a mark the live ledger is read again: a sync on another machine whose clock
@@ -189,27 +185,7 @@ class _ChangedPoints(PayloadSource):
 def _recorded_since(ws: Workspace, target: IndexVersion, live: IndexVersion, since: datetime) -> Iterator[list[str]]:
     """``live``'s ledger ids recorded after ``since`` with a content hash ``target``'s ledger lacks, a page
     at a time (keyset on the id): a build or a catch-up just before the mark reads nothing from the store."""
-    mine, theirs = aliased(LedgerEntry), aliased(LedgerEntry)
-    same = and_(col(theirs.index_version_id) == saved_id(target), col(theirs.doc_id) == col(mine.doc_id))
-    last: str | None = None
-    while True:
-        q = (
-            select(mine.doc_id)
-            .outerjoin(theirs, same)
-            .where(
-                mine.index_version_id == saved_id(live),
-                col(mine.updated_at) > since,
-                or_(col(theirs.content_hash).is_(None), col(theirs.content_hash) != col(mine.content_hash)),
-            )
-        )
-        if last is not None:
-            q = q.where(col(mine.doc_id) > last)
-        with ws.state.session() as s:
-            ids = list(s.exec(q.order_by(col(mine.doc_id)).limit(LEDGER_PAGE)).all())
-        if not ids:
-            return
-        yield ids
-        last = ids[-1]
+    return ws.state.ledger_changes_since(saved_id(live), saved_id(target), since, LEDGER_PAGE)
 
 
 # -- marks: since when two versions are known to hold the same documents ----------------------------
@@ -226,10 +202,9 @@ def _mark(ws: Workspace, target: IndexVersion, live: IndexVersion) -> tuple[date
         return None, f"the points of {physical} carry no model tag (no dynamic field), so writes leave no trace"
     if has_other_vectors(store, physical):
         return None, f"{physical} holds the application's own vectors, which it may rewrite without its payload"
-    with ws.state.session() as s:
-        row = s.get(Meta, _mark_key(target, live))
-    if row is not None:
-        return _utc(datetime.fromisoformat(row.value)), ""
+    mark = ws.state.get_meta(_mark_key(target, live))
+    if mark is not None:
+        return _utc(datetime.fromisoformat(mark)), ""
     built = _built_from(ws, target, live)
     if built is not None:
         return built, ""
@@ -240,30 +215,18 @@ def _built_from(ws: Workspace, target: IndexVersion, live: IndexVersion) -> date
     """When ``target``'s finished build from ``live``'s payload began: every pass of it read ``live`` after that."""
     if not target.plan_id:
         return None
-    with ws.state.session() as s:
-        plan = s.get(PlanRecord, target.plan_id)
-        body = plan.body if plan is not None else {}
-        source, origin = body.get("source") or {}, body.get("from_version") or {}
-        if source.get("kind") != "payload" or origin.get("physical") != live.physical_name:
-            return None
-        runs = s.exec(
-            select(Run.started_at).where(
-                Run.index_version_id == saved_id(target),
-                col(Run.kind).in_(("build", "copy")),
-                Run.status == "succeeded",
-            )
-        ).all()
+    plan = ws.state.get_plan(target.plan_id)
+    body = plan.body if plan is not None else {}
+    source, origin = body.get("source") or {}, body.get("from_version") or {}
+    if source.get("kind") != "payload" or origin.get("physical") != live.physical_name:
+        return None
+    runs = ws.state.succeeded_run_starts(saved_id(target), ("build", "copy"))
     return _utc(max(runs)) if runs else None
 
 
 def _set_marks(ws: Workspace, target: IndexVersion, live: IndexVersion, began: datetime) -> None:
     """Both directions: once the alias moves, the old live version is the one a rollback catches up."""
-    with ws.state.session() as s:
-        for key in (_mark_key(target, live), _mark_key(live, target)):
-            row = s.get(Meta, key) or Meta(key=key, value="")
-            row.value = began.isoformat()
-            s.add(row)
-        s.commit()
+    ws.state.set_meta({_mark_key(target, live): began.isoformat(), _mark_key(live, target): began.isoformat()})
 
 
 def _utc(dt: datetime) -> datetime:

@@ -1,10 +1,12 @@
-"""Incremental work on a managed collection: scheduled sync, reconcile and repair.
+"""The verbs of incremental work on a managed collection: sync and verify (with --fix, repair).
 
 ``sync`` diffs the source against each target version's ledger and embeds only
 new and changed documents, with that version's own model: the live version and
 every built shadow, so a shadow waiting for its evaluation or cut-over never
 falls behind. A shadow still *building* belongs to its apply, whose catch-up
-passes re-read the source until nothing changes.
+passes re-read the source until nothing changes. Where a version syncs from and the
+watermarks are build steps (reindexer.build.incremental), as is the pass itself
+(reindexer.build.steps.sync_into).
 """
 
 from __future__ import annotations
@@ -12,29 +14,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reindexer.errors import NotFoundError, UsageError
-from reindexer.executor import (
+from reindexer.build.incremental import default_source, get_watermark, open_sync_source, rewrite_lexical, set_watermark
+from reindexer.build.steps import (
     SyncStats,
-    VerifyReport,
     finish_run,
-    ids_of,
     start_run,
     sync_into,
-    verify_version,
     version_metadata,
     version_text_field,
 )
+from reindexer.build.verify import VerifyReport, ids_of, verify_version
+from reindexer.carried_vectors import refuse_stale_sparse
+from reindexer.errors import NotFoundError, UsageError
 from reindexer.idset import IdSet
 from reindexer.lookup import find_version
 from reindexer.lookup import managed_collection as _collection
 from reindexer.planner import live_version
 from reindexer.policy import configured_source
 from reindexer.reconcile import reconcile
-from reindexer.schema import refuse_stale_sparse
-from reindexer.sources.base import extract_text
-from reindexer.sources.spec import SourceSpec, open_source
-from reindexer.state import IndexVersion, LogicalCollection, ModelVersion, PlanRecord
-from reindexer.state.models import Meta, saved_id
+from reindexer.sources.spec import SourceSpec
+from reindexer.state import IndexVersion, LogicalCollection, ModelVersion
+from reindexer.state.models import saved_id
 from reindexer.workspace import Workspace
 
 SYNC_TARGET_STATUSES = ("built", "verified", "evaluated")
@@ -51,52 +51,6 @@ class SyncResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def default_source(ws: Workspace, lc: LogicalCollection, version: IndexVersion) -> SourceSpec:
-    """The source the version was built from (its plan's), else the live payload."""
-    if version.plan_id:
-        with ws.state.session() as s:
-            record = s.get(PlanRecord, version.plan_id)
-        if record is not None:
-            return SourceSpec.from_dict(record.body["source"])
-    return SourceSpec(kind="payload", text_field=lc.text_field)
-
-
-def _watermark_key(ws: Workspace, collection: str, spec: SourceSpec) -> str:
-    return f"watermark:{ws.store_url}#{collection}#{spec.kind}:{spec.location}"
-
-
-def get_watermark(ws: Workspace, collection: str, spec: SourceSpec) -> Any:
-    with ws.state.session() as s:
-        row = s.get(Meta, _watermark_key(ws, collection, spec))
-    return None if row is None else number_or_text(row.value)
-
-
-def number_or_text(value: str) -> Any:
-    """A stored watermark, or a --since value, as the number it spells (int, then float), else the text."""
-    try:
-        return int(value)
-    except ValueError:
-        try:
-            return float(value)
-        except ValueError:
-            return value
-
-
-def set_watermark(ws: Workspace, collection: str, spec: SourceSpec, value: Any) -> None:
-    with ws.state.session() as s:
-        key = _watermark_key(ws, collection, spec)
-        row = s.get(Meta, key) or Meta(key=key, value="")
-        row.value = str(value)
-        s.add(row)
-        s.commit()
-
-
-def _open(ws: Workspace, spec: SourceSpec, live: IndexVersion):
-    if spec.kind == "payload":
-        return open_source(spec, store=ws.store, collection=live.physical_name)
-    return open_source(spec)
 
 
 def sync(
@@ -130,28 +84,9 @@ def sync(
         targets = [live] + [v for v in ws.state.versions(saved_id(lc)) if v.status in SYNC_TARGET_STATUSES]
         watermark = None
         for version in targets:
-            model = ws.state.model_of(version)
-            run = start_run(ws, version, "sync")
-            source_obj = _Watermarked(_open(ws, spec, live))
-            try:
-                stats = sync_into(
-                    ws,
-                    version,
-                    model,
-                    source_obj,
-                    delete_missing=delete_missing,
-                    run=run,
-                    lease=lease,
-                    label=f"sync v{version.version}",
-                )
-                finish_run(ws, run)
-            except BaseException as exc:
-                finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
-                raise
-            finally:
-                source_obj.close()
-            if source_obj.max_updated_at is not None:
-                watermark = source_obj.max_updated_at
+            stats, max_updated_at = _sync_version(ws, version, spec, live, delete_missing, lease)
+            if max_updated_at is not None:
+                watermark = max_updated_at
             result.versions[f"v{version.version}"] = _stats(stats)
             ws.state.set_status(version, version.status, point_count=ws.store.count(version.physical_name))
         if spec.updated_field and watermark is not None:
@@ -159,6 +94,34 @@ def sync(
             result.watermark = watermark
         ws.state.audit("sync", collection, source=result.source, versions=result.versions, since=since)
         return result
+
+
+def _sync_version(
+    ws: Workspace, version: IndexVersion, spec: SourceSpec, live: IndexVersion, delete_missing: bool, lease: object
+) -> tuple[SyncStats, Any]:
+    """One sync pass of the source into ``version`` with its own model, recorded as a run; with the
+    largest ``updated_at`` the pass read (None when the source has none)."""
+    model = ws.state.model_of(version)
+    run = start_run(ws, version, "sync")
+    source_obj = _Watermarked(open_sync_source(ws, spec, live))
+    try:
+        stats = sync_into(
+            ws,
+            version,
+            model,
+            source_obj,
+            delete_missing=delete_missing,
+            run=run,
+            lease=lease,
+            label=f"sync v{version.version}",
+        )
+        finish_run(ws, run)
+    except BaseException as exc:
+        finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        source_obj.close()
+    return stats, source_obj.max_updated_at
 
 
 class _Watermarked:
@@ -230,7 +193,7 @@ def verify(
         source_ids: IdSet | None = None
         if spec.kind != "payload" or version.id != (live.id if live else None):
             # (the live payload is the store itself: nothing independent to compare)
-            with _open(ws, spec, live or version) as src:
+            with open_sync_source(ws, spec, live or version) as src:
                 source_ids = ids_of(src)
         try:
             return _verify_and_fix(ws, lc, collection, version, model, spec, live, source_ids, fix, lease)
@@ -272,7 +235,7 @@ def _verify_and_fix(
         strays = source_ids.missing(report.extra_in_store) if source_ids is not None else []
         if strays:
             ws.store.delete(version.physical_name, strays)
-        with _open(ws, spec, live or version) as src:
+        with open_sync_source(ws, spec, live or version) as src:
             sync_into(ws, version, model, src, delete_missing=True, lease=lease, label="repairing")
         after = verify_version(ws, lc, version, model, source_ids)
         result.after, result.fixed = after.to_dict(), after.ok
@@ -293,22 +256,3 @@ def _verify_and_fix(
             problems=report.problems(),
         )
     return result
-
-
-def rewrite_lexical(ws: Workspace, lc: LogicalCollection, version: IndexVersion) -> int:
-    """Write every point's BM25 vector again from the text it holds (no embedding); the number written."""
-    from reindexer.pipeline import lexical_encoder
-
-    lexical = lexical_encoder(version)
-    if lexical is None:
-        return 0
-    text_field, written = version_text_field(ws, lc, version), 0
-    for page in ws.store.scroll(version.physical_name, batch_size=ws.batch_size):
-        texts = [extract_text(p.payload, text_field) for p in page]
-        points = [p for p, text in zip(page, texts, strict=True) if text is not None]
-        sparse = lexical.documents([text for text in texts if text is not None])
-        for point, vector in zip(points, sparse, strict=True):
-            point.other_vectors = {lexical.stored.vector: vector}
-        ws.store.set_other_vectors(version.physical_name, points)
-        written += len(points)
-    return written
