@@ -1,4 +1,4 @@
-.PHONY: setup setup-backends demo test test-fast repeat lint bench bench-query bench-batching bench-scale bench-liveness bench-throughput bench-hybrid bench-crash-fuzz bench-aa bench-pgvector clean
+.PHONY: bench-verify setup setup-backends demo test test-fast repeat lint bench bench-query bench-batching bench-scale bench-liveness bench-throughput bench-estimate bench-hybrid bench-crash-fuzz bench-aa bench-pgvector clean
 
 setup:
 	@bash scripts/setup.sh
@@ -40,6 +40,10 @@ bench: setup
 # Raw encode vs the end-to-end build per store, raw insert rates, peak RSS (docs/benchmarks.md).
 bench-throughput: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/throughput.py
+
+# The plan's estimate against the apply: short, mixed and long corpora on Qdrant local (docs/benchmarks.md).
+bench-estimate: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/estimate.py $(ESTIMATE_ARGS)
 
 bench-query: setup
 	.venv/bin/python -m pip install -q -e ".[serve]"
@@ -89,3 +93,7 @@ bench-crash-fuzz: setup
 
 clean:
 	rm -rf .venv .reindex build *.egg-info
+
+# verify: counts and a random sample against the full pass, at 10^4 and 10^5 points on Qdrant local (docs/benchmarks.md).
+bench-verify: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/verify.py

@@ -190,6 +190,7 @@ def apply_cmd(
     report_html: Path | None,
     executor: str | None,
     ray_address: str | None,
+    full_verify: bool,
     **kw: Any,
 ) -> None:
     """Build, verify, gate and cut over a plan. Re-running it after a crash resumes."""
@@ -222,6 +223,7 @@ def apply_cmd(
             allow_underpowered=allow_underpowered,
             executor=executor,
             ray_address=ray_address,
+            full_verify=full_verify,
         )
     except GateRefusedError as exc:
         if exc.result is not None:  # still say what was built and verified, then exit 6
@@ -286,14 +288,17 @@ def sync_cmd(ctx: Ctx, collection: str, since: str | None, no_delete: bool, wait
 @click.argument("collection")
 @click.option("--version", "version_ref", help="Version to check (default: live).")
 @click.option("--fix", is_flag=True, help="Repair: re-embed missing or mis-tagged points, delete strays.")
+@click.option(
+    "--full", is_flag=True, help="Check every point (default: counts and a random sample, past 4,603 points)."
+)
 @source_options
 @run_command
-def verify_cmd(ctx: Ctx, collection: str, version_ref: str | None, fix: bool, **kw: Any) -> None:
-    """Reconcile ledger, store and source: missing, extra and mis-tagged points, counts."""
+def verify_cmd(ctx: Ctx, collection: str, version_ref: str | None, fix: bool, full: bool, **kw: Any) -> None:
+    """Reconcile ledger, store and source: counts, then missing, extra and mis-tagged points."""
     from reindexer.errors import EXIT_VERIFICATION_FAILED
 
     ctx.read_only = not fix
-    r = commands.verify(ctx.ws, collection, version_ref, fix=fix, source=source_spec(kw, ctx, collection))
+    r = commands.verify(ctx.ws, collection, version_ref, fix=fix, source=source_spec(kw, ctx, collection), full=full)
     ctx.emit(r, lambda r: render.verify_result(out, r))
     if not r.ok:
         sys.exit(EXIT_VERIFICATION_FAILED)

@@ -185,6 +185,11 @@ def apply_options(fn: Callable) -> Callable:
         ),
         click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's evaluation."),
         click.option("--force", is_flag=True, help="Cut over even when the gate refuses (recorded in the audit log)."),
+        click.option(
+            "--full-verify",
+            is_flag=True,
+            help="Verify every point of the shadow (default: counts and a random sample, past 4,603 points).",
+        ),
         click.option("--correction", default="holm", show_default=True, metavar="holm|bh|none", help=CORRECTION_HELP),
         click.option("--allow-underpowered", is_flag=True, help=UNDERPOWERED_HELP),
         click.option(

@@ -19,14 +19,15 @@ from reindexer.adapters.base import CollectionSpec
 from reindexer.adapters.metadata import validate_spec
 from reindexer.adapters.names import check_vector_name
 from reindexer.errors import UsageError
-from reindexer.estimate import build_estimate
+from reindexer.estimate import SAMPLE_SEED, build_estimate
 from reindexer.model_identity import ModelSettings, check_model_folder
 from reindexer.model_registry import describe_model
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, ModelVersion
 from reindexer.workspace import Workspace
 
-ESTIMATE_SAMPLE = 64
+#: texts drawn for the estimate: all tokenized (the corpus's length distribution), the first few batches timed
+ESTIMATE_SAMPLE = 512
 
 
 def inputs_of(
@@ -213,20 +214,18 @@ def model_to_plan(
 
 def scan_source(ws: Workspace, source: SourceSpec, live: IndexVersion | None, mode: str) -> tuple[int, list[str], int]:
     """One full pass over the source (every bad record reported at once, before any work; a full build's
-    ids checked against the backend's rules), and a sample of its first texts and their payloads' size
-    for the estimate. The pass's ids stay out of memory (``ScanResult.ids``) and are dropped after."""
+    ids checked against the backend's rules), and for a full build a sample for the estimate: texts drawn
+    uniformly from the whole source in the same pass (a reservoir), and their payloads' size.
+    The pass's ids stay out of memory (``ScanResult.ids``) and are dropped after."""
+    keep = ESTIMATE_SAMPLE if mode == "full" else 0  # only a full build is estimated from a sample
     with open_source(source, store=ws.store, collection=live.physical_name if live else None) as src:
-        with src.scan() as scanned:
+        with src.scan(sample=keep, seed=SAMPLE_SEED) as scanned:
             docs = scanned.count
             if mode == "full":
                 ws.backend.validate_doc_ids(scanned.ids)
-        sample: list[str] = []
-        payload_bytes = 0
-        for doc in src:
-            sample.append(doc.text)
-            payload_bytes += len(json.dumps(doc.payload, default=str))
-            if len(sample) >= ESTIMATE_SAMPLE:
-                break
+            drawn = scanned.sample
+    sample = [doc.text for doc in drawn]
+    payload_bytes = sum(len(json.dumps(doc.payload, default=str)) for doc in drawn)
     return docs, sample, payload_bytes
 
 
@@ -269,7 +268,8 @@ def estimate_work(
     payload_bytes: int,
     live_count: int | None,
 ) -> dict[str, Any]:
-    """Time and storage: a full build from earlier runs' rates, else from a timed sample (reindexer.estimate)."""
+    """Time (a point and an interval) and storage: a full build from earlier runs' rates, else from a timed
+    sample (reindexer.estimate)."""
     if mode == "copy":
         return {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
     if mode != "full" or not sample:

@@ -45,6 +45,8 @@ def apply_result(out: Console, r: ApplyResult) -> None:
             f"verified: {v['store_count']} points = ledger {v['ledger_count']}"
             + (f", sample of {v['sample_size']} re-embedded (min cosine {cos:.4f})" if cos else "")
         )
+        if v.get("coverage"):
+            out.print(f"  {v['coverage']}", highlight=False)
     if r.evaluation_result is not None:
         _gate_evaluation(out, r.evaluation_result)
     elif r.evaluation:
@@ -228,12 +230,20 @@ def plan(out: Console, p: Plan, output: Path | None) -> None:
             f"{lexical['stemmer']}, average length {lexical.get('avgdl', '?')} terms)"
         )
     if p.estimate.get("seconds"):
+        e = p.estimate
+        between = f" (between {e['seconds_low']:.0f} and {e['seconds_high']:.0f})" if "seconds_high" in e else ""
         out.print(
-            f"  estimate: {p.estimate['seconds']:.0f} s at {p.estimate['docs_per_second']:.0f} docs/s on "
-            f"{p.estimate['device']}, about {p.estimate['storage_bytes'] / 1e6:.1f} MB"
+            f"  estimate: about {e['seconds']:.0f} s{between} at {e['docs_per_second']:.0f} docs/s on "
+            f"{e['device']}, about {e['storage_bytes'] / 1e6:.1f} MB"
         )
-        if p.estimate.get("basis"):
-            out.print(f"    {p.estimate['basis']}")
+        if e.get("tokens"):
+            t = e["tokens"]
+            out.print(
+                f"    tokens per document (a random sample of {t['sampled']}): p50 {t['p50']:.0f}, p90 {t['p90']:.0f}, "
+                f"{t['truncated_share']:.0%} cut at the window of {t['window']}"
+            )
+        if e.get("basis"):
+            out.print(f"    {e['basis']}")
     agreement = p.estimate.get("agreement_with_torch")
     if agreement:
         out.print(
@@ -347,6 +357,8 @@ def verify_result(out: Console, r: Any) -> None:
         f"{r.collection} v{r.version}: {before['store_count']} points, ledger {before['ledger_count']}"
         + (f", source {before['source_count']}" if before["source_count"] is not None else "")
     )
+    if before.get("coverage"):
+        out.print(f"  {before['coverage']}", highlight=False)
     for problem in before["problems"]:
         out.print(f"  [red]problem:[/] {problem}")
     if r.after is not None:

@@ -230,6 +230,7 @@ def apply(
     ray_address: str | None = None,
     correction: str = "holm",
     allow_underpowered: bool = False,
+    full_verify: bool = False,
 ) -> ApplyResult:
     """Build the plan's shadow version, catch it up, verify it, gate it and (optionally) cut over.
 
@@ -244,7 +245,8 @@ def apply(
     embed stages run; ``ray_address`` names the Ray cluster (default RAY_ADDRESS, else a local Ray).
     ``correction`` ("holm", "bh" or "none") corrects the gate's significance tests for multiplicity;
     ``allow_underpowered`` passes a "not significantly worse" clause on an under-powered query set
-    (inconclusive otherwise; reindexer.evaluation.gate).
+    (inconclusive otherwise; reindexer.evaluation.gate). The verification checks counts and a
+    random sample of points, or every point with ``full_verify`` (reindexer.build.verify).
     """
     from reindexer.evaluation.gate import check_correction
 
@@ -272,7 +274,7 @@ def apply(
         result.version, result.physical = shadow.version.version, shadow.version.physical_name
         if shadow.version.status in ("building", "built"):
             build = ShadowBuild(ws, shadow, plan, lease, delete_missing, executor, ray_address or ws.config.ray_address)
-            shadow.version = _build_and_verify(build, result)
+            shadow.version = _build_and_verify(build, result, full_verify)
         _audit_applied(ws, shadow, plan, result)
         current = live_version(ws, shadow.lc, shadow.lc.name)
         if gate_obj is not None and current is not None and current.id != shadow.version.id:
@@ -379,7 +381,7 @@ def _open_shadow(ws: Workspace, plan: Plan, version: IndexVersion | None, cutove
     return Shadow(lc, live, version, model)
 
 
-def _build_and_verify(build: ShadowBuild, result: ApplyResult) -> IndexVersion:
+def _build_and_verify(build: ShadowBuild, result: ApplyResult, full: bool = False) -> IndexVersion:
     """Build (or, for a version left "built", catch up) and verify; a failed verification is audited and raised.
 
     "built" is a run that stopped before verifying (killed, or verification failed):
@@ -390,7 +392,7 @@ def _build_and_verify(build: ShadowBuild, result: ApplyResult) -> IndexVersion:
     result.stats = stats.__dict__
     ws.state.set_status(shadow.version, "built", point_count=ws.store.count(shadow.version.physical_name))
     try:
-        report = verify_version(ws, shadow.lc, shadow.version, shadow.model, source_ids)
+        report = verify_version(ws, shadow.lc, shadow.version, shadow.model, source_ids, full=full)
     finally:
         close_ids(source_ids)
     result.verification = report.to_dict()

@@ -23,7 +23,7 @@ from reindexer.build.steps import (
     version_metadata,
     version_text_field,
 )
-from reindexer.build.verify import VerifyReport, ids_of, verify_version
+from reindexer.build.verify import VerifyReport, ids_of, name_every_bad_point, verify_version
 from reindexer.carried_vectors import refuse_stale_sparse
 from reindexer.errors import NotFoundError, UsageError
 from reindexer.idset import IdSet
@@ -172,9 +172,12 @@ def verify(
     version_ref: str | None = None,
     fix: bool = False,
     source: SourceSpec | None = None,
+    full: bool = False,
 ) -> VerifyResult:
     """Reconcile ledger, store and source ids and model tags; with ``fix``, repair the version.
 
+    Counts and a random sample of points by default, every point with ``full``
+    (reindexer.build.verify says when the full pass runs anyway, and what a sample finds).
     Repair: forget ledger rows whose points are missing or carry another model,
     delete stray points the source no longer has, then sync from the source,
     which re-embeds exactly what was forgotten or never recorded.
@@ -196,7 +199,7 @@ def verify(
             with open_sync_source(ws, spec, live or version) as src:
                 source_ids = ids_of(src)
         try:
-            return _verify_and_fix(ws, lc, collection, version, model, spec, live, source_ids, fix, lease)
+            return _verify_and_fix(ws, lc, collection, version, model, spec, live, source_ids, fix, lease, full)
         finally:
             if source_ids is not None:
                 source_ids.close()
@@ -213,9 +216,12 @@ def _verify_and_fix(
     source_ids: IdSet | None,
     fix: bool,
     lease: object,
+    full: bool = False,
 ) -> VerifyResult:
     """Verify ``version`` against its ledger and the source's ids; with ``fix``, repair it and verify again."""
-    report: VerifyReport = verify_version(ws, lc, version, model, source_ids)
+    report: VerifyReport = verify_version(ws, lc, version, model, source_ids, full=full)
+    if fix and report.checked == "sample" and report.bad_ids():
+        name_every_bad_point(ws, lc, version, model, source_ids, report)  # a sample names only some
     result = VerifyResult(collection, version.version, report.to_dict())
     if fix and not report.ok:
         if spec.kind == "payload" and version.id == (live.id if live else None) and report.missing_in_store:
@@ -237,7 +243,7 @@ def _verify_and_fix(
             ws.store.delete(version.physical_name, strays)
         with open_sync_source(ws, spec, live or version) as src:
             sync_into(ws, version, model, src, delete_missing=True, lease=lease, label="repairing")
-        after = verify_version(ws, lc, version, model, source_ids)
+        after = verify_version(ws, lc, version, model, source_ids, full=full)
         result.after, result.fixed = after.to_dict(), after.ok
         ws.state.audit(
             "verify-fix",

@@ -14,6 +14,7 @@ import decimal
 import functools
 import hashlib
 import json
+import random
 import re
 import uuid
 from collections.abc import Iterator
@@ -75,19 +76,21 @@ class Source(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def scan(self) -> ScanResult:
-        """One full pass: how many documents, their ids, the newest ``updated_at`` (see ``ScanResult``).
+    def scan(self, sample: int = 0, seed: int = 0) -> ScanResult:
+        """One full pass: how many documents, their ids, the newest ``updated_at`` (see ``ScanResult``),
+        and, with ``sample``, that many documents drawn uniformly from the whole pass (``ScanResult.sample``).
 
         The default reads every document; ``RecordSource`` overrides it to
         collect *all* bad records into one error instead of stopping at the first.
         Close the result (or use it as a context manager) to drop its ids.
         """
-        result = ScanResult()
+        result = ScanResult(sample_size=sample, sample_seed=seed)
         try:
             chunk: list[str] = []  # a chunk per call: a spilled IdSet answers each with one query
             for doc in self:
                 chunk.append(doc.doc_id)
                 result._see(doc.updated_at)
+                result.offer(doc)
                 if len(chunk) >= ID_CHUNK:
                     result.ids.add(chunk)
                     chunk = []
@@ -129,6 +132,20 @@ class ScanResult:
 
     ids: IdSet = field(default_factory=IdSet)
     max_updated_at: Any = None
+    #: how many documents the pass keeps as a uniform random sample (``sample``), 0 for none
+    sample_size: int = 0
+    sample_seed: int = 0
+    _sample: list[Document] = field(default_factory=list)
+    _offered: int = 0
+    _rng: random.Random | None = None
+
+    @property
+    def sample(self) -> list[Document]:
+        """``sample_size`` documents drawn uniformly from the whole pass (all of them when there are fewer),
+        in random order, so any prefix is a uniform sample too; the same source and seed, the same sample."""
+        shuffled = list(self._sample)
+        random.Random(self.sample_seed).shuffle(shuffled)
+        return shuffled
 
     @property
     def count(self) -> int:
@@ -142,6 +159,19 @@ class ScanResult:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def offer(self, doc: Document) -> None:
+        """Reservoir sampling (Algorithm R): after n offers, each document is kept with probability k/n."""
+        if not self.sample_size:
+            return
+        self._offered += 1
+        if len(self._sample) < self.sample_size:
+            self._sample.append(doc)
+            return
+        self._rng = self._rng or random.Random(self.sample_seed)
+        slot = self._rng.randrange(self._offered)
+        if slot < self.sample_size:
+            self._sample[slot] = doc
 
     def _see(self, updated_at: Any) -> None:
         if updated_at is None:
@@ -438,8 +468,8 @@ class RecordSource(Source):
             here.add(got)
             yield where, got, record
 
-    def scan(self) -> ScanResult:
-        result = ScanResult()
+    def scan(self, sample: int = 0, seed: int = 0) -> ScanResult:
+        result = ScanResult(sample_size=sample, sample_seed=seed)
         missing: list[str] = []  # the first few ids without text, for the message
         missing_count = 0
         try:
@@ -451,7 +481,9 @@ class RecordSource(Source):
                         if len(missing) < _EXAMPLES:
                             missing.append(doc_id)
                         continue
-                    result._see(self._document(where, doc_id, text, record).updated_at)
+                    doc = self._document(where, doc_id, text, record)
+                    result._see(doc.updated_at)
+                    result.offer(doc)
         except BaseException:
             result.close()
             raise

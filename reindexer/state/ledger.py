@@ -8,6 +8,7 @@ of ``StateStore`` (reindexer.state.store); the diffing itself is the build's (re
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -91,6 +92,37 @@ class Ledger(StateDatabase):
                 return
             yield ids
             last = ids[-1]
+
+    def ledger_sample(self, version_id: int, n: int, seed: int, page: int = 10_000) -> list[str]:
+        """A uniform random sample of ``n`` of the version's ledger ids (all of them where it holds no
+        more), in id order: the same ledger and ``seed``, the same sample.
+
+        The positions are drawn here and the ids read in id order by keyset pages until the last
+        position: plain SQL on SQLite and PostgreSQL (neither's random() can be seeded for one
+        query), memory of one page. It reads the version's ids from the ledger's key, not the rows.
+        """
+        total = self.ledger_count(version_id)
+        wanted = sorted(random.Random(seed).sample(range(total), min(n, total)))
+        out: list[str] = []
+        at, last = 0, None  # the position of the page's first id; the id before it
+        while len(out) < len(wanted):
+            ids = self._id_page(version_id, last, page)
+            if not ids:
+                break
+            while len(out) < len(wanted) and wanted[len(out)] < at + len(ids):
+                out.append(ids[wanted[len(out)] - at])
+            at, last = at + len(ids), ids[-1]
+        return out
+
+    @retried
+    def _id_page(self, version_id: int, after: str | None, page: int) -> list[str]:
+        """One keyset page of the version's ledger ids after ``after``, as a Core statement (the ORM's
+        objects cost more than the read)."""
+        q = core_select(_LEDGER.c.doc_id).where(_LEDGER.c.index_version_id == version_id)
+        if after is not None:
+            q = q.where(_LEDGER.c.doc_id > after)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q.order_by(_LEDGER.c.doc_id).limit(page)).scalars())
 
     @retried
     def _ids(self, query: Any) -> list[str]:
