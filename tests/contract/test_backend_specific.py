@@ -155,7 +155,7 @@ def test_unreachable_server_fails_fast(url: str, monkeypatch: pytest.MonkeyPatch
 
 # -- Qdrant point ids --------------------------------------------------------------
 def test_qdrant_point_ids() -> None:
-    from reindexer.adapters.qdrant import DOC_ID_NAMESPACE, point_id_for
+    from reindexer.adapters.qdrant.point_ids import DOC_ID_NAMESPACE, point_id_for
 
     assert point_id_for("42") == 42
     assert point_id_for("0") == 0
