@@ -270,16 +270,16 @@ def two_versions(world):
 
 def _stop_server_at(monkeypatch, world: World, point: str) -> None:
     """At the kill point ``point``, stop the server instead of killing the process: the swap's neighbour fails."""
-    import reindexer.build.steps as executor
+    import reindexer.swap as swap
 
-    real = executor.kill_point
+    real = swap.kill_point
 
     def stop_there(name: str) -> None:
         real(name)
         if name == point:
             world.server.server.stop()
 
-    monkeypatch.setattr(executor, "kill_point", stop_there)
+    monkeypatch.setattr(swap, "kill_point", stop_there)
     for key, value in SHORT_RETRIES.items():
         monkeypatch.setenv(key, value)
 
