@@ -49,8 +49,10 @@ OVERHEAD_LOW = 1.0
 OVERHEAD_HIGH = 1.5
 #: the seed of the plan's sample, so that the same source gives the same sample and the same estimate
 SAMPLE_SEED = 20261
-#: documents timed: this many encode batches of the build's size, at least TIMED_MIN documents
-TIMED_BATCHES = 2
+#: documents timed: one encode batch of the build's size, at least TIMED_MIN documents (every plan without
+#: history pays for it, and a suite of small plans pays it hundreds of times: two batches cost a clean
+#: clone's test run minutes for no better estimate at these sizes)
+TIMED_BATCHES = 1
 TIMED_MIN = 64
 #: documents encoded once, untimed, before the timing: lazy initialisation is not the rate
 WARMUP = 8

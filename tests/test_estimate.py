@@ -171,7 +171,9 @@ def test_a_plan_states_its_interval_and_the_corpus_lengths_it_sampled(tmp_path, 
     r = CliRunner().invoke(cli, ["--json", *args], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     est = json.loads(r.stdout)["estimate"]
-    assert est["method"] == "sample" and est["sample_docs"] == 32 and est["warmup_docs"] == estimate.WARMUP
+    # timed: TIMED_BATCHES encode batches of the build's size (16 here), TIMED_MIN (16) at least
+    assert est["method"] == "sample" and est["warmup_docs"] == estimate.WARMUP
+    assert est["sample_docs"] == estimate.TIMED_BATCHES * 16
     assert 0 < est["seconds_low"] < est["seconds"] < est["seconds_high"]
     tokens = est["tokens"]
     assert tokens["sampled"] == 120 and tokens["window"] == 256
