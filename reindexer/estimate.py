@@ -275,7 +275,7 @@ def build_estimate(ws: Any, model: Any, docs: int, sample: list[str]) -> dict[st
 
     With history the model is not even loaded; without, the ``sample`` (drawn at random from the
     source) is tokenized whole, a few of its texts embedded once to warm up (lazy initialisation),
-    and its first TIMED_BATCHES batches timed.
+    and its first TIMED_BATCHES batch(es) of the build's size timed.
     """
     from reindexer.devices import pick_device
 
