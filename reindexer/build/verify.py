@@ -35,6 +35,7 @@ from reindexer.lexical import LexicalEncoder
 from reindexer.model_identity import ModelSettings
 from reindexer.model_registry import embedder_for
 from reindexer.runtimes import REEMBED_MIN_COSINE, reembed_min_cosine
+from reindexer.sampling import Reservoir
 from reindexer.sources.base import extract_text
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion
 from reindexer.state.models import saved_id
@@ -295,7 +296,7 @@ def _sample_pass(
     if sources is not None:
         _ledger_against_source(ws, vid, sources, report)
     report.checked, report.points_checked, report.sample_seed = "sample", len(chosen), seed
-    reembed = Reservoir(sample, seed)
+    reembed: Reservoir[str] = Reservoir(sample, seed)
     for doc_id in chosen:
         if doc_id in present:
             reembed.offer(doc_id)
@@ -328,25 +329,6 @@ def name_every_bad_point(
         setattr(report, name, getattr(every, name))
     report.checked, report.points_checked = "full", every.points_checked
     report.full_reason = "the sample found bad points, and a repair needs every one"
-
-
-class Reservoir:
-    """A seeded uniform sample of ``size`` ids from a stream of unknown length (the same stream, the same sample)."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size = size
-        self.rng = random.Random(seed)
-        self.chosen: list[str] = []
-        self.met = 0
-
-    def offer(self, doc_id: str) -> None:
-        self.met += 1
-        if len(self.chosen) < self.size:
-            self.chosen.append(doc_id)
-        else:
-            slot = self.rng.randrange(self.met)
-            if slot < self.size:
-                self.chosen[slot] = doc_id
 
 
 @dataclass

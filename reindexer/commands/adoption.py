@@ -22,7 +22,7 @@ from reindexer.build.steps import (
     start_run,
     version_metadata,
 )
-from reindexer.build.verify import Reservoir, require_verified, verify_version
+from reindexer.build.verify import require_verified, verify_version
 from reindexer.commands._shared import ConfirmFn, always_confirm
 from reindexer.errors import ConflictError, NotFoundError, UsageError, VerificationError
 from reindexer.killpoints import kill_point
@@ -33,6 +33,7 @@ from reindexer.model_registry import describe_model, embedder_for
 from reindexer.planner import physical_name
 from reindexer.reconcile import liveness_changes, new_intent, pending_key, reconcile
 from reindexer.runtimes import reembed_min_cosine
+from reindexer.sampling import Reservoir
 from reindexer.sources.base import content_hash, extract_text
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion
 from reindexer.state.models import saved_id, utcnow
@@ -99,7 +100,7 @@ def _adopt(
     if min_cosine is None:
         min_cosine = reembed_min_cosine(ModelSettings.from_dict(model.settings))
     # A seeded reservoir over one pass: the sample without holding every id of the collection.
-    reservoir = Reservoir(sample, seed)
+    reservoir: Reservoir[str] = Reservoir(sample, seed)
     for page in store.scroll(physical, batch_size=ws.batch_size):
         for p in page:
             reservoir.offer(p.doc_id)

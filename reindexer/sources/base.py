@@ -24,6 +24,7 @@ from typing import Any
 from reindexer.adapters.base import RESERVED_PAYLOAD_KEYS
 from reindexer.errors import UsageError
 from reindexer.idset import IdSet
+from reindexer.sampling import Reservoir
 
 
 @dataclass
@@ -135,15 +136,13 @@ class ScanResult:
     #: how many documents the pass keeps as a uniform random sample (``sample``), 0 for none
     sample_size: int = 0
     sample_seed: int = 0
-    _sample: list[Document] = field(default_factory=list)
-    _offered: int = 0
-    _rng: random.Random | None = None
+    _reservoir: Reservoir[Document] | None = None
 
     @property
     def sample(self) -> list[Document]:
         """``sample_size`` documents drawn uniformly from the whole pass (all of them when there are fewer),
         in random order, so any prefix is a uniform sample too; the same source and seed, the same sample."""
-        shuffled = list(self._sample)
+        shuffled = list(self._reservoir.chosen) if self._reservoir is not None else []
         random.Random(self.sample_seed).shuffle(shuffled)
         return shuffled
 
@@ -161,17 +160,12 @@ class ScanResult:
         self.close()
 
     def offer(self, doc: Document) -> None:
-        """Reservoir sampling (Algorithm R): after n offers, each document is kept with probability k/n."""
+        """One document of the pass, for the sample (reindexer.sampling.Reservoir)."""
         if not self.sample_size:
             return
-        self._offered += 1
-        if len(self._sample) < self.sample_size:
-            self._sample.append(doc)
-            return
-        self._rng = self._rng or random.Random(self.sample_seed)
-        slot = self._rng.randrange(self._offered)
-        if slot < self.sample_size:
-            self._sample[slot] = doc
+        if self._reservoir is None:
+            self._reservoir = Reservoir(self.sample_size, self.sample_seed)
+        self._reservoir.offer(doc)
 
     def _see(self, updated_at: Any) -> None:
         if updated_at is None:
