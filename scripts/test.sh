@@ -42,6 +42,21 @@ run_pytest() {
   return "$rc"
 }
 
+# The main suite in pytest-xdist workers (REINDEX_TEST_WORKERS, default 2; 1 runs it in one process).
+# A single process left one of CI's two cores idle half the time: its tests wait on model loads,
+# subprocesses and servers as much as they compute. Where namespaces can be made, each worker starts
+# in one of its own (scripts/netns-python), so each has its own Milvus standalone and PostgreSQL;
+# trained models are made once for all workers (tests/plugins/shared.py).
+WORKERS=()
+n_workers=${REINDEX_TEST_WORKERS:-2}
+if [ "$n_workers" -gt 1 ] && .venv/bin/python -c "import xdist" 2>/dev/null; then
+  if [ "${#UNSHARE[@]}" -gt 0 ]; then
+    WORKERS=(--dist load --tx "$n_workers*popen//python=$PWD/scripts/netns-python")
+  else
+    WORKERS=(-n "$n_workers")
+  fi
+fi
+
 BACKENDS=tests/test_inference_backends.py
 BACKENDS_PY=${BACKENDS_VENV:-.venv-backends}/bin/python
 
@@ -71,7 +86,7 @@ if [ "$#" -eq 0 ]; then
     scratch=$(mktemp -d)
     run_pytest "$ISOLATED" -p no:cacheprovider --basetemp="$scratch/tmp" >"$scratch/log" 2>&1 &
     faults=$!
-    run_pytest --ignore="$ISOLATED" --basetemp="$main_tmp/tmp"
+    run_pytest --ignore="$ISOLATED" --basetemp="$main_tmp/tmp" "${WORKERS[@]}"
     rc=$?
     wait "$faults"
     rc2=$?
@@ -79,7 +94,7 @@ if [ "$#" -eq 0 ]; then
     cat "$scratch/log"
     rm -rf "$scratch"
   else
-    run_pytest --ignore="$ISOLATED" --basetemp="$main_tmp/tmp"
+    run_pytest --ignore="$ISOLATED" --basetemp="$main_tmp/tmp" "${WORKERS[@]}"
     rc=$?
     run_pytest "$ISOLATED"
     rc2=$?

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugins.shared import made_once
+
 
 @pytest.fixture(scope="session")
 def tuned_model_path(minilm_path: Path, demo_corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -22,7 +24,8 @@ def tuned_model_path(minilm_path: Path, demo_corpus, tmp_path_factory: pytest.Te
     from reindexer.demo_corpus import DEMO_FINETUNE
 
     started = time.perf_counter()
-    out = finetune_v2(minilm_path, demo_corpus.train_pairs, tmp_path_factory.mktemp("tuned") / "minilm-tuned")
+    pairs = demo_corpus.train_pairs
+    out = made_once(tmp_path_factory, "tuned", lambda folder: finetune_v2(minilm_path, pairs, folder / "minilm-tuned"))
     print(f"\nfine-tuned all-MiniLM-L6-v2 on {len(demo_corpus.train_pairs)} demo pairs "
           f"({DEMO_FINETUNE}) in {time.perf_counter() - started:.1f}s -> {out}")
     return out
@@ -36,6 +39,12 @@ def cross_encoder_path(minilm_path: Path, demo_corpus, tmp_path_factory: pytest.
     Weak by design (the suite needs a real CrossEncoder whose scores it can check, not a good one).
     """
     pytest.importorskip("datasets", reason="training needs sentence-transformers' training extra (datasets)")
+    return made_once(
+        tmp_path_factory, "cross-encoder", lambda folder: _train_cross_encoder(minilm_path, demo_corpus, folder)
+    )
+
+
+def _train_cross_encoder(minilm_path: Path, demo_corpus, folder: Path) -> Path:
     import random
 
     from datasets import Dataset
@@ -53,7 +62,6 @@ def cross_encoder_path(minilm_path: Path, demo_corpus, tmp_path_factory: pytest.
         rows["text"] += [positive, rng.choice(texts)]
         rows["label"] += [1.0, 0.0]
     model = CrossEncoder(str(minilm_path), num_labels=1, local_files_only=True)
-    folder = tmp_path_factory.mktemp("cross-encoder")
     args = CrossEncoderTrainingArguments(
         output_dir=str(folder / "run"), num_train_epochs=1, per_device_train_batch_size=16, learning_rate=2e-4,
         save_strategy="no", report_to=[], seed=0, use_cpu=True, disable_tqdm=True, logging_steps=1000,
