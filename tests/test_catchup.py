@@ -129,3 +129,53 @@ def test_versions_never_caught_up_one_from_the_other_start_with_the_full_pass(wo
     # app-1, which v3 holds as the application wrote it and v2's ledger now names
     assert back["catch_up"].startswith("changes only: 0 points without v2's model tag, 1 re-read")
     assert back["re_embedded"] == 1 and _one_tag(ws, "docs__v3") and _ids(ws, "docs__v3") == _ids(ws, "docs__v2")
+
+
+# An application writes a row into v1 while v1 is live; the cut-over's catch-up carries it into v2 (v2's ledger
+# holds it, v1's never does); the application then deletes it through the alias. Going back to v1 must not
+# bring it back: the counts agree (v1's ledger never counted it), so only the catch-up's own deletions see it.
+
+
+def _carried_then_deleted(ws: Workspace, doc_id: str) -> None:
+    """``doc_id`` written by the application into v1 (live), carried into v2 by the cut-over, deleted through the
+    alias with v2 live: v1's store still holds it, no ledger of v1 ever did."""
+    _app_writes(ws, "docs", 384, {doc_id: "Zebras cross the Mara river."})
+    moved = commands.cutover(ws, "docs")
+    assert moved["live"] == "docs__v2" and moved["caught_up"] == {"embedded": 1, "deleted": 0}
+    ws.store.delete("docs", [doc_id])
+    assert doc_id in _ids(ws, "docs__v1") and doc_id not in _ids(ws, "docs__v2")
+
+
+def test_a_row_the_application_deleted_stays_deleted_on_rollback_changes_only(world):
+    ws = world
+    tool_ids = _ids(ws, "docs__v1")
+    _carried_then_deleted(ws, "app-1")
+
+    # v2's ledger names app-1 since the mark; v2 no longer holds it: the changes pass deletes it from v1.
+    back = commands.rollback(ws, "docs")
+    assert back["live"] == "docs__v1" and (back["re_embedded"], back["deleted"]) == (0, 1)
+    assert back["catch_up"].startswith("changes only: 0 points without v2's model tag, 0 re-read")
+    assert _ids(ws, "docs") == _ids(ws, "docs__v2") == tool_ids  # app-1 gone, nothing else lost
+    assert _one_tag(ws, "docs__v1")
+
+
+def test_a_row_the_application_deleted_stays_deleted_through_the_full_pass(world, minilm_path):
+    ws = world
+    tool_ids = _ids(ws, "docs__v1")
+    commands.cutover(ws, "docs")
+    _app_writes(ws, "docs", 128, {"app-1": "Zebras cross the Mara river."})  # into v2; no ledger of v2 holds it
+    assert commands.rollback(ws, "docs")["re_embedded"] == 1  # carried into v1 (and v1's ledger)
+    ws.store.delete("docs", ["app-1"])  # through the alias, v1 live
+    plan = commands.plan(ws, "docs", model_path=str(minilm_path), estimate=False,
+                         settings=ModelSettings(truncate_dim=64))
+    commands.apply(ws, plan)  # v3, built from v1's payload (without app-1), cut over
+    assert "app-1" in _ids(ws, "docs__v2")
+
+    # v2 (built from v1) was never caught up from v3: the full pass alone, no changes pass before it. It must
+    # delete app-1 from v2, though no ledger of v2 ever held it and v3's never named it.
+    back = commands.cutover(ws, "docs", to="v2")
+    assert back["live"] == "docs__v2"
+    assert back["catch_up"] == "full catch-up: no earlier catch-up of v2 from v3 to start from"
+    assert back["caught_up"] == {"embedded": 0, "deleted": 1}
+    assert _ids(ws, "docs") == _ids(ws, "docs__v3") == tool_ids  # app-1 gone, nothing else lost
+    assert _one_tag(ws, "docs__v2")

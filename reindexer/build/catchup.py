@@ -28,6 +28,12 @@ the live payload, began), not the whole collection:
   every changed document, its ledger counts exactly the live store's points unless
   something was deleted; where the counts disagree the full pass runs (it deletes
   what is gone) and the result says so ("full catch-up: store count X != ledger Y").
+  One kind of deletion the count cannot see: a point an application wrote into the
+  target while the target was live, carried to the other version by an earlier
+  catch-up (so in that version's ledger, never in the target's), then deleted there.
+  The live ledger's rows since the mark name it, and the live store no longer holds
+  it: the changes pass deletes it from the target. The full pass deletes every point
+  of the target's store that the live store lacks, ledger or not.
 
 The full pass also runs where no mark is known (a first catch-up between two
 versions), where the live points cannot carry the tag (a Milvus collection without
@@ -54,6 +60,7 @@ from reindexer.adapters.base import MODEL_KEY
 from reindexer.build.incremental import default_source
 from reindexer.build.steps import SyncStats, sync_into, version_text_field
 from reindexer.carried_vectors import carry_other_vectors, has_other_vectors
+from reindexer.idset import IdSet
 from reindexer.sources.payload import PayloadSource
 from reindexer.sources.spec import SourceSpec, open_source
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion
@@ -120,17 +127,38 @@ def _full_pass(
     text_field: str,
     lease: object | None,
 ) -> SyncStats:
-    """Every live point, diffed against the target's ledger; what the live store no longer has is deleted."""
+    """Every live point, diffed against the target's ledger; what the live store no longer has is deleted: the
+    ledger's ids, and the target's own points its ledger never held (an application's, see the module's notes)."""
     source = open_source(
         SourceSpec(kind="payload", text_field=text_field),
         store=ws.store,
         collection=live.physical_name,
         batch_size=ws.batch_size,
     )
+    seen = IdSet()
     try:
-        return sync_into(ws, target, model, source, lease=lease, label="catching up")
+        stats = sync_into(ws, target, model, source, lease=lease, label="catching up", seen=seen)
+        # read whole before deleting (a scroll's position under its own deletions is the store's business); few
+        strays = [
+            d
+            for page in ws.store.scroll(target.physical_name, batch_size=ws.batch_size)
+            for d in seen.missing(p.doc_id for p in page)
+        ]
+        for start in range(0, len(strays), ws.batch_size):
+            stats.deleted += _delete_from_target(ws, target, model, strays[start : start + ws.batch_size])
+        return stats
     finally:
         source.close()
+        seen.close()
+
+
+def _delete_from_target(ws: Workspace, target: IndexVersion, model: ModelVersion, ids: list[str]) -> int:
+    """Delete ``ids`` from the target's store, then from its ledger (store first: a crash between leaves a ledger
+    row without its point, which the next count check sees); how many."""
+    if ids:
+        ws.store.delete(target.physical_name, ids)
+        ws.state.record_batch(saved_id(target), model.fingerprint, [], deleted=ids)
+    return len(ids)
 
 
 def _changes_pass(
@@ -146,6 +174,7 @@ def _changes_pass(
     source = _ChangedPoints(ws, target, live, text_field, since)
     done = sync_into(ws, target, model, source, delete_missing=False, lease=lease, label="catching up")
     stats = CatchUpStats(**done.__dict__)
+    stats.deleted += _delete_from_target(ws, target, model, source.gone)
     stats.how = (
         f"changes only: {source.untagged} points without v{live.version}'s model tag, "
         f"{source.recorded} re-read from its ledger since {since:%Y-%m-%d %H:%M:%S}Z"
@@ -167,6 +196,7 @@ class _ChangedPoints(PayloadSource):
         self.tag = ws.state.model_of(live).short
         self.untagged = 0
         self.recorded = 0
+        self.gone: list[str] = []  # re-read from the live ledger, no longer in the live store: deleted there
         self.description = f"changes in {self.description}"
 
     def _records(self) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
@@ -176,7 +206,10 @@ class _ChangedPoints(PayloadSource):
                 self.untagged += 1
                 yield f"point {point.doc_id!r}", point.doc_id, point.payload or {}
         for ids in _recorded_since(self.ws, self.target, self.live, self.since - MARK_SLACK):
-            for point in self.store.retrieve(name, ids):
+            points = self.store.retrieve(name, ids)
+            held = {p.doc_id for p in points}
+            self.gone.extend(d for d in ids if d not in held)
+            for point in points:
                 if point.payload.get(MODEL_KEY) == self.tag:
                     self.recorded += 1
                     yield f"point {point.doc_id!r}", point.doc_id, point.payload
