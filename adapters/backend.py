@@ -50,6 +50,9 @@ class Backend(abc.ABC):
     name_rule: ClassVar[str] = SAFE_NAME_RULE
     #: The longest document id, in UTF-8 bytes, the collections the adapter creates can key on; None: no limit.
     max_doc_id_bytes: ClassVar[int | None] = None
+    #: The ANN indexes its collections can have (``index_params["ann_index"]``, ``ANN_INDEX_KINDS``): plan
+    #: refuses another before anything is written. HNSW everywhere; pgvector builds IVFFlat too.
+    ann_indexes: ClassVar[tuple[str, ...]] = ("hnsw",)
 
     # -- what plan checks before anything is written ---------------------------------
     def validate_collection_name(self, name: str, what: str = "collection") -> None:
@@ -101,6 +104,10 @@ class Backend(abc.ABC):
         Plan checks it before anything is written (pgvector indexes at most 2,000 dimensions); the
         default accepts any.
         """
+
+    def validate_index_params(self, index_params: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Raise ``UsageError`` for index settings beyond this backend's own limits (pgvector: its most IVFFlat
+        lists); plan checks it after the shared checks (``validate_spec``), before anything is written."""
 
     @abc.abstractmethod
     def parse(self, scheme: str, rest: str, base_dir: Path | None) -> StoreLocation:

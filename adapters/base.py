@@ -65,8 +65,15 @@ META_PAYLOAD_INDEXES = "reindex.payload_indexes"
 META_INDEX_PARAMS = "reindex.index_params"
 #: Which of a collection's dense vectors the tool embeds into, where it has several (or a named one).
 META_VECTOR = "reindex.vector"
-INTERNAL_META_KEYS = frozenset({META_PAYLOAD_INDEXES, META_INDEX_PARAMS, META_VECTOR})
-INDEX_PARAM_KEYS = frozenset({"hnsw_m", "hnsw_ef_construct", "quantization", "shards", "lexical"})
+#: The ANN index a store built after the load (``finish_writes``), as it recorded it (``CollectionInfo.ann_index``).
+META_ANN_INDEX = "reindex.ann_index"
+INTERNAL_META_KEYS = frozenset({META_PAYLOAD_INDEXES, META_INDEX_PARAMS, META_VECTOR, META_ANN_INDEX})
+INDEX_PARAM_KEYS = frozenset(
+    {"hnsw_m", "hnsw_ef_construct", "quantization", "shards", "lexical", "ann_index", "ivf_lists", "ivf_probes"}
+)
+#: ``index_params["ann_index"]``: the kinds of ANN index a plan can ask for; every store builds HNSW, and
+#: ``Backend.ann_indexes`` says which others a backend builds (pgvector: IVFFlat too)
+ANN_INDEX_KINDS = ("hnsw", "ivfflat")
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ class CollectionSpec:
     # field name -> one of PAYLOAD_INDEX_TYPES
     payload_indexes: dict[str, str] = field(default_factory=dict)
     # Index settings a copy-mode plan may change: hnsw_m, hnsw_ef_construct,
-    # quantization ("none", "scalar"), shards.
+    # quantization ("none", "scalar"), shards; ann_index ("hnsw", "ivfflat") with ivf_lists and ivf_probes.
     index_params: dict[str, Any] = field(default_factory=dict)
     # The live version's schema (``VectorStore.read_schema``): the new collection gets its
     # fields, keys, other vectors and indexes, with ``dim`` and ``metric`` for the embedded
@@ -152,6 +159,9 @@ class CollectionInfo:
     index_params: dict[str, Any] = field(default_factory=dict)
     #: The dense vector ``dim`` and ``metric`` describe, the one the tool embeds into ("" : the only, unnamed one).
     vector: str = ""
+    #: The ANN index the store built after the load, as ``finish_writes`` recorded it (``kind``, its settings,
+    #: ``rows``, ``seconds``, ``built_at``); empty where the store indexes as it writes, or built none yet.
+    ann_index: dict[str, Any] = field(default_factory=dict)
 
 
 class VectorStore(abc.ABC):
@@ -306,12 +316,28 @@ class VectorStore(abc.ABC):
         if any(p.other_vectors for p in points):
             raise BackendError(f"{self.backend} collections hold one vector per point")
 
-    def check_copyable(self, name: str) -> None:
-        """Raise ``UsageError`` when new versions of ``name`` cannot be written with its points' keys.
+    def check_copyable(self, name: str, dim: int | None = None) -> None:
+        """Raise ``UsageError`` when new versions of ``name`` cannot be written with its points' keys,
+        or (``dim`` given) cannot hold vectors of that dimension beside the live version's.
 
         Called before the first write of migrate and apply, so a store that would
         refuse the copy half-way refuses it up front instead.
         """
+        return None
+
+    def ann_index_plan(self, dim: int, metric: str, index_params: dict[str, Any], rows: int) -> dict[str, Any] | None:
+        """The ANN index ``finish_writes`` will build after a load of ``rows`` points, where the store builds
+        one after the load rather than as points arrive (pgvector): ``kind`` and its settings resolved,
+        ``memory`` (bytes its build wants), ``memory_limit`` (bytes it gets), ``over_memory`` ("slows" or
+        "fails": what a build past the limit does) and ``parallel_workers``. The plan's estimate states the
+        build on its own line (reindexer.estimate_index). None, the default: the store indexes as it writes,
+        and the write rate covers it. Reads only.
+        """
+        return None
+
+    def time_index_build(self, dim: int, metric: str, settings: dict[str, Any], rows: int) -> float | None:
+        """Seconds a build of ``settings``'s index (an ``ann_index_plan``'s) takes here over ``rows`` generated
+        vectors, measured where nothing is left behind; None where the store cannot measure one."""
         return None
 
     def finish_writes(self, name: str) -> None:

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from reindexer.adapters.base import (
+    ANN_INDEX_KINDS,
     INDEX_PARAM_KEYS,
     INTERNAL_META_KEYS,
     META_INDEX_PARAMS,
@@ -23,8 +24,9 @@ from reindexer.adapters.base import (
 from reindexer.errors import UsageError
 
 
-def validate_spec(spec: CollectionSpec) -> None:
-    """Checks shared by both adapters: metadata strings, index types, index settings."""
+def validate_spec(spec: CollectionSpec, ann_indexes: tuple[str, ...] = ("hnsw",), backend: str = "this store") -> None:
+    """Checks shared by the adapters: metadata strings, index types, index settings, and the ANN index
+    among ``ann_indexes``, the kinds ``backend`` builds (``Backend.ann_indexes``)."""
     check_metadata(spec.metadata)
     for field_name, kind in spec.payload_indexes.items():
         if kind not in PAYLOAD_INDEX_TYPES:
@@ -43,11 +45,39 @@ def validate_spec(spec: CollectionSpec) -> None:
     quant = spec.index_params.get("quantization", "none")
     if quant not in ("none", "scalar"):
         raise UsageError(f"quantization must be 'none' or 'scalar', not {quant!r}")
-    for key in ("hnsw_m", "hnsw_ef_construct", "shards"):
+    for key in ("hnsw_m", "hnsw_ef_construct", "shards", "ivf_lists", "ivf_probes"):
         if key in spec.index_params:
             value = spec.index_params[key]
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise UsageError(f"{key} must be a positive integer, not {value!r}")
+    check_ann_index(spec.index_params, ann_indexes, backend)
+
+
+def check_ann_index(index_params: dict[str, Any], ann_indexes: tuple[str, ...], backend: str) -> None:
+    """The ANN index asked for: a known kind that ``backend`` builds, with only its own settings."""
+    kind = index_params.get("ann_index", "hnsw")
+    if kind not in ANN_INDEX_KINDS:
+        raise UsageError(f"ann_index must be one of {', '.join(ANN_INDEX_KINDS)}, not {kind!r}")
+    if kind not in ann_indexes:
+        raise UsageError(
+            f"{backend} builds no {kind} index (it builds {', '.join(ann_indexes)})",
+            hint="plan without --ann-index; IVFFlat is pgvector's (pgvector:// and pgvector+local: stores)",
+        )
+    others = {"hnsw": ("ivf_lists", "ivf_probes"), "ivfflat": ("hnsw_m", "hnsw_ef_construct")}[kind]
+    stray = [key for key in others if key in index_params]
+    if stray:
+        flags = ", ".join("--" + key.replace("_", "-") for key in stray)
+        raise UsageError(
+            f"{', '.join(stray)} belong{'s' if len(stray) == 1 else ''} to another ANN index than {kind}",
+            hint=f"drop {flags}, or choose the index they belong to with --ann-index "
+            f"{'ivfflat' if kind == 'hnsw' else 'hnsw'}",
+        )
+    lists, probes = index_params.get("ivf_lists"), index_params.get("ivf_probes")
+    if lists is not None and probes is not None and probes > lists:
+        raise UsageError(
+            f"ivf_probes {probes} is more than ivf_lists {lists}: a query cannot scan more lists than there are",
+            hint=f"--ivf-probes at most {lists} (sqrt of the lists is pgvector's advice)",
+        )
 
 
 def check_metadata(metadata: dict[str, str]) -> None:

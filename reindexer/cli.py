@@ -25,6 +25,8 @@ from reindexer.cli_options import (
     apply_options,
     cutoffs,
     eval_options,
+    index_options,
+    index_settings,
     model_settings,
     model_settings_options,
     runtime_options,
@@ -104,9 +106,7 @@ def model_list(ctx: Ctx) -> None:
 @model_settings_options
 @source_options
 @click.option("--metric", type=click.Choice(["cosine", "dot", "euclid"]), help="Distance of the new index.")
-@click.option("--hnsw-m", type=click.IntRange(min=2), help="HNSW M of the new index.")
-@click.option("--hnsw-ef-construct", type=click.IntRange(min=4), help="HNSW ef_construct of the new index.")
-@click.option("--quantization", type=click.Choice(["none", "scalar"]), help="Vector quantisation of the new index.")
+@index_options
 @click.option(
     "--lexical",
     type=click.Choice(["bm25", "none"]),
@@ -127,9 +127,6 @@ def plan_cmd(
     model_ref,
     model_name,
     metric,
-    hnsw_m,
-    hnsw_ef_construct,
-    quantization,
     lexical,
     gate,
     vector_name,
@@ -142,13 +139,7 @@ def plan_cmd(
     source = source_spec(kw, ctx, collection)
     if model_path and model_ref:
         raise UsageError("pass either --model or --model-ref, not both")
-    index_params = None
-    if hnsw_m or hnsw_ef_construct or quantization:
-        index_params = {
-            k: v
-            for k, v in (("hnsw_m", hnsw_m), ("hnsw_ef_construct", hnsw_ef_construct), ("quantization", quantization))
-            if v is not None
-        }
+    index_params = index_settings(kw)
     p = commands.plan(
         ctx.ws,
         collection,

@@ -88,6 +88,40 @@ def model_settings(kw: dict[str, Any], ctx: Ctx | None = None) -> ModelSettings:
     )
 
 
+#: the index options' parameters: each given one goes into the plan's ``index_params`` under its name
+INDEX_OPTIONS = ("hnsw_m", "hnsw_ef_construct", "ann_index", "ivf_lists", "ivf_probes", "quantization")
+
+
+def index_options(fn: Callable) -> Callable:
+    """The new version's ANN index and its settings (``reindexer.adapters.base.INDEX_PARAM_KEYS``)."""
+    return _stacked(
+        click.option("--hnsw-m", type=click.IntRange(min=2), help="HNSW M of the new index."),
+        click.option("--hnsw-ef-construct", type=click.IntRange(min=4), help="HNSW ef_construct of the new index."),
+        click.option(
+            "--ann-index",
+            type=click.Choice(["hnsw", "ivfflat"]),
+            help="The new version's ANN index: hnsw (every store), or ivfflat (pgvector), built after the load.",
+        ),
+        click.option(
+            "--ivf-lists",
+            type=click.IntRange(min=1),
+            help="IVFFlat lists (default: rows / 1000, sqrt(rows) above a million rows).",
+        ),
+        click.option(
+            "--ivf-probes", type=click.IntRange(min=1), help="IVFFlat lists a query scans (default: sqrt of the lists)."
+        ),
+        click.option(
+            "--quantization", type=click.Choice(["none", "scalar"]), help="Vector quantisation of the new index."
+        ),
+    )(fn)
+
+
+def index_settings(kw: dict[str, Any]) -> dict[str, Any] | None:
+    """The index settings given (taken out of ``kw``), or None: the live version's are kept."""
+    given = {key: kw.pop(key, None) for key in INDEX_OPTIONS}
+    return {key: value for key, value in given.items() if value is not None} or None
+
+
 def runtime_options(fn: Callable) -> Callable:
     """Where and in what batches to embed: not part of the model version."""
     return _stacked(

@@ -20,6 +20,7 @@ from reindexer.adapters.metadata import validate_spec
 from reindexer.adapters.names import check_vector_name
 from reindexer.errors import UsageError
 from reindexer.estimate import SAMPLE_SEED, build_estimate
+from reindexer.estimate_index import index_estimate
 from reindexer.model_identity import ModelSettings, check_model_folder
 from reindexer.model_registry import describe_model
 from reindexer.sources.spec import SourceSpec, open_source
@@ -112,7 +113,9 @@ def index_settings(
     ws.backend.validate_metric(metric)
     ws.backend.validate_dim(model.dim)  # the backend's own limit, before anything is created
     index_params = dict(index_params if index_params is not None else (live.index_params if live else {}))
-    validate_spec(CollectionSpec(name=collection, dim=model.dim, metric=metric, index_params=index_params))
+    spec = CollectionSpec(name=collection, dim=model.dim, metric=metric, index_params=index_params)
+    validate_spec(spec, ws.backend.ann_indexes, ws.backend.name)
+    ws.backend.validate_index_params(index_params)
     return metric, index_params
 
 
@@ -267,13 +270,24 @@ def estimate_work(
     sample: list[str],
     payload_bytes: int,
     live_count: int | None,
+    metric: str = "cosine",
+    index_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Time (a point and an interval) and storage: a full build from earlier runs' rates, else from a timed
-    sample (reindexer.estimate)."""
+    sample (reindexer.estimate); and, where the store builds its ANN index after the load (pgvector), that
+    build on its own line (``index``, reindexer.estimate_index), also for a copy."""
     if mode == "copy":
-        return {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
-    if mode != "full" or not sample:
+        est: dict[str, Any] = {"seconds": None, "storage_bytes": int((live_count or 0) * model.dim * 4)}
+        rows = live_count or 0
+    elif mode != "full" or not sample:
         return {"seconds": 0.0}
-    est = build_estimate(ws, model, docs, sample)
-    est["storage_bytes"] = int(docs * (model.dim * 4 + payload_bytes / max(len(sample), 1)))
+    else:
+        est = build_estimate(ws, model, docs, sample)
+        est["storage_bytes"] = int(docs * (model.dim * 4 + payload_bytes / max(len(sample), 1)))
+        rows = docs
+    index = index_estimate(ws, model.dim, metric, index_params or {}, rows)
+    if index is not None:
+        est["index"] = index
+        if est.get("seconds") and index.get("seconds") is not None:
+            est["total_seconds"] = round(est["seconds"] + index["seconds"], 1)
     return est

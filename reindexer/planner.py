@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reindexer.adapters.metadata import check_ann_index
 from reindexer.carried_vectors import refuse_stale_sparse
 from reindexer.errors import ConflictError, DriftError, NotFoundError, UsageError
 from reindexer.model_identity import ModelSettings
@@ -240,6 +241,8 @@ def gather_inputs(
     backend.validate_collection_name(collection)
     if metric is not None:
         backend.validate_metric(metric)
+    if index_params:  # an ANN index the backend does not build is refused before the model is even read
+        check_ann_index(index_params, backend.ann_indexes, backend.name)
     early = inspect_model_early(ws, model_path, model_name, settings, training)
     state = ws.state
     lc = state.get_collection(ws.store_url, collection)
@@ -267,7 +270,11 @@ def gather_inputs(
     check_documents(source, docs, mode)
     index_params = measure_lexical(ws, source, live, mode, index_params)
     number = _next_version_number(ws, lc, collection, mode)
-    est = estimate_work(ws, model, mode, docs, sample, payload_bytes, live_count) if estimate else {"seconds": 0.0}
+    est = (
+        estimate_work(ws, model, mode, docs, sample, payload_bytes, live_count, metric, index_params)
+        if estimate
+        else {"seconds": 0.0}
+    )
     return PlanInputs(
         collection=collection,
         store_url=ws.store_url,

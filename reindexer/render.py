@@ -38,6 +38,9 @@ def apply_result(out: Console, r: ApplyResult) -> None:
             f"built {r.physical}: {s['embedded']} embedded, {s['copied']} copied, "
             f"{s['deleted']} deleted, {s['unchanged']} unchanged"
         )
+    if r.index_build:
+        i = r.index_build
+        out.print(f"  index: {ann_index_label(i)} built over {i['rows']:,} rows in {i['seconds']:.2f} s after the load")
     if r.verification:
         v = r.verification
         cos = v["sample_min_cosine"]
@@ -244,6 +247,8 @@ def plan(out: Console, p: Plan, output: Path | None) -> None:
             )
         if e.get("basis"):
             out.print(f"    {e['basis']}")
+    if p.estimate.get("index"):
+        _index_estimate(out, p.estimate)
     agreement = p.estimate.get("agreement_with_torch")
     if agreement:
         out.print(
@@ -255,6 +260,28 @@ def plan(out: Console, p: Plan, output: Path | None) -> None:
         out.print(f"  gate: {p.gate}")
     if output:
         out.print(f"  written to {output}; run `reindex apply {output}`")
+
+
+def _index_estimate(out: Console, e: dict) -> None:
+    """The ANN index the store builds after the load (pgvector), on its own line: apart from encoding."""
+    i = e["index"]
+    head = f"  index: {ann_index_label(i)} over {i['rows']:,} rows after the load"
+    if i.get("seconds") is None:
+        out.print(f"{head}: {i['basis']}")
+        return
+    out.print(f"{head}: about {i['seconds']:.1f} s (between {i['seconds_low']:.1f} and {i['seconds_high']:.1f})")
+    out.print(f"    {i['basis']}")
+    if i.get("warning"):
+        out.print(f"    [yellow]{i['warning']}[/]")
+    if e.get("total_seconds"):
+        out.print(f"  in all: about {e['total_seconds']:.0f} s, the index build included")
+
+
+def ann_index_label(i: dict) -> str:
+    """``ivfflat (lists 12, probes 4)``: an ANN index and the settings it was (or will be) built with."""
+    keys = ("lists", "probes") if i.get("kind") == "ivfflat" else ("m", "ef_construction")
+    settings = ", ".join(f"{k.replace('_', ' ')} {i[k]}" for k in keys if k in i)
+    return f"{i.get('kind', '?')} ({settings})" if settings else str(i.get("kind", "?"))
 
 
 # -- models ------------------------------------------------------------------------------
@@ -311,6 +338,13 @@ def status(out: Console, rows: list) -> None:
             ", ".join(s["physical"] for s in r["retired"]) or "-",
         )
     out.print(t)
+    for r in rows:
+        built = (r.get("live") or {}).get("ann_index") if r["managed"] else None
+        if built:
+            out.print(
+                f"{r['collection']}: ANN index {ann_index_label(built)}, built over {built['rows']:,} rows "
+                f"in {built['seconds']:.2f} s"
+            )
     for r in rows:
         for repair in r.get("repairs", []):
             out.print(f"{r['collection']}: {'repaired' if repair['recorded'] else 'not repaired'}: {repair['message']}")

@@ -25,5 +25,12 @@ fi
 # PGVectorStore does not import pgvector, so it goes in without its deps, beside the ones it uses.
 "$VENV/bin/python" -m pip install -q "asyncpg>=0.29" "psycopg-pool>=3.2" 2>&1 | sed "/^WARNING: Location/d"
 "$VENV/bin/python" -m pip install -q --no-deps "langchain-postgres==0.0.19" 2>&1 | sed "/^WARNING: Location/d"
-"$VENV/bin/python" -c "import torch, sentence_transformers, qdrant_client, pymilvus, sqlmodel, reindexer.adapters, llama_index.vector_stores.milvus, langchain_postgres, pgvector.psycopg" 
+# LlamaIndex's PGVectorStore for tests/integrations/test_llamaindex_postgres.py: 0.9.0 pins
+# sqlalchemy<2.1, below the SQLAlchemy the test extra resolves to (2.1); it runs on 2.1 (the test
+# proves it), so it goes in without its deps, beside the ones nothing else brings: psycopg2 (imported
+# on load) and greenlet (sqlalchemy[asyncio]: it makes an async engine too). asyncpg and pgvector are
+# above; `pip check` then reports the sqlalchemy pin alone.
+"$VENV/bin/python" -m pip install -q "psycopg2-binary>=2.9.9,<3" "greenlet>=1" 2>&1 | sed "/^WARNING: Location/d"
+"$VENV/bin/python" -m pip install -q --no-deps "llama-index-vector-stores-postgres==0.9.0" 2>&1 | sed "/^WARNING: Location/d"
+"$VENV/bin/python" -c "import torch, sentence_transformers, qdrant_client, pymilvus, sqlmodel, reindexer.adapters, llama_index.vector_stores.milvus, langchain_postgres, llama_index.vector_stores.postgres, pgvector.psycopg" 
 echo "$want" > "$STAMP"

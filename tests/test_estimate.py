@@ -180,6 +180,99 @@ def test_a_plan_states_its_interval_and_the_corpus_lengths_it_sampled(tmp_path, 
     assert tokens["p90"] == 256 and tokens["p50"] < 20  # the long third is cut at the window
     assert 0.2 < tokens["truncated_share"] < 0.5
     assert est["storage_bytes"] > 0 and est["overhead"] == "flat"
+    assert "index" not in est  # Qdrant indexes as it writes: no index build after the load to add
     r = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "s (between " in r.output and "cut at the window of 256" in r.output
+
+
+# -- the ANN index built after the load (reindexer.estimate_index) ------------------------------
+class _Meta:
+    """The state's key-value table, as the index history uses it."""
+
+    def __init__(self):
+        self.values: dict[str, str] = {}
+
+    def get_meta(self, key):
+        return self.values.get(key)
+
+    def append_meta_list(self, key, entry, keep):
+        self.values[key] = json.dumps((json.loads(self.values.get(key, "[]")) + [entry])[-keep:])
+
+
+class _IndexStore:
+    """A store that builds its index after the load: its plan for a build, and a timed small build."""
+
+    def __init__(self, planned, probe_seconds=0.5):
+        self.planned, self.probe_seconds, self.timed = planned, probe_seconds, []
+
+    def ann_index_plan(self, dim, metric, index_params, rows):
+        return None if self.planned is None else dict(self.planned)
+
+    def time_index_build(self, dim, metric, settings, rows):
+        self.timed.append((settings, rows))
+        return self.probe_seconds
+
+
+def _index_ws(planned, **store):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(store=_IndexStore(planned, **store), state=_Meta(), store_url="pgvector://db:5432/app")
+
+
+HNSW_PLAN = {"kind": "hnsw", "m": 16, "ef_construction": 64, "memory": 1, "maintenance_work_mem": 2**26}
+
+
+def test_no_index_line_where_the_store_indexes_as_it_writes():
+    from reindexer.estimate_index import index_estimate
+
+    assert index_estimate(_index_ws(None), 384, "cosine", {}, 10_000) is None
+
+
+def test_without_history_a_small_build_is_timed_and_scaled_by_the_work_model():
+    import math
+
+    from reindexer import estimate_index
+
+    ws = _index_ws({**HNSW_PLAN, "parallel_workers": 2}, probe_seconds=0.5)
+    est = estimate_index.index_estimate(ws, 384, "cosine", {}, 100_000)
+    ((settings, rows),) = ws.store.timed
+    assert rows == estimate_index.PROBE_ROWS and settings["m"] == 16
+    scale = 100_000 * math.log2(100_000) / (1000 * math.log2(1000))  # rows x log2(rows), the same m and ef
+    assert est["method"] == "measured" and est["seconds"] == pytest.approx(0.5 * scale, rel=0.01)
+    assert est["seconds_low"] == pytest.approx(est["seconds"] * (1 - estimate.TIMING_BAND) / 3, rel=0.01)
+    assert est["seconds_high"] == pytest.approx(est["seconds"] * (1 + estimate.TIMING_BAND), rel=0.01)
+    assert "2 parallel maintenance workers" in est["basis"] and "warning" not in est
+
+
+def test_with_history_the_recorded_builds_are_scaled_and_the_probe_is_skipped():
+    from reindexer import estimate_index
+
+    ws = _index_ws({"kind": "ivfflat", "lists": 100, "probes": 10, "memory": 1, "maintenance_work_mem": 2**26})
+    for rows, lists, seconds in ((10_000, 10, 1.0), (20_000, 20, 4.0)):
+        estimate_index.record_build(
+            ws.state, ws.store_url, {"kind": "ivfflat", "lists": lists, "rows": rows, "dim": 384, "seconds": seconds}
+        )
+    estimate_index.record_build(ws.state, ws.store_url, {"kind": "hnsw", "m": 16, "ef_construction": 64,
+                                                         "rows": 10, "dim": 384, "seconds": 99.0})  # fmt: skip
+    est = estimate_index.index_estimate(ws, 384, "cosine", {"ann_index": "ivfflat"}, 100_000)
+    assert ws.store.timed == [] and est["method"] == "history" and "2 earlier ivfflat builds" in est["basis"]
+    # rows x (lists + IVF_ROW_WORK): 100,000 x 116 against 10,000 x 26 and 20,000 x 36
+    scaled = sorted([1.0 * 100_000 * 116 / (10_000 * 26), 4.0 * 100_000 * 116 / (20_000 * 36)])
+    assert est["seconds"] == pytest.approx(sum(scaled) / 2, rel=0.01)
+    # the interval: the smallest and largest of them (wider than ±TIMING_BAND here)
+    assert est["seconds_low"] == pytest.approx(scaled[0], rel=0.01)
+    assert est["seconds_high"] == pytest.approx(scaled[1], rel=0.01)
+
+
+def test_an_hnsw_graph_past_maintenance_work_mem_is_slower_and_said_so():
+    from reindexer import estimate_index
+
+    fits = _index_ws({**HNSW_PLAN, "memory": 2**26}).store.planned
+    spills = {**HNSW_PLAN, "memory": 2**28, "over_memory": "slows"}  # four times the memory: a quarter fits
+    assert estimate_index.memory_factor({**fits, "rows": 1, "dim": 1}) == 1.0
+    factor = estimate_index.memory_factor(spills)
+    assert factor == pytest.approx(0.25 + 0.75 * estimate_index.ONDISK_SLOWDOWN)
+    est = estimate_index.index_estimate(_index_ws(spills), 384, "cosine", {}, 100_000)
+    warning = est["warning"]
+    assert "past about 25,000 rows" in warning and "REINDEX_PG_MAINTENANCE_WORK_MEM=282MB" in warning

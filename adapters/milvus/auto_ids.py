@@ -142,7 +142,7 @@ class MilvusAutoIds(MilvusRows):
         )
         return [int(i) for i in res["ids"]]
 
-    def check_copyable(self, name: str) -> None:
+    def check_copyable(self, name: str, dim: int | None = None) -> None:
         s = self._schema(name, refresh=True)
         pk = next((f for f in self.read_schema(name).fields if f.primary), None)
         if pk is not None and pk.auto_id and not self._explicit_auto_ids():

@@ -32,14 +32,21 @@ An alias
     readers see the old view or the new one, never none.
 
 The ANN index
-    HNSW over ``embedding`` with the operator class of the metric (cosine
+    HNSW, or IVFFlat where the plan asks for it (``--ann-index ivfflat``: index setting
+    ``ann_index``), over ``embedding`` with the operator class of the metric (cosine
     ``vector_cosine_ops``, dot ``vector_ip_ops``, euclid ``vector_l2_ops``), built by
-    ``finish_writes`` after the bulk load, not row by row during it, with the recorded
-    ``hnsw_m`` and ``hnsw_ef_construct`` (pgvector's defaults 16 and 64 otherwise).
-    ``REINDEX_PG_MAINTENANCE_WORK_MEM`` and ``REINDEX_PG_PARALLEL_WORKERS`` set the build's
-    ``maintenance_work_mem`` and ``max_parallel_maintenance_workers``. pgvector indexes a
-    ``vector`` of at most 2,000 dimensions with HNSW, so larger ones are refused before
-    anything is created. ``quantization`` and ``shards`` are recorded, not applied (pgvector
+    ``finish_writes`` after the bulk load, not row by row during it. HNSW takes the recorded
+    ``hnsw_m`` and ``hnsw_ef_construct`` (pgvector's defaults 16 and 64 otherwise); IVFFlat
+    the recorded ``ivf_lists``, else pgvector's advice for the rows loaded (rows / 1000 up to
+    a million, sqrt(rows) above), and ``ivf_probes``, else sqrt(lists), which searches set as
+    ``ivfflat.probes``. What was built (kind, settings, rows, seconds) is recorded in the
+    catalog row under ``reindex.ann_index``: ``describe().ann_index``, ``reindex status``, the
+    apply's report. ``REINDEX_PG_MAINTENANCE_WORK_MEM`` and ``REINDEX_PG_PARALLEL_WORKERS`` set
+    the build's ``maintenance_work_mem`` and ``max_parallel_maintenance_workers``. The plan
+    states the build's time on its own line (``ann_index_plan`` and ``time_index_build``, for
+    reindexer.estimate_index) and refuses an IVFFlat build that would not fit its memory.
+    pgvector indexes a ``vector`` of at most 2,000 dimensions, so larger ones are refused
+    before anything is created. ``quantization`` and ``shards`` are recorded, not applied (pgvector
     0.6 has no ``halfvec``; a PostgreSQL table has no shards).
 
 Payload indexes
@@ -53,23 +60,40 @@ Scores
 Writes
     A batch deletes its ids and copies its rows in with ``COPY ... FROM STDIN (FORMAT BINARY)``,
 
+langchain-postgres' shared table
+    ``PGVector``'s ``langchain_pg_embedding`` holds every collection's rows, keyed by
+    ``collection_id`` (``langchain_pg_collection``); its document id is the key of the whole
+    table. Collection ``kb`` is ``langchain_pg_embedding.kb``, an alias from the start: its
+    live version (``langchain_pg_embedding.kb__v1`` until a cut-over) is the collection's rows
+    in that table, every other version a table of the tool; a cut-over moves the rows in one
+    transaction, never touching another collection's (``shared_table``).
+
 Modules, bottom up: ``layout`` (catalog names, limits, name rules, SQL helpers),
 ``server`` (pgserver's embedded PostgreSQL), ``connection`` (the psycopg connection,
-error mapping, retries, catalog lookups) and ``store`` (``PgvectorStore``, the
-``VectorStore``). Here: ``PgvectorBackend``, which the ``reindexer.backends`` entry
-point names; importing it imports no client library.
+error mapping, retries, catalog lookups), ``tables`` (applications' own tables),
+``store`` (``TableStore``: tables and views), ``shared_table`` (the SQL of the shared
+table) and ``shared_store`` (``PgvectorStore``, the ``VectorStore``). Here:
+``PgvectorBackend``, which the ``reindexer.backends`` entry point names; importing it
+imports no client library.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from reindexer.adapters.addressing import StoreLocation, parse_embedded_path, parse_server_address, secret_from_env
 from reindexer.adapters.backend import Backend
 from reindexer.adapters.base import VectorStore
-from reindexer.adapters.pgvector.layout import MAX_DOC_ID_BYTES, NAME_RULE, check_dim, check_name
-from reindexer.adapters.pgvector.store import PgvectorStore
+from reindexer.adapters.pgvector.layout import (
+    ANN_INDEXES,
+    MAX_DOC_ID_BYTES,
+    NAME_RULE,
+    check_ann_params,
+    check_dim,
+    check_name,
+)
+from reindexer.adapters.pgvector.shared_store import PgvectorStore
 from reindexer.errors import UsageError
 
 __all__ = ["PgvectorBackend", "PgvectorStore"]
@@ -87,12 +111,16 @@ class PgvectorBackend(Backend):
     default_port = 5432
     name_rule = NAME_RULE
     max_doc_id_bytes = MAX_DOC_ID_BYTES
+    ann_indexes = ANN_INDEXES
 
     def validate_collection_name(self, name: str, what: str = "collection") -> None:
         check_name(name, what)
 
     def validate_dim(self, dim: int) -> None:
         check_dim(dim)
+
+    def validate_index_params(self, index_params: dict[str, Any]) -> None:
+        check_ann_params(index_params)
 
     def parse(self, scheme: str, rest: str, base_dir: Path | None) -> StoreLocation:
         if scheme == self.embedded_scheme:

@@ -56,6 +56,7 @@ class PgConnection(VectorStore):
         self._client: Any = None
         self._has_catalog = False
         self._ef_search: int | None = None
+        self._ivfflat_probes: int | None = None
         self._layouts: dict[str, TableLayout] = {}
         self.capabilities = Capabilities(
             atomic_alias_swap=True,
@@ -121,7 +122,7 @@ class PgConnection(VectorStore):
                     "the pgvector backend needs the pgvector package", hint="pip install 'reindexer[pgvector]'"
                 ) from None
             register_vector(conn)
-            self._ef_search = None  # a new session has the server's default
+            self._ef_search = self._ivfflat_probes = None  # a new session has the server's defaults
             self._has_catalog = self._relation_kind(conn, CATALOG) == "r"
             return conn
         except BaseException as exc:

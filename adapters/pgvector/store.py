@@ -1,24 +1,27 @@
-"""``PgvectorStore``: the ``VectorStore`` operations on PostgreSQL tables and views.
+"""``TableStore``: the ``VectorStore`` operations on PostgreSQL tables and views.
 
 Collections are tables (``create_collection`` makes them and records them in the
 catalog), points are rows written by ``COPY``, searches are ``ORDER BY`` the
 metric's distance operator, and an alias is a view repointed in one transaction.
-The connection, the error mapping and the catalog lookups are ``connection.py``'s.
+The connection, the error mapping and the catalog lookups are ``connection.py``'s;
+``shared_store.PgvectorStore`` adds langchain-postgres' shared table on top.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from reindexer.adapters.base import (
     DOC_ID_KEY,
+    META_ANN_INDEX,
     META_INDEX_PARAMS,
     META_PAYLOAD_INDEXES,
+    MODEL_KEY,
     CollectionInfo,
     CollectionSpec,
     Hit,
@@ -29,23 +32,33 @@ from reindexer.adapters.metadata import check_metadata, split_metadata, validate
 from reindexer.adapters.pgvector.connection import PgConnection
 from reindexer.adapters.pgvector.layout import (
     ALIASES,
+    ANN_INDEXES,
     CATALOG,
-    HNSW_DEFAULTS,
     OPS,
+    ann_settings,
+    build_limits,
+    build_memory,
+    build_session,
+    check_ann_params,
     check_dim,
     check_name,
     containment,
     grants,
     index_name,
+    index_sql,
+    ivfflat_kmeans,
     jsonb,
+    parallel_workers,
     point_of,
     psycopg_module,
     score,
     sql_module,
+    time_build,
 )
 from reindexer.adapters.pgvector.tables import (
     TableLayout,
     application_tables,
+    check_columns_copyable,
     create_from_schema,
     id_match,
     payload_of,
@@ -60,7 +73,7 @@ from reindexer.errors import BackendError, ConflictError, UsageError
 log = logging.getLogger(__name__)
 
 
-class PgvectorStore(PgConnection):
+class TableStore(PgConnection):
     """A PostgreSQL database (server or embedded) as a vector store: tables, rows, views."""
 
     # -- collections ---------------------------------------------------------
@@ -84,7 +97,8 @@ class PgvectorStore(PgConnection):
         return self._call(run, "list collections")
 
     def create_collection(self, spec: CollectionSpec) -> None:
-        validate_spec(spec)
+        validate_spec(spec, ANN_INDEXES, "pgvector")
+        check_ann_params(spec.index_params)
         check_name(spec.name)
         check_dim(spec.dim)  # plan refuses it first; this guards other callers
         self._check_new_collection(spec.name, spec.name in self.list_aliases())
@@ -151,6 +165,7 @@ class PgvectorStore(PgConnection):
             metadata=metadata,
             payload_indexes=indexes or {},
             index_params=params or {},
+            ann_index=_built_index(raw),
         )
 
     def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
@@ -183,6 +198,13 @@ class PgvectorStore(PgConnection):
     def holds_point_tags(self, name: str) -> bool:
         layout = self._table_layout(self._target(name)[0])
         return layout.own or layout.tag_column is not None
+
+    def check_copyable(self, name: str, dim: int | None = None) -> None:
+        """An application's table with an identity column is refused before migrate or apply copies it (tables.py)."""
+        target = self._target(name)[0]
+        layout = self._call(lambda: self._layout(target), f"read the columns of {target!r}")
+        if layout is not None:
+            check_columns_copyable(target, layout)
 
     def _table_layout(self, target: str) -> TableLayout:
         layout = self._call(lambda: self._layout(target), f"read the columns of {target!r}")
@@ -282,16 +304,54 @@ class PgvectorStore(PgConnection):
         if batch_size <= 0:
             raise UsageError("batch_size must be positive")
         target = self._target(name)[0]
+        yield from self._table_pages(name, target, self._table_layout(target), batch_size, with_vectors)
+
+    def scroll_untagged(self, name: str, key: str, value: str, batch_size: int = 256) -> Iterator[list[Point]]:
+        """The rows whose ``key`` is missing or another value, found by PostgreSQL: only they leave the server,
+        where the interface's default would read every row's payload to look at its tag (the catch-up's read)."""
+        if batch_size <= 0:
+            raise UsageError("batch_size must be positive")
+        target = self._target(name)[0]
         layout = self._table_layout(target)
+        sql = sql_module()
+        if layout.own:
+            tag = sql.SQL("t.payload -> %s")
+        elif key == MODEL_KEY and layout.tag_column is not None:  # the tag lives in the table's JSON column
+            tag = sql.SQL("CAST({} AS jsonb) -> %s").format(sql.Identifier("t", layout.tag_column))
+        else:  # an application's columns by name: the default's filter
+            yield from super().scroll_untagged(name, key, value, batch_size)
+            return
+        untagged = sql.SQL("{} IS DISTINCT FROM to_jsonb(CAST(%s AS text))").format(tag)
+        yield from self._table_pages(name, target, layout, batch_size, False, untagged, (key, value))
+
+    def _table_pages(
+        self,
+        name: str,
+        target: str,
+        layout: TableLayout,
+        batch_size: int,
+        with_vectors: bool,
+        condition: Any = None,
+        params: tuple[Any, ...] = (),
+    ) -> Iterator[list[Point]]:
+        """Pages of ``target``'s rows (those meeting ``condition``, if given) in key order, each page read after
+        the last key of the one before: no cursor is held open between pages."""
         sql = sql_module()
         key = sql.Identifier("t", layout.id_column)
         query = sql.SQL(
-            "SELECT {} FROM {} t WHERE %s::text IS NULL OR {} > CAST(%s AS {}) ORDER BY {} LIMIT %s"
-        ).format(select_list(layout, with_vectors), sql.Identifier(target), key, sql.SQL(layout.id_type), key)
+            "SELECT {} FROM {} t WHERE (%s::text IS NULL OR {} > CAST(%s AS {})) {} ORDER BY {} LIMIT %s"
+        ).format(
+            select_list(layout, with_vectors),
+            sql.Identifier(target),
+            key,
+            sql.SQL(layout.id_type),
+            sql.SQL("AND {}").format(condition) if condition is not None else sql.SQL(""),
+            key,
+        )
         after: str | None = None
         while True:
             rows = self._call(
-                lambda a=after: self._client.execute(query, (a, a, batch_size)).fetchall(), f"scroll {name!r}"
+                lambda a=after: self._client.execute(query, (a, a, *params, batch_size)).fetchall(), f"scroll {name!r}"
             )
             if rows:
                 yield self._points(layout, rows)
@@ -323,7 +383,7 @@ class PgvectorStore(PgConnection):
             return []
         from pgvector import Vector
 
-        target, dim, metric, _ = self._target(name)
+        target, dim, metric, raw = self._target(name)
         if len(vector) != dim:
             raise UsageError(f"the query vector has {len(vector)} dimensions; {name!r} holds {dim}")
         contained = containment(where)
@@ -346,9 +406,18 @@ class PgvectorStore(PgConnection):
         params.append(k)
         # HNSW returns at most ef_search rows, and a filter is applied after the index scan: both ask for more.
         ef_search = min(1000, max(40, k) * (4 if contained is not None else 1))
+        # IVFFlat scans the recorded probes' lists (pgvector's default is one), four times as many under a filter.
+        built = _built_index(raw)
+        probes = None
+        if built.get("kind") == "ivfflat":
+            probes = min(int(built["lists"]), int(built["probes"]) * (4 if contained is not None else 1))
 
         def run() -> list[Any]:
-            if self._ef_search != ef_search:  # a session setting, sent only when it changes: one round trip a query
+            # session settings, sent only when they change: one round trip a query
+            if probes is not None and self._ivfflat_probes != probes:
+                self._client.execute(sql.SQL("SET ivfflat.probes = {}").format(sql.Literal(probes)))
+                self._ivfflat_probes = probes
+            elif probes is None and self._ef_search != ef_search:
                 self._client.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(ef_search)))
                 self._ef_search = ef_search
             return list(self._client.execute(query, params).fetchall())
@@ -361,46 +430,60 @@ class PgvectorStore(PgConnection):
         return hits
 
     def finish_writes(self, name: str) -> None:
-        """Build the HNSW index once the bulk load is in: far quicker than growing it row by row."""
-        target, _, metric, raw = self._target(name)
+        """Build the ANN index (HNSW, or IVFFlat with its lists learnt from the rows) once the bulk load is in:
+        far quicker than growing it row by row. What was built, over how many rows and in how long, goes into
+        the catalog's metadata (``describe().ann_index``): searches read IVFFlat's probes there."""
+        target, dim, metric, raw = self._target(name)
         if META_INDEX_PARAMS not in raw:
             return  # an application's own table, adopted: its indexes are the application's to make
         _, _, params = split_metadata(raw)
-        settings = {**HNSW_DEFAULTS, **{k: v for k, v in (params or {}).items() if k in HNSW_DEFAULTS}}
         sql = sql_module()
-        index = index_name("hnsw", target)
-        ops = OPS[metric][0]
-        vector = sql.Identifier(self._table_layout(target).vector_column)
+        vector = self._table_layout(target).vector_column
+        names = [index_name(kind, target) for kind in ANN_INDEXES]
 
-        def build() -> float:
+        def build() -> dict[str, Any] | None:
             conn = self._client
-            if conn.execute("SELECT 1 FROM pg_class WHERE relname = %s", (index,)).fetchone():
-                return -1.0
-            started = time.monotonic()
+            if conn.execute("SELECT 1 FROM pg_class WHERE relname = ANY(%s)", (names,)).fetchone():
+                return None
             with conn.transaction():
-                memory = os.environ.get("REINDEX_PG_MAINTENANCE_WORK_MEM")
-                if memory:
-                    conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (memory,))
-                workers = os.environ.get("REINDEX_PG_PARALLEL_WORKERS")
-                if workers:
-                    conn.execute("SELECT set_config('max_parallel_maintenance_workers', %s, true)", (workers,))
+                limits = build_session(conn)
+                count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(target))).fetchone()
+                rows = int(count[0])
+                settings = ann_settings(params or {}, rows)
+                started = time.monotonic()
+                conn.execute(index_sql(index_name(settings["kind"], target), target, vector, metric, settings))
+                seconds = time.monotonic() - started
+                built = {**settings, **limits, "rows": rows, "dim": dim, "seconds": round(seconds, 3)}
+                built["memory"] = build_memory(settings, dim, rows)
+                built["built_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 conn.execute(
-                    sql.SQL(
-                        "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} {}) WITH (m = {}, ef_construction = {})"
-                    ).format(
-                        sql.Identifier(index),
-                        sql.Identifier(target),
-                        vector,
-                        sql.SQL(ops),
-                        sql.Literal(int(settings["hnsw_m"])),
-                        sql.Literal(int(settings["hnsw_ef_construct"])),
-                    )
+                    sql.SQL("UPDATE {} SET metadata = metadata || %s WHERE name = %s").format(sql.Identifier(CATALOG)),
+                    (jsonb({META_ANN_INDEX: json.dumps(built, sort_keys=True)}), target),
                 )
-            return time.monotonic() - started
+            return built
 
-        seconds = self._call(build, f"build the HNSW index of {target!r}")
-        if seconds >= 0:
-            log.info("%s: HNSW index of %s built in %.2fs", self.location, target, seconds)
+        built = self._call(build, f"build the ANN index of {target!r}")
+        if built is not None:
+            log.info("%s: %s index of %s built in %.2fs", self.location, built["kind"], target, built["seconds"])
+
+    def ann_index_plan(self, dim: int, metric: str, index_params: dict[str, Any], rows: int) -> dict[str, Any] | None:
+        settings = ann_settings(index_params, rows)
+        limits = self._call(lambda: build_limits(self._client), "read the index build settings")
+        return {
+            **settings,
+            "memory": build_memory(settings, dim, rows),
+            "maintenance_work_mem": limits["maintenance_work_mem"],
+            # past maintenance_work_mem HNSW goes on building on disk; IVFFlat's k-means stops with an error
+            "over_memory": "slows"
+            if settings["kind"] == "hnsw"
+            else "fails"
+            if ivfflat_kmeans(settings, rows)
+            else None,
+            "parallel_workers": parallel_workers(rows, dim, limits["parallel_workers"]),
+        }
+
+    def time_index_build(self, dim: int, metric: str, settings: dict[str, Any], rows: int) -> float | None:
+        return self._call(lambda: time_build(self._client, dim, metric, settings, rows), "time a small index build")
 
     # -- aliases -------------------------------------------------------------
     def list_aliases(self) -> dict[str, str]:
@@ -471,3 +554,12 @@ class PgvectorStore(PgConnection):
                 )
 
         self._call(drop, f"drop alias {alias!r}")
+
+
+def _built_index(raw: dict[str, Any]) -> dict[str, Any]:
+    """The ANN index ``finish_writes`` recorded in a catalog row's metadata; empty before it built one."""
+    try:
+        built = json.loads(raw.get(META_ANN_INDEX) or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return built if isinstance(built, dict) else {}

@@ -20,9 +20,13 @@ without a JSON column keeps the model in the catalog only (``holds_point_tags``)
 A new version of an application's table is made from ``read_schema``'s
 ``CollectionSchema``: the same columns with their types, defaults and NOT NULL, the
 same primary key and the same other indexes (the ANN index aside: ``finish_writes``
-builds it after the load), the vector column's dimension the plan's. Other
-constraints (CHECK, foreign keys) and triggers are not copied. No connection is
-held here: every function is given one.
+builds it after the load), the vector column's dimension the plan's. A generated
+column (LlamaIndex's hybrid ``text_search_tsv``) is generated again and never
+written; a ``serial`` key's sequence (LlamaIndex's ``id bigserial``) is shared by
+every version and released from the original table (``release_shared_sequences``);
+an identity column, whose sequence cannot be shared, is refused before a copy
+(``check_columns_copyable``). Other constraints (CHECK, foreign keys) and triggers
+are not copied. No connection is held here: every function is given one.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from reindexer.errors import BackendError, UsageError
 #: operator class of an ANN index -> the tool's metric
 _METRIC_OF_OPCLASS = {"vector_cosine_ops": "cosine", "vector_ip_ops": "dot", "vector_l2_ops": "euclid"}
 _JSON_TYPES = ("json", "jsonb")
+#: pg_attribute's attgenerated and attidentity codes
+_GENERATED = {"s": "stored", "v": "virtual"}
+_IDENTITY = {"a": "always", "d": "by default"}
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,13 @@ class Column:
     name: str
     type: str  # format_type: "uuid", "text", "vector(384)", "json", "character varying(20)"
     not_null: bool
-    default: str | None  # the default's expression, as pg_get_expr writes it
+    default: str | None  # the default's expression (a generated column's: its generation), as pg_get_expr writes it
     primary: bool
+    #: "stored" (or PostgreSQL 18's "virtual") for a column computed from others (``GENERATED ALWAYS AS``):
+    #: PostgreSQL writes it, never an INSERT (LlamaIndex's hybrid ``text_search_tsv``)
+    generated: str | None = None
+    #: "always" or "by default" for an identity column (``GENERATED ... AS IDENTITY``)
+    identity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,7 @@ def read_layout(conn: Any, table: str) -> TableLayout | None:
     and a one-column primary key (what a collection is here)."""
     rows = conn.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid), "
-        "coalesce(a.attnum = ANY(i.indkey), false), t.typname, a.atttypmod "
+        "coalesce(a.attnum = ANY(i.indkey), false), t.typname, a.atttypmod, a.attgenerated, a.attidentity "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema() "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
         "JOIN pg_type t ON t.oid = a.atttypid "
@@ -86,7 +98,10 @@ def read_layout(conn: Any, table: str) -> TableLayout | None:
         "WHERE c.relname = %s AND c.relkind = 'r' ORDER BY a.attnum",
         (table,),
     ).fetchall()
-    columns = tuple(Column(str(r[0]), str(r[1]), bool(r[2]), r[3], bool(r[4])) for r in rows)
+    columns = tuple(
+        Column(str(r[0]), str(r[1]), bool(r[2]), r[3], bool(r[4]), _GENERATED.get(r[7]), _IDENTITY.get(r[8]))
+        for r in rows
+    )
     vectors = [(str(r[0]), int(r[6])) for r in rows if r[5] == "vector"]
     keys = [c.name for c in columns if c.primary]
     if len(vectors) != 1 or len(keys) != 1:
@@ -150,7 +165,7 @@ def table_schema(conn: Any, table: str, layout: TableLayout, metric: str) -> Col
         FieldSchema(
             name=c.name,
             kind="vector" if c.name == layout.vector_column else c.type.lower(),
-            params={"dim": layout.dim} if c.name == layout.vector_column else {},
+            params={"dim": layout.dim} if c.name == layout.vector_column else _column_params(c),
             primary=c.primary,
             nullable=not c.not_null,
             default=c.default,
@@ -166,14 +181,44 @@ def table_schema(conn: Any, table: str, layout: TableLayout, metric: str) -> Col
     )
 
 
+def _column_params(c: Column) -> dict[str, str]:
+    """How PostgreSQL fills the column, where it does: ``{"generated": "stored"}``, ``{"identity": "always"}``."""
+    return {k: v for k, v in (("generated", c.generated), ("identity", c.identity)) if v}
+
+
+def check_columns_copyable(table: str, layout: TableLayout) -> None:
+    """Refuse (exit 2) a table whose rows no new version could be given: an identity column's sequence
+    belongs to that column, so no other table can draw its ids from it (release_shared_sequences)."""
+    for c in layout.columns:
+        if c.identity:
+            raise UsageError(
+                f"{table!r}'s column {c.name!r} is an identity column (GENERATED {c.identity.upper()} AS IDENTITY): "
+                "its sequence belongs to that column, so versions of the table cannot share it and the ids the "
+                "application writes into them would collide",
+                hint=f"give {c.name!r} a sequence default instead: ALTER TABLE {table} ALTER COLUMN {c.name} DROP "
+                f"IDENTITY; CREATE SEQUENCE {table}_{c.name}_seq; SELECT setval('{table}_{c.name}_seq', "
+                f"max({c.name})) FROM {table}; ALTER TABLE {table} ALTER COLUMN {c.name} SET DEFAULT "
+                f"nextval('{table}_{c.name}_seq')",
+            )
+
+
 def create_from_schema(conn: Any, table: str, schema: CollectionSchema, dim: int) -> None:
-    """``CREATE TABLE`` with ``schema``'s columns (the vector column of ``dim``), key and other indexes."""
+    """``CREATE TABLE`` with ``schema``'s columns (the vector column of ``dim``), key and other indexes.
+
+    A generated column is generated again (from the same expression); a sequence a default draws
+    from is shared with the table the schema was read from (release_shared_sequences)."""
     sql = sql_module()
     parts = []
     for f in schema.fields:
         kind = f"vector({int(dim)})" if f.name == schema.vector else f.kind
         column = sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(kind))
-        if f.default is not None:
+        if f.params.get("identity"):
+            raise BackendError(f"{f.name!r} is an identity column: a new version cannot share its sequence")
+        if f.params.get("generated"):
+            column = sql.SQL("{} GENERATED ALWAYS AS ({}) {}").format(
+                column, sql.SQL(f.default), sql.SQL(f.params["generated"].upper())
+            )
+        elif f.default is not None:
             column = sql.SQL("{} DEFAULT {}").format(column, sql.SQL(f.default))
         if not f.nullable:
             column = sql.SQL("{} NOT NULL").format(column)
@@ -187,6 +232,38 @@ def create_from_schema(conn: Any, table: str, schema: CollectionSchema, dim: int
                 sql.SQL("UNIQUE " if index.get("unique") else ""), sql.Identifier(table), sql.SQL(index["using"])
             )
         )
+    release_shared_sequences(conn, table)
+
+
+def release_shared_sequences(conn: Any, table: str) -> list[str]:
+    """Make the sequences ``table``'s defaults draw from belong to no table; the ones released.
+
+    A ``serial``/``bigserial`` key (LlamaIndex's ``PGVectorStore``: ``id bigserial``) draws from a
+    sequence ``OWNED BY`` the application's table. A version copies the default
+    (``nextval('data_kb_id_seq'::regclass)``), so every version draws from that one sequence and a
+    row the application writes into any of them gets an id no version holds: the catch-up and a
+    rollback carry rows across with their ids and never meet a second row of the same id. Owned
+    by the original table, though, the sequence would go with it: PostgreSQL refuses to drop that
+    table while another's default depends on its sequence (migrate's drop of the original, gc,
+    forget). Released, it outlives every version; a sequence no default uses any more is the
+    application's to drop.
+    """
+    sql = sql_module()
+    rows = conn.execute(
+        "SELECT DISTINCT n.nspname, s.relname FROM pg_attrdef ad "
+        "JOIN pg_depend uses ON uses.classid = 'pg_attrdef'::regclass AND uses.objid = ad.oid "
+        "AND uses.refclassid = 'pg_class'::regclass "
+        "JOIN pg_class s ON s.oid = uses.refobjid AND s.relkind = 'S' "
+        "JOIN pg_namespace n ON n.oid = s.relnamespace "
+        "JOIN pg_depend owner ON owner.classid = 'pg_class'::regclass AND owner.objid = s.oid "
+        "AND owner.refclassid = 'pg_class'::regclass AND owner.deptype = 'a' "
+        "WHERE ad.adrelid = (SELECT c.oid FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace "
+        "AND cn.nspname = current_schema() WHERE c.relname = %s)",
+        (table,),
+    ).fetchall()
+    for schema_name, sequence in rows:
+        conn.execute(sql.SQL("ALTER SEQUENCE {} OWNED BY NONE").format(sql.Identifier(schema_name, sequence)))
+    return [str(r[1]) for r in rows]
 
 
 # -- rows of an application's table ------------------------------------------------
@@ -241,7 +318,8 @@ def row_of(layout: TableLayout, p: Point, vector: list[float]) -> dict[str, Any]
 def write_rows(conn: Any, table: str, layout: TableLayout, rows: list[dict[str, Any]]) -> None:
     """Replace the rows of these ids by these rows, in the caller's transaction."""
     sql = sql_module()
-    names = [c.name for c in layout.columns if any(c.name in r for r in rows)]
+    # PostgreSQL computes a generated column from the row (the value read is the one it would compute).
+    names = [c.name for c in layout.columns if not c.generated and any(c.name in r for r in rows)]
     columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
     conn.execute(
         sql.SQL("DELETE FROM {} WHERE {} = ANY(CAST(%s AS {}[]))").format(
@@ -249,9 +327,11 @@ def write_rows(conn: Any, table: str, layout: TableLayout, rows: list[dict[str, 
         ),
         ([r[layout.id_column] for r in rows],),
     )
+    # A row rewritten in place (adopt's tags) keeps its id, also where the id is GENERATED ALWAYS AS IDENTITY.
+    overriding = "OVERRIDING SYSTEM VALUE " if any(c.identity == "always" for c in layout.columns) else ""
     conn.execute(
-        sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM jsonb_populate_recordset(NULL::{t}, %s)").format(
-            t=sql.Identifier(table), c=columns
+        sql.SQL("INSERT INTO {t} ({c}) {o}SELECT {c} FROM jsonb_populate_recordset(NULL::{t}, %s)").format(
+            t=sql.Identifier(table), c=columns, o=sql.SQL(overriding)
         ),
         (jsonb(rows),),
     )

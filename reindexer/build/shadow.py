@@ -11,7 +11,7 @@ Not to be confused with reindexer.shadow, which mirrors live queries to a built 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reindexer.build.incremental import open_sync_source
@@ -27,6 +27,7 @@ from reindexer.build.steps import (
 from reindexer.carried_vectors import carry_other_vectors
 from reindexer.errors import DriftError
 from reindexer.estimate import record_run
+from reindexer.estimate_index import record_build
 from reindexer.idset import IdSet
 from reindexer.model_registry import embedder_for
 from reindexer.planner import Plan
@@ -56,25 +57,38 @@ class ShadowBuild:
     delete_missing: bool
     executor: str = "local"
     ray_address: str | None = None
+    #: The ANN index this run built after the load, as the store recorded it (``CollectionInfo.ann_index``);
+    #: None where the store indexes as it writes, or the index was there already.
+    index_build: dict[str, Any] | None = field(default=None, init=False)
 
     def run(self) -> tuple[SyncStats, IdSet | set[str]]:
         """The build's stats and the ids the source yielded in its last pass; the run records any failure."""
         ws, shadow, plan = self.ws, self.shadow, self.plan
         live = shadow.live
+        physical = shadow.version.physical_name
         create_physical(ws, shadow.lc, shadow.version, shadow.model, like=live.physical_name if live else None)
         run = start_run(ws, shadow.version, "copy" if plan.mode == "copy" else "build", plan.id)
         spec = SourceSpec.from_dict(plan.source)
         total = SyncStats()
         try:
+            index_before = ws.store.describe(physical).ann_index
             if plan.mode == "copy":
                 total.add(self._copy_live(run))
             embedder = self._embedder()
             started = time.perf_counter()
             seen = self._passes(spec, embedder, run, total)
             if live is not None and plan.mode != "copy":
-                carry_other_vectors(ws.store, live.physical_name, shadow.version.physical_name, ws.batch_size)
+                carry_other_vectors(ws.store, live.physical_name, physical, ws.batch_size)
+            if self.executor == "ray" or total.changed == 0:
+                # Ray's writers, and a resumed run that wrote nothing, never settled the store: a store that
+                # builds its ANN index after the load (pgvector) builds it now.
+                ws.store.finish_writes(physical)
+            self.index_build = self._index_built(index_before)
             finish_run(ws, run)
-            self._record_rate(embedder, total, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            if self.index_build and plan.mode != "copy":  # the estimate states the index build on its own line
+                seconds -= float(self.index_build.get("seconds") or 0.0)
+            self._record_rate(embedder, total, seconds)
         except BaseException as exc:
             finish_run(ws, run, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -141,6 +155,14 @@ class ShadowBuild:
         finally:
             source.close()
         return stats, ids
+
+    def _index_built(self, before: dict[str, Any]) -> dict[str, Any] | None:
+        """The ANN index the store recorded since ``before``, recorded in turn for later plans' estimates."""
+        after = self.ws.store.describe(self.shadow.version.physical_name).ann_index
+        if not after or after.get("built_at") == before.get("built_at"):
+            return None
+        record_build(self.ws.state, self.ws.store_url, after)
+        return after
 
     def _record_rate(self, embedder: Any, total: SyncStats, seconds: float) -> None:
         """What later plans of this model estimate from (reindexer.estimate); a Ray build's rate is the

@@ -84,6 +84,8 @@ class ApplyResult:
     version: int | None
     physical: str | None
     stats: dict[str, int] = field(default_factory=dict)
+    #: The ANN index the build made after the load (pgvector): kind, settings, rows, seconds; None elsewhere.
+    index_build: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None
     cut_over: bool = False
     live: str | None = None
@@ -364,7 +366,7 @@ def _open_shadow(ws: Workspace, plan: Plan, version: IndexVersion | None, cutove
         return Shadow(lc, live, version, model)
     lc, live, model = check_plan(ws, plan)
     if live is not None:
-        ws.store.check_copyable(live.physical_name)
+        ws.store.check_copyable(live.physical_name, plan.to_version["dim"])
     version = ws.state.save(
         IndexVersion(
             collection_id=lc.id,
@@ -390,6 +392,7 @@ def _build_and_verify(build: ShadowBuild, result: ApplyResult, full: bool = Fals
     ws, shadow, plan = build.ws, build.shadow, build.plan
     stats, source_ids = build.run()
     result.stats = stats.__dict__
+    result.index_build = build.index_build
     ws.state.set_status(shadow.version, "built", point_count=ws.store.count(shadow.version.physical_name))
     try:
         report = verify_version(ws, shadow.lc, shadow.version, shadow.model, source_ids, full=full)

@@ -80,8 +80,10 @@ def status(ws: Workspace, collection: str | None = None) -> list[dict[str, Any]]
         if live is not None:
             row["live"] = _version_row(ws, live)
             row["live"]["count"] = store.count(live.physical_name)
-            meta = store.describe(live.physical_name).metadata
-            row["live"]["tagged_model"] = meta.get("reindex.model")
+            info = store.describe(live.physical_name)
+            row["live"]["tagged_model"] = info.metadata.get("reindex.model")
+            # the ANN index a store built after the load (pgvector): kind, settings, rows, seconds
+            row["live"]["ann_index"] = info.ann_index or None
         out.append(row)
     if collection is None:
         aliases = store.list_aliases()

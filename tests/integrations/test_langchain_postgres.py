@@ -7,15 +7,20 @@ langchain_metadata json``) on ``pgvector+local`` (pgserver's PostgreSQL), reache
 application over its own driver (SQLAlchemy and asyncpg) and by name. The tool adopts the
 table as it is (the model tag goes into ``langchain_metadata``), ``migrate`` turns the name
 into a view over ``kb__v2``, and the new model version is the same MiniLM truncated to 256
-dimensions. A reader runs SQL through the view the whole time the view is repointed (a
-dimension change both ways) and no query of it fails.
+dimensions. It is evaluated against the live version on judged queries (the corpus's qrels, in
+the rows' ``langchain_id``) and cut over only through a gate: a gate asking for a gain refuses
+first (exit 6) and leaves the view where it was. A reader runs SQL through the view the whole
+time the view is repointed (a dimension change both ways) and no query of it fails.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,15 +28,22 @@ pytest.importorskip("langchain_postgres", reason="pip install langchain-postgres
 pytest.importorskip("pgvector", reason="pip install 'reindexer[pgvector]' for the pgvector tests")
 
 from reindexer import commands  # noqa: E402
+from reindexer.ab import Judgements  # noqa: E402
 from reindexer.adapters.base import MODEL_KEY  # noqa: E402
 from reindexer.commands import sync, verify  # noqa: E402
 from reindexer.config import Config  # noqa: E402
+from reindexer.errors import EXIT_GATE_REFUSED, GateRefusedError  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 from tests.integrations.embeddings import TRUNCATED  # noqa: E402
 
 pytestmark = pytest.mark.slow  # two model versions over a real framework store
 
 N = 20
+N_QUERIES = 6
+#: the cut-over's gate: the 256-dimension cut may lose a little nDCG on these few queries, not more
+GATE = "ndcg@10 >= -0.1"
+#: a gate asking for a gain that the truncation cannot show: it refuses the cut-over
+STRICT = "ndcg@10 significantly better at p < 0.05"
 WRITES = [
     "Zebras cross the Mara river every year in search of fresh grazing.",  # after adopt and migrate
     "A sourdough starter needs flour, water and a warm kitchen.",  # after the shadow is built
@@ -48,6 +60,33 @@ def _ws(tmp_path: Path) -> Workspace:
             batch_size=8,
         )
     )
+
+
+def _corpus(demo_corpus) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, int]]]:
+    """``N`` documents holding every relevant document of the first ``N_QUERIES`` queries, and those queries."""
+    qids = list(demo_corpus.queries)[:N_QUERIES]
+    qrels = {q: dict(demo_corpus.qrels[q]) for q in qids}
+    by_id = demo_corpus.doc_by_id()
+    wanted = list(dict.fromkeys(d for q in qids for d in qrels[q]))
+    wanted += [d["id"] for d in demo_corpus.documents if d["id"] not in wanted][: N - len(wanted)]
+    return [by_id[d] for d in wanted], {q: demo_corpus.queries[q] for q in qids}, qrels
+
+
+def _row_id(doc_id: str) -> str:
+    """The ``langchain_id`` the application gives a corpus document (the tool's document id of its row)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, doc_id))
+
+
+def _judgements(queries, qrels, folder: Path) -> tuple[Judgements, Path, Path]:
+    """The corpus's qrels in the rows' ids, in memory and as the files ``reindex eval`` reads."""
+    judged = {q: {_row_id(d): grade for d, grade in rels.items()} for q, rels in qrels.items()}
+    queries_file, qrels_file = folder / "queries.jsonl", folder / "qrels.tsv"
+    queries_file.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    with qrels_file.open("w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["query-id", "corpus-id", "score"])
+        w.writerows([q, doc_id, grade] for q, rels in judged.items() for doc_id, grade in rels.items())
+    return Judgements(queries, judged, "the corpus's qrels"), queries_file, qrels_file
 
 
 def _app_url(ws: Workspace) -> str:
@@ -73,9 +112,9 @@ class App:
 
         self.engine = PGEngine.from_connection_string(url=url)
 
-    def build(self, embeddings, texts, metadatas) -> None:
+    def build(self, embeddings, texts, metadatas, ids) -> None:
         self.engine.init_vectorstore_table(table_name="kb", vector_size=384)
-        self.open(embeddings).add_texts(texts, metadatas=metadatas)
+        self.open(embeddings).add_texts(texts, metadatas=metadatas, ids=ids)
 
     def open(self, embeddings):
         from langchain_postgres import PGVectorStore
@@ -145,12 +184,13 @@ def _payloads(ws, physical) -> dict[str, dict]:
 def test_a_langchain_postgres_application_through_a_model_change(
     tmp_path, minilm_path, minilm, minilm_256, demo_corpus
 ):
-    texts = [d["text"] for d in demo_corpus.documents[:N]]
+    docs, judged_queries, qrels = _corpus(demo_corpus)
+    texts = [d["text"] for d in docs]
     metadatas = [{"source": f"s{i % 3}"} for i in range(N)]
-    queries = list(demo_corpus.queries.values())[:4]
+    queries = list(judged_queries.values())[:4]
     with _ws(tmp_path) as ws:
         app = App(_app_url(ws))
-        app.build(minilm, texts, metadatas)
+        app.build(minilm, texts, metadatas, [_row_id(d["id"]) for d in docs])
         running = app.open(minilm)  # started before the tool came, never restarted
         before = [App.search(running, q, 4) for q in queries]
         original, payloads = ws.store.read_schema("kb"), _payloads(ws, "kb")
@@ -177,9 +217,21 @@ def test_a_langchain_postgres_application_through_a_model_change(
         added.append(App.add(app.open(minilm), WRITES[1]))  # into v2, still live
         live_ids = _ids(ws, "kb__v2")
 
+        # The gate judges v3 against the live v2 on the corpus's qrels; one asking for a gain refuses.
+        judgements, queries_file, qrels_file = _judgements(judged_queries, qrels, tmp_path)
+        _, _, decisions = commands.evaluate_versions(
+            ws, "kb", str(queries_file), str(qrels_file), versions="live,v3", gate=GATE
+        )
+        assert decisions["v3"].passed, decisions["v3"].reasons
+        with pytest.raises(GateRefusedError) as refused:
+            commands.apply(ws, plan, judgements=judgements, gate=STRICT)
+        assert refused.value.exit_code == EXIT_GATE_REFUSED and "refused promoting v3" in refused.value.message
+        assert ws.store.resolve("kb") == "kb__v2" and ws.store.count("kb__v3") == N + 1
+
         with ViewReader(ws) as reader:
-            moved = commands.cutover(ws, "kb")
-            assert moved["live"] == "kb__v3" and moved["caught_up"] == {"embedded": 1, "deleted": 0}
+            moved = commands.apply(ws, plan, judgements=judgements, gate=GATE)  # the gated cut-over
+            assert moved.gate["passed"] and moved.cut_over and moved.live == "kb__v3"
+            assert moved.stats["caught_up"] == 1
             assert _ids(ws, "kb__v3") == live_ids and verify(ws, "kb").ok
             after = app.open(minilm_256)
             _finds(after, WRITES[:2], added)

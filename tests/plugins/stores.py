@@ -49,8 +49,9 @@ CUSTOM_REASON = "set REINDEX_TEST_STORE_URL to run the contract suite on another
 
 EMBEDDED_KINDS = ("qdrant-local", "milvus-lite")
 SERVER_KINDS = ("milvus-server", "qdrant-server", "pgvector-server")
-# pgvector+local is a data folder too, but no lock holds it to one process, and the crash, pipeline and
-# scale tests (which take EMBEDDED_KINDS) do not cover it yet: the contract suite alone gets it.
+# pgvector+local is a data folder too, but no lock holds it to one process. The crash, pipeline and scale
+# tests (which take EMBEDDED_KINDS) leave pgvector out, for the suite's time: tests/test_pgvector_flow.py
+# walks every verb and the kill points on it instead, on the session's server and once on pgvector+local.
 FOLDER_KINDS = (*EMBEDDED_KINDS, "pgvector-local")
 
 
