@@ -15,8 +15,10 @@ The sample is drawn at random from the whole source in the plan's one pass over 
 lengths measured with the model's own tokenizer at its window, and the encode timed after an untimed
 warm-up, in length-sorted batches of the build's batch size, as the pipeline
 (reindexer/build/stream.py) encodes them. The cost per token slot is then applied to the corpus's
-tokens. What the store adds (writes, the ledger, an index the store builds as it goes) is the non-
-encode time per document of earlier runs on this store and device, any model, else a flat factor.
+tokens. The vectors of the warm-up and the timed batches are kept for the build, which in the same
+process takes them instead of encoding those documents again (reindexer.vector_memo). What the
+store adds (writes, the ledger, an index the store builds as it goes) is the non-encode time per
+document of earlier runs on this store and device, any model, else a flat factor.
 Not here: reading the plan's inputs (reindexer/plan_inputs.py).
 """
 
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 
 from reindexer.state.models import iso, utcnow
 from reindexer.state.store import StateStore
+from reindexer.vector_memo import memos_of, rate_key, take_reused
 
 T = TypeVar("T")
 
@@ -96,6 +99,9 @@ def record_run(
     state: StateStore, fingerprint: str, device: str, store_url: str, docs: int, seconds: float, embed_seconds: float
 ) -> dict[str, Any] | None:
     """Remember one apply's rate; returns the entry, or None when the run was too small to say anything."""
+    # encode time a plan's sample spent on documents this build then took: a build that encodes them runs this long
+    reused = take_reused(rate_key(fingerprint, device, store_url))
+    seconds, embed_seconds = seconds + reused, embed_seconds + reused
     if docs < MIN_DOCS or seconds <= 0:
         return None
     entry = {
@@ -168,12 +174,15 @@ def time_batches(embedder: Any, texts: Sequence[str], lengths: Sequence[int]) ->
     size = max(int(embedder.batch_size or 1), 1)
     seconds: list[float] = []
     slots: list[int] = []
+    memos = memos_of(embedder)
     for start in range(0, len(order), size):
-        batch = order[start : start + size]
+        batch = [texts[i] for i in order[start : start + size]]
         began = time.perf_counter()
-        embedder.embed_documents([texts[i] for i in batch])
+        vectors = embedder.embed_documents(batch)
         seconds.append(time.perf_counter() - began)
-        slots.append(len(batch) * max(lengths[i] for i in batch))
+        slots.append(len(batch) * max(lengths[i] for i in order[start : start + size]))
+        if memos is not None:  # a build in this process takes them instead of encoding them again
+            memos.sample.keep(batch, vectors, seconds[-1])
     return SampleTiming(docs=len(texts), seconds=seconds, slots=slots)
 
 
@@ -295,9 +304,17 @@ def build_estimate(ws: Any, model: Any, docs: int, sample: list[str]) -> dict[st
         return est
     embedder = embedder_for(model, device=device, batch_size=ws.embed_batch_size)
     lengths = embedder.token_lengths(sample)
-    embedder.embed_documents(sample[:WARMUP])
     timed = max(TIMED_MIN, TIMED_BATCHES * int(embedder.batch_size or 1))
+    memos = memos_of(embedder)
+    if memos is not None:
+        memos.sample.clear()  # this plan's sample replaces an earlier plan's
+    # the warm-up on texts beyond the timed ones where there are: the build takes their vectors too
+    start = timed if len(sample) >= timed + WARMUP else 0
+    vectors = embedder.embed_documents(sample[start : start + WARMUP])
     timing = time_batches(embedder, sample[:timed], lengths[:timed])
+    if memos is not None:  # at the timed cost: the warm-up's own time is lazy initialisation
+        slots = len(vectors) * max(lengths[start : start + WARMUP], default=0)
+        memos.sample.keep(sample[start : start + WARMUP], vectors, timing.seconds_per_slot * slots)
     window = getattr(embedder.model, "max_seq_length", None)
     est = from_sample(timing, lengths, window, docs, embedder.device_label, store_runs(ws.state, ws.store_url, device))
     est["precision"] = embedder.precision

@@ -5,7 +5,9 @@
   leave this thread. The ids seen go to an IdSet (reindexer.idset), on disk beyond 200,000.
 - **batch**: documents to embed fill a window of many batches, sorted there by token length
   so that each encode call pads little (sentence-transformers sorts only within one call).
-- **embed**, on the calling thread (where a GPU context lives): one encode call per batch.
+- **embed**, on the calling thread (where a GPU context lives): one encode call per batch. Documents
+  the plan's estimate embedded in this process are taken from it, not encoded again, and a
+  version's first vectors are kept for its verification (reindexer.vector_memo).
 - **write**, on ``store.capabilities.write_concurrency`` threads: each window goes back to
   source order and is written in batches, several in flight; a batch's ledger rows are
   recorded after its upsert returns, one recorder at a time, so the ledger stays the
@@ -36,6 +38,7 @@ from reindexer.lexical import LexicalEncoder, StoredLexical
 from reindexer.sources.base import Document
 from reindexer.state import IndexVersion, ModelVersion, Run
 from reindexer.state.models import saved_id
+from reindexer.vector_memo import Taken, memos_of, note_reused, rate_key
 from reindexer.workspace import Workspace
 
 
@@ -53,6 +56,11 @@ def store_points(
         for point, sparse in zip(points, lexical.documents([d.text for d in docs]), strict=True):
             point.other_vectors = {**point.other_vectors, name: sparse}
     return points
+
+
+def memo_owner(ws: Workspace, version: IndexVersion) -> tuple[str, str]:
+    """Whose vectors a model's ``built`` memo holds (reindexer.vector_memo): one version of one store."""
+    return (ws.store_url, version.physical_name)
 
 
 def lexical_encoder(version: IndexVersion) -> LexicalEncoder | None:
@@ -118,6 +126,7 @@ class Pipeline:
         self._in_flight: deque[Future] = deque()
         self._ledger_hits = 0
         self.lexical = lexical_encoder(version)
+        self._memo_owner = memo_owner(ws, version)
 
     # -- the pass -----------------------------------------------------------
     def run(self, source: Iterable[Document], delete_missing: bool = True, seen: IdSet | None = None) -> PipelineResult:
@@ -232,20 +241,42 @@ class Pipeline:
     def _embed_and_write(self, window: list[tuple[Document, str]], pool: ThreadPoolExecutor) -> None:
         embedder = self.encoder()
         self._batch = batch = embedder.batch_size
+        texts = [d.text for d, _ in window]
+        memos = memos_of(embedder)
+        # The plan's timed sample, embedded in this process moments ago, is taken rather than encoded
+        # again; this version's first vectors are kept for its verification (reindexer.vector_memo).
+        taken = memos.sample.take(texts) if memos is not None else Taken()
+        reused = taken.rows
+        if reused:  # the rate this build records is that of encoding them here (reindexer.estimate.record_run)
+            note_reused(rate_key(self.model.fingerprint, embedder.device, self.ws.store_url), taken.seconds)
+        if memos is not None and memos.built.owner != self._memo_owner:
+            memos.built.clear(self._memo_owner)
+        todo = [i for i in range(len(window)) if i not in reused]
         # The tokenizer's length, not characters (sentence-transformers' own key): on the demo abstracts
         # in batches of 64, a window sorted by characters still pads 15% of its slots, by tokens 2%
         # (docs/benchmarks.md); tokenizing costs a fraction of a percent of the encode.
-        lengths = embedder.token_lengths([d.text for d, _ in window])
-        order = sorted(range(len(window)), key=lengths.__getitem__)
+        lengths = embedder.token_lengths([texts[i] for i in todo]) if todo else []
+        order = [todo[j] for j in sorted(range(len(todo)), key=lengths.__getitem__)]
         vectors: np.ndarray | None = None
+        if reused:
+            vectors = np.empty((len(window), next(iter(reused.values())).shape[0]), dtype=np.float32)
+            for i, row in reused.items():
+                vectors[i] = row
+            if memos is not None:
+                memos.built.keep([texts[i] for i in reused], vectors[list(reused)])
+            self.result.embedded += len(reused)
+            self.advance(len(reused))
         for start in range(0, len(order), batch):
             part = order[start : start + batch]
+            part_texts = [texts[i] for i in part]
             began = time.perf_counter()
-            got = embedder.embed_documents([window[i][0].text for i in part])
+            got = embedder.embed_documents(part_texts)
             self.result.embed_seconds += time.perf_counter() - began
             if vectors is None:
                 vectors = np.empty((len(window), got.shape[1]), dtype=np.float32)
             vectors[part] = got
+            if memos is not None:
+                memos.built.keep(part_texts, got)
             self.result.embedded += len(part)
             self.advance(len(part))
         assert vectors is not None

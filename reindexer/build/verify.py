@@ -9,9 +9,10 @@ ledger are looked up in the store (present, tagged with this model), and the led
 checked against the source's, so that the time does not grow with the store's size; the report
 states how many points it checked and the chance it had of finding a given fraction of bad ones.
 Both check the collection's query-side metadata and re-embed a small sample to compare its vectors
-(and its BM25 vectors, where the version keeps a lexical index). It only reports (``VerifyReport``);
-``require_verified`` turns a failed report into the error a verb raises. Nothing here repairs: a
-failed shadow is left for inspection.
+(and its BM25 vectors, where the version keeps a lexical index); right after a build in the same
+process, the vectors that build made of those texts stand for the re-embedding (reindexer.vector_memo).
+It only reports (``VerifyReport``); ``require_verified`` turns a failed report into the error a verb
+raises. Nothing here repairs: a failed shadow is left for inspection.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from reindexer.adapters.base import MODEL_KEY, VectorStore
 from reindexer.build.steps import version_text_field
-from reindexer.build.stream import lexical_encoder
+from reindexer.build.stream import lexical_encoder, memo_owner
 from reindexer.embedding import Embedder
 from reindexer.encoders import model_metadata
 from reindexer.errors import VerificationError
@@ -39,6 +40,7 @@ from reindexer.sampling import Reservoir
 from reindexer.sources.base import extract_text
 from reindexer.state import IndexVersion, LogicalCollection, ModelVersion
 from reindexer.state.models import saved_id
+from reindexer.vector_memo import encode_reusing, memos_of
 from reindexer.vectors import cosine_rows
 from reindexer.workspace import Workspace
 
@@ -88,6 +90,8 @@ class VerifyReport:
     # Query-side keys the collection's metadata lacks or has wrong (versions tagged by older releases).
     stale_metadata: list[str] = field(default_factory=list)
     sample_size: int = 0
+    # Of the sample, how many vectors came from this process's build of the version rather than a new encode.
+    sample_from_build: int = 0
     sample_min_cosine: float | None = None
     # Sampled points whose stored BM25 vector is not the one their text makes (a version with a lexical index).
     stale_lexical: list[str] = field(default_factory=list)
@@ -166,6 +170,7 @@ class VerifyReport:
             "source_count": self.source_count,
             "problems": self.problems(),
             "sample_size": self.sample_size,
+            "sample_from_build": self.sample_from_build,
             "sample_min_cosine": self.sample_min_cosine,
             "sample_floor": self.sample_floor,
             "checked": self.checked,
@@ -389,7 +394,12 @@ def _check_sample(
                 report.stale_lexical.append(p.doc_id)
     if texts:
         embedder = embedder or embedder_for(model, device=ws.config.device, batch_size=ws.embed_batch_size)
-        fresh = embedder.embed_documents(texts)
+        # Vectors this process's build made of these very texts with these weights are the model's vectors
+        # of them: taken, not encoded again (reindexer.vector_memo); a text the build did not embed as
+        # stored (another text field, a changed payload) is not found there and is embedded now.
+        memos = memos_of(embedder)
+        kept = memos.built if memos is not None and memos.built.owner == memo_owner(ws, version) else None
+        fresh, report.sample_from_build = encode_reusing(embedder, kept, texts)
         report.sample_floor = reembed_min_cosine(ModelSettings.from_dict(model.settings))
         report.sample_size = len(texts)
         report.sample_min_cosine = float(cosine_rows(np.asarray(stored), fresh).min())
