@@ -8,11 +8,16 @@ an untyped ``vector`` column) on ``pgvector+local``, reached by the application 
 migrate: the name is an alias from the start), built again with MiniLM truncated to 256 dimensions, cut
 over and rolled back while one reader runs PGVector's query shape in SQL against ``kb`` and another
 searches ``notes`` through PGVector. ``notes``' rows are hashed with their ``xmin`` (a row rewritten with the
-same values would change it) before the tool starts and after it has finished.
+same values would change it) before the tool starts and after it has finished. A cut-over of ``kb`` killed
+at each side of its one transaction (the move of the rows) is repaired by the operator's next command.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,7 +26,7 @@ import pytest
 pytest.importorskip("langchain_postgres", reason="pip install langchain-postgres (the test extra)")
 pytest.importorskip("pgvector", reason="pip install 'reindexer[pgvector]' for the pgvector tests")
 
-from reindexer import commands  # noqa: E402
+from reindexer import commands, killpoints  # noqa: E402
 from reindexer.adapters.base import CollectionSpec, Point  # noqa: E402
 from reindexer.commands import sync, verify  # noqa: E402
 from reindexer.config import Config  # noqa: E402
@@ -245,3 +250,58 @@ def test_a_typed_shared_column_refuses_a_version_of_another_dimension(tmp_path):
         assert {d.id for d in store.similarity_search_by_vector([1.0] * 8, k=3)} == {"1", "2", "3"}
         assert ws.store.count(KB) == 3 and ws.store.count(f"{KB}__v1") == 3
         assert sql.execute("SELECT DISTINCT vector_dims(embedding) FROM langchain_pg_embedding").fetchall() == [(8,)]
+
+
+def _killed(tmp_path: Path, point: str, *args: str) -> None:
+    """``reindex ARGS`` in a new process on the test's store and state, SIGKILLed at ``point``."""
+    env = {
+        **os.environ,
+        "REINDEX_STORE": f"pgvector+local:{tmp_path / 'pg'}",
+        "REINDEX_STATE": f"sqlite:///{tmp_path}/state.db",
+        "REINDEX_PROGRESS": "0",
+        killpoints.ENV: point,
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "reindexer.cli", "--yes", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+
+
+def test_a_cutover_of_a_shared_collection_killed_at_its_move_is_repaired_by_the_next_command(
+    tmp_path, minilm_path, minilm, demo_corpus
+):
+    """Killed before the move: nothing moved, v1 stays live and the next cut-over goes through. Killed after the
+    move's transaction committed, before the state records it: the rows in the shared table are v2's, and the
+    next command (status) records v2 live from what the store says; a rollback then moves v1's rows back."""
+    texts = [d["text"] for d in demo_corpus.documents[: N + 3]]
+    with _ws(tmp_path) as ws, _connect(ws) as sql:
+        app = App(ws)
+        app.open("kb", minilm).add_texts(texts[:N], ids=[f"kb-{i}" for i in range(N)])
+        app.open("notes", minilm).add_texts(texts[N:], ids=[f"note-{i}" for i in range(3)])
+        untouched = sql.execute(NOTES_HASH).fetchone()
+        commands.adopt(ws, KB, str(minilm_path), text_field="document")
+        plan = commands.plan(ws, KB, model_path=str(minilm_path), estimate=False, settings=TRUNCATED)
+        commands.apply(ws, plan, cutover=False)
+        kb_ids = _ids(ws, KB)
+
+    _killed(tmp_path, "before-alias-swap", "cutover", KB)
+    with _ws(tmp_path) as ws, _connect(ws) as sql:
+        assert _dims(sql, "kb") == [384] and ws.store.resolve(KB) == f"{KB}__v1"
+        [row] = commands.status(ws, KB)
+        assert row["live"]["physical"] == f"{KB}__v1" and [s["physical"] for s in row["shadows"]] == [f"{KB}__v2"]
+
+    _killed(tmp_path, "after-alias-swap", "cutover", KB)
+    with _ws(tmp_path) as ws, _connect(ws) as sql:
+        assert _dims(sql, "kb") == [256] and ws.store.resolve(KB) == f"{KB}__v2"  # moved; the state lags
+        [row] = commands.status(ws, KB)  # the next command records what the store says
+        assert row["live"]["physical"] == f"{KB}__v2" and [r["physical"] for r in row["retired"]] == [f"{KB}__v1"]
+        assert [(r["kind"], r["recorded"]) for r in row["repairs"]] == [("completed", True)]
+        assert _ids(ws, KB) == _ids(ws, f"{KB}__v1") == kb_ids and commands.verify(ws, KB).ok
+        assert commands.rollback(ws, KB)["live"] == f"{KB}__v1"
+        assert _dims(sql, "kb") == [384] and _ids(ws, KB) == kb_ids and commands.verify(ws, KB).ok
+        assert sql.execute(NOTES_HASH).fetchone() == untouched
