@@ -17,6 +17,10 @@ rows a build records (the catch-up reads payloads, tags and ledgers, never vecto
 4. ``cutover --to v2`` after the application deleted one point: a deletion leaves nothing to
    find, so the count check sends this one through the full pass (what every catch-up was before).
 
+``--stores milvus-server`` runs the same against a Milvus standalone started for the run (the
+``milvus`` package; run the benchmark in a loopback-only network namespace, docs/benchmarks.md),
+emptied between sizes.
+
 Each command's JSON says how its catch-up went (``catch_up``), which the table shows.
 Prints one JSON line per store and size, then a table; exits 1 when a command fails or an
 application's write is missing from the version the alias reaches.
@@ -25,6 +29,7 @@ application's write is missing from the version the alias reaches.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -35,18 +40,36 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.incremental import log, write_jsonl  # noqa: E402
-from benchmarks.throughput import short_documents, tiny_model  # noqa: E402
+from benchmarks.throughput import MilvusStandalone, short_documents, tiny_model  # noqa: E402
 
 COLLECTION = "docs"
 STORES = ("qdrant+local", "milvus+lite")
+SERVER = "milvus-server"
 SEED_CHUNK = 2000
 
 
-def store_url(kind: str, folder: Path) -> str:
+def store_url(kind: str, folder: Path, server: str | None = None) -> str:
+    if kind == SERVER:
+        assert server is not None, "a Milvus standalone is started for --stores milvus-server"
+        return server
     return f"qdrant+local:{folder / 'qdrant'}" if kind == "qdrant+local" else f"milvus+lite:{folder / 'milvus.db'}"
+
+
+def empty_server(url: str) -> None:
+    """Drop what one size left on the server (the alias, then the versions), so that the next starts bare."""
+    from reindexer.adapters import open_store
+
+    with open_store(url) as store:
+        if store.get_alias(COLLECTION) is not None:
+            store.drop_alias(COLLECTION)
+        for name in store.list_collections():
+            if name.startswith(f"{COLLECTION}__"):
+                store.drop_collection(name)
 
 
 def _env(url: str, folder: Path) -> dict[str, str]:
@@ -93,15 +116,17 @@ def make_world(url: str, folder: Path, docs: int, real: int, model: str) -> None
         commands.apply(ws, plan, cutover=False)
         lc = ws.state.get_collection(ws.store_url, COLLECTION)
         versions = [(v, ws.state.model_of(v)) for v in ws.state.versions(lc.id)]
-        rng = random.Random(0)
+        rng = np.random.default_rng(0)
         rest = list(short_documents(docs))[real:]
         for start in range(0, len(rest), SEED_CHUNK):
             chunk = rest[start : start + SEED_CHUNK]
             rows = [(d["id"], content_hash(d["text"], {"text": d["text"]})) for d in chunk]
             for version, model_version in versions:
+                vectors = rng.standard_normal((len(chunk), version.dim), dtype=np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 points = [
-                    Point(d["id"], _unit(rng, version.dim), {"text": d["text"], MODEL_KEY: model_version.short})
-                    for d in chunk
+                    Point(d["id"], v, {"text": d["text"], MODEL_KEY: model_version.short})
+                    for d, v in zip(chunk, vectors.tolist(), strict=True)
                 ]
                 ws.store.upsert(version.physical_name, points)
                 ws.state.record_batch(version.id, model_version.fingerprint, rows)
@@ -157,10 +182,10 @@ def missing_writes(url: str, folder: Path, ids: list[str]) -> list[str]:
     return [i for i in ids if i not in found]
 
 
-def measure(kind: str, docs: int, writes: int, real: int, root: Path) -> dict[str, Any]:
+def measure(kind: str, docs: int, writes: int, real: int, root: Path, server: str | None = None) -> dict[str, Any]:
     folder = root / f"{kind.replace('+', '_')}-{docs}"
     folder.mkdir(parents=True)
-    url = store_url(kind, folder)
+    url = store_url(kind, folder, server)
     began = time.perf_counter()
     make_world(url, folder, docs, real, tiny_model(root))
     out: dict[str, Any] = {
@@ -209,18 +234,26 @@ def render(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks/liveness.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="10000,100000", help="points per collection, comma-separated")
-    p.add_argument("--stores", default=",".join(STORES), help="embedded stores, comma-separated")
+    p.add_argument(
+        "--stores",
+        default=",".join(STORES),
+        help=f"embedded stores, comma-separated; {SERVER}: a Milvus standalone started for the run",
+    )
     p.add_argument("--writes", type=int, default=100, help="application writes before the last two commands")
     p.add_argument("--real", type=int, default=1000, help="documents embedded by the real builds (the rest seeded)")
     p.add_argument("--workdir", help="keep the worlds here (default: a temporary folder, removed)")
     args = p.parse_args(argv)
     rows, failed = [], 0
-    with tempfile.TemporaryDirectory(prefix="reindex-liveness-") as tmp:
+    kinds = args.stores.split(",")
+    with tempfile.TemporaryDirectory(prefix="reindex-liveness-") as tmp, contextlib.ExitStack() as stack:
         root = Path(args.workdir) if args.workdir else Path(tmp)
-        for kind in args.stores.split(","):
+        server = stack.enter_context(MilvusStandalone(root / "milvus-server")) if SERVER in kinds else None
+        for kind in kinds:
             for docs in (int(s) for s in args.sizes.split(",")):
                 log(f"{kind}, {docs:,} points")
-                row = measure(kind, docs, args.writes, args.real, root)
+                row = measure(kind, docs, args.writes, args.real, root, server)
+                if kind == SERVER:
+                    empty_server(server)
                 failed += row["lost_writes"] > 0
                 print(json.dumps(row), flush=True)
                 rows.append(row)
