@@ -3,6 +3,12 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A pytest-xdist worker (make test runs two) finds COLUMNS=80 and LINES=24 in its environment, which the
+# single-process suite never had: rich would then draw the CLI's tables 80 columns wide, where output no
+# terminal reads is drawn uncut (reindexer.cli_context.OutputConsole). Tests that want a width set one.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 pytest_plugins = [
     "tests.plugins.stores",
