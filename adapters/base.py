@@ -416,6 +416,14 @@ class VectorStore(abc.ABC):
     def drop_alias(self, alias: str) -> None:
         """Remove an alias; a missing alias is not an error."""
 
+    def replace_by_alias(self, name: str, collection: str) -> bool:
+        """Drop the collection ``name`` and make ``name`` an alias of ``collection`` in one atomic step, where
+        the store can (migrate's last step): True when done, readers having seen the old collection or the
+        alias, never neither. False, having changed nothing, where the store cannot: the caller then drops
+        and sets the alias in two steps, with a moment between them when the name is missing.
+        """
+        return False
+
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
         """Release connections and embedded-store locks."""

@@ -541,6 +541,28 @@ class TableStore(PgConnection):
 
         self._call(swap, f"set alias {alias!r} -> {collection!r}")
 
+    def replace_by_alias(self, name: str, collection: str) -> bool:
+        """The table ``name`` dropped and a view of that name over ``collection`` made in one transaction (DDL is
+        transactional here): a reader waits on the table's lock, then reads the view. The privileges others held
+        on the table are granted on the view, through which they go on reading and writing."""
+        self._check_droppable(name, lambda: name in self.list_aliases())
+
+        def both() -> None:
+            conn = self._client
+            try:
+                with conn.transaction():
+                    kept_grants = grants(conn, name)
+                    self.drop_collection(name)  # its own transaction and the alias's become savepoints of this one
+                    self.set_alias(name, collection)
+                    for statement in kept_grants:
+                        conn.execute(statement)
+            except BaseException:
+                self._has_catalog = False  # the rolled-back transaction may have made the catalog and taken it away
+                raise
+
+        self._call(both, f"replace {name!r} by an alias of {collection!r}")
+        return True
+
     def drop_alias(self, alias: str) -> None:
         if alias not in self.list_aliases():
             return

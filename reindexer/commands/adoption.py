@@ -409,13 +409,16 @@ def _verify_copy(
 def _replace_by_alias(
     ws: Workspace, lc: LogicalCollection, source: IndexVersion, target: IndexVersion, copied: int
 ) -> float:
-    """Drop the original and point an alias of its name at the copy; how long the name resolved to nothing (ms)."""
+    """Drop the original and point an alias of its name at the copy; how long the name resolved to nothing (ms):
+    none where the store does both in one step (``VectorStore.replace_by_alias``)."""
     ws.store.advance_generated_ids(target.physical_name)  # before applications insert into the copy
     # Recorded before the drop: whatever command comes after a crash in the gap makes the alias.
     ws.state.set_pending(
         pending_key(ws.store_url, lc.name),
         new_intent("migrate", "migrate", target, source, False, {"to": target.physical_name, "copied": copied}),
     )
+    if ws.store.replace_by_alias(lc.name, target.physical_name):  # one transaction on PostgreSQL: no gap
+        return 0.0
     started = time.perf_counter()
     ws.store.drop_collection(lc.name)
     kill_point("migrate-after-drop")

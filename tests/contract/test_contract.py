@@ -324,6 +324,21 @@ def test_aliases(store: VectorStore) -> None:
     assert store.list_collections() == ["docs__v1"]
 
 
+def test_replacing_a_collection_by_an_alias_is_all_or_nothing(store: VectorStore) -> None:
+    """migrate's last step: where the store does it in one step, the name ends an alias of the copy and the
+    original is gone; where it cannot (False), nothing changed and the caller drops and aliases itself."""
+    store.create_collection(spec("kb"))
+    store.upsert("kb", [Point("old", unit(0), {"v": 1})])
+    store.create_collection(spec("kb__v2"))
+    store.upsert("kb__v2", [Point("new", unit(0), {"v": 2})])
+    if store.replace_by_alias("kb", "kb__v2"):
+        assert store.list_aliases() == {"kb": "kb__v2"} and store.list_collections() == ["kb__v2"]
+        assert [h.doc_id for h in store.search("kb", unit(0), k=3)] == ["new"]
+    else:
+        assert store.list_aliases() == {} and store.list_collections() == ["kb", "kb__v2"]
+        assert [h.doc_id for h in store.search("kb", unit(0), k=3)] == ["old"]
+
+
 def test_second_alias_and_listing(store: VectorStore) -> None:
     store.create_collection(spec("a__v1"))
     store.set_alias("a", "a__v1")
