@@ -265,6 +265,34 @@ def test_grants_on_the_view_survive_a_dimension_change(server) -> None:
             conn.execute("DROP ROLE IF EXISTS app_reader")
 
 
+def test_an_applications_table_replaced_by_its_view_keeps_the_grants_others_held(server) -> None:
+    """migrate's last step: the privileges an application's role held on its table are granted on the view."""
+    with server.connect() as conn:
+        _drop_role(conn, "app_writer")
+        conn.execute("CREATE ROLE app_writer")
+        conn.execute("CREATE TABLE kb (id text PRIMARY KEY, embedding vector(4) NOT NULL, payload jsonb NOT NULL)")
+        conn.execute("GRANT SELECT, INSERT ON kb TO app_writer")
+    try:
+        with open_store(server.url()) as s:
+            s.create_collection(CollectionSpec("kb__v2", dim=4, metric="cosine"))
+            assert s.replace_by_alias("kb", "kb__v2")
+            assert s.list_aliases() == {"kb": "kb__v2"} and "kb" not in s.list_collections()
+            with server.connect() as conn:
+                kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'kb'").fetchone()[0]
+                held = [
+                    conn.execute("SELECT has_table_privilege('app_writer', 'kb', %s)", (p,)).fetchone()[0]
+                    for p in ("SELECT", "INSERT", "DELETE")
+                ]
+                assert kind == "v" and held == [True, True, False]
+            s.drop_alias("kb")
+            s.drop_collection("kb__v2")
+    finally:
+        with server.connect() as conn:
+            conn.execute("DROP VIEW IF EXISTS kb")
+            conn.execute("DROP TABLE IF EXISTS kb")
+            _drop_role(conn, "app_writer")
+
+
 # -- bad input ----------------------------------------------------------------------
 def test_a_database_without_the_extension_is_exit_2_naming_create_extension(server, tmp_path: Path) -> None:
     with pytest.raises(UsageError) as err:
