@@ -212,6 +212,8 @@ def measure(kind: str, docs: int, writes: int, real: int, root: Path, server: st
     for i, (name, args, n) in enumerate(steps):
         ids = app_writes(url, folder, n, i) if n else []  # (deletions return none to look for)
         seconds, answer = timed(url, folder, *args)
+        how = answer.get("catch_up", "-") if isinstance(answer, dict) else "-"
+        log(f"{kind}, {docs:,} points: {name} {seconds:.1f} s ({how})")  # a long run's figures as they come
         out[f"{name}_s"] = round(seconds, 2)
         if "catch_up" in answer:
             out[f"{name}_how"] = answer["catch_up"]
