@@ -11,11 +11,13 @@ rows a build records (the catch-up reads payloads, tags and ledgers, never vecto
 10^5 documents twice would take most of an hour on 2 cores). Then, timed:
 
 1. ``status`` (the floor: a process that opens the store and the state and reads the alias);
-2. ``cutover`` to v2 and ``rollback`` to v1 with nothing written since the last sync;
+2. ``cutover`` to v2 and ``rollback`` to v1 with nothing written since the last sync (``--swaps N``: N
+   such pairs, medians reported, each run's seconds in ``swap_runs_s``);
 3. ``cutover --to v2`` and ``rollback`` with ``--writes`` new points written into the live
    version before each, as an application writes them (its own payload, no tool tag);
 4. ``cutover --to v2`` after the application deleted one point: a deletion leaves nothing to
-   find, so the count check sends this one through the full pass (what every catch-up was before).
+   find, so the count check sends this one through the full pass (what every catch-up was before;
+   ``--no-full-pass`` skips it: at 10^6 points it is the longest part of a run).
 
 ``--stores milvus-server`` runs the same against a Milvus standalone started for the run (the
 ``milvus`` package; run the benchmark in a loopback-only network namespace, docs/benchmarks.md),
@@ -33,6 +35,7 @@ import contextlib
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -188,7 +191,17 @@ def missing_writes(url: str, folder: Path, ids: list[str]) -> list[str]:
     return [i for i in ids if i not in found]
 
 
-def measure(kind: str, docs: int, writes: int, real: int, root: Path, server: str | None = None) -> dict[str, Any]:
+def measure(
+    kind: str,
+    docs: int,
+    writes: int,
+    real: int,
+    root: Path,
+    server: str | None = None,
+    swaps: int = 1,
+    full_pass: bool = True,
+) -> dict[str, Any]:
+    """One world's timings; the nothing-changed cut-over and rollback ``swaps`` times (their medians count)."""
     folder = root / f"{kind.replace('+', '_')}-{docs}"
     folder.mkdir(parents=True)
     url = store_url(kind, folder, server)
@@ -200,24 +213,28 @@ def measure(kind: str, docs: int, writes: int, real: int, root: Path, server: st
         "writes": writes,
         "build_s": round(time.perf_counter() - began, 1),
     }
-    steps: list[tuple[str, tuple[str, ...], int]] = [
-        ("status", ("status", COLLECTION), 0),
-        ("cutover", ("cutover", COLLECTION), 0),
-        ("rollback", ("rollback", COLLECTION), 0),
+    steps: list[tuple[str, tuple[str, ...], int]] = [("status", ("status", COLLECTION), 0)]
+    steps += [("cutover", ("cutover", COLLECTION, "--to", "v2"), 0), ("rollback", ("rollback", COLLECTION), 0)] * swaps
+    steps += [
         ("cutover_writes", ("cutover", COLLECTION, "--to", "v2"), writes),
         ("rollback_writes", ("rollback", COLLECTION), writes),
-        ("cutover_deleted", ("cutover", COLLECTION, "--to", "v2"), -1),
     ]
+    if full_pass:
+        steps.append(("cutover_deleted", ("cutover", COLLECTION, "--to", "v2"), -1))
     lost: list[str] = []
+    runs: dict[str, list[float]] = {}
     for i, (name, args, n) in enumerate(steps):
         ids = app_writes(url, folder, n, i) if n else []  # (deletions return none to look for)
         seconds, answer = timed(url, folder, *args)
         how = answer.get("catch_up", "-") if isinstance(answer, dict) else "-"
         log(f"{kind}, {docs:,} points: {name} {seconds:.1f} s ({how})")  # a long run's figures as they come
-        out[f"{name}_s"] = round(seconds, 2)
+        runs.setdefault(name, []).append(round(seconds, 2))
+        out[f"{name}_s"] = round(statistics.median(runs[name]), 2)
         if "catch_up" in answer:
             out[f"{name}_how"] = answer["catch_up"]
         lost += missing_writes(url, folder, ids)
+    if swaps > 1:
+        out["swap_runs_s"] = {name: runs[name] for name in ("cutover", "rollback")}
     out["lost_writes"] = len(lost)
     out["load_avg"] = [round(x, 1) for x in os.getloadavg()]  # 2 shared cores: the timings' context
     return out
@@ -234,7 +251,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['store']} | {r['points']:,} | {r['status_s']:.1f} s | {r['cutover_s']:.1f} s | "
             f"{r['rollback_s']:.1f} s | {r['cutover_writes_s']:.1f} s ({w}) | {r['rollback_writes_s']:.1f} s ({w}) | "
-            f"{r['cutover_deleted_s']:.1f} s |"
+            + (f"{r['cutover_deleted_s']:.1f} s |" if "cutover_deleted_s" in r else "- |")
         )
     return "\n".join(lines)
 
@@ -250,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--writes", type=int, default=100, help="application writes before the last two commands")
     p.add_argument("--real", type=int, default=1000, help="documents embedded by the real builds (the rest seeded)")
     p.add_argument("--workdir", help="keep the worlds here (default: a temporary folder, removed)")
+    p.add_argument("--swaps", type=int, default=1, help="nothing-changed cut-over and rollback pairs (medians count)")
+    p.add_argument(
+        "--no-full-pass", action="store_true", help="skip the deletion that sends a cut-over through the full pass"
+    )
     args = p.parse_args(argv)
     rows, failed = [], 0
     kinds = args.stores.split(",")
@@ -259,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in kinds:
             for docs in (int(s) for s in args.sizes.split(",")):
                 log(f"{kind}, {docs:,} points")
-                row = measure(kind, docs, args.writes, args.real, root, server)
+                row = measure(kind, docs, args.writes, args.real, root, server, args.swaps, not args.no_full_pass)
                 if kind == SERVER:
                     empty_server(server)
                 failed += row["lost_writes"] > 0
