@@ -55,7 +55,7 @@ STORES = ("qdrant+local", "milvus+lite")
 SERVER = "milvus-server"
 SEED_CHUNK = 2000
 #: seeded points between flushes: Milvus Lite's writes slow down as its unflushed memtable grows (seeding
-#: 10^6 points went from about 1,800 to 170 points a second past 500,000 without them)
+#: 10^6 points went from about 2,000 to under 100 points a second per version past 500,000 without them)
 SEED_FLUSH = 100_000
 
 
