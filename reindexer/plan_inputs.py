@@ -288,6 +288,7 @@ def estimate_work(
     index = index_estimate(ws, model.dim, metric, index_params or {}, rows)
     if index is not None:
         est["index"] = index
-        if est.get("seconds") and index.get("seconds") is not None:
+        # a copy has no build time (None); a tiny build's may round to 0.0 and still adds up
+        if est.get("seconds") is not None and index.get("seconds") is not None:
             est["total_seconds"] = round(est["seconds"] + index["seconds"], 1)
     return est
