@@ -43,14 +43,8 @@ def local_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def server(pgvector_server, monkeypatch):
-    pgvector_server.env(monkeypatch)
-    with open_store(pgvector_server.url()) as s:  # empty the shared database before the test
-        for alias in s.list_aliases():
-            s.drop_alias(alias)
-        for name in s.list_collections():
-            s.drop_collection(name)
-    return pgvector_server
+def server(empty_pgvector_server):
+    return empty_pgvector_server
 
 
 # -- the plugin path -------------------------------------------------------------

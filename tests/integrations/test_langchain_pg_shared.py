@@ -29,20 +29,15 @@ pytest.importorskip("pgvector", reason="pip install 'reindexer[pgvector]' for th
 from reindexer import commands, killpoints  # noqa: E402
 from reindexer.adapters.base import CollectionSpec, Point  # noqa: E402
 from reindexer.commands import sync, verify  # noqa: E402
-from reindexer.config import Config  # noqa: E402
 from reindexer.errors import ConflictError, UsageError  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 from tests.integrations.embeddings import TRUNCATED  # noqa: E402
+from tests.integrations.postgres_apps import WRITES, connect, pg_workspace  # noqa: E402
 
 pytestmark = pytest.mark.slow  # two model versions over a real framework store
 
 KB = "langchain_pg_embedding.kb"
 N = 16
-WRITES = [
-    "Zebras cross the Mara river every year in search of fresh grazing.",  # after adopt
-    "A sourdough starter needs flour, water and a warm kitchen.",  # after the shadow is built
-    "Lighthouses once burned whale oil to guide ships past the reef.",  # after the cut-over
-]
 # PGVector's query for one collection (its collection looked up by name, joined), with the query vector taken
 # from the collection itself so that the reader needs no model: every answer must come from one version.
 KB_QUERY = (
@@ -57,24 +52,6 @@ NOTES_HASH = (
     "cmetadata::text) FROM langchain_pg_collection WHERE name = 'notes') FROM langchain_pg_embedding e "
     "JOIN langchain_pg_collection c ON e.collection_id = c.uuid WHERE c.name = 'notes'"
 )
-
-
-def _ws(tmp_path: Path) -> Workspace:
-    return Workspace(
-        Config(
-            base_dir=tmp_path,
-            store_url=f"pgvector+local:{tmp_path / 'pg'}",
-            state_url=f"sqlite:///{tmp_path}/state.db",
-            batch_size=8,
-        )
-    )
-
-
-def _connect(ws: Workspace):
-    import psycopg
-
-    info = ws.store._client.info
-    return psycopg.connect(host=info.host, port=info.port, user=info.user, dbname=info.dbname, autocommit=True)
 
 
 class App:
@@ -102,7 +79,7 @@ class Readers:
     """Two threads: PGVector's query of ``kb`` in SQL (one version per answer), and PGVector searching ``notes``."""
 
     def __init__(self, ws: Workspace, notes):
-        self.conn, self.notes = _connect(ws), notes
+        self.conn, self.notes = connect(ws), notes
         self.stop, self.kb_queries, self.notes_queries, self.failures = threading.Event(), 0, 0, []
         self.threads = [
             threading.Thread(target=self._kb, daemon=True),
@@ -155,7 +132,7 @@ def test_one_collection_of_the_shared_table_through_a_model_change(
     tmp_path, minilm_path, minilm, minilm_256, demo_corpus
 ):
     texts = [d["text"] for d in demo_corpus.documents[: N + 6]]
-    with _ws(tmp_path) as ws, _connect(ws) as sql:
+    with pg_workspace(tmp_path) as ws, connect(ws) as sql:
         app = App(ws)
         app.open("kb", minilm).add_texts(
             texts[:N], metadatas=[{"source": f"s{i % 3}"} for i in range(N)], ids=[f"kb-{i}" for i in range(N)]
@@ -225,7 +202,7 @@ def test_a_typed_shared_column_refuses_a_version_of_another_dimension(tmp_path):
     same dimension is cut over, the application's HNSW index on the shared column kept up to date."""
     from langchain_core.embeddings import DeterministicFakeEmbedding
 
-    with _ws(tmp_path) as ws, _connect(ws) as sql:
+    with pg_workspace(tmp_path) as ws, connect(ws) as sql:
         from langchain_postgres import PGVector
 
         app = App(ws)
@@ -279,7 +256,7 @@ def test_a_cutover_of_a_shared_collection_killed_at_its_move_is_repaired_by_the_
     move's transaction committed, before the state records it: the rows in the shared table are v2's, and the
     next command (status) records v2 live from what the store says; a rollback then moves v1's rows back."""
     texts = [d["text"] for d in demo_corpus.documents[: N + 3]]
-    with _ws(tmp_path) as ws, _connect(ws) as sql:
+    with pg_workspace(tmp_path) as ws, connect(ws) as sql:
         app = App(ws)
         app.open("kb", minilm).add_texts(texts[:N], ids=[f"kb-{i}" for i in range(N)])
         app.open("notes", minilm).add_texts(texts[N:], ids=[f"note-{i}" for i in range(3)])
@@ -290,13 +267,13 @@ def test_a_cutover_of_a_shared_collection_killed_at_its_move_is_repaired_by_the_
         kb_ids = _ids(ws, KB)
 
     _killed(tmp_path, "before-alias-swap", "cutover", KB)
-    with _ws(tmp_path) as ws, _connect(ws) as sql:
+    with pg_workspace(tmp_path) as ws, connect(ws) as sql:
         assert _dims(sql, "kb") == [384] and ws.store.resolve(KB) == f"{KB}__v1"
         [row] = commands.status(ws, KB)
         assert row["live"]["physical"] == f"{KB}__v1" and [s["physical"] for s in row["shadows"]] == [f"{KB}__v2"]
 
     _killed(tmp_path, "after-alias-swap", "cutover", KB)
-    with _ws(tmp_path) as ws, _connect(ws) as sql:
+    with pg_workspace(tmp_path) as ws, connect(ws) as sql:
         assert _dims(sql, "kb") == [256] and ws.store.resolve(KB) == f"{KB}__v2"  # moved; the state lags
         [row] = commands.status(ws, KB)  # the next command records what the store says
         assert row["live"]["physical"] == f"{KB}__v2" and [r["physical"] for r in row["retired"]] == [f"{KB}__v1"]

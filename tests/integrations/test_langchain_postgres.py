@@ -15,12 +15,8 @@ time the view is repointed (a dimension change both ways) and no query of it fai
 
 from __future__ import annotations
 
-import csv
-import json
-import threading
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,45 +27,21 @@ from reindexer import commands  # noqa: E402
 from reindexer.ab import Judgements  # noqa: E402
 from reindexer.adapters.base import MODEL_KEY  # noqa: E402
 from reindexer.commands import sync, verify  # noqa: E402
-from reindexer.config import Config  # noqa: E402
 from reindexer.errors import EXIT_GATE_REFUSED, GateRefusedError  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 from tests.integrations.embeddings import TRUNCATED  # noqa: E402
+from tests.integrations.postgres_apps import (  # noqa: E402
+    GATE,
+    STRICT,
+    WRITES,
+    N,
+    SqlReader,
+    judged_corpus,
+    pg_workspace,
+    write_judgements,
+)
 
 pytestmark = pytest.mark.slow  # two model versions over a real framework store
-
-N = 20
-N_QUERIES = 6
-#: the cut-over's gate: the 256-dimension cut may lose a little nDCG on these few queries, not more
-GATE = "ndcg@10 >= -0.1"
-#: a gate asking for a gain that the truncation cannot show: it refuses the cut-over
-STRICT = "ndcg@10 significantly better at p < 0.05"
-WRITES = [
-    "Zebras cross the Mara river every year in search of fresh grazing.",  # after adopt and migrate
-    "A sourdough starter needs flour, water and a warm kitchen.",  # after the shadow is built
-    "Lighthouses once burned whale oil to guide ships past the reef.",  # after the cut-over
-]
-
-
-def _ws(tmp_path: Path) -> Workspace:
-    return Workspace(
-        Config(
-            base_dir=tmp_path,
-            store_url=f"pgvector+local:{tmp_path / 'pg'}",
-            state_url=f"sqlite:///{tmp_path}/state.db",
-            batch_size=8,
-        )
-    )
-
-
-def _corpus(demo_corpus) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, int]]]:
-    """``N`` documents holding every relevant document of the first ``N_QUERIES`` queries, and those queries."""
-    qids = list(demo_corpus.queries)[:N_QUERIES]
-    qrels = {q: dict(demo_corpus.qrels[q]) for q in qids}
-    by_id = demo_corpus.doc_by_id()
-    wanted = list(dict.fromkeys(d for q in qids for d in qrels[q]))
-    wanted += [d["id"] for d in demo_corpus.documents if d["id"] not in wanted][: N - len(wanted)]
-    return [by_id[d] for d in wanted], {q: demo_corpus.queries[q] for q in qids}, qrels
 
 
 def _row_id(doc_id: str) -> str:
@@ -80,13 +52,7 @@ def _row_id(doc_id: str) -> str:
 def _judgements(queries, qrels, folder: Path) -> tuple[Judgements, Path, Path]:
     """The corpus's qrels in the rows' ids, in memory and as the files ``reindex eval`` reads."""
     judged = {q: {_row_id(d): grade for d, grade in rels.items()} for q, rels in qrels.items()}
-    queries_file, qrels_file = folder / "queries.jsonl", folder / "qrels.tsv"
-    queries_file.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
-    with qrels_file.open("w", newline="") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(["query-id", "corpus-id", "score"])
-        w.writerows([q, doc_id, grade] for q, rels in judged.items() for doc_id, grade in rels.items())
-    return Judgements(queries, judged, "the corpus's qrels"), queries_file, qrels_file
+    return write_judgements(queries, judged, folder)
 
 
 def _app_url(ws: Workspace) -> str:
@@ -131,37 +97,11 @@ class App:
         return str(uuid.UUID(str(doc_id)))
 
 
-class ViewReader(threading.Thread):
-    """SQL through the view, over and over, on its own connection: every failure is kept."""
-
-    def __init__(self, ws: Workspace):
-        super().__init__(daemon=True)
-        import psycopg
-
-        info = ws.store._client.info
-        self.conn = psycopg.connect(host=info.host, port=info.port, user=info.user, dbname=info.dbname, autocommit=True)
-        self.stop, self.queries, self.failures = threading.Event(), 0, []
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                rows = self.conn.execute(
-                    "SELECT langchain_id, content, vector_dims(embedding) FROM kb "
-                    "ORDER BY embedding <=> (SELECT embedding FROM kb ORDER BY langchain_id LIMIT 1) LIMIT 3"
-                ).fetchall()
-                assert len(rows) == 3 and len({r[2] for r in rows}) == 1  # one version's rows
-                self.queries += 1
-            except Exception as exc:  # noqa: BLE001 - what the test counts
-                self.failures.append(repr(exc))
-
-    def __enter__(self) -> ViewReader:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.join(30)
-        self.conn.close()
+#: SQL through the name, as the application reads it; the query vector is a row's own, so no model is needed
+VIEW_QUERY = (
+    "SELECT langchain_id, content, vector_dims(embedding) FROM kb "
+    "ORDER BY embedding <=> (SELECT embedding FROM kb ORDER BY langchain_id LIMIT 1) LIMIT 3"
+)
 
 
 def _finds(store, texts, added) -> None:
@@ -184,11 +124,11 @@ def _payloads(ws, physical) -> dict[str, dict]:
 def test_a_langchain_postgres_application_through_a_model_change(
     tmp_path, minilm_path, minilm, minilm_256, demo_corpus
 ):
-    docs, judged_queries, qrels = _corpus(demo_corpus)
+    docs, judged_queries, qrels = judged_corpus(demo_corpus)
     texts = [d["text"] for d in docs]
     metadatas = [{"source": f"s{i % 3}"} for i in range(N)]
     queries = list(judged_queries.values())[:4]
-    with _ws(tmp_path) as ws:
+    with pg_workspace(tmp_path) as ws:
         app = App(_app_url(ws))
         app.build(minilm, texts, metadatas, [_row_id(d["id"]) for d in docs])
         running = app.open(minilm)  # started before the tool came, never restarted
@@ -202,7 +142,7 @@ def test_a_langchain_postgres_application_through_a_model_change(
         assert [App.search(app.open(minilm), q, 4) for q in queries] == before
 
         # The table becomes a view of its name in one transaction: a reader through the name never misses it.
-        with ViewReader(ws) as migrating:
+        with SqlReader(ws, VIEW_QUERY) as migrating:
             migrated = commands.migrate(ws, "kb")
         assert migrated["migrated"] and migrated["name_missing_ms"] == 0 and ws.store.resolve("kb") == "kb__v2"
         assert migrating.failures == [] and migrating.queries > 0
@@ -232,7 +172,7 @@ def test_a_langchain_postgres_application_through_a_model_change(
         assert refused.value.exit_code == EXIT_GATE_REFUSED and "refused promoting v3" in refused.value.message
         assert ws.store.resolve("kb") == "kb__v2" and ws.store.count("kb__v3") == N + 1
 
-        with ViewReader(ws) as reader:
+        with SqlReader(ws, VIEW_QUERY) as reader:
             moved = commands.apply(ws, plan, judgements=judgements, gate=GATE)  # the gated cut-over
             assert moved.gate["passed"] and moved.cut_over and moved.live == "kb__v3"
             assert moved.stats["caught_up"] == 1

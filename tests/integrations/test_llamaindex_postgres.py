@@ -25,10 +25,8 @@ repointed (a dimension change both ways) and no query of it fails.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -45,48 +43,25 @@ from reindexer import commands  # noqa: E402
 from reindexer.ab import Judgements  # noqa: E402
 from reindexer.adapters.base import MODEL_KEY  # noqa: E402
 from reindexer.commands import sync, verify  # noqa: E402
-from reindexer.config import Config  # noqa: E402
 from reindexer.errors import EXIT_GATE_REFUSED, EXIT_USAGE, GateRefusedError, UsageError  # noqa: E402
 from reindexer.workspace import Workspace  # noqa: E402
 from tests.integrations.embeddings import TRUNCATED  # noqa: E402
+from tests.integrations.postgres_apps import (  # noqa: E402
+    GATE,
+    STRICT,
+    WRITES,
+    N,
+    SqlReader,
+    judged_corpus,
+    pg_workspace,
+    write_judgements,
+)
 
 pytestmark = pytest.mark.slow  # two model versions over a real framework store
 
 TABLE = "data_kb"  # PGVectorStore's table for table_name="kb"
-N = 20
-N_QUERIES = 6
 #: LlamaIndex's documented HNSW settings; ef_search is set on each of its searches
 HNSW = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 40, "hnsw_dist_method": "vector_cosine_ops"}
-#: the cut-over's gate: the 256-dimension cut may lose a little nDCG on these few queries, not more
-GATE = "ndcg@10 >= -0.1"
-#: a gate asking for a gain that the truncation cannot show: it refuses the cut-over
-STRICT = "ndcg@10 significantly better at p < 0.05"
-WRITES = [
-    "Zebras cross the Mara river every year in search of fresh grazing.",  # after adopt and migrate
-    "A sourdough starter needs flour, water and a warm kitchen.",  # after the shadow is built
-    "Lighthouses once burned whale oil to guide ships past the reef.",  # after the cut-over
-]
-
-
-def _ws(folder: Path) -> Workspace:
-    return Workspace(
-        Config(
-            base_dir=folder,
-            store_url=f"pgvector+local:{folder / 'pg'}",
-            state_url=f"sqlite:///{folder}/state.db",
-            batch_size=8,
-        )
-    )
-
-
-def _corpus(demo_corpus) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, int]]]:
-    """``N`` documents holding every relevant document of the first ``N_QUERIES`` queries, and those queries."""
-    qids = list(demo_corpus.queries)[:N_QUERIES]
-    qrels = {q: dict(demo_corpus.qrels[q]) for q in qids}
-    by_id = demo_corpus.doc_by_id()
-    wanted = list(dict.fromkeys(d for q in qids for d in qrels[q]))
-    wanted += [d["id"] for d in demo_corpus.documents if d["id"] not in wanted][: N - len(wanted)]
-    return [by_id[d] for d in wanted], {q: demo_corpus.queries[q] for q in qids}, qrels
 
 
 class App:
@@ -156,39 +131,6 @@ class App:
         return node_id
 
 
-class ViewReader(threading.Thread):
-    """SQL through the view, over and over, on its own connection: every failure is kept."""
-
-    def __init__(self, ws: Workspace):
-        super().__init__(daemon=True)
-        import psycopg
-
-        info = ws.store._client.info
-        self.conn = psycopg.connect(host=info.host, port=info.port, user=info.user, dbname=info.dbname, autocommit=True)
-        self.stop, self.queries, self.failures = threading.Event(), 0, []
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                rows = self.conn.execute(
-                    f"SELECT id, node_id, vector_dims(embedding) FROM {TABLE} "
-                    f"ORDER BY embedding <=> (SELECT embedding FROM {TABLE} ORDER BY id LIMIT 1) LIMIT 3"
-                ).fetchall()
-                assert len(rows) == 3 and len({r[2] for r in rows}) == 1  # one version's rows
-                self.queries += 1
-            except Exception as exc:  # noqa: BLE001 - what the test counts
-                self.failures.append(repr(exc))
-
-    def __enter__(self) -> ViewReader:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.join(30)
-        self.conn.close()
-
-
 def _finds(handle, texts, added) -> None:
     for text, node_id in zip(texts, added, strict=True):
         assert App.search(handle, text, 1)[0][0] == node_id, text
@@ -211,13 +153,14 @@ def _judgements(ws, queries, qrels, folder: Path) -> tuple[Judgements, Path, Pat
     """The corpus's qrels in the tool's document ids (the ``id`` of each node's row), as files and in memory."""
     id_of_node = {p["node_id"]: doc_id for doc_id, p in _payloads(ws, TABLE).items()}
     judged = {q: {id_of_node[node]: grade for node, grade in rels.items()} for q, rels in qrels.items()}
-    queries_file, qrels_file = folder / "queries.jsonl", folder / "qrels.tsv"
-    queries_file.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
-    with qrels_file.open("w", newline="") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(["query-id", "corpus-id", "score"])
-        w.writerows([q, doc_id, grade] for q, rels in judged.items() for doc_id, grade in rels.items())
-    return Judgements(queries, judged, "the corpus's qrels"), queries_file, qrels_file
+    return write_judgements(queries, judged, folder)
+
+
+#: SQL through the name, as the application reads it; the query vector is a row's own, so no model is needed
+VIEW_QUERY = (
+    f"SELECT id, node_id, vector_dims(embedding) FROM {TABLE} "
+    f"ORDER BY embedding <=> (SELECT embedding FROM {TABLE} ORDER BY id LIMIT 1) LIMIT 3"
+)
 
 
 def _sequence_owner(ws) -> str | None:
@@ -244,9 +187,9 @@ def test_a_llamaindex_application_through_a_model_change(
     tmp_path, caplog, minilm_path, minilm, minilm_256, demo_corpus
 ):
     caplog.set_level(logging.WARNING, logger="llama_index.vector_stores.postgres")
-    docs, queries, qrels = _corpus(demo_corpus)
+    docs, queries, qrels = judged_corpus(demo_corpus)
     asked = list(queries.values())[:4]
-    with _ws(tmp_path) as ws:
+    with pg_workspace(tmp_path) as ws:
         app = App(ws)
         app.open(minilm, setup=True)[0].add(App.nodes(minilm, docs))  # the table and its HNSW index
         running = app.open(minilm)  # started before the tool came, never restarted
@@ -272,7 +215,7 @@ def test_a_llamaindex_application_through_a_model_change(
         # The copy draws its ids from the application's sequence, released from data_kb, so that dropping
         # data_kb (migrate's last step) leaves it to the versions.
         # The table becomes a view of its name in one transaction: a reader through the name never misses it.
-        with ViewReader(ws) as migrating:
+        with SqlReader(ws, VIEW_QUERY) as migrating:
             migrated = commands.migrate(ws, TABLE)
         assert migrated["migrated"] and migrated["name_missing_ms"] == 0 and ws.store.resolve(TABLE) == "data_kb__v2"
         assert migrating.failures == [] and migrating.queries > 0
@@ -303,7 +246,7 @@ def test_a_llamaindex_application_through_a_model_change(
         assert refused.value.exit_code == EXIT_GATE_REFUSED and "refused promoting v3" in refused.value.message
         assert ws.store.resolve(TABLE) == "data_kb__v2" and ws.store.count("data_kb__v3") == N + 1
 
-        with ViewReader(ws) as reader:
+        with SqlReader(ws, VIEW_QUERY) as reader:
             moved = commands.apply(ws, plan, judgements=judgements, gate=GATE)  # the gated cut-over
             assert moved.gate["passed"] and moved.cut_over and moved.live == "data_kb__v3"
             assert moved.stats["caught_up"] == 1 and verify(ws, TABLE).ok
@@ -334,7 +277,7 @@ def test_a_llamaindex_application_through_a_model_change(
 
 @pytest.fixture(scope="module")
 def small_ws(tmp_path_factory):
-    with _ws(tmp_path_factory.mktemp("llamaindex-pg")) as ws:
+    with pg_workspace(tmp_path_factory.mktemp("llamaindex-pg")) as ws:
         yield ws
 
 

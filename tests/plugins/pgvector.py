@@ -107,5 +107,19 @@ def pgvector_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pgvect
         _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
 
 
+@pytest.fixture
+def empty_pgvector_server(pgvector_server: PgvectorServer, monkeypatch: pytest.MonkeyPatch) -> PgvectorServer:
+    """The session's server with its credentials in the environment and its database emptied of collections."""
+    from reindexer.adapters import open_store
+
+    pgvector_server.env(monkeypatch)
+    with open_store(pgvector_server.url()) as s:
+        for alias in s.list_aliases():
+            s.drop_alias(alias)
+        for name in s.list_collections():
+            s.drop_collection(name)
+    return pgvector_server
+
+
 def pgvector_local_url(tmp_path: Path) -> str:
     return f"pgvector+local:{tmp_path / 'pg'}"
