@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,6 +96,23 @@ def settle_after_unclean_exit(client: Any, names: list[str], timeout: float) -> 
             log.debug("settling Milvus Lite collection %s failed", name, exc_info=True)
         else:
             log.info("Milvus Lite: %s was left mid-write by an earlier process; flushed its log", name)
+
+
+def clear_half_created_collection(path: str, name: str) -> bool:
+    """Remove what a process killed inside Milvus Lite's ``create_collection`` left of ``name``.
+
+    Milvus Lite makes ``collections/NAME/`` first and writes its ``schema.json`` after; the
+    collection exists only once the schema is there. A kill between the two leaves a folder
+    that Milvus Lite does not count as a collection yet refuses to create again ("File
+    exists"), so the resumed apply could never make its shadow. Called by the process that
+    holds the store's lock (its in-process server is open), just before it creates ``name``.
+    """
+    folder = Path(path) / "collections" / name
+    if not folder.is_dir() or (folder / "schema.json").exists():
+        return False
+    shutil.rmtree(folder)
+    log.warning("Milvus Lite: removed %s, left half-created by a process killed while creating it", folder)
+    return True
 
 
 def release(path: str) -> None:

@@ -37,6 +37,7 @@ from reindexer.adapters.milvus.lexical import (
     add_lexical,
     query_text,
 )
+from reindexer.adapters.milvus.lite import clear_half_created_collection
 from reindexer.adapters.milvus.rows import CHUNK, lit
 from reindexer.errors import (
     BackendError,
@@ -99,6 +100,8 @@ class MilvusStore(MilvusAutoIds):
         if "shards" in spec.index_params:
             extra["num_shards"] = spec.index_params["shards"]
         self._forget()
+        if self._lite:
+            clear_half_created_collection(self._uri, spec.name)
         self._call(
             lambda: self._client.create_collection(
                 spec.name,

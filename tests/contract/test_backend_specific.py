@@ -138,6 +138,29 @@ def test_milvus_lite_finishes_a_collection_its_maker_left_without_an_index(tmp_p
             s.count("theirs")
 
 
+def test_milvus_lite_creates_a_collection_whose_folder_a_killed_maker_left(tmp_path: Path) -> None:
+    """Lite makes collections/NAME/ before it writes schema.json there: a process killed in between
+    left a folder Lite refused to create again ("File exists"). Creating that collection now works;
+    a folder that holds a collection (its schema written) is never touched."""
+    db = tmp_path / "m.db"
+    with open_store(f"milvus+lite:{db}") as s:
+        s.create_collection(CollectionSpec("kept", dim=4))
+        s.upsert("kept", [Point(f"k{i}", unit(i), {"i": i}) for i in range(3)])
+        s.finish_writes("kept")
+    half = db / "collections" / "shadow"
+    half.mkdir()
+    (half / "schema.json.tmp").write_text('{"collection_name": "sha')
+    with open_store(f"milvus+lite:{db}") as s:
+        assert "shadow" not in s.list_collections()
+        s.create_collection(CollectionSpec("shadow", dim=4))
+        s.upsert("shadow", [Point("d1", unit(1), {"i": 1})])
+        s.finish_writes("shadow")
+        assert [h.doc_id for h in s.search("shadow", unit(1), 1)] == ["d1"]
+        with pytest.raises(Exception, match="already exists"):
+            s.create_collection(CollectionSpec("kept", dim=4))
+        assert s.count("kept") == 3
+
+
 # -- unreachable servers -------------------------------------------------------
 @pytest.mark.parametrize("url", ["qdrant://127.0.0.1:9", "milvus://127.0.0.1:9"])
 def test_unreachable_server_fails_fast(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
