@@ -159,6 +159,53 @@ def test_a_state_newer_than_the_code_is_refused_with_exit_4_naming_it(state_url,
         assert digest(path) == before and not list(path.parent.glob("*.bak"))
 
 
+LEDGER_TIME_INDEX = "ix_reindex_ledger_index_version_id_updated_at"
+
+
+def test_a_state_at_revision_0001_gets_the_ledger_time_index_on_open(tmp_path):
+    """Revision 0002 adds one index; a SQLite state stamped 0001 without it is upgraded on open, after a backup."""
+    path = tmp_path / "state.db"
+    url = f"sqlite:///{path}"
+    StateStore(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP INDEX {LEDGER_TIME_INDEX}"))
+    engine.dispose()
+    _set_revision(url, "0001")
+
+    with _closing(StateStore(url)) as state:
+        assert state.schema_revision == head_revision() == "0002"
+    indexes = {r[0] for r in sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'reindex_ledger'")}
+    assert LEDGER_TIME_INDEX in indexes
+    backup = tmp_path / "state.db.pre-0001.bak"
+    assert backup.is_file()
+    assert LEDGER_TIME_INDEX not in {r[0] for r in sqlite3.connect(backup).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_the_catch_up_finds_new_ledger_rows_through_the_time_index_not_a_walk(tmp_path):
+    """What the catch-up asks the ledger before every swap must not read every row of the live version."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    seen: list[tuple[str, object]] = []
+    with _closing(StateStore(url)) as state:
+        def capture(conn, cursor, statement, parameters, context, executemany):
+            if "reindex_ledger" in statement and "updated_at >" in statement:
+                seen.append((statement, parameters))
+
+        sa.event.listen(state.engine, "before_cursor_execute", capture)
+        from datetime import datetime, timezone
+
+        assert list(state.ledger_changes_since(1, 2, datetime(2026, 12, 7, tzinfo=timezone.utc))) == []
+        sa.event.remove(state.engine, "before_cursor_execute", capture)
+        assert seen, "ledger_changes_since asked nothing"
+        statement, parameters = seen[0]
+        with state.engine.connect() as conn:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+    steps = [row[-1] for row in plan]
+    assert any(LEDGER_TIME_INDEX in step and "updated_at>?" in step for step in steps), steps
+
+
 def _previous_release_state(path: Path, made_by_today: Path) -> None:
     """A state file in the previous release's schema, holding the rows today's code wrote."""
     db = sqlite3.connect(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional, Protocol, overload
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from reindexer.model_identity import short_fingerprint, version_label
@@ -146,6 +146,9 @@ class LedgerEntry(SQLModel, table=True):
     """doc_id -> content hash embedded into one index version, by one model version."""
 
     __tablename__ = "reindex_ledger"
+    # The catch-up reads a version's rows newer than its mark (ledger_changes_since): without this
+    # index, a walk over every row of the version (revision 0002).
+    __table_args__ = (Index("ix_reindex_ledger_index_version_id_updated_at", "index_version_id", "updated_at"),)
     index_version_id: int = Field(foreign_key="reindex_index_version.id", primary_key=True)
     doc_id: str = Field(primary_key=True)
     content_hash: str
