@@ -14,6 +14,7 @@ version to go forward to.
 
 from __future__ import annotations
 
+import shutil
 from contextlib import contextmanager
 
 import pytest
@@ -205,6 +206,33 @@ def test_a_gc_killed_after_the_drop_is_recorded_by_the_next_command(world, ws):
     assert commands.gc(ws, "docs", keep=0)["dropped"] == []
     with pytest.raises(NotFoundError, match="dropped"):
         commands.rollback(ws, "docs")
+
+
+def test_a_gc_killed_inside_the_stores_own_drop_is_finished_by_the_next_gc(world):
+    """Both embedded stores delete a collection's files with ``shutil.rmtree`` before they forget it
+    (Milvus Lite's ``schema.json``, Qdrant local's ``meta.json`` entry), so a kill inside the walk
+    leaves a collection the store still lists with part of its files gone. It must not stop the
+    commands that read, and the next gc drops it and records it."""
+    with world.workspace() as ws:
+        commands.cutover(ws, "docs")
+        v1 = _version(ws, 1)
+    if world.kind == "milvus-lite":
+        folder = world.ws_dir / "milvus.db" / "collections" / "docs__v1"
+        removed = folder / "partitions"  # data and index files; schema.json and the manifest stay
+        shutil.rmtree(removed)
+    else:
+        folder = world.ws_dir / "qdrant" / "collection" / "docs__v1"
+        removed = next(folder.iterdir())  # storage.sqlite; meta.json still lists the collection
+        removed.unlink()
+    with world.workspace() as ws:
+        assert ws.store.collection_exists("docs__v1") and ws.store.resolve("docs") == "docs__v2"
+        [row] = commands.status(ws, "docs")
+        assert row["live"]["physical"] == "docs__v2" and statuses(ws) == {1: "retired", 2: "live"}, row
+
+        assert commands.gc(ws, "docs", keep=0)["dropped"] == ["docs__v1"]
+        assert not ws.store.collection_exists("docs__v1") and not folder.exists()
+        assert statuses(ws) == {1: "dropped", 2: "live"} and ws.state.ledger_count(v1.id) == 0
+        assert verify(ws, "docs").ok
 
 
 @pytest.mark.parametrize("next_command", ["migrate", "gc"])
