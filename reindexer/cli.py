@@ -40,10 +40,10 @@ from reindexer.errors import EXIT_USAGE, ReindexError, UsageError
 from reindexer.rerank import check_cross_encoder
 
 # gRPC's fork handlers (on in grpcio's builds) restart its poller thread in a child made by fork(),
-# which subprocess uses where it cannot vfork (pgserver starts pg_ctl as another user, Ray sets up
-# its children), and from grpcio 1.80 that child can die of SIGSEGV before its exec when a Milvus
-# channel is open (grpc/grpc#43055; a clean-clone test run lost pg_ctl so). Nothing this tool forks
-# uses gRPC in the child, so the CLI turns the handlers off unless the environment says otherwise.
+# which subprocess uses where it cannot vfork (pgserver starts pg_ctl as another user), and from
+# grpcio 1.80 that child can die of SIGSEGV before its exec when a Milvus channel is open
+# (grpc/grpc#43055; a clean-clone test run lost pg_ctl so). Nothing this tool forks uses gRPC in
+# the child, so the CLI turns the handlers off unless the environment says otherwise.
 # gRPC reads the variable when it is first imported; none of the imports above imports it
 # (tests/test_grpc_fork.py holds that).
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
