@@ -3,7 +3,9 @@
 With them on, a child that subprocess makes by fork() (not vfork: pgserver starts pg_ctl as another
 user) while a Milvus channel is open runs gRPC's post-fork handler, which restarts a poller thread
 that can die of SIGSEGV before the child's exec (grpc/grpc#43055): a clean-clone test run lost
-pg_ctl so. gRPC logs each fork it handles ("... fork() handlers"), which is what these tests read.
+pg_ctl so. With its fork support on, gRPC looks at every fork and logs "skipping fork() handlers"
+whenever other threads are in gRPC, as Milvus Lite's in-process server's nearly always are (99 forks
+of 100 here); with it off, it never does. That line is what these tests count.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ client.close()
 """
 
 
-def _forks_handled_by_grpc(tmp_path: Path, how: str, env: dict[str, str]) -> int:
+def _forks_seen_by_grpc(tmp_path: Path, how: str, env: dict[str, str]) -> int:
     run = subprocess.run(
         [sys.executable, "-c", CHILD, how, str(tmp_path / f"{how}.db")],
         env=env,
@@ -52,14 +54,14 @@ def env_without_the_setting() -> dict[str, str]:
 
 
 def test_the_cli_turns_grpcs_fork_handlers_off_before_grpc_is_imported(tmp_path, env_without_the_setting):
-    assert _forks_handled_by_grpc(tmp_path, "cli", env_without_the_setting) == 0
+    assert _forks_seen_by_grpc(tmp_path, "cli", env_without_the_setting) == 0
 
 
-def test_without_the_cli_grpc_handles_every_fork(tmp_path, env_without_the_setting):
+def test_without_the_cli_grpcs_fork_support_sees_every_fork(tmp_path, env_without_the_setting):
     """The control: the same process without the CLI's import, so the test above can fail."""
-    assert _forks_handled_by_grpc(tmp_path, "plain", env_without_the_setting) >= FORKS - 1
+    assert _forks_seen_by_grpc(tmp_path, "plain", env_without_the_setting) >= 1
 
 
 def test_an_operator_who_sets_the_variable_keeps_it(tmp_path, env_without_the_setting):
     env = {**env_without_the_setting, "GRPC_ENABLE_FORK_SUPPORT": "true"}
-    assert _forks_handled_by_grpc(tmp_path, "cli", env) >= FORKS - 1
+    assert _forks_seen_by_grpc(tmp_path, "cli", env) >= 1
