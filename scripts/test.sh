@@ -14,8 +14,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-# gRPC's fork handlers off: they can kill a child forked from a process with a Milvus channel (reindexer/cli.py).
-export GRPC_ENABLE_FORK_SUPPORT=${GRPC_ENABLE_FORK_SUPPORT:-false}
 ISOLATED=tests/test_backend_faults.py
 
 # The namespace, probed once: as root, or as a user mapped to root in its own user namespace.

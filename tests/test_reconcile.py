@@ -218,12 +218,10 @@ def test_a_gc_killed_inside_the_stores_own_drop_is_finished_by_the_next_gc(world
         v1 = _version(ws, 1)
     if world.kind == "milvus-lite":
         folder = world.ws_dir / "milvus.db" / "collections" / "docs__v1"
-        removed = folder / "partitions"  # data and index files; schema.json and the manifest stay
-        shutil.rmtree(removed)
+        shutil.rmtree(folder / "partitions")  # data and index files; schema.json and the manifest stay
     else:
         folder = world.ws_dir / "qdrant" / "collection" / "docs__v1"
-        removed = next(folder.iterdir())  # storage.sqlite; meta.json still lists the collection
-        removed.unlink()
+        (folder / "storage.sqlite").unlink()  # its points; meta.json still lists the collection
     with world.workspace() as ws:
         assert ws.store.collection_exists("docs__v1") and ws.store.resolve("docs") == "docs__v2"
         [row] = commands.status(ws, "docs")
