@@ -7,7 +7,8 @@ server that stays away ends the run with exit 5, the retry count and the state U
 password, and `apply --resume` finishes it once the server is back.
 
 A lease holder cut off from the database: first its connections are killed from another session
-(pg_terminate_backend: it reconnects, keeps its lease, and a second apply meanwhile is refused).
+while it is stopped mid-build (SIGSTOP, then pg_terminate_backend: a second apply meanwhile is
+refused; let go, it reconnects, keeps its lease and finishes).
 Then a real partition, through a TCP proxy on loopback that the holder's state connection goes
 through and the test cuts (every open connection closed, every new one refused, as a firewall
 that rejects would; a firewall that drops packets is the keepalive and tcp_user_timeout settings'
